@@ -1,0 +1,1 @@
+"""Build system for the ComfyUI image family."""
