@@ -1,0 +1,217 @@
+#!/usr/bin/env bash
+# Install a Docker engine + buildx (>= 0.17) + compose on a fresh Debian 12/13 machine.
+#
+#   sudo tools/engine/install.sh            # idempotent; prints versions at the end
+#
+# Debian 12's own docker.io (20.10) has no buildx, so the engine packages are
+# downloaded from newer suites (docker.io + docker-compose from trixie,
+# docker-buildx from sid) through a SEPARATE apt sources file and state dir:
+# the machine's own apt configuration is never changed. The sources file
+# points at the same mirror URI the machine's apt sources already use (read at
+# run time; no registry host name is written into this repository).
+# apt then installs the downloaded .deb files and resolves their dependencies
+# (containerd, runc, tini, iptables, ...) from the machine's own suites.
+#
+# It also installs debootstrap (for tools/engine/base-image.sh) and Debian's
+# docker-registry package (for push tests; its service is stopped, disabled
+# and masked, tests start it themselves on 127.0.0.1).
+#
+# Environment:
+#   ENGINE_CACHE_DIR   where the .deb files and apt lists go (default /var/cache/comfyimg-engine)
+#   MIRROR_URI         override the mirror URI instead of parsing apt's sources
+#   MIN_BUILDX         minimum buildx version (default 0.17.0)
+set -euo pipefail
+
+CACHE_DIR=${ENGINE_CACHE_DIR:-/var/cache/comfyimg-engine}
+MIN_BUILDX=${MIN_BUILDX:-0.17.0}
+ENGINE_SUITE=trixie   # docker.io 26.1.x, docker-compose 2.26.x
+BUILDX_SUITE=sid      # docker-buildx 0.29.x
+
+log() { printf '[engine/install] %s\n' "$*" >&2; }
+die() { printf '[engine/install] ERROR: %s\n' "$*" >&2; exit 1; }
+
+[ "$(id -u)" = 0 ] || die "must run as root"
+command -v apt-get >/dev/null || die "apt-get not found: this script is for Debian"
+
+export DEBIAN_FRONTEND=noninteractive
+
+# ---------------------------------------------------------------------------
+# Mirror URI: the first Debian archive URI in the machine's apt sources
+# (deb822 *.sources or one-line *.list / sources.list). Security and other
+# non-archive repositories are skipped.
+# ---------------------------------------------------------------------------
+mirror_uri() {
+    if [ -n "${MIRROR_URI:-}" ]; then printf '%s\n' "${MIRROR_URI%/}"; return; fi
+    local f uri
+    local -a files=()
+    [ -f /etc/apt/sources.list ] && files+=(/etc/apt/sources.list)
+    for f in /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources; do
+        [ -f "$f" ] && files+=("$f")
+    done
+    for f in "${files[@]}"; do
+        case "$f" in
+            *.sources)
+                # deb822: "URIs: a b" lines (only in stanzas whose Types include deb)
+                uri=$(awk '
+                    BEGIN { IGNORECASE = 1 }
+                    /^[[:space:]]*$/ { if (deb && u != "") { print u; exit } deb = 0; u = ""; next }
+                    /^[[:space:]]*#/ { next }
+                    tolower($1) == "types:" { for (i = 2; i <= NF; i++) if ($i == "deb") deb = 1 }
+                    tolower($1) == "uris:" { for (i = 2; i <= NF; i++) if ($i ~ /\/debian\/?$/) { u = $i; break } }
+                    END { if (deb && u != "") print u }
+                ' "$f" | head -n1)
+                ;;
+            *)
+                # one-line: deb [opts] URI suite components...
+                uri=$(awk '
+                    $1 == "deb" {
+                        i = 2
+                        if ($i ~ /^\[/) { while ($i !~ /\]$/ && i < NF) i++; i++ }
+                        if ($i ~ /\/debian\/?$/) { print $i; exit }
+                    }
+                ' "$f" | head -n1)
+                ;;
+        esac
+        if [ -n "$uri" ]; then printf '%s\n' "${uri%/}"; return; fi
+    done
+    return 1
+}
+
+version_ge() { # version_ge A B  -> true if A >= B
+    [ "$(printf '%s\n%s\n' "$2" "$1" | sort -V | head -n1)" = "$2" ]
+}
+
+buildx_version() {
+    docker buildx version 2>/dev/null | awk '{ v = $2; sub(/^v/, "", v); sub(/[+-].*/, "", v); print v; exit }'
+}
+
+engine_ok() {
+    command -v dockerd >/dev/null 2>&1 || return 1
+    dpkg-query -W -f='${Status}' docker.io 2>/dev/null | grep -q 'install ok installed' || return 1
+    local v
+    v=$(buildx_version)
+    [ -n "$v" ] && version_ge "$v" "$MIN_BUILDX"
+}
+
+extras_ok() {
+    command -v debootstrap >/dev/null 2>&1 || return 1
+    dpkg-query -W -f='${Status}' docker-registry 2>/dev/null | grep -q 'install ok installed'
+}
+
+# Keep services from starting during installation: the engine is started by
+# tools/engine/start.sh (with --bridge=none) and the registry by the tests.
+POLICY=/usr/sbin/policy-rc.d
+policy_added=0
+block_services() {
+    if [ ! -e "$POLICY" ]; then
+        printf '#!/bin/sh\nexit 101\n' >"$POLICY"
+        chmod 0755 "$POLICY"
+        policy_added=1
+    fi
+}
+unblock_services() { if [ "$policy_added" = 1 ]; then rm -f "$POLICY"; fi; }
+trap unblock_services EXIT
+
+have_systemd() { [ -d /run/systemd/system ]; }
+
+if engine_ok && extras_ok; then
+    log "engine, buildx >= $MIN_BUILDX, docker-registry and debootstrap already installed; nothing to do"
+else
+    block_services
+
+    if ! engine_ok; then
+        MIRROR=$(mirror_uri) || die "could not find a Debian mirror URI in /etc/apt/sources.list(.d); set MIRROR_URI"
+        log "mirror: $MIRROR"
+        mkdir -p "$CACHE_DIR/debs" "$CACHE_DIR/lists/partial"
+        SRC="$CACHE_DIR/engine.sources"
+        cat >"$SRC" <<EOF
+Types: deb
+URIs: $MIRROR
+Suites: $ENGINE_SUITE $BUILDX_SUITE
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+EOF
+        # deb822 needs a *.sources name for SourceList to parse it as deb822.
+        APT_OPTS=(
+            -oDir::Etc::SourceList="$SRC"
+            -oDir::Etc::SourceParts=/dev/null
+            -oDir::State::Lists="$CACHE_DIR/lists"
+            -oDir::Cache::pkgcache=""
+            -oDir::Cache::srcpkgcache=""
+            -oAPT::Get::List-Cleanup=0
+            -oAcquire::Languages=none
+        )
+        log "apt-get update (private lists for $ENGINE_SUITE + $BUILDX_SUITE)"
+        apt-get -q "${APT_OPTS[@]}" update >/dev/null
+
+        (
+            cd "$CACHE_DIR/debs"
+            rm -f docker.io_*.deb docker-buildx_*.deb docker-compose_*.deb
+            log "apt-get download docker.io/$ENGINE_SUITE docker-compose/$ENGINE_SUITE docker-buildx/$BUILDX_SUITE"
+            apt-get -q "${APT_OPTS[@]}" download \
+                "docker.io/$ENGINE_SUITE" "docker-compose/$ENGINE_SUITE" "docker-buildx/$BUILDX_SUITE"
+        )
+        ls "$CACHE_DIR"/debs/docker.io_*.deb "$CACHE_DIR"/debs/docker-buildx_*.deb \
+            "$CACHE_DIR"/debs/docker-compose_*.deb >/dev/null
+
+        # The machine's own package lists are needed to resolve the dependencies.
+        if [ -z "$(ls -A /var/lib/apt/lists 2>/dev/null | grep -v -e '^lock$' -e '^partial$' || true)" ] \
+           || [ -n "${APT_UPDATE:-}" ]; then
+            log "apt-get update (machine's own sources)"
+            apt-get -q update >/dev/null
+        fi
+        log "installing engine packages"
+        (
+            cd "$CACHE_DIR/debs"
+            apt-get install -y -q --no-install-recommends \
+                ./docker.io_*.deb ./docker-buildx_*.deb ./docker-compose_*.deb
+        ) || {
+            log "install failed; refreshing the machine's package lists and retrying once"
+            apt-get -q update >/dev/null
+            (cd "$CACHE_DIR/debs" && apt-get install -y -q --no-install-recommends \
+                ./docker.io_*.deb ./docker-buildx_*.deb ./docker-compose_*.deb)
+        }
+    fi
+
+    if ! extras_ok; then
+        log "installing debootstrap and docker-registry"
+        apt-get install -y -q --no-install-recommends debootstrap docker-registry || {
+            apt-get -q update >/dev/null
+            apt-get install -y -q --no-install-recommends debootstrap docker-registry
+        }
+    fi
+fi
+
+# The packaged services must not run on their own: dockerd would create the
+# docker0 bridge (forbidden here) and docker-registry would hold port 5000.
+if command -v systemctl >/dev/null 2>&1; then
+    for unit in docker.service docker.socket docker-registry.service; do
+        if have_systemd; then systemctl disable --now "$unit" >/dev/null 2>&1 || true
+        else systemctl disable "$unit" >/dev/null 2>&1 || true; fi
+        systemctl mask "$unit" >/dev/null 2>&1 || true
+    done
+fi
+for svc in docker docker-registry; do
+    if [ -x "/etc/init.d/$svc" ]; then
+        update-rc.d "$svc" disable >/dev/null 2>&1 || true
+    fi
+done
+# A registry started by the package (sysvinit machines without policy-rc.d)
+# would hold :5000; stop it if it is ours to stop (started from the packaged config).
+if pgrep -x docker-registry >/dev/null 2>&1; then
+    log "stopping the packaged docker-registry service"
+    if have_systemd; then systemctl stop docker-registry >/dev/null 2>&1 || true; fi
+    [ -x /etc/init.d/docker-registry ] && /etc/init.d/docker-registry stop >/dev/null 2>&1 || true
+fi
+
+v=$(buildx_version)
+[ -n "$v" ] && version_ge "$v" "$MIN_BUILDX" || die "docker buildx ${v:-missing} < $MIN_BUILDX"
+
+log "versions:"
+printf '  dockerd:         %s\n' "$(dockerd --version)"
+printf '  docker client:   %s (%s)\n' "$(docker --version)" "$(command -v docker)"
+printf '  buildx:          %s\n' "$(docker buildx version)"
+printf '  compose:         %s\n' "$(docker compose version 2>/dev/null || docker-compose version 2>/dev/null | head -n1)"
+printf '  containerd:      %s\n' "$(containerd --version 2>/dev/null || echo missing)"
+printf '  docker-registry: %s\n' "$(dpkg-query -W -f='${Version}' docker-registry)"
+printf '  debootstrap:     %s\n' "$(dpkg-query -W -f='${Version}' debootstrap)"

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Start a Docker engine for builds and tests, if one is not already answering.
+#
+#   tools/engine/start.sh        # idempotent
+#
+# dockerd runs WITHOUT a bridge network (--bridge=none, no iptables/NAT):
+# containers and build steps must use `--network none` or `--network host`.
+#
+# Environment:
+#   DOCKERD_LOG          log file (default /var/log/comfyimg-dockerd.log)
+#   DOCKERD_WAIT_SECS    how long to wait for `docker info` (default 60)
+#   DOCKERD_EXTRA_ARGS   extra dockerd arguments (word-split)
+set -euo pipefail
+
+LOG=${DOCKERD_LOG:-/var/log/comfyimg-dockerd.log}
+WAIT=${DOCKERD_WAIT_SECS:-60}
+
+log() { printf '[engine/start] %s\n' "$*" >&2; }
+
+if docker info >/dev/null 2>&1; then
+    log "engine already answering: $(docker info --format '{{.ServerVersion}}')"
+    exit 0
+fi
+
+command -v dockerd >/dev/null || { log "ERROR: dockerd not found; run tools/engine/install.sh first"; exit 1; }
+[ "$(id -u)" = 0 ] || { log "ERROR: must run as root to start dockerd"; exit 1; }
+
+if pgrep -x dockerd >/dev/null 2>&1; then
+    log "dockerd is running but not answering yet; waiting"
+else
+    mkdir -p "$(dirname "$LOG")"
+    # shellcheck disable=SC2086
+    setsid dockerd --bridge=none --iptables=false --ip6tables=false --ip-masq=false \
+        ${DOCKERD_EXTRA_ARGS:-} >"$LOG" 2>&1 </dev/null &
+    log "started dockerd (pid $!), log: $LOG"
+fi
+
+deadline=$((SECONDS + WAIT))
+until docker info >/dev/null 2>&1; do
+    if [ "$SECONDS" -ge "$deadline" ]; then
+        log "ERROR: docker info did not answer within ${WAIT}s; last lines of $LOG:"
+        tail -n 30 "$LOG" >&2 || true
+        exit 1
+    fi
+    if ! pgrep -x dockerd >/dev/null 2>&1; then
+        log "ERROR: dockerd exited; last lines of $LOG:"
+        tail -n 30 "$LOG" >&2 || true
+        exit 1
+    fi
+    sleep 0.5
+done
+log "engine ready: server $(docker info --format '{{.ServerVersion}}'), buildx $(docker buildx version | awk '{print $2}')"
