@@ -1,0 +1,61 @@
+"""The commands behind ``tasks.py`` and ``noxfile.py``: each returns an exit code or raises
+:class:`~comfyimg.errors.UserError`; :func:`run` turns that into invoke's ``Exit``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from . import pins as pins_mod
+from . import render
+from .console import err, out
+from .errors import UserError
+
+
+def run(fn: Callable[..., int | None], *args: object, **kwargs: object) -> None:
+    """Run a command; a :class:`UserError` becomes invoke's ``Exit`` (no traceback)."""
+    from invoke.exceptions import Exit
+
+    try:
+        code = fn(*args, **kwargs) or 0
+    except UserError as exc:
+        raise Exit(str(exc), exc.exit_code) from None
+    if code:
+        raise Exit(code=code)
+
+
+def load_pins(root: Path) -> pins_mod.Pins:
+    return pins_mod.load(root / "wheels.toml")
+
+
+def warn_unhashed(pins: pins_mod.Pins) -> None:
+    for pin in pins.unhashed():
+        err().print(f"warning: {pins.path.name}:{pin.line}: sha256: {pin.key} has no hash yet; "
+                    f"builds of {', '.join(pin.targets)} refuse it. Record it with: "
+                    f"{pins_mod.record_hash_command(pin)}")
+
+
+def check(root: Path) -> int:
+    """Validate wheels.toml and verify the generated files are current: 0 ok, 1 drift, 2 bad input."""
+    pins = load_pins(root)
+    drifts = render.check(pins, root)
+    warn_unhashed(pins)
+    if drifts:
+        for drift in drifts:
+            out().print(drift.diff, end="", markup=False)
+        err().print(f"error: {len(drifts)} generated file(s) out of date with {pins.path.name}: "
+                    f"{', '.join(str(d.path) for d in drifts)}. Run: invoke render")
+        return 1
+    out().print(f"{pins.path.name}: {len(pins.wheels)} wheel(s) valid; generated files are current")
+    return 0
+
+
+def render_files(root: Path) -> int:
+    pins = load_pins(root)
+    changed = render.write(pins, root)
+    for path in changed:
+        out().print(f"wrote {path}")
+    if not changed:
+        out().print("generated files already current")
+    warn_unhashed(pins)
+    return 0

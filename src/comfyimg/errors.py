@@ -1,0 +1,34 @@
+"""The one error type for user-facing failures.
+
+Every command catches :class:`UserError` at the top and prints its message
+without a traceback.  ``exit_code`` follows the project convention:
+2 for bad input or usage, 1 for work that failed.
+"""
+
+from __future__ import annotations
+
+BAD_INPUT = 2
+FAILED = 1
+
+
+class UserError(Exception):
+    """A failure a person can act on; ``str(err)`` is the whole message."""
+
+    exit_code = FAILED
+
+    def __init__(self, message: str, *, exit_code: int | None = None) -> None:
+        super().__init__(message)
+        if exit_code is not None:
+            self.exit_code = exit_code
+
+
+class BadInput(UserError):
+    """Invalid files, arguments or usage (exit 2)."""
+
+    exit_code = BAD_INPUT
+
+
+class WorkFailed(UserError):
+    """The input was fine but the work failed (exit 1)."""
+
+    exit_code = FAILED

@@ -1,0 +1,121 @@
+"""Pins → the generated files the images are built from.
+
+* ``generated/requirements/<target>.txt`` (and ``<target>-<arch>.txt`` for per-arch
+  wheels): hash-pinned requirements, installed with
+  ``pip install --require-hashes --no-deps``.
+* ``generated/wheels.bake.json``: bake variables (torch version and index per
+  profile, the per-arch targets), read by ``docker-bake.hcl``.
+
+Output is deterministic: rendering twice gives byte-identical files.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from .fsutil import atomic_write_many
+from .pins import Pin, Pins, record_hash_command
+
+GENERATED = Path("generated")
+REQUIREMENTS = GENERATED / "requirements"
+BAKE_VARS = GENERATED / "wheels.bake.json"
+PER_ARCH_TARGET = "complete-cuda"  # the bake target docker-bake.hcl expands per arch
+
+
+def _requirement(pin: Pin) -> list[str]:
+    if pin.sha256 is None:
+        return [
+            f"# {pin.key} {pin.version}: sha256 not recorded; pip refuses this line under --require-hashes.",
+            f"# Record it with: {record_hash_command(pin)}",
+            f"{pin.name} @ {pin.url}",
+        ]
+    return [f"{pin.name} @ {pin.url} --hash=sha256:{pin.sha256}"]
+
+
+def requirements_text(pins: Pins, target: str, arch: str | None = None) -> str:
+    profile = pins.profile_for(target)
+    abi = profile.abi
+    name = f"{target}-{arch}" if arch else target
+    lines = [
+        "# GENERATED FILE - do not edit.",
+        f"# From {pins.path.name} by `invoke render` (checked by `invoke check`).",
+        f"# Image: {name}; ABI {abi.describe()}, torch index {profile.torch_index}.",
+        "# Installed with: pip install --require-hashes --no-deps -r <this file>",
+    ]
+    for pin in pins.for_target(target, arch):
+        lines += _requirement(pin)
+    return "\n".join(lines) + "\n"
+
+
+def bake_vars(pins: Pins) -> dict[str, object]:
+    variables: dict[str, object] = {}
+    for name, profile in sorted(pins.profiles.items()):
+        prefix = name.upper()
+        variables[f"{prefix}_TORCH_VERSION"] = {"default": profile.abi.torch}
+        variables[f"{prefix}_TORCH_INDEX"] = {"default": profile.torch_index}
+    variables["CUDA_ARCH_TARGETS"] = {"default": pins.archs_for(PER_ARCH_TARGET)}
+    return {
+        "//": f"GENERATED from {pins.path.name} by `invoke render` - do not edit.",
+        "variable": variables,
+    }
+
+
+def render(pins: Pins) -> dict[Path, str]:
+    """Every generated file, as repo-relative path → content."""
+    files: dict[Path, str] = {}
+    for target in pins.targets():
+        files[REQUIREMENTS / f"{target}.txt"] = requirements_text(pins, target)
+        for arch in pins.archs_for(target):
+            files[REQUIREMENTS / f"{target}-{arch}.txt"] = requirements_text(pins, target, arch)
+    files[BAKE_VARS] = json.dumps(bake_vars(pins), indent=2, sort_keys=True) + "\n"
+    return files
+
+
+@dataclass(frozen=True)
+class Drift:
+    path: Path
+    diff: str
+
+
+def _stale(root: Path, files: dict[Path, str]) -> list[Path]:
+    folder = root / REQUIREMENTS
+    if not folder.is_dir():
+        return []
+    return sorted(p.relative_to(root) for p in folder.glob("*.txt") if p.relative_to(root) not in files)
+
+
+def check(pins: Pins, root: Path) -> list[Drift]:
+    """Generated files that differ from what ``render`` would write (missing and stale ones too)."""
+    files = render(pins)
+    drifts: list[Drift] = []
+    for rel, want in sorted(files.items()):
+        path = root / rel
+        have = path.read_text(encoding="utf-8") if path.exists() else ""
+        if have != want:
+            diff = difflib.unified_diff(
+                have.splitlines(keepends=True), want.splitlines(keepends=True),
+                f"a/{rel}" if path.exists() else "/dev/null", f"b/{rel}",
+            )
+            drifts.append(Drift(rel, "".join(diff)))
+    for rel in _stale(root, files):
+        have = (root / rel).read_text(encoding="utf-8")
+        diff = difflib.unified_diff(have.splitlines(keepends=True), [], f"a/{rel}", "/dev/null")
+        drifts.append(Drift(rel, "".join(diff)))
+    return drifts
+
+
+def write(pins: Pins, root: Path) -> list[Path]:
+    """Write every generated file that changed (atomically) and remove stale ones."""
+    files = render(pins)
+    changed = {
+        root / rel: text for rel, text in files.items()
+        if not (root / rel).exists() or (root / rel).read_text(encoding="utf-8") != text
+    }
+    atomic_write_many(changed)
+    stale = _stale(root, files)
+    for rel in stale:
+        (root / rel).unlink()
+    return sorted([p.relative_to(root) for p in changed] + stale)
