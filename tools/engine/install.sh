@@ -35,47 +35,9 @@ command -v apt-get >/dev/null || die "apt-get not found: this script is for Debi
 
 export DEBIAN_FRONTEND=noninteractive
 
-# ---------------------------------------------------------------------------
-# Mirror URI: the first Debian archive URI in the machine's apt sources
-# (deb822 *.sources or one-line *.list / sources.list). Security and other
-# non-archive repositories are skipped.
-# ---------------------------------------------------------------------------
-mirror_uri() {
-    if [ -n "${MIRROR_URI:-}" ]; then printf '%s\n' "${MIRROR_URI%/}"; return; fi
-    local f uri
-    local -a files=()
-    [ -f /etc/apt/sources.list ] && files+=(/etc/apt/sources.list)
-    for f in /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources; do
-        [ -f "$f" ] && files+=("$f")
-    done
-    for f in "${files[@]}"; do
-        case "$f" in
-            *.sources)
-                # deb822: "URIs: a b" lines (only in stanzas whose Types include deb)
-                uri=$(awk '
-                    BEGIN { IGNORECASE = 1 }
-                    /^[[:space:]]*$/ { if (deb && u != "") { print u; exit } deb = 0; u = ""; next }
-                    /^[[:space:]]*#/ { next }
-                    tolower($1) == "types:" { for (i = 2; i <= NF; i++) if ($i == "deb") deb = 1 }
-                    tolower($1) == "uris:" { for (i = 2; i <= NF; i++) if ($i ~ /\/debian\/?$/) { u = $i; break } }
-                    END { if (deb && u != "") print u }
-                ' "$f" | head -n1)
-                ;;
-            *)
-                # one-line: deb [opts] URI suite components...
-                uri=$(awk '
-                    $1 == "deb" {
-                        i = 2
-                        if ($i ~ /^\[/) { while ($i !~ /\]$/ && i < NF) i++; i++ }
-                        if ($i ~ /\/debian\/?$/) { print $i; exit }
-                    }
-                ' "$f" | head -n1)
-                ;;
-        esac
-        if [ -n "$uri" ]; then printf '%s\n' "${uri%/}"; return; fi
-    done
-    return 1
-}
+# Mirror URI: read from the machine's apt sources (see _mirror.sh).
+# shellcheck source=tools/engine/_mirror.sh
+. "$(dirname "$(readlink -f "$0")")/_mirror.sh"
 
 version_ge() { # version_ge A B  -> true if A >= B
     [ "$(printf '%s\n%s\n' "$2" "$1" | sort -V | head -n1)" = "$2" ]
@@ -120,7 +82,7 @@ else
     block_services
 
     if ! engine_ok; then
-        MIRROR=$(mirror_uri) || die "could not find a Debian mirror URI in /etc/apt/sources.list(.d); set MIRROR_URI"
+        MIRROR=$(debian_mirror_uri) || die "could not find a Debian mirror URI in /etc/apt/sources.list(.d); set MIRROR_URI"
         log "mirror: $MIRROR"
         mkdir -p "$CACHE_DIR/debs" "$CACHE_DIR/lists/partial"
         SRC="$CACHE_DIR/engine.sources"
