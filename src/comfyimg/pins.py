@@ -8,6 +8,7 @@ See ``docs/reference/wheels-toml.md`` for the schema.
 from __future__ import annotations
 
 import re
+import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +18,6 @@ from urllib.parse import unquote, urlsplit
 import tomlkit
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
-from tomlkit.exceptions import ParseError, TOMLKitError
 
 from .abi import SM, ImageABI, WheelABI, mismatches, parse_wheel
 from .errors import BadInput
@@ -93,8 +93,11 @@ class Pins:
         return sorted({t for pin in self.wheels for t in pin.targets})
 
     def for_target(self, target: str, arch: str | None = None) -> list[Pin]:
-        """The pins installed in ``target`` (arch-independent ones, plus ``arch``'s own)."""
+        """The pins installed in ``target``; with ``arch``, a per-arch pin replaces the
+        arch-independent pin of the same distribution."""
         pins = [p for p in self.wheels if target in p.targets and p.arch in (None, arch)]
+        own = {canonicalize_name(p.name) for p in pins if p.arch}
+        pins = [p for p in pins if p.arch or canonicalize_name(p.name) not in own]
         return sorted(pins, key=lambda p: (canonicalize_name(p.name), p.arch or ""))
 
     def archs_for(self, target: str) -> list[str]:
@@ -308,8 +311,9 @@ def _check_url(err: _Errors, where: tuple[Any, ...], name: str | None, version: 
     return wheel
 
 
-def _load_wheel(err: _Errors, i: int, table: Any, profiles: dict[str, Profile],
+def _load_wheel(err: _Errors, i: int, table: Any, profiles: dict[str, Profile | None],
                 bake_targets: set[str] | None) -> Pin | None:
+    """``profiles`` maps a profile that failed validation to None (its errors are already reported)."""
     where = ("wheel", i)
     if not isinstance(table, dict):
         err.add(where, f"wheel[{i}]", f"expected a table, got {_type_name(table)}")
@@ -345,10 +349,14 @@ def _load_wheel(err: _Errors, i: int, table: Any, profiles: dict[str, Profile],
             err.add(where + ("targets",), "targets",
                     f"{target!r} is not a target of docker-bake.hcl; known: {', '.join(sorted(bake_targets))}")
             continue
-        profile = profiles.get(target.rsplit("-", 1)[-1])
+        suffix = target.rsplit("-", 1)[-1]
+        profile = profiles.get(suffix)
         if profile is None:
+            if suffix in profiles:
+                continue
             err.add(where + ("targets",), "targets",
-                    f"{target!r} has no profile; its suffix must name one of [profiles.{', '.join(sorted(profiles)) or '…'}]")
+                    f"{target!r} has no profile; its suffix must name one of the [profiles.*] tables "
+                    f"({', '.join(sorted(profiles)) or 'none defined'})")
             continue
         if arch and profile.abi.archs and arch not in profile.abi.archs:
             err.add(where + ("arch",), "arch",
@@ -374,23 +382,21 @@ def loads(text: str, path: Path, *, bake_file: Path | None = None) -> Pins:
     """Parse and validate ``text`` (the content of ``path``)."""
     err = _Errors(path, text)
     try:
-        doc = tomlkit.parse(text).unwrap()
-    except ParseError as exc:
-        msg = re.sub(r"\s+at line \d+ col \d+$", "", str(exc))
-        raise BadInput(f"{path.name}:{exc.line}: toml: {msg} (column {exc.col})") from None
-    except TOMLKitError as exc:  # e.g. a key defined twice
-        raise BadInput(f"{path.name}:1: toml: {exc}") from None
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        m = re.search(r"^(.*?)\s*\(at line (\d+), column (\d+)\)$", str(exc))
+        msg, line = (f"{m[1]} (column {m[3]})", m[2]) if m else (str(exc), "1")
+        raise BadInput(f"{path.name}:{line}: toml: {msg}") from None
     if not doc:
         raise BadInput(f"{path.name}:1: profiles: the file is empty; expected [profiles.*] tables and [[wheel]] entries")
     _unknown(err, (), "", doc, {"profiles", "wheel"})
-    profiles: dict[str, Profile] = {}
+    profiles: dict[str, Profile | None] = {}
     raw_profiles = doc.get("profiles")
     if not isinstance(raw_profiles, dict) or not raw_profiles:
         err.add(("profiles",), "profiles", "missing or empty; expected at least one [profiles.NAME] table")
     else:
         for name, table in raw_profiles.items():
-            if profile := _load_profile(err, name, table):
-                profiles[name] = profile
+            profiles[name] = _load_profile(err, name, table)
     bake = bake_targets(bake_file if bake_file else path.parent / "docker-bake.hcl")
     raw_wheels = doc.get("wheel", [])
     if not isinstance(raw_wheels, list):
@@ -399,7 +405,7 @@ def loads(text: str, path: Path, *, bake_file: Path | None = None) -> Pins:
     wheels = [w for i, t in enumerate(raw_wheels) if (w := _load_wheel(err, i, t, profiles, bake))]
     _check_duplicates(err, wheels)
     err.raise_if_any()
-    return Pins(path, profiles, tuple(wheels))
+    return Pins(path, {k: v for k, v in profiles.items() if v}, tuple(wheels))
 
 
 def _check_duplicates(err: _Errors, wheels: list[Pin]) -> None:
@@ -454,9 +460,13 @@ def dumps_with_changes(text: str, changes: Mapping[int, Mapping[str, Any]]) -> s
             if value is None:
                 table.pop(key, None)
             elif isinstance(value, dict):
-                inline = tomlkit.inline_table()
-                inline.update(value)
-                table[key] = inline
+                if isinstance(table.get(key), dict):  # edit in place: keeps its layout
+                    for sub_key, sub_value in value.items():
+                        table[key][sub_key] = sub_value
+                else:
+                    inline = tomlkit.inline_table()
+                    inline.update(value)
+                    table[key] = inline
             else:
                 table[key] = value
     return tomlkit.dumps(doc)

@@ -1,0 +1,25 @@
+"""Sessions: ``nox --list``.  Thin: install, then call pytest or comfyimg."""
+
+import nox
+
+nox.options.default_venv_backend = "venv"
+nox.options.sessions = ["check", "tests"]
+nox.options.reuse_existing_virtualenvs = True
+
+
+@nox.session
+def check(session):
+    """Validate wheels.toml and verify generated/ is current (same as `invoke check`)."""
+    session.install("-e", ".")
+    session.run("invoke", "check")
+
+
+@nox.session
+def tests(session):
+    """The test suite: unit, loopback HTTP, real Docker engine (needs tools/bootstrap.sh --engine).
+
+    Extra arguments go to pytest: nox -s tests -- -k pins -x
+    """
+    session.install("-e", ".[test]")
+    session.install("torch==2.13.0")  # CPU torch for the probe tests (a local wheel on the build machines)
+    session.run("pytest", *session.posargs)
