@@ -66,11 +66,13 @@ if [ "$cur_uid" -ne 0 ]; then
     if [ "${PUID:-$cur_uid}" != "$cur_uid" ] || [ "${PGID:-$cur_gid}" != "$cur_gid" ]; then
         warn "running as $cur_uid:$cur_gid (docker --user); PUID/PGID are ignored"
     fi
+    unwritable=
     for d in $COMFY_DATA_DIRS; do
-        if [ -d "$d" ] && [ ! -w "$d" ]; then
-            warn "$d is not writable by uid $cur_uid gid $cur_gid (data dirs are group-0 writable: use --user UID:0 or --group-add 0)"
-        fi
+        if [ -d "$d" ] && [ ! -w "$d" ]; then unwritable="$unwritable $d"; fi
     done
+    if [ -n "$unwritable" ]; then
+        warn "not writable by $cur_uid:$cur_gid:$unwritable (the image's data dirs are group-0 writable: use --user UID:0 or --group-add 0)"
+    fi
     if [ ! -w "${HOME:-/}" ]; then
         if [ -w "$COMFY_HOME" ]; then HOME=$COMFY_HOME; else HOME=$(mktemp -d /tmp/comfy-home.XXXXXX); fi
         export HOME
