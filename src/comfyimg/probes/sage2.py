@@ -352,14 +352,16 @@ def poison_free_memory(torch, nbytes_hint: int) -> None:
     torch.cuda.synchronize()
     torch.cuda.empty_cache()
     free, _total = torch.cuda.mem_get_info()
-    size = max(64 * nbytes_hint, 256 * 2**20)
-    size = min(size, int(free * 0.5), 4 * 2**30)
-    big = torch.empty(size, dtype=torch.uint8, device="cuda")
-    big.fill_(0xFF)
+    # Output-sized chunks first: best-fit hands them the free remainders of segments
+    # that still hold live tensors, so those get the sentinel too.
+    n_chunks = max(1, min(64, int(free * 0.25) // max(nbytes_hint, 1)))
+    chunks = [torch.full((nbytes_hint,), 0xFF, dtype=torch.uint8, device="cuda") for _ in range(n_chunks)]
+    size = min(max(64 * nbytes_hint, 256 * 2**20), int(free * 0.25), 4 * 2**30)
+    big = torch.full((size,), 0xFF, dtype=torch.uint8, device="cuda")
     # The allocator keeps requests <= 1 MiB in a separate pool of 2 MiB segments.
     small = [torch.full((1 << 20,), 0xFF, dtype=torch.uint8, device="cuda") for _ in range(32)]
     torch.cuda.synchronize()
-    del big, small
+    del chunks, big, small
 
 
 DTYPES = {"fp16": "float16", "bf16": "bfloat16"}
