@@ -19,3 +19,58 @@ def check(c):
 def render(c):
     """Regenerate generated/ (hash-pinned requirements, bake variables) from wheels.toml."""
     cli.run(cli.render_files, ROOT)
+
+
+@task(
+    iterable=["name"],
+    help={
+        "name": "pin to bump: a wheel name (all its arch pins) or NAME[smXX]; repeatable, "
+                "comma-separated; or give names after `--`. Default: every pin with a source",
+        "release": "release tag to move to (default: the latest release)",
+        "pre": "consider prereleases (and allow a prerelease --release)",
+        "dry-run": "print the table and the wheels.toml diff; write nothing",
+        "verify": "always download and hash; fail if the API digest or SHA256SUMS disagree",
+    },
+)
+def bump(c, name, release=None, pre=False, dry_run=False, verify=False):
+    """Move pins to a GitHub release: pick the asset fitting each ABI, record its sha256.
+
+    invoke bump [--name NAME]... [--release TAG] [--pre] [--dry-run] [--verify] [-- NAME...]
+    """
+    from comfyimg import bump as bump_mod
+
+    cli.run(bump_mod.run_cli, ROOT, name, getattr(c, "remainder", ""), release=release,
+            pre=pre, dry_run=dry_run, verify=verify)
+
+
+@task(
+    iterable=["target", "set", "file", "allow"],
+    help={
+        "target": "bake target or group; repeat for several (default: the 'default' group)",
+        "load": "load the images into the engine (default)",
+        "push": "push the images to the registry (REGISTRY variable / --label)",
+        "print": "print the resolved bake plan as JSON and build nothing",
+        "label": "image tag label (the IMAGE_LABEL bake variable)",
+        "builder": "buildx builder to use",
+        "set": "override a target value, TARGET.KEY=VALUE (repeatable)",
+        "no-cache": "build without the cache",
+        "progress": "buildx progress output: plain (default), tty, quiet, rawjson",
+        "file": "extra bake file applied after docker-bake.hcl (repeatable)",
+        "allow": "buildx entitlement, e.g. network.host (repeatable)",
+    },
+)
+def bake(c, target=None, load=False, push=False, print=False, label=None, builder=None, set=None,
+         no_cache=False, progress="plain", file=None, allow=None):
+    """Render generated/, preflight, and build the images with docker buildx bake."""
+    from comfyimg.bake import BakeRequest
+    from comfyimg.errors import BadInput
+
+    def request():
+        modes = [m for m, on in (("load", load), ("push", push), ("print", print)) if on]
+        if len(modes) > 1:
+            raise BadInput(f"choose one of --load, --push, --print (got {', '.join(modes)})")
+        return BakeRequest(targets=target or ["default"], mode=(modes or ["load"])[0], label=label,
+                           builder=builder, sets=set or [], no_cache=no_cache, progress=progress,
+                           files=[Path(f).resolve() for f in file or []], allow=allow or [])
+
+    cli.run(lambda: cli.bake(ROOT, request()))

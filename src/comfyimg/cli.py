@@ -3,12 +3,14 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 
 from . import pins as pins_mod
 from . import render
-from .console import err, out
+from .bake import BakeRequest
+from .console import err, out, plain
 from .errors import UserError
 
 
@@ -58,4 +60,25 @@ def render_files(root: Path) -> int:
     if not changed:
         out().print("generated files already current")
     warn_unhashed(pins)
+    return 0
+
+
+def bake(root: Path, request: BakeRequest) -> int:
+    """Preflight, build through buildx bake, print a summary and write the build record."""
+    from rich.table import Table
+
+    from . import bake as bake_mod
+
+    pins = load_pins(root)
+    if request.mode == "print":
+        resolved = bake_mod.preflight(root, pins, request)
+        out().print_json(data=resolved) if not plain() else print(json.dumps(resolved, indent=2))
+        return 0
+    built = bake_mod.build(root, pins, request)
+    table = Table("target", "tags", "image id", "duration", "pins", title="bake")
+    for b in built:
+        table.add_row(b.target, "\n".join(b.tags), (b.image_id or "-")[:19], f"{b.seconds:.1f}s",
+                      ", ".join(f"{p.name} {p.version}" for p in b.pins) or "-")
+    out().print(table)
+    out().print(f"build record: {bake_mod.RECORD}")
     return 0

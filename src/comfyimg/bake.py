@@ -1,0 +1,264 @@
+"""The only place that talks to ``docker buildx bake``, through python-on-whales.
+
+python-on-whales' ``bake()`` lacks ``--allow`` and runs a second ``--print`` after
+every build; :func:`_bake_cmd` builds the command once from python-on-whales'
+client config (``docker.buildx.docker_cmd``) and runs it with its ``utils``
+helpers, so extra flags live here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from python_on_whales import DockerClient
+from python_on_whales.exceptions import DockerException
+from python_on_whales.utils import run, stream_stdout_and_stderr
+
+from . import render
+from .console import err
+from .errors import BadInput, WorkFailed
+from .fsutil import atomic_write
+from .pins import Pin, Pins, record_hash_command
+
+BAKE_FILE = "docker-bake.hcl"
+RECORD = Path("build/bake-record.json")
+_PER_ARCH = re.compile(r"^(?P<base>.+)-(?P<arch>sm\d{2,3}[a-z]?)$")
+_VERTEX = re.compile(r"^#(\d+) \[(?P<target>[^\s\]]+)[\s\]]")
+_LINE_ID = re.compile(r"^#(\d+) ")
+
+
+@dataclass
+class BakeRequest:
+    targets: list[str] = field(default_factory=lambda: ["default"])
+    mode: str = "load"  # load | push | print | none (build, keep in cache)
+    label: str | None = None
+    builder: str | None = None
+    sets: list[str] = field(default_factory=list)
+    no_cache: bool = False
+    progress: str = "plain"
+    files: list[Path] = field(default_factory=list)  # extra bake files, after ours
+    allow: list[str] = field(default_factory=list)  # buildx entitlements, e.g. network.host
+
+
+@dataclass
+class Built:
+    target: str
+    tags: list[str]
+    image_id: str | None
+    digest: str | None
+    seconds: float
+    pins: list[Pin]
+
+
+DOCKER = DockerClient()
+
+
+def _files(root: Path, request: BakeRequest) -> list[Path]:
+    return [root / BAKE_FILE, root / render.BAKE_VARS, *request.files]
+
+
+def _variables(request: BakeRequest) -> dict[str, str]:
+    return {"IMAGE_LABEL": request.label} if request.label else {}
+
+
+def _bake_cmd(root: Path, request: BakeRequest, *extra: str) -> list[str]:
+    cmd = [*DOCKER.buildx.docker_cmd, "buildx", "bake"]
+    for f in _files(root, request):
+        cmd += ["--file", str(f)]
+    if request.builder:
+        cmd += ["--builder", request.builder]
+    for s in request.sets:
+        cmd += ["--set", s]
+    for a in request.allow:
+        cmd += ["--allow", a]
+    cmd += list(extra)
+    return cmd + list(request.targets)
+
+
+# --------------------------------------------------------------------------- preflight
+
+
+def check_engine() -> None:
+    """The docker CLI, the buildx plugin and an engine must answer; versions on failure."""
+    docker = DOCKER
+    found: list[str] = []
+    try:
+        client = run([*docker.docker_cmd, "version", "--format", "{{.Client.Version}}"])
+        found.append(f"docker CLI {client.strip()}")
+    except (DockerException, FileNotFoundError, OSError):
+        raise WorkFailed("preflight: the docker CLI was not found on PATH; "
+                         "install it (tools/engine/install.sh on Debian)") from None
+    try:
+        found.append(run([*docker.docker_cmd, "buildx", "version"]).strip())
+    except DockerException:
+        raise WorkFailed(f"preflight: the buildx plugin is missing ({', '.join(found)}); "
+                         "install docker-buildx >= 0.17") from None
+    try:
+        server = run([*docker.docker_cmd, "version", "--format", "{{.Server.Version}}"])
+    except DockerException as exc:
+        detail = (exc.stderr or "").strip().splitlines()[-1:] or ["no answer"]
+        raise WorkFailed(f"preflight: no Docker engine answers ({'; '.join(found)}): {detail[0]}. "
+                         "Start one (tools/engine/start.sh)") from None
+    found.append(f"engine {server.strip()}")
+
+
+def plan(root: Path, request: BakeRequest) -> dict[str, Any]:
+    """The resolved bake plan (``--print``), as JSON."""
+    try:
+        with contextlib.chdir(root):  # bake resolves contexts against the working directory
+            return json.loads(run(_bake_cmd(root, request, "--print")))
+    except DockerException as exc:
+        raise BadInput(f"bake: cannot evaluate {BAKE_FILE} for {' '.join(request.targets)}: "
+                       f"{_last_error(exc.stderr)}") from None
+
+
+def pins_for(pins: Pins, target: str) -> list[Pin] | None:
+    """The pins a resolved bake target installs; None when wheels.toml does not cover it."""
+    if target in pins.targets():
+        return pins.for_target(target)
+    m = _PER_ARCH.match(target)
+    if m and m["base"] in pins.targets():
+        return pins.for_target(m["base"], m["arch"])
+    return None
+
+
+def preflight(root: Path, pins: Pins, request: BakeRequest) -> dict[str, Any]:
+    """Everything checked before a build: returns the plan. Renders generated/ first."""
+    changed = render.write(pins, root)
+    for path in changed:
+        err().print(f"rendered {path}")
+    check_engine()
+    resolved = plan(root, request)
+    problems: list[str] = []
+    for target in sorted(resolved.get("target", {})):
+        for pin in pins_for(pins, target) or []:
+            if pin.sha256 is None:
+                problems.append(f"{pins.path.name}:{pin.line}: sha256: {pin.key} in {target} has no hash; "
+                                f"record it with: {record_hash_command(pin)}")
+    if problems and request.mode != "print":
+        raise BadInput("\n".join(problems))
+    for problem in problems if request.mode == "print" else []:
+        err().print(f"warning: {problem}")
+    return resolved
+
+
+# --------------------------------------------------------------------------- build
+
+
+def _last_error(stderr: Any) -> str:
+    text = stderr.decode(errors="replace") if isinstance(stderr, bytes) else str(stderr or "")
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    for ln in reversed(lines):
+        if ln.startswith(("ERROR:", "error:")) or "ERROR" in ln:
+            return ln
+    return lines[-1] if lines else "no output"
+
+
+def explain_failure(log: str) -> str:
+    """One line that names the wheel or URL a failed build tripped on."""
+    lines = log.splitlines()
+    mismatch = [i for i, ln in enumerate(lines) if "DO NOT MATCH THE HASHES" in ln]
+    if mismatch:
+        for ln in lines[mismatch[0]:]:
+            m = re.search(r"(\S+\.whl)", ln)
+            if m:
+                return f"hash mismatch: the wheel {m[1].rsplit('/', 1)[-1]} served at {m[1]} does not match its pinned sha256"
+    for ln in lines:
+        m = re.search(r"(?:Could not install requirement|HTTP error \d+ while getting|"
+                      r"connection error|Max retries exceeded|Failed to establish).*", ln, re.I)
+        if m:
+            url = re.search(r"(https?://\S+?\.whl)", ln) or re.search(r"(https?://\S+)", ln)
+            if url:
+                return f"cannot download {url[1]}: {m[0].strip()[:200]}"
+    for ln in lines:
+        if "--require-hashes" in ln or "Hashes are required" in ln:
+            return f"pip refused an unhashed requirement: {ln.strip()[:300]}"
+    return _last_error(log)
+
+
+def _stream(cmd: list[str]) -> tuple[str, dict[str, tuple[float, float]]]:
+    """Run ``cmd``, echo its output, and time each target from the plain progress lines."""
+    log: list[str] = []
+    vertex_target: dict[str, str] = {}
+    spans: dict[str, tuple[float, float]] = {}
+    try:
+        for _source, raw in stream_stdout_and_stderr(cmd):
+            line = raw.decode(errors="replace").rstrip("\n")
+            now = time.monotonic()
+            log.append(line)
+            err().print(line, markup=False, highlight=False)
+            if m := _VERTEX.match(line):
+                vertex_target.setdefault(m[1], m["target"])
+            if (m := _LINE_ID.match(line)) and m[1] in vertex_target:
+                t = vertex_target[m[1]]
+                start, _ = spans.get(t, (now, now))
+                spans[t] = (start, now)
+    except DockerException as exc:
+        text = "\n".join(log) + "\n" + (exc.stderr.decode(errors="replace")
+                                        if isinstance(exc.stderr, bytes) else str(exc.stderr or ""))
+        raise WorkFailed(f"bake failed: {explain_failure(text)}") from None
+    return "\n".join(log), spans
+
+
+def build(root: Path, pins: Pins, request: BakeRequest) -> list[Built]:
+    resolved = preflight(root, pins, request)
+    if request.mode == "print":
+        return []
+    extra = ["--progress", request.progress]
+    if request.no_cache:
+        extra.append("--no-cache")
+    if request.mode in ("load", "push"):
+        extra.append(f"--{request.mode}")
+    with tempfile.TemporaryDirectory() as tmp:
+        meta_file = Path(tmp) / "metadata.json"
+        cmd = _bake_cmd(root, request, *extra, "--metadata-file", str(meta_file))
+        started = time.monotonic()
+        with contextlib.chdir(root):
+            _, spans = _stream(cmd)
+        total = time.monotonic() - started
+        metadata = json.loads(meta_file.read_text()) if meta_file.exists() else {}
+    built = []
+    for target, spec in sorted(resolved.get("target", {}).items()):
+        meta = metadata.get(target, {})
+        start_end = spans.get(target)
+        built.append(Built(
+            target=target,
+            tags=list(spec.get("tags", [])),
+            image_id=meta.get("containerimage.config.digest"),
+            digest=meta.get("containerimage.digest"),
+            seconds=(start_end[1] - start_end[0]) if start_end else total,
+            pins=pins_for(pins, target) or [],
+        ))
+    write_record(root, built)
+    return built
+
+
+def write_record(root: Path, built: list[Built]) -> Path:
+    """``build/bake-record.json``: target → image id, tags, the pins inside; read by validation."""
+    record = {
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "targets": {
+            b.target: {
+                "image_id": b.image_id,
+                "digest": b.digest,
+                "tags": b.tags,
+                "seconds": round(b.seconds, 2),
+                "pins": [
+                    {"name": p.name, "version": p.version, "url": p.url, "sha256": p.sha256,
+                     "provides": list(p.provides), "arch": p.arch}
+                    for p in b.pins
+                ],
+            }
+            for b in built
+        },
+    }
+    path = root / RECORD
+    atomic_write(path, json.dumps(record, indent=2, sort_keys=True) + "\n")
+    return path
