@@ -23,3 +23,27 @@ def tests(session):
     session.install("-e", ".[test]")
     session.install("torch==2.13.0")  # CPU torch for the probe tests (a local wheel on the build machines)
     session.run("pytest", *session.posargs)
+
+
+def _validate(session, probe):
+    session.install("-e", ".")
+    session.run("python", "-m", "comfyimg.validate", probe, *session.posargs)
+
+
+@nox.session(default=False, tags=["validate"])
+def validate_sage2(session):
+    """Run the SageAttention 2 probe inside the built image, on its GPU.
+
+    Image: the latest build record (build/bake-record.json) unless given.
+    nox -s validate_sage2 -- [--image IMAGE] [--require-gpu] [--expect-version V] [-- PROBE ARGS]
+    """
+    _validate(session, "sage2")
+
+
+@nox.session(default=False, tags=["validate"])
+def validate_sage3(session):
+    """Run the SageAttention 3 probe inside the built image (kernels run on sm120/sm121 only).
+
+    nox -s validate_sage3 -- [--image IMAGE] [--require-gpu] [--expect-version V] [-- PROBE ARGS]
+    """
+    _validate(session, "sage3")

@@ -1,0 +1,308 @@
+"""Run a validation probe inside a built image (python-on-whales ``docker.run``) and report.
+
+The probe (``probes/sage2.py``, ``probes/sage3.py``) prints one JSON object and exits
+0 pass, 1 fail, 3 skip. Here a crash (a signal, or no JSON) is a failure, never a pass;
+``--require-gpu`` turns a skipped GPU part into a failure.
+
+    python -m comfyimg.validate sage2 [--image IMAGE] [--require-gpu] [-- PROBE ARGS…]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from xml.etree import ElementTree as ET
+
+from python_on_whales import DockerClient
+from python_on_whales.exceptions import DockerException
+
+from .bake import RECORD
+from .console import err, out
+from .errors import BadInput, UserError, WorkFailed
+from .fsutil import atomic_write
+
+PROBES_DIR = Path(__file__).parent / "probes"
+PROBE_MOUNT = "/opt/comfyimg-probes"
+
+
+@dataclass(frozen=True)
+class ProbeSpec:
+    name: str  # sage2
+    distribution: str  # the pin whose version is expected
+    script: str
+
+
+PROBES = {
+    "sage2": ProbeSpec("sage2", "sageattention", "sage2.py"),
+    "sage3": ProbeSpec("sage3", "sageattn3", "sage3.py"),
+}
+
+
+@dataclass
+class Outcome:
+    probe: str
+    image: str
+    result: dict[str, Any]
+    exit_code: int
+    passed: bool
+    seconds: float
+
+
+# --------------------------------------------------------------------------- image + expectations
+
+
+def from_record(root: Path, spec: ProbeSpec, target: str | None) -> tuple[str, str | None, str]:
+    """(image, expected version, target) from the latest build record."""
+    path = root / RECORD
+    try:
+        record = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise BadInput(f"no build record at {RECORD}: run `invoke bake` first, or pass --image IMAGE") from None
+    except (OSError, json.JSONDecodeError) as exc:
+        raise BadInput(f"{RECORD}: unreadable build record ({exc}); rebuild or pass --image IMAGE") from None
+    targets = record.get("targets", {})
+    candidates = [target] if target else sorted(
+        t for t, v in targets.items() if any(p["name"] == spec.distribution for p in v.get("pins", []))
+    )
+    if not candidates or candidates[0] not in targets:
+        raise BadInput(f"{RECORD}: no built target {'named ' + target if target else 'holds ' + spec.distribution}; "
+                       f"built: {', '.join(sorted(targets)) or 'none'}")
+    chosen = targets[candidates[0]]
+    image = chosen.get("image_id") or (chosen.get("tags") or [None])[0]
+    if not image:
+        raise BadInput(f"{RECORD}: target {candidates[0]} has no image id or tag; rebuild with invoke bake")
+    expected = next((p["version"] for p in chosen.get("pins", []) if p["name"] == spec.distribution), None)
+    return image, expected, candidates[0]
+
+
+def expected_from_pins(root: Path, spec: ProbeSpec, target: str | None) -> str | None:
+    from .pins import load
+
+    pins = load(root / "wheels.toml")
+    versions = {p.version for p in pins.wheels if p.name == spec.distribution
+                and (target is None or target in p.targets)}
+    return versions.pop() if len(versions) == 1 else None
+
+
+# --------------------------------------------------------------------------- run
+
+
+def _docker() -> DockerClient:
+    return DockerClient()
+
+
+def _has_nvidia(docker: DockerClient) -> bool:
+    try:
+        info = docker.system.info()
+    except DockerException:
+        return False
+    return "nvidia" in (info.runtimes or {})
+
+
+def _probe_user(docker: DockerClient, image: str) -> str:
+    user = docker.image.inspect(image).config.user or ""
+    return user if user not in ("", "0", "root") else "comfy"
+
+
+def run_probe(image: str, spec: ProbeSpec, probe_args: list[str], *, timeout: int = 900) -> tuple[dict | None, int, str]:
+    """(JSON result or None, exit code, stdout) of the probe run in ``image``."""
+    docker = _docker()
+    try:
+        if not docker.image.exists(image):
+            raise WorkFailed(f"image {image} not found in the engine; build it with `invoke bake` or pass --image")
+        user = _probe_user(docker, image)
+    except DockerException as exc:
+        raise WorkFailed(f"cannot reach the Docker engine: {_first_line(exc)}") from None
+    command = [f"{PROBE_MOUNT}/{spec.script}", *probe_args]
+    try:
+        stdout = docker.run(
+            image, command,
+            entrypoint="python",
+            remove=True,
+            networks=["none"],
+            read_only=True,
+            tmpfs=["/tmp"],
+            user=user,
+            envs={"HOME": "/tmp", "TRITON_CACHE_DIR": "/tmp/triton", "PYTHONDONTWRITEBYTECODE": "1"},
+            volumes=[(str(PROBES_DIR), PROBE_MOUNT, "ro")],
+            gpus="all" if _has_nvidia(docker) else None,
+            stop_timeout=timeout,
+        )
+        code = 0
+    except DockerException as exc:
+        stdout = exc.stdout.decode(errors="replace") if isinstance(exc.stdout, bytes) else (exc.stdout or "")
+        code = exc.return_code
+    return _parse(stdout), code, stdout
+
+
+def _first_line(exc: DockerException) -> str:
+    text = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else str(exc.stderr or exc)
+    return next((ln.strip() for ln in text.splitlines() if ln.strip()), "no answer")
+
+
+def _parse(stdout: str) -> dict | None:
+    lines = [ln for ln in (stdout or "").splitlines() if ln.strip()]
+    if len(lines) != 1:
+        return None
+    try:
+        obj = json.loads(lines[0])
+    except json.JSONDecodeError:
+        return None
+    return obj if isinstance(obj, dict) and obj.get("status") in ("pass", "fail", "skip") else None
+
+
+def judge(result: dict | None, code: int, require_gpu: bool) -> tuple[bool, dict]:
+    """The host's verdict: a crash or malformed output is a failure, never a pass."""
+    if result is None or code not in (0, 1, 3):
+        sig = code - 128 if code > 128 else None
+        what = (f"killed by {signal.Signals(sig).name}" if sig and sig in signal.Signals._value2member_map_
+                else f"exit code {code}")
+        crash = {"status": "fail", "reason": f"probe crashed ({what}) without a valid JSON result",
+                 "checks": (result or {}).get("checks", []), "crash": True}
+        return False, crash
+    expected_code = {"pass": 0, "fail": 1, "skip": 3}[result["status"]]
+    if code != expected_code:
+        return False, {**result, "status": "fail",
+                       "reason": f"probe said {result['status']} but exited {code}: {result.get('reason', '')}"}
+    if result["status"] == "fail":
+        return False, result
+    gpu_skipped = result["status"] == "skip" or result.get("gpu_checks") == "skipped"
+    if require_gpu and gpu_skipped:
+        return False, {**result, "status": "fail",
+                       "reason": f"--require-gpu: GPU checks were skipped: {result.get('reason', '')}"}
+    return True, result
+
+
+# --------------------------------------------------------------------------- reports
+
+
+def _junit(outcome: Outcome) -> bytes:
+    checks = outcome.result.get("checks") or []
+    suite = ET.Element("testsuite", name=f"validate_{outcome.probe}", tests=str(max(len(checks), 1)),
+                       failures="0", skipped="0", time=f"{outcome.seconds:.3f}")
+    failures = skipped = 0
+    if outcome.result.get("crash") or not checks:
+        case = ET.SubElement(suite, "testcase", classname=outcome.probe, name="probe")
+        if not outcome.passed:
+            ET.SubElement(case, "failure", message=outcome.result.get("reason", "")[:500])
+            failures += 1
+    for check in checks:
+        case = ET.SubElement(suite, "testcase", classname=outcome.probe, name=check.get("name", "?"))
+        if check.get("status") == "fail":
+            ET.SubElement(case, "failure", message=str(check.get("detail", ""))[:500])
+            failures += 1
+        elif check.get("status") == "skip":
+            ET.SubElement(case, "skipped", message=str(check.get("detail", ""))[:500])
+            skipped += 1
+    if not outcome.passed and not failures:  # e.g. --require-gpu on a skip
+        case = ET.SubElement(suite, "testcase", classname=outcome.probe, name="verdict")
+        ET.SubElement(case, "failure", message=outcome.result.get("reason", "")[:500])
+        failures += 1
+        suite.set("tests", str(int(suite.get("tests", "0")) + 1))
+    suite.set("failures", str(failures))
+    suite.set("skipped", str(skipped))
+    ET.SubElement(suite, "system-out").text = json.dumps(outcome.result, indent=2)
+    return ET.tostring(ET.ElementTree(suite).getroot(), encoding="utf-8", xml_declaration=True)
+
+
+def _markdown(outcome: Outcome) -> str:
+    verdict = "✅ pass" if outcome.passed else "❌ fail"
+    lines = [f"### validate_{outcome.probe}: {verdict}", "", f"Image `{outcome.image}`: {outcome.result.get('reason', '')}", "",
+             "| check | status | detail |", "|---|---|---|"]
+    for check in outcome.result.get("checks") or []:
+        detail = str(check.get("detail", "")).replace("|", "\\|").replace("\n", " ")
+        lines.append(f"| {check.get('name')} | {check.get('status')} | {detail} |")
+    bench = outcome.result.get("bench")
+    if bench:
+        lines += ["", f"Timing: `{json.dumps(bench)}`"]
+    return "\n".join(lines) + "\n\n"
+
+
+def write_reports(root: Path, outcome: Outcome) -> list[Path]:
+    reports = root / "reports"
+    payload = {"probe": outcome.probe, "image": outcome.image, "passed": outcome.passed,
+               "exit_code": outcome.exit_code, "seconds": round(outcome.seconds, 2), "result": outcome.result}
+    paths = [reports / f"{outcome.probe}.json", reports / f"{outcome.probe}.junit.xml"]
+    atomic_write(paths[0], json.dumps(payload, indent=2, default=str) + "\n")
+    atomic_write(paths[1], _junit(outcome))
+    summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if summary:
+        with open(summary, "a", encoding="utf-8") as fh:
+            fh.write(_markdown(outcome))
+    return paths
+
+
+def print_table(outcome: Outcome) -> None:
+    from rich.table import Table
+
+    table = Table("check", "status", "detail", title=f"validate_{outcome.probe} · {outcome.image[:40]}")
+    for check in outcome.result.get("checks") or []:
+        table.add_row(str(check.get("name")), str(check.get("status")), str(check.get("detail", ""))[:160])
+    out().print(table)
+    bench = outcome.result.get("bench")
+    if bench:
+        out().print(f"timing: {json.dumps(bench)}")
+    verdict = "PASS" if outcome.passed else "FAIL"
+    out().print(f"{verdict}: {outcome.probe}: {outcome.result.get('reason', '')}")
+
+
+# --------------------------------------------------------------------------- command
+
+
+def validate(root: Path, probe: str, *, image: str | None = None, target: str | None = None,
+             expect_version: str | None = None, require_gpu: bool = False,
+             probe_args: list[str] | None = None) -> Outcome:
+    spec = PROBES[probe]
+    if image is None:
+        image, recorded, target = from_record(root, spec, target)
+        expect_version = expect_version or recorded
+    elif expect_version is None:
+        expect_version = expected_from_pins(root, spec, target)
+    if expect_version is None:
+        raise BadInput(f"no expected version for {spec.distribution}: pass --expect-version")
+    args = ["--expect-version", expect_version, *(["--require-gpu"] if require_gpu else []), *(probe_args or [])]
+    started = time.monotonic()
+    result, code, _ = run_probe(image, spec, args)
+    passed, verdict = judge(result, code, require_gpu)
+    outcome = Outcome(probe, image, verdict, code, passed, time.monotonic() - started)
+    print_table(outcome)
+    for path in write_reports(root, outcome):
+        out().print(f"report: {path.relative_to(root)}")
+    return outcome
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m comfyimg.validate", description=__doc__.splitlines()[0])
+    parser.add_argument("probe", choices=sorted(PROBES))
+    parser.add_argument("--image", help="image to validate (default: the latest build record)")
+    parser.add_argument("--target", help="bake target to take from the build record / wheels.toml")
+    parser.add_argument("--expect-version", help="override the pinned version")
+    parser.add_argument("--require-gpu", action="store_true", help="a skipped GPU check fails")
+    parser.add_argument("--root", type=Path, default=Path.cwd(), help="project root (default: .)")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    probe_args: list[str] = []
+    if "--" in argv:
+        probe_args = argv[argv.index("--") + 1:]
+        argv = argv[: argv.index("--")]
+    try:
+        ns = parser.parse_args(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0) and 2
+    try:
+        outcome = validate(ns.root.resolve(), ns.probe, image=ns.image, target=ns.target,
+                           expect_version=ns.expect_version, require_gpu=ns.require_gpu, probe_args=probe_args)
+    except UserError as exc:
+        err().print(f"error: {exc}", markup=False)
+        return exc.exit_code
+    return 0 if outcome.passed else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
