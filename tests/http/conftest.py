@@ -1,0 +1,255 @@
+"""Fixtures for the HTTP tests: a fake GitHub (API on 127.0.0.1, storage on 127.0.0.2) with
+releases of real wheels that mirror both upstream naming conventions, decoys included, and a
+throw-away project (tasks.py, wheels.toml, docker-bake.hcl) to run ``invoke bump`` in."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.http.fakegithub import AUTO, FakeAsset, FakeGitHub, FakeRelease
+from tests.wheelfactory import build_wheel
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+TOKEN = "ghp_FAKEtoken0123456789SECRETxyzDONOTLEAK"
+SAGE = "pixeloven/SageAttention"
+PERSM = "acme/sage-sm"
+ARCHS = ["sm80", "sm86", "sm89", "sm90", "sm120"]
+LINUX = "cp312-cp312-linux_x86_64"
+
+BAKE_HCL = 'target "complete-cuda" {}\ntarget "complete-cu130" {}\n'
+
+
+def _persm(version: str, sm: str, cu: str = "130", torch: str = "2.13.0") -> str:
+    return f"sageattention-{version}+cu{cu}.torch{torch}.{sm}-{LINUX}.whl"
+
+
+def wheels_toml(old_sage: str = "v2.2.0-build.16", old_persm: str = "v2.2.0-sm.1",
+                sage_repo: str = SAGE) -> str:
+    gh = "https://github.com"
+    persm = "\n".join(f"""
+# per-SM wheel for {sm}
+[[wheel]]
+name = "sageattention"
+arch = "{sm}"
+version = "2.2.0"
+url = "{gh}/{PERSM}/releases/download/{old_persm}/{_persm('2.2.0', sm).replace('+', '%2B')}"
+source = {{ github = "{PERSM}", release = "{old_persm}" }}
+targets = ["complete-cu130"]
+provides = ["sageattention"]
+""" for sm in ARCHS)
+    return f"""\
+# Test pins for invoke bump: every comment here must survive a bump.
+
+[profiles.cuda]
+python = "cp312"      # the image's Python
+platform = "linux_x86_64"
+torch = "2.9.0"
+torch_index = "cu128"
+cuda = "12.9"
+archs = ["sm80", "sm86", "sm89", "sm90", "sm120"]
+
+[profiles.cu130]
+python = "cp312"
+platform = "linux_x86_64"
+torch = "2.13.0"
+torch_index = "cu130"
+cuda = "13.0"
+archs = {ARCHS!r}
+
+# SageAttention 2, build-tag convention (290.129 = torch 2.9.0 / CUDA 12.9).
+[[wheel]]
+name = "sageattention"
+version = "2.2.0"   # trailing comment
+url = "{gh}/{sage_repo}/releases/download/{old_sage}/sageattention-2.2.0-290.129-{LINUX}.whl"
+source = {{ github = "{sage_repo}", release = "{old_sage}" }}
+targets = ["complete-cuda"]
+provides = ["sageattention"]
+
+# SageAttention 3.
+[[wheel]]
+name = "sageattn3"
+version = "1.0.0"
+url = "{gh}/{sage_repo}/releases/download/{old_sage}/sageattn3-1.0.0-290.129-{LINUX}.whl"
+source = {{ github = "{sage_repo}", release = "{old_sage}" }}
+targets = ["complete-cuda"]
+provides = ["sageattn3"]
+{persm}
+# A pin without a source: bump leaves it alone.
+[[wheel]]
+name = "helper"
+version = "0.1.0"
+url = "https://example.invalid/helper-0.1.0-py3-none-any.whl"
+sha256 = "{'a' * 64}"
+targets = ["complete-cuda"]
+provides = ["helper"]
+"""
+
+
+# --------------------------------------------------------------------------- wheels
+
+
+@pytest.fixture(scope="session")
+def wheel_dir(tmp_path_factory) -> Path:
+    """Every wheel the fake releases serve, built once per session."""
+    d = tmp_path_factory.mktemp("wheels")
+    names = []
+    for v in ("2.2.1", "2.2.2rc1", "2.3.0"):
+        names += [f"sageattention-{v}-290.129-{LINUX}.whl",
+                  f"sageattention-{v}-290.128-{LINUX}.whl",
+                  f"sageattention-{v}-280.129-{LINUX}.whl",
+                  f"sageattention-{v}-290.129-cp311-cp311-linux_x86_64.whl",
+                  f"sageattention-{v}-290.129-cp312-cp312-win_amd64.whl",
+                  f"sageattention-{v}-290.129-cp312-cp312-manylinux_2_28_x86_64.whl"]
+    for v in ("1.0.1", "1.0.2rc1", "1.1.0"):
+        names += [f"sageattn3-{v}-290.129-{LINUX}.whl", f"sageattn3-{v}-290.128-{LINUX}.whl"]
+    names += [_persm("2.2.1", sm) for sm in ARCHS + ["sm100"]]
+    names += [_persm("2.2.1", "sm90", cu="128"), _persm("2.2.1", "sm90", torch="2.12.0")]
+    for filename in names:
+        dist, version = filename.split("-")[:2]
+        build_wheel(d, dist, version, filename=filename,
+                    files={f"{dist}/__init__.py": f"# {filename}\n" + "x = 1\n" * 200})
+    return d
+
+
+def _asset(wheel_dir: Path, name: str, digest: str | None = AUTO) -> FakeAsset:
+    return FakeAsset(name, data=(wheel_dir / name).read_bytes(), digest=digest)
+
+
+def _sums(name: str, assets: list[FakeAsset], override: dict[str, str] | None = None) -> FakeAsset:
+    lines = []
+    for a in assets:
+        hexed = (override or {}).get(a.name) or hashlib.sha256(a.data or b"").hexdigest()
+        lines.append(f"{hexed}  {a.name}\n")
+    return FakeAsset(name, data="".join(lines).encode(), content_type="text/plain")
+
+
+def sage_release(wheel_dir: Path, tag: str, v: str, v3: str, **kw) -> FakeRelease:
+    """A build-tag release: the fitting wheels plus a decoy per ABI axis, and a SHA256SUMS.
+
+    The fitting sageattention has an API digest; the fitting sageattn3 has ``digest: null``
+    and is listed in SHA256SUMS."""
+    wheels = [
+        _asset(wheel_dir, f"sageattention-{v}-290.129-{LINUX}.whl"),
+        _asset(wheel_dir, f"sageattention-{v}-290.128-{LINUX}.whl"),  # other CUDA
+        _asset(wheel_dir, f"sageattention-{v}-280.129-{LINUX}.whl"),  # other torch
+        _asset(wheel_dir, f"sageattention-{v}-290.129-cp311-cp311-linux_x86_64.whl"),  # other Python
+        _asset(wheel_dir, f"sageattention-{v}-290.129-cp312-cp312-win_amd64.whl"),  # other platform
+        _asset(wheel_dir, f"sageattn3-{v3}-290.129-{LINUX}.whl", digest=None),
+        _asset(wheel_dir, f"sageattn3-{v3}-290.128-{LINUX}.whl"),
+    ]
+    sums_override = kw.pop("sums_override", None)
+    extra = [FakeAsset(f"SageAttention-{v}.tar.gz", data=b"not a wheel\n", content_type="application/gzip")]
+    return FakeRelease(tag, wheels + extra + [_sums("SHA256SUMS", wheels, sums_override)], **kw)
+
+
+def persm_release(wheel_dir: Path, tag: str, **kw) -> FakeRelease:
+    """Per-SM local versions: sm80…sm120 fit; sm86 is digest-null but in SHA256SUMS-sm86,
+    sm89 is digest-null and in no SUMS file (must be downloaded)."""
+    assets = []
+    for sm in ARCHS + ["sm100"]:
+        digest = None if sm in ("sm86", "sm89") else AUTO
+        assets.append(_asset(wheel_dir, _persm("2.2.1", sm), digest))
+    assets.append(_asset(wheel_dir, _persm("2.2.1", "sm90", cu="128")))
+    assets.append(_asset(wheel_dir, _persm("2.2.1", "sm90", torch="2.12.0")))
+    sm86 = [a for a in assets if ".sm86-" in a.name]
+    assets.append(_sums("SHA256SUMS-sm86", sm86))
+    return FakeRelease(tag, assets, **kw)
+
+
+def populate(fake: FakeGitHub, wheel_dir: Path, **sage_kw) -> None:
+    """The standard releases (newest first, as GitHub lists them)."""
+    fake.add_release(SAGE, sage_release(wheel_dir, "v2.3.0-draft", "2.3.0", "1.1.0", draft=True,
+                                        published_at="2026-04-01T00:00:00Z"))
+    fake.add_release(SAGE, sage_release(wheel_dir, "v2.2.2-rc1", "2.2.2rc1", "1.0.2rc1",
+                                        prerelease=True, published_at="2026-03-01T00:00:00Z"))
+    fake.add_release(SAGE, sage_release(wheel_dir, "v2.2.0-build.17", "2.2.1", "1.0.1",
+                                        published_at="2026-02-01T00:00:00Z", **sage_kw))
+    # No fitting sageattn3 (only its CUDA 12.8 decoy): a bump to it must write nothing at all.
+    nomatch = sage_release(wheel_dir, "v2.2.0-nomatch", "2.2.1", "1.0.1",
+                           published_at="2026-01-20T00:00:00Z")
+    nomatch.assets = [a for a in nomatch.assets if a.name != f"sageattn3-1.0.1-290.129-{LINUX}.whl"]
+    fake.add_release(SAGE, nomatch)
+    # Two sageattention wheels fit (linux_x86_64 and manylinux_2_28): ambiguous.
+    amb = sage_release(wheel_dir, "v2.2.0-ambiguous", "2.2.1", "1.0.1", published_at="2026-01-10T00:00:00Z")
+    amb.assets.append(_asset(wheel_dir, f"sageattention-2.2.1-290.129-cp312-cp312-manylinux_2_28_x86_64.whl"))
+    fake.add_release(SAGE, amb)
+    fake.add_release(SAGE, FakeRelease("v2.2.0-build.16", [], published_at="2026-01-01T00:00:00Z"))
+    fake.add_release(PERSM, persm_release(wheel_dir, "v2.2.1-sm.2", published_at="2026-02-02T00:00:00Z"))
+    fake.add_release(PERSM, FakeRelease("v2.2.0-sm.1", [], published_at="2026-01-02T00:00:00Z"))
+
+
+@pytest.fixture
+def fake_github():
+    with FakeGitHub() as fake:
+        yield fake
+
+
+@pytest.fixture
+def github(fake_github, wheel_dir) -> FakeGitHub:
+    populate(fake_github, wheel_dir)
+    return fake_github
+
+
+# --------------------------------------------------------------------------- project
+
+
+@dataclass
+class BumpProject:
+    root: Path
+    fake: FakeGitHub
+
+    @property
+    def pins(self) -> Path:
+        return self.root / "wheels.toml"
+
+    def snapshot(self) -> dict[str, bytes]:
+        return {str(p.relative_to(self.root)): p.read_bytes()
+                for p in sorted(self.root.rglob("*"))
+                if p.is_file() and "__pycache__" not in p.parts}
+
+    def env(self, **extra: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items()
+               if k not in ("GITHUB_TOKEN", "GH_TOKEN", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY",
+                            "http_proxy", "https_proxy", "all_proxy")}
+        env.update({
+            "CI": "1",
+            "GITHUB_API_URL": self.fake.api_url,
+            "GITHUB_TOKEN": TOKEN,
+            "COMFYIMG_HTTP_TIMEOUT": "2",
+            "COMFYIMG_HTTP_RETRIES": "2",
+            "COMFYIMG_HTTP_BACKOFF": "0.01",
+            "NO_PROXY": "*",
+        })
+        env.update(extra)
+        return {k: v for k, v in env.items() if v is not None}
+
+    def bump(self, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "invoke", "bump", *args], cwd=self.root,
+                              env=self.env(**env), text=True, capture_output=True, timeout=60,
+                              check=False)
+
+    def render(self) -> None:
+        """What `invoke render` does, in-process (the generated files a bump must keep or update)."""
+        from comfyimg import pins, render
+
+        render.write(pins.load(self.pins), self.root)
+
+
+@pytest.fixture
+def project(tmp_path, github) -> BumpProject:
+    root = tmp_path / "project"
+    root.mkdir()
+    shutil.copy(REPO_ROOT / "tasks.py", root / "tasks.py")
+    (root / "docker-bake.hcl").write_text(BAKE_HCL)
+    (root / "wheels.toml").write_text(wheels_toml(), encoding="utf-8")
+    proj = BumpProject(root, github)
+    proj.render()
+    return proj

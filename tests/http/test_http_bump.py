@@ -1,0 +1,309 @@
+"""``invoke bump`` run for real (a subprocess) against the fake GitHub on loopback."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import time
+
+import pytest
+
+from tests.http.conftest import ARCHS, LINUX, PERSM, SAGE, TOKEN, wheels_toml
+
+NEW_SAGE = f"sageattention-2.2.1-290.129-{LINUX}.whl"
+NEW_SAGE3 = f"sageattn3-1.0.1-290.129-{LINUX}.whl"
+
+
+def sha(fake, name: str) -> str:
+    for releases in fake.repos.values():
+        for rel in releases:
+            for a in rel.assets:
+                if a.name == name:
+                    return hashlib.sha256(a.data).hexdigest()
+    raise KeyError(name)
+
+
+def assert_token_safe(project, result) -> None:
+    """The token reached the API host only, never the storage host, never the output."""
+    assert TOKEN not in result.stdout + result.stderr
+    for req in project.fake.requests("storage"):
+        assert "authorization" not in req.headers, req
+        assert all(TOKEN not in v for v in req.headers.values()), req
+    api = project.fake.requests("api")
+    assert api and all(r.headers.get("authorization") == f"Bearer {TOKEN}" for r in api)
+
+
+def assert_unchanged(project, before, result, code=1, message=None) -> None:
+    assert result.returncode == code, result.stdout + result.stderr
+    assert project.snapshot() == before, "a failed bump changed files"
+    assert "Traceback" not in result.stderr
+    if message:
+        assert re.search(message, result.stdout + result.stderr), result.stdout + result.stderr
+    assert TOKEN not in result.stdout + result.stderr
+
+
+# --------------------------------------------------------------------------- success
+
+
+def test_bump_all_moves_every_sourced_pin(project):
+    before = project.pins.read_text()
+    r = project.bump()
+    assert r.returncode == 0, r.stdout + r.stderr
+    after = project.pins.read_text()
+    # Comments, order and untouched pins survive; the four fields change.
+    for line in before.splitlines():
+        if line.startswith("#") or "trailing comment" in line:
+            assert line.split("#")[1] in after
+    assert 'version = "2.2.1"' in after and 'version = "1.0.1"' in after
+    assert f"/v2.2.0-build.17/{NEW_SAGE}" in after
+    assert f'sha256 = "{sha(project.fake, NEW_SAGE)}"' in after
+    assert f'sha256 = "{sha(project.fake, NEW_SAGE3)}"' in after
+    assert 'release = "v2.2.0-build.17"' in after and 'release = "v2.2.1-sm.2"' in after
+    assert after.index("name = \"sageattention\"") < after.index("name = \"sageattn3\"")
+    assert f'sha256 = "{"a" * 64}"' in after  # the source-less pin is untouched
+    for sm in ARCHS:
+        name = f"sageattention-2.2.1+cu130.torch2.13.0.{sm}-{LINUX}.whl"
+        assert f'sha256 = "{sha(project.fake, name)}"' in after
+    # Generated files are rendered from the new pins.
+    req = (project.root / "generated/requirements/complete-cuda.txt").read_text()
+    assert f"--hash=sha256:{sha(project.fake, NEW_SAGE)}" in req
+    sm90 = (project.root / "generated/requirements/complete-cu130-sm90.txt").read_text()
+    assert "sm90" in sm90 and "--hash=sha256:" in sm90
+    # The table says where each digest came from.
+    out = r.stdout
+    assert "api" in out and "SHA256SUMS-sm86" in out and "download" in out
+    assert re.search(r"sageattn3 .*SHA256SUMS\b", out.replace("\n", " ")) or "SHA256SUMS " in out
+    assert_token_safe(project, r)
+    # Only the digest-less, unlisted wheel (sm89) was downloaded.
+    wheels = [q.path for q in project.fake.requests("storage") if q.path.endswith(".whl")]
+    assert len(wheels) == 1 and ".sm89-" in wheels[0]
+    # A second run has nothing to do.
+    again = project.bump()
+    assert again.returncode == 0 and "up to date" in again.stdout, again.stdout + again.stderr
+    assert project.pins.read_text() == after
+
+
+def test_api_digests_download_zero_wheel_bytes(project):
+    r = project.bump("--name", "sageattention[sm90]", "--name", "sageattention[sm80]")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert project.fake.requests("storage") == []
+    assert project.fake.asset_bytes_served(".whl") == 0
+    assert not [q for q in project.fake.requests("api") if "/assets/" in q.path or "/download/" in q.path]
+    text = project.pins.read_text()
+    assert text.count('release = "v2.2.1-sm.2"') == 2
+    assert_token_safe(project, r)
+
+
+def test_names_after_double_dash_and_comma(project):
+    r = project.bump("--name", "sageattn3,sageattention[sm120]")
+    assert r.returncode == 0, r.stdout + r.stderr
+    r2 = project.bump("--dry-run", "--", "sageattention[sm86]")
+    assert r2.returncode == 0 and "sm86" in r2.stdout
+
+
+def test_dry_run_prints_table_and_diff_writes_nothing(project):
+    before = project.snapshot()
+    r = project.bump("--dry-run", "--name", "sageattention")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert project.snapshot() == before
+    assert "--- a/wheels.toml" in r.stdout and "+++ b/wheels.toml" in r.stdout
+    assert f"+url = " in r.stdout and "+sha256 = " in r.stdout
+    assert "v2.2.0-build.17" in r.stdout and "dry run" in r.stdout
+    assert_token_safe(project, r)
+
+
+def test_pre_takes_the_newest_non_draft_release(project):
+    r = project.bump("--pre", "--name", "sageattention", "--name", "sageattn3")
+    assert r.returncode == 0, r.stdout + r.stderr
+    text = project.pins.read_text()
+    assert 'release = "v2.2.2-rc1"' in text and "v2.3.0-draft" not in text
+    assert 'version = "2.2.2rc1"' in text
+
+
+def test_explicit_release(project):
+    r = project.bump("--release", "v2.2.0-build.17", "--name", "sageattn3")
+    assert r.returncode == 0, r.stdout + r.stderr
+    text = project.pins.read_text()
+    assert 'release = "v2.2.0-build.17"' in text and "v2.2.1-sm.2" not in text
+
+
+def test_release_applies_to_every_repo_of_the_chosen_pins(project):
+    # "sageattention" names the build-tag pin and the five per-SM pins of another repo.
+    before = project.snapshot()
+    r = project.bump("--release", "v2.2.0-build.17", "--name", "sageattention")
+    assert_unchanged(project, before, r, message=f"{PERSM}: no release with tag 'v2.2.0-build.17'")
+
+
+def test_explicit_prerelease_needs_pre(project):
+    before = project.snapshot()
+    r = project.bump("--release", "v2.2.2-rc1", "--name", "sageattention")
+    assert_unchanged(project, before, r, code=2, message="prerelease; pass --pre")
+
+
+def test_verify_downloads_and_agrees(project):
+    r = project.bump("--verify", "--name", "sageattention", "--name", "sageattn3")
+    assert r.returncode == 0, r.stdout + r.stderr
+    wheels = sorted(q.path.rsplit("/", 1)[-1] for q in project.fake.requests("storage")
+                    if q.path.endswith(".whl"))
+    persm = [f"sageattention-2.2.1+cu130.torch2.13.0.{sm}-{LINUX}.whl" for sm in ARCHS]
+    assert wheels == sorted([NEW_SAGE, NEW_SAGE3, *persm])  # each fitting wheel, once
+    out = r.stdout
+    assert "download (= api)" in out and "download (= SHA256SUMS)" in out
+    assert "download (= SHA256SUMS-sm86)" in out
+    assert "downloaded sageattention" in r.stderr  # plain progress lines under CI
+    assert_token_safe(project, r)
+
+
+# --------------------------------------------------------------------------- failures
+
+
+def test_unknown_name_is_bad_input(project):
+    before = project.snapshot()
+    r = project.bump("--name", "nosuchwheel")
+    assert_unchanged(project, before, r, code=2, message="unknown pin name.*nosuchwheel.*known:")
+    assert project.fake.requests() == []
+
+
+def test_sourceless_pin_is_bad_input(project):
+    before = project.snapshot()
+    r = project.bump("--name", "helper")
+    assert_unchanged(project, before, r, code=2, message="helper has no source")
+
+
+def test_repo_404(project):
+    project.pins.write_text(wheels_toml(sage_repo="nobody/missing"))
+    project.render()
+    before = project.snapshot()
+    r = project.bump("--name", "sageattn3")
+    assert_unchanged(project, before, r, message="repository nobody/missing not found")
+
+
+def test_tag_404(project):
+    before = project.snapshot()
+    r = project.bump("--release", "v9.9.9", "--name", "sageattention")
+    assert_unchanged(project, before, r, message=f"{PERSM}|{SAGE}: no release with tag 'v9.9.9'")
+
+
+def test_rate_limit_gives_reset_time(project):
+    reset = int(time.time()) + 600
+    project.fake.fault(r"/releases/latest$", status=403, headers={
+        "x-ratelimit-limit": "60", "x-ratelimit-remaining": "0", "x-ratelimit-reset": str(reset)})
+    before = project.snapshot()
+    r = project.bump()
+    assert_unchanged(project, before, r, message=r"rate limit exceeded \(HTTP 403\); the limit resets at "
+                                                 r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC \(in \d+ s\)")
+    assert len(project.fake.requests("api")) == 1  # no retry hammering
+
+
+def test_secondary_rate_limit_429_retry_after(project):
+    project.fake.fault(r"/releases/tags/", status=429, headers={"retry-after": "37"})
+    before = project.snapshot()
+    r = project.bump("--release", "v2.2.0-build.17")
+    assert_unchanged(project, before, r, message=r"rate limit exceeded \(HTTP 429\); retry after 37 s")
+
+
+def test_5xx_after_retries(project):
+    project.fake.fault(r"/releases/latest$", status=502)
+    before = project.snapshot()
+    r = project.bump("--name", "sageattention")
+    assert_unchanged(project, before, r, message=r"HTTP 502.*after 3 attempt")
+    assert len([q for q in project.fake.requests("api") if q.path.endswith("/latest")]) == 3
+
+
+def test_5xx_then_success_is_retried(project):
+    project.fake.fault(r"/releases/latest$", status=503, times=2)
+    r = project.bump("--name", "sageattn3")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert 'release = "v2.2.0-build.17"' in project.pins.read_text()
+
+
+def test_timeout(project):
+    project.fake.fault(r"/releases/latest$", kind="sleep", seconds=1.0)
+    before = project.snapshot()
+    r = project.bump("--name", "sageattention", COMFYIMG_HTTP_TIMEOUT="0.2", COMFYIMG_HTTP_RETRIES="1")
+    assert_unchanged(project, before, r, message=r"timed out .*after 2 attempt")
+
+
+def test_truncated_download(project):
+    project.fake.fault(r"^storage /objects/\d+/sageattention-2\.2\.1-290\.129-cp312", kind="truncate")
+    before = project.snapshot()
+    r = project.bump("--verify", "--name", "sageattention")
+    assert_unchanged(project, before, r, message=r"truncated.* of \d+ bytes")
+    assert_token_safe(project, r)
+
+
+def test_digest_mismatch_with_api(project, fake_github, wheel_dir):
+    # The asset was replaced in place: the API digest no longer matches its bytes.
+    for rel in project.fake.repos[SAGE]:
+        for a in rel.assets:
+            if a.name == NEW_SAGE and rel.tag == "v2.2.0-build.17":
+                a.digest = "sha256:" + "0" * 64
+    before = project.snapshot()
+    r = project.bump("--verify", "--name", "sageattention")
+    assert_unchanged(project, before, r, message=r"digest mismatch: .*API digest says 0{64}")
+
+
+def test_digest_mismatch_with_sums(project):
+    rel = next(r for r in project.fake.repos[SAGE] if r.tag == "v2.2.0-build.17")
+    sums = next(a for a in rel.assets if a.name == "SHA256SUMS")
+    sums.data = re.sub(rb"^[0-9a-f]{64}(  sageattn3-1\.0\.1-290\.129)", b"f" * 64 + rb"\1", sums.data,
+                       flags=re.M)
+    before = project.snapshot()
+    r = project.bump("--verify", "--name", "sageattn3")
+    assert_unchanged(project, before, r, message=r"digest mismatch: .*SHA256SUMS says f{64}")
+
+
+def test_no_matching_asset_lists_every_asset_and_writes_nothing(project):
+    before = project.snapshot()
+    r = project.bump("--release", "v2.2.0-nomatch", "--name", "sageattention", "--name", "sageattn3")
+    assert_unchanged(project, before, r, message="sageattn3: release v2.2.0-nomatch has no asset that fits")
+    msg = r.stderr
+    assert f"sageattn3-1.0.1-290.128-{LINUX}.whl: CUDA 12.8 ≠ 12.9" in msg
+    assert f"sageattention-2.2.1-290.129-{LINUX}.whl: distribution sageattention ≠ sageattn3" in msg
+    assert "SHA256SUMS: not a wheel" in msg and "SageAttention-2.2.1.tar.gz: not a wheel" in msg
+    # sageattention alone would have fitted; pins of one release move together or not at all.
+
+
+def test_ambiguous_assets(project):
+    before = project.snapshot()
+    r = project.bump("--release", "v2.2.0-ambiguous", "--name", "sageattention")
+    assert_unchanged(project, before, r, message="2 assets that fit complete-cuda")
+    msg = r.stderr
+    assert f"sageattention-2.2.1-290.129-{LINUX}.whl: fits (ambiguous)" in msg
+    assert "manylinux_2_28_x86_64.whl: fits (ambiguous)" in msg
+    assert f"sageattention-2.2.1-290.128-{LINUX}.whl: CUDA 12.8 ≠ 12.9" in msg
+    assert f"sageattention-2.2.1-280.129-{LINUX}.whl: torch 2.8.0 ≠ 2.9.0" in msg
+    assert "cp311-cp311-linux_x86_64.whl: python cp311-cp311 ≠ cp312" in msg
+    assert "win_amd64.whl: platform win_amd64 ≠ linux_x86_64" in msg
+
+
+def test_per_sm_decoys_are_explained(project):
+    # Make the sm90 pin's match disappear: the error explains every per-SM asset.
+    rel = next(r for r in project.fake.repos[PERSM] if r.tag == "v2.2.1-sm.2")
+    rel.assets = [a for a in rel.assets if a.name != f"sageattention-2.2.1+cu130.torch2.13.0.sm90-{LINUX}.whl"]
+    before = project.snapshot()
+    r = project.bump("--name", "sageattention[sm90]")
+    assert_unchanged(project, before, r, message=r"sageattention\[sm90\]: release v2.2.1-sm.2 has no asset")
+    msg = r.stderr
+    assert "+cu128.torch2.13.0.sm90-cp312-cp312-linux_x86_64.whl: CUDA 12.8 ≠ 13.0" in msg
+    assert "+cu130.torch2.12.0.sm90-cp312-cp312-linux_x86_64.whl: torch 2.12.0 ≠ 2.13.0" in msg
+    assert ".sm100-cp312-cp312-linux_x86_64.whl: built for sm100, the pin is for sm90" in msg
+
+
+def test_token_not_required(project):
+    r = project.bump("--name", "sageattention", GITHUB_TOKEN="", GH_TOKEN="")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert all("authorization" not in q.headers for q in project.fake.requests())
+
+
+def test_gh_token_fallback(project):
+    r = project.bump("--name", "sageattn3", GITHUB_TOKEN="", GH_TOKEN=TOKEN)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert_token_safe(project, r)
+
+
+@pytest.mark.parametrize("url", ["ftp://example", "not a url"])
+def test_bad_api_url_is_bad_input(project, url):
+    before = project.snapshot()
+    r = project.bump("--name", "sageattention", GITHUB_API_URL=url)
+    assert_unchanged(project, before, r, code=2, message="GITHUB_API_URL")
