@@ -13,7 +13,7 @@
 # Stages are linked only through named contexts (contexts = { runtime =
 # "target:..." }): bake builds the parent target first, no depends_on needed.
 
-# Registry/namespace prefix for tags, e.g. "ghcr.io/acme/" (may be empty).
+# Registry/namespace prefix for tags, e.g. "registry.example/acme/" (may be empty).
 variable "REGISTRY" {
   default = ""
 }
