@@ -1,0 +1,336 @@
+"""CPU tests of the SageAttention probes (src/comfyimg/probes/sage2.py, sage3.py).
+
+The probes run as subprocesses with this interpreter's (CPU) torch against fake
+installs built by tests/gpu/make_fakes.py, with CUDA_VISIBLE_DEVICES="" so the
+no-GPU path is taken even on a machine with a GPU. The GPU path is proven by
+tests/gpu/run_on_gpu.sh on real hardware (see docs/user-guides/validation.md).
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+PROBES = REPO / "src" / "comfyimg" / "probes"
+SAGE2 = PROBES / "sage2.py"
+SAGE3 = PROBES / "sage3.py"
+
+PYPI_106 = ["--exports", "sageattn,sageattn_varlen", "--extensions", "", "--no-dispatch-check"]
+
+
+def _load(path: Path, name: str):
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+fakes = _load(REPO / "tests" / "gpu" / "make_fakes.py", "make_fakes")
+expect = _load(REPO / "tests" / "gpu" / "expect.py", "gpu_expect")
+
+
+@pytest.fixture(scope="module")
+def fake_root(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("fakes")
+    for variant in [*fakes.SAGE2_VARIANTS, *fakes.SAGE3_VARIANTS]:
+        fakes.make(root, variant)
+    (root / "nothing").mkdir()
+    return root
+
+
+class Run:
+    def __init__(self, proc: subprocess.CompletedProcess):
+        self.rc = proc.returncode
+        self.stdout = proc.stdout
+        self.stderr = proc.stderr
+        self.json, self.json_error = expect.parse_single_json(proc.stdout)
+
+    def check(self, name: str) -> dict:
+        matches = [c for c in self.json["checks"] if c["name"] == name]
+        assert matches, f"no check {name!r} in {[c['name'] for c in self.json['checks']]}"
+        return matches[0]
+
+    def __repr__(self) -> str:  # shown by pytest on failure
+        return f"<Run rc={self.rc} stdout={self.stdout[:1500]!r} stderr={self.stderr[-1500:]!r}>"
+
+
+def run_probe(probe: Path, pythonpath: Path | None, *args: str, timeout: float = 180) -> Run:
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONSTARTUP")}
+    env["CUDA_VISIBLE_DEVICES"] = ""
+    env["PYTHONNOUSERSITE"] = "1"
+    if pythonpath is not None:
+        env["PYTHONPATH"] = str(pythonpath)
+    proc = subprocess.run([sys.executable, str(probe), *args], capture_output=True, text=True, env=env,
+                          timeout=timeout)
+    return Run(proc)
+
+
+def assert_contract(r: Run, status: str, code: int) -> None:
+    assert r.json_error is None, r
+    assert r.rc == code, r
+    j = r.json
+    assert j["status"] == status, r
+    assert j["exit_code"] == code
+    for key in ("probe", "schema", "reason", "package", "device", "gpu_checks", "environment", "checks", "bench",
+                "elapsed_s"):
+        assert key in j, key
+    for c in j["checks"]:
+        assert set(c) >= {"name", "kind", "status", "detail"}
+        assert c["status"] in ("pass", "fail", "skip")
+        assert c["kind"] in ("install", "gpu")
+
+
+# --- command line ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("probe", [SAGE2, SAGE3], ids=["sage2", "sage3"])
+def test_help_works(probe):
+    proc = subprocess.run([sys.executable, str(probe), "--help"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0
+    assert "usage:" in proc.stdout
+    assert "--expect-version" in proc.stdout
+    assert "--require-gpu" in proc.stdout
+
+
+@pytest.mark.parametrize("probe", [SAGE2, SAGE3], ids=["sage2", "sage3"])
+def test_bad_usage_exits_2(probe):
+    proc = subprocess.run([sys.executable, str(probe), "--no-such-option"], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 2
+
+
+# --- sage2 without a GPU ---------------------------------------------------
+
+
+def test_sage2_good_install_passes_with_gpu_skipped(fake_root):
+    r = run_probe(SAGE2, fake_root / "good", "--expect-version", "2.2.0")
+    assert_contract(r, "pass", 0)
+    j = r.json
+    assert j["probe"] == "sage2"
+    assert j["device"] is None
+    assert j["gpu_checks"] == "skipped"
+    assert "gpu: skipped" in j["reason"]
+    assert j["package"] == {"name": "sageattention", "expected": "2.2.0", "installed": "2.2.0"}
+    assert r.check("gpu")["status"] == "skip"
+    install = [c for c in j["checks"] if c["kind"] == "install"]
+    assert install and all(c["status"] == "pass" for c in install)
+    assert {c["name"] for c in install} >= {
+        "version", "import", "exports", "extension:sageattention._qattn_sm80", "extension:sageattention._qattn_sm89",
+        "extension:sageattention._qattn_sm90", "extension:sageattention._fused"}
+    assert j["environment"]["extensions_loaded"] == {
+        "sageattention._qattn_sm80": True, "sageattention._qattn_sm89": True,
+        "sageattention._qattn_sm90": True, "sageattention._fused": True}
+    assert j["bench"] is None
+
+
+def test_sage2_require_gpu_turns_missing_gpu_into_failure(fake_root):
+    r = run_probe(SAGE2, fake_root / "good", "--expect-version", "2.2.0", "--require-gpu")
+    assert_contract(r, "fail", 1)
+    assert r.check("gpu")["status"] == "fail"
+    assert "require-gpu" in r.json["reason"]
+
+
+def test_sage2_wrong_version_fails(fake_root):
+    r = run_probe(SAGE2, fake_root / "old_version", "--expect-version", "2.2.0")
+    assert_contract(r, "fail", 1)
+    assert r.check("version")["status"] == "fail"
+    assert "installed 2.1.1, expected 2.2.0" in r.json["reason"]
+    assert r.json["package"]["installed"] == "2.1.1"
+
+
+@pytest.mark.parametrize(("expected", "status", "code"), [
+    ("2.2.0", "pass", 0),                            # public version matches a local build
+    ("2.2.0+cu130.torch2.13.0.sm90", "pass", 0),     # exact local label
+    ("2.2.0+cu128.torch2.9.0.sm90", "fail", 1),      # another build of the same version
+])
+def test_sage2_local_version_label(fake_root, expected, status, code):
+    r = run_probe(SAGE2, fake_root / "local_version", "--expect-version", expected)
+    assert_contract(r, status, code)
+
+
+def test_sage2_not_installed_fails(fake_root):
+    r = run_probe(SAGE2, fake_root / "nothing", "--expect-version", "2.2.0")
+    assert_contract(r, "fail", 1)
+    assert "not installed" in r.check("version")["detail"]
+
+
+def test_sage2_missing_export_fails(fake_root):
+    r = run_probe(SAGE2, fake_root / "missing_export", "--expect-version", "2.2.0")
+    assert_contract(r, "fail", 1)
+    c = r.check("exports")
+    assert c["status"] == "fail"
+    assert c["missing"] == ["sageattn_qk_int8_pv_fp8_cuda_sm90"]
+
+
+def test_sage2_export_list_is_an_option(fake_root):
+    """PyPI 1.0.6 exports fewer kernels and has no compiled extensions."""
+    r = run_probe(SAGE2, fake_root / "missing_export", "--expect-version", "2.2.0", *PYPI_106)
+    assert_contract(r, "pass", 0)
+    assert not [c for c in r.json["checks"] if c["name"].startswith("extension:")]
+
+
+def test_sage2_missing_arch_extension_fails_even_though_import_works(fake_root):
+    r = run_probe(SAGE2, fake_root / "no_sm90", "--expect-version", "2.2.0")
+    assert_contract(r, "fail", 1)
+    assert r.check("import")["status"] == "pass"
+    c = r.check("extension:sageattention._qattn_sm90")
+    assert c["status"] == "fail"
+    assert c["error_kind"] == "not-found"
+    assert r.json["environment"]["sageattention_core_flags"]["SM90_ENABLED"] is False
+
+
+def test_sage2_undefined_symbol_is_a_broken_wheel(fake_root):
+    r = run_probe(SAGE2, fake_root / "undefined_symbol", "--expect-version", "2.2.0")
+    assert_contract(r, "fail", 1)
+    c = r.check("extension:sageattention._qattn_sm90")
+    assert c["status"] == "fail"
+    assert c["error_kind"] == "abi-mismatch"
+    assert "broken wheel" in c["detail"] and "different torch" in c["detail"]
+
+
+def test_sage2_missing_cuda_runtime_is_a_broken_wheel(fake_root):
+    r = run_probe(SAGE2, fake_root / "missing_cudart", "--expect-version", "2.2.0")
+    assert_contract(r, "fail", 1)
+    c = r.check("extension:sageattention._qattn_sm89")
+    assert c["error_kind"] == "missing-library"
+    assert "libcudart.so.12" in c["detail"]
+
+
+def test_sage2_missing_driver_is_not_a_wheel_defect(fake_root):
+    r = run_probe(SAGE2, fake_root / "no_driver", "--expect-version", "2.2.0")
+    assert_contract(r, "pass", 0)
+    c = r.check("extension:sageattention._qattn_sm90")
+    assert c["status"] == "skip"
+    assert c["error_kind"] == "no-driver"
+    assert "not a wheel defect" in c["detail"]
+    assert "extension:sageattention._qattn_sm90" in r.json["reason"]
+
+
+def test_sage2_missing_driver_with_require_gpu_fails(fake_root):
+    r = run_probe(SAGE2, fake_root / "no_driver", "--expect-version", "2.2.0", "--require-gpu")
+    assert_contract(r, "fail", 1)
+    assert r.check("extension:sageattention._qattn_sm90")["status"] == "fail"
+
+
+def test_sage2_toplevel_import_needing_driver_is_skip(fake_root):
+    r = run_probe(SAGE2, fake_root / "no_driver_toplevel", "--expect-version", "2.2.0")
+    assert_contract(r, "skip", 3)
+    assert r.check("import")["error_kind"] == "no-driver"
+
+
+def test_sage2_segfault_at_import_never_passes(fake_root):
+    r = run_probe(SAGE2, fake_root / "segv", "--expect-version", "2.2.0")
+    assert r.rc != 0, r
+    if r.json is not None:  # the probe isolates the import, so it can report the crash itself
+        assert r.json["status"] == "fail"
+        assert "SIGSEGV" in r.json["reason"]
+        assert r.rc == 1
+
+
+def test_sage2_stdout_is_one_json_object_despite_noisy_import(fake_root):
+    r = run_probe(SAGE2, fake_root / "noisy", "--expect-version", "2.2.0")
+    assert_contract(r, "pass", 0)
+    assert r.stdout.count("\n") == 1 and r.stdout.endswith("}\n")
+    assert "hello from sageattention on stdout" in r.stderr
+    assert "C-level write to fd 1" in r.stderr
+    json.loads(r.stdout)
+
+
+# --- sage3 without a GPU ---------------------------------------------------
+
+
+def test_sage3_good_install_without_gpu_is_skip(fake_root):
+    r = run_probe(SAGE3, fake_root / "sage3_good", "--expect-version", "1.0.0")
+    assert_contract(r, "skip", 3)
+    j = r.json
+    assert j["probe"] == "sage3"
+    assert j["package"]["name"] == "sageattn3"
+    assert j["gpu_checks"] == "skipped"
+    assert all(c["status"] == "pass" for c in j["checks"] if c["kind"] == "install")
+    assert r.check("extension:fp4attn_cuda")["status"] == "pass"
+    assert r.check("extension:fp4quant_cuda")["status"] == "pass"
+    assert r.check("exports")["status"] == "pass"
+
+
+def test_sage3_require_gpu_fails_without_gpu(fake_root):
+    r = run_probe(SAGE3, fake_root / "sage3_good", "--expect-version", "1.0.0", "--require-gpu")
+    assert_contract(r, "fail", 1)
+
+
+@pytest.mark.parametrize(("variant", "args", "needle"), [
+    ("sage3_no_fp4quant", [], "fp4quant_cuda"),
+    ("sage3_not_callable", [], "sageattn3_blackwell is missing or not callable"),
+    ("sage3_undefined_symbol", [], "undefined symbol"),
+    ("sage3_good", ["--expect-version", "1.0.1"], "installed 1.0.0, expected 1.0.1"),
+    ("nothing", [], "not installed"),
+])
+def test_sage3_broken_install_fails_even_without_gpu(fake_root, variant, args, needle):
+    r = run_probe(SAGE3, fake_root / variant, *(args or ["--expect-version", "1.0.0"]))
+    assert_contract(r, "fail", 1)
+    assert needle in r.json["reason"]
+
+
+def test_sage3_unsupported_gpu_reasons():
+    """sm100 (B200) gets its own message; Hopper is told to use SageAttention 2."""
+    s3 = _load(SAGE3, "sage3_probe")
+    assert s3.unsupported_reason({"name": "NVIDIA RTX PRO 6000", "sm": "sm120"}) is None
+    assert s3.unsupported_reason({"name": "RTX 5090", "sm": "sm121"}) is None
+    b200 = s3.unsupported_reason({"name": "NVIDIA B200", "sm": "sm100"})
+    assert "not supported by SageAttention 3 kernels (sm100)" in b200
+    h100 = s3.unsupported_reason({"name": "NVIDIA H100", "sm": "sm90"})
+    assert "sm90" in h100 and "SageAttention 2" in h100
+
+
+# --- pure helpers ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(("installed", "expected", "ok"), [
+    ("2.2.0", "2.2.0", True),
+    ("2.2.0+cu130.torch2.13.0.sm90", "2.2.0", True),
+    ("2.2.0+cu130.torch2.13.0.sm90", "2.2.0+cu130.torch2.13.0.sm90", True),
+    ("2.2.0+cu130.torch2.13.0.sm90", "2.2.0+cu130.torch2.13.0.sm89", False),
+    ("2.2.0", "2.2.0+cu130.torch2.13.0.sm90", False),
+    ("2.2.1", "2.2.0", False),
+    ("1.0.6", "2.2.0", False),
+])
+def test_version_matches(installed, expected, ok):
+    s2 = _load(SAGE2, "sage2_probe")
+    assert s2.version_matches(installed, expected) is ok
+
+
+@pytest.mark.parametrize(("exc", "kind"), [
+    (ImportError("libcuda.so.1: cannot open shared object file: No such file or directory"), "no-driver"),
+    (ImportError("/x/_qattn_sm90.so: undefined symbol: _ZN3c104cuda9SetDeviceEi"), "abi-mismatch"),
+    (ImportError("libcudart.so.12: cannot open shared object file: No such file or directory"), "missing-library"),
+    (ImportError("/lib/x86_64-linux-gnu/libstdc++.so.6: version `GLIBCXX_3.4.32' not found"),
+     "incompatible-library"),
+    (ModuleNotFoundError("No module named 'sageattention._qattn_sm90'", name="sageattention._qattn_sm90"),
+     "not-found"),
+    (ModuleNotFoundError("No module named 'triton'", name="triton"), "missing-dependency"),
+    (RuntimeError("something else"), "error"),
+])
+def test_classify_import_error(exc, kind):
+    s2 = _load(SAGE2, "sage2_probe")
+    got, detail = s2.classify_import_error(exc, "sageattention._qattn_sm90")
+    assert got == kind
+    assert str(exc) in detail
+
+
+def test_shared_machinery_is_identical_in_both_probes():
+    """Each probe must stay one self-contained file; keep their common code in step."""
+    def shared(path: Path) -> str:
+        text = path.read_text()
+        return text[text.index("# Shared probe machinery"):text.index("def run_main")]
+    assert shared(SAGE2) == shared(SAGE3)
+
+
+@pytest.mark.parametrize("probe", [SAGE2, SAGE3], ids=["sage2", "sage3"])
+def test_probes_import_nothing_from_comfyimg(probe):
+    text = probe.read_text()
+    assert "comfyimg" not in "".join(ln for ln in text.splitlines() if ln.lstrip().startswith(("import", "from")))
