@@ -466,10 +466,20 @@ def dumps_with_changes(text: str, changes: Mapping[int, Mapping[str, Any]]) -> s
                 else:
                     inline = tomlkit.inline_table()
                     inline.update(value)
-                    table[key] = inline
+                    _set_key(table, key, inline)
             else:
-                table[key] = value
+                _set_key(table, key, value)
     return tomlkit.dumps(doc)
+
+
+def _set_key(table: Any, key: str, value: Any) -> None:
+    """Set ``key``; a new key goes after the table's last key, not after the trailing
+    comments and blank lines that introduce the next ``[[wheel]]``."""
+    keys = [k.key for k, _ in table.value.body if k is not None]
+    if key not in table and keys:
+        table.value._insert_after(keys[-1], key, value)
+    else:
+        table[key] = value
 
 
 def save_changes(pins: Pins, changes: Mapping[int, Mapping[str, Any]]) -> Pins:

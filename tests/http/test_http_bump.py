@@ -61,6 +61,10 @@ def test_bump_all_moves_every_sourced_pin(project):
     assert 'release = "v2.2.0-build.17"' in after and 'release = "v2.2.1-sm.2"' in after
     assert after.index("name = \"sageattention\"") < after.index("name = \"sageattn3\"")
     assert f'sha256 = "{"a" * 64}"' in after  # the source-less pin is untouched
+    # New keys land inside their own table, not under the next table's comment.
+    assert "# SageAttention 3.\n[[wheel]]" in after
+    assert "# A pin without a source: bump leaves it alone.\n[[wheel]]" in after
+    assert not re.search(r"^#.*\nsha256 = ", after, flags=re.M)
     for sm in ARCHS:
         name = f"sageattention-2.2.1+cu130.torch2.13.0.{sm}-{LINUX}.whl"
         assert f'sha256 = "{sha(project.fake, name)}"' in after
