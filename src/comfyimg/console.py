@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from functools import cache
+from typing import TextIO
 
 from rich.console import Console
 
@@ -13,17 +14,18 @@ def plain() -> bool:
     return bool(os.environ.get("CI")) or not sys.stdout.isatty()
 
 
+def _console(file: TextIO) -> Console:
+    if plain():
+        return Console(file=file, force_terminal=False, no_color=True, highlight=False,
+                       soft_wrap=True, width=200)
+    return Console(file=file, highlight=False)
+
+
 @cache
 def out() -> Console:
-    if plain():
-        return Console(file=sys.stdout, force_terminal=False, no_color=True, highlight=False,
-                       soft_wrap=True, width=200)
-    return Console(file=sys.stdout, highlight=False)
+    return _console(sys.stdout)
 
 
 @cache
 def err() -> Console:
-    if plain():
-        return Console(file=sys.stderr, force_terminal=False, no_color=True, highlight=False,
-                       soft_wrap=True, width=200)
-    return Console(file=sys.stderr, highlight=False)
+    return _console(sys.stderr)
