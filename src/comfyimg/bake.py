@@ -113,7 +113,7 @@ def plan(root: Path, request: BakeRequest) -> dict[str, Any]:
     """The resolved bake plan (``--print``), as JSON."""
     try:
         with contextlib.chdir(root):  # bake resolves contexts against the working directory
-            return json.loads(run(_bake_cmd(root, request, "--print")))
+            return json.loads(run(_bake_cmd(root, request, "--print"), env=_variables(request)))
     except DockerException as exc:
         raise BadInput(f"bake: cannot evaluate {BAKE_FILE} for {' '.join(request.targets)}: "
                        f"{_last_error(exc.stderr)}") from None
@@ -183,13 +183,13 @@ def explain_failure(log: str) -> str:
     return _last_error(log)
 
 
-def _stream(cmd: list[str]) -> tuple[str, dict[str, tuple[float, float]]]:
+def _stream(cmd: list[str], env: dict[str, str] | None = None) -> tuple[str, dict[str, tuple[float, float]]]:
     """Run ``cmd``, echo its output, and time each target from the plain progress lines."""
     log: list[str] = []
     vertex_target: dict[str, str] = {}
     spans: dict[str, tuple[float, float]] = {}
     try:
-        for _source, raw in stream_stdout_and_stderr(cmd):
+        for _source, raw in stream_stdout_and_stderr(cmd, env=env or None):
             line = raw.decode(errors="replace").rstrip("\n")
             now = time.monotonic()
             log.append(line)
@@ -221,7 +221,7 @@ def build(root: Path, pins: Pins, request: BakeRequest) -> list[Built]:
         cmd = _bake_cmd(root, request, *extra, "--metadata-file", str(meta_file))
         started = time.monotonic()
         with contextlib.chdir(root):
-            _, spans = _stream(cmd)
+            _, spans = _stream(cmd, _variables(request))
         total = time.monotonic() - started
         metadata = json.loads(meta_file.read_text()) if meta_file.exists() else {}
     built = []
