@@ -131,9 +131,11 @@ class Digests:
                 return asset.digest, "api"
             if listed := self.sums().get(asset.name):
                 return listed[0], listed[1]
-        got = self.client.download(asset, self.workdir / f"{asset.id}-{len(asset.name)}.part",
-                                   progress=progress_factory())
-        (self.workdir / f"{asset.id}-{len(asset.name)}.part").unlink(missing_ok=True)
+        part = self.workdir / f"asset-{asset.id}.part"
+        try:
+            got = self.client.download(asset, part, progress=progress_factory())
+        finally:
+            part.unlink(missing_ok=True)  # only the hash is kept
         agree: list[str] = []
         if asset.digest:
             if asset.digest != got.sha256:
@@ -164,7 +166,7 @@ class _PlainProgress(Progress):
 
     def done(self, size: int, seconds: float) -> None:
         rate = size / seconds if seconds > 0 else 0
-        err().print(f"downloaded {self.name}: {_human(size)} in {seconds:.1f} s ({_human(rate)}/s)")
+        err().print(f"downloaded {self.name}: {_human(size)} in {seconds:.2f} s ({_human(rate)}/s)")
 
 
 class _RichProgress(Progress):
@@ -182,16 +184,12 @@ class _RichProgress(Progress):
     def advance(self, n: int) -> None:
         self.bar.advance(self.task, n)
 
-    def done(self, size: int, seconds: float) -> None:
+    def close(self) -> None:
         self.bar.stop()
-        rate = size / seconds if seconds > 0 else 0
-        err().print(f"downloaded {self.name}: {_human(size)} in {seconds:.1f} s ({_human(rate)}/s)")
 
-    def __del__(self) -> None:  # a failed download leaves no live bar behind
-        try:
-            self.bar.stop()
-        except Exception:
-            pass
+    def done(self, size: int, seconds: float) -> None:
+        rate = size / seconds if seconds > 0 else 0
+        err().print(f"downloaded {self.name}: {_human(size)} in {seconds:.2f} s ({_human(rate)}/s)")
 
 
 def progress_factory():

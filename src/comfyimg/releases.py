@@ -37,7 +37,7 @@ API_VERSION = "2022-11-28"
 USER_AGENT = "comfyimg-bump"
 REDIRECTS = {301, 302, 303, 307, 308}
 MAX_REDIRECTS = 10
-CHUNK = 1 << 20  # 1 MiB: the most a download holds in memory at once
+CHUNK = 1 << 20  # reads of small assets; downloads take what the socket gives (≤ 64 KiB)
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -182,6 +182,9 @@ class Progress:
 
     def done(self, size: int, seconds: float) -> None:  # pragma: no cover - trivial
         pass
+
+    def close(self) -> None:  # pragma: no cover - trivial
+        """Called last, also when the download failed."""
 
 
 class GitHub:
@@ -408,20 +411,23 @@ class GitHub:
             received = 0
             try:
                 with open(dest, "wb") as fh:
-                    for chunk in resp.iter_raw(CHUNK):
+                    for chunk in resp.iter_raw():  # ≤ 64 KiB each: memory stays flat
                         fh.write(chunk)
                         digest.update(chunk)
                         received += len(chunk)
                         sink.advance(len(chunk))
             except httpx.TimeoutException:
+                sink.close()
                 raise WorkFailed(f"{what}: timed out after {received} of "
                                  f"{expected if expected is not None else '?'} bytes") from None
             except httpx.TransportError as exc:
+                sink.close()
                 raise WorkFailed(f"{what}: truncated: the connection broke after {received} of "
                                  f"{expected if expected is not None else '?'} bytes "
                                  f"({type(exc).__name__})") from None
         finally:
             resp.close()
+        sink.close()
         if expected is not None and received != expected:
             raise WorkFailed(f"{what}: truncated: received {received} of {expected} bytes")
         seconds = time.monotonic() - start
