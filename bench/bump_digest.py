@@ -1,6 +1,6 @@
 """Benchmark: ``invoke bump`` on the digest path (every asset has an API digest).
 
-A release of 25 assets (5 per-SM wheels that fit, 16 per-SM decoys, sm100, sageattn3 and
+A release of 25 assets (5 per-SM wheels that fit, 15 per-SM decoys, sm100, sageattn3 and
 two decoys, SHA256SUMS) on the fake GitHub over loopback; 6 pins move.  Reports the wall
 time of ``invoke bump`` and of ``invoke --list`` (interpreter start + invoke + tasks.py
 imports) in the same project, the difference, and the bump's own in-process time.

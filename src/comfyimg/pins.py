@@ -117,7 +117,8 @@ def wheel_filename(url: str) -> str:
 def record_hash_command(pin: Pin) -> str:
     """The one command that records a missing sha256 (run where GitHub is reachable)."""
     if pin.source:
-        return f"invoke bump --release {pin.source.release} --verify {pin.name}"
+        name = f"'{pin.key}'" if pin.arch else pin.key  # [smXX] is a shell glob
+        return f"invoke bump --release {pin.source.release} --verify --name {name}"
     return f"sha256sum {pin.filename}  # then set sha256 of {pin.key} in wheels.toml"
 
 

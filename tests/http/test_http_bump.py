@@ -311,3 +311,19 @@ def test_bad_api_url_is_bad_input(project, url):
     before = project.snapshot()
     r = project.bump("--name", "sageattention", GITHUB_API_URL=url)
     assert_unchanged(project, before, r, code=2, message="GITHUB_API_URL")
+
+
+def test_record_hash_hint_is_a_working_command(project):
+    """The hint that wheels.toml/generated files print for an unhashed pin really runs."""
+    import shlex
+
+    from comfyimg import pins
+
+    pin = next(p for p in pins.load(project.pins).wheels if p.arch == "sm90")
+    argv = shlex.split(pins.record_hash_command(pin))
+    assert argv[:2] == ["invoke", "bump"] and "--verify" in argv
+    argv[argv.index("--release") + 1] = "v2.2.1-sm.2"  # the fake's old release has no assets
+    r = project.bump(*argv[2:])
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "download (= api)" in r.stdout
+    assert project.pins.read_text().count('release = "v2.2.1-sm.2"') == 1
