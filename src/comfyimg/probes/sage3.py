@@ -14,7 +14,7 @@ stderr) and exits:
   3  skip  - the install checks passed but this machine cannot run the
              kernels: no GPU, or a GPU other than sm120/sm121. SageAttention 3's
              kernels exist only for sm120/sm121 (RTX 50xx, RTX PRO 6000
-             Blackwell); a B200 (sm100) is NOT supported ("only supports
+             Blackwell, GB10); a B200 (sm100) is NOT supported ("only supports
              Blackwell GPUs or newer" at call time), nor are Hopper/Ampere/Ada.
 
 A crash (signal, no JSON on stdout) must be treated as a failure by the caller.
@@ -554,9 +554,9 @@ def unsupported_reason(device: dict) -> str | None:
     sm = device["sm"]
     if sm in SUPPORTED_SM:
         return None
-    if sm in ("sm100", "sm101", "sm103", "sm110"):
+    if sm.startswith("sm10"):
         return (f"{device['name']} ({sm}) is not supported by SageAttention 3 kernels ({sm}): they run only on "
-                f"{'/'.join(SUPPORTED_SM)} (RTX 50xx, RTX PRO 6000 Blackwell), not on B200/B300-class GPUs")
+                f"{'/'.join(SUPPORTED_SM)} (RTX 50xx, RTX PRO 6000 Blackwell, GB10), not on B200/B300-class GPUs")
     return (f"{device['name']} ({sm}) cannot run SageAttention 3: its FP4 kernels need an "
             f"{'/'.join(SUPPORTED_SM)} Blackwell GPU; use SageAttention 2 on this GPU")
 
