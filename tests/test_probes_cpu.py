@@ -334,3 +334,9 @@ def test_shared_machinery_is_identical_in_both_probes():
 def test_probes_import_nothing_from_comfyimg(probe):
     text = probe.read_text()
     assert "comfyimg" not in "".join(ln for ln in text.splitlines() if ln.lstrip().startswith(("import", "from")))
+
+
+def test_gpu_checks_not_run_when_install_fails_early(fake_root):
+    r = run_probe(SAGE2, fake_root / "segv", "--expect-version", "2.2.0")
+    if r.json is not None:
+        assert r.json["gpu_checks"] == "not-run"

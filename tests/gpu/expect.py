@@ -118,7 +118,7 @@ def main() -> int:
     c.add_argument("--want-rc", type=int, required=True)
     c.add_argument("--want-status", required=True, choices=["pass", "fail", "skip"])
     c.add_argument("--reason-re", default="")
-    c.add_argument("--gpu-checks", choices=["ran", "skipped"])
+    c.add_argument("--gpu-checks", choices=["ran", "skipped", "not-run"])
     c.add_argument("--summary", required=True)
     s = sub.add_parser("summarize")
     s.add_argument("outdir")

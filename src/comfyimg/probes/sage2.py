@@ -149,6 +149,13 @@ class Report:
     def failed(self) -> list[dict]:
         return [c for c in self.checks if c["status"] == "fail"]
 
+    def gpu_checks_state(self) -> str:
+        """"ran": a GPU check passed or failed; "skipped": no (usable) GPU;
+        "not-run": earlier failures stopped the probe before the GPU checks."""
+        if any(c["kind"] == "gpu" and c["status"] != "skip" for c in self.checks):
+            return "ran"
+        return "skipped" if self.gpu_skip_reason else "not-run"
+
     def finish(self) -> tuple[dict, int]:
         failed = self.failed()
         if failed:
@@ -179,7 +186,7 @@ class Report:
             "reason": reason,
             "package": self.package,
             "device": self.device,
-            "gpu_checks": "skipped" if self.gpu_skip_reason else "ran",
+            "gpu_checks": self.gpu_checks_state(),
             "environment": self.environment,
             "checks": self.checks,
             "bench": self.bench,
