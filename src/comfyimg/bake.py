@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from python_on_whales import DockerClient
+from python_on_whales.client_config import ClientNotFoundError
 from python_on_whales.exceptions import DockerException
 from python_on_whales.utils import run, stream_stdout_and_stderr
 
@@ -90,9 +91,10 @@ def check_engine() -> None:
     docker = DOCKER
     found: list[str] = []
     try:
+        # docker_cmd itself raises ClientNotFoundError when no docker is on PATH.
         client = run([*docker.docker_cmd, "version", "--format", "{{.Client.Version}}"])
         found.append(f"docker CLI {client.strip()}")
-    except (DockerException, FileNotFoundError, OSError):
+    except (ClientNotFoundError, DockerException, FileNotFoundError, OSError):
         raise WorkFailed("preflight: the docker CLI was not found on PATH; "
                          "install it (tools/engine/install.sh on Debian)") from None
     try:
@@ -161,6 +163,16 @@ def _last_error(stderr: Any) -> str:
     return lines[-1] if lines else "no output"
 
 
+def _url_in(line: str) -> str | None:
+    """The URL a pip error line names; pip (urllib3) writes an unreachable one as
+    ``HTTPConnectionPool(host='h', port=p): Max retries exceeded with url: /path``."""
+    if m := re.search(r"(https?://\S+?\.whl)", line) or re.search(r"(https?://\S+)", line):
+        return m[1]
+    if m := re.search(r"(HTTPS?)ConnectionPool\(host='([^']+)', port=(\d+)\).*?url: (/\S+)", line):
+        return f"{m[1].lower()}://{m[2]}:{m[3]}{m[4]}"
+    return None
+
+
 def explain_failure(log: str) -> str:
     """One line that names the wheel or URL a failed build tripped on."""
     lines = log.splitlines()
@@ -174,11 +186,11 @@ def explain_failure(log: str) -> str:
         m = re.search(r"(?:Could not install requirement|HTTP error \d+ while getting|"
                       r"connection error|Max retries exceeded|Failed to establish).*", ln, re.I)
         if m:
-            url = re.search(r"(https?://\S+?\.whl)", ln) or re.search(r"(https?://\S+)", ln)
-            if url:
-                return f"cannot download {url[1]}: {m[0].strip()[:200]}"
+            if url := _url_in(ln):
+                return f"cannot download {url}: {m[0].strip()[:200]}"
     for ln in lines:
-        if "--require-hashes" in ln or "Hashes are required" in ln:
+        # pip's own refusal; not the RUN line that merely passes --require-hashes.
+        if "Hashes are required" in ln:
             return f"pip refused an unhashed requirement: {ln.strip()[:300]}"
     return _last_error(log)
 
