@@ -134,6 +134,7 @@ def test_sage2_require_gpu_turns_missing_gpu_into_failure(fake_root):
     assert_contract(r, "fail", 1)
     assert r.check("gpu")["status"] == "fail"
     assert "require-gpu" in r.json["reason"]
+    assert r.json["gpu_checks"] == "skipped"
 
 
 def test_sage2_wrong_version_fails(fake_root):

@@ -128,11 +128,13 @@ class Report:
         return [c for c in self.checks if c["status"] == "fail"]
 
     def gpu_checks_state(self) -> str:
-        """"ran": a GPU check passed or failed; "skipped": no (usable) GPU;
-        "not-run": earlier failures stopped the probe before the GPU checks."""
-        if any(c["kind"] == "gpu" and c["status"] != "skip" for c in self.checks):
+        """"skipped": no (usable) GPU (also when --require-gpu made that a failure);
+        "ran": the GPU checks ran; "not-run": earlier failures stopped the probe first."""
+        if self.gpu_skip_reason:
+            return "skipped"
+        if any(c["kind"] == "gpu" for c in self.checks):
             return "ran"
-        return "skipped" if self.gpu_skip_reason else "not-run"
+        return "not-run"
 
     def finish(self) -> tuple[dict, int]:
         failed = self.failed()
