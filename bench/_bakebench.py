@@ -49,7 +49,8 @@ def payload(mb: int, seed: str) -> bytes:
     """Incompressible bytes standing in for a wheel's compiled kernels (deterministic per seed)."""
     import random
 
-    return random.Random(seed).randbytes(mb * 2**20)
+    rng = random.Random(seed)
+    return b"".join(rng.randbytes(2**20) for _ in range(mb))
 
 
 @dataclass
