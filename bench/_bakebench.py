@@ -99,6 +99,7 @@ class Bench:
 
     def stop(self) -> None:
         self.server.stop()  # type: ignore[attr-defined]
+        subprocess.run(["docker", "image", "rm", "--force", f"comfyui:cuda-{LABEL}"], capture_output=True, check=False)
         if not os.environ.get("KEEP_BENCH_PROJECT"):
             shutil.rmtree(self.root, ignore_errors=True)
 
