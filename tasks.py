@@ -61,7 +61,10 @@ def bump(c, name, release=None, pre=False, dry_run=False, verify=False):
 )
 def bake(c, target=None, load=False, push=False, print=False, label=None, builder=None, set=None,
          no_cache=False, progress="plain", file=None, allow=None):
-    """Render generated/, preflight, and build the images with docker buildx bake."""
+    """Render generated/, preflight, and build the images with docker buildx bake.
+
+    invoke bake [-t TARGET]... [--load|--push|--print] ... [-- TARGET...]
+    """
     from comfyimg.bake import BakeRequest
     from comfyimg.errors import BadInput
 
@@ -69,7 +72,7 @@ def bake(c, target=None, load=False, push=False, print=False, label=None, builde
         modes = [m for m, on in (("load", load), ("push", push), ("print", print)) if on]
         if len(modes) > 1:
             raise BadInput(f"choose one of --load, --push, --print (got {', '.join(modes)})")
-        return BakeRequest(targets=target or ["default"], mode=(modes or ["load"])[0], label=label,
+        return BakeRequest(targets=[*(target or []), *getattr(c, "remainder", "").split()] or ["default"], mode=(modes or ["load"])[0], label=label,
                            builder=builder, sets=set or [], no_cache=no_cache, progress=progress,
                            files=[Path(f).resolve() for f in file or []], allow=allow or [])
 
