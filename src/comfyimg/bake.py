@@ -86,29 +86,32 @@ def _bake_cmd(root: Path, request: BakeRequest, *extra: str) -> list[str]:
 # --------------------------------------------------------------------------- preflight
 
 
-def check_engine() -> None:
-    """The docker CLI, the buildx plugin and an engine must answer; versions on failure."""
-    docker = DOCKER
-    found: list[str] = []
+def check_engine() -> str:
+    """The docker CLI and an engine must answer (one ``docker version`` call); versions on failure.
+    The buildx plugin is proven by :func:`plan`, which runs ``buildx bake --print``."""
+    fmt = "{{.Client.Version}}|{{.Server.Version}}"
     try:
         # docker_cmd itself raises ClientNotFoundError when no docker is on PATH.
-        client = run([*docker.docker_cmd, "version", "--format", "{{.Client.Version}}"])
-        found.append(f"docker CLI {client.strip()}")
-    except (ClientNotFoundError, DockerException, FileNotFoundError, OSError):
+        cmd = [*DOCKER.docker_cmd, "version", "--format", fmt]
+    except (ClientNotFoundError, FileNotFoundError, OSError):
+        cmd = None
+    if cmd is None:
         raise WorkFailed("preflight: the docker CLI was not found on PATH; "
-                         "install it (tools/engine/install.sh on Debian)") from None
+                         "install it (tools/engine/install.sh on Debian)")
     try:
-        found.append(run([*docker.docker_cmd, "buildx", "version"]).strip())
-    except DockerException:
-        raise WorkFailed(f"preflight: the buildx plugin is missing ({', '.join(found)}); "
-                         "install docker-buildx >= 0.17") from None
-    try:
-        server = run([*docker.docker_cmd, "version", "--format", "{{.Server.Version}}"])
+        client, _, server = run(cmd).strip().partition("|")
     except DockerException as exc:
-        detail = (exc.stderr or "").strip().splitlines()[-1:] or ["no answer"]
-        raise WorkFailed(f"preflight: no Docker engine answers ({'; '.join(found)}): {detail[0]}. "
+        client = (_text(exc.stdout).strip().partition("|")[0]) or "unknown"
+        raise WorkFailed(f"preflight: no Docker engine answers (docker CLI {client}): {_last_error(exc.stderr)}. "
                          "Start one (tools/engine/start.sh)") from None
-    found.append(f"engine {server.strip()}")
+    return f"docker CLI {client}, engine {server}"
+
+
+def _buildx_version() -> str | None:
+    try:
+        return run([*DOCKER.docker_cmd, "buildx", "version"]).strip()
+    except DockerException:
+        return None
 
 
 def plan(root: Path, request: BakeRequest) -> dict[str, Any]:
@@ -116,7 +119,13 @@ def plan(root: Path, request: BakeRequest) -> dict[str, Any]:
     try:
         with contextlib.chdir(root):  # bake resolves contexts against the working directory
             return json.loads(run(_bake_cmd(root, request, "--print"), env=_variables(request)))
+    except ClientNotFoundError:
+        raise WorkFailed("preflight: the docker CLI was not found on PATH; "
+                         "install it (tools/engine/install.sh on Debian)") from None
     except DockerException as exc:
+        if _buildx_version() is None:
+            raise WorkFailed("preflight: the buildx plugin is missing; install docker-buildx >= 0.17 "
+                             f"({_last_error(exc.stderr)})") from None
         raise BadInput(f"bake: cannot evaluate {BAKE_FILE} for {' '.join(request.targets)}: "
                        f"{_last_error(exc.stderr)}") from None
 
@@ -136,7 +145,8 @@ def preflight(root: Path, pins: Pins, request: BakeRequest) -> dict[str, Any]:
     changed = render.write(pins, root)
     for path in changed:
         err().print(f"rendered {path}")
-    check_engine()
+    if request.mode != "print":  # printing the plan needs no engine
+        check_engine()
     resolved = plan(root, request)
     problems: list[str] = []
     for target in sorted(resolved.get("target", {})):
@@ -154,8 +164,12 @@ def preflight(root: Path, pins: Pins, request: BakeRequest) -> dict[str, Any]:
 # --------------------------------------------------------------------------- build
 
 
+def _text(data: Any) -> str:
+    return data.decode(errors="replace") if isinstance(data, bytes) else str(data or "")
+
+
 def _last_error(stderr: Any) -> str:
-    text = stderr.decode(errors="replace") if isinstance(stderr, bytes) else str(stderr or "")
+    text = _text(stderr)
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     for ln in reversed(lines):
         if ln.startswith(("ERROR:", "error:")) or "ERROR" in ln:
@@ -213,8 +227,7 @@ def _stream(cmd: list[str], env: dict[str, str] | None = None) -> tuple[str, dic
                 start, _ = spans.get(t, (now, now))
                 spans[t] = (start, now)
     except DockerException as exc:
-        text = "\n".join(log) + "\n" + (exc.stderr.decode(errors="replace")
-                                        if isinstance(exc.stderr, bytes) else str(exc.stderr or ""))
+        text = "\n".join(log) + "\n" + _text(exc.stderr)
         raise WorkFailed(f"bake failed: {explain_failure(text)}") from None
     return "\n".join(log), spans
 
