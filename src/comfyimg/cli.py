@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 from pathlib import Path
 
 from . import pins as pins_mod
 from . import render
-from .bake import BakeRequest
 from .console import err, out, plain
 from .errors import UserError
+
+if TYPE_CHECKING:
+    from .bake import BakeRequest
 
 
 def run(fn: Callable[..., int | None], *args: object, **kwargs: object) -> None:
