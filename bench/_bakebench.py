@@ -11,12 +11,13 @@ Needs: a Docker engine with buildx and the base images (bash tools/bootstrap.sh 
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import statistics
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,6 +60,9 @@ class Bench:
     wheels: Path  # served directory
     url: str
     server: object
+    # A fresh value per run, written into every wheel: without it a re-run of a benchmark
+    # would find its "new" wheel layers in BuildKit's cache from the previous run.
+    nonce: str = field(default_factory=lambda: secrets.token_hex(8))
 
     def pin(self, dist: str, version: str, payload_mb: int = 0) -> WheelPin:
         if dist == "sageattention":
@@ -67,8 +71,9 @@ class Bench:
         else:
             files = dict(sage3_files())
             provides = ("sageattn3", "fp4attn_cuda", "fp4quant_cuda")
+        files[f"{dist}/_bench_run.txt"] = self.nonce
         if payload_mb:
-            files[f"{dist}/_kernels.bin"] = payload(payload_mb, f"{dist}-{version}")
+            files[f"{dist}/_kernels.bin"] = payload(payload_mb, f"{dist}-{version}-{self.nonce}")
         path = make_wheel(self.wheels, dist, version, files)  # type: ignore[arg-type]
         return WheelPin(dist, version, f"{self.url}/{path.name}", sha256_file(path), provides)
 
