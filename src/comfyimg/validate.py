@@ -111,7 +111,7 @@ def _probe_user(docker: DockerClient, image: str) -> str:
     return user if user not in ("", "0", "root") else "comfy"
 
 
-def run_probe(image: str, spec: ProbeSpec, probe_args: list[str], *, timeout: int = 900) -> tuple[dict | None, int, str]:
+def run_probe(image: str, spec: ProbeSpec, probe_args: list[str]) -> tuple[dict | None, int, str]:
     """(JSON result or None, exit code, stdout) of the probe run in ``image``."""
     docker = _docker()
     try:
@@ -133,7 +133,6 @@ def run_probe(image: str, spec: ProbeSpec, probe_args: list[str], *, timeout: in
             envs={"HOME": "/tmp", "TRITON_CACHE_DIR": "/tmp/triton", "PYTHONDONTWRITEBYTECODE": "1"},
             volumes=[(str(PROBES_DIR), PROBE_MOUNT, "ro")],
             gpus="all" if _has_nvidia(docker) else None,
-            stop_timeout=timeout,
         )
         code = 0
     except DockerException as exc:
