@@ -124,7 +124,11 @@ def plan(root: Path, request: BakeRequest) -> dict[str, Any]:
                          "install it (tools/engine/install.sh on Debian)") from None
     except DockerException as exc:
         if _buildx_version() is None:
-            raise WorkFailed("preflight: the buildx plugin is missing; install docker-buildx >= 0.17 "
+            try:
+                found = "docker CLI " + run([*DOCKER.docker_cmd, "version", "--format", "{{.Client.Version}}"]).strip()
+            except DockerException:
+                found = "docker CLI version unknown"
+            raise WorkFailed(f"preflight: the buildx plugin is missing ({found}); install docker-buildx >= 0.17 "
                              f"({_last_error(exc.stderr)})") from None
         raise BadInput(f"bake: cannot evaluate {BAKE_FILE} for {' '.join(request.targets)}: "
                        f"{_last_error(exc.stderr)}") from None

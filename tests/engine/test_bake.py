@@ -264,3 +264,27 @@ def test_no_docker_on_path_is_one_clear_line(served, engine_project, tmp_path):
     assert len(lines) == 1, proc.stderr
     assert "docker" in lines[0] and "PATH" in lines[0], lines[0]
     assert "Traceback" not in proc.stdout + proc.stderr
+
+
+def test_docker_without_buildx_is_one_clear_line_with_versions(served, engine_project, tmp_path):
+    """The real docker CLI, minus its buildx plugin: preflight names what is missing and
+    prints the CLI version it found."""
+    import shutil  # noqa: PLC0415
+
+    project = engine_project("nobuildx", wheels_toml([served.pin("sage2"), served.pin("sage3")]))
+    assert project.invoke("render").returncode == 0
+    real = shutil.which("docker")
+    shim = tmp_path / "no-buildx-bin"
+    shim.mkdir()
+    (shim / "docker").write_text(
+        "#!/bin/sh\n"
+        'if [ "$1" = buildx ]; then echo "docker: \'buildx\' is not a docker command." >&2; exit 1; fi\n'
+        f'exec {real} "$@"\n'
+    )
+    (shim / "docker").chmod(0o755)
+    proc = project.invoke("bake", "-t", "complete-cuda", env={"PATH": f"{shim}:/usr/bin:/bin"})
+    assert proc.returncode == 1, (proc.stdout, proc.stderr)
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert "buildx plugin is missing" in lines[0] and "docker CLI 2" in lines[0], lines[0]
+    assert "Traceback" not in proc.stdout + proc.stderr
