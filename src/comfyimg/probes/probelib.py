@@ -489,6 +489,36 @@ def int_list(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from exc
 
 
+def add_common_args(p: argparse.ArgumentParser, *, dist: str, example: str, kernel: str,
+                    min_cosine: float, max_rel_l1: float) -> None:
+    """The options both probes share: expected version, numerics shape and thresholds, timing."""
+    p.add_argument("--expect-version", metavar="VERSION",
+                   help=f"expected importlib.metadata version of the '{dist}' distribution; "
+                        f"'{example}' also matches '{example}+...' (a local label in VERSION must match exactly)")
+    p.add_argument("--seq-len", type=int, default=1024, help="sequence length of the numerics checks")
+    p.add_argument("--batch", type=int, default=2, help="batch size of the numerics checks")
+    p.add_argument("--heads", type=int, default=8, help="heads of the numerics checks")
+    p.add_argument("--head-dims", type=int_list, default=[64, 128], metavar="DIMS", help="head dims to check")
+    p.add_argument("--dtypes", type=csv_list, default=["fp16", "bf16"], metavar="DTYPES",
+                   help="input dtypes to check (fp16, bf16)")
+    p.add_argument("--min-cosine", type=float, default=min_cosine,
+                   help="minimum cosine similarity vs fp32 SDPA")
+    p.add_argument("--max-rel-l1", type=float, default=max_rel_l1,
+                   help="maximum relative L1 error sum|o-ref|/sum|ref| vs fp32 SDPA")
+    p.add_argument("--skip-bench", action="store_true", help=f"do not time {kernel} vs SDPA")
+    p.add_argument("--bench-seq-len", type=int_list, default=[16384], metavar="LENS",
+                   help="comma-separated sequence lengths to time (batch 1, --bench-heads heads, head dim 128, "
+                        "fp16, HND)")
+    p.add_argument("--bench-heads", type=int, default=24)
+    p.add_argument("--bench-warmup", type=int, default=5)
+    p.add_argument("--bench-iters", type=int, default=20)
+    p.add_argument("--min-speedup", type=float, default=None,
+                   help=f"fail if {kernel} is not at least this many times faster than SDPA at the longest "
+                        "benchmark length (default: report only)")
+    p.add_argument("--import-timeout", type=float, default=300.0,
+                   help="seconds allowed for the isolated import check")
+
+
 def run_main(build_parser, probe_body, dist: str) -> int:
     parser = build_parser()
     args = parser.parse_args()

@@ -44,12 +44,12 @@ from probelib import (  # noqa: E402
     classify_import_error,
     import_crash_check,
     import_module_check,
+    add_common_args,
     import_torch,
     detect_gpu,
     numerics_check,
     bench,
     csv_list,
-    int_list,
     run_main,
     DTYPES,
 )
@@ -155,9 +155,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "stdout; exit 0 pass, 1 fail, 3 skipped (nothing verifiable without a GPU driver), "
                     "2 usage error.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--expect-version", metavar="VERSION",
-                   help="expected importlib.metadata version of the 'sageattention' distribution; "
-                        "'2.2.0' also matches '2.2.0+cu130...' (a local label in VERSION must match exactly)")
+    add_common_args(p, dist=DIST, example="2.2.0", kernel="sageattn",
+                    min_cosine=DEFAULT_MIN_COSINE, max_rel_l1=DEFAULT_MAX_REL_L1)
     p.add_argument("--exports", type=csv_list, default=list(DEFAULT_EXPORTS), metavar="NAMES",
                    help="comma-separated callables the package must export (PyPI 1.0.6: sageattn,sageattn_varlen)")
     p.add_argument("--extensions", type=csv_list, default=list(DEFAULT_EXTENSIONS), metavar="MODULES",
@@ -167,30 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "Triton path for every GPU)")
     p.add_argument("--require-gpu", action="store_true",
                    help="a missing GPU (or NVIDIA driver) is a failure instead of skipped GPU checks")
-    p.add_argument("--seq-len", type=int, default=1024, help="sequence length of the numerics checks")
-    p.add_argument("--batch", type=int, default=2, help="batch size of the numerics checks")
-    p.add_argument("--heads", type=int, default=8, help="heads of the numerics checks")
-    p.add_argument("--head-dims", type=int_list, default=[64, 128], metavar="DIMS", help="head dims to check")
-    p.add_argument("--dtypes", type=csv_list, default=["fp16", "bf16"], metavar="DTYPES",
-                   help="input dtypes to check (fp16, bf16)")
     p.add_argument("--layouts", type=csv_list, default=["HND", "NHD"], metavar="LAYOUTS",
                    help="tensor layouts to check (HND, NHD)")
-    p.add_argument("--min-cosine", type=float, default=DEFAULT_MIN_COSINE,
-                   help="minimum cosine similarity vs fp32 SDPA")
-    p.add_argument("--max-rel-l1", type=float, default=DEFAULT_MAX_REL_L1,
-                   help="maximum relative L1 error sum|o-ref|/sum|ref| vs fp32 SDPA")
-    p.add_argument("--skip-bench", action="store_true", help="do not time sageattn vs SDPA")
-    p.add_argument("--bench-seq-len", type=int_list, default=[16384], metavar="LENS",
-                   help="comma-separated sequence lengths to time (batch 1, --bench-heads heads, head dim 128, "
-                        "fp16, HND)")
-    p.add_argument("--bench-heads", type=int, default=24)
-    p.add_argument("--bench-warmup", type=int, default=5)
-    p.add_argument("--bench-iters", type=int, default=20)
-    p.add_argument("--min-speedup", type=float, default=None,
-                   help="fail if sageattn is not at least this many times faster than SDPA at the longest "
-                        "benchmark length (default: report only)")
-    p.add_argument("--import-timeout", type=float, default=300.0,
-                   help="seconds allowed for the isolated import check")
     return p
 
 

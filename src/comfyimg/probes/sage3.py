@@ -42,12 +42,12 @@ from probelib import (  # noqa: E402
     check_version,
     import_crash_check,
     import_module_check,
+    add_common_args,
     import_torch,
     detect_gpu,
     numerics_check,
     bench,
     csv_list,
-    int_list,
     run_main,
     DTYPES,
 )
@@ -98,30 +98,12 @@ def build_parser() -> argparse.ArgumentParser:
                     "fp4quant_cuda). Prints one JSON object on stdout; exit 0 pass, 1 fail (broken install or "
                     "numerics), 3 skipped (no sm120/sm121 GPU: the install checks still ran), 2 usage error.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--expect-version", metavar="VERSION",
-                   help="expected importlib.metadata version of the 'sageattn3' distribution; '1.0.0' also "
-                        "matches '1.0.0+...' (a local label in VERSION must match exactly)")
+    add_common_args(p, dist=DIST, example="1.0.0", kernel="sageattn3_blackwell",
+                    min_cosine=DEFAULT_MIN_COSINE, max_rel_l1=DEFAULT_MAX_REL_L1)
     p.add_argument("--extensions", type=csv_list, default=list(DEFAULT_EXTENSIONS), metavar="MODULES",
                    help="comma-separated compiled extension modules that must load")
     p.add_argument("--require-gpu", action="store_true",
                    help="no GPU at all (or no NVIDIA driver) is a failure; an unsupported GPU is still a skip")
-    p.add_argument("--seq-len", type=int, default=1024, help="sequence length of the numerics checks")
-    p.add_argument("--batch", type=int, default=2)
-    p.add_argument("--heads", type=int, default=8)
-    p.add_argument("--head-dims", type=int_list, default=[64, 128], metavar="DIMS")
-    p.add_argument("--dtypes", type=csv_list, default=["fp16", "bf16"], metavar="DTYPES")
-    p.add_argument("--min-cosine", type=float, default=DEFAULT_MIN_COSINE,
-                   help="minimum cosine similarity vs fp32 SDPA (FP4: ~0.98 typical)")
-    p.add_argument("--max-rel-l1", type=float, default=DEFAULT_MAX_REL_L1,
-                   help="maximum relative L1 error vs fp32 SDPA")
-    p.add_argument("--skip-bench", action="store_true", help="do not time sageattn3_blackwell vs SDPA")
-    p.add_argument("--bench-seq-len", type=int_list, default=[16384], metavar="LENS")
-    p.add_argument("--bench-heads", type=int, default=24)
-    p.add_argument("--bench-warmup", type=int, default=5)
-    p.add_argument("--bench-iters", type=int, default=20)
-    p.add_argument("--min-speedup", type=float, default=None,
-                   help="fail if not at least this many times faster than SDPA at the longest length")
-    p.add_argument("--import-timeout", type=float, default=300.0)
     return p
 
 
