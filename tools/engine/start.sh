@@ -16,6 +16,8 @@ LOG=${DOCKERD_LOG:-/var/log/comfyimg-dockerd.log}
 WAIT=${DOCKERD_WAIT_SECS:-60}
 
 log() { printf '[engine/start] %s\n' "$*" >&2; }
+# A live dockerd (a killed one can linger as a zombie, which must not count).
+dockerd_alive() { ps -C dockerd -o stat= 2>/dev/null | grep -qv '^Z'; }
 
 if docker info >/dev/null 2>&1; then
     log "engine already answering: $(docker info --format '{{.ServerVersion}}')"
@@ -25,7 +27,7 @@ fi
 command -v dockerd >/dev/null || { log "ERROR: dockerd not found; run tools/engine/install.sh first"; exit 1; }
 [ "$(id -u)" = 0 ] || { log "ERROR: must run as root to start dockerd"; exit 1; }
 
-if pgrep -x dockerd >/dev/null 2>&1; then
+if dockerd_alive; then
     log "dockerd is running but not answering yet; waiting"
 else
     mkdir -p "$(dirname "$LOG")"
@@ -42,7 +44,7 @@ until docker info >/dev/null 2>&1; do
         tail -n 30 "$LOG" >&2 || true
         exit 1
     fi
-    if ! pgrep -x dockerd >/dev/null 2>&1; then
+    if ! dockerd_alive; then
         log "ERROR: dockerd exited; last lines of $LOG:"
         tail -n 30 "$LOG" >&2 || true
         exit 1
