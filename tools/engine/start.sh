@@ -31,6 +31,9 @@ if dockerd_alive; then
     log "dockerd is running but not answering yet; waiting"
 else
     mkdir -p "$(dirname "$LOG")"
+    # No live dockerd: a pid file left by a killed one (possibly still a zombie) would make
+    # the new one refuse to start.
+    rm -f /var/run/docker.pid
     # shellcheck disable=SC2086
     setsid dockerd --bridge=none --iptables=false --ip6tables=false --ip-masq=false \
         ${DOCKERD_EXTRA_ARGS:-} >"$LOG" 2>&1 </dev/null &
