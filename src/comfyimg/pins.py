@@ -260,6 +260,9 @@ def _load_profile(err: _Errors, name: str, table: Any) -> Profile | None:
     if archs and cuda is None:
         err.add(where + ("archs",), f + "archs", "GPU archs on a profile without cuda")
         ok = False
+    if index and _INDEX.match(index) and (cuda is None or _CUDA.match(cuda)) and (why := _index_vs_cuda(index, cuda)):
+        err.add(where + ("torch_index",), f + "torch_index", why)
+        ok = False
     glibc_raw = _str(err, where, f + "glibc", table, "glibc", required=False)
     glibc = ImageABI.glibc
     if glibc_raw is not None:
@@ -272,6 +275,26 @@ def _load_profile(err: _Errors, name: str, table: Any) -> Profile | None:
         return None
     abi = ImageABI(python, platform, torch, cuda, tuple(archs), glibc)
     return Profile(name, abi, index, err.line(*where))
+
+
+def _index_vs_cuda(index: str, cuda: str | None) -> str | None:
+    """Why torch from ``index`` cannot host wheels built with CUDA ``cuda``, if it cannot.
+
+    Within one CUDA major version the runtime is compatible (a 12.9 build runs on the 12.8
+    libraries of torch's cu128 wheels); across majors the extension needs a libcudart.so
+    that torch does not ship."""
+    on_cuda = index.startswith("cu")
+    if cuda is None:
+        return (f"{index!r} is a CUDA torch index on a profile without cuda; expected 'cpu', or set "
+                "cuda to the CUDA version the wheels are built with") if on_cuda else None
+    major = cuda.split(".")[0]
+    if not on_cuda:
+        return (f"{index!r} is not a CUDA torch index, but the profile's wheels are built with "
+                f"CUDA {cuda}; expected a cu{major}X index, or drop cuda for a CPU profile")
+    if index[2:-1] != major:
+        return (f"{index!r} ships CUDA {index[2:-1]}.x libraries, but the profile's wheels are built "
+                f"with CUDA {cuda}; expected a cu{major}X index")
+    return None
 
 
 def _load_source(err: _Errors, where: tuple[Any, ...], raw: Any) -> Source | None:

@@ -172,11 +172,13 @@ def make_wheel(directory: Path, dist: str, version: str, files: dict[str, str]) 
 PROFILES = '''\
 # TEST wheels.toml for the engine tests: the cuda profile matches the stand-in core
 # (Python 3.11 venv, torch 2.13.0 CPU build); the wheels come from a loopback server.
+# torch_index only feeds core-cuda, which these tests never build (the override swaps in
+# the stand-in), but it must still be a CUDA 12 index for a profile with cuda 12.9.
 [profiles.cuda]
 python = "cp311"
 platform = "linux_x86_64"
 torch = "2.13.0"
-torch_index = "cpu"
+torch_index = "cu128"
 cuda = "12.9"
 archs = ["sm80", "sm90"]
 

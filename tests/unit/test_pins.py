@@ -123,6 +123,9 @@ MALFORMED = [
     ("profile-cuda-invalid", edit(sub(7, "12.9", "12")), 7, "profiles.cuda.cuda"),
     ("profile-torch-invalid", edit(sub(13, "2.9.0", "latest")), 13, "profiles.cpu.torch"),
     ("profile-torch-index-invalid", edit(sub(6, "cu128", "https://x")), 6, "profiles.cuda.torch_index"),
+    ("profile-torch-index-other-cuda-major", edit(sub(6, "cu128", "cu130")), 6, "profiles.cuda.torch_index"),
+    ("profile-cpu-torch-index-with-cuda", edit(sub(6, "cu128", "cpu")), 6, "profiles.cuda.torch_index"),
+    ("profile-cuda-torch-index-without-cuda", edit(sub(14, "cpu", "cu128")), 14, "profiles.cpu.torch_index"),
     ("source-github-not-repo", edit(sub(22, "pixeloven/SageAttention", "pixeloven")), 22, "source.github"),
     ("provides-not-module", edit(sub(24, '"sageattention"', '"sage-attention"')), 24, "provides"),
 ]
