@@ -116,7 +116,8 @@ def _supported_tags(python: str, platform: str, glibc: tuple[int, int]) -> froze
     if pm and pm["os"] == "linux":
         arch = pm["arch"]
         major, top = glibc
-        for minor in range(top, 16, -1):
+        floor = 4 if arch in ("x86_64", "i686") else 16  # PEP 600: manylinux_2_5 exists only there
+        for minor in range(top, floor, -1):
             platforms.append(f"manylinux_{major}_{minor}_{arch}")
         legacy = {(2, 17): "manylinux2014", (2, 12): "manylinux2010", (2, 5): "manylinux1"}
         platforms += [f"{alias}_{arch}" for (maj, mi), alias in legacy.items() if (maj, mi) <= glibc]
@@ -159,7 +160,7 @@ def mismatches(wheel: WheelABI, image: ImageABI) -> list[str]:
             reasons.append(_platform_reason(wheel, image))
         if python_ok and platform_ok:
             reasons.append(f"tags {_pythons(wheel)}/{_platforms(wheel)} do not fit {image.python}/{image.platform}")
-    if wheel.torch is not None and wheel.torch.release != Version(image.torch).release:
+    if wheel.torch is not None and Version(wheel.torch.public) != Version(image.torch):  # 2.9 == 2.9.0
         reasons.append(f"torch {wheel.torch} ≠ {image.torch}")
     if wheel.cuda is not None:
         if image.cuda is None:

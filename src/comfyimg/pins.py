@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import tomlkit
+from tomlkit.items import AoT, Table
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
@@ -31,6 +32,7 @@ _REPO = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 _INDEX = re.compile(r"^(cpu|cu\d{3}|rocm\d+(\.\d+)*)$")
 _BAKE_TARGET = re.compile(r'^\s*target\s+"([^"]+)"', re.M)
+_URL_FORBIDDEN = frozenset(' \t"\'#\\<>')  # each would change a requirements line
 
 PROFILE_KEYS = {"python", "platform", "torch", "torch_index", "cuda", "archs", "glibc"}
 WHEEL_KEYS = {"name", "version", "url", "sha256", "source", "targets", "provides", "arch"}
@@ -135,7 +137,14 @@ def _line_index(text: str) -> dict[tuple[Any, ...], int]:
     lines: dict[tuple[Any, ...], int] = {}
     table: tuple[Any, ...] = ()
     counts: dict[tuple[Any, ...], int] = {}
-    for no, raw in enumerate(text.splitlines(), 1):
+    def in_current_entry(key: tuple[Any, ...]) -> tuple[Any, ...]:
+        # [wheel.source] after a [[wheel]] belongs to that entry: ("wheel", N, "source").
+        for n in range(len(key) - 1, 0, -1):
+            if key[:n] in counts:
+                return key[:n] + (counts[key[:n]],) + key[n:]
+        return key
+
+    for no, raw in enumerate(text.split("\n"), 1):  # TOML lines end at \n only (tomllib counts so)
         s = raw.strip()
         if m := re.match(r"^\[\[\s*([^\]]+?)\s*\]\]", s):
             key = tuple(_split_key(m[1]))
@@ -143,7 +152,7 @@ def _line_index(text: str) -> dict[tuple[Any, ...], int]:
             table = key + (counts[key],)
             lines.setdefault(table, no)
         elif m := re.match(r"^\[\s*([^\]]+?)\s*\]", s):
-            table = tuple(_split_key(m[1]))
+            table = in_current_entry(tuple(_split_key(m[1])))
             lines.setdefault(table, no)
         elif m := re.match(r"""^("[^"]*"|'[^']*'|[A-Za-z0-9_.\-"' ]+?)\s*=""", s):
             lines.setdefault(table + tuple(_split_key(m[1])), no)
@@ -157,9 +166,13 @@ class _Errors:
         self.items: list[tuple[int, str]] = []
 
     def line(self, *path: Any) -> int:
+        """The line of ``path``, else of its nearest ancestor; a table known only through
+        its children (``[profile.cpu]`` for ``profile``) gets its first child's line."""
         for n in range(len(path), 0, -1):
             if path[:n] in self.lines:
                 return self.lines[path[:n]]
+            if below := [no for key, no in self.lines.items() if key[:n] == path[:n]]:
+                return min(below)
         return 1
 
     def add(self, path: tuple[Any, ...], field: str, message: str) -> None:
@@ -312,9 +325,19 @@ def _load_source(err: _Errors, where: tuple[Any, ...], raw: Any) -> Source | Non
 
 def _check_url(err: _Errors, where: tuple[Any, ...], name: str | None, version: Version | None,
                arch: str | None, url: str) -> WheelABI | None:
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:
+        err.add(where + ("url",), "url", f"{url!r} is not an http(s) URL ({exc})")
+        return None
     if parts.scheme not in ("http", "https") or not parts.netloc:
         err.add(where + ("url",), "url", f"{url!r} is not an http(s) URL")
+        return None
+    if bad := sorted({c for c in url if c in _URL_FORBIDDEN or not c.isprintable()}):
+        # The URL goes verbatim into a requirements line: a space, '#' or newline there
+        # would add options (a second --hash, an index) that wheels.toml never declared.
+        err.add(where + ("url",), "url", f"{url!r} contains {', '.join(map(repr, bad))}; "
+                "percent-encode them (a space is %20)")
         return None
     filename = wheel_filename(url)
     try:
@@ -409,7 +432,12 @@ def loads(text: str, path: Path, *, bake_file: Path | None = None) -> Pins:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         m = re.search(r"^(.*?)\s*\(at line (\d+), column (\d+)\)$", str(exc))
-        msg, line = (f"{m[1]} (column {m[3]})", m[2]) if m else (str(exc), "1")
+        if m:
+            msg, line = f"{m[1]} (column {m[3]})", m[2]
+        elif str(exc).endswith("(at end of document)"):
+            msg, line = str(exc), str(text.count("\n") + (0 if text.endswith("\n") else 1))
+        else:
+            msg, line = str(exc), "1"
         raise BadInput(f"{path.name}:{line}: toml: {msg}") from None
     if not doc:
         raise BadInput(f"{path.name}:1: profiles: the file is empty; expected [profiles.*] tables and [[wheel]] entries")
@@ -493,13 +521,18 @@ def dumps_with_changes(text: str, changes: Mapping[int, Mapping[str, Any]]) -> s
                     _set_key(table, key, inline)
             else:
                 _set_key(table, key, value)
-    return tomlkit.dumps(doc)
+    new_text = tomlkit.dumps(doc)
+    if "\r\n" in text and "\n" not in text.replace("\r\n", ""):  # keep a CRLF file CRLF
+        new_text = new_text.replace("\r\n", "\n").replace("\n", "\r\n")
+    return new_text
 
 
 def _set_key(table: Any, key: str, value: Any) -> None:
     """Set ``key``; a new key goes after the table's last key, not after the trailing
     comments and blank lines that introduce the next ``[[wheel]]``."""
-    keys = [k.key for k, _ in table.value.body if k is not None]
+    # Plain keys only: a key added after a [wheel.source] sub-table would land inside it.
+    keys = [k.key for k, v in table.value.body
+            if k is not None and not isinstance(v, (Table, AoT))]
     if key not in table and keys:
         table.value._insert_after(keys[-1], key, value)
     else:

@@ -87,22 +87,31 @@ def _stale(root: Path, files: dict[Path, str]) -> list[Path]:
     return sorted(p.relative_to(root) for p in folder.glob("*.txt") if p.relative_to(root) not in files)
 
 
+def _current(path: Path, want: str) -> bool:
+    """Byte for byte: a file turned CRLF, or not UTF-8, has drifted."""
+    return path.exists() and path.read_bytes() == want.encode("utf-8")
+
+
+def _lines(path: Path) -> list[str]:
+    """A file's lines for a diff, line endings kept (``\r`` shows as ``\\r``)."""
+    if not path.exists():
+        return []
+    text = path.read_bytes().decode("utf-8", errors="backslashreplace").replace("\r", "\\r")
+    return text.splitlines(keepends=True)
+
+
 def check(pins: Pins, root: Path) -> list[Drift]:
     """Generated files that differ from what ``render`` would write (missing and stale ones too)."""
     files = render(pins)
     drifts: list[Drift] = []
     for rel, want in sorted(files.items()):
         path = root / rel
-        have = path.read_text(encoding="utf-8") if path.exists() else ""
-        if have != want:
-            diff = difflib.unified_diff(
-                have.splitlines(keepends=True), want.splitlines(keepends=True),
-                f"a/{rel}" if path.exists() else "/dev/null", f"b/{rel}",
-            )
+        if not _current(path, want):
+            diff = difflib.unified_diff(_lines(path), want.splitlines(keepends=True),
+                                        f"a/{rel}" if path.exists() else "/dev/null", f"b/{rel}")
             drifts.append(Drift(rel, "".join(diff)))
     for rel in _stale(root, files):
-        have = (root / rel).read_text(encoding="utf-8")
-        diff = difflib.unified_diff(have.splitlines(keepends=True), [], f"a/{rel}", "/dev/null")
+        diff = difflib.unified_diff(_lines(root / rel), [], f"a/{rel}", "/dev/null")
         drifts.append(Drift(rel, "".join(diff)))
     return drifts
 
@@ -110,10 +119,7 @@ def check(pins: Pins, root: Path) -> list[Drift]:
 def write(pins: Pins, root: Path) -> list[Path]:
     """Write every generated file that changed (atomically) and remove stale ones."""
     files = render(pins)
-    changed = {
-        root / rel: text for rel, text in files.items()
-        if not (root / rel).exists() or (root / rel).read_text(encoding="utf-8") != text
-    }
+    changed = {root / rel: text for rel, text in files.items() if not _current(root / rel, text)}
     atomic_write_many(changed)
     stale = _stale(root, files)
     for rel in stale:

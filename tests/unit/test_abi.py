@@ -61,6 +61,12 @@ FIT = [
     ("x-1.0-cp312-cp312-manylinux_2_34_x86_64.whl", OLD_GLIBC,
      ["platform manylinux_2_34_x86_64 needs glibc 2.34 > the image's 2.28"]),
     ("x-1.0-cp312-cp312-musllinux_1_2_x86_64.whl", CUDA129, ["platform musllinux_1_2_x86_64 ≠ linux_x86_64"]),
+    ("x-1.0-cp312-cp312-manylinux_2_12_x86_64.whl", CUDA129, []),  # PEP 600 tags below 2_17 on x86_64
+    ("x-1.0-cp312-cp312-manylinux_2_5_x86_64.whl", CUDA129, []),
+    # torch versions compare as PEP 440 versions: 2.8 is 2.8.0
+    ("sageattention-2.2.0+cu128torch2.8-cp312-cp312-linux_x86_64.whl",
+     ImageABI("cp312", "linux_x86_64", "2.8.0", "12.8"), []),
+    ("sageattention-2.2.0-290.129-cp312-cp312-linux_x86_64.whl", ImageABI("cp312", "linux_x86_64", "2.9", "12.9"), []),
     # pure python fits anywhere
     ("sageattention-1.0.6-py3-none-any.whl", CUDA129, []),
     ("sageattention-1.0.6-py3-none-any.whl", CPU, []),

@@ -78,6 +78,10 @@ MALFORMED = [
     ("syntax-unclosed-table", edit({10: "[profiles.cpu"}), 10, "toml"),
     ("syntax-bare-value", edit({5: "torch = 2.9.0"}), 5, "toml"),
     ("syntax-duplicate-key", edit({19: 'version = "2.2.0"\nversion = "2.2.1"'}), 20, "toml"),
+    ("syntax-unterminated-at-end", BASE + 'x = "abc', len(BASE_LINES) + 1, "toml"),
+    ("misspelt-profiles-table", edit(sub(10, "profiles.cpu", "profile.cpu")), 10, "profile"),
+    # U+2028 and U+0085 are allowed in TOML comments and are not line breaks there
+    ("line-separators-in-comment", edit({1: "# test pins \u2028 \x85 \u2029"} | sub(19, "2.2.0", "2.x")), 19, "version"),
     ("empty-file", "", 1, "profiles"),
     ("only-comments", "# nothing here\n", 1, "profiles"),
     ("non-utf8", BASE.encode().replace(b"SageAttention 2", b"SageAttention \xff2"), 16, "encoding"),
@@ -100,6 +104,10 @@ MALFORMED = [
     ("version-invalid", edit(sub(19, "2.2.0", "two.point.oh")), 19, "version"),
     ("version-disagrees-with-file", edit(sub(19, "2.2.0", "2.1.0")), 20, "url"),
     ("url-ftp", edit(sub(20, "https://", "ftp://")), 20, "url"),
+    # The URL goes verbatim into a requirements line: no way to smuggle in a --hash or an index.
+    ("url-injects-a-hash", edit(sub(20, '.whl"', f'.whl?x=1 --hash=sha256:{"e" * 64}"')), 20, "url"),
+    ("url-injects-a-line", edit(sub(20, '.whl"', '.whl?x=1\\n--extra-index-url=https://example.invalid/simple"')), 20, "url"),
+    ("url-unparseable", edit(sub(20, "https://example.invalid", "https://[example.invalid")), 20, "url"),
     ("url-relative", edit({20: 'url = "sageattention-2.2.0-290.129-cp312-cp312-linux_x86_64.whl"'}), 20, "url"),
     ("url-not-a-wheel", edit(sub(20, "-290.129-cp312-cp312-linux_x86_64.whl", ".tar.gz")), 20, "url"),
     ("url-name-disagrees", edit(sub(27, "sageattn3", "sageattn4")), 29, "url"),
@@ -247,6 +255,43 @@ def test_save_keeps_comments_and_order(valid):
         '+ source = { github = "pixeloven/SageAttention", release = "v2" }',
         f'+ sha256 = "{"d" * 64}"',
     ]
+
+
+def test_wheel_sub_table_gets_its_own_line_and_keeps_new_keys_out(project_factory):
+    """``[wheel.source]`` is as valid as the inline form: errors point into it, and a key
+    that bump adds lands in the [[wheel]] table, not in the sub-table."""
+    inline = BASE_LINES[21]
+    lines = [*BASE_LINES[:21], *BASE_LINES[22:24], "[wheel.source]", 'github = "pixeloven/SageAttention"',
+             'release = "v1"', *BASE_LINES[24:]]
+    assert inline.startswith("source = {") and lines[23] == "[wheel.source]"
+    text = "\n".join(lines) + "\n"
+    with pytest.raises(BadInput, match=r"^wheels\.toml:25: source\.github: expected a string"):
+        pins.loads(text.replace('github = "pixeloven/SageAttention"', "github = 5"), Path("wheels.toml"),
+                   bake_file=Path("/nonexistent"))
+    changed = pins.dumps_with_changes(text, {1: {"sha256": "d" * 64}, 0: {"sha256": "c" * 64}})
+    loaded = pins.loads(changed, Path("wheels.toml"), bake_file=Path("/nonexistent"))
+    assert [p.sha256 for p in loaded.wheels[:2]] == ["c" * 64, "d" * 64]
+    assert loaded.wheels[0].source == pins.Source("pixeloven/SageAttention", "v1")
+
+
+def test_save_keeps_crlf_line_endings(valid):
+    crlf = BASE.replace("\n", "\r\n")
+    changed = pins.dumps_with_changes(crlf, {1: {"sha256": "d" * 64}})
+    assert f'sha256 = "{"d" * 64}"\r\n' in changed
+    assert "\n" not in changed.replace("\r\n", "")
+
+
+def test_check_compares_bytes_crlf_and_non_utf8_are_drift(valid):
+    req = valid.root / "generated/requirements/complete-cuda.txt"
+    req.write_bytes(req.read_bytes().replace(b"\n", b"\r\n"))
+    (valid.root / "generated/requirements/old.txt").write_bytes(b"\xff\n")
+    result = valid.invoke("check")
+    assert result.returncode == 1, (result.stdout, result.stderr)
+    assert "Traceback" not in result.stdout + result.stderr
+    assert "complete-cuda.txt" in result.stderr and "old.txt" in result.stderr
+    assert valid.invoke("render").returncode == 0
+    assert b"\r\n" not in req.read_bytes()
+    assert valid.invoke("check").returncode == 0
 
 
 def test_save_refuses_invalid_change_and_writes_nothing(valid):
