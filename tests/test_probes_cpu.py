@@ -234,6 +234,14 @@ def test_sage2_segfault_at_import_never_passes(fake_root):
         assert r.rc == 1
 
 
+def test_sage2_import_that_ends_the_interpreter_is_reported_not_silent(fake_root):
+    """os._exit(0) at import: without isolation the probe would end with status 0 and no JSON."""
+    r = run_probe(SAGE2, fake_root / "exits", "--expect-version", "2.2.0")
+    assert_contract(r, "fail", 1)
+    assert r.check("import-isolated")["status"] == "fail"
+    assert "ended the interpreter with exit status 0" in r.check("import-isolated")["detail"], r
+
+
 def test_sage2_stdout_is_one_json_object_despite_noisy_import(fake_root):
     r = run_probe(SAGE2, fake_root / "noisy", "--expect-version", "2.2.0")
     assert_contract(r, "pass", 0)

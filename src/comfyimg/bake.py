@@ -223,7 +223,7 @@ def _stream(cmd: list[str], env: dict[str, str] | None = None) -> tuple[str, dic
             line = raw.decode(errors="replace").rstrip("\n")
             now = time.monotonic()
             log.append(line)
-            err().print(line, markup=False, highlight=False)
+            err().print(line)
             if m := _VERTEX.match(line):
                 vertex_target.setdefault(m[1], m["target"])
             if (m := _LINE_ID.match(line)) and m[1] in vertex_target:

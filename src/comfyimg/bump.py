@@ -359,7 +359,7 @@ def bump(root: Path, names: Sequence[str] = (), *, release: str | None = None, p
     if dry_run:
         diff = difflib.unified_diff(text.splitlines(keepends=True), new_text.splitlines(keepends=True),
                                     f"a/{path.name}", f"b/{path.name}")
-        out().print("".join(diff), end="", markup=False, highlight=False)
+        out().print("".join(diff), end="", soft_wrap=True)
         out().print(f"dry run: {len(edits)} pin(s) would change; nothing written")
         return 0
 

@@ -47,7 +47,7 @@ def check(root: Path) -> int:
     warn_unhashed(pins)
     if drifts:
         for drift in drifts:
-            out().print(drift.diff, end="", markup=False)
+            out().print(drift.diff, end="", soft_wrap=True)
         err().print(f"error: {len(drifts)} generated file(s) out of date with {pins.path.name}: "
                     f"{', '.join(str(d.path) for d in drifts)}. Run: invoke render")
         return 1

@@ -15,10 +15,12 @@ def plain() -> bool:
 
 
 def _console(file: TextIO) -> Console:
+    # markup=False: what we print is data (pin keys like sageattention[sm90], URLs,
+    # build logs), never rich markup, and "[sm90]" must not vanish as a style tag.
     if plain():
         return Console(file=file, force_terminal=False, no_color=True, highlight=False,
-                       soft_wrap=True, width=200)
-    return Console(file=file, highlight=False)
+                       soft_wrap=True, width=200, markup=False)
+    return Console(file=file, highlight=False, markup=False)
 
 
 @cache

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import signal
 import sys
 import time
@@ -21,6 +22,7 @@ from typing import Any
 from xml.etree import ElementTree as ET
 
 from python_on_whales import DockerClient
+from python_on_whales.client_config import ClientNotFoundError
 from python_on_whales.exceptions import DockerException
 
 from .bake import RECORD
@@ -111,6 +113,24 @@ def _probe_user(docker: DockerClient, image: str) -> str:
     return user if user not in ("", "0", "root") else "comfy"
 
 
+def container_options(user: str, *, gpus: bool) -> dict[str, Any]:
+    """How a probe runs: no network, read-only root, the image's non-root user, the probes
+    mounted read-only. /tmp is the one writable place and must allow exec: Triton compiles
+    its kernel launchers into TRITON_CACHE_DIR and dlopen()s them, which Docker's default
+    noexec tmpfs refuses ("failed to map segment from shared object")."""
+    return {
+        "entrypoint": "python",
+        "remove": True,
+        "networks": ["none"],
+        "read_only": True,
+        "tmpfs": ["/tmp:exec,mode=1777"],
+        "user": user,
+        "envs": {"HOME": "/tmp", "TRITON_CACHE_DIR": "/tmp/triton", "PYTHONDONTWRITEBYTECODE": "1"},
+        "volumes": [(str(PROBES_DIR), PROBE_MOUNT, "ro")],
+        "gpus": "all" if gpus else None,
+    }
+
+
 def run_probe(image: str, spec: ProbeSpec, probe_args: list[str]) -> tuple[dict | None, int, str]:
     """(JSON result or None, exit code, stdout) of the probe run in ``image``."""
     docker = _docker()
@@ -118,22 +138,13 @@ def run_probe(image: str, spec: ProbeSpec, probe_args: list[str]) -> tuple[dict 
         if not docker.image.exists(image):
             raise WorkFailed(f"image {image} not found in the engine; build it with `invoke bake` or pass --image")
         user = _probe_user(docker, image)
+    except ClientNotFoundError:
+        raise WorkFailed("the docker CLI was not found on PATH; install it (tools/engine/install.sh on Debian)") from None
     except DockerException as exc:
         raise WorkFailed(f"cannot reach the Docker engine: {_first_line(exc)}") from None
     command = [f"{PROBE_MOUNT}/{spec.script}", *probe_args]
     try:
-        stdout = docker.run(
-            image, command,
-            entrypoint="python",
-            remove=True,
-            networks=["none"],
-            read_only=True,
-            tmpfs=["/tmp"],
-            user=user,
-            envs={"HOME": "/tmp", "TRITON_CACHE_DIR": "/tmp/triton", "PYTHONDONTWRITEBYTECODE": "1"},
-            volumes=[(str(PROBES_DIR), PROBE_MOUNT, "ro")],
-            gpus="all" if _has_nvidia(docker) else None,
-        )
+        stdout = docker.run(image, command, **container_options(user, gpus=_has_nvidia(docker)))
         code = 0
     except DockerException as exc:
         stdout = exc.stdout.decode(errors="replace") if isinstance(exc.stdout, bytes) else (exc.stdout or "")
@@ -157,58 +168,71 @@ def _parse(stdout: str) -> dict | None:
     return obj if isinstance(obj, dict) and obj.get("status") in ("pass", "fail", "skip") else None
 
 
+_DOCKER_EXIT = {125: "the container did not start", 126: "the command could not be run",
+                127: "the command was not found"}
+
+
+def _ended(code: int) -> str:
+    if code in _DOCKER_EXIT:
+        return f"docker exit {code}: {_DOCKER_EXIT[code]}"
+    if code > 128 and (code - 128) in signal.Signals._value2member_map_:
+        return f"killed by {signal.Signals(code - 128).name}"
+    return f"exit code {code}"
+
+
 def judge(result: dict | None, code: int, require_gpu: bool) -> tuple[bool, dict]:
     """The host's verdict: a crash or malformed output is a failure, never a pass."""
     if result is None or code not in (0, 1, 3):
-        sig = code - 128 if code > 128 else None
-        what = (f"killed by {signal.Signals(sig).name}" if sig and sig in signal.Signals._value2member_map_
-                else f"exit code {code}")
-        crash = {"status": "fail", "reason": f"probe crashed ({what}) without a valid JSON result",
-                 "checks": (result or {}).get("checks", []), "crash": True}
-        return False, crash
+        reason = (f"probe crashed ({_ended(code)}) without a valid JSON result" if result is None else
+                  f"probe ended with {_ended(code)} after printing its result ({result['status']})")
+        return False, {"status": "fail", "reason": reason, "checks": (result or {}).get("checks", []), "crash": True}
     expected_code = {"pass": 0, "fail": 1, "skip": 3}[result["status"]]
     if code != expected_code:
         return False, {**result, "status": "fail",
                        "reason": f"probe said {result['status']} but exited {code}: {result.get('reason', '')}"}
     if result["status"] == "fail":
         return False, result
-    gpu_skipped = result["status"] == "skip" or result.get("gpu_checks") == "skipped"
-    if require_gpu and gpu_skipped:
+    if require_gpu and (result["status"] == "skip" or result.get("gpu_checks") != "ran"):
         return False, {**result, "status": "fail",
-                       "reason": f"--require-gpu: GPU checks were skipped: {result.get('reason', '')}"}
+                       "reason": f"--require-gpu: GPU checks were not run ({result.get('gpu_checks')}): "
+                                 f"{result.get('reason', '')}"}
     return True, result
 
 
 # --------------------------------------------------------------------------- reports
 
 
+_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def _xml_text(value: object, limit: int | None = None) -> str:
+    """Text XML 1.0 can hold: terminal escapes and other control characters dropped."""
+    text = _NOT_XML.sub("", str(value if value is not None else ""))
+    return text[:limit] if limit else text
+
+
 def _junit(outcome: Outcome) -> bytes:
     checks = outcome.result.get("checks") or []
-    suite = ET.Element("testsuite", name=f"validate_{outcome.probe}", tests=str(max(len(checks), 1)),
-                       failures="0", skipped="0", time=f"{outcome.seconds:.3f}")
-    failures = skipped = 0
+    suite = ET.Element("testsuite", name=f"validate_{outcome.probe}", time=f"{outcome.seconds:.3f}")
+
+    def case(name: object, kind: str | None = None, message: object = None) -> None:
+        element = ET.SubElement(suite, "testcase", classname=outcome.probe, name=_xml_text(name) or "?")
+        if kind:
+            ET.SubElement(element, kind, message=_xml_text(message, 500))
+
     if outcome.result.get("crash") or not checks:
-        case = ET.SubElement(suite, "testcase", classname=outcome.probe, name="probe")
-        if not outcome.passed:
-            ET.SubElement(case, "failure", message=outcome.result.get("reason", "")[:500])
-            failures += 1
+        case("probe", None if outcome.passed else "failure", outcome.result.get("reason"))
     for check in checks:
-        case = ET.SubElement(suite, "testcase", classname=outcome.probe, name=check.get("name", "?"))
-        if check.get("status") == "fail":
-            ET.SubElement(case, "failure", message=str(check.get("detail", ""))[:500])
-            failures += 1
-        elif check.get("status") == "skip":
-            ET.SubElement(case, "skipped", message=str(check.get("detail", ""))[:500])
-            skipped += 1
+        status = check.get("status")
+        case(check.get("name"), {"fail": "failure", "skip": "skipped"}.get(status), check.get("detail"))
+    failures = len(suite.findall("testcase/failure"))
     if not outcome.passed and not failures:  # e.g. --require-gpu on a skip
-        case = ET.SubElement(suite, "testcase", classname=outcome.probe, name="verdict")
-        ET.SubElement(case, "failure", message=outcome.result.get("reason", "")[:500])
-        failures += 1
-        suite.set("tests", str(int(suite.get("tests", "0")) + 1))
-    suite.set("failures", str(failures))
-    suite.set("skipped", str(skipped))
-    ET.SubElement(suite, "system-out").text = json.dumps(outcome.result, indent=2)
-    return ET.tostring(ET.ElementTree(suite).getroot(), encoding="utf-8", xml_declaration=True)
+        case("verdict", "failure", outcome.result.get("reason"))
+    suite.set("tests", str(len(suite.findall("testcase"))))
+    suite.set("failures", str(len(suite.findall("testcase/failure"))))
+    suite.set("skipped", str(len(suite.findall("testcase/skipped"))))
+    ET.SubElement(suite, "system-out").text = _xml_text(json.dumps(outcome.result, indent=2))
+    return ET.tostring(suite, encoding="utf-8", xml_declaration=True)
 
 
 def _markdown(outcome: Outcome) -> str:
@@ -268,8 +292,10 @@ def validate(root: Path, probe: str, *, image: str | None = None, target: str | 
         raise BadInput(f"no expected version for {spec.distribution}: pass --expect-version")
     args = ["--expect-version", expect_version, *(["--require-gpu"] if require_gpu else []), *(probe_args or [])]
     started = time.monotonic()
-    result, code, _ = run_probe(image, spec, args)
+    result, code, stdout = run_probe(image, spec, args)
     passed, verdict = judge(result, code, require_gpu)
+    if verdict.get("crash"):
+        verdict["stdout_tail"] = stdout[-2000:]  # what the probe printed before it ended
     outcome = Outcome(probe, image, verdict, code, passed, time.monotonic() - started)
     print_table(outcome)
     for path in write_reports(root, outcome):
@@ -298,7 +324,7 @@ def main(argv: list[str] | None = None) -> int:
         outcome = validate(ns.root.resolve(), ns.probe, image=ns.image, target=ns.target,
                            expect_version=ns.expect_version, require_gpu=ns.require_gpu, probe_args=probe_args)
     except UserError as exc:
-        err().print(f"error: {exc}", markup=False)
+        err().print(f"error: {exc}")
         return exc.exit_code
     return 0 if outcome.passed else 1
 

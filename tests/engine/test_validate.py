@@ -123,3 +123,28 @@ def test_a_missing_image_is_a_clear_error(main_image):
     assert "Traceback" not in proc.stdout + proc.stderr
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and missing in lines[0] and "not found" in lines[0], proc.stderr
+
+
+def test_probe_container_can_load_compiled_code_from_tmp(main_image):
+    """Triton compiles kernel launchers into TRITON_CACHE_DIR (/tmp/triton) and dlopen()s
+    them. Under the probe's exact container options (read-only root, tmpfs /tmp), a shared
+    library copied there must load; Docker's default tmpfs is noexec and would refuse it
+    ("failed to map segment from shared object"), failing every Triton kernel on a GPU."""
+    from python_on_whales import DockerClient
+
+    from comfyimg import validate as validate_mod
+
+    code = ("import ctypes, glob, os, shutil\n"
+            "cache = os.environ['TRITON_CACHE_DIR']; os.makedirs(cache)\n"
+            "src = sorted(glob.glob('/usr/lib/x86_64-linux-gnu/libz.so.1*'))[0]\n"
+            "dst = shutil.copy(src, os.path.join(cache, 'launcher.so'))\n"
+            "try:\n"
+            "    ctypes.CDLL(dst); print('loaded', dst)\n"
+            "except OSError as exc:\n"
+            "    print('refused', exc)\n")
+    options = validate_mod.container_options("comfy", gpus=False)
+    docker_ = DockerClient()
+    assert docker_.run(main_image.image, ["-c", code], **options).strip() == "loaded /tmp/triton/launcher.so"
+    # The same load under Docker's default (noexec) tmpfs is refused: the test can tell.
+    refused = docker_.run(main_image.image, ["-c", code], **{**options, "tmpfs": ["/tmp"]})
+    assert "failed to map segment from shared object" in refused, refused

@@ -40,6 +40,8 @@ SAGE2_VARIANTS = {
     "missing_export": dict(omit_export=("sageattn_qk_int8_pv_fp8_cuda_sm90",)),
     # import kills the interpreter
     "segv": dict(segv=True),
+    # import ends the interpreter with a status (an extension initialiser calling exit)
+    "exits": dict(exit_status=0),
     # import prints to stdout (Python and C level)
     "noisy": dict(noisy=True),
     # wheel with a local version label, as our per-SM builds have
@@ -99,7 +101,7 @@ def _attn(q, k, v, tensor_layout="HND", is_causal=False, sm_scale=None, **kwargs
 
 
 def make_sage2(root: Path, *, version: str = "2.2.0", behaviour: str = "correct", omit_ext=(), ext_error=None,
-               omit_export=(), segv: bool = False, noisy: bool = False) -> Path:
+               omit_export=(), segv: bool = False, noisy: bool = False, exit_status: int | None = None) -> Path:
     ext_error = ext_error or {}
     pkg = root / "sageattention"
     _dist_info(root, "sageattention", version)
@@ -110,6 +112,8 @@ def make_sage2(root: Path, *, version: str = "2.2.0", behaviour: str = "correct"
     head = ""
     if segv:
         head += "import os, signal\nos.kill(os.getpid(), signal.SIGSEGV)\n"
+    if exit_status is not None:
+        head += f"import os\nos._exit({exit_status})\n"
     if noisy:
         head += ("import os\nprint('hello from sageattention on stdout')\n"
                  "os.write(1, b'C-level write to fd 1\\n')\n")

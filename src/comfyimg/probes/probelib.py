@@ -202,9 +202,10 @@ def classify_import_error(exc: BaseException, module: str) -> tuple[str, str]:
 
 
 def import_crash_check(report: Report, modules: list[str], timeout: float) -> bool:
-    """Import the modules in a child process first, so that an import that kills
-    the interpreter (SIGSEGV in an extension's initialiser) is reported as a
-    failure instead of killing the probe. Returns False if the child crashed."""
+    """Import the modules in a child process first, so that an import that ends the
+    interpreter (SIGSEGV in an extension's initialiser, or an exit() there) is reported
+    as a failure instead of ending the probe. Returns False if the child did not finish."""
+    done = "comfyimg-probe: imports finished"
     code = (
         "import importlib, sys\n"
         "for m in sys.argv[1:]:\n"
@@ -212,17 +213,20 @@ def import_crash_check(report: Report, modules: list[str], timeout: float) -> bo
         "        importlib.import_module(m)\n"
         "    except BaseException:\n"
         "        pass\n"
+        f"print({done!r}, flush=True)\n"  # an exit(0) at import never gets here
     )
     cmd = [sys.executable, "-X", "faulthandler", "-c", code, *modules]
     try:
-        proc = subprocess.run(cmd, stdout=2, stderr=subprocess.PIPE, timeout=timeout)
+        proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout)
     except subprocess.TimeoutExpired:
         report.add("import-isolated", "fail",
                    f"importing {', '.join(modules)} did not finish within {timeout:.0f} s (hang at import)")
         return False
-    err = proc.stderr.decode(errors="replace")
+    err = proc.stdout.decode(errors="replace")  # the child's stdout and stderr, as they came
+    finished = err.rstrip().endswith(done)
+    err = err.replace(done + "\n", "")
     if err:
-        sys.stderr.write(err)
+        sys.stderr.write(err)  # never our stdout: it carries the one JSON object
     if proc.returncode < 0:
         try:
             sig = signal.Signals(-proc.returncode).name
@@ -233,6 +237,11 @@ def import_crash_check(report: Report, modules: list[str], timeout: float) -> bo
         report.add("import-isolated", "fail",
                    f"importing {', '.join(modules)} killed the interpreter with {sig}{hint}: broken wheel",
                    signal=sig)
+        return False
+    if proc.returncode != 0 or not finished:
+        report.add("import-isolated", "fail",
+                   f"importing {', '.join(modules)} ended the interpreter with exit status "
+                   f"{proc.returncode} before the imports finished: broken wheel", exit_status=proc.returncode)
         return False
     report.add("import-isolated", "pass", f"importing {', '.join(modules)} in a child process did not crash")
     return True
