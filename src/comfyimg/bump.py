@@ -382,6 +382,9 @@ def run_cli(root: Path, names: Sequence[str] | None, remainder: str, **kwargs: o
         parsed = parse_names(names, remainder)
     except ValueError as exc:
         raise BadInput(f"cannot parse pin names: {exc}") from None
+    if not parsed and (names or (remainder or "").strip()):  # `--name ""` must not mean "all"
+        raise BadInput("the pin names given are empty; name a pin (e.g. --name sageattention), "
+                       "or give none to bump every pin with a source")
     return bump(root, parsed, **kwargs)  # type: ignore[arg-type]
 
 

@@ -25,6 +25,8 @@ def run(fn: Callable[..., int | None], *args: object, **kwargs: object) -> None:
         code = fn(*args, **kwargs) or 0
     except UserError as exc:
         raise Exit(str(exc), exc.exit_code) from None
+    except OSError as exc:  # disk full, permission denied: the work failed; writes are atomic
+        raise Exit(f"error: {exc}", 1) from None
     if code:
         raise Exit(code=code)
 

@@ -19,6 +19,7 @@ connect/read, default 30), ``COMFYIMG_HTTP_RETRIES`` (extra attempts, default 3)
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import re
 import time
@@ -125,8 +126,8 @@ def _env_float(name: str, default: float) -> float:
         value = float(raw)
     except ValueError:
         raise BadInput(f"{name}={raw!r} is not a number") from None
-    if value < 0:
-        raise BadInput(f"{name}={raw!r} must not be negative")
+    if not math.isfinite(value) or value < 0:
+        raise BadInput(f"{name}={raw!r} must be a finite number, not negative")
     return value
 
 
@@ -164,7 +165,7 @@ def _api_message(resp: httpx.Response) -> str:
         data = resp.json()
         if isinstance(data, dict) and isinstance(data.get("message"), str):
             return data["message"][:200]
-    except ValueError:
+    except (ValueError, httpx.StreamError):  # not JSON, or the body never arrived
         pass
     return resp.reason_phrase or ""
 
@@ -194,7 +195,10 @@ class GitHub:
                  timeout: float = 30.0, retries: int = 3, backoff: float = 1.0,
                  transport: httpx.BaseTransport | None = None) -> None:
         base = (base_url or DEFAULT_API).rstrip("/")
-        self.base = httpx.URL(base)
+        try:
+            self.base = httpx.URL(base)
+        except httpx.InvalidURL as exc:
+            raise BadInput(f"GITHUB_API_URL={base!r} is not a valid URL ({exc})") from None
         if self.base.scheme not in ("http", "https") or not self.base.host:
             raise BadInput(f"GITHUB_API_URL={base!r} is not an http(s) URL")
         self._token = token or None
@@ -293,6 +297,8 @@ class GitHub:
             return
         try:
             resp.read()
+        except httpx.TransportError:
+            pass  # the status says enough; _api_message does without the body
         finally:
             resp.close()
         if msg := _rate_limit_message(resp, what, self.authenticated):
@@ -300,7 +306,12 @@ class GitHub:
         if resp.status_code == 404:
             raise NotFound(f"{what}: not found (HTTP 404)")
         if resp.status_code in (401, 403):
-            hint = "the token was refused" if self.authenticated else "no token set (GITHUB_TOKEN / GH_TOKEN)"
+            if _origin(resp.url) != self._api_origin:  # the token never goes there
+                hint = "refused by the download host; a signed download URL may have expired, try again"
+            elif self.authenticated:
+                hint = "the token was refused"
+            else:
+                hint = "no token set (GITHUB_TOKEN / GH_TOKEN)"
             raise WorkFailed(f"{what}: HTTP {resp.status_code} {_api_message(resp)} ({hint})")
         raise WorkFailed(f"{what}: HTTP {resp.status_code} {_api_message(resp)}")
 
@@ -319,6 +330,16 @@ class GitHub:
             return resp.json(), resp
         except ValueError:
             raise WorkFailed(f"{what}: the answer is not JSON") from None
+
+    @staticmethod
+    def _release(data: object, what: str) -> Release:
+        """A release from the API's JSON; any other shape is a clear failure, not a traceback."""
+        try:
+            if isinstance(data, dict):
+                return Release.from_json(data)
+        except (KeyError, TypeError, ValueError, AttributeError):
+            pass
+        raise WorkFailed(f"{what}: the answer is not a GitHub release object")
 
     def _api(self, path: str) -> httpx.URL:
         return httpx.URL(str(self.base) + path)
@@ -344,7 +365,7 @@ class GitHub:
             data, _ = self._json(self._api(path), f"release {tag} of {repo}")
         except NotFound as err:
             raise self._explain_404(repo, err, f"no release with tag {tag!r}") from None
-        return Release.from_json(data)  # type: ignore[arg-type]
+        return self._release(data, f"release {tag} of {repo}")
 
     def releases(self, repo: str, per_page: int = 100) -> Iterator[Release]:
         """Every release, newest first, following ``Link: rel="next"``."""
@@ -359,7 +380,7 @@ class GitHub:
             if not isinstance(data, list):
                 raise WorkFailed(f"releases of {repo}: expected a JSON list")
             for item in data:
-                yield Release.from_json(item)
+                yield self._release(item, f"releases of {repo} (page {pages})")
             nxt = resp.links.get("next", {}).get("url")
             url = resp.url.join(nxt) if nxt else None
 
@@ -377,7 +398,7 @@ class GitHub:
             raise self._explain_404(
                 repo, err, "no latest release (none published, or only prereleases: try --pre)"
             ) from None
-        return Release.from_json(data)  # type: ignore[arg-type]
+        return self._release(data, f"latest release of {repo}")
 
     # ----------------------------------------------------------------- downloads
 

@@ -326,6 +326,9 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         err().print(f"error: {exc}")
         return exc.exit_code
+    except OSError as exc:  # e.g. reports/ not writable
+        err().print(f"error: {exc}")
+        return 1
     return 0 if outcome.passed else 1
 
 

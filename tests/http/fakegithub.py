@@ -67,12 +67,14 @@ class FakeRelease:
 @dataclass
 class Fault:
     pattern: str  # re.search on "SERVER PATH", e.g. "api /repos/o/r/releases/latest"
-    kind: str  # "status" | "sleep" | "truncate"
+    kind: str  # "status" | "sleep" | "truncate" (storage bytes cut short)
     times: int = 1_000_000
     status: int = 500
     headers: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
     fraction: float = 0.5
+    body: bytes | None = None  # "status": the raw body (default {"message": "fault N"})
+    short: bool = False  # "status": announce the whole body, send half of it, close
 
 
 @dataclass
@@ -262,8 +264,17 @@ class FakeGitHub:
         if fault and fault.kind == "sleep":
             time.sleep(fault.seconds)
         elif fault and fault.kind == "status":
-            body = json.dumps({"message": f"fault {fault.status}"}).encode()
-            self._send(h, entry, fault.status, body, fault.headers)
+            body = fault.body if fault.body is not None else json.dumps({"message": f"fault {fault.status}"}).encode()
+            if fault.short:
+                entry.status = fault.status
+                h.send_response(fault.status)
+                h.send_header("Content-Length", str(len(body)))
+                h.end_headers()
+                h.wfile.write(body[: len(body) // 2])
+                h.wfile.flush()
+                h.close_connection = True
+            else:
+                self._send(h, entry, fault.status, body, fault.headers)
             return
         if role == "storage":
             self._storage_get(h, entry, path, fault)

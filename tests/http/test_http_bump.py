@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import re
+import subprocess
+import sys
 import time
 
 import pytest
@@ -327,3 +329,65 @@ def test_record_hash_hint_is_a_working_command(project):
     assert r.returncode == 0, r.stdout + r.stderr
     assert "download (= api)" in r.stdout
     assert project.pins.read_text().count('release = "v2.2.1-sm.2"') == 1
+
+
+# --------------------------------------------------------------------------- odd answers and arguments
+
+
+@pytest.mark.parametrize("names", [("--name", ""), ("--name", ","), ("--", '""')])
+def test_empty_names_are_bad_input_not_all_pins(project, names):
+    before = project.snapshot()
+    r = project.bump(*names)
+    assert_unchanged(project, before, r, code=2, message="pin names given are empty")
+    assert project.fake.requests() == []
+
+
+@pytest.mark.parametrize(("body", "status"), [(b"{}", 200), (b"[]", 200), (b'{"tag_name": "v1", "assets": [1]}', 200)])
+def test_an_answer_of_the_wrong_shape_is_a_clear_failure(project, body, status):
+    project.fake.fault(r"/releases/latest$", status=status, body=body)
+    before = project.snapshot()
+    r = project.bump("--name", "sageattn3")
+    assert_unchanged(project, before, r, message=r"latest release of .*: the answer is not a GitHub release object")
+
+
+def test_an_error_answer_cut_short_is_a_clear_failure(project):
+    project.fake.fault(r"/releases/latest$", status=404, short=True, body=b'{"message": "Not Found", "x": 1}')
+    before = project.snapshot()
+    r = project.bump("--name", "sageattn3", COMFYIMG_HTTP_TIMEOUT="2")
+    assert_unchanged(project, before, r, message=r"not found|HTTP 404")
+
+
+def test_403_from_the_download_host_does_not_blame_the_token(project):
+    project.fake.fault(r"^storage ", status=403)
+    before = project.snapshot()
+    r = project.bump("--verify", "--name", "sageattn3")
+    assert_unchanged(project, before, r, message=r"HTTP 403 .*refused by the download host")
+    assert "token was refused" not in r.stdout + r.stderr
+    assert_token_safe(project, r)
+
+
+@pytest.mark.parametrize(("var", "value"), [("GITHUB_API_URL", "http://[::1"), ("COMFYIMG_HTTP_RETRIES", "nan"),
+                                            ("COMFYIMG_HTTP_RETRIES", "inf"), ("COMFYIMG_HTTP_TIMEOUT", "inf")])
+def test_bad_environment_values_are_bad_input(project, var, value):
+    before = project.snapshot()
+    r = project.bump("--name", "sageattn3", **{var: value})
+    assert_unchanged(project, before, r, code=2, message=var)
+
+
+def test_per_arch_keys_keep_their_brackets_in_the_table(project):
+    r = project.bump("--name", "sageattention", "--dry-run")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "sageattention[sm90]" in r.stdout and "sageattention[sm120]" in r.stdout
+
+
+def test_a_write_that_fails_is_one_line_and_changes_nothing(project):
+    """The disk fills up while the bumped files are written: exit 1, no traceback, files as before."""
+    import resource
+
+    before = project.snapshot()
+    limit = max(len(project.pins.read_bytes()) // 2, 1)
+    r = subprocess.run([sys.executable, "-m", "invoke", "bump", "--name", "sageattn3"], cwd=project.root,
+                       env=project.env(), text=True, capture_output=True, timeout=60, check=False,
+                       preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit)))
+    assert_unchanged(project, before, r, code=1, message=r"error: \[Errno 27\] File too large")
+    assert not list(project.root.rglob("*.tmp")), "no temp file may be left behind"
