@@ -485,6 +485,9 @@ def read_text(path: Path) -> str:
         raise BadInput(f"{path.name}:1: file: {path} does not exist") from None
     except OSError as exc:
         raise BadInput(f"{path.name}:1: file: cannot read {path}: {exc.strerror}") from None
+    if data.startswith(b"\xef\xbb\xbf"):
+        raise BadInput(f"{path.name}:1: encoding: the file starts with a byte order mark (BOM), which TOML "
+                       "does not allow; save it as UTF-8 without BOM")
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:

@@ -85,6 +85,7 @@ MALFORMED = [
     ("empty-file", "", 1, "profiles"),
     ("only-comments", "# nothing here\n", 1, "profiles"),
     ("non-utf8", BASE.encode().replace(b"SageAttention 2", b"SageAttention \xff2"), 16, "encoding"),
+    ("utf8-bom", b"\xef\xbb\xbf" + BASE.encode(), 1, "encoding"),
     ("unknown-top-level-key", edit({1: 'colour = "blue"'}), 1, "colour"),
     ("unknown-wheel-key", edit(sub(21, "sha256", "sha265")), 21, "sha265"),
     ("unknown-profile-key", edit({8: 'arches = ["sm80"]'}), 8, "profiles.cuda.arches"),
