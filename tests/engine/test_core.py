@@ -45,6 +45,8 @@ TORCH = "2.13.0"
 TAG = "v0.0.1-test"
 OVERRIDE_CORE = "tests/engine/override-core.hcl"
 DATA_DIRS = ("models", "output", "input", "user", "custom_nodes", "temp")
+# Folders the real ComfyUI ships inside its data dirs (each with a placeholder file).
+SHIPPED_DIRS = ("models/checkpoints", "models/loras", "input/3d")
 
 
 # --------------------------------------------------------------------------- torch wheels
@@ -150,6 +152,9 @@ def _fake_comfyui(root: Path) -> Path:
     (work / "main.py").write_text('COMFY_TEST_REF = "tag"\nprint("fake ComfyUI", COMFY_TEST_REF)\n')
     # Like the real one: the torch trio (held by the constraints) plus one plain dependency.
     (work / "requirements.txt").write_text("torch\ntorchvision\ntorchaudio\ncomfy-test-dep==1.0\n")
+    for shipped in SHIPPED_DIRS:
+        (work / shipped).mkdir(parents=True)
+        (work / shipped / "put_files_here").write_text("")
     _git(work, "add", ".")
     _git(work, "commit", "-q", "-m", "release")
     _git(work, "tag", TAG)
@@ -272,7 +277,7 @@ CHECK = textwrap.dedent('''\
 @pytest.fixture(scope="session")
 def inside(core_image) -> dict:
     """What the default user (comfy, through the real entrypoint) sees in the image."""
-    proc = _run_in(core_image.image, "python", "-c", CHECK, *DATA_DIRS)
+    proc = _run_in(core_image.image, "python", "-c", CHECK, *DATA_DIRS, *SHIPPED_DIRS)
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -295,7 +300,7 @@ def test_comfyui_is_the_tagged_commit(core_image, inside):
 def test_runs_as_comfy_with_writable_data_dirs_and_readonly_venv(inside):
     assert inside["comfy"] == [1000, 1000]
     assert (inside["uid"], inside["gid"]) == (1000, 1000)
-    assert inside["data"] == dict.fromkeys(DATA_DIRS, True)
+    assert inside["data"] == dict.fromkeys(DATA_DIRS + SHIPPED_DIRS, True)  # models/checkpoints too
     assert inside["home"]
     assert inside["site_writable"] == dict.fromkeys(inside["site_writable"], False)
 
@@ -313,6 +318,22 @@ def test_no_layer_duplicates_site_packages(core_image):
         assert size < venv_size // 20, f"a layer after the venv is {size} bytes: {by[:200]}"
     recursive = re.compile(r"\bch(?:own|mod)\b[^;&|]*\s-(?:-recursive\b|[A-Za-z]*R)")
     assert not [by for _, by in layers if recursive.search(by)]
+
+
+def test_an_arbitrary_uid_in_group_0_can_write_the_shipped_model_folders(core_image):
+    proc = docker("run", "--rm", "--network", "none", "--user", "12345", core_image.image,
+                  "sh", "-c", "touch models/checkpoints/x input/3d/x && id -u", timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["12345"]
+
+
+def test_entrypoint_keeps_group_add_groups_but_not_root(core_image):
+    proc = docker("run", "--rm", "--network", "none", "--group-add", "44", "--group-add", "0", core_image.image,
+                  "sh", "-c", "id -u; id -g; id -G", timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    uid, gid, *groups = proc.stdout.split()
+    assert (uid, gid) == ("1000", "1000")
+    assert sorted(groups) == ["1000", "44"], proc.stdout  # video (44) kept; root's group 0 dropped
 
 
 def test_entrypoint_runs_the_command_as_puid_pgid(core_image):

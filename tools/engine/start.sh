@@ -16,8 +16,17 @@ LOG=${DOCKERD_LOG:-/var/log/comfyimg-dockerd.log}
 WAIT=${DOCKERD_WAIT_SECS:-60}
 
 log() { printf '[engine/start] %s\n' "$*" >&2; }
-# A live dockerd (a killed one can linger as a zombie, which must not count).
-dockerd_alive() { ps -C dockerd -o stat= 2>/dev/null | grep -qv '^Z'; }
+# A live dockerd (a killed one can linger as a zombie, which must not count). Read from
+# /proc, not ps: procps is not a dependency of docker.io and minimal machines lack it.
+dockerd_alive() {
+    local stat
+    for stat in /proc/[0-9]*/stat; do
+        # "PID (comm) STATE ...": comm is dockerd, state anything but Z (zombie) or X (dead)
+        read -r stat <"$stat" 2>/dev/null || continue
+        case $stat in *" (dockerd) "[!ZX]*) return 0 ;; esac
+    done
+    return 1
+}
 
 if docker info >/dev/null 2>&1; then
     log "engine already answering: $(docker info --format '{{.ServerVersion}}')"

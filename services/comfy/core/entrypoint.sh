@@ -103,5 +103,10 @@ if [ "$uid" != 0 ]; then
     fix_owner "$COMFY_HOME"
 fi
 
+# Keep the supplementary groups Docker gave the container (`--group-add video`, for
+# GPU/render devices), but never root's group 0 that a root start carries.
+extra=$(id -G | tr ' ' '\n' | grep -vx -e 0 -e "$gid" | paste -sd, - || true)
+if [ -n "$extra" ]; then groups="--groups=$extra"; else groups=--clear-groups; fi
+
 export HOME="$COMFY_HOME" USER="$COMFY_USER" LOGNAME="$COMFY_USER"
-exec setpriv --reuid="$uid" --regid="$gid" --clear-groups -- "$@"
+exec setpriv --reuid="$uid" --regid="$gid" "$groups" -- "$@"
