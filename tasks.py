@@ -54,7 +54,7 @@ def bump(c, name, release=None, pre=False, dry_run=False, verify=False):
         "builder": "buildx builder to use",
         "set": "override a target value, TARGET.KEY=VALUE (repeatable)",
         "no-cache": "build without the cache",
-        "progress": "buildx progress output: plain (default), tty, quiet, rawjson",
+        "progress": "buildx progress output: plain (default), auto, quiet, rawjson",
         "file": "extra bake file applied after docker-bake.hcl (repeatable)",
         "allow": "buildx entitlement, e.g. network.host (repeatable)",
     },

@@ -144,13 +144,40 @@ def pins_for(pins: Pins, target: str) -> list[Pin] | None:
     return None
 
 
+PROGRESS_MODES = ("plain", "auto", "quiet", "rawjson")
+_LABEL = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}$")  # the tail of a Docker tag
+
+
+def check_options(request: BakeRequest) -> None:
+    """Options buildx would only reject mid-way: bad input, before anything runs."""
+    if request.progress not in PROGRESS_MODES:
+        why = (" (the build output is streamed through invoke, never to a terminal of its own)"
+               if request.progress == "tty" else "")
+        raise BadInput(f"--progress {request.progress!r} is not supported{why}; "
+                       f"expected one of {', '.join(PROGRESS_MODES)}")
+    if request.label is not None and not _LABEL.match(request.label):
+        raise BadInput(f"--label {request.label!r} cannot end a Docker tag; expected letters, digits, "
+                       "'_', '.' and '-' (not first), at most 100 characters")
+
+
+def check_builder(name: str) -> None:
+    try:
+        run([*DOCKER.docker_cmd, "buildx", "inspect", name])
+    except DockerException as exc:
+        raise BadInput(f"--builder {name!r}: {_last_error(exc.stderr)}; "
+                       "list the builders with: docker buildx ls") from None
+
+
 def preflight(root: Path, pins: Pins, request: BakeRequest) -> dict[str, Any]:
     """Everything checked before a build: returns the plan. Renders generated/ first."""
+    check_options(request)
     changed = render.write(pins, root)
     for path in changed:
         err().print(f"rendered {path}")
     if request.mode != "print":  # printing the plan needs no engine
         check_engine()
+        if request.builder:
+            check_builder(request.builder)
     resolved = plan(root, request)
     problems: list[str] = []
     for target in sorted(resolved.get("target", {})):

@@ -253,6 +253,24 @@ def test_preflight_refuses_a_pin_without_sha256(served, engine_project):
     assert not (project.root / "build" / "bake-record.json").exists()
 
 
+@pytest.mark.parametrize(("args", "message"), [
+    (("--progress", "tty"), "--progress 'tty' is not supported (the build output is streamed"),
+    (("--progress", "bogus"), "--progress 'bogus' is not supported"),
+    (("--label", "bad label"), "--label 'bad label' cannot end a Docker tag"),
+    (("--label", "bad label", "--print"), "--label 'bad label' cannot end a Docker tag"),
+    (("--builder", "no-such-builder"), "--builder 'no-such-builder': "),
+])
+def test_options_buildx_would_reject_mid_build_are_bad_input_before_it(served, engine_project, args, message):
+    project = engine_project("badopts", wheels_toml([served.pin("sage2"), served.pin("sage3")]))
+    assert project.invoke("render").returncode == 0
+    proc = project.invoke("bake", "-t", "complete-cuda", *args)
+    assert proc.returncode == 2, (proc.stdout, proc.stderr)
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and message in lines[0], proc.stderr
+    assert not re.search(r"^#\d+ ", proc.stdout + proc.stderr, re.M), "nothing may be built"
+    assert "Traceback" not in proc.stdout + proc.stderr
+
+
 def test_no_docker_on_path_is_one_clear_line(served, engine_project, tmp_path):
     project = engine_project("nodocker", wheels_toml([served.pin("sage2"), served.pin("sage3")]))
     assert project.invoke("render").returncode == 0  # so that preflight has nothing to print first
