@@ -137,6 +137,7 @@ def _line_index(text: str) -> dict[tuple[Any, ...], int]:
     lines: dict[tuple[Any, ...], int] = {}
     table: tuple[Any, ...] = ()
     counts: dict[tuple[Any, ...], int] = {}
+
     def in_current_entry(key: tuple[Any, ...]) -> tuple[Any, ...]:
         # [wheel.source] after a [[wheel]] belongs to that entry: ("wheel", N, "source").
         for n in range(len(key) - 1, 0, -1):
@@ -273,7 +274,8 @@ def _load_profile(err: _Errors, name: str, table: Any) -> Profile | None:
     if archs and cuda is None:
         err.add(where + ("archs",), f + "archs", "GPU archs on a profile without cuda")
         ok = False
-    if index and _INDEX.match(index) and (cuda is None or _CUDA.match(cuda)) and (why := _index_vs_cuda(index, cuda)):
+    both_valid = index and _INDEX.match(index) and (cuda is None or _CUDA.match(cuda))
+    if both_valid and (why := _index_vs_cuda(index, cuda)):
         err.add(where + ("torch_index",), f + "torch_index", why)
         ok = False
     glibc_raw = _str(err, where, f + "glibc", table, "glibc", required=False)
