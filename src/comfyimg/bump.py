@@ -365,9 +365,8 @@ def bump(root: Path, names: Sequence[str] = (), *, release: str | None = None, p
 
     staged: dict[Path, bytes | str] = {path: new_text}
     for rel, content in files.items():
-        target = root / rel
-        if not target.exists() or target.read_text(encoding="utf-8") != content:
-            staged[target] = content
+        if not render.is_current(root / rel, content):
+            staged[root / rel] = content
     atomic_write_many(staged)
     render.write(new_pins, root)  # removes stale generated files; the rest is already current
     wrote = sorted(str(p.relative_to(root)) for p in staged)

@@ -87,7 +87,7 @@ def _stale(root: Path, files: dict[Path, str]) -> list[Path]:
     return sorted(p.relative_to(root) for p in folder.glob("*.txt") if p.relative_to(root) not in files)
 
 
-def _current(path: Path, want: str) -> bool:
+def is_current(path: Path, want: str) -> bool:
     """Byte for byte: a file turned CRLF, or not UTF-8, has drifted."""
     return path.exists() and path.read_bytes() == want.encode("utf-8")
 
@@ -106,7 +106,7 @@ def check(pins: Pins, root: Path) -> list[Drift]:
     drifts: list[Drift] = []
     for rel, want in sorted(files.items()):
         path = root / rel
-        if not _current(path, want):
+        if not is_current(path, want):
             diff = difflib.unified_diff(_lines(path), want.splitlines(keepends=True),
                                         f"a/{rel}" if path.exists() else "/dev/null", f"b/{rel}")
             drifts.append(Drift(rel, "".join(diff)))
@@ -119,7 +119,7 @@ def check(pins: Pins, root: Path) -> list[Drift]:
 def write(pins: Pins, root: Path) -> list[Path]:
     """Write every generated file that changed (atomically) and remove stale ones."""
     files = render(pins)
-    changed = {root / rel: text for rel, text in files.items() if not _current(root / rel, text)}
+    changed = {root / rel: text for rel, text in files.items() if not is_current(root / rel, text)}
     atomic_write_many(changed)
     stale = _stale(root, files)
     for rel in stale:
