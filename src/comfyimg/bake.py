@@ -30,6 +30,7 @@ from .pins import Pin, Pins, record_hash_command
 
 BAKE_FILE = "docker-bake.hcl"
 RECORD = Path("build/bake-record.json")
+NO_DOCKER_CLI = "the docker CLI was not found on PATH; install it (tools/engine/install.sh on Debian)"
 _PER_ARCH = re.compile(r"^(?P<base>.+)-(?P<arch>sm\d{2,3}[a-z]?)$")
 _VERTEX = re.compile(r"^#(\d+) \[(?P<target>[^\s\]]+)[\s\]]")
 _LINE_ID = re.compile(r"^#(\d+) ")
@@ -96,8 +97,7 @@ def check_engine() -> str:
     except (ClientNotFoundError, FileNotFoundError, OSError):
         cmd = None
     if cmd is None:
-        raise WorkFailed("preflight: the docker CLI was not found on PATH; "
-                         "install it (tools/engine/install.sh on Debian)")
+        raise WorkFailed(f"preflight: {NO_DOCKER_CLI}")
     try:
         client, _, server = run(cmd).strip().partition("|")
     except DockerException as exc:
@@ -120,8 +120,7 @@ def plan(root: Path, request: BakeRequest) -> dict[str, Any]:
         with contextlib.chdir(root):  # bake resolves contexts against the working directory
             return json.loads(run(_bake_cmd(root, request, "--print"), env=_variables(request)))
     except ClientNotFoundError:
-        raise WorkFailed("preflight: the docker CLI was not found on PATH; "
-                         "install it (tools/engine/install.sh on Debian)") from None
+        raise WorkFailed(f"preflight: {NO_DOCKER_CLI}") from None
     except DockerException as exc:
         if _buildx_version() is None:
             try:

@@ -25,7 +25,7 @@ from python_on_whales import DockerClient
 from python_on_whales.client_config import ClientNotFoundError
 from python_on_whales.exceptions import DockerException
 
-from .bake import RECORD
+from .bake import NO_DOCKER_CLI, RECORD
 from .console import err, out
 from .errors import BadInput, UserError, WorkFailed
 from .fsutil import atomic_write
@@ -139,7 +139,7 @@ def run_probe(image: str, spec: ProbeSpec, probe_args: list[str]) -> tuple[dict 
             raise WorkFailed(f"image {image} not found in the engine; build it with `invoke bake` or pass --image")
         user = _probe_user(docker, image)
     except ClientNotFoundError:
-        raise WorkFailed("the docker CLI was not found on PATH; install it (tools/engine/install.sh on Debian)") from None
+        raise WorkFailed(NO_DOCKER_CLI) from None
     except DockerException as exc:
         raise WorkFailed(f"cannot reach the Docker engine: {_first_line(exc)}") from None
     command = [f"{PROBE_MOUNT}/{spec.script}", *probe_args]
