@@ -222,7 +222,11 @@ def probe_body(args, report: Report) -> None:
     if device is None:
         argv.append("--cpu")  # ComfyUI asks CUDA for a device at import unless told --cpu
     root = logging.getLogger()
+    root.setLevel(logging.INFO)  # as main.py's setup_logger does; ComfyUI's lines go to stderr
+    shown = logging.StreamHandler(sys.stderr)
+    shown.setFormatter(logging.Formatter("[ComfyUI] %(levelname)s %(message)s"))
     captured = Captured()
+    root.addHandler(shown)
     root.addHandler(captured)
     attention = import_comfy_attention(report, path, argv, root, captured)
     if attention is None:
@@ -251,8 +255,11 @@ def probe_body(args, report: Report) -> None:
 
     if device is None:
         report.gpu_skip_reason = no_gpu
-        status = "fail" if args.require_gpu else "skip"
-        report.add("comfyui:gpu", status, f"no GPU: skipped ComfyUI's attention calls ({no_gpu})", kind="gpu")
+        if args.require_gpu:
+            report.add("comfyui:gpu", "fail", f"--require-gpu: no GPU for ComfyUI's attention calls ({no_gpu})",
+                       kind="gpu")
+        else:
+            report.add("comfyui:gpu", "skip", f"no GPU: skipped ComfyUI's attention calls ({no_gpu})", kind="gpu")
         return
     if args.attention == "sage3" and device["sm"] not in SAGE3_SM:
         why = f"{device['name']} ({device['sm']}): SageAttention 3 runs only on {'/'.join(SAGE3_SM)}"
