@@ -6,13 +6,20 @@
 # dockerd runs WITHOUT a bridge network (--bridge=none, no iptables/NAT):
 # containers and build steps must use `--network none` or `--network host`.
 #
+# CDI is turned on (dockerd 26 needs {"features": {"cdi": true}}): a GPU host whose NVIDIA
+# toolkit wrote a CDI spec (/etc/cdi, /var/run/cdi) then gives containers the GPU with
+# --device nvidia.com/gpu=all, which `validate --gpus auto` picks. An existing daemon.json
+# is left as it is (the log says whether it has CDI).
+#
 # Environment:
+#   DOCKERD_CONFIG       daemon config (default /etc/docker/daemon.json), written only if absent
 #   DOCKERD_LOG          log file (default /var/log/comfyimg-dockerd.log)
 #   DOCKERD_WAIT_SECS    how long to wait for `docker info` (default 60)
 #   DOCKERD_EXTRA_ARGS   extra dockerd arguments (word-split)
 set -euo pipefail
 
 LOG=${DOCKERD_LOG:-/var/log/comfyimg-dockerd.log}
+CONFIG=${DOCKERD_CONFIG:-/etc/docker/daemon.json}
 WAIT=${DOCKERD_WAIT_SECS:-60}
 
 log() { printf '[engine/start] %s\n' "$*" >&2; }
@@ -43,8 +50,15 @@ else
     # No live dockerd: a pid file left by a killed one (possibly still a zombie) would make
     # the new one refuse to start.
     rm -f /var/run/docker.pid
+    if [ ! -e "$CONFIG" ]; then
+        mkdir -p "$(dirname "$CONFIG")"
+        printf '{"features": {"cdi": true}}\n' >"$CONFIG"
+        log "wrote $CONFIG (CDI on)"
+    elif ! grep -q '"cdi"' "$CONFIG"; then
+        log "note: $CONFIG does not turn CDI on; GPUs offered only through CDI will not reach containers"
+    fi
     # shellcheck disable=SC2086
-    setsid dockerd --bridge=none --iptables=false --ip6tables=false --ip-masq=false \
+    setsid dockerd --config-file "$CONFIG" --bridge=none --iptables=false --ip6tables=false --ip-masq=false \
         ${DOCKERD_EXTRA_ARGS:-} >"$LOG" 2>&1 </dev/null &
     log "started dockerd (pid $!), log: $LOG"
 fi
@@ -63,4 +77,4 @@ until docker info >/dev/null 2>&1; do
     fi
     sleep 0.5
 done
-log "engine ready: server $(docker info --format '{{.ServerVersion}}'), buildx $(docker buildx version | awk '{print $2}')"
+log "engine ready: server $(docker info --format '{{.ServerVersion}}'), CDI spec dirs $(docker info --format '{{json .CDISpecDirs}}'), buildx $(docker buildx version | awk '{print $2}')"
