@@ -453,11 +453,13 @@ def merge_comfyui(passed: bool, verdict: dict, comfy: Run | None, require_gpu: b
     if comfy is None:
         return passed, verdict
     c_passed, c_verdict = judge(comfy.result, comfy.code, require_gpu, comfy.problem)
-    rows = list(c_verdict.get("checks") or [])
+    rows = [c if c["name"].startswith("comfyui") else {**c, "name": f"comfyui:{c['name']}"}
+            for c in c_verdict.get("checks") or []]  # e.g. its own scratch row
     if c_verdict.get("crash"):
         rows.append({"name": "comfyui", "kind": "install", "status": "fail", "detail": c_verdict["reason"]})
     merged = {**verdict, "checks": [*(verdict.get("checks") or []), *rows],
-              "comfyui": {k: c_verdict.get(k) for k in ("status", "reason", "package", "device", "gpu_checks")}}
+              "comfyui": {k: c_verdict.get(k) for k in ("status", "reason", "package", "device", "gpu_checks",
+                                                        "elapsed_s")}}
     if c_passed:
         return passed, merged
     reason = f"comfyui: {c_verdict.get('reason', '')}"
@@ -635,6 +637,8 @@ def validate(root: Path, probe: str, *, image: str | None = None, target: str | 
         verdict = {**verdict, "checks": [*(verdict.get("checks") or []),
                                          {"name": "comfyui", "kind": "install", "status": "skip",
                                           "detail": "ComfyUI checks not run (--comfyui none)"}]}
+    verdict["timing"] = {"probe_container_s": round(main.seconds, 2),
+                         "comfyui_container_s": round(comfy.seconds, 2) if comfy else None}
     if not host and not gpu["container_gpu"] and passed:
         verdict = {**verdict, "reason": f"{verdict.get('reason', '')}; GPU checks NOT run: this host has no NVIDIA GPU"}
     outcome = Outcome(probe, image, verdict, main.code, passed, time.monotonic() - started, gpu)
