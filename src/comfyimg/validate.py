@@ -341,7 +341,19 @@ def run_container(docker: DockerClient, image: str, command: list[str], options:
         result, problem = parse_result(stdout)
         return Run(name, result, codes[0], stdout, problem, time.monotonic() - started)
     finally:
+        _remove(docker, name)
+
+
+def _remove(docker: DockerClient, name: str) -> None:
+    """Remove the container, also one that an interrupted ``docker run`` was still creating."""
+    for _ in range(3):
         _quietly(docker.container.remove, name, force=True, volumes=True)
+        try:
+            if not docker.container.exists(name):
+                return
+        except DockerException:
+            return
+        time.sleep(0.5)
 
 
 def _docker_says(exc: DockerException) -> str:
