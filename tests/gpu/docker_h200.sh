@@ -40,6 +40,10 @@ pick() {  # first existing path
     return 1
 }
 
+# A wheel is a zip: unpacked as is, it is what `pip install --no-deps --target` gives these
+# wheels (no scripts needed), without needing pip in the machine's venv.
+unwheel() { "$py" -m zipfile -e "$1" "$2"; }
+
 HOST_MODULES="nox argcomplete attrs colorlog dependency_groups humanize packaging python_on_whales pydantic
 pydantic_core annotated_types typing_inspection typing_extensions rich tomlkit yaml"
 HOST_WHEELS="nox argcomplete attrs colorlog dependency-groups humanize packaging python-on-whales pydantic
@@ -85,7 +89,7 @@ run() {
     echo "== host-side modules (nox, python-on-whales, ...)"
     local w missing=""
     for w in "$wheeldir"/*.whl; do
-        [ -e "$w" ] && "$py" -m pip install -q --no-index --no-deps --no-compile --target "$work/deps" "$w" 2>&1 | grep -v WARNING
+        [ -e "$w" ] && unwheel "$w" "$work/deps"
     done
     export PYTHONPATH="$work/deps:$repo/src"
     for m in $HOST_MODULES; do "$py" -c "import $m" 2>/dev/null || missing="$missing $m"; done
@@ -118,9 +122,8 @@ run() {
     chmod 1777 "$stage/tmp"
     printf 'root:x:0:0:root:/root:/bin/sh\ncomfy:x:1000:1000:comfy:/home/comfy:/usr/sbin/nologin\n' >"$stage/etc/passwd"
     printf 'root:x:0:\ncomfy:x:1000:\n' >"$stage/etc/group"
-    "$py" -m pip install -q --no-index --no-deps --no-compile --target "$stage$extra" "$wheel" 2>&1 | grep -v WARNING
+    unwheel "$wheel" "$stage$extra"
     tar -C "$stage/app" -xzf "$comfytar" && mv "$stage"/app/ComfyUI* "$stage/app/ComfyUI.tmp" && mv "$stage/app/ComfyUI.tmp" "$stage/app/ComfyUI"
-    chmod -R a+rX "$stage/app"
     local mod origin
     : >"$out/image-modules.txt"
     for mod in einops psutil PIL; do
@@ -128,7 +131,7 @@ run() {
         else
             w=$(ls "$wheeldir"/"$( [ $mod = PIL ] && echo pillow || echo $mod )"-*.whl 2>/dev/null | head -1)
             if [ -n "$w" ]; then
-                "$py" -m pip install -q --no-index --no-deps --no-compile --target "$stage$extra" "$w" 2>&1 | grep -v WARNING
+                unwheel "$w" "$stage$extra"
                 origin="carried wheel $(basename "$w")"
             elif [ $mod = PIL ]; then
                 # ComfyUI's attention import chain reaches comfy/ldm/util.py, which imports PIL for a
@@ -145,6 +148,7 @@ run() {
         fi
         echo "$mod: $origin" | tee -a "$out/image-modules.txt"
     done
+    chmod -R a+rX "$stage/app" "$stage$extra"  # the probe runs as comfy
     local parts=(usr etc/ld.so.cache "${venv#/}")
     for p in bin sbin lib lib64 lib32; do [ -e "/$p" ] && parts+=("$p"); done
     [ "$base" = /usr ] || parts+=("${base#/}")
