@@ -452,8 +452,10 @@ def judge(result: dict | None, code: int, require_gpu: bool, problem: str | None
 
 
 def no_silent_skip(passed: bool, verdict: dict, host: str | None, access: GpuAccess) -> tuple[bool, dict]:
-    """A host with an NVIDIA GPU whose container saw none fails, and says how to fix it."""
-    if not passed or not host or verdict.get("device") or verdict.get("gpu_checks") == "ran":
+    """A host with an NVIDIA GPU whose container saw none fails, and says how to fix it
+    (unless --gpus none asked for exactly that)."""
+    if (not passed or not host or access.mode == "none" or verdict.get("device")
+            or verdict.get("gpu_checks") == "ran"):
         return passed, verdict
     reason = (f"the host has an NVIDIA GPU ({host}) but the probe container saw none "
               f"(GPU access: {access.describe()}); {GIVE_THE_ENGINE_THE_GPU}")
@@ -651,8 +653,9 @@ def validate(root: Path, probe: str, *, image: str | None = None, target: str | 
                                           "detail": "ComfyUI checks not run (--comfyui none)"}]}
     verdict["timing"] = {"probe_container_s": round(main.seconds, 2),
                          "comfyui_container_s": round(comfy.seconds, 2) if comfy else None}
-    if not host and not gpu["container_gpu"] and passed:
-        verdict = {**verdict, "reason": f"{verdict.get('reason', '')}; GPU checks NOT run: this host has no NVIDIA GPU"}
+    if not gpu["container_gpu"] and passed:
+        why = "this host has no NVIDIA GPU" if not host else "--gpus none"
+        verdict = {**verdict, "reason": f"{verdict.get('reason', '')}; GPU checks NOT run: {why}"}
     outcome = Outcome(probe, image, verdict, main.code, passed, time.monotonic() - started, gpu)
     print_table(outcome)
     for path in write_reports(root, outcome):

@@ -77,6 +77,8 @@ def test_a_gpu_host_with_a_blind_container_fails_only_when_the_container_saw_no_
     seen = {**GOOD, "device": {"name": "NVIDIA H200", "sm": "sm90"}, "gpu_checks": "skipped"}  # sage3 on sm90
     assert no_silent_skip(True, seen, "/dev/nvidia0 exists", none) == (True, seen)
     assert no_silent_skip(True, GOOD, None, none) == (True, GOOD)
+    asked = GpuAccess("none", "none", "", "--gpus none")  # not silent: asked for
+    assert no_silent_skip(True, GOOD, "/dev/nvidia0 exists", asked) == (True, GOOD)
 
 
 def test_a_failed_comfyui_probe_fails_the_session_in_its_own_rows():
