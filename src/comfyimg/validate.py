@@ -525,7 +525,8 @@ def _junit(outcome: Outcome) -> bytes:
     suite.set("tests", str(len(suite.findall("testcase"))))
     suite.set("failures", str(len(suite.findall("testcase/failure"))))
     suite.set("skipped", str(len(suite.findall("testcase/skipped"))))
-    props = ET.SubElement(suite, "properties")
+    props = ET.Element("properties")
+    suite.insert(0, props)  # JUnit's schema puts properties before the testcases
     for key, value in (outcome.gpu or {}).items():
         ET.SubElement(props, "property", name=f"gpu.{key}", value=_xml_text(value))
     ET.SubElement(suite, "system-out").text = _xml_text(json.dumps(outcome.result, indent=2))
