@@ -1,7 +1,8 @@
 """How validate gives the container the GPU, never skips it silently, and never hangs or
 leaks a container (issue 11), on the build machine without a GPU:
 
-* CDI plumbing: a second dockerd of the test's own (own socket, data and exec roots, CDI on,
+* CDI plumbing: a second dockerd of the test's own (own socket, data and exec roots; the config
+  tools/engine/start.sh writes, which turns CDI on,
   spec dir in tmp) with a CDI spec for a made-up device ``comfyimg.test/gpu`` that injects
   /dev/null as /dev/nvidia0 and an environment variable. ``--gpus auto`` must pick it
   and the container must see it. The shared engine is never restarted.
@@ -111,8 +112,13 @@ def cdi_engine():
     specs.mkdir()
     (specs / "comfyimg-test.yaml").write_text(CDI_SPEC)
     (specs / "broken.yaml").write_text("kind: [unclosed\n")  # a bad spec beside it must not matter
+    # The config a fresh machine gets from tools/engine/start.sh (the shared engine answers, so
+    # it only writes the file), plus this test's spec dir.
     config = top / "daemon.json"
-    config.write_text(json.dumps({"features": {"cdi": True}, "cdi-spec-dirs": [str(specs)]}))
+    started = subprocess.run(["bash", str(REPO / "tools" / "engine" / "start.sh")], capture_output=True, text=True,
+                             env={**os.environ, "DOCKERD_CONFIG": str(config)}, timeout=120)
+    assert started.returncode == 0 and f"wrote {config} (CDI on)" in started.stderr, started.stderr
+    config.write_text(json.dumps({**json.loads(config.read_text()), "cdi-spec-dirs": [str(specs)]}))
     host = f"unix://{top}/docker.sock"
     log = open(top / "dockerd.log", "wb")
     proc = subprocess.Popen([dockerd, "--config-file", str(config), "--data-root", str(top / "root"),
@@ -122,9 +128,11 @@ def cdi_engine():
     env = {**os.environ, "DOCKER_HOST": host}
     try:
         deadline = time.monotonic() + 60
-        while docker("info", "--format", "{{json .CDISpecDirs}}", env=env, timeout=10).returncode != 0:
+        while (info := docker("info", "--format", "{{json .CDISpecDirs}}", env=env, timeout=10)).returncode != 0:
             assert proc.poll() is None and time.monotonic() < deadline, (top / "dockerd.log").read_text()[-3000:]
             time.sleep(0.3)
+        # dockerd 26 lists no CDI spec dirs unless the feature is on: start.sh's config turned it on.
+        assert json.loads(info.stdout) == [str(specs)], info.stdout
         saved = subprocess.run(f"docker save {BASE} | docker -H {host} load -q", shell=True, capture_output=True,
                                text=True, timeout=300)
         assert saved.returncode == 0, saved.stderr

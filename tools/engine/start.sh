@@ -35,6 +35,17 @@ dockerd_alive() {
     return 1
 }
 
+# The config is written even when an engine already answers: it takes effect at the next start.
+if [ ! -e "$CONFIG" ]; then
+    if mkdir -p "$(dirname "$CONFIG")" 2>/dev/null && printf '{"features": {"cdi": true}}\n' 2>/dev/null >"$CONFIG"; then
+        log "wrote $CONFIG (CDI on)"
+    else
+        log "note: cannot write $CONFIG (not root?); the engine starts without CDI"
+    fi
+elif ! grep -q '"cdi"' "$CONFIG"; then
+    log "note: $CONFIG does not turn CDI on; GPUs offered only through CDI will not reach containers"
+fi
+
 if docker info >/dev/null 2>&1; then
     log "engine already answering: $(docker info --format '{{.ServerVersion}}')"
     exit 0
@@ -50,15 +61,10 @@ else
     # No live dockerd: a pid file left by a killed one (possibly still a zombie) would make
     # the new one refuse to start.
     rm -f /var/run/docker.pid
-    if [ ! -e "$CONFIG" ]; then
-        mkdir -p "$(dirname "$CONFIG")"
-        printf '{"features": {"cdi": true}}\n' >"$CONFIG"
-        log "wrote $CONFIG (CDI on)"
-    elif ! grep -q '"cdi"' "$CONFIG"; then
-        log "note: $CONFIG does not turn CDI on; GPUs offered only through CDI will not reach containers"
-    fi
     # shellcheck disable=SC2086
-    setsid dockerd --config-file "$CONFIG" --bridge=none --iptables=false --ip6tables=false --ip-masq=false \
+    cfg=()
+    [ -e "$CONFIG" ] && cfg=(--config-file "$CONFIG")
+    setsid dockerd "${cfg[@]}" --bridge=none --iptables=false --ip6tables=false --ip-masq=false \
         ${DOCKERD_EXTRA_ARGS:-} >"$LOG" 2>&1 </dev/null &
     log "started dockerd (pid $!), log: $LOG"
 fi
