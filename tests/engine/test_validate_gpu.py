@@ -1,9 +1,9 @@
 """How validate gives the container the GPU, never skips it silently, and never hangs or
 leaks a container (issue 11), on the build machine without a GPU:
 
-* CDI plumbing: a second dockerd of the test's own (own socket, data and exec roots; the config
-  tools/engine/start.sh writes, which turns CDI on,
-  spec dir in tmp) with a CDI spec for a made-up device ``comfyimg.test/gpu`` that injects
+* CDI plumbing: a second dockerd of the test's own (own socket, data and exec roots, the config
+  that tools/engine/start.sh writes, which turns CDI on, and a spec dir in tmp), with a CDI
+  spec for a made-up device ``comfyimg.test/gpu`` that injects
   /dev/null as /dev/nvidia0 and an environment variable. ``--gpus auto`` must pick it
   and the container must see it. The shared engine is never restarted.
 * A host that "has" a GPU (``COMFYIMG_HOST_GPU=1``) whose container sees none fails.
