@@ -177,3 +177,108 @@ def markdown(pins: Pins) -> str:
         vs = verdicts(pin, archs, modules)
         out += [""] + [f"- {a}: {vs[a].why}" for a in archs if not vs[a].runnable and a in served] + [""]
     return "\n".join(out).rstrip("\n") + "\n"
+
+
+# --------------------------------------------------------------------------- invoke audit
+
+
+def _check_archs(archs: Sequence[str]) -> list[str]:
+    from .errors import BadInput
+
+    for arch in archs:
+        try:
+            kernels.parse_arch(arch)
+        except ValueError as exc:
+            raise BadInput(f"--arch: {exc}") from None
+    return kernels.sort_archs(archs)
+
+
+def audit_wheel(root: Path, path: Path, archs: Sequence[str], *, as_json: bool) -> int:
+    """Audit one wheel on disk; default archs: those the matching pins of wheels.toml serve."""
+    import json
+
+    from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
+
+    from . import pins as pins_mod
+    from .console import out
+    from .errors import BadInput
+
+    archs = _check_archs(archs)
+    try:
+        dist, version, _, _ = parse_wheel_filename(path.name)
+    except InvalidWheelFilename as exc:
+        raise BadInput(f"{path.name}: {exc}") from None
+    if not path.is_file():
+        raise BadInput(f"{path}: no such file")
+    if not archs:
+        known = pins_mod.load(root / "wheels.toml") if (root / "wheels.toml").exists() else None
+        matching = [p for p in (known.wheels if known else ()) if canonicalize_name(p.name) == dist]
+        archs = kernels.sort_archs(a for p in matching for a in serves(known, p))
+        if not archs:
+            raise BadInput(f"{path.name}: no pin of {dist} in wheels.toml serves a GPU arch; "
+                           "name the archs with --arch smXY")
+    try:
+        found = kernels.read_wheel(path)
+    except kernels.BadKernels as exc:
+        raise BadInput(str(exc)) from None
+    rules = kernels.rules_for(dist, str(version))
+    vs = kernels.judge_all(found.modules, archs, rules)
+    ok = all(v.runnable for v in vs.values())
+    if as_json:
+        print(json.dumps({"wheel": found.filename, "sha256": found.sha256, "tool": found.tool,
+                          "package": dist, "version": str(version),
+                          "rules": rules.versions if rules else None,
+                          "modules": modules_json(found.modules),
+                          "archs": {a: v.as_json() for a, v in vs.items()}, "runnable": ok}, indent=2))
+        return 0 if ok else 1
+    from rich.table import Table
+
+    pseudo = Pin(0, dist, str(version), path.name, found.sha256, None, (), (), None, 0)
+    table = Table("module", *archs, title=f"{found.filename} ({found.tool})")
+    for row in grid(pseudo, found.modules, archs):
+        table.add_row(*row)
+    out().print(table)
+    for a, v in vs.items():
+        out().print(f"{a}: {'runnable' if v.runnable else 'NOT runnable'}: {v.why}")
+    return 0 if ok else 1
+
+
+def audit_pins(pins: Pins, archs: Sequence[str], *, as_json: bool) -> int:
+    """Every pin from its recorded coverage: module × arch. Exit 1 when a pin misses an arch it serves."""
+    import json
+
+    from rich.table import Table
+
+    from .console import err, out
+
+    archs = _check_archs(archs) or doc_archs(pins)
+    report: dict[str, Any] = {}
+    failed = False
+    for pin in pins.wheels:
+        served = serves(pins, pin)
+        if not served and not pin.coverage:
+            continue
+        modules, how = coverage_of(pin)
+        entry: dict[str, Any] = {"serves": list(served), "coverage": how.split(":")[0], "archs": {}}
+        if modules is not None:
+            vs = verdicts(pin, archs, modules)
+            entry["modules"] = modules_json(modules)
+            entry["archs"] = {a: v.as_json() for a, v in vs.items()}
+            failed |= pin.coverage is not None and any(not vs[a].runnable for a in served if a in vs)
+        report[pin.key] = entry
+        if as_json:
+            continue
+        if modules is None:
+            err().print(f"{pin.key} {pin.version}: {unrecorded_message(pins, pin)}")
+            continue
+        table = Table("module", *archs, title=f"{pin.key} {pin.version}: {how}")
+        for row in grid(pin, modules, archs):
+            table.add_row(*row)
+        out().print(table)
+    if as_json:
+        print(json.dumps({"pins": report}, indent=2))
+    return 1 if failed else 0
+
+
+def modules_json(modules: Sequence[Module]) -> list[dict[str, Any]]:
+    return kernels.modules_json(modules)

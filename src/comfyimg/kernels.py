@@ -353,8 +353,7 @@ class Verdict:
 
 def needed_code(arch: str) -> str:
     major, minor = parse_arch(arch)
-    return (f"SASS sm_{major}Y with Y ≤ {minor}, sm_{major}{minor}a or sm_{major}Yf, "
-            f"or PTX compute_XY ≤ {major}.{minor}")
+    return f"SASS for {arch} (sm_{major}Y with Y ≤ {minor}, or sm_{major}{minor}a) or PTX compute_XY ≤ {major}.{minor}"
 
 
 def judge(modules: Sequence[Module], arch: str, rules: Rules | None) -> Verdict:
