@@ -229,8 +229,10 @@ def read_module(path: Path, name: str, where: str) -> Module:
     return Module(name, tuple(sorted(sass, key=Target.parse)), tuple(sorted(ptx, key=Target.parse)))
 
 
-def read_wheel(path: Path) -> WheelKernels:
-    """Every compiled module of the wheel at ``path`` with its targets, and the wheel's sha256."""
+def read_wheel(path: Path, name: str | None = None) -> WheelKernels:
+    """Every compiled module of the wheel at ``path`` (named ``name``, default its file name)
+    with its targets, and the wheel's sha256."""
+    label = name or path.name
     _, version = cuobjdump()
     digest = hashlib.sha256()
     try:
@@ -238,17 +240,17 @@ def read_wheel(path: Path) -> WheelKernels:
             for chunk in iter(lambda: fh.read(_CHUNK), b""):
                 digest.update(chunk)
     except OSError as exc:
-        raise BadKernels(f"{path.name}: cannot read: {exc.strerror}") from None
+        raise BadKernels(f"{label}: cannot read: {exc.strerror}") from None
     modules: list[Module] = []
     try:
         zf = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError) as exc:
-        raise BadKernels(f"{path.name}: not a readable wheel (zip): {exc}") from None
+        raise BadKernels(f"{label}: not a readable wheel (zip): {exc}") from None
     with zf, tempfile.TemporaryDirectory(prefix="comfyimg-kernels-") as tmp:
         for info in zf.infolist():
             if info.is_dir() or not _is_module(info.filename):
                 continue
-            where = f"{path.name}: {info.filename}"
+            where = f"{label}: {info.filename}"
             part = Path(tmp) / "module.so"
             try:
                 with zf.open(info) as src, open(part, "wb") as dst:
@@ -259,7 +261,7 @@ def read_wheel(path: Path) -> WheelKernels:
                 modules.append(read_module(part, module_name(info.filename), where))
             finally:
                 part.unlink(missing_ok=True)
-    return WheelKernels(path.name, digest.hexdigest(), version, tuple(sorted(modules, key=lambda m: m.name)))
+    return WheelKernels(label, digest.hexdigest(), version, tuple(sorted(modules, key=lambda m: m.name)))
 
 
 # --------------------------------------------------------------------------- the package table
