@@ -282,3 +282,20 @@ def audit_pins(pins: Pins, archs: Sequence[str], *, as_json: bool) -> int:
 
 def modules_json(modules: Sequence[Module]) -> list[dict[str, Any]]:
     return kernels.modules_json(modules)
+
+
+# --------------------------------------------------------------------------- the probe's expectations
+
+
+def probe_args(pins: Pins, distribution: str, target_pins: Sequence[Pin]) -> list[str]:
+    """``--serves`` (the archs the pin serves) and ``--needs ARCH=MODULES`` (the modules whose
+    kernels each of those archs launches, from the pin's recorded coverage) for a probe."""
+    pin = next((p for p in target_pins if p.name == distribution), None)
+    if pin is None or not (served := serves(pins, pin)):
+        return []
+    args = ["--serves", ",".join(served)]
+    if pin.coverage is not None:
+        for arch, v in verdicts(pin, served).items():
+            if v.runnable:
+                args += ["--needs", f"{arch}={','.join(v.needs)}"]
+    return args

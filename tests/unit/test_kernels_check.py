@@ -132,3 +132,25 @@ def test_bad_coverage_fields_name_file_line_and_field(tmp_path, project_factory,
     r = project.invoke("check")
     assert r.returncode == 2 and re.search(message, r.stderr), r.stdout + r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_the_host_passes_the_probe_what_each_served_gpu_needs_from_the_coverage(tmp_path, project_factory):
+    from comfyimg import bake, validate
+    from tests.cudawheels import PER_ARCH_SAGE2
+
+    per_arch = sage2_wheel(tmp_path, PER_ARCH_SAGE2["sm90"], version="2.2.0+cu129.torch2.9.0.sm90",
+                           filename="sageattention-2.2.0+cu129.torch2.9.0.sm90-cp312-cp312-linux_x86_64.whl")
+    fat = sage2_wheel(tmp_path, FULL_SAGE2)
+    project = project_factory(None, bake_hcl=BAKE)
+    text = (PROFILE + pin_toml("sageattention", "2.2.0", fat)
+            + pin_toml("sageattention", "2.2.0+cu129.torch2.9.0.sm90", per_arch, extra='arch = "sm90"\n')
+            .replace(per_arch.name, per_arch.name.replace("+", "%2B")))
+    project.pins.write_text(recorded(text, project.pins, fat, per_arch))
+    loaded = pins.load(project.pins)
+    # The per-arch image: it serves sm90 only, and sm90 needs its _qattn_sm90 and _fused kernels.
+    assert coverage.probe_args(loaded, "sageattention", bake.pins_for(loaded, "complete-cuda-sm90")) == [
+        "--serves", "sm90", "--needs", "sm90=sageattention._qattn_sm90,sageattention._fused"]
+    fat_args = validate.expectations(project.root, validate.PROBES["sage2"], "complete-cuda")
+    assert fat_args[:2] == ["--serves", "sm80,sm86,sm89,sm90,sm120"]
+    assert "sm86=" in fat_args and "sm120=sageattention._qattn_sm89,sageattention._fused" in fat_args
+    assert validate.expectations(project.root, validate.PROBES["sage2"], None) == []  # --image alone
