@@ -39,6 +39,7 @@ import subprocess
 import tempfile
 import zipfile
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -229,11 +230,7 @@ def read_module(path: Path, name: str, where: str) -> Module:
     return Module(name, tuple(sorted(sass, key=Target.parse)), tuple(sorted(ptx, key=Target.parse)))
 
 
-def read_wheel(path: Path, name: str | None = None) -> WheelKernels:
-    """Every compiled module of the wheel at ``path`` (named ``name``, default its file name)
-    with its targets, and the wheel's sha256."""
-    label = name or path.name
-    _, version = cuobjdump()
+def _sha256(path: Path, label: str) -> str:
     digest = hashlib.sha256()
     try:
         with open(path, "rb") as fh:
@@ -241,27 +238,50 @@ def read_wheel(path: Path, name: str | None = None) -> WheelKernels:
                 digest.update(chunk)
     except OSError as exc:
         raise BadKernels(f"{label}: cannot read: {exc.strerror}") from None
+    return digest.hexdigest()
+
+
+def _read_and_delete(part: Path, name: str, where: str) -> Module:
+    try:
+        return read_module(part, name, where)
+    finally:
+        part.unlink(missing_ok=True)
+
+
+def read_wheel(path: Path, name: str | None = None) -> WheelKernels:
+    """Every compiled module of the wheel at ``path`` (named ``name``, default its file name)
+    with its targets, and the wheel's sha256.
+
+    One pass over the members: each ``.so`` is streamed to a temp file and listed by cuobjdump
+    while the next one is extracted (at most two on disk at a time); the sha256 is computed
+    alongside, so memory stays flat and the wall time stays close to one read of the wheel."""
+    label = name or path.name
+    _, version = cuobjdump()
     modules: list[Module] = []
     try:
         zf = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError) as exc:
         raise BadKernels(f"{label}: not a readable wheel (zip): {exc}") from None
-    with zf, tempfile.TemporaryDirectory(prefix="comfyimg-kernels-") as tmp:
-        for info in zf.infolist():
-            if info.is_dir() or not _is_module(info.filename):
-                continue
+    with zf, tempfile.TemporaryDirectory(prefix="comfyimg-kernels-") as tmp, \
+            ThreadPoolExecutor(max_workers=2) as pool:
+        hashing = pool.submit(_sha256, path, label)
+        listing: Future[Module] | None = None
+        members = [i for i in zf.infolist() if not i.is_dir() and _is_module(i.filename)]
+        for n, info in enumerate(members):
             where = f"{label}: {info.filename}"
-            part = Path(tmp) / "module.so"
+            part = Path(tmp) / f"module-{n}.so"
             try:
                 with zf.open(info) as src, open(part, "wb") as dst:
                     shutil.copyfileobj(src, dst, _CHUNK)
             except (zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
                 raise BadKernels(f"{where}: the zip member cannot be read: {exc}") from None
-            try:
-                modules.append(read_module(part, module_name(info.filename), where))
-            finally:
-                part.unlink(missing_ok=True)
-    return WheelKernels(label, digest.hexdigest(), version, tuple(sorted(modules, key=lambda m: m.name)))
+            if listing is not None:
+                modules.append(listing.result())
+            listing = pool.submit(_read_and_delete, part, module_name(info.filename), where)
+        if listing is not None:
+            modules.append(listing.result())
+        digest = hashing.result()
+    return WheelKernels(label, digest, version, tuple(sorted(modules, key=lambda m: m.name)))
 
 
 # --------------------------------------------------------------------------- the package table
