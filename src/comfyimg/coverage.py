@@ -299,3 +299,34 @@ def probe_args(pins: Pins, distribution: str, target_pins: Sequence[Pin]) -> lis
             if v.runnable:
                 args += ["--needs", f"{arch}={','.join(v.needs)}"]
     return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m comfyimg.coverage --wheel PATH [--arch smXY]... [--json]``: ``invoke audit``
+    without invoke (for machines that carry only the package and its dependencies)."""
+    import argparse
+    import sys
+
+    from .console import err
+    from .errors import UserError
+
+    parser = argparse.ArgumentParser(prog="python -m comfyimg.coverage", description=main.__doc__)
+    parser.add_argument("--wheel", type=Path, required=True)
+    parser.add_argument("--arch", action="append", default=[])
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--root", type=Path, default=Path.cwd(), help="project root (default: .)")
+    try:
+        ns = parser.parse_args(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0) and 2
+    try:
+        return audit_wheel(ns.root, ns.wheel, ns.arch, as_json=ns.json)
+    except UserError as exc:
+        err().print(f"error: {exc}")
+        return exc.exit_code
+    finally:
+        sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
