@@ -334,9 +334,23 @@ def plan(pins: pins_mod.Pins, chosen: list[pins_mod.Pin], client: GitHub, *,
     return changes
 
 
+def _moves(ch: Change) -> bool:
+    """Does the change move the pin to another wheel (not just record the one it names)?"""
+    same = ch.pin.source and ch.release.tag == ch.pin.source.release and ch.asset.name == ch.pin.filename
+    return not same
+
+
 def _refuse_uncovered(changes: list[Change]) -> None:
-    """A new pin that cannot run on an arch it serves: a table of what fails, and exit 1."""
-    failing = [(ch, arch, v) for ch in changes for arch, v in ch.failing.items()]
+    """A pin moving to a wheel that cannot run on an arch it serves: a table of what fails, and
+    exit 1. Recording the wheel a pin already names records the truth, with a warning
+    (``invoke check`` and ``invoke bake`` then refuse it, naming the arch)."""
+    for ch in changes:
+        if not _moves(ch):
+            for arch, v in ch.failing.items():
+                err().print(f"warning: {ch.pin.key}: {ch.asset.name} cannot run on {arch}, which it serves: "
+                            f"{v.why}; recorded as read. `invoke check` and `invoke bake` refuse it until "
+                            "its serves is narrowed or it moves to a wheel that covers " + arch)
+    failing = [(ch, arch, v) for ch in changes if _moves(ch) for arch, v in ch.failing.items()]
     if not failing:
         return
     table = Table(box=box.SIMPLE, show_edge=False, pad_edge=False,

@@ -460,3 +460,28 @@ def test_a_release_that_covers_every_served_arch_is_recorded(project, tmp_path):
 
     pin = next(p for p in pins.load(project.pins).wheels if p.name == "sageattn3")
     assert pin.coverage is not None and pin.coverage.sha256 == pin.sha256
+
+
+def test_recording_the_wheel_a_pin_already_names_records_the_truth_and_check_refuses_it(project, tmp_path):
+    """`invoke bump --release v2.2.0-build.16 --verify` on the seed pins: their wheels, by recipe,
+    miss sm120; the coverage is recorded as read (with a warning), and check names the arch."""
+    from tests.cudawheels import SEED_SAGE2, sage2_wheel, sage3_wheel
+    from tests.http.fakegithub import FakeAsset
+
+    rel = next(r for r in project.fake.repos[SAGE] if r.tag == "v2.2.0-build.16")
+    for path in (sage2_wheel(tmp_path, SEED_SAGE2), sage3_wheel(tmp_path, "r_100a")):
+        rel.assets.append(FakeAsset(path.name, data=path.read_bytes(), id=project.fake._new_id()))
+    project.pins.write_text(wheels_toml().split("\n# per-SM wheel for")[0])
+    project.render()
+    r = project.bump("--release", "v2.2.0-build.16", "--verify")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "warning: sageattention: sageattention-2.2.0-290.129" in r.stderr and "cannot run on sm120" in r.stderr
+    assert "warning: sageattn3: " in r.stderr
+    text = project.pins.read_text()
+    assert text.count("coverage_from = ") == 2 and '{module = "fp4attn_cuda", sass = ["sm_100a"], ptx = []}' in text
+    check = subprocess.run([sys.executable, "-m", "invoke", "check"], cwd=project.root, env=project.env(),
+                           text=True, capture_output=True, timeout=60)
+    assert check.returncode == 2, check.stdout + check.stderr
+    assert re.search(r"coverage: sageattention cannot run on sm120, which it serves: .*sageattention\._qattn_sm89", check.stderr)
+    assert re.search(r"coverage: sageattn3 cannot run on sm120, which it serves: .*fp4attn_cuda: needs SASS for sm120",
+                     check.stderr)

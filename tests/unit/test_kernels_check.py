@@ -154,3 +154,15 @@ def test_the_host_passes_the_probe_what_each_served_gpu_needs_from_the_coverage(
     assert fat_args[:2] == ["--serves", "sm80,sm86,sm89,sm90,sm120"]
     assert "sm86=" in fat_args and "sm120=sageattention._qattn_sm89,sageattention._fused" in fat_args
     assert validate.expectations(project.root, validate.PROBES["sage2"], None) == []  # --image alone
+
+
+def test_audit_of_a_wheel_defaults_to_the_archs_its_pins_serve(tmp_path, project_factory):
+    seed = sage2_wheel(tmp_path, SEED_SAGE2)
+    project = make(project_factory, PROFILE + pin_toml("sageattention", "2.2.0", seed))
+    r = project.invoke("audit", "--wheel", str(seed), "--json")
+    assert r.returncode == 1, r.stdout + r.stderr  # sm120 is served and cannot run it
+    assert list(json.loads(r.stdout)["archs"]) == ["sm80", "sm86", "sm89", "sm90", "sm120"]
+    other = sage3_wheel(tmp_path, "r_120a_121a")
+    r = project.invoke("audit", "--wheel", str(other))
+    assert r.returncode == 2 and "no pin of sageattn3 in wheels.toml serves a GPU arch; name the archs with --arch" \
+        in r.stderr, r.stdout + r.stderr
