@@ -34,7 +34,7 @@ prepare() {
 run() {
     local tarball=$1 wheels=$2
     local py=${PYTHON:-python3} out=${OUT:-$repo/reports/kernels-h200}
-    local work; work=$(mktemp -d)
+    work=$(mktemp -d)  # global: the EXIT trap runs after this function returns
     trap 'rm -rf "$work"' EXIT
     mkdir -p "$out"
     export PYTHONUNBUFFERED=1
@@ -87,7 +87,13 @@ print("sm90=" + ",".join(a["needs"]))' "$out/audit-sm$arch.json") || return 1
 import json, pathlib, sys
 out = pathlib.Path(sys.argv[1])
 def load(name):
-    return json.loads((out / name).read_text())
+    try:
+        return json.loads((out / name).read_text())
+    except (OSError, ValueError) as exc:  # a crash left no JSON: every expectation on it fails
+        print(f"{name}: no JSON ({exc})")
+        return {"status": "crash", "reason": str(exc), "checks": [], "gpu_checks": None,
+                "archs": {a: {"runnable": None, "by": None, "why": "no audit", "missing": []}
+                          for a in ("sm80", "sm86", "sm89", "sm90", "sm120")}}
 results, ok = {}, True
 def expect(what, cond):
     global ok
