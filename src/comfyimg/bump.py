@@ -220,7 +220,11 @@ class Change:
     version: str
     fields: dict[str, object] = field(default_factory=dict)
     kernels: kernels.WheelKernels | None = None
-    failing: dict[str, kernels.Verdict] = field(default_factory=dict)  # served arch -> verdict
+    verdicts: dict[str, kernels.Verdict] = field(default_factory=dict)  # served arch -> verdict
+
+    @property
+    def failing(self) -> dict[str, kernels.Verdict]:
+        return {a: v for a, v in self.verdicts.items() if not v.runnable}
 
 
 def parse_names(names: Sequence[str] | None, remainder: str = "") -> list[str]:
@@ -323,8 +327,7 @@ def plan(pins: pins_mod.Pins, chosen: list[pins_mod.Pin], client: GitHub, *,
             change = Change(pin, rel, asset, sha256, source, version, fields, found)
             if found is not None:
                 rules = kernels.rules_for(pin.name, version)
-                verdicts = kernels.judge_all(found.modules, served, rules)
-                change.failing = {a: v for a, v in verdicts.items() if not v.runnable}
+                change.verdicts = kernels.judge_all(found.modules, served, rules)
                 recorded = coverage.record_fields(found)
                 old = pin.coverage
                 if old is None or old.sha256 != found.sha256 or old.tool != found.tool or \
@@ -369,13 +372,15 @@ def _refuse_uncovered(changes: list[Change]) -> None:
 
 def _table(changes: list[Change]) -> Table:
     table = Table(box=box.SIMPLE, show_edge=False, pad_edge=False)
-    for col in ("package", "old", "new", "sha256", "digest from"):
+    for col in ("package", "old", "new", "sha256", "digest from", "kernels for"):
         table.add_column(col, overflow="fold")
     for ch in changes:
         old_rel = ch.pin.source.release if ch.pin.source else "?"
         old = f"{old_rel}\n{ch.pin.filename}"
         new = f"{ch.release.tag}\n{ch.asset.name}" if ch.fields else "(unchanged)"
-        table.add_row(ch.pin.key, old, new, ch.sha256[:12], ch.digest_source)
+        runs = " ".join(a if v.runnable else f"NOT {a}" for a, v in ch.verdicts.items())
+        table.add_row(ch.pin.key, old, new, ch.sha256[:12], ch.digest_source,
+                      runs or ("(recorded)" if ch.pin.coverage else "-"))
     return table
 
 
