@@ -237,3 +237,17 @@ def test_a_truncated_wheel_is_bad_input(tmp_path, project):
 def test_audit_bad_arguments_are_bad_input(project, args, message):
     r = _audit(project, *args)
     assert r.returncode == 2 and message in r.stderr, r.stdout + r.stderr
+
+
+@pytest.mark.parametrize(("ci", "outcome"), [("true", "1 failed"), ("", "1 skipped")])
+def test_missing_cuda_objects_fail_under_ci_and_skip_elsewhere(tmp_path, ci, outcome):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "CI": ci, "COMFYIMG_CUDA_OBJECTS": str(tmp_path / "absent")}
+    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"{__file__}::"
+                        "test_the_reader_agrees_with_the_recorded_cuobjdump_listing_on_every_fixture"],
+                       env=env, text=True, capture_output=True, timeout=120, cwd=Path(__file__).parents[2])
+    assert outcome in r.stdout, r.stdout + r.stderr
+    assert "the real CUDA objects are missing" in r.stdout + r.stderr or ci == ""
