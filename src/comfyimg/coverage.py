@@ -228,7 +228,7 @@ def audit_wheel(root: Path, path: Path, archs: Sequence[str], *, as_json: bool) 
         print(json.dumps({"wheel": found.filename, "sha256": found.sha256, "tool": found.tool,
                           "package": dist, "version": str(version),
                           "rules": rules.versions if rules else None,
-                          "modules": modules_json(found.modules),
+                          "modules": kernels.modules_json(found.modules),
                           "archs": {a: v.as_json() for a, v in vs.items()}, "runnable": ok}, indent=2))
         return 0 if ok else 1
     from rich.table import Table
@@ -262,7 +262,7 @@ def audit_pins(pins: Pins, archs: Sequence[str], *, as_json: bool) -> int:
         entry: dict[str, Any] = {"serves": list(served), "coverage": how.split(":")[0], "archs": {}}
         if modules is not None:
             vs = verdicts(pin, archs, modules)
-            entry["modules"] = modules_json(modules)
+            entry["modules"] = kernels.modules_json(modules)
             entry["archs"] = {a: v.as_json() for a, v in vs.items()}
             failed |= pin.coverage is not None and any(not vs[a].runnable for a in served if a in vs)
         report[pin.key] = entry
@@ -278,10 +278,6 @@ def audit_pins(pins: Pins, archs: Sequence[str], *, as_json: bool) -> int:
     if as_json:
         print(json.dumps({"pins": report}, indent=2))
     return 1 if failed else 0
-
-
-def modules_json(modules: Sequence[Module]) -> list[dict[str, Any]]:
-    return kernels.modules_json(modules)
 
 
 # --------------------------------------------------------------------------- the probe's expectations
