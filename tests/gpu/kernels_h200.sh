@@ -13,7 +13,8 @@
 #     nvidia-cuda-cuobjdump) into DIR. DIR must be ignored by git (.gpu/ is: add it to
 #     .git/info/exclude) and named in `carry`.
 # THERE (the GPU machine):  bash tests/gpu/kernels_h200.sh run .gpu/kernels/SageAttention-d1a57a5.tar.gz .gpu/kernels/wheels
-#     PYTHON=python3 (default; torch 2.11+cu130, nvcc 13.0) builds, audits and probes.
+#     PYTHON (default python3, else /opt/torch/.venv/bin/python if only that has torch 2.11+cu130;
+#     nvcc 13.0 on PATH) builds, audits and probes.
 #     Writes under $OUT (default reports/kernels-h200): build-sm{90,80}.log, audit-sm{90,80}.json,
 #     probe-sm{90,80}.json (+ .stderr), expectations.txt, summary.json, summary.md.
 # Exits 0 only if every expectation is met.
@@ -34,6 +35,9 @@ prepare() {
 run() {
     local tarball=$1 wheels=$2
     local py=${PYTHON:-python3} out=${OUT:-$repo/reports/kernels-h200}
+    if [ -z "${PYTHON:-}" ] && ! python3 -c 'import torch' 2>/dev/null && [ -x /opt/torch/.venv/bin/python ]; then
+        py=/opt/torch/.venv/bin/python  # where the GPU machine keeps torch when python3 lacks it
+    fi
     work=$(mktemp -d)  # global: the EXIT trap runs after this function returns
     trap 'rm -rf "$work"' EXIT
     mkdir -p "$out"
