@@ -146,6 +146,18 @@ def expected_from_pins(root: Path, spec: ProbeSpec, target: str | None) -> str |
     return versions.pop() if len(versions) == 1 else None
 
 
+def expectations(root: Path, spec: ProbeSpec, target: str | None) -> list[str]:
+    """What the probe must find, from the pin's recorded coverage (none for --image alone)."""
+    from . import coverage
+    from .bake import pins_for
+    from .pins import load
+
+    if target is None or not (root / "wheels.toml").exists():
+        return []
+    pins = load(root / "wheels.toml")
+    return coverage.probe_args(pins, spec.distribution, pins_for(pins, target) or [])
+
+
 # --------------------------------------------------------------------------- GPU: host, engine, choice
 
 
@@ -624,7 +636,8 @@ def validate(root: Path, probe: str, *, image: str | None = None, target: str | 
             raise WorkFailed(f"cannot reach the Docker engine: {_first_line(exc)}") from None
         gpu = {"mode": gpus, "access": access.flag or "none", "why": access.why, "host_gpu": host}
         options = container_options(user, access)
-        args = ["--expect-version", expect_version, *(["--require-gpu"] if require_gpu else []), *(probe_args or [])]
+        args = ["--expect-version", expect_version, *(["--require-gpu"] if require_gpu else []),
+                *expectations(root, spec, target), *(probe_args or [])]
         try:
             main = run_container(docker, image, [f"{PROBE_MOUNT}/{spec.script}", *args], options, deadline, probe)
             comfy = None
