@@ -24,6 +24,7 @@ from python_on_whales.utils import run, stream_stdout_and_stderr
 
 from . import render
 from .console import err
+from .digests import pip_hash_mismatch
 from .errors import BadInput, WorkFailed
 from .fsutil import atomic_write
 from .pins import Pin, Pins, record_hash_command
@@ -220,12 +221,8 @@ def _url_in(line: str) -> str | None:
 def explain_failure(log: str) -> str:
     """One line that names the wheel or URL a failed build tripped on."""
     lines = log.splitlines()
-    mismatch = [i for i, ln in enumerate(lines) if "DO NOT MATCH THE HASHES" in ln]
-    if mismatch:
-        for ln in lines[mismatch[0]:]:
-            m = re.search(r"(\S+\.whl)", ln)
-            if m:
-                return f"hash mismatch: the wheel {m[1].rsplit('/', 1)[-1]} served at {m[1]} does not match its pinned sha256"
+    if why := pip_hash_mismatch(lines):
+        return why
     for ln in lines:
         m = re.search(r"(?:Could not install requirement|HTTP error \d+ while getting|"
                       r"connection error|Max retries exceeded|Failed to establish).*", ln, re.I)

@@ -37,7 +37,8 @@ from .abi import mismatches, parse_wheel
 from .console import err, out, plain
 from .errors import BadInput, UserError, WorkFailed
 from .fsutil import atomic_write_many
-from .releases import Asset, GitHub, Progress, Release, _human, parse_sums
+from .digests import Digests, replaced_in_place
+from .releases import Asset, GitHub, Progress, Release, _human
 
 
 # --------------------------------------------------------------------------- selection
@@ -93,64 +94,6 @@ def select_asset(release: Release, pin: pins_mod.Pin, profile: pins_mod.Profile,
     if not release.assets:
         lines.append("  (the release has no assets)")
     raise WorkFailed("\n".join(lines))
-
-
-# --------------------------------------------------------------------------- digests
-
-
-@dataclass
-class Digests:
-    """Finds sha256s for the assets of one release, fetching SUMS files at most once."""
-
-    client: GitHub
-    release: Release
-    workdir: Path
-    verify: bool
-    _sums: dict[str, tuple[str, str]] | None = None  # file -> (hex, sums asset name)
-
-    def sums(self) -> dict[str, tuple[str, str]]:
-        if self._sums is None:
-            merged: dict[str, tuple[str, str]] = {}
-            for asset in self.release.assets:
-                if not asset.name.upper().startswith("SHA256SUMS"):
-                    continue
-                text = self.client.fetch_small(asset).decode("utf-8", "replace")
-                for name, hexed in parse_sums(text).items():
-                    if name in merged and merged[name][0] != hexed:
-                        raise WorkFailed(
-                            f"digest mismatch: {merged[name][1]} and {asset.name} of release "
-                            f"{self.release.tag} disagree on {name}")
-                    merged.setdefault(name, (hexed, asset.name))
-            self._sums = merged
-        return self._sums
-
-    def find(self, asset: Asset) -> tuple[str, str]:
-        """(sha256, where it came from)."""
-        if not self.verify:
-            if asset.digest:
-                return asset.digest, "api"
-            if listed := self.sums().get(asset.name):
-                return listed[0], listed[1]
-        part = self.workdir / f"asset-{asset.id}.part"
-        try:
-            got = self.client.download(asset, part, progress=progress_factory())
-        finally:
-            part.unlink(missing_ok=True)  # only the hash is kept
-        agree: list[str] = []
-        if asset.digest:
-            if asset.digest != got.sha256:
-                raise WorkFailed(
-                    f"digest mismatch: {asset.name} of release {self.release.tag} hashes to "
-                    f"{got.sha256}, but the API digest says {asset.digest} "
-                    "(the asset was replaced or corrupted)")
-            agree.append("api")
-        if self.verify and (listed := self.sums().get(asset.name)):
-            if listed[0] != got.sha256:
-                raise WorkFailed(
-                    f"digest mismatch: {asset.name} of release {self.release.tag} hashes to "
-                    f"{got.sha256}, but {listed[1]} says {listed[0]}")
-            agree.append(listed[1])
-        return got.sha256, "download" + (f" (= {', '.join(agree)})" if agree else "")
 
 
 # --------------------------------------------------------------------------- progress
@@ -296,7 +239,7 @@ def plan(pins: pins_mod.Pins, chosen: list[pins_mod.Pin], client: GitHub, *,
                 chosen_asset = asset
             assert chosen_asset is not None
             picked.append((pin, chosen_asset))
-        digests = Digests(client, rel, workdir, verify)
+        digests = Digests(client, rel, workdir, verify, progress_factory())
         for pin, asset in picked:
             sha256, source = digests.find(asset)
             version = _new_version(pin, asset)
@@ -336,7 +279,7 @@ def bump(root: Path, names: Sequence[str] = (), *, release: str | None = None, p
             client.close()
 
     for ch in changes:
-        if ch.pin.sha256 and "url" not in ch.fields and "sha256" in ch.fields:
+        if replaced_in_place(ch.pin.url, ch.pin.sha256, ch.fields.get("url", ch.pin.url), ch.sha256):
             err().print(f"warning: {ch.pin.key}: {ch.asset.name} was replaced in place under "
                         f"release {ch.release.tag}: sha256 {ch.pin.sha256[:12]} → {ch.sha256[:12]}")
 

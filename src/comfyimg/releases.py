@@ -18,10 +18,8 @@ connect/read, default 30), ``COMFYIMG_HTTP_RETRIES`` (extra attempts, default 3)
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
-import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -31,6 +29,7 @@ from urllib.parse import quote
 
 import httpx
 
+from . import digests
 from .errors import BadInput, WorkFailed
 
 DEFAULT_API = "https://api.github.com"
@@ -39,7 +38,6 @@ USER_AGENT = "comfyimg-bump"
 REDIRECTS = {301, 302, 303, 307, 308}
 MAX_REDIRECTS = 10
 CHUNK = 1 << 20  # reads of small assets; downloads take what the socket gives (≤ 64 KiB)
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
 # --------------------------------------------------------------------------- model
@@ -58,16 +56,11 @@ class Asset:
 
     @classmethod
     def from_json(cls, data: dict) -> Asset:
-        raw = data.get("digest")
-        digest = None
-        if isinstance(raw, str) and raw.lower().startswith("sha256:"):
-            hexed = raw.split(":", 1)[1].strip().lower()
-            digest = hexed if _SHA256.match(hexed) else None
         return cls(
             id=int(data.get("id", 0)),
             name=str(data["name"]),
             size=int(data.get("size") or 0),
-            digest=digest,
+            digest=digests.from_api(data.get("digest")),
             url=str(data.get("url") or ""),
             browser_download_url=str(data.get("browser_download_url") or ""),
             content_type=str(data.get("content_type") or ""),
@@ -428,32 +421,30 @@ class GitHub:
                                      f"the release lists {expected}")
                 expected = int(announced)
             sink = progress(asset.name, expected or 0) if progress else Progress()
-            digest = hashlib.sha256()
-            received = 0
+            digest = digests.Hasher()
             try:
                 with open(dest, "wb") as fh:
                     for chunk in resp.iter_raw():  # ≤ 64 KiB each: memory stays flat
                         fh.write(chunk)
                         digest.update(chunk)
-                        received += len(chunk)
                         sink.advance(len(chunk))
             except httpx.TimeoutException:
                 sink.close()
-                raise WorkFailed(f"{what}: timed out after {received} of "
+                raise WorkFailed(f"{what}: timed out after {digest.size} of "
                                  f"{expected if expected is not None else '?'} bytes") from None
             except httpx.TransportError as exc:
                 sink.close()
-                raise WorkFailed(f"{what}: truncated: the connection broke after {received} of "
+                raise WorkFailed(f"{what}: truncated: the connection broke after {digest.size} of "
                                  f"{expected if expected is not None else '?'} bytes "
                                  f"({type(exc).__name__})") from None
         finally:
             resp.close()
         sink.close()
-        if expected is not None and received != expected:
-            raise WorkFailed(f"{what}: truncated: received {received} of {expected} bytes")
+        if expected is not None and digest.size != expected:
+            raise WorkFailed(f"{what}: truncated: received {digest.size} of {expected} bytes")
         seconds = time.monotonic() - start
-        sink.done(received, seconds)
-        return Download(dest, digest.hexdigest(), received, seconds)
+        sink.done(digest.size, seconds)
+        return Download(dest, digest.hexdigest(), digest.size, seconds)
 
     def fetch_small(self, asset: Asset, limit: int = 1 << 20) -> bytes:
         """The bytes of a small asset (a checksum file), at most ``limit``."""
@@ -476,21 +467,4 @@ class GitHub:
         return bytes(data)
 
 
-def parse_sums(text: str) -> dict[str, str]:
-    """``sha256sum`` output (``HEX  name`` / ``HEX *name``) or BSD style → {file name: hex}."""
-    sums: dict[str, str] = {}
-    for line in text.splitlines():
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        if m := re.match(r"^SHA256 \((?P<name>.+)\) = (?P<hex>[0-9a-fA-F]{64})$", line):
-            name, hexed = m["name"], m["hex"]
-        elif m := re.match(r"^(?P<hex>[0-9a-fA-F]{64})\s+\*?(?P<name>.+)$", line):
-            name, hexed = m["name"], m["hex"]
-        else:
-            continue
-        sums[name.strip().rsplit("/", 1)[-1]] = hexed.lower()
-    return sums
-
-
-__all__ = ["Asset", "Download", "GitHub", "NotFound", "Progress", "Release", "parse_sums", "_human"]
+__all__ = ["Asset", "Download", "GitHub", "NotFound", "Progress", "Release", "_human"]

@@ -9,7 +9,8 @@ import time
 import pytest
 
 from comfyimg.errors import BadInput, WorkFailed
-from comfyimg.releases import Asset, GitHub, parse_sums
+from comfyimg.digests import parse_sums
+from comfyimg.releases import Asset, GitHub
 from tests.http.conftest import SAGE, TOKEN
 from tests.http.fakegithub import FakeAsset, FakeGitHub, FakeRelease
 
