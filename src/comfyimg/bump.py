@@ -34,11 +34,11 @@ from rich.table import Table
 from . import pins as pins_mod
 from . import render
 from .abi import mismatches, parse_wheel
-from .console import err, out, plain
+from .console import err, out, progress_factory
 from .errors import BadInput, UserError, WorkFailed
 from .fsutil import atomic_write_many
 from .digests import Digests, replaced_in_place
-from .releases import Asset, GitHub, Progress, Release, _human
+from .releases import Asset, GitHub, Release
 
 
 # --------------------------------------------------------------------------- selection
@@ -94,49 +94,6 @@ def select_asset(release: Release, pin: pins_mod.Pin, profile: pins_mod.Profile,
     if not release.assets:
         lines.append("  (the release has no assets)")
     raise WorkFailed("\n".join(lines))
-
-
-# --------------------------------------------------------------------------- progress
-
-
-class _PlainProgress(Progress):
-    def __init__(self, name: str, total: int) -> None:
-        self.name = name
-        err().print(f"downloading {name} ({_human(total) if total else 'size unknown'})")
-
-    def advance(self, n: int) -> None:
-        pass
-
-    def done(self, size: int, seconds: float) -> None:
-        rate = size / seconds if seconds > 0 else 0
-        err().print(f"downloaded {self.name}: {_human(size)} in {seconds:.2f} s ({_human(rate)}/s)")
-
-
-class _RichProgress(Progress):
-    def __init__(self, name: str, total: int) -> None:
-        from rich.progress import (BarColumn, DownloadColumn, Progress as RichBar,
-                                   TextColumn, TimeRemainingColumn, TransferSpeedColumn)
-
-        self.bar = RichBar(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
-                           TransferSpeedColumn(), TimeRemainingColumn(), console=err(),
-                           transient=True)
-        self.bar.start()
-        self.name = name
-        self.task = self.bar.add_task(name, total=total or None)
-
-    def advance(self, n: int) -> None:
-        self.bar.advance(self.task, n)
-
-    def close(self) -> None:
-        self.bar.stop()
-
-    def done(self, size: int, seconds: float) -> None:
-        rate = size / seconds if seconds > 0 else 0
-        err().print(f"downloaded {self.name}: {_human(size)} in {seconds:.2f} s ({_human(rate)}/s)")
-
-
-def progress_factory():
-    return _PlainProgress if plain() else _RichProgress
 
 
 # --------------------------------------------------------------------------- the command

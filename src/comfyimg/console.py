@@ -31,3 +31,69 @@ def out() -> Console:
 @cache
 def err() -> Console:
     return _console(sys.stderr)
+
+
+# --------------------------------------------------------------------------- bytes and progress
+
+
+def human_bytes(n: float) -> str:
+    """``512 B``, ``1.5 KB``, ``200.0 MB`` (powers of 1000)."""
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} GB"
+
+
+class Progress:
+    """Download progress sink; this one prints nothing."""
+
+    def advance(self, n: int) -> None:
+        pass
+
+    def done(self, size: int, seconds: float) -> None:
+        pass
+
+    def close(self) -> None:
+        """Called last, also when the download failed."""
+
+
+def _done_line(name: str, size: int, seconds: float) -> str:
+    rate = size / seconds if seconds > 0 else 0
+    return f"downloaded {name}: {human_bytes(size)} in {seconds:.2f} s ({human_bytes(rate)}/s)"
+
+
+class _PlainProgress(Progress):
+    def __init__(self, name: str, total: int) -> None:
+        self.name = name
+        err().print(f"downloading {name} ({human_bytes(total) if total else 'size unknown'})")
+
+    def done(self, size: int, seconds: float) -> None:
+        err().print(_done_line(self.name, size, seconds))
+
+
+class _RichProgress(Progress):
+    def __init__(self, name: str, total: int) -> None:
+        from rich.progress import (BarColumn, DownloadColumn, Progress as RichBar,
+                                   TextColumn, TimeRemainingColumn, TransferSpeedColumn)
+
+        self.bar = RichBar(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+                           TransferSpeedColumn(), TimeRemainingColumn(), console=err(),
+                           transient=True)
+        self.bar.start()
+        self.name = name
+        self.task = self.bar.add_task(name, total=total or None)
+
+    def advance(self, n: int) -> None:
+        self.bar.advance(self.task, n)
+
+    def close(self) -> None:
+        self.bar.stop()
+
+    def done(self, size: int, seconds: float) -> None:
+        err().print(_done_line(self.name, size, seconds))
+
+
+def progress_factory() -> type[Progress]:
+    """Download progress: a bar on a terminal, two plain lines otherwise."""
+    return _PlainProgress if plain() else _RichProgress
