@@ -17,21 +17,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from python_on_whales import DockerClient
-from python_on_whales.client_config import ClientNotFoundError
-from python_on_whales.exceptions import DockerException
 from python_on_whales.utils import run, stream_stdout_and_stderr
 
-from . import render
+from . import record, render
 from .console import err
 from .digests import pip_hash_mismatch
+from .dockerclient import DockerException, NoDockerCLI, command, error_line, text, versions
 from .errors import BadInput, WorkFailed
-from .fsutil import atomic_write
 from .pins import Pin, Pins, record_hash_command
 
 BAKE_FILE = "docker-bake.hcl"
-RECORD = Path("build/bake-record.json")
-NO_DOCKER_CLI = "the docker CLI was not found on PATH; install it (tools/engine/install.sh on Debian)"
 _PER_ARCH = re.compile(r"^(?P<base>.+)-(?P<arch>sm\d{2,3}[a-z]?)$")
 _VERTEX = re.compile(r"^#(\d+) \[(?P<target>[^\s\]]+)[\s\]]")
 _LINE_ID = re.compile(r"^#(\d+) ")
@@ -60,9 +55,6 @@ class Built:
     pins: list[Pin]
 
 
-DOCKER = DockerClient()
-
-
 def _files(root: Path, request: BakeRequest) -> list[Path]:
     return [root / BAKE_FILE, root / render.BAKE_VARS, *request.files]
 
@@ -72,7 +64,7 @@ def _variables(request: BakeRequest) -> dict[str, str]:
 
 
 def _bake_cmd(root: Path, request: BakeRequest, *extra: str) -> list[str]:
-    cmd = [*DOCKER.buildx.docker_cmd, "buildx", "bake"]
+    cmd = command("buildx", "bake")
     for f in _files(root, request):
         cmd += ["--file", str(f)]
     if request.builder:
@@ -91,47 +83,32 @@ def _bake_cmd(root: Path, request: BakeRequest, *extra: str) -> list[str]:
 def check_engine() -> str:
     """The docker CLI and an engine must answer (one ``docker version`` call); versions on failure.
     The buildx plugin is proven by :func:`plan`, which runs ``buildx bake --print``."""
-    fmt = "{{.Client.Version}}|{{.Server.Version}}"
-    try:
-        # docker_cmd itself raises ClientNotFoundError when no docker is on PATH.
-        cmd = [*DOCKER.docker_cmd, "version", "--format", fmt]
-    except (ClientNotFoundError, FileNotFoundError, OSError):
-        cmd = None
-    if cmd is None:
-        raise WorkFailed(f"preflight: {NO_DOCKER_CLI}")
-    try:
-        client, _, server = run(cmd).strip().partition("|")
-    except DockerException as exc:
-        client = (_text(exc.stdout).strip().partition("|")[0]) or "unknown"
-        raise WorkFailed(f"preflight: no Docker engine answers (docker CLI {client}): {_last_error(exc.stderr)}. "
-                         "Start one (tools/engine/start.sh)") from None
+    client, server, why = versions()
+    if server is None:
+        raise WorkFailed(f"preflight: no Docker engine answers (docker CLI {client}): {why}. "
+                         "Start one (tools/engine/start.sh)")
     return f"docker CLI {client}, engine {server}"
 
 
 def _buildx_version() -> str | None:
     try:
-        return run([*DOCKER.docker_cmd, "buildx", "version"]).strip()
+        return run(command("buildx", "version")).strip()
     except DockerException:
         return None
 
 
 def plan(root: Path, request: BakeRequest) -> dict[str, Any]:
     """The resolved bake plan (``--print``), as JSON."""
+    cmd = _bake_cmd(root, request, "--print")
     try:
         with contextlib.chdir(root):  # bake resolves contexts against the working directory
-            return json.loads(run(_bake_cmd(root, request, "--print"), env=_variables(request)))
-    except ClientNotFoundError:
-        raise WorkFailed(f"preflight: {NO_DOCKER_CLI}") from None
+            return json.loads(run(cmd, env=_variables(request)))
     except DockerException as exc:
         if _buildx_version() is None:
-            try:
-                found = "docker CLI " + run([*DOCKER.docker_cmd, "version", "--format", "{{.Client.Version}}"]).strip()
-            except DockerException:
-                found = "docker CLI version unknown"
-            raise WorkFailed(f"preflight: the buildx plugin is missing ({found}); install docker-buildx >= 0.17 "
-                             f"({_last_error(exc.stderr)})") from None
+            raise WorkFailed(f"preflight: the buildx plugin is missing (docker CLI {versions()[0]}); "
+                             f"install docker-buildx >= 0.17 ({error_line(exc)})") from None
         raise BadInput(f"bake: cannot evaluate {BAKE_FILE} for {' '.join(request.targets)}: "
-                       f"{_last_error(exc.stderr)}") from None
+                       f"{error_line(exc)}") from None
 
 
 def pins_for(pins: Pins, target: str) -> list[Pin] | None:
@@ -162,14 +139,21 @@ def check_options(request: BakeRequest) -> None:
 
 def check_builder(name: str) -> None:
     try:
-        run([*DOCKER.docker_cmd, "buildx", "inspect", name])
+        run(command("buildx", "inspect", name))
     except DockerException as exc:
-        raise BadInput(f"--builder {name!r}: {_last_error(exc.stderr)}; "
+        raise BadInput(f"--builder {name!r}: {error_line(exc)}; "
                        "list the builders with: docker buildx ls") from None
 
 
 def preflight(root: Path, pins: Pins, request: BakeRequest) -> dict[str, Any]:
     """Everything checked before a build: returns the plan. Renders generated/ first."""
+    try:
+        return _preflight(root, pins, request)
+    except NoDockerCLI as exc:
+        raise WorkFailed(f"preflight: {exc}") from None
+
+
+def _preflight(root: Path, pins: Pins, request: BakeRequest) -> dict[str, Any]:
     check_options(request)
     changed = render.write(pins, root)
     for path in changed:
@@ -193,19 +177,6 @@ def preflight(root: Path, pins: Pins, request: BakeRequest) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- build
-
-
-def _text(data: Any) -> str:
-    return data.decode(errors="replace") if isinstance(data, bytes) else str(data or "")
-
-
-def _last_error(stderr: Any) -> str:
-    text = _text(stderr)
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    for ln in reversed(lines):
-        if ln.startswith(("ERROR:", "error:")) or "ERROR" in ln:
-            return ln
-    return lines[-1] if lines else "no output"
 
 
 def _url_in(line: str) -> str | None:
@@ -233,7 +204,7 @@ def explain_failure(log: str) -> str:
         # pip's own refusal; not the RUN line that merely passes --require-hashes.
         if "Hashes are required" in ln:
             return f"pip refused an unhashed requirement: {ln.strip()[:300]}"
-    return _last_error(log)
+    return error_line(log)
 
 
 def _stream(cmd: list[str], env: dict[str, str] | None = None) -> tuple[str, dict[str, tuple[float, float]]]:
@@ -254,8 +225,8 @@ def _stream(cmd: list[str], env: dict[str, str] | None = None) -> tuple[str, dic
                 start, _ = spans.get(t, (now, now))
                 spans[t] = (start, now)
     except DockerException as exc:
-        text = "\n".join(log) + "\n" + _text(exc.stderr)
-        raise WorkFailed(f"bake failed: {explain_failure(text)}") from None
+        output = "\n".join(log) + "\n" + text(exc.stderr)
+        raise WorkFailed(f"bake failed: {explain_failure(output)}") from None
     return "\n".join(log), spans
 
 
@@ -288,29 +259,5 @@ def build(root: Path, pins: Pins, request: BakeRequest) -> list[Built]:
             seconds=(start_end[1] - start_end[0]) if start_end else total,
             pins=pins_for(pins, target) or [],
         ))
-    write_record(root, built)
+    record.write(root, built)
     return built
-
-
-def write_record(root: Path, built: list[Built]) -> Path:
-    """``build/bake-record.json``: target → image id, tags, the pins inside; read by validation."""
-    record = {
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "targets": {
-            b.target: {
-                "image_id": b.image_id,
-                "digest": b.digest,
-                "tags": b.tags,
-                "seconds": round(b.seconds, 2),
-                "pins": [
-                    {"name": p.name, "version": p.version, "url": p.url, "sha256": p.sha256,
-                     "provides": list(p.provides), "arch": p.arch}
-                    for p in b.pins
-                ],
-            }
-            for b in built
-        },
-    }
-    path = root / RECORD
-    atomic_write(path, json.dumps(record, indent=2, sort_keys=True) + "\n")
-    return path

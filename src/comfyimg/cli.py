@@ -12,6 +12,7 @@ from . import pins as pins_mod
 from . import render
 from .console import err, out, plain
 from .errors import UserError
+from .record import RECORD
 
 if TYPE_CHECKING:
     from .bake import BakeRequest
@@ -85,5 +86,5 @@ def bake(root: Path, request: BakeRequest) -> int:
         table.add_row(b.target, "\n".join(b.tags), (b.image_id or "-")[:19], f"{b.seconds:.1f}s",
                       ", ".join(f"{p.name} {p.version}" for p in b.pins) or "-")
     out().print(table)
-    out().print(f"build record: {bake_mod.RECORD}")
+    out().print(f"build record: {RECORD}")
     return 0

@@ -22,10 +22,9 @@ from typing import Any
 from xml.etree import ElementTree as ET
 
 from python_on_whales import DockerClient
-from python_on_whales.client_config import ClientNotFoundError
-from python_on_whales.exceptions import DockerException
 
-from .bake import NO_DOCKER_CLI, RECORD
+from . import record
+from .dockerclient import NO_DOCKER_CLI, ClientNotFoundError, DockerException, client, error_line
 from .console import err, out
 from .errors import BadInput, UserError, WorkFailed
 from .fsutil import atomic_write
@@ -60,30 +59,6 @@ class Outcome:
 # --------------------------------------------------------------------------- image + expectations
 
 
-def from_record(root: Path, spec: ProbeSpec, target: str | None) -> tuple[str, str | None, str]:
-    """(image, expected version, target) from the latest build record."""
-    path = root / RECORD
-    try:
-        record = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise BadInput(f"no build record at {RECORD}: run `invoke bake` first, or pass --image IMAGE") from None
-    except (OSError, json.JSONDecodeError) as exc:
-        raise BadInput(f"{RECORD}: unreadable build record ({exc}); rebuild or pass --image IMAGE") from None
-    targets = record.get("targets", {})
-    candidates = [target] if target else sorted(
-        t for t, v in targets.items() if any(p["name"] == spec.distribution for p in v.get("pins", []))
-    )
-    if not candidates or candidates[0] not in targets:
-        raise BadInput(f"{RECORD}: no built target {'named ' + target if target else 'holds ' + spec.distribution}; "
-                       f"built: {', '.join(sorted(targets)) or 'none'}")
-    chosen = targets[candidates[0]]
-    image = chosen.get("image_id") or (chosen.get("tags") or [None])[0]
-    if not image:
-        raise BadInput(f"{RECORD}: target {candidates[0]} has no image id or tag; rebuild with invoke bake")
-    expected = next((p["version"] for p in chosen.get("pins", []) if p["name"] == spec.distribution), None)
-    return image, expected, candidates[0]
-
-
 def expected_from_pins(root: Path, spec: ProbeSpec, target: str | None) -> str | None:
     from .pins import load
 
@@ -94,10 +69,6 @@ def expected_from_pins(root: Path, spec: ProbeSpec, target: str | None) -> str |
 
 
 # --------------------------------------------------------------------------- run
-
-
-def _docker() -> DockerClient:
-    return DockerClient()
 
 
 def _has_nvidia(docker: DockerClient) -> bool:
@@ -133,7 +104,7 @@ def container_options(user: str, *, gpus: bool) -> dict[str, Any]:
 
 def run_probe(image: str, spec: ProbeSpec, probe_args: list[str]) -> tuple[dict | None, int, str]:
     """(JSON result or None, exit code, stdout) of the probe run in ``image``."""
-    docker = _docker()
+    docker = client()
     try:
         if not docker.image.exists(image):
             raise WorkFailed(f"image {image} not found in the engine; build it with `invoke bake` or pass --image")
@@ -141,7 +112,7 @@ def run_probe(image: str, spec: ProbeSpec, probe_args: list[str]) -> tuple[dict 
     except ClientNotFoundError:
         raise WorkFailed(NO_DOCKER_CLI) from None
     except DockerException as exc:
-        raise WorkFailed(f"cannot reach the Docker engine: {_first_line(exc)}") from None
+        raise WorkFailed(f"cannot reach the Docker engine: {error_line(exc)}") from None
     command = [f"{PROBE_MOUNT}/{spec.script}", *probe_args]
     try:
         stdout = docker.run(image, command, **container_options(user, gpus=_has_nvidia(docker)))
@@ -150,11 +121,6 @@ def run_probe(image: str, spec: ProbeSpec, probe_args: list[str]) -> tuple[dict 
         stdout = exc.stdout.decode(errors="replace") if isinstance(exc.stdout, bytes) else (exc.stdout or "")
         code = exc.return_code
     return _parse(stdout), code, stdout
-
-
-def _first_line(exc: DockerException) -> str:
-    text = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else str(exc.stderr or exc)
-    return next((ln.strip() for ln in text.splitlines() if ln.strip()), "no answer")
 
 
 def _parse(stdout: str) -> dict | None:
@@ -284,7 +250,7 @@ def validate(root: Path, probe: str, *, image: str | None = None, target: str | 
              probe_args: list[str] | None = None) -> Outcome:
     spec = PROBES[probe]
     if image is None:
-        image, recorded, target = from_record(root, spec, target)
+        image, recorded, target = record.image_for(root, spec.distribution, target)
         expect_version = expect_version or recorded
     elif expect_version is None:
         expect_version = expected_from_pins(root, spec, target)
