@@ -9,15 +9,21 @@ from comfyimg import cli
 ROOT = Path(__file__).resolve().parent
 
 
-@task(help={})
+@task
 def check(c):
-    """Validate wheels.toml and verify generated/ is current (exit 1: drift, 2: bad input)."""
+    """Validate wheels.toml and verify generated/ is current (exit 1: drift, 2: bad input).
+
+    invoke check     (no options; fix drift with: invoke render)
+    """
     cli.run(cli.check, ROOT)
 
 
-@task(help={})
+@task
 def render(c):
-    """Regenerate generated/ (hash-pinned requirements, bake variables) from wheels.toml."""
+    """Regenerate generated/ (hash-pinned requirements, bake variables) from wheels.toml.
+
+    invoke render    (no options; stale generated files are removed)
+    """
     cli.run(cli.render_files, ROOT)
 
 
@@ -37,10 +43,8 @@ def bump(c, name, release=None, pre=False, dry_run=False, verify=False):
 
     invoke bump [--name NAME]... [--release TAG] [--pre] [--dry-run] [--verify] [-- NAME...]
     """
-    from comfyimg import bump as bump_mod
-
-    cli.run(bump_mod.run_cli, ROOT, name, getattr(c, "remainder", ""), release=release,
-            pre=pre, dry_run=dry_run, verify=verify)
+    cli.run(cli.bump, ROOT, name, getattr(c, "remainder", ""), release=release, pre=pre,
+            dry_run=dry_run, verify=verify)
 
 
 @task(
@@ -65,15 +69,6 @@ def bake(c, target=None, load=False, push=False, print=False, label=None, builde
 
     invoke bake [-t TARGET]... [--load|--push|--print] ... [-- TARGET...]
     """
-    from comfyimg.bake import BakeRequest
-    from comfyimg.errors import BadInput
-
-    def request():
-        modes = [m for m, on in (("load", load), ("push", push), ("print", print)) if on]
-        if len(modes) > 1:
-            raise BadInput(f"choose one of --load, --push, --print (got {', '.join(modes)})")
-        return BakeRequest(targets=[*(target or []), *getattr(c, "remainder", "").split()] or ["default"], mode=(modes or ["load"])[0], label=label,
-                           builder=builder, sets=set or [], no_cache=no_cache, progress=progress,
-                           files=[Path(f).resolve() for f in file or []], allow=allow or [])
-
-    cli.run(lambda: cli.bake(ROOT, request()))
+    cli.run(cli.bake, ROOT, target, getattr(c, "remainder", ""), load=load, push=push,
+            print_plan=print, files=file, sets=set, allow=allow, label=label, builder=builder,
+            no_cache=no_cache, progress=progress)

@@ -19,7 +19,6 @@ bump leaves every file byte-identical.
 from __future__ import annotations
 
 import difflib
-import shlex
 import tempfile
 import time
 from collections.abc import Sequence
@@ -35,7 +34,7 @@ from . import pins as pins_mod
 from . import render
 from .abi import mismatches, parse_wheel
 from .console import err, out, progress_factory
-from .errors import BadInput, UserError, WorkFailed
+from .errors import BadInput, WorkFailed
 from .fsutil import atomic_write_many
 from .digests import Digests, replaced_in_place
 from .releases import Asset, GitHub, Release
@@ -108,14 +107,6 @@ class Change:
     digest_source: str
     version: str
     fields: dict[str, object] = field(default_factory=dict)
-
-
-def parse_names(names: Sequence[str] | None, remainder: str = "") -> list[str]:
-    """``--name a --name b,c`` and ``-- a b`` → ``[a, b, c]``."""
-    out_names: list[str] = []
-    for raw in list(names or ()) + shlex.split(remainder or ""):
-        out_names += [n.strip() for n in raw.split(",") if n.strip()]
-    return out_names
 
 
 def choose_pins(pins: pins_mod.Pins, names: Sequence[str]) -> list[pins_mod.Pin]:
@@ -275,17 +266,4 @@ def bump(root: Path, names: Sequence[str] = (), *, release: str | None = None, p
     return 0
 
 
-def run_cli(root: Path, names: Sequence[str] | None, remainder: str, **kwargs: object) -> int:
-    """Entry for tasks.py: names from ``--name`` (repeatable, comma-separated) and after ``--``."""
-    try:
-        parsed = parse_names(names, remainder)
-    except ValueError as exc:
-        raise BadInput(f"cannot parse pin names: {exc}") from None
-    if not parsed and (names or (remainder or "").strip()):  # `--name ""` must not mean "all"
-        raise BadInput("the pin names given are empty; name a pin (e.g. --name sageattention), "
-                       "or give none to bump every pin with a source")
-    return bump(root, parsed, **kwargs)  # type: ignore[arg-type]
-
-
-__all__ = ["Change", "bump", "choose_pins", "parse_names", "plan", "run_cli", "select_asset",
-           "UserError"]
+__all__ = ["Change", "bump", "choose_pins", "plan", "select_asset"]

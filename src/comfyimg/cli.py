@@ -4,18 +4,15 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+import shlex
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from . import pins as pins_mod
 from . import render
 from .console import err, out, plain
-from .errors import UserError
+from .errors import BadInput, UserError
 from .record import RECORD
-
-if TYPE_CHECKING:
-    from .bake import BakeRequest
 
 
 def run(fn: Callable[..., int | None], *args: object, **kwargs: object) -> None:
@@ -30,6 +27,14 @@ def run(fn: Callable[..., int | None], *args: object, **kwargs: object) -> None:
         raise Exit(f"error: {exc}", 1) from None
     if code:
         raise Exit(code=code)
+
+
+def after_dashes(remainder: str | None) -> list[str]:
+    """The words after ``--`` (invoke hands them over as one string), split as a shell would."""
+    try:
+        return shlex.split(remainder or "")
+    except ValueError as exc:
+        raise BadInput(f"cannot parse the arguments after --: {exc}") from None
 
 
 def load_pins(root: Path) -> pins_mod.Pins:
@@ -69,12 +74,41 @@ def render_files(root: Path) -> int:
     return 0
 
 
-def bake(root: Path, request: BakeRequest) -> int:
-    """Preflight, build through buildx bake, print a summary and write the build record."""
+def parse_names(names: Sequence[str] | None, remainder: str = "") -> list[str]:
+    """``--name a --name b,c`` and ``-- a b`` → ``[a, b, c]``; given but empty is bad input
+    (``--name ""`` must not mean "all")."""
+    parsed: list[str] = []
+    for raw in [*(names or ()), *after_dashes(remainder)]:
+        parsed += [n.strip() for n in raw.split(",") if n.strip()]
+    if not parsed and (names or (remainder or "").strip()):
+        raise BadInput("the pin names given are empty; name a pin (e.g. --name sageattention), "
+                       "or give none to bump every pin with a source")
+    return parsed
+
+
+def bump(root: Path, names: Sequence[str] | None, remainder: str, **kwargs: object) -> int:
+    """``invoke bump``: names from ``--name`` (repeatable, comma-separated) and after ``--``."""
+    from . import bump as bump_mod
+
+    return bump_mod.bump(root, parse_names(names, remainder), **kwargs)  # type: ignore[arg-type]
+
+
+def bake(root: Path, targets: Sequence[str] | None, remainder: str, *, load: bool, push: bool,
+         print_plan: bool, files: Sequence[str] | None, sets: Sequence[str] | None,
+         allow: Sequence[str] | None, **options: object) -> int:
+    """``invoke bake``: preflight, build through buildx bake, print a summary and write the
+    build record (``--print``: print the resolved plan instead)."""
     from rich.table import Table
 
     from . import bake as bake_mod
 
+    modes = [m for m, on in (("load", load), ("push", push), ("print", print_plan)) if on]
+    if len(modes) > 1:
+        raise BadInput(f"choose one of --load, --push, --print (got {', '.join(modes)})")
+    request = bake_mod.BakeRequest(
+        targets=[*(targets or []), *after_dashes(remainder)] or ["default"],
+        mode=(modes or ["load"])[0], sets=list(sets or []), allow=list(allow or []),
+        files=[Path(f).resolve() for f in files or []], **options)  # type: ignore[arg-type]
     pins = load_pins(root)
     if request.mode == "print":
         resolved = bake_mod.preflight(root, pins, request)
