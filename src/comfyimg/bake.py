@@ -24,9 +24,10 @@ from .console import err
 from .digests import pip_hash_mismatch
 from .dockerclient import DockerException, NoDockerCLI, command, error_line, text, versions
 from .errors import BadInput, WorkFailed
-from .pins import Pin, Pins, record_hash_command
+from .bakefile import BAKE_FILE
+from .hints import record_hash_command
+from .pins import Pin, Pins
 
-BAKE_FILE = "docker-bake.hcl"
 _PER_ARCH = re.compile(r"^(?P<base>.+)-(?P<arch>sm\d{2,3}[a-z]?)$")
 _VERTEX = re.compile(r"^#(\d+) \[(?P<target>[^\s\]]+)[\s\]]")
 _LINE_ID = re.compile(r"^#(\d+) ")

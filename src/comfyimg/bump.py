@@ -30,12 +30,14 @@ from packaging.version import Version
 from rich import box
 from rich.table import Table
 
+from . import bakefile
 from . import pins as pins_mod
 from . import render
 from .abi import mismatches, parse_wheel
 from .console import err, out, progress_factory
 from .errors import BadInput, WorkFailed
-from .fsutil import atomic_write_many
+from .fsutil import atomic_write_many, read_text
+from .pinedit import dumps_with_changes
 from .digests import Digests, replaced_in_place
 from .releases import Asset, GitHub, Release
 
@@ -213,8 +215,9 @@ def bump(root: Path, names: Sequence[str] = (), *, release: str | None = None, p
     """The command; returns 0 or raises :class:`UserError` (nothing written on failure)."""
     started = time.monotonic()
     path = root / "wheels.toml"
-    pins = pins_mod.load(path)
-    text = pins_mod.read_text(path)
+    bake_targets = bakefile.targets(root / bakefile.BAKE_FILE)
+    pins = pins_mod.load(path, bake_targets=bake_targets)
+    text = read_text(path)
     chosen = choose_pins(pins, names)
     own_client = client is None
     client = client or GitHub.from_env()
@@ -239,9 +242,9 @@ def bump(root: Path, names: Sequence[str] = (), *, release: str | None = None, p
         return 0
 
     # Validate and render everything before writing anything.
-    new_text = pins_mod.dumps_with_changes(text, edits)
+    new_text = dumps_with_changes(text, edits)
     try:
-        new_pins = pins_mod.loads(new_text, path)
+        new_pins = pins_mod.loads(new_text, path, bake_targets=bake_targets)
     except BadInput as exc:
         raise WorkFailed(f"the bumped {path.name} would not be valid:\n{exc}") from None
     files = render.render(new_pins)

@@ -8,10 +8,12 @@ import shlex
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from . import bakefile
 from . import pins as pins_mod
 from . import render
 from .console import err, out, plain
 from .errors import BadInput, UserError
+from .hints import record_hash_command
 from .record import RECORD
 
 
@@ -38,14 +40,15 @@ def after_dashes(remainder: str | None) -> list[str]:
 
 
 def load_pins(root: Path) -> pins_mod.Pins:
-    return pins_mod.load(root / "wheels.toml")
+    """``wheels.toml`` of the project at ``root``, its targets checked against the bake file."""
+    return pins_mod.load(root / "wheels.toml", bake_targets=bakefile.targets(root / bakefile.BAKE_FILE))
 
 
 def warn_unhashed(pins: pins_mod.Pins) -> None:
     for pin in pins.unhashed():
         err().print(f"warning: {pins.path.name}:{pin.line}: sha256: {pin.key} has no hash yet; "
                     f"builds of {', '.join(pin.targets)} refuse it. Record it with: "
-                    f"{pins_mod.record_hash_command(pin)}")
+                    f"{record_hash_command(pin)}")
 
 
 def check(root: Path) -> int:

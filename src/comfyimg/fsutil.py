@@ -6,6 +6,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from .errors import BadInput
+
 
 def atomic_write(path: Path, data: bytes | str) -> None:
     """Write ``data`` to ``path`` via a temp file in the same directory + ``os.replace``."""
@@ -34,3 +36,22 @@ def atomic_write_many(files: dict[Path, bytes | str]) -> None:
         for tmp, _ in staged:
             Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def read_text(path: Path) -> str:
+    """Read a UTF-8 file; a missing or undecodable file is bad input with a line number."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise BadInput(f"{path.name}:1: file: {path} does not exist") from None
+    except OSError as exc:
+        raise BadInput(f"{path.name}:1: file: cannot read {path}: {exc.strerror}") from None
+    if data.startswith(b"\xef\xbb\xbf"):
+        raise BadInput(f"{path.name}:1: encoding: the file starts with a byte order mark (BOM), which TOML "
+                       "does not allow; save it as UTF-8 without BOM")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise BadInput(f"{path.name}:{line}: encoding: byte 0x{data[exc.start]:02x} is not UTF-8; "
+                       "the file must be UTF-8") from None

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .fsutil import atomic_write_many
-from .pins import Pin, Pins, record_hash_command
+from .hints import record_hash_command
+from .pins import Pin, Pins
 
 GENERATED = Path("generated")
 REQUIREMENTS = GENERATED / "requirements"

@@ -320,9 +320,10 @@ def test_record_hash_hint_is_a_working_command(project):
     import shlex
 
     from comfyimg import pins
+    from comfyimg.hints import record_hash_command
 
     pin = next(p for p in pins.load(project.pins).wheels if p.arch == "sm90")
-    argv = shlex.split(pins.record_hash_command(pin))
+    argv = shlex.split(record_hash_command(pin))
     assert argv[:2] == ["invoke", "bump"] and "--verify" in argv
     argv[argv.index("--release") + 1] = "v2.2.1-sm.2"  # the fake's old release has no assets
     r = project.bump(*argv[2:])

@@ -1,0 +1,129 @@
+"""Checks of single fields of ``wheels.toml``: type, shape, and the rules between two fields
+(a torch index against the CUDA version, a URL against the pin's name, version and arch).
+Each adds its error to a :class:`~comfyimg.tomllines.Errors` and returns the value or None."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from packaging.utils import canonicalize_name
+from packaging.version import Version
+
+from .abi import WheelABI, parse_wheel
+from .tomllines import Errors
+
+PY = re.compile(r"^cp3\d+$")
+CUDA = re.compile(r"^\d{2}\.\d$")
+GLIBC = re.compile(r"^(\d+)\.(\d+)$")
+REPO = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
+IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+INDEX = re.compile(r"^(cpu|cu\d{3}|rocm\d+(\.\d+)*)$")
+HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_URL_FORBIDDEN = frozenset(' \t"\'#\\<>')  # each would change a requirements line
+
+
+def wheel_filename(url: str) -> str:
+    return unquote(urlsplit(url).path.rsplit("/", 1)[-1])
+
+
+def type_name(value: Any) -> str:
+    return {str: "a string", int: "an integer", float: "a float", bool: "a boolean",
+            list: "an array", dict: "a table"}.get(type(value), type(value).__name__)
+
+
+def string(err: Errors, where: tuple[Any, ...], field: str, table: dict, key: str,
+         *, required: bool = True) -> str | None:
+    if key not in table:
+        if required:
+            err.add(where, field, "missing; a string is required")
+        return None
+    value = table[key]
+    if not isinstance(value, str):
+        err.add(where + (key,), field, f"expected a string, got {type_name(value)}")
+        return None
+    if required and not value.strip():
+        err.add(where + (key,), field, "must not be empty")
+        return None
+    return value
+
+
+def str_list(err: Errors, where: tuple[Any, ...], field: str, table: dict, key: str,
+              *, required: bool = True) -> tuple[str, ...] | None:
+    if key not in table:
+        if required:
+            err.add(where, field, "missing; a non-empty array of strings is required")
+        return None
+    value = table[key]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        err.add(where + (key,), field, f"expected an array of strings, got {type_name(value)}")
+        return None
+    if required and not value:
+        err.add(where + (key,), field, "must not be empty")
+        return None
+    if len(set(value)) != len(value):
+        err.add(where + (key,), field, "lists an entry twice")
+    return tuple(value)
+
+
+def unknown_keys(err: Errors, where: tuple[Any, ...], prefix: str, table: dict, allowed: set[str]) -> None:
+    for key in table:
+        if key not in allowed:
+            err.add(where + (key,), f"{prefix}{key}",
+                    f"unknown key; expected one of {', '.join(sorted(allowed))}")
+
+
+def index_vs_cuda(index: str, cuda: str | None) -> str | None:
+    """Why torch from ``index`` cannot host wheels built with CUDA ``cuda``, if it cannot.
+
+    Within one CUDA major version the runtime is compatible (a 12.9 build runs on the 12.8
+    libraries of torch's cu128 wheels); across majors the extension needs a libcudart.so
+    that torch does not ship."""
+    on_cuda = index.startswith("cu")
+    if cuda is None:
+        return (f"{index!r} is a CUDA torch index on a profile without cuda; expected 'cpu', or set "
+                "cuda to the CUDA version the wheels are built with") if on_cuda else None
+    major = cuda.split(".")[0]
+    if not on_cuda:
+        return (f"{index!r} is not a CUDA torch index, but the profile's wheels are built with "
+                f"CUDA {cuda}; expected a cu{major}X index, or drop cuda for a CPU profile")
+    if index[2:-1] != major:
+        return (f"{index!r} ships CUDA {index[2:-1]}.x libraries, but the profile's wheels are built "
+                f"with CUDA {cuda}; expected a cu{major}X index")
+    return None
+
+
+def check_url(err: Errors, where: tuple[Any, ...], name: str | None, version: Version | None,
+               arch: str | None, url: str) -> WheelABI | None:
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:
+        err.add(where + ("url",), "url", f"{url!r} is not an http(s) URL ({exc})")
+        return None
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        err.add(where + ("url",), "url", f"{url!r} is not an http(s) URL")
+        return None
+    if bad := sorted({c for c in url if c in _URL_FORBIDDEN or not c.isprintable()}):
+        # The URL goes verbatim into a requirements line: a space, '#' or newline there
+        # would add options (a second --hash, an index) that wheels.toml never declared.
+        err.add(where + ("url",), "url", f"{url!r} contains {', '.join(map(repr, bad))}; "
+                "percent-encode them (a space is %20)")
+        return None
+    filename = wheel_filename(url)
+    try:
+        wheel = parse_wheel(filename)
+    except ValueError as exc:
+        err.add(where + ("url",), "url", f"file name {filename!r}: {exc}")
+        return None
+    if name and wheel.name != canonicalize_name(name):
+        err.add(where + ("url",), "url", f"file {filename} is distribution {wheel.name!r}, but name is {name!r}")
+    if version is not None:
+        same = wheel.version == version if version.local else wheel.version.public == version.public
+        if not same:
+            err.add(where + ("url",), "url", f"file {filename} is version {wheel.version}, but version is {version}")
+    if wheel.sm and arch is None:
+        err.add(where, "arch", f"missing; file {filename} is built for {wheel.sm} only, so set arch = {wheel.sm!r}")
+    elif wheel.sm and arch and wheel.sm != arch:
+        err.add(where + ("arch",), "arch", f"{arch!r} ≠ {wheel.sm!r} in file {filename}")
+    return wheel
