@@ -19,7 +19,6 @@ from packaging.tags import Tag, compatible_tags, cpython_tags
 from packaging.utils import (
     InvalidWheelFilename,
     NormalizedName,
-    canonicalize_name,
     parse_wheel_filename,
 )
 from packaging.version import InvalidVersion, Version
@@ -63,11 +62,6 @@ class WheelABI:
     torch: Version | None  # torch it was built against, if the name says
     cuda: str | None  # "12.9", if the name says
     sm: str | None  # "sm90" for per-arch wheels
-
-    @property
-    def public_version(self) -> str:
-        return self.version.public
-
 
 def _torch_from_digits(digits: str) -> Version:
     # "290" -> 2.9.0, "2100" -> 2.10.0: major, minor..., patch.
@@ -170,7 +164,3 @@ def mismatches(wheel: WheelABI, image: ImageABI) -> list[str]:
     if wheel.sm is not None and image.archs and wheel.sm not in image.archs:
         reasons.append(f"{wheel.sm} not among the image's archs {', '.join(image.archs)}")
     return reasons
-
-
-def same_distribution(wheel: WheelABI, name: str) -> bool:
-    return wheel.name == canonicalize_name(name)

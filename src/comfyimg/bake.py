@@ -36,7 +36,7 @@ _LINE_ID = re.compile(r"^#(\d+) ")
 @dataclass
 class BakeRequest:
     targets: list[str] = field(default_factory=lambda: ["default"])
-    mode: str = "load"  # load | push | print | none (build, keep in cache)
+    mode: str = "load"  # load | push | print
     label: str | None = None
     builder: str | None = None
     sets: list[str] = field(default_factory=list)
@@ -233,13 +233,9 @@ def _stream(cmd: list[str], env: dict[str, str] | None = None) -> tuple[str, dic
 
 def build(root: Path, pins: Pins, request: BakeRequest) -> list[Built]:
     resolved = preflight(root, pins, request)
-    if request.mode == "print":
-        return []
-    extra = ["--progress", request.progress]
+    extra = ["--progress", request.progress, f"--{request.mode}"]
     if request.no_cache:
         extra.append("--no-cache")
-    if request.mode in ("load", "push"):
-        extra.append(f"--{request.mode}")
     with tempfile.TemporaryDirectory() as tmp:
         meta_file = Path(tmp) / "metadata.json"
         cmd = _bake_cmd(root, request, *extra, "--metadata-file", str(meta_file))
