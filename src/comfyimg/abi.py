@@ -34,6 +34,10 @@ SM = re.compile(r"^sm\d{2,3}[a-z]?$")
 _DEFAULT_GLIBC = (2, 39)
 
 
+class InvalidWheelName(ValueError):
+    """A file name that is not a wheel's (raised by :func:`parse_wheel` only)."""
+
+
 @dataclass(frozen=True)
 class ImageABI:
     """What an image offers to a wheel: interpreter, platform, torch, CUDA, GPU archs."""
@@ -74,11 +78,11 @@ def _cuda_from_digits(digits: str) -> str:
 
 
 def parse_wheel(filename: str) -> WheelABI:
-    """Parse a wheel file name; raise ``ValueError`` with the reason when it is not one."""
+    """Parse a wheel file name; raise :class:`InvalidWheelName` with the reason when it is not one."""
     try:
         name, version, build, tags = parse_wheel_filename(filename)
     except (InvalidWheelFilename, InvalidVersion) as exc:
-        raise ValueError(f"not a valid wheel file name: {exc}") from None
+        raise InvalidWheelName(f"not a valid wheel file name: {exc}") from None
     torch: Version | None = None
     cuda: str | None = None
     sm: str | None = None

@@ -33,7 +33,7 @@ from rich.table import Table
 from . import bakefile
 from . import pins as pins_mod
 from . import render
-from .abi import mismatches, parse_wheel
+from .abi import InvalidWheelName, mismatches, parse_wheel
 from .console import err, out, progress_factory
 from .errors import BadInput, WorkFailed
 from .fsutil import atomic_write_many, read_text
@@ -57,7 +57,7 @@ def _reject_reason(asset: Asset, pin: pins_mod.Pin, profile: pins_mod.Profile) -
         return "not a wheel"
     try:
         wheel = parse_wheel(asset.name)
-    except ValueError as exc:
+    except InvalidWheelName as exc:
         return str(exc)
     if wheel.name != canonicalize_name(pin.name):
         return f"distribution {wheel.name} ≠ {canonicalize_name(pin.name)}"

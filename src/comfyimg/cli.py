@@ -12,9 +12,18 @@ from . import bakefile
 from . import pins as pins_mod
 from . import render
 from .console import err, out, plain
-from .errors import BadInput, UserError
+from .errors import FAILED, BadInput, UserError
 from .hints import record_hash_command
 from .record import RECORD
+
+
+def failure(exc: BaseException) -> tuple[str, int] | None:
+    """The message and exit code a command ends with for ``exc``; None: a bug (traceback)."""
+    if isinstance(exc, UserError):
+        return str(exc), exc.exit_code
+    if isinstance(exc, OSError):  # disk full, permission denied: the work failed; writes are atomic
+        return f"error: {exc}", FAILED
+    return None
 
 
 def run(fn: Callable[..., int | None], *args: object, **kwargs: object) -> None:
@@ -23,10 +32,9 @@ def run(fn: Callable[..., int | None], *args: object, **kwargs: object) -> None:
 
     try:
         code = fn(*args, **kwargs) or 0
-    except UserError as exc:
-        raise Exit(str(exc), exc.exit_code) from None
-    except OSError as exc:  # disk full, permission denied: the work failed; writes are atomic
-        raise Exit(f"error: {exc}", 1) from None
+    except (UserError, OSError) as exc:
+        message, status = failure(exc)  # type: ignore[misc]
+        raise Exit(message, status) from None
     if code:
         raise Exit(code=code)
 

@@ -11,7 +11,7 @@ from urllib.parse import unquote, urlsplit
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
-from .abi import WheelABI, parse_wheel
+from .abi import InvalidWheelName, WheelABI, parse_wheel
 from .tomllines import Errors
 
 PY = re.compile(r"^cp3\d+$")
@@ -113,7 +113,7 @@ def check_url(err: Errors, where: tuple[Any, ...], name: str | None, version: Ve
     filename = wheel_filename(url)
     try:
         wheel = parse_wheel(filename)
-    except ValueError as exc:
+    except InvalidWheelName as exc:
         err.add(where + ("url",), "url", f"file name {filename!r}: {exc}")
         return None
     if name and wheel.name != canonicalize_name(name):

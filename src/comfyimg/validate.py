@@ -26,6 +26,7 @@ from python_on_whales import DockerClient
 from . import record
 from .dockerclient import NO_DOCKER_CLI, ClientNotFoundError, DockerException, client, error_line
 from .console import err, out
+from .cli import failure
 from .errors import BadInput, UserError, WorkFailed
 from .fsutil import atomic_write
 
@@ -289,12 +290,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         outcome = validate(ns.root.resolve(), ns.probe, image=ns.image, target=ns.target,
                            expect_version=ns.expect_version, require_gpu=ns.require_gpu, probe_args=probe_args)
-    except UserError as exc:
-        err().print(f"error: {exc}")
-        return exc.exit_code
-    except OSError as exc:  # e.g. reports/ not writable
-        err().print(f"error: {exc}")
-        return 1
+    except (UserError, OSError) as exc:  # e.g. reports/ not writable
+        message, code = failure(exc)  # type: ignore[misc]
+        err().print(message if message.startswith("error: ") else f"error: {message}")
+        return code
     return 0 if outcome.passed else 1
 
 
