@@ -33,34 +33,35 @@ def type_name(value: Any) -> str:
             list: "an array", dict: "a table"}.get(type(value), type(value).__name__)
 
 
-def string(err: Errors, where: tuple[Any, ...], field: str, table: dict, key: str,
-         *, required: bool = True) -> str | None:
+def _present(err: Errors, where: tuple[Any, ...], field: str, table: dict, key: str, required: bool,
+             kind: str, missing: str, fits: Any, empty: Any) -> Any:
+    """``table[key]`` when it is there and of ``kind``; else None, with the error added."""
     if key not in table:
         if required:
-            err.add(where, field, "missing; a string is required")
+            err.add(where, field, f"missing; {missing} is required")
         return None
     value = table[key]
-    if not isinstance(value, str):
-        err.add(where + (key,), field, f"expected a string, got {type_name(value)}")
+    if not fits(value):
+        err.add(where + (key,), field, f"expected {kind}, got {type_name(value)}")
         return None
-    if required and not value.strip():
+    if required and empty(value):
         err.add(where + (key,), field, "must not be empty")
         return None
     return value
 
 
+def string(err: Errors, where: tuple[Any, ...], field: str, table: dict, key: str,
+           *, required: bool = True) -> str | None:
+    return _present(err, where, field, table, key, required, "a string", "a string",
+                    lambda v: isinstance(v, str), lambda v: not v.strip())
+
+
 def str_list(err: Errors, where: tuple[Any, ...], field: str, table: dict, key: str,
-              *, required: bool = True) -> tuple[str, ...] | None:
-    if key not in table:
-        if required:
-            err.add(where, field, "missing; a non-empty array of strings is required")
-        return None
-    value = table[key]
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        err.add(where + (key,), field, f"expected an array of strings, got {type_name(value)}")
-        return None
-    if required and not value:
-        err.add(where + (key,), field, "must not be empty")
+             *, required: bool = True) -> tuple[str, ...] | None:
+    value = _present(err, where, field, table, key, required, "an array of strings",
+                     "a non-empty array of strings",
+                     lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v), lambda v: not v)
+    if value is None:
         return None
     if len(set(value)) != len(value):
         err.add(where + (key,), field, "lists an entry twice")

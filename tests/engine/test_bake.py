@@ -124,7 +124,7 @@ def test_print_evaluates_every_target_of_the_real_bake_file(engine_project):
 def test_per_arch_pins_add_a_per_arch_target_that_builds(served, engine_project, tmp_path):
     arch_version = "2.2.0+cu129.torch2.13.0.sm90"
     wheel = make_wheel(served.server.root / "arch", "sageattention", arch_version, sage2_files(arch_version))
-    from tests.wheelfactory import sha256_file
+    from tests.lib.wheels import sha256_file
 
     arch_pin = WheelPin("sageattention", arch_version, f"{served.server.url}/arch/{wheel.name}",
                         sha256_file(wheel), ("sageattention",), arch="sm90")
