@@ -36,15 +36,21 @@ def render(c):
         "pre": "consider prereleases (and allow a prerelease --release)",
         "dry-run": "print the table and the wheels.toml diff; write nothing",
         "verify": "always download and hash; fail if the API digest or SHA256SUMS disagree",
+        "accept-new-bytes": "a pinned asset whose bytes changed under the same URL is a failure; "
+                            "with this flag, record the new sha256 instead",
     },
 )
-def bump(c, name, release=None, pre=False, dry_run=False, verify=False):
+def bump(c, name, release=None, pre=False, dry_run=False, verify=False, accept_new_bytes=False):
     """Move pins to a GitHub release: pick the asset fitting each ABI, record its sha256.
 
     invoke bump [--name NAME]... [--release TAG] [--pre] [--dry-run] [--verify] [-- NAME...]
+
+    Environment: GITHUB_TOKEN (or GH_TOKEN), optional, sent to the API host only;
+    GITHUB_API_URL (default https://api.github.com); COMFYIMG_HTTP_TIMEOUT (s, default 30),
+    COMFYIMG_HTTP_RETRIES (default 3), COMFYIMG_HTTP_BACKOFF (s, default 1).
     """
     cli.run(cli.bump, ROOT, name, getattr(c, "remainder", ""), release=release, pre=pre,
-            dry_run=dry_run, verify=verify)
+            dry_run=dry_run, verify=verify, accept_new_bytes=accept_new_bytes)
 
 
 @task(

@@ -168,3 +168,19 @@ def mismatches(wheel: WheelABI, image: ImageABI) -> list[str]:
     if wheel.sm is not None and image.archs and wheel.sm not in image.archs:
         reasons.append(f"{wheel.sm} not among the image's archs {', '.join(image.archs)}")
     return reasons
+
+
+def arch_mismatch(wheel: WheelABI, arch: str | None) -> str | None:
+    """The one rule for a pin's ``arch``: a per-arch pin takes the wheel built for exactly
+    that arch; a pin without an arch takes a wheel built for every arch."""
+    if arch and wheel.sm != arch:
+        return f"built for {wheel.sm or 'every arch'}, the pin is for {arch}"
+    if not arch and wheel.sm:
+        return f"built for {wheel.sm} only; the pin has no arch"
+    return None
+
+
+def fit(wheel: WheelABI, image: ImageABI, arch: str | None) -> list[str]:
+    """Every reason ``wheel`` is not the file for a pin with ``arch`` in ``image``; [] = it fits.
+    ``pins`` (checking wheels.toml) and ``bump`` (choosing an asset) both ask this."""
+    return [why for why in [arch_mismatch(wheel, arch)] if why] + mismatches(wheel, image)

@@ -123,7 +123,7 @@ def pins_for(pins: Pins, target: str) -> list[Pin] | None:
 
 
 PROGRESS_MODES = ("plain", "auto", "quiet", "rawjson")
-_LABEL = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}$")  # the tail of a Docker tag
+_LABEL = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}")  # the tail of a Docker tag
 
 
 def check_options(request: BakeRequest) -> None:
@@ -133,7 +133,7 @@ def check_options(request: BakeRequest) -> None:
                if request.progress == "tty" else "")
         raise BadInput(f"--progress {request.progress!r} is not supported{why}; "
                        f"expected one of {', '.join(PROGRESS_MODES)}")
-    if request.label is not None and not _LABEL.match(request.label):
+    if request.label is not None and not _LABEL.fullmatch(request.label):
         raise BadInput(f"--label {request.label!r} cannot end a Docker tag; expected letters, digits, "
                        "'_', '.' and '-' (not first), at most 100 characters")
 

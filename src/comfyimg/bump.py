@@ -33,12 +33,12 @@ from rich.table import Table
 from . import bakefile
 from . import pins as pins_mod
 from . import render
-from .abi import InvalidWheelName, mismatches, parse_wheel
+from .abi import InvalidWheelName, fit, parse_wheel
 from .console import err, out, progress_factory
 from .errors import BadInput, WorkFailed
-from .fsutil import atomic_write_many, read_text
+from .fsutil import atomic_write_many, exclusive, read_text
 from .pinedit import dumps_with_changes
-from .digests import Digests, replaced_in_place
+from .digests import DigestMismatch, Digests, replaced_in_place
 from .releases import Asset, GitHub, Release
 
 
@@ -61,12 +61,7 @@ def _reject_reason(asset: Asset, pin: pins_mod.Pin, profile: pins_mod.Profile) -
         return str(exc)
     if wheel.name != canonicalize_name(pin.name):
         return f"distribution {wheel.name} ≠ {canonicalize_name(pin.name)}"
-    reasons: list[str] = []
-    if pin.arch and wheel.sm != pin.arch:
-        reasons.append(f"built for {wheel.sm or 'every arch'}, the pin is for {pin.arch}")
-    elif not pin.arch and wheel.sm:
-        reasons.append(f"built for {wheel.sm} only; the pin has no arch")
-    reasons += mismatches(wheel, profile.abi)
+    reasons = fit(wheel, profile.abi, pin.arch)
     if asset.state != "uploaded":
         reasons.append(f"upload not finished (state {asset.state!r})")
     return "; ".join(reasons) or None
@@ -190,11 +185,18 @@ def plan(pins: pins_mod.Pins, chosen: list[pins_mod.Pin], client: GitHub, *,
             assert chosen_asset is not None
             picked.append((pin, chosen_asset))
         digests = Digests(client, rel, workdir, verify, progress_factory())
+        mismatched: list[str] = []
         for pin, asset in picked:
-            sha256, source = digests.find(asset)
+            try:
+                sha256, source = digests.find(asset)
+            except DigestMismatch as exc:  # name every tampered wheel, not just the first
+                mismatched.append(str(exc))
+                continue
             version = _new_version(pin, asset)
             fields = _fields(pin, rel, asset, sha256, version)
             changes.append(Change(pin, rel, asset, sha256, source, version, fields))
+        if mismatched:
+            raise WorkFailed("\n".join(mismatched))
     return changes
 
 
@@ -211,8 +213,17 @@ def _table(changes: list[Change]) -> Table:
 
 
 def bump(root: Path, names: Sequence[str] = (), *, release: str | None = None, pre: bool = False,
-         dry_run: bool = False, verify: bool = False, client: GitHub | None = None) -> int:
-    """The command; returns 0 or raises :class:`UserError` (nothing written on failure)."""
+         dry_run: bool = False, verify: bool = False, accept_new_bytes: bool = False,
+         client: GitHub | None = None) -> int:
+    """The command; returns 0 or raises :class:`UserError` (nothing written on failure).
+    One bump at a time per checkout: a second one fails at once (the lock on wheels.toml)."""
+    with exclusive(root / "wheels.toml", "invoke bump"):
+        return _bump(root, names, release=release, pre=pre, dry_run=dry_run, verify=verify,
+                     accept_new_bytes=accept_new_bytes, client=client)
+
+
+def _bump(root: Path, names: Sequence[str], *, release: str | None, pre: bool, dry_run: bool,
+          verify: bool, accept_new_bytes: bool, client: GitHub | None) -> int:
     started = time.monotonic()
     path = root / "wheels.toml"
     bake_targets = bakefile.targets(root / bakefile.BAKE_FILE)
@@ -229,10 +240,15 @@ def bump(root: Path, names: Sequence[str] = (), *, release: str | None = None, p
         if own_client:
             client.close()
 
-    for ch in changes:
-        if replaced_in_place(ch.pin.url, ch.pin.sha256, ch.fields.get("url", ch.pin.url), ch.sha256):
-            err().print(f"warning: {ch.pin.key}: {ch.asset.name} was replaced in place under "
-                        f"release {ch.release.tag}: sha256 {ch.pin.sha256[:12]} → {ch.sha256[:12]}")
+    replaced = [ch for ch in changes
+                if replaced_in_place(ch.pin.url, ch.pin.sha256, ch.fields.get("url", ch.pin.url), ch.sha256)]
+    lines = [f"{ch.pin.key}: {ch.asset.name} was replaced under the same URL in release "
+             f"{ch.release.tag}: pinned sha256 {ch.pin.sha256}, now {ch.sha256}" for ch in replaced]
+    if lines and not accept_new_bytes:  # the supply-chain event hashes exist to catch
+        raise WorkFailed("\n".join(lines + ["Nothing was written. If the new bytes are the ones you "
+                                             "trust, run again with --accept-new-bytes"]))
+    for line in lines:
+        err().print(f"warning: {line}; accepted (--accept-new-bytes)")
 
     edits = {ch.pin.index: ch.fields for ch in changes if ch.fields}
     if not edits:

@@ -12,17 +12,20 @@ from . import bakefile
 from . import pins as pins_mod
 from . import render
 from .console import err, out, plain
-from .errors import FAILED, BadInput, UserError
+from .errors import FAILED, INTERRUPTED, BadInput, UserError
 from .hints import record_hash_command
 from .record import RECORD
+from .untrusted import for_terminal
 
 
 def failure(exc: BaseException) -> tuple[str, int] | None:
     """The message and exit code a command ends with for ``exc``; None: a bug (traceback)."""
     if isinstance(exc, UserError):
-        return str(exc), exc.exit_code
+        return for_terminal(exc), exc.exit_code
     if isinstance(exc, OSError):  # disk full, permission denied: the work failed; writes are atomic
-        return f"error: {exc}", FAILED
+        return for_terminal(f"error: {exc}"), FAILED
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted (Ctrl-C); every file is as it was", INTERRUPTED
     return None
 
 
@@ -32,7 +35,7 @@ def run(fn: Callable[..., int | None], *args: object, **kwargs: object) -> None:
 
     try:
         code = fn(*args, **kwargs) or 0
-    except (UserError, OSError) as exc:
+    except (UserError, OSError, KeyboardInterrupt) as exc:
         message, status = failure(exc)  # type: ignore[misc]
         raise Exit(message, status) from None
     if code:
@@ -53,6 +56,13 @@ def load_pins(root: Path) -> pins_mod.Pins:
 
 
 def warn_unhashed(pins: pins_mod.Pins) -> None:
+    """Warnings that do not stop a check: unrecorded hashes, images left without a wheel."""
+    for target in pins.targets():
+        for name, per_arch in pins.arch_only(target).items():
+            archs = ", ".join(p.arch for p in per_arch if p.arch)
+            err().print(f"warning: {pins.path.name}:{per_arch[0].line}: arch: {name} in {target} is pinned for "
+                        f"{archs} only, so the {target} image (built without an arch) has no {name}; "
+                        f"build {target}-<arch>, or add a pin without arch")
     for pin in pins.unhashed():
         err().print(f"warning: {pins.path.name}:{pin.line}: sha256: {pin.key} has no hash yet; "
                     f"builds of {', '.join(pin.targets)} refuse it. Record it with: "

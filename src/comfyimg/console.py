@@ -9,6 +9,36 @@ from typing import TextIO
 
 from rich.console import Console
 
+from .untrusted import for_terminal
+
+
+class _Console(Console):
+    """Every string it renders (messages, table cells, log lines) is untrusted text:
+    controls made visible, secrets redacted (:mod:`comfyimg.untrusted`)."""
+
+    def render_str(self, text: str, **kwargs: object):  # type: ignore[override]
+        return super().render_str(for_terminal(text), **kwargs)  # type: ignore[arg-type]
+
+    def print(self, *objects: object, **kwargs: object) -> None:  # type: ignore[override]
+        """Tables: ASCII lines in CI and logs, and never folded below their content's width
+        (on an 80-column terminal, a tag stays whole and the terminal wraps the line)."""
+        from rich import box
+        from rich.measure import Measurement
+        from rich.table import Table
+
+        width = self.width
+        for obj in objects:
+            if isinstance(obj, Table):
+                if plain():
+                    obj.box = box.ASCII if obj.box else None
+                need = Measurement.get(self, self.options.update(width=1_000), obj).maximum
+                width = max(width, need)
+        saved, self.width = self.width, width  # print() never renders wider than the console
+        try:
+            super().print(*objects, **kwargs)  # type: ignore[arg-type]
+        finally:
+            self.width = saved
+
 
 def plain() -> bool:
     return bool(os.environ.get("CI")) or not sys.stdout.isatty()
@@ -18,9 +48,9 @@ def _console(file: TextIO) -> Console:
     # markup=False: what we print is data (pin keys like sageattention[sm90], URLs,
     # build logs), never rich markup, and "[sm90]" must not vanish as a style tag.
     if plain():
-        return Console(file=file, force_terminal=False, no_color=True, highlight=False,
-                       soft_wrap=True, width=200, markup=False)
-    return Console(file=file, highlight=False, markup=False)
+        return _Console(file=file, force_terminal=False, no_color=True, highlight=False,
+                        soft_wrap=True, width=200, markup=False)
+    return _Console(file=file, highlight=False, markup=False)
 
 
 @cache
@@ -82,7 +112,7 @@ class _RichProgress(Progress):
                            transient=True)
         self.bar.start()
         self.name = name
-        self.task = self.bar.add_task(name, total=total or None)
+        self.task = self.bar.add_task(for_terminal(name), total=total or None)
 
     def advance(self, n: int) -> None:
         self.bar.advance(self.task, n)

@@ -63,8 +63,12 @@ class Hasher:
         return self._h.hexdigest()
 
 
+class DigestMismatch(WorkFailed):
+    """A downloaded asset does not hash to what the API or a SUMS file says."""
+
+
 def _mismatch(asset: str, tag: str, got: str, who: str, says: str) -> WorkFailed:
-    return WorkFailed(f"digest mismatch: {asset} of release {tag} hashes to {got}, but {who} says {says}"
+    return DigestMismatch(f"digest mismatch: {asset} of release {tag} hashes to {got}, but {who} says {says}"
                       + (" (the asset was replaced or corrupted)" if who == "the API digest" else ""))
 
 

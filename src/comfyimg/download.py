@@ -75,8 +75,11 @@ def download(http: Transport, asset: Asset, dest: Path,
     finally:
         resp.close()
     sink.close()
-    if expected is not None and digest.size != expected:
+    if expected is not None and digest.size < expected:
         raise WorkFailed(f"{what}: truncated: received {digest.size} of {expected} bytes")
+    if expected is not None and digest.size > expected:
+        raise WorkFailed(f"{what}: too long: received {digest.size} bytes, {digest.size - expected} more "
+                         f"than the {expected} promised")
     seconds = time.monotonic() - start
     sink.done(digest.size, seconds)
     return Download(dest, digest.hexdigest(), digest.size, seconds)

@@ -11,16 +11,38 @@ from urllib.parse import unquote, urlsplit
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
-from .abi import InvalidWheelName, WheelABI, parse_wheel
+from .abi import InvalidWheelName, WheelABI, arch_mismatch, parse_wheel
 from .tomllines import Errors
 
-PY = re.compile(r"^cp3\d+$")
-CUDA = re.compile(r"^\d{2}\.\d$")
-GLIBC = re.compile(r"^(\d+)\.(\d+)$")
-REPO = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
-IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
-INDEX = re.compile(r"^(cpu|cu\d{3}|rocm\d+(\.\d+)*)$")
-HEX64 = re.compile(r"^[0-9a-f]{64}$")
+# Every pattern is used with fullmatch: the whole value, never "up to a final newline".
+_FORMATS = {
+    "PY": r"cp3\d+",
+    "CUDA": r"\d{2}\.\d",
+    "GLIBC": r"(\d+)\.(\d+)",
+    "REPO": r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+",
+    "IDENT": r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*",
+    "INDEX": r"cpu|cu\d{3}|rocm\d+(\.\d+)*",
+    "HEX64": r"[0-9a-f]{64}",
+    "PLATFORM": r"[a-z0-9_]+",
+    "PROFILE": r"[a-z][a-z0-9_]*",  # also the prefix of its bake variables (CUDA_TORCH_VERSION)
+    "TARGET": r"[A-Za-z0-9_-]+",  # what buildx allows in a target name
+}
+PY, CUDA, GLIBC, REPO, IDENT, INDEX, HEX64, PLATFORM, PROFILE, TARGET = (
+    re.compile(p) for p in _FORMATS.values())
+_TAG_FORBIDDEN = frozenset(" ~^:?*[\\")
+
+
+def tag_problem(tag: str) -> str | None:
+    """Why ``tag`` is not a git tag name (``git check-ref-format``), if it is not one."""
+    if not tag:
+        return "is empty"
+    if bad := sorted({c for c in tag if c in _TAG_FORBIDDEN or not c.isprintable() or ord(c) < 0x20}):
+        return f"contains {', '.join(map(repr, bad))}"
+    if ".." in tag or "@{" in tag or "//" in tag or tag == "@":
+        return "contains '..', '@{' or '//', or is '@'"
+    if tag.startswith(("/", ".", "-")) or tag.endswith(("/", ".", ".lock")) or "/." in tag:
+        return "starts or ends with '/' or '.', starts with '-', or ends with '.lock'"
+    return None
 _URL_FORBIDDEN = frozenset(' \t"\'#\\<>')  # each would change a requirements line
 
 
@@ -47,7 +69,20 @@ def _present(err: Errors, where: tuple[Any, ...], field: str, table: dict, key: 
     if required and empty(value):
         err.add(where + (key,), field, "must not be empty")
         return None
+    for text in [value] if isinstance(value, str) else value:
+        if why := _one_line_problem(text):
+            err.add(where + (key,), field, f"{text!r} {why}")
+            return None
     return value
+
+
+def _one_line_problem(text: str) -> str | None:
+    """Every string of wheels.toml is one line of plain text: it ends up in generated files."""
+    if any(not c.isprintable() for c in text):
+        return "contains a line break or another control character; a value is one line"
+    if text != text.strip():
+        return "has white space around it"
+    return None
 
 
 def string(err: Errors, where: tuple[Any, ...], field: str, table: dict, key: str,
@@ -123,8 +158,9 @@ def check_url(err: Errors, where: tuple[Any, ...], name: str | None, version: Ve
         same = wheel.version == version if version.local else wheel.version.public == version.public
         if not same:
             err.add(where + ("url",), "url", f"file {filename} is version {wheel.version}, but version is {version}")
-    if wheel.sm and arch is None:
-        err.add(where, "arch", f"missing; file {filename} is built for {wheel.sm} only, so set arch = {wheel.sm!r}")
-    elif wheel.sm and arch and wheel.sm != arch:
-        err.add(where + ("arch",), "arch", f"{arch!r} ≠ {wheel.sm!r} in file {filename}")
+    if why := arch_mismatch(wheel, arch):
+        if arch is None:
+            err.add(where, "arch", f"missing; file {filename} is {why.split(';')[0]}, so set arch = {wheel.sm!r}")
+        else:
+            err.add(where + ("arch",), "arch", f"file {filename} is {why}")
     return wheel

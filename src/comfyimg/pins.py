@@ -90,6 +90,16 @@ class Pins:
         pins = [p for p in pins if p.arch or canonicalize_name(p.name) not in own]
         return sorted(pins, key=lambda p: (canonicalize_name(p.name), p.arch or ""))
 
+    def arch_only(self, target: str) -> dict[str, list[Pin]]:
+        """Distributions ``target`` has per-arch pins for but no pin without an arch: the
+        image built without an arch gets none of them."""
+        base = {canonicalize_name(p.name) for p in self.for_target(target)}
+        only: dict[str, list[Pin]] = {}
+        for pin in self.wheels:
+            if target in pin.targets and pin.arch and canonicalize_name(pin.name) not in base:
+                only.setdefault(pin.name, []).append(pin)
+        return only
+
     def archs_for(self, target: str) -> list[str]:
         return sorted({p.arch for p in self.wheels if target in p.targets and p.arch})
 
@@ -108,11 +118,19 @@ def _load_profile(err: Errors, name: str, table: Any) -> Profile | None:
         return None
     unknown_keys(err, where, f, table, PROFILE_KEYS)
     ok = True
+    if not F.PROFILE.fullmatch(name):
+        err.add(where, f"profiles.{name}", f"{name!r} is not a profile name; expected a lowercase identifier "
+                "like 'cuda' (it ends the target names and prefixes the bake variables)")
+        ok = False
     python = string(err, where, f + "python", table, "python")
-    if python and not F.PY.match(python):
+    if python and not F.PY.fullmatch(python):
         err.add(where + ("python",), f + "python", f"{python!r} is not a CPython tag; expected e.g. 'cp312'")
         ok = False
     platform = string(err, where, f + "platform", table, "platform")
+    if platform and not F.PLATFORM.fullmatch(platform):
+        err.add(where + ("platform",), f + "platform",
+                f"{platform!r} is not a wheel platform tag; expected e.g. 'linux_x86_64'")
+        ok = False
     torch = string(err, where, f + "torch", table, "torch")
     if torch:
         try:
@@ -124,30 +142,30 @@ def _load_profile(err: Errors, name: str, table: Any) -> Profile | None:
             err.add(where + ("torch",), f + "torch", f"{torch!r} is not a valid version; expected e.g. '2.9.0'")
             ok = False
     index = string(err, where, f + "torch_index", table, "torch_index")
-    if index and not F.INDEX.match(index):
+    if index and not F.INDEX.fullmatch(index):
         err.add(where + ("torch_index",), f + "torch_index",
                 f"{index!r} is not a torch wheel index; expected 'cpu', 'cu128', …")
         ok = False
     cuda = string(err, where, f + "cuda", table, "cuda", required=False)
-    if cuda is not None and not F.CUDA.match(cuda):
+    if cuda is not None and not F.CUDA.fullmatch(cuda):
         err.add(where + ("cuda",), f + "cuda", f"{cuda!r} is not a CUDA version; expected MAJOR.MINOR like '12.9'")
         ok = False
     archs = str_list(err, where, f + "archs", table, "archs", required=False) or ()
     for arch in archs:
-        if not SM.match(arch):
+        if not SM.fullmatch(arch):
             err.add(where + ("archs",), f + "archs", f"{arch!r} is not a GPU arch; expected e.g. 'sm90'")
             ok = False
     if archs and cuda is None:
         err.add(where + ("archs",), f + "archs", "GPU archs on a profile without cuda")
         ok = False
-    both_valid = index and F.INDEX.match(index) and (cuda is None or F.CUDA.match(cuda))
+    both_valid = index and F.INDEX.fullmatch(index) and (cuda is None or F.CUDA.fullmatch(cuda))
     if both_valid and (why := index_vs_cuda(index, cuda)):
         err.add(where + ("torch_index",), f + "torch_index", why)
         ok = False
     glibc_raw = string(err, where, f + "glibc", table, "glibc", required=False)
     glibc = ImageABI.glibc
     if glibc_raw is not None:
-        if m := F.GLIBC.match(glibc_raw):
+        if m := F.GLIBC.fullmatch(glibc_raw):
             glibc = (int(m[1]), int(m[2]))
         else:
             err.add(where + ("glibc",), f + "glibc", f"{glibc_raw!r} is not a glibc version; expected e.g. '2.39'")
@@ -165,8 +183,11 @@ def _load_source(err: Errors, where: tuple[Any, ...], raw: Any) -> Source | None
     unknown_keys(err, where + ("source",), "source.", raw, SOURCE_KEYS)
     github = string(err, where + ("source",), "source.github", raw, "github")
     release = string(err, where + ("source",), "source.release", raw, "release")
-    if github and not F.REPO.match(github):
+    if github and not F.REPO.fullmatch(github):
         err.add(where + ("source",), "source.github", f"{github!r} is not 'owner/repo'")
+        return None
+    if release and (why := F.tag_problem(release)):
+        err.add(where + ("source", "release"), "source.release", f"{release!r} is not a git tag name: it {why}")
         return None
     return Source(github, release) if github and release else None
 
@@ -189,18 +210,23 @@ def _load_wheel(err: Errors, i: int, table: Any, profiles: dict[str, Profile | N
             err.add(where + ("version",), "version", f"{raw_version!r} is not a valid PEP 440 version")
     url = string(err, where, "url", table, "url")
     sha256 = string(err, where, "sha256", table, "sha256", required=False)
-    if sha256 is not None and not F.HEX64.match(sha256):
+    if sha256 is not None and not F.HEX64.fullmatch(sha256):
         err.add(where + ("sha256",), "sha256",
                 f"{sha256!r} is not 64 lowercase hex characters; omit the key while the hash is unknown")
         sha256 = None
     source = _load_source(err, where, table["source"]) if "source" in table else None
     targets = str_list(err, where, "targets", table, "targets")
+    for target in targets or ():
+        if not F.TARGET.fullmatch(target):
+            err.add(where + ("targets",), "targets",
+                    f"{target!r} is not a bake target name; expected letters, digits, '_' and '-'")
+            targets = None
     provides = str_list(err, where, "provides", table, "provides")
     for mod in provides or ():
-        if not F.IDENT.match(mod):
+        if not F.IDENT.fullmatch(mod):
             err.add(where + ("provides",), "provides", f"{mod!r} is not an importable module name")
     arch = string(err, where, "arch", table, "arch", required=False)
-    if arch is not None and not SM.match(arch):
+    if arch is not None and not SM.fullmatch(arch):
         err.add(where + ("arch",), "arch", f"{arch!r} is not a GPU arch; expected e.g. 'sm90'")
         arch = None
     wheel = check_url(err, where, name, version, arch, url) if url else None
@@ -245,6 +271,8 @@ def loads(text: str, path: Path, *, bake_targets: set[str] | None = None) -> Pin
         else:
             msg, line = str(exc), "1"
         raise BadInput(f"{path.name}:{line}: toml: {msg}") from None
+    except RecursionError:
+        raise BadInput(f"{path.name}:{_deep_line(text)}: toml: arrays or tables nested too deeply") from None
     if not doc:
         raise BadInput(f"{path.name}:1: profiles: the file is empty; expected [profiles.*] tables and [[wheel]] entries")
     unknown_keys(err, (), "", doc, {"profiles", "wheel"})
@@ -263,6 +291,18 @@ def loads(text: str, path: Path, *, bake_targets: set[str] | None = None) -> Pin
     _check_duplicates(err, wheels)
     err.raise_if_any()
     return Pins(path, {k: v for k, v in profiles.items() if v}, tuple(wheels))
+
+
+def _deep_line(text: str, limit: int = 50) -> int:
+    """The line where brackets first nest deeper than ``limit`` (strings not told apart)."""
+    depth = 0
+    for no, line in enumerate(text.split("\n"), 1):
+        for ch in line:
+            depth += ch in "[{"
+            depth -= ch in "]}"
+            if depth > limit:
+                return no
+    return 1
 
 
 def _check_duplicates(err: Errors, wheels: list[Pin]) -> None:

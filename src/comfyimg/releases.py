@@ -26,7 +26,9 @@ from . import download as download_mod
 from .console import Progress
 from .download import Download
 from .errors import BadInput, WorkFailed
-from .transport import NotFound, Transport
+from .pinfields import tag_problem
+from .transport import NotFound, Transport, token_problem
+from .untrusted import add_secret
 
 DEFAULT_API = "https://api.github.com"
 
@@ -71,9 +73,14 @@ class Release:
 
     @classmethod
     def from_json(cls, data: dict) -> Release:
+        tag = data["tag_name"]
+        if not isinstance(tag, str):
+            raise ValueError(f"its tag_name is {'null' if tag is None else type(tag).__name__}, not a string")
+        if why := tag_problem(tag):
+            raise ValueError(f"its tag_name {tag!r} is not a git tag name: it {why}")
         return cls(
             id=int(data.get("id", 0)),
-            tag=str(data["tag_name"]),
+            tag=tag,
             name=str(data.get("name") or ""),
             draft=bool(data.get("draft")),
             prerelease=bool(data.get("prerelease")),
@@ -85,7 +92,17 @@ class Release:
 # --------------------------------------------------------------------------- client
 
 
-def _env_float(name: str, default: float) -> float:
+# name: (default, smallest, largest, whole numbers only)
+SETTINGS = {
+    "COMFYIMG_HTTP_TIMEOUT": (30.0, 0.1, 600.0, False),
+    "COMFYIMG_HTTP_RETRIES": (3, 0, 10, True),
+    "COMFYIMG_HTTP_BACKOFF": (1.0, 0.0, 60.0, False),
+}
+MAX_PAGES = 50  # 5,000 releases at 100 a page
+
+
+def _setting(name: str) -> float:
+    default, low, high, whole = SETTINGS[name]
     raw = os.environ.get(name)
     if not raw:
         return default
@@ -93,9 +110,10 @@ def _env_float(name: str, default: float) -> float:
         value = float(raw)
     except ValueError:
         raise BadInput(f"{name}={raw!r} is not a number") from None
-    if not math.isfinite(value) or value < 0:
-        raise BadInput(f"{name}={raw!r} must be a finite number, not negative")
-    return value
+    if not math.isfinite(value) or not low <= value <= high or (whole and value != int(value)):
+        kind = "a whole number" if whole else "a number"
+        raise BadInput(f"{name}={raw!r} is out of range; expected {kind} from {low:g} to {high:g}")
+    return int(value) if whole else value
 
 
 class GitHub:
@@ -111,13 +129,17 @@ class GitHub:
 
     @classmethod
     def from_env(cls, **kwargs: object) -> GitHub:
-        token = os.environ.get("GITHUB_TOKEN") or os.environ.get("GH_TOKEN") or None
+        var = "GITHUB_TOKEN" if os.environ.get("GITHUB_TOKEN") else "GH_TOKEN"
+        token = os.environ.get(var) or None
+        add_secret(token)
+        if token and (why := token_problem(token)):
+            raise BadInput(f"{var} {why}; the value is not shown. Set {var} to the token alone")
         return cls(
             os.environ.get("GITHUB_API_URL") or DEFAULT_API,
             token,
-            timeout=_env_float("COMFYIMG_HTTP_TIMEOUT", 30.0),
-            retries=int(_env_float("COMFYIMG_HTTP_RETRIES", 3)),
-            backoff=_env_float("COMFYIMG_HTTP_BACKOFF", 1.0),
+            timeout=_setting("COMFYIMG_HTTP_TIMEOUT"),
+            retries=int(_setting("COMFYIMG_HTTP_RETRIES")),
+            backoff=_setting("COMFYIMG_HTTP_BACKOFF"),
             **kwargs,  # type: ignore[arg-type]
         )
 
@@ -140,12 +162,15 @@ class GitHub:
     @staticmethod
     def _release(data: object, what: str) -> Release:
         """A release from the API's JSON; any other shape is a clear failure, not a traceback."""
+        why = ""
         try:
             if isinstance(data, dict):
                 return Release.from_json(data)
-        except (KeyError, TypeError, ValueError, AttributeError):
+        except ValueError as exc:
+            why = f" ({exc})"
+        except (KeyError, TypeError, AttributeError):
             pass
-        raise WorkFailed(f"{what}: the answer is not a GitHub release object")
+        raise WorkFailed(f"{what}: the answer is not a GitHub release object{why}")
 
     # ----------------------------------------------------------------- releases
 
@@ -174,8 +199,16 @@ class GitHub:
         """Every release, newest first, following ``Link: rel="next"``."""
         url: httpx.URL | None = self.http.api(f"{self._repo_path(repo)}/releases?per_page={per_page}")
         pages = 0
+        seen: set[str] = set()
         while url is not None:
             pages += 1
+            if str(url) in seen:
+                raise WorkFailed(f"releases of {repo}: the server's rel=\"next\" links loop back to "
+                                 f"{url} (page {pages}); stopped")
+            if pages > MAX_PAGES:
+                raise WorkFailed(f"releases of {repo}: more than {MAX_PAGES} pages of releases; stopped "
+                                 "(name the release with --release TAG)")
+            seen.add(str(url))
             try:
                 data, resp = self.http.json(url, f"releases of {repo} (page {pages})")
             except NotFound as err:

@@ -16,11 +16,14 @@ from datetime import datetime, timezone
 import httpx
 
 from .errors import BadInput, WorkFailed
+from .untrusted import add_secret
 
 API_VERSION = "2022-11-28"
 USER_AGENT = "comfyimg-bump"
 REDIRECTS = {301, 302, 303, 307, 308}
 MAX_REDIRECTS = 10
+MAX_RETRIES = 10
+MAX_BACKOFF = 60.0  # seconds, the longest single wait between attempts
 
 
 class NotFound(WorkFailed):
@@ -63,6 +66,17 @@ def _api_message(resp: httpx.Response) -> str:
     return resp.reason_phrase or ""
 
 
+def token_problem(token: str) -> str | None:
+    """Why ``token`` cannot go into an ``Authorization`` header; the value itself is never named."""
+    if any(c in "\r\n" for c in token):
+        return "contains a line break (CR or LF)"
+    if not token.isascii():
+        return "contains a non-ASCII character"
+    if not token.isprintable() or token != token.strip():
+        return "contains a control character or surrounding white space"
+    return None
+
+
 class Transport:
     """GETs against one API origin; use :meth:`get` / :meth:`json`, and :meth:`close`."""
 
@@ -76,10 +90,13 @@ class Transport:
             raise BadInput(f"GITHUB_API_URL={base!r} is not a valid URL ({exc})") from None
         if self.base.scheme not in ("http", "https") or not self.base.host:
             raise BadInput(f"GITHUB_API_URL={base!r} is not an http(s) URL")
+        if token and (why := token_problem(token)):
+            raise BadInput(f"the token {why}; the value is not shown. Set it to the token alone")
+        add_secret(token)
         self._token = token or None
         self.timeout = timeout
-        self.retries = max(0, int(retries))
-        self.backoff = backoff
+        self.retries = min(max(0, int(retries)), MAX_RETRIES)
+        self.backoff = min(backoff, MAX_BACKOFF)
         self._api_origin = origin(self.base)
         self._http = httpx.Client(
             timeout=httpx.Timeout(timeout),
@@ -120,7 +137,7 @@ class Transport:
                     raise WorkFailed(f"refusing a redirect to a {url.scheme!r} URL")
                 continue
             return resp
-        raise WorkFailed(f"more than {MAX_REDIRECTS} redirects")
+        raise WorkFailed(f"more than {MAX_REDIRECTS} redirects, last to {url}")
 
     def get(self, url: str | httpx.URL, *, accept: str = "application/vnd.github+json",
             what: str) -> httpx.Response:
@@ -130,9 +147,11 @@ class Transport:
         attempts = self.retries + 1
         for attempt in range(attempts):
             if attempt:
-                time.sleep(self.backoff * 2 ** (attempt - 1))
+                time.sleep(min(self.backoff * 2 ** (attempt - 1), MAX_BACKOFF))
             try:
                 resp = self._send(url, accept)
+            except WorkFailed as exc:  # a redirect loop or a bad redirect: say which request
+                raise WorkFailed(f"{what}: {exc} (from {url})") from None
             except httpx.TimeoutException:
                 last = f"timed out (no answer within {self.timeout:g} s)"
                 continue
@@ -185,3 +204,5 @@ class Transport:
             return resp.json(), resp
         except ValueError:
             raise WorkFailed(f"{what}: the answer is not JSON") from None
+        except RecursionError:
+            raise WorkFailed(f"{what}: the answer is JSON nested too deeply to be a GitHub answer") from None

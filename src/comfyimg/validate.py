@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import signal
 import sys
 import time
@@ -29,6 +28,7 @@ from .console import err, out
 from .cli import failure
 from .errors import BadInput, UserError, WorkFailed
 from .fsutil import atomic_write
+from .untrusted import for_markdown_cell, for_xml
 
 PROBES_DIR = Path(__file__).parent / "probes"
 PROBE_MOUNT = "/opt/comfyimg-probes"
@@ -169,12 +169,9 @@ def judge(result: dict | None, code: int, require_gpu: bool) -> tuple[bool, dict
 # --------------------------------------------------------------------------- reports
 
 
-_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
-
-
 def _xml_text(value: object, limit: int | None = None) -> str:
     """Text XML 1.0 can hold: terminal escapes and other control characters dropped."""
-    text = _NOT_XML.sub("", str(value if value is not None else ""))
+    text = for_xml(value if value is not None else "")
     return text[:limit] if limit else text
 
 
@@ -204,11 +201,12 @@ def _junit(outcome: Outcome) -> bytes:
 
 def _markdown(outcome: Outcome) -> str:
     verdict = "✅ pass" if outcome.passed else "❌ fail"
-    lines = [f"### validate_{outcome.probe}: {verdict}", "", f"Image `{outcome.image}`: {outcome.result.get('reason', '')}", "",
+    cell = for_markdown_cell
+    lines = [f"### validate_{outcome.probe}: {verdict}", "",
+             f"Image `{cell(outcome.image).replace('`', '')}`: {cell(outcome.result.get('reason', ''))}", "",
              "| check | status | detail |", "|---|---|---|"]
     for check in outcome.result.get("checks") or []:
-        detail = str(check.get("detail", "")).replace("|", "\\|").replace("\n", " ")
-        lines.append(f"| {check.get('name')} | {check.get('status')} | {detail} |")
+        lines.append(f"| {cell(check.get('name'))} | {cell(check.get('status'))} | {cell(check.get('detail', ''))} |")
     bench = outcome.result.get("bench")
     if bench:
         lines += ["", f"Timing: `{json.dumps(bench)}`"]
@@ -224,8 +222,11 @@ def write_reports(root: Path, outcome: Outcome) -> list[Path]:
     atomic_write(paths[1], _junit(outcome))
     summary = os.environ.get("GITHUB_STEP_SUMMARY")
     if summary:
-        with open(summary, "a", encoding="utf-8") as fh:
-            fh.write(_markdown(outcome))
+        try:
+            with open(summary, "a", encoding="utf-8") as fh:
+                fh.write(_markdown(outcome))
+        except OSError as exc:  # the verdict stands; the summary is a convenience
+            err().print(f"warning: GITHUB_STEP_SUMMARY={summary}: cannot append the summary ({exc.strerror})")
     return paths
 
 
@@ -290,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         outcome = validate(ns.root.resolve(), ns.probe, image=ns.image, target=ns.target,
                            expect_version=ns.expect_version, require_gpu=ns.require_gpu, probe_args=probe_args)
-    except (UserError, OSError) as exc:  # e.g. reports/ not writable
+    except (UserError, OSError, KeyboardInterrupt) as exc:  # e.g. reports/ not writable
         message, code = failure(exc)  # type: ignore[misc]
         err().print(message if message.startswith("error: ") else f"error: {message}")
         return code

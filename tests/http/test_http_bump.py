@@ -25,6 +25,16 @@ def sha(fake, name: str) -> str:
     raise KeyError(name)
 
 
+def digest_from(table: str) -> dict[str, str]:
+    """The "digest from" column of bump's table, by package (the first line of each row)."""
+    rows = {}
+    for line in table.splitlines():
+        cells = [c.strip() for c in line.split("|")]
+        if len(cells) == 5 and cells[0] and cells[0] != "package":
+            rows[cells[0]] = cells[4]
+    return rows
+
+
 def assert_token_safe(project, result) -> None:
     """The token reached the API host only, never the storage host, never the output."""
     assert TOKEN not in result.stdout + result.stderr
@@ -75,10 +85,11 @@ def test_bump_all_moves_every_sourced_pin(project):
     assert f"--hash=sha256:{sha(project.fake, NEW_SAGE)}" in req
     sm90 = (project.root / "generated/requirements/complete-cu130-sm90.txt").read_text()
     assert "sm90" in sm90 and "--hash=sha256:" in sm90
-    # The table says where each digest came from.
-    out = r.stdout
-    assert "api" in out and "SHA256SUMS-sm86" in out and "download" in out
-    assert re.search(r"sageattn3 .*SHA256SUMS\b", out.replace("\n", " ")) or "SHA256SUMS " in out
+    # The table says where each digest came from, row by row.
+    assert digest_from(r.stdout) == {
+        "sageattention": "api", "sageattn3": "SHA256SUMS", "sageattention[sm80]": "api",
+        "sageattention[sm86]": "SHA256SUMS-sm86", "sageattention[sm89]": "download",
+        "sageattention[sm90]": "api", "sageattention[sm120]": "api"}
     assert_token_safe(project, r)
     # Only the digest-less, unlisted wheel (sm89) was downloaded.
     wheels = [q.path for q in project.fake.requests("storage") if q.path.endswith(".whl")]
@@ -103,8 +114,12 @@ def test_api_digests_download_zero_wheel_bytes(project):
 def test_names_after_double_dash_and_comma(project):
     r = project.bump("--name", "sageattn3,sageattention[sm120]")
     assert r.returncode == 0, r.stdout + r.stderr
+    assert set(digest_from(r.stdout)) == {"sageattn3", "sageattention[sm120]"}
+    text = project.pins.read_text()
+    assert 'release = "v2.2.0-build.17"' in text and text.count('release = "v2.2.1-sm.2"') == 1
     r2 = project.bump("--dry-run", "--", "sageattention[sm86]")
-    assert r2.returncode == 0 and "sm86" in r2.stdout
+    assert r2.returncode == 0 and set(digest_from(r2.stdout)) == {"sageattention[sm86]"}, r2.stdout
+    assert project.pins.read_text() == text
 
 
 def test_dry_run_prints_table_and_diff_writes_nothing(project):
