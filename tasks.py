@@ -1,12 +1,14 @@
 """Maintainer tasks: ``invoke --list``.  Thin: parse arguments, call comfyimg.cli, print."""
 
+from functools import partial
 from pathlib import Path
 
-from invoke import task
+import invoke
 
 from comfyimg import cli
 
 ROOT = Path(__file__).resolve().parent
+task = partial(invoke.task, klass=cli.task_class())  # -n and -t only: one meaning per letter
 
 
 @task

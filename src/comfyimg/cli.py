@@ -18,6 +18,28 @@ from .record import RECORD
 from .untrusted import for_terminal
 
 
+# Short flags, the same in every task: one letter never means two things (-p was --pre in
+# bump and --push in bake). Every other option is long only.
+SHORT_FLAGS = {"name": "n", "target": "t"}
+
+
+def task_class():
+    """invoke's ``Task``, with :data:`SHORT_FLAGS` instead of invoke's automatic short flags."""
+    from invoke import Task
+
+    class FixedShortFlags(Task):
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            super().__init__(*args, **{**kwargs, "auto_shortflags": False})  # type: ignore[arg-type]
+
+        def arg_opts(self, name: str, default: str, taken_names: set[str]) -> dict:
+            opts = super().arg_opts(name, default, taken_names)
+            if name in SHORT_FLAGS:
+                opts["names"].append(SHORT_FLAGS[name])
+            return opts
+
+    return FixedShortFlags
+
+
 def failure(exc: BaseException) -> tuple[str, int] | None:
     """The message and exit code a command ends with for ``exc``; None: a bug (traceback)."""
     if isinstance(exc, UserError):

@@ -5,6 +5,7 @@ the code before the fixes."""
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -196,6 +197,11 @@ def test_every_tampered_wheel_is_named(project):
 def test_help_names_the_environment_and_plain_tables_are_ascii(project):
     r = project.invoke("--help", "bump")
     assert "GITHUB_TOKEN" in r.stdout and "GITHUB_API_URL" in r.stdout
+    shorts = {}
+    for name in ("bump", "bake", "check", "render"):  # one meaning per short flag, in every task
+        for m in re.finditer(r"^\s+-(\w), --([\w-]+)", project.invoke("--help", name).stdout, re.M):
+            shorts.setdefault(m[1], set()).add(m[2])
+    assert shorts == {"n": {"name"}, "t": {"target"}}, shorts
     r = project.bump("--dry-run", "--name", "sageattn3")
     assert r.returncode == 0, r.stdout + r.stderr
     assert not set("─━│┃┏┓└┘") & set(r.stdout), r.stdout
