@@ -91,6 +91,16 @@ def string(err: Errors, where: tuple[Any, ...], field: str, table: dict, key: st
                     lambda v: isinstance(v, str), lambda v: not v.strip())
 
 
+def matching(err: Errors, where: tuple[Any, ...], field: str, table: dict, key: str, pattern: re.Pattern,
+             expected: str, *, required: bool = True) -> tuple[str | None, bool]:
+    """A string that must fullmatch ``pattern``: (the value, whether it is valid)."""
+    value = string(err, where, field, table, key, required=required)
+    if value is not None and not pattern.fullmatch(value):
+        err.add(where + (key,), field, f"{value!r} is not {expected}")
+        return value, False
+    return value, True
+
+
 def str_list(err: Errors, where: tuple[Any, ...], field: str, table: dict, key: str,
              *, required: bool = True) -> tuple[str, ...] | None:
     value = _present(err, where, field, table, key, required, "an array of strings",

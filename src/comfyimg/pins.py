@@ -23,7 +23,8 @@ from . import pinfields as F
 from .abi import SM, ImageABI, mismatches
 from .errors import BadInput
 from .fsutil import read_text
-from .pinfields import check_url, index_vs_cuda, str_list, string, type_name, unknown_keys, wheel_filename
+from .pinfields import (check_url, index_vs_cuda, matching, str_list, string, type_name, unknown_keys,
+                        wheel_filename)
 from .tomllines import Errors
 
 PROFILE_KEYS = {"python", "platform", "torch", "torch_index", "cuda", "archs", "glibc"}
@@ -122,15 +123,12 @@ def _load_profile(err: Errors, name: str, table: Any) -> Profile | None:
         err.add(where, f"profiles.{name}", f"{name!r} is not a profile name; expected a lowercase identifier "
                 "like 'cuda' (it ends the target names and prefixes the bake variables)")
         ok = False
-    python = string(err, where, f + "python", table, "python")
-    if python and not F.PY.fullmatch(python):
-        err.add(where + ("python",), f + "python", f"{python!r} is not a CPython tag; expected e.g. 'cp312'")
-        ok = False
-    platform = string(err, where, f + "platform", table, "platform")
-    if platform and not F.PLATFORM.fullmatch(platform):
-        err.add(where + ("platform",), f + "platform",
-                f"{platform!r} is not a wheel platform tag; expected e.g. 'linux_x86_64'")
-        ok = False
+    python, good = matching(err, where, f + "python", table, "python", F.PY,
+                            "a CPython tag; expected e.g. 'cp312'")
+    ok &= good
+    platform, good = matching(err, where, f + "platform", table, "platform", F.PLATFORM,
+                              "a wheel platform tag; expected e.g. 'linux_x86_64'")
+    ok &= good
     torch = string(err, where, f + "torch", table, "torch")
     if torch:
         try:
@@ -141,15 +139,12 @@ def _load_profile(err: Errors, name: str, table: Any) -> Profile | None:
         except InvalidVersion:
             err.add(where + ("torch",), f + "torch", f"{torch!r} is not a valid version; expected e.g. '2.9.0'")
             ok = False
-    index = string(err, where, f + "torch_index", table, "torch_index")
-    if index and not F.INDEX.fullmatch(index):
-        err.add(where + ("torch_index",), f + "torch_index",
-                f"{index!r} is not a torch wheel index; expected 'cpu', 'cu128', …")
-        ok = False
-    cuda = string(err, where, f + "cuda", table, "cuda", required=False)
-    if cuda is not None and not F.CUDA.fullmatch(cuda):
-        err.add(where + ("cuda",), f + "cuda", f"{cuda!r} is not a CUDA version; expected MAJOR.MINOR like '12.9'")
-        ok = False
+    index, good = matching(err, where, f + "torch_index", table, "torch_index", F.INDEX,
+                           "a torch wheel index; expected 'cpu', 'cu128', …")
+    ok &= good
+    cuda, good = matching(err, where, f + "cuda", table, "cuda", F.CUDA,
+                          "a CUDA version; expected MAJOR.MINOR like '12.9'", required=False)
+    ok &= good
     archs = str_list(err, where, f + "archs", table, "archs", required=False) or ()
     for arch in archs:
         if not SM.fullmatch(arch):
