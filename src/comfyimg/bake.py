@@ -146,6 +146,15 @@ def check_builder(name: str) -> None:
                        "list the builders with: docker buildx ls") from None
 
 
+def kernel_problems(pins: Pins, target: str, target_pins: list[Pin]) -> list[str]:
+    """Pins of ``target`` whose recorded kernel coverage misses an arch they serve, or is not recorded."""
+    from . import coverage
+
+    errors, unrecorded = coverage.problems(pins, target_pins)
+    return errors + [f"{pins.path.name}:{p.line}: coverage: {p.key} in {target} has no recorded kernel "
+                     f"coverage; record it with: {coverage.record_command(p)}" for p in unrecorded]
+
+
 def preflight(root: Path, pins: Pins, request: BakeRequest) -> dict[str, Any]:
     """Everything checked before a build: returns the plan. Renders generated/ first."""
     try:
@@ -166,10 +175,12 @@ def _preflight(root: Path, pins: Pins, request: BakeRequest) -> dict[str, Any]:
     resolved = plan(root, request)
     problems: list[str] = []
     for target in sorted(resolved.get("target", {})):
-        for pin in pins_for(pins, target) or []:
+        target_pins = pins_for(pins, target) or []
+        for pin in target_pins:
             if pin.sha256 is None:
                 problems.append(f"{pins.path.name}:{pin.line}: sha256: {pin.key} in {target} has no hash; "
                                 f"record it with: {record_hash_command(pin)}")
+        problems += kernel_problems(pins, target, target_pins)
     if problems and request.mode != "print":
         raise BadInput("\n".join(problems))
     for problem in problems if request.mode == "print" else []:

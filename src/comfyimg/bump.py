@@ -19,6 +19,7 @@ bump leaves every file byte-identical.
 from __future__ import annotations
 
 import difflib
+from functools import partial
 import tempfile
 import time
 from collections.abc import Sequence
@@ -30,7 +31,7 @@ from packaging.version import Version
 from rich import box
 from rich.table import Table
 
-from . import bakefile
+from . import bakefile, coverage, kernels
 from . import pins as pins_mod
 from . import render
 from .abi import InvalidWheelName, fit, parse_wheel
@@ -104,6 +105,12 @@ class Change:
     digest_source: str
     version: str
     fields: dict[str, object] = field(default_factory=dict)
+    kernels: kernels.WheelKernels | None = None
+    verdicts: dict[str, kernels.Verdict] = field(default_factory=dict)  # served arch -> verdict
+
+    @property
+    def failing(self) -> dict[str, kernels.Verdict]:
+        return {a: v for a, v in self.verdicts.items() if not v.runnable}
 
 
 def choose_pins(pins: pins_mod.Pins, names: Sequence[str]) -> list[pins_mod.Pin]:
@@ -154,6 +161,14 @@ def _fields(pin: pins_mod.Pin, release: Release, asset: Asset, sha256: str,
     return changes
 
 
+def _read_kernels(asset: Asset, release: Release, part: Path) -> kernels.WheelKernels:
+    """The compiled kernels of a downloaded wheel, for its recorded coverage."""
+    try:
+        return kernels.read_wheel(part, name=asset.name)
+    except kernels.BadKernels as exc:
+        raise WorkFailed(f"cannot read the kernels of {asset.name} of release {release.tag}: {exc}") from None
+
+
 def plan(pins: pins_mod.Pins, chosen: list[pins_mod.Pin], client: GitHub, *,
          release: str | None, pre: bool, verify: bool, workdir: Path) -> list[Change]:
     by_repo: dict[str, list[pins_mod.Pin]] = {}
@@ -187,28 +202,78 @@ def plan(pins: pins_mod.Pins, chosen: list[pins_mod.Pin], client: GitHub, *,
         digests = Digests(client, rel, workdir, verify, progress_factory())
         mismatched: list[str] = []
         for pin, asset in picked:
+            served = coverage.serves(pins, pin)
+
+            def wants(sha256: str, pin: pins_mod.Pin = pin, served: tuple[str, ...] = served) -> bool:
+                # Record coverage for a new wheel (or one never read) that must serve a GPU.
+                return bool(served) and (verify or pin.coverage is None or pin.coverage.sha256 != sha256)
+
             try:
-                sha256, source = digests.find(asset)
+                sha256, source, found = digests.find(asset, wants, partial(_read_kernels, asset, rel))
             except DigestMismatch as exc:  # name every tampered wheel, not just the first
                 mismatched.append(str(exc))
                 continue
             version = _new_version(pin, asset)
             fields = _fields(pin, rel, asset, sha256, version)
-            changes.append(Change(pin, rel, asset, sha256, source, version, fields))
+            change = Change(pin, rel, asset, sha256, source, version, fields, found)
+            if found is not None:
+                rules = kernels.rules_for(pin.name, version)
+                change.verdicts = kernels.judge_all(found.modules, served, rules)
+                recorded = coverage.record_fields(found)
+                old = pin.coverage
+                if old is None or old.sha256 != found.sha256 or old.tool != found.tool or \
+                        old.modules != found.modules:
+                    fields.update(recorded)
+            changes.append(change)
         if mismatched:
             raise WorkFailed("\n".join(mismatched))
     return changes
 
 
+def _moves(ch: Change) -> bool:
+    """Does the change move the pin to another wheel (not just record the one it names)?"""
+    same = ch.pin.source and ch.release.tag == ch.pin.source.release and ch.asset.name == ch.pin.filename
+    return not same
+
+
+def _refuse_uncovered(changes: list[Change]) -> None:
+    """A pin moving to a wheel that cannot run on an arch it serves: a table of what fails, and
+    exit 1. Recording the wheel a pin already names records the truth, with a warning
+    (``invoke check`` and ``invoke bake`` then refuse it, naming the arch)."""
+    for ch in changes:
+        if not _moves(ch):
+            for arch, v in ch.failing.items():
+                err().print(f"warning: {ch.pin.key}: {ch.asset.name} cannot run on {arch}, which it serves: "
+                            f"{v.why}; recorded as read. `invoke check` and `invoke bake` refuse it until "
+                            "its serves is narrowed or it moves to a wheel that covers " + arch)
+    failing = [(ch, arch, v) for ch in changes if _moves(ch) for arch, v in ch.failing.items()]
+    if not failing:
+        return
+    table = Table(box=box.SIMPLE, show_edge=False, pad_edge=False,
+                  title="kernel coverage: these pins cannot run on GPUs they serve")
+    for col in ("package", "arch", "wheel", "carries", "missing"):
+        table.add_column(col, overflow="fold")
+    for ch, arch, v in failing:
+        carries = "; ".join(f"{m.name}: {m.carries()}" for m in ch.kernels.modules) if ch.kernels else ""
+        missing = "; ".join(f"{m.module} ({m.needs})" for m in v.missing) or v.why
+        table.add_row(ch.pin.key, arch, ch.asset.name, carries or "no compiled modules", missing)
+    err().print(table)
+    lines = [f"{ch.pin.key}: {ch.asset.name} of {ch.release.tag} cannot run on {arch}, which it serves: "
+             f"{v.why}" for ch, arch, v in failing]
+    raise WorkFailed("\n".join(lines) + "\nnothing written; to serve fewer GPUs, set serves in wheels.toml")
+
+
 def _table(changes: list[Change]) -> Table:
     table = Table(box=box.SIMPLE, show_edge=False, pad_edge=False)
-    for col in ("package", "old", "new", "sha256", "digest from"):
+    for col in ("package", "old", "new", "sha256", "digest from", "kernels for"):
         table.add_column(col, overflow="fold")
     for ch in changes:
         old_rel = ch.pin.source.release if ch.pin.source else "?"
         old = f"{old_rel}\n{ch.pin.filename}"
         new = f"{ch.release.tag}\n{ch.asset.name}" if ch.fields else "(unchanged)"
-        table.add_row(ch.pin.key, old, new, ch.sha256[:12], ch.digest_source)
+        runs = " ".join(a if v.runnable else f"NOT {a}" for a, v in ch.verdicts.items())
+        table.add_row(ch.pin.key, old, new, ch.sha256[:12], ch.digest_source,
+                      runs or ("(recorded)" if ch.pin.coverage else "-"))
     return table
 
 
@@ -240,6 +305,7 @@ def _bump(root: Path, names: Sequence[str], *, release: str | None, pre: bool, d
         if own_client:
             client.close()
 
+    _refuse_uncovered(changes)
     replaced = [ch for ch in changes
                 if replaced_in_place(ch.pin.url, ch.pin.sha256, ch.fields.get("url", ch.pin.url), ch.sha256)]
     lines = [f"{ch.pin.key}: {ch.asset.name} was replaced under the same URL in release "

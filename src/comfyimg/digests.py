@@ -15,13 +15,15 @@ import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TypeVar
 
 from .errors import WorkFailed
 
 if TYPE_CHECKING:
     from .releases import Asset, GitHub as Downloader, Release
 
+T = TypeVar("T")
 SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 _BSD = re.compile(r"SHA256 \((?P<name>.+)\) = (?P<hex>[0-9a-fA-F]{64})")
 _GNU = re.compile(r"(?P<hex>[0-9a-fA-F]{64})\s+\*?(?P<name>.+)")
@@ -99,28 +101,34 @@ class Digests:
             self._sums = merged
         return self._sums
 
-    def find(self, asset: Asset) -> tuple[str, str]:
-        """(sha256, where it came from)."""
+    def find(self, asset: Asset, wants: Callable[[str], bool] = lambda sha256: False,
+             read: Callable[[Path], T] | None = None) -> tuple[str, str, T | None]:
+        """(sha256, where it came from, ``read(the downloaded file)`` when ``wants(sha256)``).
+
+        A wheel whose content is wanted (its kernels) is downloaded once, streaming, and read
+        from that one download, which is checked against the API digest as any download is."""
         if not self.verify:
-            if asset.digest:
-                return asset.digest, "api"
-            if listed := self.sums().get(asset.name):
-                return listed[0], listed[1]
+            known = (asset.digest, "api") if asset.digest else self.sums().get(asset.name)
+            if known and not wants(known[0]):
+                return known[0], known[1], None
         part = self.workdir / f"asset-{asset.id}.part"
+        found = None
         try:
             got = self.client.download(asset, part, progress=self.progress)
+            if read is not None and wants(got.sha256):
+                found = read(part)
         finally:
-            part.unlink(missing_ok=True)  # only the hash is kept
+            part.unlink(missing_ok=True)  # only the hash (and what was read) is kept
         agree: list[str] = []
         if asset.digest:
             if asset.digest != got.sha256:
                 raise _mismatch(asset.name, self.release.tag, got.sha256, "the API digest", asset.digest)
             agree.append("api")
-        if self.verify and (listed := self.sums().get(asset.name)):
+        if (self.verify or not asset.digest) and (listed := self.sums().get(asset.name)):
             if listed[0] != got.sha256:
                 raise _mismatch(asset.name, self.release.tag, got.sha256, listed[1], listed[0])
             agree.append(listed[1])
-        return got.sha256, "download" + (f" (= {', '.join(agree)})" if agree else "")
+        return got.sha256, "download" + (f" (= {', '.join(agree)})" if agree else ""), found
 
 
 def replaced_in_place(old_url: str, old_sha256: str | None, new_url: str, new_sha256: str) -> bool:

@@ -14,7 +14,7 @@ from comfyimg.abi import fit, parse_wheel
 from comfyimg.bake import BakeRequest, check_options
 from comfyimg.errors import BadInput
 from comfyimg.untrusted import add_secret, for_markdown_cell, for_terminal, for_xml
-from tests.unit.test_pins import BAKE, BASE, BASE_LINES, edit, sub
+from tests.unit.test_pins import BAKE, BASE, edit, sub
 
 WHOLE = [  # (line, old, new, field): the value with a newline after it, or around it
     (3, '"cp312"', '"cp312\\n"', "profiles.cuda.python"),
