@@ -101,6 +101,15 @@ def matching(err: Errors, where: tuple[Any, ...], field: str, table: dict, key: 
     return value, True
 
 
+def sub_table(err: Errors, where: tuple[Any, ...], key: str, raw: Any, keys: set[str], shape: str) -> bool:
+    """Whether ``raw`` (the value of ``key``) is a table of only ``keys``; errors added otherwise."""
+    if not isinstance(raw, dict):
+        err.add(where + (key,), key, f"expected a table {shape}, got {type_name(raw)}")
+        return False
+    unknown_keys(err, where + (key,), f"{key}.", raw, keys)
+    return True
+
+
 def str_list(err: Errors, where: tuple[Any, ...], field: str, table: dict, key: str,
              *, required: bool = True) -> tuple[str, ...] | None:
     value = _present(err, where, field, table, key, required, "an array of strings",

@@ -24,8 +24,8 @@ from .abi import SM, ImageABI, mismatches
 from .kernels import Module, Target
 from .errors import BadInput
 from .fsutil import read_text
-from .pinfields import (check_url, index_vs_cuda, matching, str_list, string, type_name, unknown_keys,
-                        wheel_filename)
+from .pinfields import (check_url, index_vs_cuda, matching, str_list, string, sub_table, type_name,
+                        unknown_keys, wheel_filename)
 from .tomllines import Errors
 
 PROFILE_KEYS = {"python", "platform", "torch", "torch_index", "cuda", "archs", "glibc"}
@@ -188,10 +188,8 @@ def _load_profile(err: Errors, name: str, table: Any) -> Profile | None:
 
 
 def _load_source(err: Errors, where: tuple[Any, ...], raw: Any) -> Source | None:
-    if not isinstance(raw, dict):
-        err.add(where + ("source",), "source", f"expected a table {{ github = 'owner/repo', release = 'TAG' }}, got {type_name(raw)}")
+    if not sub_table(err, where, "source", raw, SOURCE_KEYS, "{ github = 'owner/repo', release = 'TAG' }"):
         return None
-    unknown_keys(err, where + ("source",), "source.", raw, SOURCE_KEYS)
     github = string(err, where + ("source",), "source.github", raw, "github")
     release = string(err, where + ("source",), "source.release", raw, "release")
     if github and not F.REPO.fullmatch(github):
@@ -284,16 +282,11 @@ def _load_coverage(err: Errors, where: tuple[Any, ...], table: dict) -> Coverage
         return None
     raw_from, raw = table["coverage_from"], table["coverage"]
     ok = True
-    if not isinstance(raw_from, dict):
-        err.add(where + ("coverage_from",), "coverage_from",
-                f"expected a table {{ tool = '…', sha256 = '…' }}, got {type_name(raw_from)}")
+    if not sub_table(err, where, "coverage_from", raw_from, COVERAGE_FROM_KEYS, "{ tool = '…', sha256 = '…' }"):
         return None
-    unknown_keys(err, where + ("coverage_from",), "coverage_from.", raw_from, COVERAGE_FROM_KEYS)
     tool = string(err, where + ("coverage_from",), "coverage_from.tool", raw_from, "tool")
-    digest = string(err, where + ("coverage_from",), "coverage_from.sha256", raw_from, "sha256")
-    if digest and not F.HEX64.fullmatch(digest):
-        err.add(where + ("coverage_from",), "coverage_from.sha256", f"{digest!r} is not 64 lowercase hex characters")
-        ok = False
+    digest, ok = matching(err, where + ("coverage_from",), "coverage_from.sha256", raw_from, "sha256", F.HEX64,
+                          "64 lowercase hex characters")
     if not isinstance(raw, list) or not all(isinstance(m, dict) for m in raw):
         err.add(where + ("coverage",), "coverage",
                 f"expected an array of tables {{ module, sass, ptx }}, got {type_name(raw)}")
