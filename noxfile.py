@@ -1,5 +1,7 @@
 """Sessions: ``nox --list``.  Thin: install, then call pytest or comfyimg."""
 
+from pathlib import Path
+
 import nox
 import nox.virtualenv
 
@@ -53,3 +55,20 @@ def validate_sage3(session):
                              [--timeout S] [--expect-version V] [-- PROBE ARGS]
     """
     _validate(session, "sage3")
+
+
+# --------------------------------------------------------------------------- benchmarks
+
+
+@nox.session(default=False, tags=["bench"])
+def bench(session):
+    """Run a script of bench/, the numbers behind the docs: nox -s bench -- SCRIPT [ARGS]
+
+    check, bump_digest, bump_download (loopback only); bake_rebuild, bake_bump, bake_size
+    (need the engine and the test base images: tools/bootstrap.sh --engine --test-images).
+    """
+    scripts = sorted(p.stem for p in Path("bench").glob("[!_]*.py"))
+    if not session.posargs or session.posargs[0] not in scripts:
+        session.error(f"Usage: nox -s bench -- SCRIPT [ARGS]; SCRIPT is one of {', '.join(scripts)}")
+    session.install("-e", ".[test]")
+    session.run("python", "-m", f"bench.{session.posargs[0]}", *session.posargs[1:])

@@ -16,7 +16,6 @@ import argparse
 import json
 import math
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -30,14 +29,15 @@ from typing import Any
 from xml.etree import ElementTree as ET
 
 from python_on_whales import DockerClient
-from python_on_whales.client_config import ClientNotFoundError
-from python_on_whales.exceptions import DockerException
 from python_on_whales.utils import run as docker_run_cli
 
-from .bake import NO_DOCKER_CLI, RECORD
+from . import record
+from .dockerclient import NO_DOCKER_CLI, ClientNotFoundError, DockerException, client, error_line
+from .cli import failure
 from .console import err, out
 from .errors import BadInput, UserError, WorkFailed
 from .fsutil import atomic_write
+from .untrusted import for_markdown_cell, for_xml
 
 PROBES_DIR = Path(__file__).parent / "probes"
 PROBE_MOUNT = "/opt/comfyimg-probes"
@@ -92,49 +92,6 @@ class Terminated(BaseException):
 
 
 # --------------------------------------------------------------------------- image + expectations
-
-
-def _record_error(message: str) -> BadInput:
-    return BadInput(f"{RECORD}: {message}; rebuild with `invoke bake` or pass --image IMAGE")
-
-
-def from_record(root: Path, spec: ProbeSpec, target: str | None) -> tuple[str, str | None, str]:
-    """(image, expected version, target) from the latest build record; a malformed record is
-    bad input naming the field, never a traceback."""
-    path = root / RECORD
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"), parse_constant=_reject_constant)
-    except FileNotFoundError:
-        raise BadInput(f"no build record at {RECORD}: run `invoke bake` first, or pass --image IMAGE") from None
-    except (OSError, ValueError) as exc:
-        raise _record_error(f"unreadable build record ({exc})") from None
-    if not isinstance(record, dict):
-        raise _record_error(f"the build record is a JSON {type(record).__name__}, not an object")
-    targets = record.get("targets", {})
-    if not isinstance(targets, dict):
-        raise _record_error(f"'targets' is a JSON {type(targets).__name__}, not an object of target → build")
-    for name, built in targets.items():
-        if not isinstance(built, dict):
-            raise _record_error(f"targets.{name} is a JSON {type(built).__name__}, not an object")
-        pins = built.get("pins", [])
-        if not isinstance(pins, list):
-            raise _record_error(f"targets.{name}.pins is not a list")
-        for i, pin in enumerate(pins):
-            if not isinstance(pin, dict) or not isinstance(pin.get("name"), str):
-                raise _record_error(f"targets.{name}.pins[{i}] has no 'name'")
-    candidates = [target] if target else sorted(
-        t for t, v in targets.items() if any(p["name"] == spec.distribution for p in v.get("pins", []))
-    )
-    if not candidates or candidates[0] not in targets:
-        raise BadInput(f"{RECORD}: no built target {'named ' + target if target else 'holds ' + spec.distribution}; "
-                       f"built: {', '.join(sorted(targets)) or 'none'}")
-    chosen = targets[candidates[0]]
-    tags = chosen.get("tags") if isinstance(chosen.get("tags"), list) else []
-    image = chosen.get("image_id") or (tags or [None])[0]
-    if not image or not isinstance(image, str):
-        raise _record_error(f"target {candidates[0]} has no image id or tag")
-    expected = next((p.get("version") for p in chosen.get("pins", []) if p["name"] == spec.distribution), None)
-    return image, expected if isinstance(expected, str) else None, candidates[0]
 
 
 def expected_from_pins(root: Path, spec: ProbeSpec, target: str | None) -> str | None:
@@ -211,7 +168,7 @@ def _engine_info(docker: DockerClient) -> dict[str, Any]:
     try:
         text = docker_run_cli([*docker.docker_cmd, "info", "--format", "{{json .}}"])
     except DockerException as exc:
-        raise WorkFailed(f"cannot reach the Docker engine: {_first_line(exc)}") from None
+        raise WorkFailed(f"cannot reach the Docker engine: {error_line(exc)}") from None
     try:
         info = json.loads(text)
     except ValueError:
@@ -271,10 +228,6 @@ def choose_gpu_access(docker: DockerClient, mode: str, cdi_kind: str) -> GpuAcce
 
 
 # --------------------------------------------------------------------------- run
-
-
-def _docker() -> DockerClient:
-    return DockerClient()
 
 
 def _probe_user(docker: DockerClient, image: str) -> str:
@@ -372,20 +325,11 @@ def _docker_says(exc: DockerException) -> str:
     """Docker's own reason ("unable to find user comfy", "executable file not found")."""
     text = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else str(exc.stderr or "")
     lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("Run 'docker run --help'")]
-    said = " ".join(lines) if lines else _first_line(exc)
+    said = " ".join(lines) if lines else error_line(exc)
     return said[:600]
 
 
-def _first_line(exc: DockerException) -> str:
-    text = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else str(exc.stderr or exc)
-    return next((ln.strip() for ln in text.splitlines() if ln.strip()), "no answer")
-
-
 # --------------------------------------------------------------------------- the probe's JSON
-
-
-def _reject_constant(name: str) -> None:
-    raise ValueError(f"non-finite number {name} (not JSON)")
 
 
 def _clean(value: Any) -> Any:
@@ -409,7 +353,7 @@ def parse_result(stdout: str) -> tuple[dict | None, str | None]:
     if len(lines) != 1:
         return None, f"the probe printed {len(lines)} lines on stdout, not one JSON object"
     try:
-        obj = json.loads(lines[0], parse_constant=_reject_constant)
+        obj = json.loads(lines[0], parse_constant=record._reject_constant)
     except ValueError as exc:
         return None, f"the probe's output is not JSON: {exc}"
     obj = _clean(obj)
@@ -497,12 +441,11 @@ def merge_comfyui(passed: bool, verdict: dict, comfy: Run | None, require_gpu: b
 # --------------------------------------------------------------------------- reports
 
 
-_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 
 def _xml_text(value: object, limit: int | None = None) -> str:
     """Text XML 1.0 can hold: terminal escapes and other control characters dropped."""
-    text = _NOT_XML.sub("", str(value if value is not None else ""))
+    text = for_xml(value if value is not None else "")
     return text[:limit] if limit else text
 
 
@@ -546,7 +489,7 @@ def _junit(outcome: Outcome) -> bytes:
 
 
 def _md(value: object) -> str:
-    return _xml_text(value).replace("|", "\\|").replace("\r", " ").replace("\n", " ")
+    return for_markdown_cell(value)
 
 
 def _markdown(outcome: Outcome) -> str:
@@ -574,8 +517,11 @@ def write_reports(root: Path, outcome: Outcome) -> list[Path]:
     atomic_write(paths[1], _junit(outcome))
     summary = os.environ.get("GITHUB_STEP_SUMMARY")
     if summary:
-        with open(summary, "a", encoding="utf-8") as fh:
-            fh.write(_markdown(outcome))
+        try:
+            with open(summary, "a", encoding="utf-8") as fh:
+                fh.write(_markdown(outcome))
+        except OSError as exc:  # the verdict stands; the summary is a convenience
+            err().print(f"warning: GITHUB_STEP_SUMMARY={summary}: cannot append the summary ({exc.strerror})")
     return paths
 
 
@@ -617,14 +563,14 @@ def validate(root: Path, probe: str, *, image: str | None = None, target: str | 
     gpu: dict[str, Any] = {}
     try:
         if image is None:
-            image, recorded, target = from_record(root, spec, target)
+            image, recorded, target = record.image_for(root, spec.distribution, target)
             expect_version = expect_version or recorded
         elif expect_version is None:
             expect_version = expected_from_pins(root, spec, target)
         if expect_version is None:
             raise BadInput(f"no expected version for {spec.distribution}: pass --expect-version")
         host = host_gpu()
-        docker = _docker()
+        docker = client()
         try:
             if not docker.image.exists(image):
                 raise WorkFailed(f"image {image} not found in the engine; build it with `invoke bake` or pass --image")
@@ -633,7 +579,7 @@ def validate(root: Path, probe: str, *, image: str | None = None, target: str | 
         except ClientNotFoundError:
             raise WorkFailed(NO_DOCKER_CLI) from None
         except DockerException as exc:
-            raise WorkFailed(f"cannot reach the Docker engine: {_first_line(exc)}") from None
+            raise WorkFailed(f"cannot reach the Docker engine: {error_line(exc)}") from None
         gpu = {"mode": gpus, "access": access.flag or "none", "why": access.why, "host_gpu": host}
         options = container_options(user, access)
         args = ["--expect-version", expect_version, *(["--require-gpu"] if require_gpu else []),
@@ -649,7 +595,7 @@ def validate(root: Path, probe: str, *, image: str | None = None, target: str | 
             raise WorkFailed(f"{probe}: the probe did not finish within {timeout:g} s (--timeout); "
                              f"its container {exc} was killed and removed") from None
         except DockerException as exc:
-            raise WorkFailed(f"the Docker engine failed during the probe: {_first_line(exc)}") from None
+            raise WorkFailed(f"the Docker engine failed during the probe: {error_line(exc)}") from None
     except UserError as exc:
         _failed(root, probe, image or "?", str(exc), exc.exit_code, started, gpu)
         raise
@@ -722,12 +668,10 @@ def main(argv: list[str] | None = None) -> int:
         outcome = validate(ns.root.resolve(), ns.probe, image=ns.image, target=ns.target,
                            expect_version=ns.expect_version, require_gpu=ns.require_gpu, probe_args=probe_args,
                            gpus=ns.gpus, cdi_kind=ns.cdi_kind, comfyui=comfyui, timeout=ns.timeout)
-    except UserError as exc:
-        err().print(f"error: {exc}")
-        return exc.exit_code
-    except OSError as exc:  # e.g. reports/ not writable
-        err().print(f"error: {exc}")
-        return 1
+    except (UserError, OSError) as exc:  # e.g. reports/ not writable
+        message, code = failure(exc)  # type: ignore[misc]
+        err().print(message if message.startswith("error: ") else f"error: {message}")
+        return code
     except KeyboardInterrupt:
         err().print(f"interrupted: validate {ns.probe} stopped; its probe container was removed")
         return 130
