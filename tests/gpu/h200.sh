@@ -19,7 +19,7 @@ res=/tmp/comfyimg-h200-results
 rm -rf "$res" && mkdir -p "$res"
 pack() { tar -C "$res" --exclude='*.whl' -czf "$out/$1.tar.gz" "$1"; }
 
-git -C "$repo" log -1 --format='commit %H %s' 2>/dev/null | tee "$res/commit.txt" || true
+{ git -C "$repo" log -1 --format="commit %H %s" 2>/dev/null || cat .gpu/commit.txt; } | tee "$res/commit.txt"
 OUT=$res/kernels bash tests/gpu/kernels_h200.sh run .gpu/SageAttention-d1a57a5.tar.gz .gpu/whl
 echo "kernels_h200.sh exit $?" | tee "$res/kernels/exit.txt"
 pack kernels
