@@ -20,6 +20,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -46,6 +47,9 @@ PROBE_MOUNT = "/opt/comfyimg-probes"
 # /tmp is 0755 would leave a non-root probe without a cache. A path no image has gets
 # the tmpfs's own mode.
 SCRATCH = "/run/comfyimg"
+# The bench gate: a host folder mounted read-only; its file appears when the ComfyUI probe,
+# which runs beside the probe and shares its GPU, has ended (probe option --bench-after).
+GATE_MOUNT, GATE_FILE = "/run/comfyimg-gate", "comfyui-ended"
 COMFYUI_PATH = "/app/ComfyUI"  # where services/comfy/core/dockerfile.comfy.core puts ComfyUI
 DEFAULT_CDI_KIND = "nvidia.com/gpu"
 DEFAULT_TIMEOUT = 300.0
@@ -279,11 +283,14 @@ def _quietly(fn, *args, **kwargs) -> None:
             signal.signal(signal.SIGINT, previous)
 
 
+def container_name(what: str) -> str:
+    return f"comfyimg-validate-{what}-{uuid.uuid4().hex[:10]}"
+
+
 def run_container(docker: DockerClient, image: str, command: list[str], options: dict[str, Any],
-                  deadline: float, what: str) -> Run:
-    """Run a probe in a named container that is always removed: at its end, at the deadline
+                  deadline: float, name: str) -> Run:
+    """Run a probe in the container ``name``, which is always removed: at its end, at the deadline
     (killed first: ProbeTimeout), on Ctrl-C or SIGTERM (the exception goes on)."""
-    name = f"comfyimg-validate-{what}-{uuid.uuid4().hex[:10]}"
     started = time.monotonic()
     try:
         try:
@@ -307,6 +314,67 @@ def run_container(docker: DockerClient, image: str, command: list[str], options:
         return Run(name, result, codes[0], stdout, problem, time.monotonic() - started)
     finally:
         _remove(docker, name)
+
+
+@dataclass
+class Job:
+    """One probe container of a session: its command, and what to do when it has ended."""
+
+    what: str
+    command: list[str]
+    options: dict[str, Any]
+    ended: Any = None  # called (no arguments) when the container has ended, however it ended
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        self.name = self.name or container_name(self.what)
+
+
+def run_side_by_side(docker: DockerClient, image: str, jobs: list[Job], deadline: float) -> list[Run]:
+    """Run the jobs' containers at once, one thread and one named container each, under one
+    deadline. Every container is removed however the run ends: at its end, at the deadline
+    (ProbeTimeout naming each killed one), on Ctrl-C or SIGTERM in the main thread (removed here,
+    then the exception goes on), or when a thread's docker call fails (re-raised here)."""
+    results: dict[int, Run | BaseException] = {}
+
+    def work(i: int, job: Job) -> None:
+        try:
+            results[i] = run_container(docker, image, job.command, job.options, deadline, job.name)
+        except BaseException as exc:  # noqa: BLE001 - handed to the main thread
+            results[i] = exc
+        finally:
+            if job.ended is not None:
+                job.ended()
+
+    threads = [threading.Thread(target=work, args=(i, job), name=job.name, daemon=True) for i, job in enumerate(jobs)]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            while thread.is_alive():
+                thread.join(0.2)  # short joins: Ctrl-C and SIGTERM reach the main thread at once
+    except BaseException:
+        for job in jobs:
+            _remove(docker, job.name)
+        for thread in threads:
+            thread.join(10)
+        for job in jobs:  # one whose `docker run` was still creating it at the first pass
+            _remove(docker, job.name)
+        raise
+    timeouts = [str(r) for r in results.values() if isinstance(r, ProbeTimeout)]
+    if timeouts:
+        raise ProbeTimeout(", ".join(timeouts))
+    for result in results.values():
+        if isinstance(result, BaseException):
+            raise result
+    return [results[i] for i in range(len(jobs))]  # type: ignore[misc]
+
+
+def _open_gate(gate: Path) -> None:
+    try:
+        (gate / GATE_FILE).touch()
+    except OSError:
+        pass  # the session is over (the folder went with it): nothing waits any more
 
 
 def _remove(docker: DockerClient, name: str) -> None:
@@ -584,18 +652,30 @@ def validate(root: Path, probe: str, *, image: str | None = None, target: str | 
         options = container_options(user, access)
         args = ["--expect-version", expect_version, *(["--require-gpu"] if require_gpu else []),
                 *expectations(root, spec, target), *(probe_args or [])]
+        jobs = [Job(probe, [f"{PROBE_MOUNT}/{spec.script}", *args], options)]
+        if comfyui:
+            # Both containers at once; the probe's timing waits for the ComfyUI probe to end
+            # (the gate file), so no other work shares the GPU while it is timed.
+            gate = Path(tempfile.mkdtemp(prefix="comfyimg-gate-"))
+            gate.chmod(0o755)  # the probe's non-root user reads it
+            jobs[0].command += ["--bench-after", f"{GATE_MOUNT}/{GATE_FILE}"]
+            jobs[0].options = {**options, "volumes": [*options["volumes"], (str(gate), GATE_MOUNT, "ro")]}
+            comfy_args = ["--comfyui", comfyui, "--attention", probe, *(["--require-gpu"] if require_gpu else [])]
+            jobs.append(Job(f"{probe}-comfyui", [f"{PROBE_MOUNT}/{COMFYUI_SCRIPT}", *comfy_args], options,
+                            ended=lambda: _open_gate(gate)))
         try:
-            main = run_container(docker, image, [f"{PROBE_MOUNT}/{spec.script}", *args], options, deadline, probe)
-            comfy = None
-            if comfyui:
-                comfy_args = ["--comfyui", comfyui, "--attention", probe, *(["--require-gpu"] if require_gpu else [])]
-                comfy = run_container(docker, image, [f"{PROBE_MOUNT}/{COMFYUI_SCRIPT}", *comfy_args], options,
-                                      deadline, f"{probe}-comfyui")
+            runs = run_side_by_side(docker, image, jobs, deadline)
         except ProbeTimeout as exc:
+            many = "," in str(exc)
             raise WorkFailed(f"{probe}: the probe did not finish within {timeout:g} s (--timeout); "
-                             f"its container {exc} was killed and removed") from None
+                             f"its container{'s' if many else ''} {exc} {'were' if many else 'was'} killed and "
+                             "removed") from None
         except DockerException as exc:
             raise WorkFailed(f"the Docker engine failed during the probe: {error_line(exc)}") from None
+        finally:
+            if comfyui:
+                shutil.rmtree(gate, ignore_errors=True)
+        main, comfy = runs[0], (runs[1] if comfyui else None)
     except UserError as exc:
         _failed(root, probe, image or "?", str(exc), exc.exit_code, started, gpu)
         raise
@@ -612,7 +692,9 @@ def validate(root: Path, probe: str, *, image: str | None = None, target: str | 
                                          {"name": "comfyui", "kind": "install", "status": "skip",
                                           "detail": "ComfyUI checks not run (--comfyui none)"}]}
     verdict["timing"] = {"probe_container_s": round(main.seconds, 2),
-                         "comfyui_container_s": round(comfy.seconds, 2) if comfy else None}
+                         "comfyui_container_s": round(comfy.seconds, 2) if comfy else None,
+                         "side_by_side": comfy is not None,  # the probe's bench waited for ComfyUI's end
+                         "whole_s": round(time.monotonic() - started, 2)}
     if not gpu["container_gpu"] and passed:
         why = "this host has no NVIDIA GPU" if not host else "--gpus none"
         verdict = {**verdict, "reason": f"{verdict.get('reason', '')}; GPU checks NOT run: {why}"}

@@ -204,12 +204,15 @@ def test_a_gpu_host_whose_container_sees_no_gpu_fails_and_says_how_to_fix_it(mai
 
 
 def test_a_probe_that_hangs_is_killed_at_the_timeout(images, tmp_path):
+    """Both containers (the probe and the ComfyUI probe, side by side) hang: both are killed at
+    the one deadline, and both are removed."""
     started = time.monotonic()
-    proc = run_validate(tmp_path, "--image", SLEEPER, "--timeout", "4", "--comfyui", "none", timeout=120)
+    proc = run_validate(tmp_path, "--image", SLEEPER, "--timeout", "4", timeout=120)
     assert time.monotonic() - started < 60
     assert proc.returncode == 1
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and "did not finish within 4 s" in lines[0] and "killed and removed" in lines[0], lines
+    assert "containers comfyimg-validate-sage2-" in lines[0] and ", comfyimg-validate-sage2-comfyui-" in lines[0]
     assert containers_of(SLEEPER) == []
     rep = report(tmp_path)
     assert rep["passed"] is False and "did not finish within 4 s" in rep["result"]["reason"]
@@ -219,11 +222,13 @@ def test_a_probe_that_hangs_is_killed_at_the_timeout(images, tmp_path):
                                                    (signal.SIGTERM, 143, "terminated")])
 def test_ctrl_c_and_sigterm_remove_the_container_and_print_one_line(images, tmp_path, sig, code, word):
     env = {**os.environ, "CI": "1", "COMFYIMG_HOST_GPU": "0", "PYTHONPATH": str(REPO / "src")}
-    proc = subprocess.Popen(validate_cmd(tmp_path, "--image", SLEEPER, "--comfyui", "none"), cwd=tmp_path,
+    proc = subprocess.Popen(validate_cmd(tmp_path, "--image", SLEEPER), cwd=tmp_path,
                             env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 60
-        while not docker("ps", "--filter", f"ancestor={SLEEPER}", "--filter", "status=running", "-q").stdout.strip():
+        # both containers run side by side: the probe's and the ComfyUI probe's
+        while len(docker("ps", "--filter", f"ancestor={SLEEPER}", "--filter", "status=running",
+                         "-q").stdout.split()) < 2:
             assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
             time.sleep(0.3)
         proc.send_signal(sig)  # a real signal, to the validate process only

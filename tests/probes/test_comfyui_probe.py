@@ -18,11 +18,10 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO
+from tests.probes.runner import PROBES
 
-PROBE = REPO / "src" / "comfyimg" / "probes" / "comfyui.py"
+PROBE = PROBES / "comfyui.py"
 VENDORED = REPO.parent / "shared" / "vendor" / "ComfyUI-a125cd84.tar.gz"
-sys.path.insert(0, str(REPO / "tests" / "gpu"))
-import make_fakes  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -38,12 +37,8 @@ def comfyui(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def fakes(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("fakes")
-    for variant in ("good", "sage3_good"):
-        make_fakes.make(root, variant)
-    (root / "nothing").mkdir()
-    return root
+def fakes(fake_root) -> Path:
+    return fake_root
 
 
 def run(*args: str, pythonpath: Path | None = None) -> tuple[int, dict, str]:

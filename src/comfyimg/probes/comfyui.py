@@ -34,16 +34,17 @@ import logging
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # probelib sits next to this file
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # the probe_* modules sit next to this file
 
-import probelib  # noqa: E402
-from probelib import DTYPES, Report, compare, csv_list, detect_gpu, import_torch, int_list, poison_free_memory  # noqa: E402
+from probe_args import DTYPES, add_gpu_args, int_list  # noqa: E402
+from probe_numerics import compare, detect_gpu, poison_free_memory  # noqa: E402
+from probe_imports import import_torch  # noqa: E402
+from probe_report import Report, main  # noqa: E402
 from sage2 import DEFAULT_MAX_REL_L1 as SAGE2_MAX_REL_L1, DEFAULT_MIN_COSINE as SAGE2_MIN_COSINE  # noqa: E402
 from sage3 import DEFAULT_MAX_REL_L1 as SAGE3_MAX_REL_L1, DEFAULT_MIN_COSINE as SAGE3_MIN_COSINE  # noqa: E402
 from sage3 import SUPPORTED_SM as SAGE3_SM  # noqa: E402
 
 PROBE = "comfyui"
-probelib.PROBE = PROBE  # the sage2/sage3 imports above set it to theirs
 ATTENTION_MODULE = "comfy.ldm.modules.attention"
 FALLBACK = "Error running sage attention"
 # What each kind needs from ComfyUI: the flag main.py takes, the function it registers.
@@ -187,21 +188,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--attention", choices=sorted(KINDS), default="sage2", help="which SageAttention to check")
     p.add_argument("--seq-lens", type=int_list, default=[77, 4096], metavar="LENS",
                    help="sequence lengths (77: a CLIP context; 4096: a 512x512 latent)")
-    p.add_argument("--dtypes", type=csv_list, default=["fp16", "bf16"], metavar="DTYPES")
     p.add_argument("--batch", type=int, default=2)
     p.add_argument("--heads", type=int, default=8)
     p.add_argument("--head-dim", type=int, default=64)
     p.add_argument("--min-cosine", type=float, default=None, help="default: the sage2/sage3 probe's threshold")
     p.add_argument("--max-rel-l1", type=float, default=None, help="default: the sage2/sage3 probe's threshold")
-    p.add_argument("--require-gpu", action="store_true", help="no GPU is a failure")
+    add_gpu_args(p, require_gpu_help="no GPU is a failure")
     p.add_argument("--expect-version", help="accepted for symmetry with the other probes; unused")
     return p
 
 
 def probe_body(args, report: Report) -> None:
-    for d in args.dtypes:
-        if d not in DTYPES:
-            raise ValueError(f"unknown dtype {d!r} (use fp16, bf16)")
     kind = dict(KINDS[args.attention])
     kind["min_cosine"] = kind["min_cosine"] if args.min_cosine is None else args.min_cosine
     kind["max_rel_l1"] = kind["max_rel_l1"] if args.max_rel_l1 is None else args.max_rel_l1
@@ -254,12 +251,9 @@ def probe_body(args, report: Report) -> None:
         report.add("comfyui:registered", "pass", f"ComfyUI registers '{kind['registered']}'", registered=True)
 
     if device is None:
-        report.gpu_skip_reason = no_gpu
-        if args.require_gpu:
-            report.add("comfyui:gpu", "fail", f"--require-gpu: no GPU for ComfyUI's attention calls ({no_gpu})",
-                       kind="gpu")
-        else:
-            report.add("comfyui:gpu", "skip", f"no GPU: skipped ComfyUI's attention calls ({no_gpu})", kind="gpu")
+        report.no_gpu(no_gpu, args.require_gpu, "comfyui:gpu",
+                      fail_detail=f"--require-gpu: no GPU for ComfyUI's attention calls ({no_gpu})",
+                      skip_detail=f"no GPU: skipped ComfyUI's attention calls ({no_gpu})")
         return
     if args.attention == "sage3" and device["sm"] not in SAGE3_SM:
         why = f"{device['name']} ({device['sm']}): SageAttention 3 runs only on {'/'.join(SAGE3_SM)}"
@@ -284,4 +278,4 @@ def probe_body(args, report: Report) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(probelib.run_main(build_parser, probe_body, "ComfyUI"))
+    sys.exit(main(PROBE, "ComfyUI", build_parser, probe_body))

@@ -1,20 +1,13 @@
 #!/usr/bin/env python3
 """Validation probe for SageAttention 2 (module ``sageattention``).
 
-Runs INSIDE an image. Standard library + torch only; imports nothing from
-comfyimg. Prints exactly one JSON object on stdout (everything else goes to
-stderr) and exits:
-
-  0  pass  - every check that could run passed (GPU checks may be "skip" when
-             no GPU is visible; then ``gpu_checks`` is "skipped" and the reason
-             says so; ``--require-gpu`` turns a missing GPU into a failure)
-  1  fail  - at least one check failed (broken install, wrong version, wrong
-             kernel for this GPU, bad numerics, probe error)
-  2  usage - bad command line (argparse; no JSON)
-  3  skip  - nothing could be verified: ``import sageattention`` itself needs
-             the NVIDIA driver and no GPU is visible
-
-A crash (signal, no JSON on stdout) must be treated as a failure by the caller.
+Runs INSIDE an image, as a script next to its sibling modules (probe_*.py, kernels.json):
+standard library + torch only, nothing from comfyimg. One JSON object on stdout; exit 0
+pass (GPU checks may be skipped without a GPU: ``gpu_checks`` "skipped";
+``--require-gpu`` makes that a failure), 1 fail (broken install, wrong version or kernel
+for this GPU, bad numerics, probe error), 2 usage (argparse; no JSON), 3 skip (``import
+sageattention`` itself needs the NVIDIA driver and no GPU is visible). A crash (signal, no
+JSON) is a failure for the caller.
 
 Why more than an import: a broken build imports fine. SageAttention swallows a
 missing per-arch extension at import time (``core.SM90_ENABLED = False``) and
@@ -35,32 +28,16 @@ import os
 import re
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # probelib sits next to this file
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # the probe_* modules sit next to this file
 
-import probelib  # noqa: E402
-from probelib import (  # noqa: E402
-    Report,
-    check_version,
-    classify_import_error,
-    import_crash_check,
-    import_module_check,
-    add_common_args,
-    add_expectation_args,
-    package_rules,
-    required_modules,
-    serves_check,
-    table_modules,
-    import_torch,
-    detect_gpu,
-    numerics_check,
-    bench,
-    csv_list,
-    run_main,
-    DTYPES,
-)
+from probe_args import LAYOUTS, add_common_args, add_expectation_args, choice_list, csv_list  # noqa: E402
+from probe_bench import bench_from_args  # noqa: E402
+from probe_imports import classify_import_error, import_crash_check, import_module_check  # noqa: E402
+from probe_numerics import numerics_checks, start  # noqa: E402
+from probe_report import Report, main  # noqa: E402
+from probe_table import package_rules, required_modules, serves_check, table_modules  # noqa: E402
 
 PROBE = "sage2"
-probelib.PROBE = PROBE
 DIST = "sageattention"
 MODULE = "sageattention"
 
@@ -164,28 +141,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-dispatch-check", action="store_true",
                    help="skip the GPU -> kernel -> extension check (for builds such as PyPI 1.0.6 that have one "
                         "Triton path for every GPU)")
-    p.add_argument("--require-gpu", action="store_true",
-                   help="a missing GPU (or NVIDIA driver) is a failure instead of skipped GPU checks")
-    p.add_argument("--layouts", type=csv_list, default=["HND", "NHD"], metavar="LAYOUTS",
+    p.add_argument("--layouts", type=choice_list(LAYOUTS, "layout"), default=list(LAYOUTS), metavar="LAYOUTS",
                    help="tensor layouts to check (HND, NHD)")
     return p
 
 
 def probe_body(args, report: Report) -> None:
-    for d in args.dtypes:
-        if d not in DTYPES:
-            raise ValueError(f"unknown dtype {d!r} (use fp16, bf16)")
-    for lay in args.layouts:
-        if lay not in ("HND", "NHD"):
-            raise ValueError(f"unknown layout {lay!r} (use HND, NHD)")
-
-    check_version(report, DIST, args.expect_version)
-    rules = package_rules(DIST, report.package["installed"])
-    torch = import_torch(report)
+    torch, device, no_gpu = start(report, DIST, args.expect_version)
     if torch is None:
         return
-    device, no_gpu = detect_gpu(torch)
-    report.device = device
+    rules = package_rules(DIST, report.package["installed"])
     gpu = device is not None
 
     if args.extensions is not None:
@@ -238,11 +203,7 @@ def probe_body(args, report: Report) -> None:
     report.environment["extensions_loaded"] = {e: ok for e, (ok, _) in ext_status.items()}
 
     if not gpu:
-        report.gpu_skip_reason = no_gpu
-        if args.require_gpu:
-            report.add("gpu", "fail", f"--require-gpu: {no_gpu}", kind="gpu")
-        else:
-            report.add("gpu", "skip", no_gpu, kind="gpu")
+        report.no_gpu(no_gpu, args.require_gpu)
         return
     report.add("gpu", "pass", f"{device['name']} ({device['sm']})", kind="gpu")
     if not serves_check(report, device, args.serves):
@@ -257,26 +218,9 @@ def probe_body(args, report: Report) -> None:
     if not callable(fn):
         report.add("numerics", "fail", "sageattn is not exported; nothing to call", kind="gpu")
         return
-    seed = 0
-    for dtype_name in args.dtypes:
-        for layout in args.layouts:
-            for hd in args.head_dims:
-                seed += 1
-                numerics_check(report, torch, fn, call_sageattn, dtype_name=dtype_name, layout=layout,
-                               head_dim=hd, batch=args.batch, heads=args.heads, seq_len=args.seq_len,
-                               min_cos=args.min_cosine, max_rel_l1=args.max_rel_l1, seed=seed,
-                               hint_for_exception=sage2_exception_hint)
-                torch.cuda.empty_cache()
-
-    if args.skip_bench:
-        return
-    if report.failed():
-        report.add("bench", "skip", "not timed: earlier checks failed", kind="gpu")
-        return
-    bench(report, torch, fn, call_sageattn, seq_lens=args.bench_seq_len, heads=args.bench_heads, head_dim=128,
-          dtype_name="fp16", warmup=args.bench_warmup, iters=args.bench_iters, min_speedup=args.min_speedup,
-          label="sageattn")
-
+    numerics_checks(report, torch, fn, call_sageattn, args, layouts=args.layouts,
+                    hint_for_exception=sage2_exception_hint)
+    bench_from_args(report, torch, fn, call_sageattn, args, label="sageattn")
 
 if __name__ == "__main__":
-    sys.exit(run_main(build_parser, probe_body, DIST))
+    sys.exit(main(PROBE, DIST, build_parser, probe_body))

@@ -1,9 +1,8 @@
 #!/usr/bin/env python3
 """Validation probe for SageAttention 3 (module ``sageattn3``, Blackwell FP4).
 
-Runs INSIDE an image. Standard library + torch only; imports nothing from
-comfyimg. Prints exactly one JSON object on stdout (everything else goes to
-stderr) and exits:
+Runs INSIDE an image, as a script next to its sibling modules (probe_*.py, kernels.json):
+standard library + torch only, nothing from comfyimg. One JSON object on stdout; exits:
 
   0  pass  - install checks passed and, on an sm120/sm121 GPU, the numerics
              against fp32 SDPA passed
@@ -34,33 +33,21 @@ import argparse
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # probelib sits next to this file
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # the probe_* modules sit next to this file
 
-import probelib  # noqa: E402
-from probelib import (  # noqa: E402
-    Report,
-    check_version,
-    import_crash_check,
-    import_module_check,
-    add_common_args,
-    add_expectation_args,
-    serves_check,
-    import_torch,
-    detect_gpu,
-    numerics_check,
-    bench,
-    csv_list,
-    run_main,
-    DTYPES,
-)
+from probe_args import add_common_args, add_expectation_args, csv_list  # noqa: E402
+from probe_bench import bench_from_args  # noqa: E402
+from probe_imports import import_crash_check, import_module_check  # noqa: E402
+from probe_numerics import numerics_checks, start  # noqa: E402
+from probe_report import Report, main  # noqa: E402
+from probe_table import newest_rules, serves_check  # noqa: E402
 
 PROBE = "sage3"
-probelib.PROBE = PROBE
 DIST = "sageattn3"
 MODULE = "sageattn3"
 
 # From the package table next to this file (kernels.json), which the host reads too.
-_RULES = probelib.newest_rules(DIST) or {"import": [], "dispatch": {}, "entry": "sageattn3_blackwell"}
+_RULES = newest_rules(DIST) or {"import": [], "dispatch": {}, "entry": "sageattn3_blackwell"}
 DEFAULT_EXTENSIONS = tuple(_RULES["import"])  # fp4attn_cuda, fp4quant_cuda
 ENTRY = _RULES["entry"]
 SUPPORTED_SM = tuple(_RULES["dispatch"])  # sm120, sm121: the kernel refuses every other GPU
@@ -103,26 +90,19 @@ def build_parser() -> argparse.ArgumentParser:
                     "numerics), 3 skipped (no sm120/sm121 GPU: the install checks still ran), 2 usage error.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     add_common_args(p, dist=DIST, example="1.0.0", kernel="sageattn3_blackwell",
-                    min_cosine=DEFAULT_MIN_COSINE, max_rel_l1=DEFAULT_MAX_REL_L1)
+                    min_cosine=DEFAULT_MIN_COSINE, max_rel_l1=DEFAULT_MAX_REL_L1,
+                    require_gpu_help="no GPU at all (or no NVIDIA driver) is a failure; an unsupported GPU is "
+                                     "still a skip")
     p.add_argument("--extensions", type=csv_list, default=list(DEFAULT_EXTENSIONS), metavar="MODULES",
                    help="comma-separated compiled extension modules that must load")
-    p.add_argument("--require-gpu", action="store_true",
-                   help="no GPU at all (or no NVIDIA driver) is a failure; an unsupported GPU is still a skip")
     add_expectation_args(p)
     return p
 
 
 def probe_body(args, report: Report) -> None:
-    for d in args.dtypes:
-        if d not in DTYPES:
-            raise ValueError(f"unknown dtype {d!r} (use fp16, bf16)")
-
-    check_version(report, DIST, args.expect_version)
-    torch = import_torch(report)
+    torch, device, no_gpu = start(report, DIST, args.expect_version)
     if torch is None:
         return
-    device, no_gpu = detect_gpu(torch)
-    report.device = device
     gpu = device is not None
 
     if not import_crash_check(report, [*args.extensions, MODULE], args.import_timeout):
@@ -141,11 +121,8 @@ def probe_body(args, report: Report) -> None:
         fn = None
 
     if not gpu:
-        report.gpu_skip_reason = no_gpu
-        if args.require_gpu:
-            report.add("gpu", "fail", f"--require-gpu: {no_gpu}", kind="gpu")
-        else:
-            report.add("gpu", "skip", no_gpu, kind="gpu")
+        report.no_gpu(no_gpu, args.require_gpu)
+        if not args.require_gpu:
             report.whole_skip_reason = f"SageAttention 3 kernels not run: {no_gpu}"
         return
     why = unsupported_reason(device)
@@ -161,25 +138,9 @@ def probe_body(args, report: Report) -> None:
         report.add("numerics", "skip", "not run: install checks failed", kind="gpu")
         return
 
-    seed = 0
-    for dtype_name in args.dtypes:
-        for hd in args.head_dims:
-            seed += 1
-            numerics_check(report, torch, fn, call_sageattn3, dtype_name=dtype_name, layout="HND",
-                           head_dim=hd, batch=args.batch, heads=args.heads, seq_len=args.seq_len,
-                           min_cos=args.min_cosine, max_rel_l1=args.max_rel_l1, seed=seed,
-                           hint_for_exception=sage3_exception_hint)
-            torch.cuda.empty_cache()
-
-    if args.skip_bench:
-        return
-    if report.failed():
-        report.add("bench", "skip", "not timed: earlier checks failed", kind="gpu")
-        return
-    bench(report, torch, fn, call_sageattn3, seq_lens=args.bench_seq_len, heads=args.bench_heads, head_dim=128,
-          dtype_name="fp16", warmup=args.bench_warmup, iters=args.bench_iters, min_speedup=args.min_speedup,
-          label="sageattn3")
-
+    numerics_checks(report, torch, fn, call_sageattn3, args, layouts=["HND"],
+                    hint_for_exception=sage3_exception_hint)
+    bench_from_args(report, torch, fn, call_sageattn3, args, label="sageattn3")
 
 if __name__ == "__main__":
-    sys.exit(run_main(build_parser, probe_body, DIST))
+    sys.exit(main(PROBE, DIST, build_parser, probe_body))

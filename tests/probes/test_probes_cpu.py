@@ -1,89 +1,29 @@
 """CPU tests of the SageAttention probes (src/comfyimg/probes/sage2.py, sage3.py).
 
-The probes run as subprocesses with this interpreter's (CPU) torch against fake
-installs built by tests/gpu/make_fakes.py, with CUDA_VISIBLE_DEVICES="" so the
-no-GPU path is taken even on a machine with a GPU. The GPU path is proven by
-tests/gpu/run_on_gpu.sh on real hardware (see docs/user-guides/validation.md).
+The probes run as subprocesses with this interpreter's (CPU) torch against fake installs
+(make_fakes.py), with CUDA_VISIBLE_DEVICES="" so the no-GPU path is taken even on a machine
+with a GPU. The GPU path: test_probes_gpu.py (marked ``gpu``), with the same assertion helper
+(runner.assert_probe).
 """
 from __future__ import annotations
 
-import importlib.util
+import ast
+import importlib
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-PROBES = REPO / "src" / "comfyimg" / "probes"
-SAGE2 = PROBES / "sage2.py"
-SAGE3 = PROBES / "sage3.py"
-
-PYPI_106 = ["--exports", "sageattn,sageattn_varlen", "--extensions", "", "--no-dispatch-check"]
+from tests.probes.runner import PROBES, PYPI_106, SAGE2, SAGE3, assert_probe, run_probe
 
 
-def _load(path: Path, name: str):
-    spec = importlib.util.spec_from_file_location(name, path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-fakes = _load(REPO / "tests" / "gpu" / "make_fakes.py", "make_fakes")
-expect = _load(REPO / "tests" / "gpu" / "expect.py", "gpu_expect")
-
-
-@pytest.fixture(scope="module")
-def fake_root(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("fakes")
-    for variant in [*fakes.SAGE2_VARIANTS, *fakes.SAGE3_VARIANTS]:
-        fakes.make(root, variant)
-    (root / "nothing").mkdir()
-    return root
-
-
-class Run:
-    def __init__(self, proc: subprocess.CompletedProcess):
-        self.rc = proc.returncode
-        self.stdout = proc.stdout
-        self.stderr = proc.stderr
-        self.json, self.json_error = expect.parse_single_json(proc.stdout)
-
-    def check(self, name: str) -> dict:
-        matches = [c for c in self.json["checks"] if c["name"] == name]
-        assert matches, f"no check {name!r} in {[c['name'] for c in self.json['checks']]}"
-        return matches[0]
-
-    def __repr__(self) -> str:  # shown by pytest on failure
-        return f"<Run rc={self.rc} stdout={self.stdout[:1500]!r} stderr={self.stderr[-1500:]!r}>"
-
-
-def run_probe(probe: Path, pythonpath: Path | None, *args: str, timeout: float = 180) -> Run:
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONSTARTUP")}
-    env["CUDA_VISIBLE_DEVICES"] = ""
-    env["PYTHONNOUSERSITE"] = "1"
-    if pythonpath is not None:
-        env["PYTHONPATH"] = str(pythonpath)
-    proc = subprocess.run([sys.executable, str(probe), *args], capture_output=True, text=True, env=env,
-                          timeout=timeout)
-    return Run(proc)
-
-
-def assert_contract(r: Run, status: str, code: int) -> None:
-    assert r.json_error is None, r
-    assert r.rc == code, r
-    j = r.json
-    assert j["status"] == status, r
-    assert j["exit_code"] == code
-    for key in ("probe", "schema", "reason", "package", "device", "gpu_checks", "environment", "checks", "bench",
-                "elapsed_s"):
-        assert key in j, key
-    for c in j["checks"]:
-        assert set(c) >= {"name", "kind", "status", "detail"}
-        assert c["status"] in ("pass", "fail", "skip")
-        assert c["kind"] in ("install", "gpu")
+def _load(name: str):
+    """A probe module, imported as the probes import each other: from their folder."""
+    if str(PROBES) not in sys.path:
+        sys.path.insert(0, str(PROBES))
+    return importlib.import_module(name)
 
 
 # --- command line ----------------------------------------------------------
@@ -110,7 +50,7 @@ def test_bad_usage_exits_2(probe):
 
 def test_sage2_good_install_passes_with_gpu_skipped(fake_root):
     r = run_probe(SAGE2, fake_root / "good", "--expect-version", "2.2.0")
-    assert_contract(r, "pass", 0)
+    assert_probe(r, "pass", 0)
     j = r.json
     assert j["probe"] == "sage2"
     assert j["device"] is None
@@ -131,7 +71,7 @@ def test_sage2_good_install_passes_with_gpu_skipped(fake_root):
 
 def test_sage2_require_gpu_turns_missing_gpu_into_failure(fake_root):
     r = run_probe(SAGE2, fake_root / "good", "--expect-version", "2.2.0", "--require-gpu")
-    assert_contract(r, "fail", 1)
+    assert_probe(r, "fail", 1)
     assert r.check("gpu")["status"] == "fail"
     assert "require-gpu" in r.json["reason"]
     assert r.json["gpu_checks"] == "skipped"
@@ -139,7 +79,7 @@ def test_sage2_require_gpu_turns_missing_gpu_into_failure(fake_root):
 
 def test_sage2_wrong_version_fails(fake_root):
     r = run_probe(SAGE2, fake_root / "old_version", "--expect-version", "2.2.0")
-    assert_contract(r, "fail", 1)
+    assert_probe(r, "fail", 1)
     assert r.check("version")["status"] == "fail"
     assert "installed 2.1.1, expected 2.2.0" in r.json["reason"]
     assert r.json["package"]["installed"] == "2.1.1"
@@ -152,18 +92,18 @@ def test_sage2_wrong_version_fails(fake_root):
 ])
 def test_sage2_local_version_label(fake_root, expected, status, code):
     r = run_probe(SAGE2, fake_root / "local_version", "--expect-version", expected)
-    assert_contract(r, status, code)
+    assert_probe(r, status, code)
 
 
 def test_sage2_not_installed_fails(fake_root):
     r = run_probe(SAGE2, fake_root / "nothing", "--expect-version", "2.2.0")
-    assert_contract(r, "fail", 1)
+    assert_probe(r, "fail", 1)
     assert "not installed" in r.check("version")["detail"]
 
 
 def test_sage2_missing_export_fails(fake_root):
     r = run_probe(SAGE2, fake_root / "missing_export", "--expect-version", "2.2.0")
-    assert_contract(r, "fail", 1)
+    assert_probe(r, "fail", 1)
     c = r.check("exports")
     assert c["status"] == "fail"
     assert c["missing"] == ["sageattn_qk_int8_pv_fp8_cuda_sm90"]
@@ -172,7 +112,7 @@ def test_sage2_missing_export_fails(fake_root):
 def test_sage2_export_list_is_an_option(fake_root):
     """PyPI 1.0.6 exports fewer kernels and has no compiled extensions."""
     r = run_probe(SAGE2, fake_root / "missing_export", "--expect-version", "2.2.0", *PYPI_106)
-    assert_contract(r, "pass", 0)
+    assert_probe(r, "pass", 0)
     assert not [c for c in r.json["checks"] if c["name"].startswith("extension:")]
 
 
@@ -181,7 +121,7 @@ def test_sage2_missing_arch_extension_fails_even_though_import_works(fake_root):
     r = run_probe(SAGE2, fake_root / "no_sm90", "--expect-version", "2.2.0", "--serves", "sm80,sm90",
                   "--needs", "sm80=sageattention._qattn_sm80", "--needs",
                   "sm90=sageattention._qattn_sm90,sageattention._fused")
-    assert_contract(r, "fail", 1)
+    assert_probe(r, "fail", 1)
     assert r.check("import")["status"] == "pass"
     c = r.check("extension:sageattention._qattn_sm90")
     assert c["status"] == "fail"
@@ -193,7 +133,7 @@ def test_sage2_without_expectations_only_reports_modules_no_gpu_at_hand_needs(fa
     """--image alone: no GPU here needs _qattn_sm90, so its absence is reported, not failed
     (a per-arch wheel is a correct wheel)."""
     r = run_probe(SAGE2, fake_root / "no_sm90", "--expect-version", "2.2.0")
-    assert_contract(r, "pass", 0)
+    assert_probe(r, "pass", 0)
     c = r.check("extension:sageattention._qattn_sm90")
     assert c["status"] == "skip" and c["required"] is False and "not needed" in c["detail"]
     assert r.check("extension:sageattention._fused")["status"] == "pass"  # imported by sageattention itself
@@ -206,7 +146,7 @@ def _args(**kw):
 
 
 def test_the_probe_requires_what_the_gpu_at_hand_needs_from_the_table():
-    lib = _load(PROBES / "probelib.py", "probelib_t")
+    lib = _load("probe_table")
     rules = lib.package_rules("sageattention", "2.2.0+cu130.torch2.13.0.sm90")
     assert rules is not None and lib.package_rules("sageattention", "1.0.6") is None
     need = lambda sm, **kw: lib.required_modules(rules, _args(**kw), {"sm": sm, "name": "GPU"})  # noqa: E731
@@ -219,8 +159,8 @@ def test_the_probe_requires_what_the_gpu_at_hand_needs_from_the_table():
 
 
 def test_a_gpu_the_image_does_not_serve_fails_naming_both():
-    lib = _load(PROBES / "probelib.py", "probelib_s")
-    report = lib.Report("sageattention", None)
+    lib = _load("probe_table")
+    report = _load("probe_report").Report("sage2", "sageattention", None)
     assert not lib.serves_check(report, {"sm": "sm90", "name": "NVIDIA H200"}, ["sm80", "sm86", "sm89", "sm120"])
     assert report.checks[-1]["status"] == "fail"
     assert report.checks[-1]["detail"].startswith("this image serves sm80, sm86, sm89, sm120; this GPU is sm90")
@@ -228,26 +168,22 @@ def test_a_gpu_the_image_does_not_serve_fails_naming_both():
     assert lib.serves_check(report, {"sm": "sm90", "name": "H200"}, None)  # no expectation given
 
 
-def test_sage2_undefined_symbol_is_a_broken_wheel(fake_root):
-    r = run_probe(SAGE2, fake_root / "undefined_symbol", "--expect-version", "2.2.0")
-    assert_contract(r, "fail", 1)
-    c = r.check("extension:sageattention._qattn_sm90")
+@pytest.mark.parametrize(("variant", "module", "kind", "words"), [
+    ("undefined_symbol", "_qattn_sm90", "abi-mismatch", ("broken wheel", "different torch")),
+    ("missing_cudart", "_qattn_sm89", "missing-library", ("broken wheel", "libcudart.so.12")),
+])
+def test_sage2_an_extension_that_cannot_load_is_a_broken_wheel(fake_root, variant, module, kind, words):
+    r = run_probe(SAGE2, fake_root / variant, "--expect-version", "2.2.0")
+    assert_probe(r, "fail", 1)
+    c = r.check(f"extension:sageattention.{module}")
     assert c["status"] == "fail"
-    assert c["error_kind"] == "abi-mismatch"
-    assert "broken wheel" in c["detail"] and "different torch" in c["detail"]
-
-
-def test_sage2_missing_cuda_runtime_is_a_broken_wheel(fake_root):
-    r = run_probe(SAGE2, fake_root / "missing_cudart", "--expect-version", "2.2.0")
-    assert_contract(r, "fail", 1)
-    c = r.check("extension:sageattention._qattn_sm89")
-    assert c["error_kind"] == "missing-library"
-    assert "libcudart.so.12" in c["detail"]
+    assert c["error_kind"] == kind
+    assert all(w in c["detail"] for w in words), c["detail"]
 
 
 def test_sage2_missing_driver_is_not_a_wheel_defect(fake_root):
     r = run_probe(SAGE2, fake_root / "no_driver", "--expect-version", "2.2.0")
-    assert_contract(r, "pass", 0)
+    assert_probe(r, "pass", 0)
     c = r.check("extension:sageattention._qattn_sm90")
     assert c["status"] == "skip"
     assert c["error_kind"] == "no-driver"
@@ -257,13 +193,13 @@ def test_sage2_missing_driver_is_not_a_wheel_defect(fake_root):
 
 def test_sage2_missing_driver_with_require_gpu_fails(fake_root):
     r = run_probe(SAGE2, fake_root / "no_driver", "--expect-version", "2.2.0", "--require-gpu")
-    assert_contract(r, "fail", 1)
+    assert_probe(r, "fail", 1)
     assert r.check("extension:sageattention._qattn_sm90")["status"] == "fail"
 
 
 def test_sage2_toplevel_import_needing_driver_is_skip(fake_root):
     r = run_probe(SAGE2, fake_root / "no_driver_toplevel", "--expect-version", "2.2.0")
-    assert_contract(r, "skip", 3)
+    assert_probe(r, "skip", 3)
     assert r.check("import")["error_kind"] == "no-driver"
 
 
@@ -279,14 +215,14 @@ def test_sage2_segfault_at_import_never_passes(fake_root):
 def test_sage2_import_that_ends_the_interpreter_is_reported_not_silent(fake_root):
     """os._exit(0) at import: without isolation the probe would end with status 0 and no JSON."""
     r = run_probe(SAGE2, fake_root / "exits", "--expect-version", "2.2.0")
-    assert_contract(r, "fail", 1)
+    assert_probe(r, "fail", 1)
     assert r.check("import-isolated")["status"] == "fail"
     assert "ended the interpreter with exit status 0" in r.check("import-isolated")["detail"], r
 
 
 def test_sage2_stdout_is_one_json_object_despite_noisy_import(fake_root):
     r = run_probe(SAGE2, fake_root / "noisy", "--expect-version", "2.2.0")
-    assert_contract(r, "pass", 0)
+    assert_probe(r, "pass", 0)
     assert r.stdout.count("\n") == 1 and r.stdout.endswith("}\n")
     assert "hello from sageattention on stdout" in r.stderr
     assert "C-level write to fd 1" in r.stderr
@@ -298,7 +234,7 @@ def test_sage2_stdout_is_one_json_object_despite_noisy_import(fake_root):
 
 def test_sage3_good_install_without_gpu_is_skip(fake_root):
     r = run_probe(SAGE3, fake_root / "sage3_good", "--expect-version", "1.0.0")
-    assert_contract(r, "skip", 3)
+    assert_probe(r, "skip", 3)
     j = r.json
     assert j["probe"] == "sage3"
     assert j["package"]["name"] == "sageattn3"
@@ -311,7 +247,7 @@ def test_sage3_good_install_without_gpu_is_skip(fake_root):
 
 def test_sage3_require_gpu_fails_without_gpu(fake_root):
     r = run_probe(SAGE3, fake_root / "sage3_good", "--expect-version", "1.0.0", "--require-gpu")
-    assert_contract(r, "fail", 1)
+    assert_probe(r, "fail", 1)
 
 
 @pytest.mark.parametrize(("variant", "args", "needle"), [
@@ -323,13 +259,13 @@ def test_sage3_require_gpu_fails_without_gpu(fake_root):
 ])
 def test_sage3_broken_install_fails_even_without_gpu(fake_root, variant, args, needle):
     r = run_probe(SAGE3, fake_root / variant, *(args or ["--expect-version", "1.0.0"]))
-    assert_contract(r, "fail", 1)
+    assert_probe(r, "fail", 1)
     assert needle in r.json["reason"]
 
 
 def test_sage3_unsupported_gpu_reasons():
     """sm100 (B200) gets its own message; Hopper is told to use SageAttention 2."""
-    s3 = _load(SAGE3, "sage3_probe")
+    s3 = _load("sage3")
     assert s3.unsupported_reason({"name": "NVIDIA RTX PRO 6000", "sm": "sm120"}) is None
     assert s3.unsupported_reason({"name": "RTX 5090", "sm": "sm121"}) is None
     b200 = s3.unsupported_reason({"name": "NVIDIA B200", "sm": "sm100"})
@@ -351,7 +287,7 @@ def test_sage3_unsupported_gpu_reasons():
     ("1.0.6", "2.2.0", False),
 ])
 def test_version_matches(installed, expected, ok):
-    lib = _load(PROBES / "probelib.py", "probelib_under_test")
+    lib = _load("probe_imports")
     assert lib.version_matches(installed, expected) is ok
 
 
@@ -367,32 +303,73 @@ def test_version_matches(installed, expected, ok):
     (RuntimeError("something else"), "error"),
 ])
 def test_classify_import_error(exc, kind):
-    s2 = _load(SAGE2, "sage2_probe")
+    s2 = _load("sage2")
     got, detail = s2.classify_import_error(exc, "sageattention._qattn_sm90")
     assert got == kind
     assert str(exc) in detail
 
 
-def test_probes_share_one_library_and_run_from_a_copied_folder(tmp_path):
-    """The probes' common code lives once, in probelib.py next to them; copying the
-    folder (as the image mount does) is all a probe needs."""
+@pytest.mark.parametrize("script", ["sage2.py", "sage3.py", "comfyui.py"])
+def test_probes_share_their_modules_and_run_from_a_copied_folder(tmp_path, fake_root, script):
+    """The probes' common code lives once, in the probe_*.py modules next to them; copying the
+    folder (as the image mount does) is all a probe needs, run as a script from anywhere."""
     import shutil  # noqa: PLC0415
 
-    for path in (SAGE2, SAGE3):
-        assert "class Report" not in path.read_text()
+    for path in PROBES.glob("*.py"):
+        if path.name != "probe_report.py":
+            assert "class Report" not in path.read_text(), path
     folder = tmp_path / "probes"
-    shutil.copytree(SAGE2.parent, folder)
-    r = subprocess.run([sys.executable, str(folder / "sage3.py"), "--help"], capture_output=True, text=True)
-    assert r.returncode == 0 and "usage: sage3.py" in r.stdout
+    shutil.copytree(PROBES, folder, ignore=shutil.ignore_patterns("__pycache__"))
+    r = subprocess.run([sys.executable, str(folder / script), "--help"], capture_output=True, text=True,
+                       cwd=tmp_path, env={"PATH": "/usr/bin:/bin", "PYTHONNOUSERSITE": "1"})
+    assert r.returncode == 0 and f"usage: {script}" in r.stdout, r.stderr
+    if script == "sage2.py":  # and the package table beside it is what it reads
+        r = run_probe(folder / script, fake_root / "no_sm90", "--expect-version", "2.2.0", "--serves", "sm90")
+        assert_probe(r, "fail", 1, reason="_qattn_sm90")
 
 
-@pytest.mark.parametrize("probe", [SAGE2, SAGE3, PROBES / "probelib.py"], ids=["sage2", "sage3", "probelib"])
-def test_probes_import_nothing_from_comfyimg(probe):
-    text = probe.read_text()
-    assert "comfyimg" not in "".join(ln for ln in text.splitlines() if ln.lstrip().startswith(("import", "from")))
+@pytest.mark.parametrize("probe", sorted(PROBES.glob("*.py")), ids=lambda p: p.name)
+def test_probes_import_only_the_standard_library_torch_and_each_other(probe):
+    siblings = {p.stem for p in PROBES.glob("*.py")}
+    tree = ast.parse(probe.read_text())
+    names = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
+             for alias in node.names}
+    names |= {node.module.split(".")[0] for node in ast.walk(tree)
+              if isinstance(node, ast.ImportFrom) and node.module and not node.level}
+    foreign = sorted(n for n in names if n not in sys.stdlib_module_names and n not in siblings
+                     and n not in ("torch", "comfy"))  # comfy: the image's ComfyUI, for comfyui.py
+    assert foreign == [], f"{probe.name} imports {foreign}"
 
 
 def test_gpu_checks_not_run_when_install_fails_early(fake_root):
     r = run_probe(SAGE2, fake_root / "segv", "--expect-version", "2.2.0")
     assert r.json is not None, r  # a crash while importing is still a JSON verdict
     assert r.json["status"] == "fail" and r.json["gpu_checks"] == "not-run", r
+
+
+@pytest.mark.parametrize(("script", "option", "value", "said"), [
+    ("sage2.py", "--dtypes", "fp16,fp8", "unknown dtype 'fp8' (use fp16, bf16)"),
+    ("sage3.py", "--dtypes", "int8", "unknown dtype 'int8' (use fp16, bf16)"),
+    ("comfyui.py", "--dtypes", "fp32", "unknown dtype 'fp32' (use fp16, bf16)"),
+    ("sage2.py", "--layouts", "HND,BHSD", "unknown layout 'BHSD' (use HND, NHD)"),
+])
+def test_a_bad_dtype_or_layout_is_a_usage_error_of_the_shared_arguments(script, option, value, said):
+    proc = subprocess.run([sys.executable, str(PROBES / script), option, value], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 2 and proc.stdout == "", proc
+    assert said in proc.stderr.splitlines()[-1], proc.stderr
+
+
+@pytest.mark.parametrize("script", ["sage2.py", "sage3.py", "comfyui.py"])
+def test_every_probe_takes_the_shared_require_gpu(script):
+    proc = subprocess.run([sys.executable, str(PROBES / script), "--help"], capture_output=True, text=True, timeout=60)
+    assert "--require-gpu" in proc.stdout and "--dtypes" in proc.stdout
+
+
+def test_the_bench_waits_for_its_gate_and_gives_up_after_the_wait(tmp_path):
+    bench = _load("probe_bench")
+    gate = tmp_path / "comfyui-ended"
+    assert bench.wait_for(str(gate), 0.3) is None
+    gate.write_text("")
+    waited = bench.wait_for(str(gate), 5)
+    assert waited is not None and waited < 1

@@ -6,10 +6,10 @@ wheel with ``--target``: the package plus a ``NAME-VERSION.dist-info/METADATA``
 so ``importlib.metadata.version()`` sees it. The compiled extensions of the
 real wheels are stood in for by plain Python modules of the same dotted name.
 
-Used by tests/gpu/run_on_gpu.sh (on a GPU) and tests/test_probes_cpu.py (CPU).
+Used by tests/probes/ (the CPU tests, and the `gpu`-marked ones on a GPU).
 
-    python tests/gpu/make_fakes.py OUTDIR            # every variant, OUTDIR/<variant>/
-    python tests/gpu/make_fakes.py OUTDIR empty q    # only these
+    python tests/probes/make_fakes.py OUTDIR            # every variant, OUTDIR/<variant>/
+    python tests/probes/make_fakes.py OUTDIR empty q    # only these
 """
 from __future__ import annotations
 
