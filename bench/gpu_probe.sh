@@ -15,7 +15,7 @@
 #   PYTHONPATH=/tmp/site bench/gpu_probe.sh --expect-version 1.0.6 \
 #       --exports sageattn,sageattn_varlen --extensions '' --no-dispatch-check
 #
-# For the pass/fail proof of the probes themselves, run tests/gpu/run_on_gpu.sh.
+# For the pass/fail proof of the probes themselves, run `python -m pytest -m gpu tests/probes` (tests/probes/test_probes_gpu.py).
 set -u -o pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 py=${PYTHON:-python3}

@@ -36,7 +36,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # the probe_* modules sit next to this file
 
-from probe_args import DTYPES, add_gpu_args, int_list  # noqa: E402
+from probe_args import DTYPES, add_gpu_args, int_list, new_parser  # noqa: E402
 from probe_numerics import compare, detect_gpu, poison_free_memory  # noqa: E402
 from probe_imports import import_torch  # noqa: E402
 from probe_report import Report, main  # noqa: E402
@@ -179,11 +179,8 @@ def call_check(report: Report, torch, attention, fn, *, kind: dict, fn_name: str
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="comfyui.py",
-        description="Validate ComfyUI's own attention path with SageAttention. Prints one JSON object on stdout; "
-                    "exit 0 pass, 1 fail, 3 skipped, 2 usage error.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = new_parser("comfyui.py", "Validate ComfyUI's own attention path with SageAttention. Prints one JSON "
+                   "object on stdout; exit 0 pass, 1 fail, 3 skipped, 2 usage error.")
     p.add_argument("--comfyui", default="/app/ComfyUI", metavar="PATH", help="the ComfyUI checkout to import")
     p.add_argument("--attention", choices=sorted(KINDS), default="sage2", help="which SageAttention to check")
     p.add_argument("--seq-lens", type=int_list, default=[77, 4096], metavar="LENS",

@@ -54,6 +54,18 @@ def add_gpu_args(p: argparse.ArgumentParser, *, require_gpu_help: str) -> None:
                    metavar="DTYPES", help="input dtypes to check (fp16, bf16)")
 
 
+def new_parser(prog: str, description: str) -> argparse.ArgumentParser:
+    return argparse.ArgumentParser(prog=prog, description=description,
+                                   formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+
+
+def common_parser(prog: str, description: str, **common) -> argparse.ArgumentParser:
+    """A parser with the options of ``add_common_args(**common)``."""
+    p = new_parser(prog, description)
+    add_common_args(p, **common)
+    return p
+
+
 def add_common_args(p: argparse.ArgumentParser, *, dist: str, example: str, kernel: str,
                     min_cosine: float, max_rel_l1: float,
                     require_gpu_help: str = "a missing GPU (or NVIDIA driver) is a failure instead of skipped GPU "

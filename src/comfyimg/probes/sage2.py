@@ -30,7 +30,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # the probe_* modules sit next to this file
 
-from probe_args import LAYOUTS, add_common_args, add_expectation_args, choice_list, csv_list  # noqa: E402
+from probe_args import LAYOUTS, add_expectation_args, choice_list, common_parser, csv_list  # noqa: E402
 from probe_bench import bench_from_args  # noqa: E402
 from probe_imports import classify_import_error, import_crash_check, import_module_check  # noqa: E402
 from probe_numerics import numerics_checks, start  # noqa: E402
@@ -124,14 +124,10 @@ def dispatch_check(report: Report, sage, device: dict, ext_status: dict, rules: 
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="sage2.py",
-        description="Validate an installed SageAttention 2 (module sageattention). Prints one JSON object on "
-                    "stdout; exit 0 pass, 1 fail, 3 skipped (nothing verifiable without a GPU driver), "
-                    "2 usage error.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    add_common_args(p, dist=DIST, example="2.2.0", kernel="sageattn",
-                    min_cosine=DEFAULT_MIN_COSINE, max_rel_l1=DEFAULT_MAX_REL_L1)
+    p = common_parser("sage2.py", "Validate an installed SageAttention 2 (module sageattention). Prints one JSON "
+                      "object on stdout; exit 0 pass, 1 fail, 3 skipped (nothing verifiable without a GPU driver), "
+                      "2 usage error.", dist=DIST, example="2.2.0", kernel="sageattn",
+                      min_cosine=DEFAULT_MIN_COSINE, max_rel_l1=DEFAULT_MAX_REL_L1)
     p.add_argument("--exports", type=csv_list, default=list(DEFAULT_EXPORTS), metavar="NAMES",
                    help="comma-separated callables the package must export (PyPI 1.0.6: sageattn,sageattn_varlen)")
     p.add_argument("--extensions", type=csv_list, default=None, metavar="MODULES",

@@ -35,7 +35,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # the probe_* modules sit next to this file
 
-from probe_args import add_common_args, add_expectation_args, csv_list  # noqa: E402
+from probe_args import add_expectation_args, common_parser, csv_list  # noqa: E402
 from probe_bench import bench_from_args  # noqa: E402
 from probe_imports import import_crash_check, import_module_check  # noqa: E402
 from probe_numerics import numerics_checks, start  # noqa: E402
@@ -83,16 +83,13 @@ def unsupported_reason(device: dict) -> str | None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="sage3.py",
-        description="Validate an installed SageAttention 3 (module sageattn3, extensions fp4attn_cuda and "
-                    "fp4quant_cuda). Prints one JSON object on stdout; exit 0 pass, 1 fail (broken install or "
-                    "numerics), 3 skipped (no sm120/sm121 GPU: the install checks still ran), 2 usage error.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    add_common_args(p, dist=DIST, example="1.0.0", kernel="sageattn3_blackwell",
-                    min_cosine=DEFAULT_MIN_COSINE, max_rel_l1=DEFAULT_MAX_REL_L1,
-                    require_gpu_help="no GPU at all (or no NVIDIA driver) is a failure; an unsupported GPU is "
-                                     "still a skip")
+    p = common_parser("sage3.py", "Validate an installed SageAttention 3 (module sageattn3, extensions "
+                      "fp4attn_cuda and fp4quant_cuda). Prints one JSON object on stdout; exit 0 pass, 1 fail "
+                      "(broken install or numerics), 3 skipped (no sm120/sm121 GPU: the install checks still ran), "
+                      "2 usage error.", dist=DIST, example="1.0.0", kernel="sageattn3_blackwell",
+                      min_cosine=DEFAULT_MIN_COSINE, max_rel_l1=DEFAULT_MAX_REL_L1,
+                      require_gpu_help="no GPU at all (or no NVIDIA driver) is a failure; an unsupported GPU is "
+                                       "still a skip")
     p.add_argument("--extensions", type=csv_list, default=list(DEFAULT_EXTENSIONS), metavar="MODULES",
                    help="comma-separated compiled extension modules that must load")
     add_expectation_args(p)
