@@ -361,13 +361,14 @@ def run_side_by_side(docker: DockerClient, image: str, jobs: list[Job], deadline
         for job in jobs:  # one whose `docker run` was still creating it at the first pass
             _remove(docker, job.name)
         raise
-    timeouts = [str(r) for r in results.values() if isinstance(r, ProbeTimeout)]
+    ordered = [results[i] for i in range(len(jobs))]  # the jobs' order, not the order they ended in
+    timeouts = [str(r) for r in ordered if isinstance(r, ProbeTimeout)]
     if timeouts:
         raise ProbeTimeout(", ".join(timeouts))
-    for result in results.values():
+    for result in ordered:
         if isinstance(result, BaseException):
             raise result
-    return [results[i] for i in range(len(jobs))]  # type: ignore[misc]
+    return ordered  # type: ignore[return-value]
 
 
 def _open_gate(gate: Path) -> None:
