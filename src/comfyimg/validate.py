@@ -4,7 +4,9 @@ The probes (``probes/sage2.py``, ``probes/sage3.py``, and ``probes/comfyui.py`` 
 ComfyUI's own attention path) print one JSON object and exit 0 pass, 1 fail, 3 skip.
 Here a crash (a signal, no JSON, malformed JSON) is a failure, never a pass. A host
 with an NVIDIA GPU whose container saw none fails too (no silent skip), and
-``--require-gpu`` turns any skipped GPU part into a failure.
+``--require-gpu`` turns any skipped GPU part into a failure. The probe and the ComfyUI probe
+run side by side, each in its own container; the probe's timing waits for the ComfyUI one
+to end (``--bench-after``), so nothing else uses the GPU while it is timed.
 
     python -m comfyimg.validate sage2 [--image IMAGE] [--gpus auto|all|cdi|none] [--require-gpu]
                                       [--comfyui PATH|none] [--timeout S] [-- PROBE ARGS…]
