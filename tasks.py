@@ -9,10 +9,10 @@ from comfyimg import cli
 ROOT = Path(__file__).resolve().parent
 
 
-@task(help={})
-def check(c):
+@task(help={"json": "print the result as one JSON object on stdout"})
+def check(c, json=False):
     """Validate wheels.toml and verify generated/ is current (exit 1: drift, 2: bad input)."""
-    cli.run(cli.check, ROOT)
+    cli.run(cli.check, ROOT, json_out=json)
 
 
 @task(help={})
@@ -30,9 +30,10 @@ def render(c):
         "pre": "consider prereleases (and allow a prerelease --release)",
         "dry-run": "print the table and the wheels.toml diff; write nothing",
         "verify": "always download and hash; fail if the API digest or SHA256SUMS disagree",
+        "json": "print the bump table as one JSON object on stdout instead",
     },
 )
-def bump(c, name, release=None, pre=False, dry_run=False, verify=False):
+def bump(c, name, release=None, pre=False, dry_run=False, verify=False, json=False):
     """Move pins to a GitHub release: pick the asset fitting each ABI, record its sha256.
 
     invoke bump [--name NAME]... [--release TAG] [--pre] [--dry-run] [--verify] [-- NAME...]
@@ -40,11 +41,11 @@ def bump(c, name, release=None, pre=False, dry_run=False, verify=False):
     from comfyimg import bump as bump_mod
 
     cli.run(bump_mod.run_cli, ROOT, name, getattr(c, "remainder", ""), release=release,
-            pre=pre, dry_run=dry_run, verify=verify)
+            pre=pre, dry_run=dry_run, verify=verify, json_out=json)
 
 
 @task(
-    iterable=["target", "set", "file", "allow"],
+    iterable=["target", "set", "file", "allow", "cache_to", "cache_from"],
     help={
         "target": "bake target or group; repeat for several (default: the 'default' group)",
         "load": "load the images into the engine (default)",
@@ -57,10 +58,13 @@ def bump(c, name, release=None, pre=False, dry_run=False, verify=False):
         "progress": "buildx progress output: plain (default), auto, quiet, rawjson",
         "file": "extra bake file applied after docker-bake.hcl (repeatable)",
         "allow": "buildx entitlement, e.g. network.host (repeatable)",
+        "cache-to": "export the build cache: registry=REF, gha[=SCOPE], local=DIR, inline (repeatable)",
+        "cache-from": "import a build cache: registry=REF, gha[=SCOPE], local=DIR (repeatable)",
+        "json": "print the bake summary (the build record) as JSON on stdout",
     },
 )
 def bake(c, target=None, load=False, push=False, print=False, label=None, builder=None, set=None,
-         no_cache=False, progress="plain", file=None, allow=None):
+         no_cache=False, progress="plain", file=None, allow=None, cache_to=None, cache_from=None, json=False):
     """Render generated/, preflight, and build the images with docker buildx bake.
 
     invoke bake [-t TARGET]... [--load|--push|--print] ... [-- TARGET...]
@@ -74,6 +78,7 @@ def bake(c, target=None, load=False, push=False, print=False, label=None, builde
             raise BadInput(f"choose one of --load, --push, --print (got {', '.join(modes)})")
         return BakeRequest(targets=[*(target or []), *getattr(c, "remainder", "").split()] or ["default"], mode=(modes or ["load"])[0], label=label,
                            builder=builder, sets=set or [], no_cache=no_cache, progress=progress,
-                           files=[Path(f).resolve() for f in file or []], allow=allow or [])
+                           files=[Path(f).resolve() for f in file or []], allow=allow or [],
+                           cache_to=cache_to or [], cache_from=cache_from or [])
 
-    cli.run(lambda: cli.bake(ROOT, request()))
+    cli.run(lambda: cli.bake(ROOT, request(), json_out=json))

@@ -19,6 +19,7 @@ bump leaves every file byte-identical.
 from __future__ import annotations
 
 import difflib
+import json
 import shlex
 import tempfile
 import time
@@ -31,6 +32,7 @@ from packaging.version import Version
 from rich import box
 from rich.table import Table
 
+from . import console
 from . import pins as pins_mod
 from . import render
 from .abi import mismatches, parse_wheel
@@ -306,7 +308,7 @@ def plan(pins: pins_mod.Pins, chosen: list[pins_mod.Pin], client: GitHub, *,
 
 
 def _table(changes: list[Change]) -> Table:
-    table = Table(box=box.SIMPLE, show_edge=False, pad_edge=False)
+    table = console.table(fancy=box.SIMPLE, show_edge=False, pad_edge=False)
     for col in ("package", "old", "new", "sha256", "digest from"):
         table.add_column(col, overflow="fold")
     for ch in changes:
@@ -317,8 +319,27 @@ def _table(changes: list[Change]) -> Table:
     return table
 
 
+def as_json(changes: list[Change], *, dry_run: bool, wrote: list[str], diff: str = "") -> dict[str, object]:
+    """``invoke bump --json``: what the table shows, for scripts (the bump workflow's PR)."""
+    return {
+        "changed": any(ch.fields for ch in changes),
+        "dry_run": dry_run,
+        "wrote": wrote,
+        **({"diff": diff} if diff else {}),
+        "pins": [{
+            "pin": ch.pin.key, "name": ch.pin.name, "arch": ch.pin.arch, "changed": bool(ch.fields),
+            "old": {"release": ch.pin.source.release if ch.pin.source else None, "file": ch.pin.filename,
+                    "version": ch.pin.version, "sha256": ch.pin.sha256},
+            "new": {"release": ch.release.tag, "file": ch.asset.name, "version": ch.version,
+                    "sha256": ch.sha256, "digest_from": ch.digest_source},
+            "fields": sorted(ch.fields),
+        } for ch in changes],
+    }
+
+
 def bump(root: Path, names: Sequence[str] = (), *, release: str | None = None, pre: bool = False,
-         dry_run: bool = False, verify: bool = False, client: GitHub | None = None) -> int:
+         dry_run: bool = False, verify: bool = False, client: GitHub | None = None,
+         json_out: bool = False) -> int:
     """The command; returns 0 or raises :class:`UserError` (nothing written on failure)."""
     started = time.monotonic()
     path = root / "wheels.toml"
@@ -341,6 +362,9 @@ def bump(root: Path, names: Sequence[str] = (), *, release: str | None = None, p
                         f"release {ch.release.tag}: sha256 {ch.pin.sha256[:12]} → {ch.sha256[:12]}")
 
     edits = {ch.pin.index: ch.fields for ch in changes if ch.fields}
+    if not edits and json_out:
+        print(json.dumps(as_json(changes, dry_run=dry_run, wrote=[]), indent=2))
+        return 0
     if not edits:
         out().print(_table(changes))
         out().print(f"up to date: {', '.join(sorted({c.pin.key for c in changes}))} "
@@ -355,11 +379,15 @@ def bump(root: Path, names: Sequence[str] = (), *, release: str | None = None, p
         raise WorkFailed(f"the bumped {path.name} would not be valid:\n{exc}") from None
     files = render.render(new_pins)
 
-    out().print(_table(changes))
+    if not json_out:
+        out().print(_table(changes))
     if dry_run:
-        diff = difflib.unified_diff(text.splitlines(keepends=True), new_text.splitlines(keepends=True),
-                                    f"a/{path.name}", f"b/{path.name}")
-        out().print("".join(diff), end="", soft_wrap=True)
+        diff = "".join(difflib.unified_diff(text.splitlines(keepends=True), new_text.splitlines(keepends=True),
+                                            f"a/{path.name}", f"b/{path.name}"))
+        if json_out:
+            print(json.dumps(as_json(changes, dry_run=True, wrote=[], diff=diff), indent=2))
+            return 0
+        out().print(diff, end="", soft_wrap=True)
         out().print(f"dry run: {len(edits)} pin(s) would change; nothing written")
         return 0
 
@@ -370,6 +398,9 @@ def bump(root: Path, names: Sequence[str] = (), *, release: str | None = None, p
     atomic_write_many(staged)
     render.write(new_pins, root)  # removes stale generated files; the rest is already current
     wrote = sorted(str(p.relative_to(root)) for p in staged)
+    if json_out:
+        print(json.dumps(as_json(changes, dry_run=False, wrote=wrote), indent=2))
+        return 0
     out().print(f"bumped {len(edits)} pin(s) in {time.monotonic() - started:.2f} s; "
                 f"wrote {', '.join(wrote)}")
     return 0

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from pathlib import Path
 
 from . import pins as pins_mod
-from . import render
+from . import console, render
 from .console import err, out, plain
 from .errors import UserError
 
@@ -42,11 +42,18 @@ def warn_unhashed(pins: pins_mod.Pins) -> None:
                     f"{pins_mod.record_hash_command(pin)}")
 
 
-def check(root: Path) -> int:
+def check(root: Path, json_out: bool = False) -> int:
     """Validate wheels.toml and verify the generated files are current: 0 ok, 1 drift, 2 bad input."""
     pins = load_pins(root)
     drifts = render.check(pins, root)
     warn_unhashed(pins)
+    if json_out:  # bad input never gets here: it is a one-line error on stderr, exit 2
+        print(json.dumps({
+            "file": pins.path.name, "wheels": len(pins.wheels), "current": not drifts,
+            "drift": [str(d.path) for d in drifts],
+            "unhashed": [{"pin": p.key, "line": p.line, "targets": list(p.targets)} for p in pins.unhashed()],
+        }, indent=2))
+        return 1 if drifts else 0
     if drifts:
         for drift in drifts:
             out().print(drift.diff, end="", soft_wrap=True)
@@ -68,19 +75,20 @@ def render_files(root: Path) -> int:
     return 0
 
 
-def bake(root: Path, request: BakeRequest) -> int:
+def bake(root: Path, request: BakeRequest, json_out: bool = False) -> int:
     """Preflight, build through buildx bake, print a summary and write the build record."""
-    from rich.table import Table
-
     from . import bake as bake_mod
 
     pins = load_pins(root)
     if request.mode == "print":
-        resolved = bake_mod.preflight(root, pins, request)
-        out().print_json(data=resolved) if not plain() else print(json.dumps(resolved, indent=2))
+        resolved, _ = bake_mod.preflight(root, pins, request)
+        out().print_json(data=resolved) if not (plain() or json_out) else print(json.dumps(resolved, indent=2))
         return 0
     built = bake_mod.build(root, pins, request)
-    table = Table("target", "tags", "image id", "duration", "pins", title="bake")
+    if json_out:  # the build record itself; the build log went to stderr
+        print((root / bake_mod.RECORD).read_text(), end="")
+        return 0
+    table = console.table("target", "tags", "image id", "duration", "pins", title="bake")
     for b in built:
         table.add_row(b.target, "\n".join(b.tags), (b.image_id or "-")[:19], f"{b.seconds:.1f}s",
                       ", ".join(f"{p.name} {p.version}" for p in b.pins) or "-")

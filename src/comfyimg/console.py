@@ -7,7 +7,9 @@ import sys
 from functools import cache
 from typing import TextIO
 
+from rich import box
 from rich.console import Console
+from rich.table import Table
 
 
 def plain() -> bool:
@@ -31,3 +33,11 @@ def out() -> Console:
 @cache
 def err() -> Console:
     return _console(sys.stderr)
+
+
+def table(*columns: str, fancy: box.Box | None = box.HEAVY_HEAD, **kwargs: object) -> Table:
+    """A result table: ``fancy`` borders on a terminal, none at all (no box drawing) in plain mode."""
+    if plain():
+        kwargs.setdefault("show_edge", False)
+        return Table(*columns, box=None, **kwargs)  # type: ignore[arg-type]
+    return Table(*columns, box=fancy, **kwargs)  # type: ignore[arg-type]
