@@ -79,15 +79,16 @@ def _variables(request: BakeRequest, root: Path | None = None) -> dict[str, str]
 
 
 def _bake_cmd(root: Path, request: BakeRequest, *extra: str, derived: list[str] = ()) -> list[str]:
-    """The one ``docker buildx bake`` command line. ``derived``: ``--set`` values computed from the
-    plan (labels, caches), applied after the user's own ``--set``s."""
+    """The one ``docker buildx bake`` command line. ``derived``: options computed from the plan
+    (:func:`derived_args`: labels, caches), after the user's own ``--set``s."""
     cmd = [*DOCKER.buildx.docker_cmd, "buildx", "bake"]
     for f in _files(root, request):
         cmd += ["--file", str(f)]
     if request.builder:
         cmd += ["--builder", request.builder]
-    for s in [*request.sets, *derived]:
+    for s in request.sets:
         cmd += ["--set", s]
+    cmd += list(derived)
     for a in request.allow:
         cmd += ["--allow", a]
     cmd += list(extra)
@@ -177,8 +178,9 @@ def cache_entries(spec: str, target: str, tags: list[str], *, export: bool) -> l
     return ["type=inline"] if export else [f"type=registry,ref={tag}" for tag in tags]
 
 
-def derived_sets(pins: Pins, request: BakeRequest, resolved: dict[str, Any]) -> list[str]:
-    """``--set`` values for every resolved target: its pins label, its cache import/export."""
+def derived_args(pins: Pins, request: BakeRequest, resolved: dict[str, Any]) -> list[str]:
+    """``--set`` for every resolved target (its pins label, its cache import/export), and the
+    ``--allow fs.*`` entitlements that a local cache folder needs."""
     sets: list[str] = []
     for target, spec in sorted(resolved.get("target", {}).items()):
         installed = pins_for(pins, target)
@@ -188,7 +190,10 @@ def derived_sets(pins: Pins, request: BakeRequest, resolved: dict[str, Any]) -> 
         for key, specs, export in (("cache-to", request.cache_to, True), ("cache-from", request.cache_from, False)):
             entries = [e for s in specs for e in cache_entries(s, target, tags, export=export)]
             sets += [f"{target}.{key}{'=' if i == 0 else '+='}{e}" for i, e in enumerate(entries)]
-    return sets
+    allows = sorted({f"fs.{'write' if export else 'read'}={Path(spec.partition('=')[2]).resolve()}"
+                     for specs, export in ((request.cache_to, True), (request.cache_from, False))
+                     for spec in specs if spec.startswith("local=")})
+    return [arg for s in sets for arg in ("--set", s)] + [arg for a in allows for arg in ("--allow", a)]
 
 
 def builder_driver(name: str | None) -> str | None:
@@ -200,13 +205,23 @@ def builder_driver(name: str | None) -> str | None:
     return m[1] if m else None
 
 
+def _containerd_store() -> bool:
+    """Whether the engine keeps images in containerd (then its docker driver exports every cache)."""
+    try:
+        return "io.containerd.snapshotter" in run([*DOCKER.docker_cmd, "info", "--format", "{{json .DriverStatus}}"])
+    except DockerException:
+        return False
+
+
 def check_cache(request: BakeRequest) -> None:
-    """The docker driver exports only inline cache: say so before a build fails half-way."""
+    """The docker driver on the classic image store exports only inline cache: say so before a
+    build fails half-way."""
     exports = [s for s in request.cache_to if s.partition("=")[0] != "inline" and "type=inline" not in s]
-    if exports and builder_driver(request.builder) == "docker":
+    if exports and builder_driver(request.builder) == "docker" and not _containerd_store():
         raise BadInput(f"--cache-to {exports[0]}: the builder {request.builder or '(default)'} uses the docker "
-                       "driver, which exports only inline cache; use --cache-to inline, or a builder with the "
-                       "docker-container driver (docker buildx create --driver docker-container --use)")
+                       "driver on the classic image store, which exports only inline cache; use --cache-to "
+                       "inline, a builder with the docker-container driver (docker buildx create --driver "
+                       "docker-container --use), or an engine with the containerd image store")
 
 
 # --------------------------------------------------------------------------- preflight
@@ -298,7 +313,7 @@ def check_builder(name: str) -> None:
 
 def preflight(root: Path, pins: Pins, request: BakeRequest) -> tuple[dict[str, Any], list[str]]:
     """Everything checked before a build: returns the plan (labels and caches included) and the
-    ``--set`` values that put them there. Renders generated/ first."""
+    options that put them there. Renders generated/ first."""
     check_options(request)
     changed = render.write(pins, root)
     for path in changed:
@@ -319,7 +334,7 @@ def preflight(root: Path, pins: Pins, request: BakeRequest) -> tuple[dict[str, A
         raise BadInput("\n".join(problems))
     for problem in problems if request.mode == "print" else []:
         err().print(f"warning: {problem}")
-    derived = derived_sets(pins, request, resolved)
+    derived = derived_args(pins, request, resolved)
     return plan(root, request, derived), derived
 
 
@@ -403,6 +418,9 @@ def build(root: Path, pins: Pins, request: BakeRequest) -> list[Built]:
         extra.append("--no-cache")
     if request.mode in ("load", "push"):
         extra.append(f"--{request.mode}")
+    for spec in request.cache_to:  # buildx grants fs.write only on a folder that exists
+        if spec.startswith("local="):
+            Path(spec.partition("=")[2]).mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         meta_file = Path(tmp) / "metadata.json"
         cmd = _bake_cmd(root, request, *extra, "--metadata-file", str(meta_file), derived=derived)
