@@ -93,6 +93,48 @@ def expected_from_pins(root: Path, spec: ProbeSpec, target: str | None) -> str |
     return versions.pop() if len(versions) == 1 else None
 
 
+# --------------------------------------------------------------------------- labels
+
+
+def label_check(image: str, expected: list[dict], *, exact: bool) -> dict:
+    """The image's ``io.comfyimg.pins`` label (written by ``invoke bake``) against the pins it
+    should hold, as one more check of the report. ``exact``: the label must list exactly
+    ``expected`` (an image from the build record); else each labelled pin named in
+    ``expected`` must be one of them (``--image``: wheels.toml's pins), and an image built
+    elsewhere, without the label, is a skip."""
+    from .bake import PINS_LABEL
+
+    name = "image labels match the pins"
+    try:
+        raw = (_docker().image.inspect(image).config.labels or {}).get(PINS_LABEL)
+    except DockerException as exc:
+        return {"name": name, "status": "fail", "detail": f"cannot inspect {image}: {_first_line(exc)}"}
+    if raw is None:
+        status = "fail" if exact else "skip"
+        return {"name": name, "status": status, "detail": f"no {PINS_LABEL} label (not built by invoke bake)"}
+    try:
+        labelled = {(p["name"], p["version"], p["sha256"]) for p in json.loads(raw)}
+    except (ValueError, TypeError, KeyError) as exc:
+        return {"name": name, "status": "fail", "detail": f"{PINS_LABEL} is not a pin list: {exc}"}
+    wanted = {(p["name"], p["version"], p["sha256"]) for p in expected}
+    names = {n for n, _, _ in wanted}
+    wrong = labelled ^ wanted if exact else {p for p in labelled if p[0] in names} - wanted
+    if wrong:
+        shown = "; ".join(f"{n} {v} {(h or 'no sha256')[:12]}" for n, v, h in sorted(wrong, key=str))
+        return {"name": name, "status": "fail", "detail": f"label and expected pins differ: {shown}"}
+    return {"name": name, "status": "pass", "detail": f"{len(labelled)} pin(s) labelled as expected"}
+
+
+def expected_pins(root: Path, image_from_record: bool, target: str | None, spec: ProbeSpec) -> list[dict]:
+    if image_from_record:
+        record = json.loads((root / RECORD).read_text())
+        return list(record["targets"][target]["pins"]) if target in record.get("targets", {}) else []
+    from .pins import load
+
+    return [{"name": p.name, "version": p.version, "sha256": p.sha256} for p in load(root / "wheels.toml").wheels
+            if p.name == spec.distribution and (target is None or target in p.targets)]
+
+
 # --------------------------------------------------------------------------- run
 
 
@@ -283,6 +325,7 @@ def validate(root: Path, probe: str, *, image: str | None = None, target: str | 
              expect_version: str | None = None, require_gpu: bool = False,
              probe_args: list[str] | None = None) -> Outcome:
     spec = PROBES[probe]
+    from_build_record = image is None
     if image is None:
         image, recorded, target = from_record(root, spec, target)
         expect_version = expect_version or recorded
@@ -294,6 +337,10 @@ def validate(root: Path, probe: str, *, image: str | None = None, target: str | 
     started = time.monotonic()
     result, code, stdout = run_probe(image, spec, args)
     passed, verdict = judge(result, code, require_gpu)
+    labels = label_check(image, expected_pins(root, from_build_record, target, spec), exact=from_build_record)
+    verdict = {**verdict, "checks": [*verdict.get("checks", []), labels]}
+    if labels["status"] == "fail" and passed:
+        passed, verdict = False, {**verdict, "status": "fail", "reason": f"labels: {labels['detail']}"}
     if verdict.get("crash"):
         verdict["stdout_tail"] = stdout[-2000:]  # what the probe printed before it ended
     outcome = Outcome(probe, image, verdict, code, passed, time.monotonic() - started)
