@@ -37,9 +37,10 @@ class Engine:
     def env(self) -> dict[str, str]:
         return {"DOCKER_HOST": self.host}
 
-    def docker(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    def docker(self, *args: str, timeout: float = 300, env: dict[str, str] | None = None,
+               ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(["docker", *args], text=True, capture_output=True, timeout=timeout,
-                              env={**os.environ, **self.env}, check=False)
+                              env={**os.environ, **(env or {}), **self.env}, check=False)
 
 
 def load_images(engine: Engine, *images: str, timeout: float = 600) -> None:
@@ -54,12 +55,15 @@ def load_images(engine: Engine, *images: str, timeout: float = 600) -> None:
 
 
 @contextmanager
-def fresh_engine(name: str, *, wait: float = 60) -> Iterator[Engine]:
+def fresh_engine(name: str, *, wait: float = 60, daemon: dict | None = None) -> Iterator[Engine]:
+    """A new dockerd; ``daemon``: more daemon.json settings (e.g. CDI)."""
     if os.geteuid() != 0 or shutil.which("dockerd") is None:
         raise RuntimeError("a fresh engine needs root and dockerd (tools/engine/install.sh)")
     # Short paths: containerd's socket lives under the exec root (unix sockets: 107 bytes).
     root = Path(tempfile.mkdtemp(prefix=f"eng-{name}-", dir="/tmp"))
-    (root / "daemon.json").write_text(json.dumps({"features": {"containerd-snapshotter": True}}))
+    config = {**(daemon or {})}
+    config["features"] = {"containerd-snapshotter": True, **config.get("features", {})}
+    (root / "daemon.json").write_text(json.dumps(config))
     host = f"unix://{root}/sock"
     log = open(root / "dockerd.log", "wb")
     proc = subprocess.Popen(

@@ -115,3 +115,46 @@ def test_compose_up_runs_as_puid_pgid_and_writes_into_the_mounted_volumes(tmp_pa
     finally:
         down = docker(*base, "down", "--remove-orphans", env=env, timeout=120)
         assert down.returncode == 0, down.stderr
+
+
+CDI_SPEC = """\
+cdiVersion: "0.6.0"
+kind: nvidia.com/gpu
+devices:
+- name: all
+  containerEdits:
+    env:
+    - CDI_DEVICE=nvidia.com/gpu=all
+containerEdits:
+  env:
+  - CDI_VENDOR=nvidia.com
+"""
+
+
+@pytest.mark.engine
+def test_the_cdi_variant_reaches_dockerds_cdi_driver(tmp_path):
+    """No GPU here, but CDI is only a spec file: a fresh dockerd with CDI on and a spec for
+    nvidia.com/gpu=all (which sets env vars instead of device nodes) shows that compose
+    sends the request and dockerd applies that spec to the container."""
+    from .conftest import BASE
+    from .engines import fresh_engine, load_images
+
+    specs = tmp_path / "cdi"
+    specs.mkdir()
+    (specs / "nvidia.yaml").write_text(CDI_SPEC)
+    override = tmp_path / "probe.yml"
+    override.write_text("services:\n  complete-cuda:\n    network_mode: none\n    ports: !reset []\n"
+                        "    restart: \"no\"\n    entrypoint: [\"sh\", \"-c\", \"echo $$CDI_DEVICE $$CDI_VENDOR\"]\n")
+    with fresh_engine("cdi", daemon={"features": {"cdi": True}, "cdi-spec-dirs": [str(specs)]}) as engine:
+        load_images(engine, BASE)
+        base = ["compose", "-p", f"comfyimg-{LABEL}-cdi", "--project-directory", str(COMPOSE),
+                "-f", str(COMPOSE / "complete-cuda.yml")]
+        env = {"COMFYUI_IMAGE": BASE, "COMFYUI_DATA": str(tmp_path / "data")}
+        up = engine.docker(*base, "-f", str(COMPOSE / "complete-cuda.cdi.yml"), "-f", str(override), "up",
+                           "--abort-on-container-exit", "--exit-code-from", "complete-cuda", env=env, timeout=180)
+        assert up.returncode == 0, up.stdout + up.stderr
+        assert "nvidia.com/gpu=all nvidia.com" in up.stdout, up.stdout
+        # The nvidia variant needs the NVIDIA runtime, which this engine lacks: it must not start.
+        nvidia = engine.docker(*base, "-f", str(override), "up", "--abort-on-container-exit", env=env, timeout=180)
+        assert nvidia.returncode != 0 and "could not select device driver" in nvidia.stdout + nvidia.stderr
+        engine.docker(*base, "down", "--remove-orphans", env=env)
