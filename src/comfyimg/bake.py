@@ -335,7 +335,12 @@ def preflight(root: Path, pins: Pins, request: BakeRequest) -> tuple[dict[str, A
     for problem in problems if request.mode == "print" else []:
         err().print(f"warning: {problem}")
     derived = derived_args(pins, request, resolved)
-    return plan(root, request, derived), derived
+    if request.mode == "print":  # what buildx makes of it, exactly; a build saves this second plan
+        return plan(root, request, derived), derived
+    for target, spec in resolved.get("target", {}).items():  # the labels the build will set
+        if (installed := pins_for(pins, target)) is not None:
+            spec.setdefault("labels", {})[PINS_LABEL] = pins_label(pins, target, installed)
+    return resolved, derived
 
 
 # --------------------------------------------------------------------------- build
