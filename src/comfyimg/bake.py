@@ -3,7 +3,8 @@
 python-on-whales' ``bake()`` lacks ``--allow`` and runs a second ``--print`` after
 every build; :func:`_bake_cmd` builds the command once from python-on-whales'
 client config (``docker.buildx.docker_cmd``) and runs it with its ``utils``
-helpers, so extra flags live here and nowhere else.
+helpers, so extra flags live here and nowhere else: the labels (OCI, pins) and the
+cache import/export of every target (:func:`derived_args`) included.
 """
 
 from __future__ import annotations
@@ -71,10 +72,15 @@ def _files(root: Path, request: BakeRequest) -> list[Path]:
     return [root / BAKE_FILE, root / render.BAKE_VARS, *request.files]
 
 
+_OCI_VALUES: dict[Path, dict[str, str]] = {}  # once per command: the plan and the build agree on "created"
+
+
 def _variables(request: BakeRequest, root: Path | None = None) -> dict[str, str]:
     found = {"IMAGE_LABEL": request.label} if request.label else {}
     if root is not None:  # the OCI labels' values (docker-bake.hcl); the caller's environment wins
-        found.update({k: v for k, v in oci_values(root).items() if not os.environ.get(k)})
+        if root not in _OCI_VALUES:
+            _OCI_VALUES[root] = oci_values(root)
+        found.update({k: v for k, v in _OCI_VALUES[root].items() if not os.environ.get(k)})
     return found
 
 
@@ -98,7 +104,6 @@ def _bake_cmd(root: Path, request: BakeRequest, *extra: str, derived: list[str] 
 # --------------------------------------------------------------------------- labels and caches
 
 PINS_LABEL = "io.comfyimg.pins"
-OCI = "org.opencontainers.image."
 
 
 def _git(root: Path, *args: str) -> str | None:
@@ -106,7 +111,7 @@ def _git(root: Path, *args: str) -> str | None:
         proc = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.TimeoutExpired):
         return None
-    return proc.stdout.strip() or None if proc.returncode == 0 else None
+    return (proc.stdout.strip() or None) if proc.returncode == 0 else None
 
 
 def oci_values(root: Path) -> dict[str, str]:
