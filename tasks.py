@@ -22,6 +22,22 @@ def render(c):
 
 
 @task(
+    iterable=["arch"],
+    help={
+        "wheel": "a wheel on disk to audit (default: every pin, from its recorded coverage)",
+        "arch": "GPU arch to judge, e.g. sm120; repeatable (default: the archs its pins serve)",
+        "json": "print one JSON object instead of tables",
+    },
+)
+def audit(c, wheel=None, arch=None, json=False):
+    """Which GPU archs can run a wheel's compiled kernels (exit 0 all, 1 one cannot, 2 bad input).
+
+    invoke audit [--wheel PATH] [--arch smXY]... [--json]
+    """
+    cli.run(cli.audit, ROOT, wheel, arch or [], json)
+
+
+@task(
     iterable=["name"],
     help={
         "name": "pin to bump: a wheel name (all its arch pins) or NAME[smXX]; repeatable, "

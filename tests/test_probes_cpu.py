@@ -177,13 +177,55 @@ def test_sage2_export_list_is_an_option(fake_root):
 
 
 def test_sage2_missing_arch_extension_fails_even_though_import_works(fake_root):
-    r = run_probe(SAGE2, fake_root / "no_sm90", "--expect-version", "2.2.0")
+    # The host's expectation (from the pin's coverage): the image serves sm80 and sm90.
+    r = run_probe(SAGE2, fake_root / "no_sm90", "--expect-version", "2.2.0", "--serves", "sm80,sm90",
+                  "--needs", "sm80=sageattention._qattn_sm80", "--needs",
+                  "sm90=sageattention._qattn_sm90,sageattention._fused")
     assert_contract(r, "fail", 1)
     assert r.check("import")["status"] == "pass"
     c = r.check("extension:sageattention._qattn_sm90")
     assert c["status"] == "fail"
     assert c["error_kind"] == "not-found"
     assert r.json["environment"]["sageattention_core_flags"]["SM90_ENABLED"] is False
+
+
+def test_sage2_without_expectations_only_reports_modules_no_gpu_at_hand_needs(fake_root):
+    """--image alone: no GPU here needs _qattn_sm90, so its absence is reported, not failed
+    (a per-arch wheel is a correct wheel)."""
+    r = run_probe(SAGE2, fake_root / "no_sm90", "--expect-version", "2.2.0")
+    assert_contract(r, "pass", 0)
+    c = r.check("extension:sageattention._qattn_sm90")
+    assert c["status"] == "skip" and c["required"] is False and "not needed" in c["detail"]
+    assert r.check("extension:sageattention._fused")["status"] == "pass"  # imported by sageattention itself
+
+
+def _args(**kw):
+    import argparse  # noqa: PLC0415
+
+    return argparse.Namespace(**{"serves": None, "needs": [], **kw})
+
+
+def test_the_probe_requires_what_the_gpu_at_hand_needs_from_the_table():
+    lib = _load(PROBES / "probelib.py", "probelib_t")
+    rules = lib.package_rules("sageattention", "2.2.0+cu130.torch2.13.0.sm90")
+    assert rules is not None and lib.package_rules("sageattention", "1.0.6") is None
+    need = lambda sm, **kw: lib.required_modules(rules, _args(**kw), {"sm": sm, "name": "GPU"})  # noqa: E731
+    assert need("sm90") == ["sageattention._fused", "sageattention._qattn_sm90"]
+    assert need("sm86") == ["sageattention._fused"]  # Triton on sm86
+    assert need("sm120") == ["sageattention._fused", "sageattention._qattn_sm89"]
+    assert need("sm90", needs=[("sm90", ["x._y"])]) == ["sageattention._fused", "x._y"]  # the host's word wins
+    assert lib.required_modules(rules, _args(serves=["sm80", "sm90"]), None) == [
+        "sageattention._fused", "sageattention._qattn_sm80", "sageattention._qattn_sm90"]
+
+
+def test_a_gpu_the_image_does_not_serve_fails_naming_both():
+    lib = _load(PROBES / "probelib.py", "probelib_s")
+    report = lib.Report("sageattention", None)
+    assert not lib.serves_check(report, {"sm": "sm90", "name": "NVIDIA H200"}, ["sm80", "sm86", "sm89", "sm120"])
+    assert report.checks[-1]["status"] == "fail"
+    assert report.checks[-1]["detail"].startswith("this image serves sm80, sm86, sm89, sm120; this GPU is sm90")
+    assert lib.serves_check(report, {"sm": "sm90", "name": "H200"}, ["sm90"])
+    assert lib.serves_check(report, {"sm": "sm90", "name": "H200"}, None)  # no expectation given
 
 
 def test_sage2_undefined_symbol_is_a_broken_wheel(fake_root):

@@ -129,22 +129,18 @@ def oci_values(root: Path) -> dict[str, str]:
     }
 
 
-def served_archs(pins: Pins, target: str, pin: Pin) -> list[str]:
-    """The GPU archs a pin serves in ``target``: its own arch, else its profile's archs."""
-    if pin.arch:
-        return [pin.arch]
-    m = _PER_ARCH.match(target)
-    base = m["base"] if m and m["base"] in pins.targets() else target
-    try:
-        return list(pins.profile_for(base).abi.archs)
-    except KeyError:
-        return []
+def served_archs(pins: Pins, pin: Pin) -> list[str]:
+    """The GPU archs a pin serves (coverage.serves): preflight has checked that its recorded
+    kernel coverage runs on each of them."""
+    from . import coverage
+
+    return list(coverage.serves(pins, pin))
 
 
 def pins_label(pins: Pins, target: str, installed: list[Pin]) -> str:
     """The ``io.comfyimg.pins`` label: what the image installs, as compact JSON."""
     return json.dumps([{"name": p.name, "version": p.version, "sha256": p.sha256,
-                        "archs": served_archs(pins, target, p)} for p in installed],
+                        "archs": served_archs(pins, p)} for p in installed],
                       separators=(",", ":"), sort_keys=True)
 
 
@@ -316,6 +312,15 @@ def check_builder(name: str) -> None:
                        "list the builders with: docker buildx ls") from None
 
 
+def kernel_problems(pins: Pins, target: str, target_pins: list[Pin]) -> list[str]:
+    """Pins of ``target`` whose recorded kernel coverage misses an arch they serve, or is not recorded."""
+    from . import coverage
+
+    errors, unrecorded = coverage.problems(pins, target_pins)
+    return errors + [f"{pins.path.name}:{p.line}: coverage: {p.key} in {target} has no recorded kernel "
+                     f"coverage; record it with: {coverage.record_command(p)}" for p in unrecorded]
+
+
 def preflight(root: Path, pins: Pins, request: BakeRequest) -> tuple[dict[str, Any], list[str]]:
     """Everything checked before a build: returns the plan (labels and caches included) and the
     options that put them there. Renders generated/ first."""
@@ -331,10 +336,12 @@ def preflight(root: Path, pins: Pins, request: BakeRequest) -> tuple[dict[str, A
     resolved = plan(root, request)
     problems: list[str] = []
     for target in sorted(resolved.get("target", {})):
-        for pin in pins_for(pins, target) or []:
+        target_pins = pins_for(pins, target) or []
+        for pin in target_pins:
             if pin.sha256 is None:
                 problems.append(f"{pins.path.name}:{pin.line}: sha256: {pin.key} in {target} has no hash; "
                                 f"record it with: {record_hash_command(pin)}")
+        problems += kernel_problems(pins, target, target_pins)
     if problems and request.mode != "print":
         raise BadInput("\n".join(problems))
     for problem in problems if request.mode == "print" else []:

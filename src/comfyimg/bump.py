@@ -23,7 +23,7 @@ import json
 import shlex
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,7 +32,7 @@ from packaging.version import Version
 from rich import box
 from rich.table import Table
 
-from . import console
+from . import console, coverage, kernels
 from . import pins as pins_mod
 from . import render
 from .abi import mismatches, parse_wheel
@@ -126,18 +126,28 @@ class Digests:
             self._sums = merged
         return self._sums
 
-    def find(self, asset: Asset) -> tuple[str, str]:
-        """(sha256, where it came from)."""
+    def find(self, asset: Asset, read: Callable[[str], bool] = lambda sha256: False,
+             ) -> tuple[str, str, kernels.WheelKernels | None]:
+        """(sha256, where it came from, the wheel's kernels when ``read(sha256)`` wants them).
+
+        A wheel whose kernels are wanted is downloaded once, streaming; they are read from
+        that one download, which is checked against the API digest as any download is."""
         if not self.verify:
-            if asset.digest:
-                return asset.digest, "api"
-            if listed := self.sums().get(asset.name):
-                return listed[0], listed[1]
+            known = (asset.digest, "api") if asset.digest else self.sums().get(asset.name)
+            if known and not read(known[0]):
+                return known[0], known[1], None
         part = self.workdir / f"asset-{asset.id}.part"
+        found = None
         try:
             got = self.client.download(asset, part, progress=progress_factory())
+            if read(got.sha256):
+                try:
+                    found = kernels.read_wheel(part, name=asset.name)
+                except kernels.BadKernels as exc:
+                    raise WorkFailed(f"cannot read the kernels of {asset.name} of release "
+                                     f"{self.release.tag}: {exc}") from None
         finally:
-            part.unlink(missing_ok=True)  # only the hash is kept
+            part.unlink(missing_ok=True)  # only the hash and the kernels are kept
         agree: list[str] = []
         if asset.digest:
             if asset.digest != got.sha256:
@@ -146,13 +156,13 @@ class Digests:
                     f"{got.sha256}, but the API digest says {asset.digest} "
                     "(the asset was replaced or corrupted)")
             agree.append("api")
-        if self.verify and (listed := self.sums().get(asset.name)):
+        if (self.verify or not asset.digest) and (listed := self.sums().get(asset.name)):
             if listed[0] != got.sha256:
                 raise WorkFailed(
                     f"digest mismatch: {asset.name} of release {self.release.tag} hashes to "
                     f"{got.sha256}, but {listed[1]} says {listed[0]}")
             agree.append(listed[1])
-        return got.sha256, "download" + (f" (= {', '.join(agree)})" if agree else "")
+        return got.sha256, "download" + (f" (= {', '.join(agree)})" if agree else ""), found
 
 
 # --------------------------------------------------------------------------- progress
@@ -210,6 +220,12 @@ class Change:
     digest_source: str
     version: str
     fields: dict[str, object] = field(default_factory=dict)
+    kernels: kernels.WheelKernels | None = None
+    verdicts: dict[str, kernels.Verdict] = field(default_factory=dict)  # served arch -> verdict
+
+    @property
+    def failing(self) -> dict[str, kernels.Verdict]:
+        return {a: v for a, v in self.verdicts.items() if not v.runnable}
 
 
 def parse_names(names: Sequence[str] | None, remainder: str = "") -> list[str]:
@@ -300,22 +316,72 @@ def plan(pins: pins_mod.Pins, chosen: list[pins_mod.Pin], client: GitHub, *,
             picked.append((pin, chosen_asset))
         digests = Digests(client, rel, workdir, verify)
         for pin, asset in picked:
-            sha256, source = digests.find(asset)
+            served = coverage.serves(pins, pin)
+
+            def wants(sha256: str, pin: pins_mod.Pin = pin, served: tuple[str, ...] = served) -> bool:
+                # Record coverage for a new wheel (or one never read) that must serve a GPU.
+                return bool(served) and (verify or pin.coverage is None or pin.coverage.sha256 != sha256)
+
+            sha256, source, found = digests.find(asset, wants)
             version = _new_version(pin, asset)
             fields = _fields(pin, rel, asset, sha256, version)
-            changes.append(Change(pin, rel, asset, sha256, source, version, fields))
+            change = Change(pin, rel, asset, sha256, source, version, fields, found)
+            if found is not None:
+                rules = kernels.rules_for(pin.name, version)
+                change.verdicts = kernels.judge_all(found.modules, served, rules)
+                recorded = coverage.record_fields(found)
+                old = pin.coverage
+                if old is None or old.sha256 != found.sha256 or old.tool != found.tool or \
+                        old.modules != found.modules:
+                    fields.update(recorded)
+            changes.append(change)
     return changes
+
+
+def _moves(ch: Change) -> bool:
+    """Does the change move the pin to another wheel (not just record the one it names)?"""
+    same = ch.pin.source and ch.release.tag == ch.pin.source.release and ch.asset.name == ch.pin.filename
+    return not same
+
+
+def _refuse_uncovered(changes: list[Change]) -> None:
+    """A pin moving to a wheel that cannot run on an arch it serves: a table of what fails, and
+    exit 1. Recording the wheel a pin already names records the truth, with a warning
+    (``invoke check`` and ``invoke bake`` then refuse it, naming the arch)."""
+    for ch in changes:
+        if not _moves(ch):
+            for arch, v in ch.failing.items():
+                err().print(f"warning: {ch.pin.key}: {ch.asset.name} cannot run on {arch}, which it serves: "
+                            f"{v.why}; recorded as read. `invoke check` and `invoke bake` refuse it until "
+                            "its serves is narrowed or it moves to a wheel that covers " + arch)
+    failing = [(ch, arch, v) for ch in changes if _moves(ch) for arch, v in ch.failing.items()]
+    if not failing:
+        return
+    table = console.table(fancy=box.SIMPLE, show_edge=False, pad_edge=False,
+                          title="kernel coverage: these pins cannot run on GPUs they serve")
+    for col in ("package", "arch", "wheel", "carries", "missing"):
+        table.add_column(col, overflow="fold")
+    for ch, arch, v in failing:
+        carries = "; ".join(f"{m.name}: {m.carries()}" for m in ch.kernels.modules) if ch.kernels else ""
+        missing = "; ".join(f"{m.module} ({m.needs})" for m in v.missing) or v.why
+        table.add_row(ch.pin.key, arch, ch.asset.name, carries or "no compiled modules", missing)
+    err().print(table)
+    lines = [f"{ch.pin.key}: {ch.asset.name} of {ch.release.tag} cannot run on {arch}, which it serves: "
+             f"{v.why}" for ch, arch, v in failing]
+    raise WorkFailed("\n".join(lines) + "\nnothing written; to serve fewer GPUs, set serves in wheels.toml")
 
 
 def _table(changes: list[Change]) -> Table:
     table = console.table(fancy=box.SIMPLE, show_edge=False, pad_edge=False)
-    for col in ("package", "old", "new", "sha256", "digest from"):
+    for col in ("package", "old", "new", "sha256", "digest from", "kernels for"):
         table.add_column(col, overflow="fold")
     for ch in changes:
         old_rel = ch.pin.source.release if ch.pin.source else "?"
         old = f"{old_rel}\n{ch.pin.filename}"
         new = f"{ch.release.tag}\n{ch.asset.name}" if ch.fields else "(unchanged)"
-        table.add_row(ch.pin.key, old, new, ch.sha256[:12], ch.digest_source)
+        runs = " ".join(a if v.runnable else f"NOT {a}" for a, v in ch.verdicts.items())
+        table.add_row(ch.pin.key, old, new, ch.sha256[:12], ch.digest_source,
+                      runs or ("(recorded)" if ch.pin.coverage else "-"))
     return table
 
 
@@ -333,6 +399,7 @@ def as_json(changes: list[Change], *, dry_run: bool, wrote: list[str], diff: str
             "new": {"release": ch.release.tag, "file": ch.asset.name, "version": ch.version,
                     "sha256": ch.sha256, "digest_from": ch.digest_source},
             "fields": sorted(ch.fields),
+            "kernels_for": {a: v.runnable for a, v in ch.verdicts.items()},  # served arch -> runnable
         } for ch in changes],
     }
 
@@ -356,6 +423,7 @@ def bump(root: Path, names: Sequence[str] = (), *, release: str | None = None, p
         if own_client:
             client.close()
 
+    _refuse_uncovered(changes)
     for ch in changes:
         if ch.pin.sha256 and "url" not in ch.fields and "sha256" in ch.fields:
             err().print(f"warning: {ch.pin.key}: {ch.asset.name} was replaced in place under "

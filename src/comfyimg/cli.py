@@ -42,16 +42,33 @@ def warn_unhashed(pins: pins_mod.Pins) -> None:
                     f"{pins_mod.record_hash_command(pin)}")
 
 
+def check_coverage(pins: pins_mod.Pins) -> None:
+    """Recorded kernel coverage that misses an arch a pin serves: bad input (exit 2);
+    no coverage recorded: a warning with the command that records it."""
+    from . import coverage
+    from .errors import BadInput
+
+    errors, unrecorded = coverage.problems(pins)
+    for pin in unrecorded:
+        err().print(f"warning: {coverage.unrecorded_message(pins, pin)}")
+    if errors:
+        raise BadInput("\n".join(errors))
+
+
 def check(root: Path, json_out: bool = False) -> int:
     """Validate wheels.toml and verify the generated files are current: 0 ok, 1 drift, 2 bad input."""
     pins = load_pins(root)
+    check_coverage(pins)
     drifts = render.check(pins, root)
     warn_unhashed(pins)
     if json_out:  # bad input never gets here: it is a one-line error on stderr, exit 2
+        from . import coverage
+
         print(json.dumps({
             "file": pins.path.name, "wheels": len(pins.wheels), "current": not drifts,
             "drift": [str(d.path) for d in drifts],
             "unhashed": [{"pin": p.key, "line": p.line, "targets": list(p.targets)} for p in pins.unhashed()],
+            "coverage_unrecorded": [p.key for p in coverage.problems(pins)[1]],
         }, indent=2))
         return 1 if drifts else 0
     if drifts:
@@ -62,6 +79,16 @@ def check(root: Path, json_out: bool = False) -> int:
         return 1
     out().print(f"{pins.path.name}: {len(pins.wheels)} wheel(s) valid; generated files are current")
     return 0
+
+
+def audit(root: Path, wheel: str | None, archs: list[str], as_json: bool) -> int:
+    """``invoke audit``: a wheel on disk (exit 0 runnable on every arch, 1 not, 2 bad input),
+    or every pin from its recorded coverage."""
+    from . import coverage
+
+    if wheel:
+        return coverage.audit_wheel(root, Path(wheel), archs, as_json=as_json)
+    return coverage.audit_pins(load_pins(root), archs, as_json=as_json)
 
 
 def render_files(root: Path) -> int:

@@ -20,6 +20,7 @@ from tomlkit.items import AoT, Table
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
+from .kernels import Module, Target
 from .abi import SM, ImageABI, WheelABI, mismatches, parse_wheel
 from .errors import BadInput
 from .fsutil import atomic_write
@@ -35,8 +36,11 @@ _BAKE_TARGET = re.compile(r'^\s*target\s+"([^"]+)"', re.M)
 _URL_FORBIDDEN = frozenset(' \t"\'#\\<>')  # each would change a requirements line
 
 PROFILE_KEYS = {"python", "platform", "torch", "torch_index", "cuda", "archs", "glibc"}
-WHEEL_KEYS = {"name", "version", "url", "sha256", "source", "targets", "provides", "arch"}
+WHEEL_KEYS = {"name", "version", "url", "sha256", "source", "targets", "provides", "arch", "serves",
+              "coverage", "coverage_from"}
 SOURCE_KEYS = {"github", "release"}
+COVERAGE_FROM_KEYS = {"tool", "sha256"}
+COVERAGE_KEYS = {"module", "sass", "ptx"}
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,16 @@ class Source:
 
 
 @dataclass(frozen=True)
+class Coverage:
+    """The compiled modules of the pinned wheel and their GPU code, as recorded by ``invoke bump``."""
+
+    tool: str  # "cuobjdump 13.5.37"
+    sha256: str  # of the wheel it was read from
+    modules: tuple[Module, ...]
+    line: int
+
+
+@dataclass(frozen=True)
 class Pin:
     index: int  # position in the [[wheel]] array, for saving
     name: str
@@ -67,6 +81,8 @@ class Pin:
     provides: tuple[str, ...]
     arch: str | None
     line: int
+    serves: tuple[str, ...] | None = None  # GPU archs it must run on; None: the default
+    coverage: Coverage | None = None
 
     @property
     def filename(self) -> str:
@@ -392,6 +408,12 @@ def _load_wheel(err: _Errors, i: int, table: Any, profiles: dict[str, Profile | 
     if arch is not None and not SM.match(arch):
         err.add(where + ("arch",), "arch", f"{arch!r} is not a GPU arch; expected e.g. 'sm90'")
         arch = None
+    serves = _str_list(err, where, "serves", table, "serves", required=False)
+    for sm in serves or ():
+        if not SM.match(sm):
+            err.add(where + ("serves",), "serves", f"{sm!r} is not a GPU arch; expected e.g. 'sm90'")
+            serves = None
+    coverage = _load_coverage(err, where, table)
     wheel = _check_url(err, where, name, version, arch, url) if url else None
     for target in targets or ():
         if bake_targets is not None and target not in bake_targets:
@@ -416,7 +438,62 @@ def _load_wheel(err: _Errors, i: int, table: Any, profiles: dict[str, Profile | 
                         f"{wheel.filename} does not fit {target} ({profile.abi.describe()}): {reason}")
     if not (name and raw_version and version and url and wheel and targets and provides):
         return None
-    return Pin(i, name, raw_version, url, sha256, source, targets, provides, arch, err.line(*where))
+    return Pin(i, name, raw_version, url, sha256, source, targets, provides, arch, err.line(*where),
+               serves, coverage)
+
+
+def _load_coverage(err: _Errors, where: tuple[Any, ...], table: dict) -> Coverage | None:
+    """``coverage_from = { tool, sha256 }`` and ``coverage = [{ module, sass, ptx }, …]``: both or neither."""
+    if "coverage" not in table and "coverage_from" not in table:
+        return None
+    if "coverage" not in table or "coverage_from" not in table:
+        have, lack = ("coverage", "coverage_from") if "coverage" in table else ("coverage_from", "coverage")
+        err.add(where + (have,), lack, f"missing; {have} needs it (invoke bump --verify records both)")
+        return None
+    raw_from, raw = table["coverage_from"], table["coverage"]
+    ok = True
+    if not isinstance(raw_from, dict):
+        err.add(where + ("coverage_from",), "coverage_from",
+                f"expected a table {{ tool = '…', sha256 = '…' }}, got {_type_name(raw_from)}")
+        return None
+    _unknown(err, where + ("coverage_from",), "coverage_from.", raw_from, COVERAGE_FROM_KEYS)
+    tool = _str(err, where + ("coverage_from",), "coverage_from.tool", raw_from, "tool")
+    digest = _str(err, where + ("coverage_from",), "coverage_from.sha256", raw_from, "sha256")
+    if digest and not _HEX64.match(digest):
+        err.add(where + ("coverage_from",), "coverage_from.sha256", f"{digest!r} is not 64 lowercase hex characters")
+        ok = False
+    if not isinstance(raw, list) or not all(isinstance(m, dict) for m in raw):
+        err.add(where + ("coverage",), "coverage",
+                f"expected an array of tables {{ module, sass, ptx }}, got {_type_name(raw)}")
+        return None
+    modules: list[Module] = []
+    for n, entry in enumerate(raw):
+        f = f"coverage[{n}]."
+        _unknown(err, where + ("coverage",), f, entry, COVERAGE_KEYS)
+        mod = _str(err, where + ("coverage",), f + "module", entry, "module")
+        if mod and not _IDENT.match(mod):
+            err.add(where + ("coverage",), f + "module", f"{mod!r} is not an importable module name")
+            ok = False
+        lists = {}
+        for key, ptx in (("sass", False), ("ptx", True)):
+            got = _str_list(err, where + ("coverage",), f + key, entry, key, required=False) or ()
+            for t in got:
+                try:
+                    parsed = Target.parse(t)
+                except ValueError as exc:
+                    err.add(where + ("coverage",), f + key, str(exc))
+                    ok = False
+                    continue
+                if parsed.ptx != ptx:
+                    err.add(where + ("coverage",), f + key,
+                            f"{t!r} is {'PTX' if parsed.ptx else 'SASS'}; expected {'compute_XY' if ptx else 'sm_XY'}")
+                    ok = False
+            lists[key] = tuple(got)
+        if mod:
+            modules.append(Module(mod, lists["sass"], lists["ptx"]))
+    if not (ok and tool and digest):
+        return None
+    return Coverage(tool, digest, tuple(modules), err.line(*where, "coverage_from"))
 
 
 def bake_targets(bake_file: Path) -> set[str] | None:

@@ -71,6 +71,9 @@ def render(pins: Pins) -> dict[Path, str]:
         for arch in pins.archs_for(target):
             files[REQUIREMENTS / f"{target}-{arch}.txt"] = requirements_text(pins, target, arch)
     files[BAKE_VARS] = json.dumps(bake_vars(pins), indent=2, sort_keys=True) + "\n"
+    from . import coverage  # imports pins too; late, to keep this module's imports plain
+
+    files[coverage.DOC] = coverage.markdown(pins)
     return files
 
 

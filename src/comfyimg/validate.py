@@ -93,6 +93,18 @@ def expected_from_pins(root: Path, spec: ProbeSpec, target: str | None) -> str |
     return versions.pop() if len(versions) == 1 else None
 
 
+def expectations(root: Path, spec: ProbeSpec, target: str | None) -> list[str]:
+    """What the probe must find, from the pin's recorded coverage (none for --image alone)."""
+    from . import coverage
+    from .bake import pins_for
+    from .pins import load
+
+    if target is None or not (root / "wheels.toml").exists():
+        return []
+    pins = load(root / "wheels.toml")
+    return coverage.probe_args(pins, spec.distribution, pins_for(pins, target) or [])
+
+
 # --------------------------------------------------------------------------- labels
 
 
@@ -333,7 +345,8 @@ def validate(root: Path, probe: str, *, image: str | None = None, target: str | 
         expect_version = expected_from_pins(root, spec, target)
     if expect_version is None:
         raise BadInput(f"no expected version for {spec.distribution}: pass --expect-version")
-    args = ["--expect-version", expect_version, *(["--require-gpu"] if require_gpu else []), *(probe_args or [])]
+    args = ["--expect-version", expect_version, *(["--require-gpu"] if require_gpu else []),
+            *expectations(root, spec, target), *(probe_args or [])]
     started = time.monotonic()
     result, code, stdout = run_probe(image, spec, args)
     passed, verdict = judge(result, code, require_gpu)

@@ -198,6 +198,9 @@ class WheelPin:
     sha256: str | None
     provides: tuple[str, ...]
     arch: str | None = None
+    # The stand-in wheels hold no GPU code (the engine machines have no GPU): they serve no arch,
+    # so no kernel coverage is needed. tests/engine/test_kernels_preflight.py covers the rest.
+    serves: tuple[str, ...] = ()
 
     def toml(self) -> str:
         lines = ["[[wheel]]", f'name = "{self.name}"', f'version = "{self.version}"', f'url = "{self.url}"']
@@ -205,7 +208,8 @@ class WheelPin:
             lines.append(f'sha256 = "{self.sha256}"')
         if self.arch:
             lines.append(f'arch = "{self.arch}"')
-        lines += ['targets = ["complete-cuda"]', f"provides = {json.dumps(list(self.provides))}"]
+        lines += ['targets = ["complete-cuda"]', f"provides = {json.dumps(list(self.provides))}",
+                  f"serves = {json.dumps(list(self.serves))}"]
         return "\n".join(lines) + "\n"
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.http.fakegithub import AUTO, FakeAsset, FakeGitHub, FakeRelease
+from tests.cudawheels import FULL_SAGE2, PER_ARCH_SAGE2, sage2_wheel, sage3_wheel
 from tests.wheelfactory import build_wheel
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -112,7 +113,17 @@ def wheel_dir(tmp_path_factory) -> Path:
         names += [f"sageattn3-{v}-290.129-{LINUX}.whl", f"sageattn3-{v}-290.128-{LINUX}.whl"]
     names += [_persm("2.2.1", sm) for sm in ARCHS + ["sm100"]]
     names += [_persm("2.2.1", "sm90", cu="128"), _persm("2.2.1", "sm90", torch="2.12.0")]
+    # The wheels a bump picks carry real compiled modules (bump reads their kernels);
+    # the decoys, never downloaded, are plain.
+    for v in ("2.2.1", "2.2.2rc1", "2.3.0"):
+        sage2_wheel(d, FULL_SAGE2, version=v, filename=f"sageattention-{v}-290.129-{LINUX}.whl")
+    for v in ("1.0.1", "1.0.2rc1", "1.1.0"):
+        sage3_wheel(d, "r_120a_121a", version=v, filename=f"sageattn3-{v}-290.129-{LINUX}.whl")
+    for sm in ARCHS + ["sm100"]:
+        sage2_wheel(d, PER_ARCH_SAGE2[sm], version="2.2.1", filename=_persm("2.2.1", sm))
     for filename in names:
+        if (d / filename).exists():
+            continue
         dist, version = filename.split("-")[:2]
         build_wheel(d, dist, version, filename=filename,
                     files={f"{dist}/__init__.py": f"# {filename}\n" + "x = 1\n" * 200})

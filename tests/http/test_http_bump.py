@@ -80,21 +80,29 @@ def test_bump_all_moves_every_sourced_pin(project):
     assert "api" in out and "SHA256SUMS-sm86" in out and "download" in out
     assert re.search(r"sageattn3 .*SHA256SUMS\b", out.replace("\n", " ")) or "SHA256SUMS " in out
     assert_token_safe(project, r)
-    # Only the digest-less, unlisted wheel (sm89) was downloaded.
-    wheels = [q.path for q in project.fake.requests("storage") if q.path.endswith(".whl")]
-    assert len(wheels) == 1 and ".sm89-" in wheels[0]
-    # A second run has nothing to do.
+    # Each new wheel was downloaded once, to read its kernels, and its coverage recorded.
+    wheels = sorted(q.path.rsplit("/", 1)[-1] for q in project.fake.requests("storage") if q.path.endswith(".whl"))
+    persm = [f"sageattention-2.2.1+cu130.torch2.13.0.{sm}-{LINUX}.whl" for sm in ARCHS]
+    assert wheels == sorted([NEW_SAGE, NEW_SAGE3, *persm])
+    assert after.count('coverage_from = {tool = "cuobjdump ') == 7
+    assert '{module = "sageattention._fused", sass = ["sm_80"], ptx = ["compute_80"]},' in after
+    assert '{module = "fp4attn_cuda", sass = ["sm_120a", "sm_121a"], ptx = []},' in after
+    # A second run has nothing to do; it downloads only the wheel whose hash nothing lists
+    # (sm89: no API digest, no SUMS), and does not read its kernels again.
+    served = len(wheels)
     again = project.bump()
     assert again.returncode == 0 and "up to date" in again.stdout, again.stdout + again.stderr
     assert project.pins.read_text() == after
+    more = [q.path for q in project.fake.requests("storage") if q.path.endswith(".whl")][served:]
+    assert len(more) == 1 and ".sm89-" in more[0]
 
 
-def test_api_digests_download_zero_wheel_bytes(project):
+def test_api_digests_download_each_new_wheel_once_for_its_kernels(project):
     r = project.bump("--name", "sageattention[sm90]", "--name", "sageattention[sm80]")
     assert r.returncode == 0, r.stdout + r.stderr
-    assert project.fake.requests("storage") == []
-    assert project.fake.asset_bytes_served(".whl") == 0
-    assert not [q for q in project.fake.requests("api") if "/assets/" in q.path or "/download/" in q.path]
+    wheels = sorted(q.path.rsplit("/", 1)[-1] for q in project.fake.requests("storage"))
+    assert wheels == sorted(f"sageattention-2.2.1+cu130.torch2.13.0.{sm}-{LINUX}.whl" for sm in ("sm80", "sm90"))
+    assert "download (= api)" in r.stdout  # the one download is checked against the API digest
     text = project.pins.read_text()
     assert text.count('release = "v2.2.1-sm.2"') == 2
     assert_token_safe(project, r)
@@ -391,3 +399,89 @@ def test_a_write_that_fails_is_one_line_and_changes_nothing(project):
                        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit)))
     assert_unchanged(project, before, r, code=1, message=r"error: \[Errno 27\] File too large")
     assert not list(project.root.rglob("*.tmp")), "no temp file may be left behind"
+
+
+# --------------------------------------------------------------------------- kernel coverage
+
+
+def _release_of(project, tmp_path, tag, sage2_modules=None, sage3_object=None):
+    from tests.cudawheels import sage2_wheel, sage3_wheel
+    from tests.http.fakegithub import FakeAsset, FakeRelease
+
+    assets = []
+    if sage2_modules is not None:
+        path = sage2_wheel(tmp_path / tag, sage2_modules, version="2.2.1")
+        assets.append(FakeAsset(path.name, data=path.read_bytes()))
+    if sage3_object is not None:
+        path = sage3_wheel(tmp_path / tag, sage3_object, version="1.0.1")
+        assets.append(FakeAsset(path.name, data=path.read_bytes()))
+    project.fake.add_release(SAGE, FakeRelease(tag, assets, published_at="2025-12-01T00:00:00Z"))
+
+
+def test_a_release_whose_wheel_misses_a_served_arch_is_refused_and_nothing_written(project, tmp_path):
+    from tests.cudawheels import SEED_SAGE2
+
+    _release_of(project, tmp_path, "v2.2.0-seedlike", SEED_SAGE2, "r_100a")
+    before = project.snapshot()
+    r = project.bump("--release", "v2.2.0-seedlike", "--name", "sageattn3")
+    assert_unchanged(project, before, r, code=1, message=r"sageattn3: sageattn3-1\.0\.1-.*cannot run on sm120")
+    assert "fp4attn_cuda" in r.stderr and "sm_100a" in r.stderr  # what it carries
+    assert "SASS for sm120" in r.stderr  # what is missing
+    assert "nothing written" in r.stderr
+
+
+def test_seed_shaped_sageattention_fails_on_sm120_only(project, tmp_path):
+    from tests.cudawheels import SEED_SAGE2
+
+    _release_of(project, tmp_path, "v2.2.0-seedlike", SEED_SAGE2)
+    # The build-tag sageattention pin alone (the per-SM pins live in another repo).
+    project.pins.write_text(wheels_toml().split("\n# per-SM wheel for")[0])
+    project.render()
+    before = project.snapshot()
+    text = project.pins.read_text()
+    r = project.bump("--release", "v2.2.0-seedlike", "--name", "sageattention", "--dry-run")
+    assert r.returncode == 1 and project.snapshot() == before, r.stdout + r.stderr
+    table = r.stderr
+    assert re.search(r"sageattention\s+sm120\s+sageattention-2\.2\.1-290\.129", table), table
+    assert "sm80 " not in table.split("kernel coverage")[-1].split("sageattention:")[0]
+    assert "sageattention._qattn_sm89: sm_89, sm_100a" in table
+    assert project.pins.read_text() == text
+
+
+def test_a_release_that_covers_every_served_arch_is_recorded(project, tmp_path):
+    from tests.cudawheels import FULL_SAGE2
+
+    _release_of(project, tmp_path, "v2.2.0-full", FULL_SAGE2, "r_120a_121a")
+    r = project.bump("--release", "v2.2.0-full", "--name", "sageattn3")
+    assert r.returncode == 0, r.stdout + r.stderr
+    text = project.pins.read_text()
+    assert 'release = "v2.2.0-full"' in text and '{module = "fp4quant_cuda", sass = ["sm_120a", "sm_121a"]' in text
+    from comfyimg import pins
+
+    pin = next(p for p in pins.load(project.pins).wheels if p.name == "sageattn3")
+    assert pin.coverage is not None and pin.coverage.sha256 == pin.sha256
+
+
+def test_recording_the_wheel_a_pin_already_names_records_the_truth_and_check_refuses_it(project, tmp_path):
+    """`invoke bump --release v2.2.0-build.16 --verify` on the seed pins: their wheels, by recipe,
+    miss sm120; the coverage is recorded as read (with a warning), and check names the arch."""
+    from tests.cudawheels import SEED_SAGE2, sage2_wheel, sage3_wheel
+    from tests.http.fakegithub import FakeAsset
+
+    rel = next(r for r in project.fake.repos[SAGE] if r.tag == "v2.2.0-build.16")
+    for path in (sage2_wheel(tmp_path, SEED_SAGE2), sage3_wheel(tmp_path, "r_100a")):
+        rel.assets.append(FakeAsset(path.name, data=path.read_bytes(), id=project.fake._new_id()))
+    project.pins.write_text(wheels_toml().split("\n# per-SM wheel for")[0])
+    project.render()
+    r = project.bump("--release", "v2.2.0-build.16", "--verify")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "warning: sageattention: sageattention-2.2.0-290.129" in r.stderr and "cannot run on sm120" in r.stderr
+    assert "warning: sageattn3: " in r.stderr
+    text = project.pins.read_text()
+    assert text.count("coverage_from = ") == 2 and '{module = "fp4attn_cuda", sass = ["sm_100a"], ptx = []}' in text
+    check = subprocess.run([sys.executable, "-m", "invoke", "check"], cwd=project.root, env=project.env(),
+                           text=True, capture_output=True, timeout=60)
+    assert check.returncode == 2, check.stdout + check.stderr
+    assert re.search(r"coverage: sageattention cannot run on sm120, which it serves: .*sageattention\._qattn_sm89", check.stderr)
+    assert re.search(r"coverage: sageattn3 cannot run on sm120, which it serves: .*fp4attn_cuda: needs SASS for sm120",
+                     check.stderr)

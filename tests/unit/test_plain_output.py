@@ -44,6 +44,10 @@ def _seed_project(project_factory):
     import shutil
 
     shutil.copytree(REPO / "generated", project.root / "generated")
+    doc = "docs/reference/gpu-coverage.md"  # rendered from wheels.toml too
+    if (REPO / doc).exists():
+        (project.root / doc).parent.mkdir(parents=True)
+        shutil.copy(REPO / doc, project.root / doc)
     return project
 
 
@@ -54,6 +58,7 @@ def test_check_json(project_factory):
     report = json.loads(r.stdout)
     assert report["current"] is True and report["drift"] == [] and report["wheels"] >= 2
     assert {u["pin"] for u in report["unhashed"]} >= {"sageattention", "sageattn3"}  # the seed pins
+    assert set(report["coverage_unrecorded"]) >= {"sageattention", "sageattn3"}
 
     (project.root / "generated" / "requirements" / "complete-cuda.txt").write_text("stale\n")
     drift = project.invoke("check", "--json")

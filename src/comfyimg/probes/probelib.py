@@ -487,6 +487,97 @@ def bench(report: Report, torch, fn, call, *, seq_lens: list[int], heads: int, h
         report.add("bench", "pass", f"timed (reported, not enforced): {summary}", kind="gpu")
 
 
+# --- the package table (kernels.json, next to this file; the host reads the same file) ---
+
+TABLE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "kernels.json")
+
+
+def _release(version: str) -> tuple[int, ...]:
+    m = re.match(r"^\s*v?(?:\d+!)?(\d+(?:\.\d+)*)", version or "")
+    return tuple(int(x) for x in m.group(1).split(".")) if m else ()
+
+
+def package_rules(dist: str, version: str | None) -> dict | None:
+    """The kernels.json entry for ``dist`` at ``version`` (dispatch per GPU arch, modules that
+    must load everywhere), or None when the table does not know that version."""
+    with open(TABLE, encoding="utf-8") as fh:
+        entries = json.load(fh)["packages"].get(dist, [])
+    release = _release(version) if version else ()
+    for entry in entries:
+        lo, hi = entry["versions"].get("min"), entry["versions"].get("below")
+        if not release or (lo and release < _release(lo)) or (hi and release >= _release(hi)):
+            continue
+        return entry
+    return None
+
+
+def newest_rules(dist: str) -> dict | None:
+    """The table's newest entry for ``dist`` (entries are listed newest first)."""
+    with open(TABLE, encoding="utf-8") as fh:
+        entries = json.load(fh)["packages"].get(dist, [])
+    return entries[0] if entries else None
+
+
+def table_modules(rules: dict | None) -> list[str]:
+    """Every compiled module the table names for the package, imports first."""
+    if not rules:
+        return []
+    names = list(rules.get("import", []))
+    for path in rules["dispatch"].values():
+        names += [m for m in path["modules"] if m not in names]
+    return names
+
+
+def needs_arg(text: str) -> tuple[str, list[str]]:
+    """``sm90=sageattention._qattn_sm90,sageattention._fused`` → ("sm90", [...])."""
+    arch, sep, mods = text.partition("=")
+    if not sep or not re.match(r"^sm\d{2,3}$", arch.strip()):
+        raise argparse.ArgumentTypeError(f"expected ARCH=MODULE,MODULE (e.g. sm90=pkg._ext), got {text!r}")
+    return arch.strip(), csv_list(mods)
+
+
+def add_expectation_args(p: argparse.ArgumentParser) -> None:
+    """What the host expects, from the pin's recorded coverage (comfyimg.validate passes them)."""
+    p.add_argument("--serves", type=csv_list, default=None, metavar="ARCHS",
+                   help="GPU archs the image serves (from its pin); a GPU outside them fails")
+    p.add_argument("--needs", type=needs_arg, action="append", default=[], metavar="ARCH=MODULES",
+                   help="compiled modules whose kernels ARCH needs (repeatable; default: from kernels.json)")
+
+
+def required_modules(rules: dict | None, args, device: dict | None) -> list[str]:
+    """The modules that must load: the table's imports, plus what the GPU at hand needs (from
+    --needs, else the table); without a GPU, what every served arch needs."""
+    needs = dict(args.needs)
+    required = list(rules.get("import", [])) if rules else []
+    if device is not None:
+        sm = device["sm"]
+        archs = [sm]
+    else:
+        archs = list(args.serves or needs)
+    for arch in archs:
+        if arch in needs:
+            mods = needs[arch]
+        elif rules and arch in rules["dispatch"]:
+            mods = rules["dispatch"][arch]["modules"]
+        else:
+            mods = []
+        required += [m for m in mods if m not in required]
+    return required
+
+
+def serves_check(report: Report, device: dict, serves: list[str] | None) -> bool:
+    """False (a failed check) when the image does not serve the GPU at hand."""
+    if serves is None:
+        return True
+    sm = device["sm"]
+    if sm in serves:
+        report.add("serves", "pass", f"this image serves {', '.join(serves)}, including {sm}", kind="gpu", sm=sm)
+        return True
+    report.add("serves", "fail", f"this image serves {', '.join(serves) or 'no GPU'}; this GPU is {sm} "
+               f"({device['name']})", kind="gpu", sm=sm, serves=serves)
+    return False
+
+
 def csv_list(text: str) -> list[str]:
     return [x.strip() for x in text.split(",") if x.strip()]
 

@@ -45,6 +45,11 @@ from probelib import (  # noqa: E402
     import_crash_check,
     import_module_check,
     add_common_args,
+    add_expectation_args,
+    package_rules,
+    required_modules,
+    serves_check,
+    table_modules,
     import_torch,
     detect_gpu,
     numerics_check,
@@ -68,23 +73,8 @@ DEFAULT_EXPORTS = (
     "sageattn_qk_int8_pv_fp8_cuda",
     "sageattn_qk_int8_pv_fp8_cuda_sm90",
 )
-# Compiled extensions of a SageAttention 2.2.0 wheel (PyPI 1.0.6 has none).
-DEFAULT_EXTENSIONS = (
-    "sageattention._qattn_sm80",
-    "sageattention._qattn_sm89",
-    "sageattention._qattn_sm90",
-    "sageattention._fused",
-)
-# What sageattn() calls on each GPU (SageAttention 2.2.0):
-# sm -> (kernel, arch extension it needs or None, core.* flag or None)
-DISPATCH = {
-    "sm80": ("sageattn_qk_int8_pv_fp16_cuda", "sageattention._qattn_sm80", "SM80_ENABLED"),
-    "sm86": ("sageattn_qk_int8_pv_fp16_triton", None, None),
-    "sm89": ("sageattn_qk_int8_pv_fp8_cuda", "sageattention._qattn_sm89", "SM89_ENABLED"),
-    "sm90": ("sageattn_qk_int8_pv_fp8_cuda_sm90", "sageattention._qattn_sm90", "SM90_ENABLED"),
-    "sm120": ("sageattn_qk_int8_pv_fp8_cuda", "sageattention._qattn_sm89", "SM89_ENABLED"),
-    "sm121": ("sageattn_qk_int8_pv_fp8_cuda", "sageattention._qattn_sm89", "SM89_ENABLED"),
-}
+# Which compiled module each GPU needs, and which GPUs sageattn refuses, come from the package
+# table next to this file (kernels.json: SageAttention 2.2.0's dispatch), which the host reads too.
 
 DEFAULT_MIN_COSINE = 0.99
 DEFAULT_MAX_REL_L1 = 0.1
@@ -109,23 +99,29 @@ def call_sageattn(fn, q, k, v, layout):
     return fn(q, k, v, tensor_layout=layout, is_causal=False)
 
 
-def dispatch_check(report: Report, sage, device: dict, ext_status: dict) -> None:
+def dispatch_check(report: Report, sage, device: dict, ext_status: dict, rules: dict | None,
+                   needs: dict) -> None:
     sm = device["sm"]
-    if sm not in DISPATCH:
-        report.add("dispatch", "fail",
-                   f"{sm} ({device['name']}): sageattn raises ValueError('Unsupported CUDA architecture: {sm}') "
-                   f"-- SageAttention 2 supports {', '.join(sorted(DISPATCH))}", kind="gpu", sm=sm)
+    if rules is None:
+        report.add("dispatch", "skip", f"kernels.json does not know {DIST} {report.package['installed']}: "
+                   "no GPU -> kernel -> extension check", kind="gpu", sm=sm)
         return
-    kernel, ext, flag = DISPATCH[sm]
+    path = rules["dispatch"].get(sm)
+    if path is None:
+        report.add("dispatch", "fail", f"{sm} ({device['name']}): " + rules["refused"].format(arch=sm),
+                   kind="gpu", sm=sm)
+        return
+    kernel, flag = path["kernel"], path.get("flag")
+    modules = needs.get(sm, path["modules"])
     problems = []
     if not callable(getattr(sage, kernel, None)):
         problems.append(f"kernel {kernel} is not exported")
-    if ext is None:
+    if not path["modules"]:
         try:
             importlib.import_module("triton")
         except BaseException as exc:  # noqa: BLE001
             problems.append(f"{kernel} is a Triton kernel but triton cannot be imported: {exc}")
-    else:
+    for ext in modules:
         if ext in ext_status:
             loaded, why = ext_status[ext]
         else:
@@ -136,10 +132,12 @@ def dispatch_check(report: Report, sage, device: dict, ext_status: dict) -> None
                 loaded, why = False, classify_import_error(exc, ext)[1]
         if not loaded:
             problems.append(f"needs {ext}, which does not load ({why})")
-        core = sys.modules.get(f"{MODULE}.core")
-        if core is not None and flag and hasattr(core, flag) and not getattr(core, flag):
-            problems.append(f"{MODULE}.core.{flag} is False")
-    detail = f"{sm} ({device['name']}): sageattn dispatches to {kernel}" + (f" [{ext}]" if ext else " [Triton]")
+    core = sys.modules.get(f"{MODULE}.core")
+    if core is not None and flag and hasattr(core, flag) and not getattr(core, flag):
+        problems.append(f"{MODULE}.core.{flag} is False")
+    detail = (f"{sm} ({device['name']}): sageattn dispatches to {kernel}"
+              + (f" [{', '.join(modules)}]" if modules else " [Triton]"))
+    ext = ", ".join(modules) or None
     if problems:
         report.add("dispatch", "fail", detail + " but " + "; ".join(problems) +
                    " -- sageattn will fail on this GPU at the first call", kind="gpu", sm=sm, kernel=kernel,
@@ -159,8 +157,10 @@ def build_parser() -> argparse.ArgumentParser:
                     min_cosine=DEFAULT_MIN_COSINE, max_rel_l1=DEFAULT_MAX_REL_L1)
     p.add_argument("--exports", type=csv_list, default=list(DEFAULT_EXPORTS), metavar="NAMES",
                    help="comma-separated callables the package must export (PyPI 1.0.6: sageattn,sageattn_varlen)")
-    p.add_argument("--extensions", type=csv_list, default=list(DEFAULT_EXTENSIONS), metavar="MODULES",
-                   help="comma-separated compiled extension modules that must load ('' for none, as in 1.0.6)")
+    p.add_argument("--extensions", type=csv_list, default=None, metavar="MODULES",
+                   help="comma-separated compiled extension modules that must load ('' for none, as in 1.0.6); "
+                        "default: what this GPU needs (--needs, else kernels.json), the rest only reported")
+    add_expectation_args(p)
     p.add_argument("--no-dispatch-check", action="store_true",
                    help="skip the GPU -> kernel -> extension check (for builds such as PyPI 1.0.6 that have one "
                         "Triton path for every GPU)")
@@ -180,6 +180,7 @@ def probe_body(args, report: Report) -> None:
             raise ValueError(f"unknown layout {lay!r} (use HND, NHD)")
 
     check_version(report, DIST, args.expect_version)
+    rules = package_rules(DIST, report.package["installed"])
     torch = import_torch(report)
     if torch is None:
         return
@@ -187,7 +188,12 @@ def probe_body(args, report: Report) -> None:
     report.device = device
     gpu = device is not None
 
-    if not import_crash_check(report, [MODULE, *args.extensions], args.import_timeout):
+    if args.extensions is not None:
+        required, optional = list(args.extensions), []
+    else:
+        required = required_modules(rules, args, device)
+        optional = [m for m in table_modules(rules) if m not in required]
+    if not import_crash_check(report, [MODULE, *required, *optional], args.import_timeout):
         return
     sage, kind, _ = import_module_check(report, "import", MODULE, gpu, args.require_gpu)
     if sage is None:
@@ -205,8 +211,25 @@ def probe_body(args, report: Report) -> None:
                    missing=[])
 
     ext_status: dict[str, tuple[bool, str | None]] = {}
-    for ext in args.extensions:
+    for ext in required:
         mod, _kind, check = import_module_check(report, f"extension:{ext}", ext, gpu, args.require_gpu)
+        ext_status[ext] = (mod is not None, None if mod is not None else check["detail"])
+    where = f"on {device['sm']}" if gpu else "by the archs this image serves"
+    for ext in optional:
+        # Not needed here: its absence (a per-arch wheel) is reported; a module that is there
+        # but broken (ABI, missing library) is still a broken wheel.
+        try:
+            importlib.import_module(ext)
+        except ModuleNotFoundError as exc:
+            if classify_import_error(exc, ext)[0] == "not-found":
+                ext_status[ext] = (False, "not in the installed package")
+                report.add(f"extension:{ext}", "skip", f"not in the installed package; not needed {where}",
+                           module=ext, loaded=False, error_kind="not-found", required=False)
+                continue
+        except BaseException:  # noqa: BLE001 - judged below, as a required module is
+            pass
+        mod, _kind, check = import_module_check(report, f"extension:{ext}", ext, gpu, args.require_gpu,
+                                                required=False)
         ext_status[ext] = (mod is not None, None if mod is not None else check["detail"])
     core = sys.modules.get(f"{MODULE}.core")
     flags = {f: bool(getattr(core, f)) for f in ("SM80_ENABLED", "SM89_ENABLED", "SM90_ENABLED")
@@ -222,11 +245,13 @@ def probe_body(args, report: Report) -> None:
             report.add("gpu", "skip", no_gpu, kind="gpu")
         return
     report.add("gpu", "pass", f"{device['name']} ({device['sm']})", kind="gpu")
+    if not serves_check(report, device, args.serves):
+        return
 
     if args.no_dispatch_check:
         report.add("dispatch", "skip", "--no-dispatch-check given", kind="gpu", sm=device["sm"])
     else:
-        dispatch_check(report, sage, device, ext_status)
+        dispatch_check(report, sage, device, ext_status, rules, dict(args.needs))
 
     fn = getattr(sage, "sageattn", None)
     if not callable(fn):

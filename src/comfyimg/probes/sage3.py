@@ -43,6 +43,8 @@ from probelib import (  # noqa: E402
     import_crash_check,
     import_module_check,
     add_common_args,
+    add_expectation_args,
+    serves_check,
     import_torch,
     detect_gpu,
     numerics_check,
@@ -57,9 +59,11 @@ probelib.PROBE = PROBE
 DIST = "sageattn3"
 MODULE = "sageattn3"
 
-DEFAULT_EXTENSIONS = ("fp4attn_cuda", "fp4quant_cuda")
-ENTRY = "sageattn3_blackwell"
-SUPPORTED_SM = ("sm120", "sm121")
+# From the package table next to this file (kernels.json), which the host reads too.
+_RULES = probelib.newest_rules(DIST) or {"import": [], "dispatch": {}, "entry": "sageattn3_blackwell"}
+DEFAULT_EXTENSIONS = tuple(_RULES["import"])  # fp4attn_cuda, fp4quant_cuda
+ENTRY = _RULES["entry"]
+SUPPORTED_SM = tuple(_RULES["dispatch"])  # sm120, sm121: the kernel refuses every other GPU
 
 DEFAULT_MIN_COSINE = 0.95
 DEFAULT_MAX_REL_L1 = 0.35
@@ -104,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="comma-separated compiled extension modules that must load")
     p.add_argument("--require-gpu", action="store_true",
                    help="no GPU at all (or no NVIDIA driver) is a failure; an unsupported GPU is still a skip")
+    add_expectation_args(p)
     return p
 
 
@@ -150,6 +155,8 @@ def probe_body(args, report: Report) -> None:
         report.whole_skip_reason = why
         return
     report.add("gpu", "pass", f"{device['name']} ({device['sm']})", kind="gpu", sm=device["sm"])
+    if not serves_check(report, device, args.serves):
+        return
     if not callable(fn) or report.failed():
         report.add("numerics", "skip", "not run: install checks failed", kind="gpu")
         return

@@ -1,0 +1,73 @@
+"""Test wheels with real compiled modules: the nvcc-built objects of
+``../shared/fixtures/cuda-objects`` put into wheels under real module names.
+
+The objects are read where they lie (never copied into the repo): ``$COMFYIMG_CUDA_OBJECTS``,
+else ``shared/fixtures/cuda-objects`` beside the checkout. Missing, they skip the tests that
+need them; under CI they fail them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import pytest
+
+from tests.wheelfactory import build_wheel
+
+REPO = Path(__file__).resolve().parents[1]
+SUFFIX = ".cpython-312-x86_64-linux-gnu.so"
+
+# The seed's sageattention wheel, by its recipe (ENVIRONMENT.md): module -> fixture object.
+SEED_SAGE2 = {"_qattn_sm80": "r_80", "_qattn_sm89": "r_89_100a", "_qattn_sm90": "r_90a",
+              "_fused": "r_80_89_90a_100a"}
+# A sageattention that serves sm80, sm86, sm89, sm90 and sm120 (the _fused kernels by PTX JIT
+# above sm80).
+FULL_SAGE2 = {"_qattn_sm80": "r_80", "_qattn_sm89": "r_89_120a", "_qattn_sm90": "r_90a",
+              "_fused": "r_80_ptx80"}
+# One wheel per arch, as upstream's setup.py builds it with TORCH_CUDA_ARCH_LIST=X.Y.
+PER_ARCH_SAGE2 = {
+    "sm80": {"_qattn_sm80": "r_80", "_fused": "r_80"},
+    "sm86": {"_qattn_sm80": "r_80", "_fused": "r_80"},
+    "sm89": {"_qattn_sm80": "r_89_100a", "_qattn_sm89": "r_89_100a", "_fused": "r_89_100a"},
+    "sm90": {"_qattn_sm80": "r_90a", "_qattn_sm89": "r_90a", "_qattn_sm90": "r_90a", "_fused": "r_90a"},
+    "sm100": {"_qattn_sm80": "r_100a", "_qattn_sm89": "r_100a", "_fused": "r_100a"},
+    "sm120": {"_qattn_sm80": "r_89_120a", "_qattn_sm89": "r_89_120a", "_fused": "r_89_120a"},
+}
+
+
+def objects_dir() -> Path:
+    """The fixture objects; skip (fail under CI) when they are not there."""
+    env = os.environ.get("COMFYIMG_CUDA_OBJECTS")
+    path = Path(env) if env else REPO.parent / "shared" / "fixtures" / "cuda-objects"
+    if not (path / "cuobjdump-listing.txt").is_file():
+        msg = (f"the real CUDA objects are missing at {path} (set COMFYIMG_CUDA_OBJECTS to "
+               "shared/fixtures/cuda-objects)")
+        if os.environ.get("CI"):
+            pytest.fail(msg)
+        pytest.skip(msg)
+    return path
+
+
+def so(name: str) -> bytes:
+    return (objects_dir() / f"{name}.so").read_bytes()
+
+
+def sage2_wheel(directory: Path, modules: Mapping[str, str], *, version: str = "2.2.0",
+                filename: str | None = None) -> Path:
+    """A sageattention wheel whose ``sageattention.<module>`` are the given fixture objects."""
+    files: dict[str, str | bytes] = {"sageattention/__init__.py": "from .core import sageattn\n",
+                                     "sageattention/core.py": "def sageattn(*a, **k): ...\n"}
+    files.update({f"sageattention/{mod}{SUFFIX}": so(obj) for mod, obj in modules.items()})
+    return build_wheel(directory, "sageattention", version,
+                       filename=filename or f"sageattention-{version}-290.129-cp312-cp312-linux_x86_64.whl",
+                       files=files)
+
+
+def sage3_wheel(directory: Path, obj: str, *, version: str = "1.0.0", filename: str | None = None) -> Path:
+    files: dict[str, str | bytes] = {"sageattn3/__init__.py": "def sageattn3_blackwell(*a, **k): ...\n",
+                                     f"fp4attn_cuda{SUFFIX}": so(obj), f"fp4quant_cuda{SUFFIX}": so(obj)}
+    return build_wheel(directory, "sageattn3", version,
+                       filename=filename or f"sageattn3-{version}-290.129-cp312-cp312-linux_x86_64.whl",
+                       files=files)

@@ -1,0 +1,49 @@
+"""`invoke bake` refuses, before building, a pin whose recorded kernel coverage misses an arch it
+serves, and one with no coverage recorded (as it refuses a pin with no sha256)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from comfyimg import coverage, kernels, pins
+from tests.cudawheels import SEED_SAGE2, sage2_wheel
+from tests.engine.conftest import WheelPin, wheels_toml
+from tests.wheelfactory import sha256_file
+
+pytestmark = pytest.mark.engine
+
+
+def _pin(served, wheel):
+    sage3 = served.pin("sage3")
+    seedlike = WheelPin("sageattention", "2.2.0", f"{served.server.url}/{wheel.name}", sha256_file(wheel),
+                        ("sageattention",), serves=("sm80", "sm90"))
+    return wheels_toml([sage3, seedlike])
+
+
+def _assert_refused(project, result, message):
+    assert result.code == 2, result.output[-3000:]
+    assert re.search(message, result.proc.stderr), result.proc.stderr
+    assert not re.search(r"^#\d+ ", result.output, re.M), "nothing may be built"
+    assert "Traceback" not in result.output
+    assert not (project.root / "build" / "bake-record.json").exists()
+
+
+def test_preflight_refuses_recorded_coverage_that_misses_a_served_arch(served, engine_project, tmp_path):
+    # cp311 like the stand-in core; sm80 runs, sm90 has no _qattn_sm90.
+    wheel = sage2_wheel(tmp_path, {k: v for k, v in SEED_SAGE2.items() if k != "_qattn_sm90"},
+                        filename="sageattention-2.2.0-cp311-cp311-linux_x86_64.whl")
+    text = pins.dumps_with_changes(_pin(served, wheel), {1: coverage.record_fields(kernels.read_wheel(wheel))})
+    project = engine_project("uncovered", text)
+    result = project.bake(pip_index=f"{served.server.url}/simple/")
+    _assert_refused(project, result, r"wheels\.toml:\d+: coverage: sageattention cannot run on sm90, which it "
+                                     r"serves: .*sageattention\._qattn_sm90: needs SASS for sm90 .*not in the wheel")
+
+
+def test_preflight_refuses_a_pin_with_no_recorded_coverage(served, engine_project, tmp_path):
+    wheel = sage2_wheel(tmp_path, SEED_SAGE2, filename="sageattention-2.2.0-cp311-cp311-linux_x86_64.whl")
+    project = engine_project("unrecorded", _pin(served, wheel))
+    result = project.bake(pip_index=f"{served.server.url}/simple/")
+    _assert_refused(project, result, r"wheels\.toml:\d+: coverage: sageattention in complete-cuda has no "
+                                     r"recorded kernel coverage; record it with: ")
