@@ -35,9 +35,15 @@ def test_docker_inspect_shows_the_oci_labels_and_the_pins(main_image):
                           text=True).stdout.strip()
     assert labels[OCI + "revision"] == (head or "unknown")
     assert labels[OCI + "source"]
-    pins = json.loads(labels["io.comfyimg.pins"])
-    assert pins == [{"name": p.name, "version": p.version, "sha256": p.sha256, "archs": ["sm80", "sm90"]}
-                    for p in sorted(main_image.pins, key=lambda p: p.name)]
+    from comfyimg import coverage
+    from comfyimg.pins import load
+
+    pins = load(main_image.project.pins)
+    assert json.loads(labels["io.comfyimg.pins"]) == [
+        {"name": p.name, "version": p.version, "sha256": p.sha256, "archs": list(coverage.serves(pins, p))}
+        for p in sorted(pins.for_target("complete-cuda"), key=lambda p: p.name)]
+    assert [p.sha256 for p in sorted(pins.wheels, key=lambda p: p.name)] == [
+        p.sha256 for p in sorted(main_image.pins, key=lambda p: p.name)]
 
 
 def test_the_build_record_carries_the_same_labels(main_image):
