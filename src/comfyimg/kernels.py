@@ -355,6 +355,8 @@ class Missing:
     needs: str  # the code the arch would need
 
     def __str__(self) -> str:
+        if self.carries == "not in the wheel":
+            return f"{self.module}: not in the wheel (needs {self.needs})"
         return f"{self.module}: needs {self.needs}; the wheel carries {self.carries}"
 
 
@@ -377,7 +379,11 @@ class Verdict:
 
 def needed_code(arch: str) -> str:
     major, minor = parse_arch(arch)
-    return f"SASS for {arch} (sm_{major}Y with Y ≤ {minor}, or sm_{major}{minor}a) or PTX compute_XY ≤ {major}.{minor}"
+    if minor == 0:
+        sass = f"sm_{major}0, sm_{major}0a or sm_{major}0f"
+    else:
+        sass = f"sm_{major}0…sm_{major}{minor}, sm_{major}{minor}a or a family sm_{major}Yf with Y ≤ {minor}"
+    return f"SASS for {arch} ({sass}) or PTX compute_XY ≤ {major}.{minor}"
 
 
 def judge(modules: Sequence[Module], arch: str, rules: Rules | None) -> Verdict:
