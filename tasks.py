@@ -1,23 +1,31 @@
 """Maintainer tasks: ``invoke --list``.  Thin: parse arguments, call comfyimg.cli, print."""
 
+from functools import partial
 from pathlib import Path
 
-from invoke import task
+import invoke
 
 from comfyimg import cli
 
 ROOT = Path(__file__).resolve().parent
+task = partial(invoke.task, klass=cli.task_class())  # -n and -t only: one meaning per letter
 
 
 @task(help={"json": "print the result as one JSON object on stdout"})
 def check(c, json=False):
-    """Validate wheels.toml and verify generated/ is current (exit 1: drift, 2: bad input)."""
+    """Validate wheels.toml and verify generated/ is current (exit 1: drift, 2: bad input).
+
+    invoke check [--json]    (fix drift with: invoke render)
+    """
     cli.run(cli.check, ROOT, json_out=json)
 
 
-@task(help={})
+@task
 def render(c):
-    """Regenerate generated/ (hash-pinned requirements, bake variables) from wheels.toml."""
+    """Regenerate generated/ (hash-pinned requirements, bake variables) from wheels.toml.
+
+    invoke render    (no options; stale generated files are removed)
+    """
     cli.run(cli.render_files, ROOT)
 
 
@@ -46,18 +54,22 @@ def audit(c, wheel=None, arch=None, json=False):
         "pre": "consider prereleases (and allow a prerelease --release)",
         "dry-run": "print the table and the wheels.toml diff; write nothing",
         "verify": "always download and hash; fail if the API digest or SHA256SUMS disagree",
+        "accept-new-bytes": "a pinned asset whose bytes changed under the same URL is a failure; "
+                            "with this flag, record the new sha256 instead",
         "json": "print the bump table as one JSON object on stdout instead",
     },
 )
-def bump(c, name, release=None, pre=False, dry_run=False, verify=False, json=False):
+def bump(c, name, release=None, pre=False, dry_run=False, verify=False, accept_new_bytes=False, json=False):
     """Move pins to a GitHub release: pick the asset fitting each ABI, record its sha256.
 
     invoke bump [--name NAME]... [--release TAG] [--pre] [--dry-run] [--verify] [-- NAME...]
-    """
-    from comfyimg import bump as bump_mod
 
-    cli.run(bump_mod.run_cli, ROOT, name, getattr(c, "remainder", ""), release=release,
-            pre=pre, dry_run=dry_run, verify=verify, json_out=json)
+    Environment: GITHUB_TOKEN (or GH_TOKEN), optional, sent to the API host only;
+    GITHUB_API_URL (default https://api.github.com); COMFYIMG_HTTP_TIMEOUT (s, default 30),
+    COMFYIMG_HTTP_RETRIES (default 3), COMFYIMG_HTTP_BACKOFF (s, default 1).
+    """
+    cli.run(cli.bump, ROOT, name, getattr(c, "remainder", ""), release=release, pre=pre,
+            dry_run=dry_run, verify=verify, accept_new_bytes=accept_new_bytes, json_out=json)
 
 
 @task(
@@ -85,16 +97,7 @@ def bake(c, target=None, load=False, push=False, print=False, label=None, builde
 
     invoke bake [-t TARGET]... [--load|--push|--print] ... [-- TARGET...]
     """
-    from comfyimg.bake import BakeRequest
-    from comfyimg.errors import BadInput
-
-    def request():
-        modes = [m for m, on in (("load", load), ("push", push), ("print", print)) if on]
-        if len(modes) > 1:
-            raise BadInput(f"choose one of --load, --push, --print (got {', '.join(modes)})")
-        return BakeRequest(targets=[*(target or []), *getattr(c, "remainder", "").split()] or ["default"], mode=(modes or ["load"])[0], label=label,
-                           builder=builder, sets=set or [], no_cache=no_cache, progress=progress,
-                           files=[Path(f).resolve() for f in file or []], allow=allow or [],
-                           cache_to=cache_to or [], cache_from=cache_from or [])
-
-    cli.run(lambda: cli.bake(ROOT, request(), json_out=json))
+    cli.run(cli.bake, ROOT, target, getattr(c, "remainder", ""), load=load, push=push,
+            print_plan=print, files=file, sets=set, allow=allow, label=label, builder=builder,
+            no_cache=no_cache, progress=progress, cache_to=list(cache_to or []),
+            cache_from=list(cache_from or []), json_out=json)

@@ -5,7 +5,7 @@ FIXED port (so that build-arg values, and with them the layer cache keys, stay t
 from run to run).
 
 Needs: a Docker engine with buildx and the base images (bash tools/bootstrap.sh --engine
---test-images). Uses the engine tests' helpers (tests/engine/conftest.py, tests/wheelfactory.py).
+--test-images). Uses the engine tests' helpers (tests/engine/conftest.py, tests/lib/).
 """
 
 from __future__ import annotations
@@ -20,10 +20,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from tests.engine.conftest import (  # noqa: E402
+from tests.engine.conftest import (
     OVERRIDE,
     STANDIN,
     WheelPin,
@@ -33,7 +30,9 @@ from tests.engine.conftest import (  # noqa: E402
     sage3_files,
     wheels_toml,
 )
-from tests.wheelfactory import sha256_file  # noqa: E402
+from tests.lib.project import REPO as ROOT
+from tests.lib.server import serve
+from tests.lib.wheels import sha256_file
 
 INVOKE = [sys.executable, "-m", "invoke"]
 PORT = int(os.environ.get("BENCH_WHEEL_PORT", "38917"))
@@ -120,22 +119,8 @@ def setup(name: str) -> Bench:
     shutil.copytree(ROOT / "services", root / "services")
     shutil.copy(ROOT / OVERRIDE, root / OVERRIDE)
     wheels = root / "wheels-served"
-    server = _fixed_port_server(wheels)
+    server = serve(wheels, PORT)
     return Bench(root, wheels, f"http://127.0.0.1:{PORT}", server)
-
-
-def _fixed_port_server(directory: Path):
-    import functools
-    import http.server
-    import threading
-
-    from tests.engine.conftest import WheelServer, _Quiet
-
-    directory.mkdir(parents=True, exist_ok=True)
-    handler = functools.partial(_Quiet, directory=str(directory))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", PORT), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return WheelServer(directory, f"http://127.0.0.1:{PORT}", server)
 
 
 def median(xs: list[float]) -> float:

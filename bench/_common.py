@@ -3,38 +3,36 @@
 from __future__ import annotations
 
 import os
-import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from tests.http.fakegithub import AUTO, FakeAsset, FakeGitHub, FakeRelease  # noqa: E402
-from tests.wheelfactory import build_wheel  # noqa: E402
+from tests.lib.github import AUTO, FakeAsset, FakeGitHub, FakeRelease
+from tests.lib.pinfile import profile, wheel
+from tests.lib.project import REPO
+from tests.lib.project import make_project as _make_project
+from tests.lib.wheels import build_wheel
 
 __all__ = ["AUTO", "FakeAsset", "FakeGitHub", "FakeRelease", "build_wheel", "make_project",
-           "run_invoke", "REPO"]
+           "run_invoke", "REPO", "wheel", "workspace"]
 
-PROFILE = """\
-[profiles.cu130]
-python = "cp312"
-platform = "linux_x86_64"
-torch = "2.13.0"
-torch_index = "cu130"
-cuda = "13.0"
-archs = ["sm80", "sm86", "sm89", "sm90", "sm120"]
-"""
+PROFILE = profile("cu130", torch="2.13.0", torch_index="cu130", cuda="13.0",
+                  archs=["sm80", "sm86", "sm89", "sm90", "sm120"])
+
+
+@contextmanager
+def workspace() -> Iterator[tuple[Path, FakeGitHub]]:
+    """A temporary directory and the fake GitHub on loopback, for one benchmark run."""
+    with tempfile.TemporaryDirectory() as tmp, FakeGitHub() as fake:
+        yield Path(tmp), fake
 
 
 def make_project(root: Path, wheels: str) -> Path:
-    root.mkdir(parents=True, exist_ok=True)
-    shutil.copy(REPO / "tasks.py", root / "tasks.py")
-    (root / "docker-bake.hcl").write_text('target "complete-cu130" {}\n')
-    (root / "wheels.toml").write_text(PROFILE + wheels)
-    return root
+    return _make_project(root, PROFILE + wheels, 'target "complete-cu130" {}\n')
 
 
 def run_invoke(root: Path, fake: FakeGitHub, *args: str, time_v: bool = False

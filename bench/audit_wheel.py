@@ -9,7 +9,7 @@ not index), so the wheel stays that large deflated. Then times, in fresh process
 * the audit: ``python -m invoke audit --wheel WHEEL --arch sm90 --json`` (stream each .so to a
   temp file, list it with cuobjdump, decide the arch), with its peak RSS (/usr/bin/time -v).
 
-    .venv/bin/python bench/audit_wheel.py [--mb 120] [--rounds 3]
+    nox -s bench -- audit_wheel [--mb 120] [--rounds 3]
 Target: audit ≤ 2× the baseline (median of the rounds); peak RSS flat (≪ the wheel). Exit 1 if missed.
 """
 
@@ -25,10 +25,8 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from tests.wheelfactory import build_wheel  # noqa: E402
+from tests.lib.project import REPO
+from tests.lib.wheels import build_wheel
 
 SUFFIX = ".cpython-312-x86_64-linux-gnu.so"
 

@@ -1,6 +1,6 @@
 """P2: a one-pin bump rebuilds only the wheel layer, about as fast as installing the wheels.
 
-    .venv/bin/python bench/bake_bump.py [RUNS] [PAYLOAD_MB]     # defaults 5, 32
+    nox -s bench -- bake_bump [RUNS] [PAYLOAD_MB]     # defaults 5, 32
 
 complete-cuda on the stand-in core with two pins (sageattention, sageattn3) served from
 127.0.0.1. PAYLOAD_MB of incompressible bytes are added to the sageattention wheel to
@@ -26,7 +26,7 @@ import subprocess
 import sys
 import time
 
-from _bakebench import STANDIN, fmt, median, setup
+from bench._bakebench import STANDIN, fmt, median, setup
 
 
 def layers(tag: str) -> list[str]:

@@ -1,6 +1,6 @@
 """P1: a no-change rebuild through `invoke bake` vs a raw `docker buildx bake` of the same plan.
 
-    .venv/bin/python bench/bake_rebuild.py [RUNS]      # default 7
+    nox -s bench -- bake_rebuild [RUNS]      # default 7
 
 Builds complete-cuda once on the stand-in core (warm cache), then times RUNS rebuilds of
 each, alternating (invoke, raw, invoke, raw, ...), so both see the same machine state:
@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import sys
 
-from _bakebench import fmt, median, setup
+from bench._bakebench import fmt, median, setup
 
 
 def main() -> None:

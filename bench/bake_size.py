@@ -1,6 +1,6 @@
 """P3: the complete image's size vs the same image built the upstream way (chmod -R a+w).
 
-    .venv/bin/python bench/bake_size.py [PAYLOAD_MB]      # default 32
+    nox -s bench -- bake_size [PAYLOAD_MB]      # default 32
 
 Both are built on the same stand-in core (local/core-standin:test, real CPU torch in
 /app/.venv) with the same two pins served from 127.0.0.1:
@@ -22,7 +22,7 @@ import json
 import subprocess
 import sys
 
-from _bakebench import ROOT, STANDIN, setup
+from bench._bakebench import ROOT, STANDIN, setup
 
 UPSTREAM = "comfyimg-bench/upstream-chmod:bench"
 

@@ -5,7 +5,7 @@ two decoys, SHA256SUMS) on the fake GitHub over loopback; 6 pins move.  Reports 
 time of ``invoke bump`` and of ``invoke --list`` (interpreter start + invoke + tasks.py
 imports) in the same project, the difference, and the bump's own in-process time.
 
-    .venv/bin/python bench/bump_digest.py [--runs 5]
+    nox -s bench -- bump_digest [--runs 5]
 Target: the difference < 1 s.  Exit 1 if it is not met.
 """
 
@@ -15,10 +15,9 @@ import argparse
 import re
 import statistics
 import sys
-import tempfile
 from pathlib import Path
 
-from _common import FakeAsset, FakeGitHub, FakeRelease, build_wheel, make_project, run_invoke
+from bench._common import FakeAsset, FakeRelease, build_wheel, make_project, run_invoke, wheel, workspace
 
 ARCHS = ["sm80", "sm86", "sm89", "sm90", "sm120"]
 TAIL = "cp312-cp312-linux_x86_64.whl"
@@ -46,36 +45,18 @@ def release(wheel_dir: Path) -> FakeRelease:
 
 def wheels_toml() -> str:
     gh = "https://github.com/bench/sage/releases/download/v2.2.0"
-    out = []
-    for sm in ARCHS:
-        out.append(f"""
-[[wheel]]
-name = "sageattention"
-arch = "{sm}"
-version = "2.2.0"
-url = "{gh}/sageattention-2.2.0%2Bcu130.torch2.13.0.{sm}-{TAIL}"
-source = {{ github = "bench/sage", release = "v2.2.0" }}
-targets = ["complete-cu130"]
-provides = ["sageattention"]
-""")
-    out.append(f"""
-[[wheel]]
-name = "sageattn3"
-version = "1.0.0"
-url = "{gh}/sageattn3-1.0.0%2Bcu130.torch2.13.0-{TAIL}"
-source = {{ github = "bench/sage", release = "v2.2.0" }}
-targets = ["complete-cu130"]
-provides = ["sageattn3"]
-""")
-    return "".join(out)
+    source = {"github": "bench/sage", "release": "v2.2.0", "targets": ["complete-cu130"]}
+    pins = [wheel("sageattention", "2.2.0", f"{gh}/sageattention-2.2.0%2Bcu130.torch2.13.0.{sm}-{TAIL}",
+                  arch=sm, **source) for sm in ARCHS]
+    pins.append(wheel("sageattn3", "1.0.0", f"{gh}/sageattn3-1.0.0%2Bcu130.torch2.13.0-{TAIL}", **source))
+    return "\n" + "\n".join(pins)
 
 
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=5)
     args = ap.parse_args()
-    with tempfile.TemporaryDirectory() as tmp, FakeGitHub() as fake:
-        tmp_path = Path(tmp)
+    with workspace() as (tmp_path, fake):
         rel = fake.add_release("bench/sage", release(tmp_path / "wheels"))
         print(f"release {rel.tag}: {len(rel.assets)} assets")
         bumps, lists, inner = [], [], []

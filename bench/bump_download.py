@@ -5,7 +5,7 @@ storage host on 127.0.0.2) to a temp file, hashing as it goes.  Measures the chi
 time and peak RSS with ``/usr/bin/time -v``, and compares the throughput with a local
 baseline: reading the same file and writing + hashing it in 1 MiB chunks (disk speed).
 
-    .venv/bin/python bench/bump_download.py [--mb 200]
+    nox -s bench -- bump_download [--mb 200]
 Target: peak RSS < 100 MB, throughput of the same order as the disk baseline.
 Exit 1 if the RSS target is not met.
 """
@@ -17,12 +17,11 @@ import hashlib
 import os
 import re
 import sys
-import tempfile
 import time
 import zipfile
 from pathlib import Path
 
-from _common import FakeAsset, FakeGitHub, FakeRelease, build_wheel, make_project, run_invoke
+from bench._common import FakeAsset, FakeRelease, build_wheel, make_project, run_invoke, wheel, workspace
 
 NAME = "sageattention-2.2.1+cu130.torch2.13.0.sm90-cp312-cp312-linux_x86_64.whl"
 
@@ -43,24 +42,16 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--mb", type=int, default=200)
     args = ap.parse_args()
-    with tempfile.TemporaryDirectory() as tmp, FakeGitHub() as fake:
-        tmp_path = Path(tmp)
-        wheel = build_wheel(tmp_path / "wheels", "sageattention", "2.2.1+cu130.torch2.13.0.sm90",
+    with workspace() as (tmp_path, fake):
+        built = build_wheel(tmp_path / "wheels", "sageattention", "2.2.1+cu130.torch2.13.0.sm90",
                             filename=NAME, files={"sageattention/blob.bin": os.urandom(args.mb << 20)},
                             compression=zipfile.ZIP_STORED)
-        size = wheel.stat().st_size
-        fake.add_release("bench/sage", FakeRelease("v2.2.1", [FakeAsset(NAME, path=wheel, digest=None)]))
-        root = make_project(tmp_path / "p", f"""
-[[wheel]]
-name = "sageattention"
-arch = "sm90"
-version = "2.2.0"
-url = "https://github.com/bench/sage/releases/download/v2.2.0/sageattention-2.2.0%2Bcu130.torch2.13.0.sm90-cp312-cp312-linux_x86_64.whl"
-source = {{ github = "bench/sage", release = "v2.2.0" }}
-targets = ["complete-cu130"]
-provides = ["sageattention"]
-""")
-        base = disk_baseline(wheel, tmp_path / "copy.bin")
+        size = built.stat().st_size
+        fake.add_release("bench/sage", FakeRelease("v2.2.1", [FakeAsset(NAME, path=built, digest=None)]))
+        url = f"https://github.com/bench/sage/releases/download/v2.2.0/{NAME.replace('2.2.1+', '2.2.0%2B')}"
+        root = make_project(tmp_path / "p", "\n" + wheel("sageattention", "2.2.0", url, arch="sm90", github="bench/sage",
+                                                        release="v2.2.0", targets=["complete-cu130"]))
+        base = disk_baseline(built, tmp_path / "copy.bin")
         wall, r = run_invoke(root, fake, "bump", time_v=True)
         if r.returncode != 0:
             print(r.stdout, r.stderr)
@@ -69,7 +60,7 @@ provides = ["sageattention"]
         m = re.search(r"downloaded \S+: .* in ([\d.]+) s", r.stderr)
         sent = fake.storage_bytes()
         assert sent == size, (sent, size)
-        assert hashlib.sha256(wheel.read_bytes()).hexdigest()[:12] in r.stdout
+        assert hashlib.sha256(built.read_bytes()).hexdigest()[:12] in r.stdout
         _, idle = run_invoke(root, fake, "--list", time_v=True)
         idle_kb = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", idle.stderr)[1])
         mb = size / 1e6

@@ -1,6 +1,6 @@
 """P4: a no-change rebuild on a fresh builder that imports the registry cache vs a cold build.
 
-    .venv/bin/python bench/cache_rebuild.py [RUNS] [PAYLOAD_MB]     # defaults 3, 64
+    nox -s bench -- cache_rebuild [RUNS] [PAYLOAD_MB]     # defaults 3, 64
 
 complete-cuda on the stand-in core with two pins served from 127.0.0.1 (sageattention
 carries PAYLOAD_MB of incompressible bytes standing in for its kernels), on fresh engines
@@ -29,11 +29,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from _bakebench import LABEL, fmt, median, setup
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.engine.conftest import REGISTRY_CONFIG, STANDIN, Bake, free_port  # noqa: E402
-from tests.engine.engines import fresh_engine, load_images  # noqa: E402
+from bench._bakebench import LABEL, fmt, median, setup
+from tests.engine.conftest import REGISTRY_CONFIG, STANDIN, Bake, free_port
+from tests.engine.engines import fresh_engine, load_images
 
 STEP = re.compile(r"^\[stage-0 \d+/\d+\] ")
 

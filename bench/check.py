@@ -1,6 +1,6 @@
 """Time `invoke check` on the repository's wheels.toml (wall clock, whole process).
 
-    .venv/bin/python bench/check.py [RUNS]
+    nox -s bench -- check [RUNS]
 
 Prints min / median / max over RUNS (default 10) runs, and the same for a bare
 `python -c pass` so interpreter start-up can be told apart.

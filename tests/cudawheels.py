@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.wheelfactory import build_wheel
+from tests.lib.wheels import build_wheel
 
 REPO = Path(__file__).resolve().parents[1]
 SUFFIX = ".cpython-312-x86_64-linux-gnu.so"

@@ -19,7 +19,6 @@ from packaging.tags import Tag, compatible_tags, cpython_tags
 from packaging.utils import (
     InvalidWheelFilename,
     NormalizedName,
-    canonicalize_name,
     parse_wheel_filename,
 )
 from packaging.version import InvalidVersion, Version
@@ -33,6 +32,10 @@ _LOCAL_SM = re.compile(r"(?:^|\.)(?P<sm>sm\d{2,3}[a-z]?)(?=\.|$)")
 SM = re.compile(r"^sm\d{2,3}[a-z]?$")
 # glibc of Ubuntu 24.04, the images' base; manylinux wheels up to it fit.
 _DEFAULT_GLIBC = (2, 39)
+
+
+class InvalidWheelName(ValueError):
+    """A file name that is not a wheel's (raised by :func:`parse_wheel` only)."""
 
 
 @dataclass(frozen=True)
@@ -64,11 +67,6 @@ class WheelABI:
     cuda: str | None  # "12.9", if the name says
     sm: str | None  # "sm90" for per-arch wheels
 
-    @property
-    def public_version(self) -> str:
-        return self.version.public
-
-
 def _torch_from_digits(digits: str) -> Version:
     # "290" -> 2.9.0, "2100" -> 2.10.0: major, minor..., patch.
     return Version(f"{digits[0]}.{int(digits[1:-1])}.{digits[-1]}")
@@ -80,11 +78,11 @@ def _cuda_from_digits(digits: str) -> str:
 
 
 def parse_wheel(filename: str) -> WheelABI:
-    """Parse a wheel file name; raise ``ValueError`` with the reason when it is not one."""
+    """Parse a wheel file name; raise :class:`InvalidWheelName` with the reason when it is not one."""
     try:
         name, version, build, tags = parse_wheel_filename(filename)
     except (InvalidWheelFilename, InvalidVersion) as exc:
-        raise ValueError(f"not a valid wheel file name: {exc}") from None
+        raise InvalidWheelName(f"not a valid wheel file name: {exc}") from None
     torch: Version | None = None
     cuda: str | None = None
     sm: str | None = None
@@ -172,5 +170,17 @@ def mismatches(wheel: WheelABI, image: ImageABI) -> list[str]:
     return reasons
 
 
-def same_distribution(wheel: WheelABI, name: str) -> bool:
-    return wheel.name == canonicalize_name(name)
+def arch_mismatch(wheel: WheelABI, arch: str | None) -> str | None:
+    """The one rule for a pin's ``arch``: a per-arch pin takes the wheel built for exactly
+    that arch; a pin without an arch takes a wheel built for every arch."""
+    if arch and wheel.sm != arch:
+        return f"built for {wheel.sm or 'every arch'}, the pin is for {arch}"
+    if not arch and wheel.sm:
+        return f"built for {wheel.sm} only; the pin has no arch"
+    return None
+
+
+def fit(wheel: WheelABI, image: ImageABI, arch: str | None) -> list[str]:
+    """Every reason ``wheel`` is not the file for a pin with ``arch`` in ``image``; [] = it fits.
+    ``pins`` (checking wheels.toml) and ``bump`` (choosing an asset) both ask this."""
+    return [why for why in [arch_mismatch(wheel, arch)] if why] + mismatches(wheel, image)

@@ -20,20 +20,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from python_on_whales import DockerClient
-from python_on_whales.client_config import ClientNotFoundError
-from python_on_whales.exceptions import DockerException
 from python_on_whales.utils import run, stream_stdout_and_stderr
 
-from . import render
+from . import record, render
 from .console import err
+from .digests import pip_hash_mismatch
+from .dockerclient import DockerException, NoDockerCLI, command, error_line, text, versions
 from .errors import BadInput, WorkFailed
-from .fsutil import atomic_write
-from .pins import Pin, Pins, record_hash_command
+from .bakefile import BAKE_FILE
+from .hints import record_hash_command
+from .pins import Pin, Pins
 
-BAKE_FILE = "docker-bake.hcl"
-RECORD = Path("build/bake-record.json")
-NO_DOCKER_CLI = "the docker CLI was not found on PATH; install it (tools/engine/install.sh on Debian)"
 _PER_ARCH = re.compile(r"^(?P<base>.+)-(?P<arch>sm\d{2,3}[a-z]?)$")
 _VERTEX = re.compile(r"^#(\d+) \[(?P<target>[^\s\]]+)[\s\]]")
 _LINE_ID = re.compile(r"^#(\d+) ")
@@ -42,7 +39,7 @@ _LINE_ID = re.compile(r"^#(\d+) ")
 @dataclass
 class BakeRequest:
     targets: list[str] = field(default_factory=lambda: ["default"])
-    mode: str = "load"  # load | push | print | none (build, keep in cache)
+    mode: str = "load"  # load | push | print
     label: str | None = None
     builder: str | None = None
     sets: list[str] = field(default_factory=list)
@@ -65,9 +62,6 @@ class Built:
     labels: dict[str, str] = field(default_factory=dict)
 
 
-DOCKER = DockerClient()
-
-
 def _files(root: Path, request: BakeRequest) -> list[Path]:
     return [root / BAKE_FILE, root / render.BAKE_VARS, *request.files]
 
@@ -87,7 +81,7 @@ def _variables(request: BakeRequest, root: Path | None = None) -> dict[str, str]
 def _bake_cmd(root: Path, request: BakeRequest, *extra: str, derived: list[str] = ()) -> list[str]:
     """The one ``docker buildx bake`` command line. ``derived``: options computed from the plan
     (:func:`derived_args`: labels, caches), after the user's own ``--set``s."""
-    cmd = [*DOCKER.buildx.docker_cmd, "buildx", "bake"]
+    cmd = command("buildx", "bake")
     for f in _files(root, request):
         cmd += ["--file", str(f)]
     if request.builder:
@@ -199,17 +193,17 @@ def derived_args(pins: Pins, request: BakeRequest, resolved: dict[str, Any]) -> 
 
 def builder_driver(name: str | None) -> str | None:
     try:
-        text = run([*DOCKER.docker_cmd, "buildx", "inspect", *([name] if name else [])])
+        found = run(command("buildx", "inspect", *([name] if name else [])))
     except DockerException:
         return None
-    m = re.search(r"^Driver:\s*(\S+)", text, re.M)
+    m = re.search(r"^Driver:\s*(\S+)", found, re.M)
     return m[1] if m else None
 
 
 def _containerd_store() -> bool:
     """Whether the engine keeps images in containerd (then its docker driver exports every cache)."""
     try:
-        return "io.containerd.snapshotter" in run([*DOCKER.docker_cmd, "info", "--format", "{{json .DriverStatus}}"])
+        return "io.containerd.snapshotter" in run(command("info", "--format", "{{json .DriverStatus}}"))
     except DockerException:
         return False
 
@@ -231,48 +225,32 @@ def check_cache(request: BakeRequest) -> None:
 def check_engine() -> str:
     """The docker CLI and an engine must answer (one ``docker version`` call); versions on failure.
     The buildx plugin is proven by :func:`plan`, which runs ``buildx bake --print``."""
-    fmt = "{{.Client.Version}}|{{.Server.Version}}"
-    try:
-        # docker_cmd itself raises ClientNotFoundError when no docker is on PATH.
-        cmd = [*DOCKER.docker_cmd, "version", "--format", fmt]
-    except (ClientNotFoundError, FileNotFoundError, OSError):
-        cmd = None
-    if cmd is None:
-        raise WorkFailed(f"preflight: {NO_DOCKER_CLI}")
-    try:
-        client, _, server = run(cmd).strip().partition("|")
-    except DockerException as exc:
-        client = (_text(exc.stdout).strip().partition("|")[0]) or "unknown"
-        raise WorkFailed(f"preflight: no Docker engine answers (docker CLI {client}): {_last_error(exc.stderr)}. "
-                         "Start one (tools/engine/start.sh)") from None
+    client, server, why = versions()
+    if server is None:
+        raise WorkFailed(f"preflight: no Docker engine answers (docker CLI {client}): {why}. "
+                         "Start one (tools/engine/start.sh)")
     return f"docker CLI {client}, engine {server}"
 
 
 def _buildx_version() -> str | None:
     try:
-        return run([*DOCKER.docker_cmd, "buildx", "version"]).strip()
+        return run(command("buildx", "version")).strip()
     except DockerException:
         return None
 
 
 def plan(root: Path, request: BakeRequest, derived: list[str] = ()) -> dict[str, Any]:
     """The resolved bake plan (``--print``), as JSON."""
+    cmd = _bake_cmd(root, request, "--print", derived=derived)
     try:
         with contextlib.chdir(root):  # bake resolves contexts against the working directory
-            return json.loads(run(_bake_cmd(root, request, "--print", derived=derived),
-                                  env=_variables(request, root)))
-    except ClientNotFoundError:
-        raise WorkFailed(f"preflight: {NO_DOCKER_CLI}") from None
+            return json.loads(run(cmd, env=_variables(request, root)))
     except DockerException as exc:
         if _buildx_version() is None:
-            try:
-                found = "docker CLI " + run([*DOCKER.docker_cmd, "version", "--format", "{{.Client.Version}}"]).strip()
-            except DockerException:
-                found = "docker CLI version unknown"
-            raise WorkFailed(f"preflight: the buildx plugin is missing ({found}); install docker-buildx >= 0.17 "
-                             f"({_last_error(exc.stderr)})") from None
+            raise WorkFailed(f"preflight: the buildx plugin is missing (docker CLI {versions()[0]}); "
+                             f"install docker-buildx >= 0.17 ({error_line(exc)})") from None
         raise BadInput(f"bake: cannot evaluate {BAKE_FILE} for {' '.join(request.targets)}: "
-                       f"{_last_error(exc.stderr)}") from None
+                       f"{error_line(exc)}") from None
 
 
 def pins_for(pins: Pins, target: str) -> list[Pin] | None:
@@ -286,7 +264,7 @@ def pins_for(pins: Pins, target: str) -> list[Pin] | None:
 
 
 PROGRESS_MODES = ("plain", "auto", "quiet", "rawjson")
-_LABEL = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}$")  # the tail of a Docker tag
+_LABEL = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}")  # the tail of a Docker tag
 
 
 def check_options(request: BakeRequest) -> None:
@@ -299,16 +277,16 @@ def check_options(request: BakeRequest) -> None:
     for specs, export in ((request.cache_to, True), (request.cache_from, False)):
         for spec in specs:
             cache_entries(spec, "target", [], export=export)
-    if request.label is not None and not _LABEL.match(request.label):
+    if request.label is not None and not _LABEL.fullmatch(request.label):
         raise BadInput(f"--label {request.label!r} cannot end a Docker tag; expected letters, digits, "
                        "'_', '.' and '-' (not first), at most 100 characters")
 
 
 def check_builder(name: str) -> None:
     try:
-        run([*DOCKER.docker_cmd, "buildx", "inspect", name])
+        run(command("buildx", "inspect", name))
     except DockerException as exc:
-        raise BadInput(f"--builder {name!r}: {_last_error(exc.stderr)}; "
+        raise BadInput(f"--builder {name!r}: {error_line(exc)}; "
                        "list the builders with: docker buildx ls") from None
 
 
@@ -324,6 +302,13 @@ def kernel_problems(pins: Pins, target: str, target_pins: list[Pin]) -> list[str
 def preflight(root: Path, pins: Pins, request: BakeRequest) -> tuple[dict[str, Any], list[str]]:
     """Everything checked before a build: returns the plan (labels and caches included) and the
     options that put them there. Renders generated/ first."""
+    try:
+        return _preflight(root, pins, request)
+    except NoDockerCLI as exc:
+        raise WorkFailed(f"preflight: {exc}") from None
+
+
+def _preflight(root: Path, pins: Pins, request: BakeRequest) -> tuple[dict[str, Any], list[str]]:
     check_options(request)
     changed = render.write(pins, root)
     for path in changed:
@@ -358,19 +343,6 @@ def preflight(root: Path, pins: Pins, request: BakeRequest) -> tuple[dict[str, A
 # --------------------------------------------------------------------------- build
 
 
-def _text(data: Any) -> str:
-    return data.decode(errors="replace") if isinstance(data, bytes) else str(data or "")
-
-
-def _last_error(stderr: Any) -> str:
-    text = _text(stderr)
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    for ln in reversed(lines):
-        if ln.startswith(("ERROR:", "error:")) or "ERROR" in ln:
-            return ln
-    return lines[-1] if lines else "no output"
-
-
 def _url_in(line: str) -> str | None:
     """The URL a pip error line names; pip (urllib3) writes an unreachable one as
     ``HTTPConnectionPool(host='h', port=p): Max retries exceeded with url: /path``."""
@@ -384,12 +356,8 @@ def _url_in(line: str) -> str | None:
 def explain_failure(log: str) -> str:
     """One line that names the wheel or URL a failed build tripped on."""
     lines = log.splitlines()
-    mismatch = [i for i, ln in enumerate(lines) if "DO NOT MATCH THE HASHES" in ln]
-    if mismatch:
-        for ln in lines[mismatch[0]:]:
-            m = re.search(r"(\S+\.whl)", ln)
-            if m:
-                return f"hash mismatch: the wheel {m[1].rsplit('/', 1)[-1]} served at {m[1]} does not match its pinned sha256"
+    if why := pip_hash_mismatch(lines):
+        return why
     for ln in lines:
         m = re.search(r"(?:Could not install requirement|HTTP error \d+ while getting|"
                       r"connection error|Max retries exceeded|Failed to establish).*", ln, re.I)
@@ -400,7 +368,7 @@ def explain_failure(log: str) -> str:
         # pip's own refusal; not the RUN line that merely passes --require-hashes.
         if "Hashes are required" in ln:
             return f"pip refused an unhashed requirement: {ln.strip()[:300]}"
-    return _last_error(log)
+    return error_line(log)
 
 
 def _stream(cmd: list[str], env: dict[str, str] | None = None) -> tuple[str, dict[str, tuple[float, float]]]:
@@ -421,20 +389,16 @@ def _stream(cmd: list[str], env: dict[str, str] | None = None) -> tuple[str, dic
                 start, _ = spans.get(t, (now, now))
                 spans[t] = (start, now)
     except DockerException as exc:
-        text = "\n".join(log) + "\n" + _text(exc.stderr)
-        raise WorkFailed(f"bake failed: {explain_failure(text)}") from None
+        output = "\n".join(log) + "\n" + text(exc.stderr)
+        raise WorkFailed(f"bake failed: {explain_failure(output)}") from None
     return "\n".join(log), spans
 
 
 def build(root: Path, pins: Pins, request: BakeRequest) -> list[Built]:
     resolved, derived = preflight(root, pins, request)
-    if request.mode == "print":
-        return []
-    extra = ["--progress", request.progress]
+    extra = ["--progress", request.progress, f"--{request.mode}"]
     if request.no_cache:
         extra.append("--no-cache")
-    if request.mode in ("load", "push"):
-        extra.append(f"--{request.mode}")
     for spec in request.cache_to:  # buildx grants fs.write only on a folder that exists
         if spec.startswith("local="):
             Path(spec.partition("=")[2]).mkdir(parents=True, exist_ok=True)
@@ -459,30 +423,5 @@ def build(root: Path, pins: Pins, request: BakeRequest) -> list[Built]:
             pins=pins_for(pins, target) or [],
             labels=dict(spec.get("labels", {})),
         ))
-    write_record(root, built)
+    record.write(root, built)
     return built
-
-
-def write_record(root: Path, built: list[Built]) -> Path:
-    """``build/bake-record.json``: target → image id, tags, the pins inside; read by validation."""
-    record = {
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "targets": {
-            b.target: {
-                "image_id": b.image_id,
-                "digest": b.digest,
-                "tags": b.tags,
-                "seconds": round(b.seconds, 2),
-                "labels": b.labels,
-                "pins": [
-                    {"name": p.name, "version": p.version, "url": p.url, "sha256": p.sha256,
-                     "provides": list(p.provides), "arch": p.arch}
-                    for p in b.pins
-                ],
-            }
-            for b in built
-        },
-    }
-    path = root / RECORD
-    atomic_write(path, json.dumps(record, indent=2, sort_keys=True) + "\n")
-    return path

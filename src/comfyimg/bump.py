@@ -20,10 +20,10 @@ from __future__ import annotations
 
 import difflib
 import json
-import shlex
+from functools import partial
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,14 +32,16 @@ from packaging.version import Version
 from rich import box
 from rich.table import Table
 
-from . import console, coverage, kernels
+from . import bakefile, console, coverage, kernels
 from . import pins as pins_mod
 from . import render
-from .abi import mismatches, parse_wheel
-from .console import err, out, plain
-from .errors import BadInput, UserError, WorkFailed
-from .fsutil import atomic_write_many
-from .releases import Asset, GitHub, Progress, Release, _human, parse_sums
+from .abi import InvalidWheelName, fit, parse_wheel
+from .console import err, out, progress_factory
+from .errors import BadInput, WorkFailed
+from .fsutil import atomic_write_many, exclusive, read_text
+from .pinedit import dumps_with_changes
+from .digests import DigestMismatch, Digests, replaced_in_place
+from .releases import Asset, GitHub, Release
 
 
 # --------------------------------------------------------------------------- selection
@@ -57,16 +59,11 @@ def _reject_reason(asset: Asset, pin: pins_mod.Pin, profile: pins_mod.Profile) -
         return "not a wheel"
     try:
         wheel = parse_wheel(asset.name)
-    except ValueError as exc:
+    except InvalidWheelName as exc:
         return str(exc)
     if wheel.name != canonicalize_name(pin.name):
         return f"distribution {wheel.name} ≠ {canonicalize_name(pin.name)}"
-    reasons: list[str] = []
-    if pin.arch and wheel.sm != pin.arch:
-        reasons.append(f"built for {wheel.sm or 'every arch'}, the pin is for {pin.arch}")
-    elif not pin.arch and wheel.sm:
-        reasons.append(f"built for {wheel.sm} only; the pin has no arch")
-    reasons += mismatches(wheel, profile.abi)
+    reasons = fit(wheel, profile.abi, pin.arch)
     if asset.state != "uploaded":
         reasons.append(f"upload not finished (state {asset.state!r})")
     return "; ".join(reasons) or None
@@ -97,117 +94,6 @@ def select_asset(release: Release, pin: pins_mod.Pin, profile: pins_mod.Profile,
     raise WorkFailed("\n".join(lines))
 
 
-# --------------------------------------------------------------------------- digests
-
-
-@dataclass
-class Digests:
-    """Finds sha256s for the assets of one release, fetching SUMS files at most once."""
-
-    client: GitHub
-    release: Release
-    workdir: Path
-    verify: bool
-    _sums: dict[str, tuple[str, str]] | None = None  # file -> (hex, sums asset name)
-
-    def sums(self) -> dict[str, tuple[str, str]]:
-        if self._sums is None:
-            merged: dict[str, tuple[str, str]] = {}
-            for asset in self.release.assets:
-                if not asset.name.upper().startswith("SHA256SUMS"):
-                    continue
-                text = self.client.fetch_small(asset).decode("utf-8", "replace")
-                for name, hexed in parse_sums(text).items():
-                    if name in merged and merged[name][0] != hexed:
-                        raise WorkFailed(
-                            f"digest mismatch: {merged[name][1]} and {asset.name} of release "
-                            f"{self.release.tag} disagree on {name}")
-                    merged.setdefault(name, (hexed, asset.name))
-            self._sums = merged
-        return self._sums
-
-    def find(self, asset: Asset, read: Callable[[str], bool] = lambda sha256: False,
-             ) -> tuple[str, str, kernels.WheelKernels | None]:
-        """(sha256, where it came from, the wheel's kernels when ``read(sha256)`` wants them).
-
-        A wheel whose kernels are wanted is downloaded once, streaming; they are read from
-        that one download, which is checked against the API digest as any download is."""
-        if not self.verify:
-            known = (asset.digest, "api") if asset.digest else self.sums().get(asset.name)
-            if known and not read(known[0]):
-                return known[0], known[1], None
-        part = self.workdir / f"asset-{asset.id}.part"
-        found = None
-        try:
-            got = self.client.download(asset, part, progress=progress_factory())
-            if read(got.sha256):
-                try:
-                    found = kernels.read_wheel(part, name=asset.name)
-                except kernels.BadKernels as exc:
-                    raise WorkFailed(f"cannot read the kernels of {asset.name} of release "
-                                     f"{self.release.tag}: {exc}") from None
-        finally:
-            part.unlink(missing_ok=True)  # only the hash and the kernels are kept
-        agree: list[str] = []
-        if asset.digest:
-            if asset.digest != got.sha256:
-                raise WorkFailed(
-                    f"digest mismatch: {asset.name} of release {self.release.tag} hashes to "
-                    f"{got.sha256}, but the API digest says {asset.digest} "
-                    "(the asset was replaced or corrupted)")
-            agree.append("api")
-        if (self.verify or not asset.digest) and (listed := self.sums().get(asset.name)):
-            if listed[0] != got.sha256:
-                raise WorkFailed(
-                    f"digest mismatch: {asset.name} of release {self.release.tag} hashes to "
-                    f"{got.sha256}, but {listed[1]} says {listed[0]}")
-            agree.append(listed[1])
-        return got.sha256, "download" + (f" (= {', '.join(agree)})" if agree else ""), found
-
-
-# --------------------------------------------------------------------------- progress
-
-
-class _PlainProgress(Progress):
-    def __init__(self, name: str, total: int) -> None:
-        self.name = name
-        err().print(f"downloading {name} ({_human(total) if total else 'size unknown'})")
-
-    def advance(self, n: int) -> None:
-        pass
-
-    def done(self, size: int, seconds: float) -> None:
-        rate = size / seconds if seconds > 0 else 0
-        err().print(f"downloaded {self.name}: {_human(size)} in {seconds:.2f} s ({_human(rate)}/s)")
-
-
-class _RichProgress(Progress):
-    def __init__(self, name: str, total: int) -> None:
-        from rich.progress import (BarColumn, DownloadColumn, Progress as RichBar,
-                                   TextColumn, TimeRemainingColumn, TransferSpeedColumn)
-
-        self.bar = RichBar(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
-                           TransferSpeedColumn(), TimeRemainingColumn(), console=err(),
-                           transient=True)
-        self.bar.start()
-        self.name = name
-        self.task = self.bar.add_task(name, total=total or None)
-
-    def advance(self, n: int) -> None:
-        self.bar.advance(self.task, n)
-
-    def close(self) -> None:
-        self.bar.stop()
-
-    def done(self, size: int, seconds: float) -> None:
-        rate = size / seconds if seconds > 0 else 0
-        err().print(f"downloaded {self.name}: {_human(size)} in {seconds:.2f} s ({_human(rate)}/s)")
-
-
-def progress_factory():
-    return _PlainProgress if plain() else _RichProgress
-
-
 # --------------------------------------------------------------------------- the command
 
 
@@ -226,14 +112,6 @@ class Change:
     @property
     def failing(self) -> dict[str, kernels.Verdict]:
         return {a: v for a, v in self.verdicts.items() if not v.runnable}
-
-
-def parse_names(names: Sequence[str] | None, remainder: str = "") -> list[str]:
-    """``--name a --name b,c`` and ``-- a b`` → ``[a, b, c]``."""
-    out_names: list[str] = []
-    for raw in list(names or ()) + shlex.split(remainder or ""):
-        out_names += [n.strip() for n in raw.split(",") if n.strip()]
-    return out_names
 
 
 def choose_pins(pins: pins_mod.Pins, names: Sequence[str]) -> list[pins_mod.Pin]:
@@ -284,6 +162,14 @@ def _fields(pin: pins_mod.Pin, release: Release, asset: Asset, sha256: str,
     return changes
 
 
+def _read_kernels(asset: Asset, release: Release, part: Path) -> kernels.WheelKernels:
+    """The compiled kernels of a downloaded wheel, for its recorded coverage."""
+    try:
+        return kernels.read_wheel(part, name=asset.name)
+    except kernels.BadKernels as exc:
+        raise WorkFailed(f"cannot read the kernels of {asset.name} of release {release.tag}: {exc}") from None
+
+
 def plan(pins: pins_mod.Pins, chosen: list[pins_mod.Pin], client: GitHub, *,
          release: str | None, pre: bool, verify: bool, workdir: Path) -> list[Change]:
     by_repo: dict[str, list[pins_mod.Pin]] = {}
@@ -314,7 +200,8 @@ def plan(pins: pins_mod.Pins, chosen: list[pins_mod.Pin], client: GitHub, *,
                 chosen_asset = asset
             assert chosen_asset is not None
             picked.append((pin, chosen_asset))
-        digests = Digests(client, rel, workdir, verify)
+        digests = Digests(client, rel, workdir, verify, progress_factory())
+        mismatched: list[str] = []
         for pin, asset in picked:
             served = coverage.serves(pins, pin)
 
@@ -322,7 +209,11 @@ def plan(pins: pins_mod.Pins, chosen: list[pins_mod.Pin], client: GitHub, *,
                 # Record coverage for a new wheel (or one never read) that must serve a GPU.
                 return bool(served) and (verify or pin.coverage is None or pin.coverage.sha256 != sha256)
 
-            sha256, source, found = digests.find(asset, wants)
+            try:
+                sha256, source, found = digests.find(asset, wants, partial(_read_kernels, asset, rel))
+            except DigestMismatch as exc:  # name every tampered wheel, not just the first
+                mismatched.append(str(exc))
+                continue
             version = _new_version(pin, asset)
             fields = _fields(pin, rel, asset, sha256, version)
             change = Change(pin, rel, asset, sha256, source, version, fields, found)
@@ -335,6 +226,8 @@ def plan(pins: pins_mod.Pins, chosen: list[pins_mod.Pin], client: GitHub, *,
                         old.modules != found.modules:
                     fields.update(recorded)
             changes.append(change)
+        if mismatched:
+            raise WorkFailed("\n".join(mismatched))
     return changes
 
 
@@ -405,13 +298,22 @@ def as_json(changes: list[Change], *, dry_run: bool, wrote: list[str], diff: str
 
 
 def bump(root: Path, names: Sequence[str] = (), *, release: str | None = None, pre: bool = False,
-         dry_run: bool = False, verify: bool = False, client: GitHub | None = None,
-         json_out: bool = False) -> int:
-    """The command; returns 0 or raises :class:`UserError` (nothing written on failure)."""
+         dry_run: bool = False, verify: bool = False, accept_new_bytes: bool = False,
+         client: GitHub | None = None, json_out: bool = False) -> int:
+    """The command; returns 0 or raises :class:`UserError` (nothing written on failure).
+    One bump at a time per checkout: a second one fails at once (the lock on wheels.toml)."""
+    with exclusive(root / "wheels.toml", "invoke bump"):
+        return _bump(root, names, release=release, pre=pre, dry_run=dry_run, verify=verify,
+                     accept_new_bytes=accept_new_bytes, client=client, json_out=json_out)
+
+
+def _bump(root: Path, names: Sequence[str], *, release: str | None, pre: bool, dry_run: bool,
+          verify: bool, accept_new_bytes: bool, client: GitHub | None, json_out: bool) -> int:
     started = time.monotonic()
     path = root / "wheels.toml"
-    pins = pins_mod.load(path)
-    text = pins_mod.read_text(path)
+    bake_targets = bakefile.targets(root / bakefile.BAKE_FILE)
+    pins = pins_mod.load(path, bake_targets=bake_targets)
+    text = read_text(path)
     chosen = choose_pins(pins, names)
     own_client = client is None
     client = client or GitHub.from_env()
@@ -424,10 +326,15 @@ def bump(root: Path, names: Sequence[str] = (), *, release: str | None = None, p
             client.close()
 
     _refuse_uncovered(changes)
-    for ch in changes:
-        if ch.pin.sha256 and "url" not in ch.fields and "sha256" in ch.fields:
-            err().print(f"warning: {ch.pin.key}: {ch.asset.name} was replaced in place under "
-                        f"release {ch.release.tag}: sha256 {ch.pin.sha256[:12]} → {ch.sha256[:12]}")
+    replaced = [ch for ch in changes
+                if replaced_in_place(ch.pin.url, ch.pin.sha256, ch.fields.get("url", ch.pin.url), ch.sha256)]
+    lines = [f"{ch.pin.key}: {ch.asset.name} was replaced under the same URL in release "
+             f"{ch.release.tag}: pinned sha256 {ch.pin.sha256}, now {ch.sha256}" for ch in replaced]
+    if lines and not accept_new_bytes:  # the supply-chain event hashes exist to catch
+        raise WorkFailed("\n".join(lines + ["Nothing was written. If the new bytes are the ones you "
+                                             "trust, run again with --accept-new-bytes"]))
+    for line in lines:
+        err().print(f"warning: {line}; accepted (--accept-new-bytes)")
 
     edits = {ch.pin.index: ch.fields for ch in changes if ch.fields}
     if not edits and json_out:
@@ -440,9 +347,9 @@ def bump(root: Path, names: Sequence[str] = (), *, release: str | None = None, p
         return 0
 
     # Validate and render everything before writing anything.
-    new_text = pins_mod.dumps_with_changes(text, edits)
+    new_text = dumps_with_changes(text, edits)
     try:
-        new_pins = pins_mod.loads(new_text, path)
+        new_pins = pins_mod.loads(new_text, path, bake_targets=bake_targets)
     except BadInput as exc:
         raise WorkFailed(f"the bumped {path.name} would not be valid:\n{exc}") from None
     files = render.render(new_pins)
@@ -474,17 +381,4 @@ def bump(root: Path, names: Sequence[str] = (), *, release: str | None = None, p
     return 0
 
 
-def run_cli(root: Path, names: Sequence[str] | None, remainder: str, **kwargs: object) -> int:
-    """Entry for tasks.py: names from ``--name`` (repeatable, comma-separated) and after ``--``."""
-    try:
-        parsed = parse_names(names, remainder)
-    except ValueError as exc:
-        raise BadInput(f"cannot parse pin names: {exc}") from None
-    if not parsed and (names or (remainder or "").strip()):  # `--name ""` must not mean "all"
-        raise BadInput("the pin names given are empty; name a pin (e.g. --name sageattention), "
-                       "or give none to bump every pin with a source")
-    return bump(root, parsed, **kwargs)  # type: ignore[arg-type]
-
-
-__all__ = ["Change", "bump", "choose_pins", "parse_names", "plan", "run_cli", "select_asset",
-           "UserError"]
+__all__ = ["Change", "bump", "choose_pins", "plan", "select_asset"]

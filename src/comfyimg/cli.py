@@ -4,17 +4,51 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+import shlex
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from . import bakefile
 from . import pins as pins_mod
 from . import console, render
 from .console import err, out, plain
-from .errors import UserError
+from .errors import FAILED, INTERRUPTED, BadInput, UserError
+from .hints import record_hash_command
+from .record import RECORD
+from .untrusted import for_terminal
 
-if TYPE_CHECKING:
-    from .bake import BakeRequest
+
+# Short flags, the same in every task: one letter never means two things (-p was --pre in
+# bump and --push in bake). Every other option is long only.
+SHORT_FLAGS = {"name": "n", "target": "t"}
+
+
+def task_class():
+    """invoke's ``Task``, with :data:`SHORT_FLAGS` instead of invoke's automatic short flags."""
+    from invoke import Task
+
+    class FixedShortFlags(Task):
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            super().__init__(*args, **{**kwargs, "auto_shortflags": False})  # type: ignore[arg-type]
+
+        def arg_opts(self, name: str, default: str, taken_names: set[str]) -> dict:
+            opts = super().arg_opts(name, default, taken_names)
+            if name in SHORT_FLAGS:
+                opts["names"].append(SHORT_FLAGS[name])
+            return opts
+
+    return FixedShortFlags
+
+
+def failure(exc: BaseException) -> tuple[str, int] | None:
+    """The message and exit code a command ends with for ``exc``; None: a bug (traceback)."""
+    if isinstance(exc, UserError):
+        return for_terminal(exc), exc.exit_code
+    if isinstance(exc, OSError):  # disk full, permission denied: the work failed; writes are atomic
+        return for_terminal(f"error: {exc}"), FAILED
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted (Ctrl-C); every file is as it was", INTERRUPTED
+    return None
 
 
 def run(fn: Callable[..., int | None], *args: object, **kwargs: object) -> None:
@@ -23,23 +57,38 @@ def run(fn: Callable[..., int | None], *args: object, **kwargs: object) -> None:
 
     try:
         code = fn(*args, **kwargs) or 0
-    except UserError as exc:
-        raise Exit(str(exc), exc.exit_code) from None
-    except OSError as exc:  # disk full, permission denied: the work failed; writes are atomic
-        raise Exit(f"error: {exc}", 1) from None
+    except (UserError, OSError, KeyboardInterrupt) as exc:
+        message, status = failure(exc)  # type: ignore[misc]
+        raise Exit(message, status) from None
     if code:
         raise Exit(code=code)
 
 
+def after_dashes(remainder: str | None) -> list[str]:
+    """The words after ``--`` (invoke hands them over as one string), split as a shell would."""
+    try:
+        return shlex.split(remainder or "")
+    except ValueError as exc:
+        raise BadInput(f"cannot parse the arguments after --: {exc}") from None
+
+
 def load_pins(root: Path) -> pins_mod.Pins:
-    return pins_mod.load(root / "wheels.toml")
+    """``wheels.toml`` of the project at ``root``, its targets checked against the bake file."""
+    return pins_mod.load(root / "wheels.toml", bake_targets=bakefile.targets(root / bakefile.BAKE_FILE))
 
 
 def warn_unhashed(pins: pins_mod.Pins) -> None:
+    """Warnings that do not stop a check: unrecorded hashes, images left without a wheel."""
+    for target in pins.targets():
+        for name, per_arch in pins.arch_only(target).items():
+            archs = ", ".join(p.arch for p in per_arch if p.arch)
+            err().print(f"warning: {pins.path.name}:{per_arch[0].line}: arch: {name} in {target} is pinned for "
+                        f"{archs} only, so the {target} image (built without an arch) has no {name}; "
+                        f"build {target}-<arch>, or add a pin without arch")
     for pin in pins.unhashed():
         err().print(f"warning: {pins.path.name}:{pin.line}: sha256: {pin.key} has no hash yet; "
                     f"builds of {', '.join(pin.targets)} refuse it. Record it with: "
-                    f"{pins_mod.record_hash_command(pin)}")
+                    f"{record_hash_command(pin)}")
 
 
 def check_coverage(pins: pins_mod.Pins) -> None:
@@ -102,10 +151,39 @@ def render_files(root: Path) -> int:
     return 0
 
 
-def bake(root: Path, request: BakeRequest, json_out: bool = False) -> int:
-    """Preflight, build through buildx bake, print a summary and write the build record."""
+def parse_names(names: Sequence[str] | None, remainder: str = "") -> list[str]:
+    """``--name a --name b,c`` and ``-- a b`` → ``[a, b, c]``; given but empty is bad input
+    (``--name ""`` must not mean "all")."""
+    parsed: list[str] = []
+    for raw in [*(names or ()), *after_dashes(remainder)]:
+        parsed += [n.strip() for n in raw.split(",") if n.strip()]
+    if not parsed and (names or (remainder or "").strip()):
+        raise BadInput("the pin names given are empty; name a pin (e.g. --name sageattention), "
+                       "or give none to bump every pin with a source")
+    return parsed
+
+
+def bump(root: Path, names: Sequence[str] | None, remainder: str, **kwargs: object) -> int:
+    """``invoke bump``: names from ``--name`` (repeatable, comma-separated) and after ``--``."""
+    from . import bump as bump_mod
+
+    return bump_mod.bump(root, parse_names(names, remainder), **kwargs)  # type: ignore[arg-type]
+
+
+def bake(root: Path, targets: Sequence[str] | None, remainder: str, *, load: bool, push: bool,
+         print_plan: bool, files: Sequence[str] | None, sets: Sequence[str] | None,
+         allow: Sequence[str] | None, json_out: bool = False, **options: object) -> int:
+    """``invoke bake``: preflight, build through buildx bake, print a summary and write the
+    build record (``--print``: print the resolved plan instead)."""
     from . import bake as bake_mod
 
+    modes = [m for m, on in (("load", load), ("push", push), ("print", print_plan)) if on]
+    if len(modes) > 1:
+        raise BadInput(f"choose one of --load, --push, --print (got {', '.join(modes)})")
+    request = bake_mod.BakeRequest(
+        targets=[*(targets or []), *after_dashes(remainder)] or ["default"],
+        mode=(modes or ["load"])[0], sets=list(sets or []), allow=list(allow or []),
+        files=[Path(f).resolve() for f in files or []], **options)  # type: ignore[arg-type]
     pins = load_pins(root)
     if request.mode == "print":
         resolved, _ = bake_mod.preflight(root, pins, request)
@@ -113,12 +191,12 @@ def bake(root: Path, request: BakeRequest, json_out: bool = False) -> int:
         return 0
     built = bake_mod.build(root, pins, request)
     if json_out:  # the build record itself; the build log went to stderr
-        print((root / bake_mod.RECORD).read_text(), end="")
+        print((root / RECORD).read_text(), end="")
         return 0
     table = console.table("target", "tags", "image id", "duration", "pins", title="bake")
     for b in built:
         table.add_row(b.target, "\n".join(b.tags), (b.image_id or "-")[:19], f"{b.seconds:.1f}s",
                       ", ".join(f"{p.name} {p.version}" for p in b.pins) or "-")
     out().print(table)
-    out().print(f"build record: {bake_mod.RECORD}")
+    out().print(f"build record: {RECORD}")
     return 0

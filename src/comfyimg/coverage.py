@@ -14,7 +14,8 @@ import tomlkit
 
 from . import kernels
 from .kernels import Module, Verdict, WheelKernels
-from .pins import Pin, Pins, record_hash_command
+from .hints import record_hash_command
+from .pins import Pin, Pins
 
 DOC = Path("docs/reference/gpu-coverage.md")
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 BAD_INPUT = 2
 FAILED = 1
+INTERRUPTED = 130  # 128 + SIGINT, as a shell reports Ctrl-C
 
 
 class UserError(Exception):

@@ -1,10 +1,21 @@
-"""Atomic file writes: a failed command leaves every file as it was."""
+"""Atomic file writes: a failed command leaves every file as it was.
+
+A symlink is written through to its target (the link stays a link); several files are
+replaced all or nothing (a failure while replacing puts back the ones already replaced);
+:func:`exclusive` keeps two commands from editing one file at once.
+"""
 
 from __future__ import annotations
 
+import fcntl
 import os
+import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+from .errors import BadInput, WorkFailed
 
 
 def atomic_write(path: Path, data: bytes | str) -> None:
@@ -12,12 +23,28 @@ def atomic_write(path: Path, data: bytes | str) -> None:
     atomic_write_many({path: data})
 
 
-def atomic_write_many(files: dict[Path, bytes | str]) -> None:
-    """Write several files: every temp file is written and synced before the first replace,
-    so an error while staging leaves all of them untouched."""
-    staged: list[tuple[str, Path]] = []
+def _backup(path: Path) -> str | None:
+    """A second name for the current ``path`` (a hard link, else a copy), to put it back."""
+    if not path.exists():
+        return None
+    fd, backup = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".old")
+    os.close(fd)
+    os.unlink(backup)
     try:
-        for path, data in files.items():
+        os.link(path, backup)
+    except OSError:
+        shutil.copy2(path, backup)
+    return backup
+
+
+def atomic_write_many(files: dict[Path, bytes | str]) -> None:
+    """Write several files, all or nothing: every temp file is written and synced before the
+    first replace, and a failure while replacing puts back every file already replaced."""
+    staged: list[tuple[str, Path]] = []
+    replaced: list[tuple[Path, str | None]] = []
+    try:
+        for link, data in files.items():
+            path = Path(os.path.realpath(link))  # through a symlink, to its target
             if isinstance(data, str):
                 data = data.encode("utf-8")
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -29,8 +56,75 @@ def atomic_write_many(files: dict[Path, bytes | str]) -> None:
                 os.fsync(fh.fileno())
             os.chmod(tmp, path.stat().st_mode & 0o777 if path.exists() else 0o644)
         for tmp, path in staged:
+            backup = _backup(path)
+            replaced.append((path, backup))
             os.replace(tmp, path)
     except BaseException:
+        for path, backup in reversed(replaced):
+            try:
+                if backup:
+                    os.replace(backup, path)
+                else:
+                    path.unlink(missing_ok=True)
+            except OSError:
+                pass  # nothing better to do; the first error is the one to report
         for tmp, _ in staged:
             Path(tmp).unlink(missing_ok=True)
         raise
+    finally:
+        for _, backup in replaced:
+            if backup:
+                Path(backup).unlink(missing_ok=True)
+
+
+@contextmanager
+def exclusive(path: Path, what: str) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (its target, through a symlink) for the block;
+    another holder is a clear failure, not a wait. A missing file is not locked."""
+    target = os.path.realpath(path)
+    fd = -1
+    for _ in range(5):
+        try:
+            fd = os.open(target, os.O_RDONLY)
+        except OSError:
+            yield  # the reader reports a missing or unreadable file
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise WorkFailed(f"{path.name}: another {what} is changing it right now (it holds the lock); "
+                             "nothing was written: run this again when that one has finished") from None
+        try:
+            if os.fstat(fd).st_ino == os.stat(target).st_ino:
+                break  # locked the file that is there now, not one replaced meanwhile
+        except OSError:
+            pass
+        os.close(fd)
+        fd = -1
+    try:
+        yield
+    finally:
+        if fd >= 0:
+            os.close(fd)
+
+
+def read_text(path: Path) -> str:
+    """Read a UTF-8 file; a missing or undecodable file is bad input with a line number."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise BadInput(f"{path.name}:1: file: {path} does not exist") from None
+    except IsADirectoryError:
+        raise BadInput(f"{path.name}:1: file: {path} is a directory; a file belongs there") from None
+    except OSError as exc:
+        raise BadInput(f"{path.name}:1: file: cannot read {path}: {exc.strerror}") from None
+    if data.startswith(b"\xef\xbb\xbf"):
+        raise BadInput(f"{path.name}:1: encoding: the file starts with a byte order mark (BOM), which TOML "
+                       "does not allow; save it as UTF-8 without BOM")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise BadInput(f"{path.name}:{line}: encoding: byte 0x{data[exc.start]:02x} is not UTF-8; "
+                       "the file must be UTF-8") from None

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .fsutil import atomic_write_many
-from .pins import Pin, Pins, record_hash_command
+from .hints import record_hash_command
+from .pins import Pin, Pins
 
 GENERATED = Path("generated")
 REQUIREMENTS = GENERATED / "requirements"
@@ -47,6 +48,10 @@ def requirements_text(pins: Pins, target: str, arch: str | None = None) -> str:
     ]
     for pin in pins.for_target(target, arch):
         lines += _requirement(pin)
+    for name, per_arch in ({} if arch else pins.arch_only(target)).items():
+        archs = ", ".join(p.arch for p in per_arch if p.arch)
+        lines.append(f"# NOTE: {name} is pinned per GPU arch only ({archs}): this image, built without an "
+                     f"arch, has NO {name}; the {target}-<arch> images have it.")
     return "\n".join(lines) + "\n"
 
 

@@ -1,37 +1,61 @@
 """Run a validation probe inside a built image (python-on-whales ``docker.run``) and report.
 
-The probe (``probes/sage2.py``, ``probes/sage3.py``) prints one JSON object and exits
-0 pass, 1 fail, 3 skip. Here a crash (a signal, or no JSON) is a failure, never a pass;
-``--require-gpu`` turns a skipped GPU part into a failure.
+The probes (``probes/sage2.py``, ``probes/sage3.py``, and ``probes/comfyui.py`` for
+ComfyUI's own attention path) print one JSON object and exit 0 pass, 1 fail, 3 skip.
+Here a crash (a signal, no JSON, malformed JSON) is a failure, never a pass. A host
+with an NVIDIA GPU whose container saw none fails too (no silent skip), and
+``--require-gpu`` turns any skipped GPU part into a failure.
 
-    python -m comfyimg.validate sage2 [--image IMAGE] [--require-gpu] [-- PROBE ARGS…]
+    python -m comfyimg.validate sage2 [--image IMAGE] [--gpus auto|all|cdi|none] [--require-gpu]
+                                      [--comfyui PATH|none] [--timeout S] [-- PROBE ARGS…]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
-import re
+import shutil
 import signal
+import subprocess
 import sys
+import threading
 import time
-from dataclasses import dataclass
+import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree as ET
 
 from python_on_whales import DockerClient
-from python_on_whales.client_config import ClientNotFoundError
-from python_on_whales.exceptions import DockerException
+from python_on_whales.utils import run as docker_run_cli
 
-from .bake import NO_DOCKER_CLI, RECORD
+from . import record
+from .dockerclient import NO_DOCKER_CLI, ClientNotFoundError, DockerException, client, error_line
+from .cli import failure
 from .console import err, out
 from .errors import BadInput, UserError, WorkFailed
 from .fsutil import atomic_write
+from .untrusted import for_markdown_cell, for_xml
 
 PROBES_DIR = Path(__file__).parent / "probes"
 PROBE_MOUNT = "/opt/comfyimg-probes"
+# The probe's own writable, exec-able scratch (HOME, TMPDIR, Triton's cache). Not /tmp:
+# Docker keeps the mode of the image's own /tmp even with mode=1777, so an image whose
+# /tmp is 0755 would leave a non-root probe without a cache. A path no image has gets
+# the tmpfs's own mode.
+SCRATCH = "/run/comfyimg"
+COMFYUI_PATH = "/app/ComfyUI"  # where services/comfy/core/dockerfile.comfy.core puts ComfyUI
+DEFAULT_CDI_KIND = "nvidia.com/gpu"
+DEFAULT_TIMEOUT = 300.0
+HOST_GPU_ENV = "COMFYIMG_HOST_GPU"  # auto (default) | 1 | 0: what the host has, for tests and odd hosts
+GPU_MODES = ("auto", "all", "cdi", "none")
+GIVE_THE_ENGINE_THE_GPU = (
+    "give the engine the GPU: install the NVIDIA Container Toolkit and register its runtime "
+    "(nvidia-ctk runtime configure --runtime=docker), or generate a CDI spec "
+    "(nvidia-ctk cdi generate --output=/etc/cdi/nvidia.yaml) and enable CDI in dockerd "
+    "(daemon.json {\"features\": {\"cdi\": true}}); then --gpus auto finds it, or pass --gpus all|cdi")
 
 
 @dataclass(frozen=True)
@@ -45,6 +69,7 @@ PROBES = {
     "sage2": ProbeSpec("sage2", "sageattention", "sage2.py"),
     "sage3": ProbeSpec("sage3", "sageattn3", "sage3.py"),
 }
+COMFYUI_SCRIPT = "comfyui.py"
 
 
 @dataclass
@@ -55,33 +80,18 @@ class Outcome:
     exit_code: int
     passed: bool
     seconds: float
+    gpu: dict[str, Any] = field(default_factory=dict)  # access chosen, host GPU, container GPU
+
+
+class ProbeTimeout(Exception):
+    pass
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread so that ``finally`` blocks remove the container."""
 
 
 # --------------------------------------------------------------------------- image + expectations
-
-
-def from_record(root: Path, spec: ProbeSpec, target: str | None) -> tuple[str, str | None, str]:
-    """(image, expected version, target) from the latest build record."""
-    path = root / RECORD
-    try:
-        record = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise BadInput(f"no build record at {RECORD}: run `invoke bake` first, or pass --image IMAGE") from None
-    except (OSError, json.JSONDecodeError) as exc:
-        raise BadInput(f"{RECORD}: unreadable build record ({exc}); rebuild or pass --image IMAGE") from None
-    targets = record.get("targets", {})
-    candidates = [target] if target else sorted(
-        t for t, v in targets.items() if any(p["name"] == spec.distribution for p in v.get("pins", []))
-    )
-    if not candidates or candidates[0] not in targets:
-        raise BadInput(f"{RECORD}: no built target {'named ' + target if target else 'holds ' + spec.distribution}; "
-                       f"built: {', '.join(sorted(targets)) or 'none'}")
-    chosen = targets[candidates[0]]
-    image = chosen.get("image_id") or (chosen.get("tags") or [None])[0]
-    if not image:
-        raise BadInput(f"{RECORD}: target {candidates[0]} has no image id or tag; rebuild with invoke bake")
-    expected = next((p["version"] for p in chosen.get("pins", []) if p["name"] == spec.distribution), None)
-    return image, expected, candidates[0]
 
 
 def expected_from_pins(root: Path, spec: ProbeSpec, target: str | None) -> str | None:
@@ -118,9 +128,9 @@ def label_check(image: str, expected: list[dict], *, exact: bool) -> dict:
 
     name = "image labels match the pins"
     try:
-        raw = (_docker().image.inspect(image).config.labels or {}).get(PINS_LABEL)
+        raw = (client().image.inspect(image).config.labels or {}).get(PINS_LABEL)
     except DockerException as exc:
-        return {"name": name, "status": "fail", "detail": f"cannot inspect {image}: {_first_line(exc)}"}
+        return {"name": name, "status": "fail", "detail": f"cannot inspect {image}: {error_line(exc)}"}
     if raw is None:
         status = "fail" if exact else "skip"
         return {"name": name, "status": status, "detail": f"no {PINS_LABEL} label (not built by invoke bake)"}
@@ -139,27 +149,127 @@ def label_check(image: str, expected: list[dict], *, exact: bool) -> dict:
 
 def expected_pins(root: Path, image_from_record: bool, target: str | None, spec: ProbeSpec) -> list[dict]:
     if image_from_record:
-        record = json.loads((root / RECORD).read_text())
-        return list(record["targets"][target]["pins"]) if target in record.get("targets", {}) else []
+        built = record.read(root).get("targets", {})
+        return list(built[target].get("pins", [])) if target in built else []
     from .pins import load
 
     return [{"name": p.name, "version": p.version, "sha256": p.sha256} for p in load(root / "wheels.toml").wheels
             if p.name == spec.distribution and (target is None or target in p.targets)]
 
 
-# --------------------------------------------------------------------------- run
+# --------------------------------------------------------------------------- GPU: host, engine, choice
 
 
-def _docker() -> DockerClient:
-    return DockerClient()
+@dataclass(frozen=True)
+class GpuAccess:
+    """How the probe container gets the GPU, and why."""
+
+    mode: str  # what was asked: auto | all | cdi | none
+    chosen: str  # all | cdi | none
+    flag: str  # the docker run flag, for people: "--gpus all", "--device nvidia.com/gpu=all", ""
+    why: str
+    devices: tuple[str, ...] = ()
+
+    def run_options(self) -> dict[str, Any]:
+        if self.chosen == "all":
+            return {"gpus": "all"}
+        if self.chosen == "cdi":
+            return {"devices": list(self.devices)}
+        return {}
+
+    def describe(self) -> str:
+        return f"{self.flag or 'no GPU flag'} ({self.why})"
 
 
-def _has_nvidia(docker: DockerClient) -> bool:
+def host_gpu() -> str | None:
+    """What says this host has an NVIDIA GPU (None: it has none). ``COMFYIMG_HOST_GPU``=1/0
+    overrides the detection (tests; hosts where the engine runs elsewhere)."""
+    forced = os.environ.get(HOST_GPU_ENV, "auto").strip().lower()
+    if forced in ("1", "yes", "true"):
+        return f"{HOST_GPU_ENV}={forced}"
+    if forced in ("0", "no", "false", "none"):
+        return None
+    if forced != "auto":
+        raise BadInput(f"{HOST_GPU_ENV}={forced!r}: use auto, 1 or 0")
+    if Path("/dev/nvidia0").exists():
+        return "/dev/nvidia0 exists"
+    smi = shutil.which("nvidia-smi")
+    if smi:
+        try:
+            listed = subprocess.run([smi, "-L"], capture_output=True, text=True, timeout=15).stdout
+        except (OSError, subprocess.SubprocessError):
+            return None
+        first = next((ln.strip() for ln in listed.splitlines() if ln.startswith("GPU ")), None)
+        if first:
+            return f"nvidia-smi -L: {first}"
+    return None
+
+
+def _engine_info(docker: DockerClient) -> dict[str, Any]:
+    """``docker info`` as JSON (python-on-whales' model drops CDISpecDirs)."""
     try:
-        info = docker.system.info()
-    except DockerException:
-        return False
-    return "nvidia" in (info.runtimes or {})
+        text = docker_run_cli([*docker.docker_cmd, "info", "--format", "{{json .}}"])
+    except DockerException as exc:
+        raise WorkFailed(f"cannot reach the Docker engine: {error_line(exc)}") from None
+    try:
+        info = json.loads(text)
+    except ValueError:
+        return {}
+    return info if isinstance(info, dict) else {}
+
+
+def cdi_devices(spec_dirs: list[str], kind: str) -> tuple[list[str], list[str]]:
+    """(device names of ``kind`` in the CDI specs under spec_dirs, problems reading them)."""
+    import yaml  # CDI specs are YAML or JSON; YAML's loader reads both
+
+    names: list[str] = []
+    problems: list[str] = []
+    for directory in spec_dirs:
+        try:
+            files = sorted(p for p in Path(directory).iterdir() if p.suffix in (".yaml", ".yml", ".json"))
+        except OSError:
+            continue  # a dir that does not exist holds no spec (the engine's defaults often don't)
+        for path in files:
+            try:
+                spec = yaml.safe_load(path.read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+                problems.append(f"{path}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
+                continue
+            if not isinstance(spec, dict) or spec.get("kind") != kind:
+                continue
+            for device in spec.get("devices") or []:
+                if isinstance(device, dict) and isinstance(device.get("name"), str):
+                    names.append(device["name"])
+    return names, problems
+
+
+def choose_gpu_access(docker: DockerClient, mode: str, cdi_kind: str) -> GpuAccess:
+    if mode == "none":
+        return GpuAccess(mode, "none", "", "--gpus none")
+    if mode == "all":
+        return GpuAccess(mode, "all", "--gpus all", "--gpus all")
+    info = _engine_info(docker)
+    spec_dirs = [d for d in (info.get("CDISpecDirs") or []) if isinstance(d, str)]
+    names, problems = cdi_devices(spec_dirs, cdi_kind) if spec_dirs else ([], [])
+    device = f"{cdi_kind}=all" if ("all" in names or not names) else None
+    devices = (device,) if device else tuple(f"{cdi_kind}={n}" for n in names)
+    if mode == "cdi":
+        found = f"CDI {cdi_kind}: {', '.join(names)}" if names else f"no CDI {cdi_kind} spec seen here; docker decides"
+        return GpuAccess(mode, "cdi", " ".join(f"--device {d}" for d in devices), f"--gpus cdi, {found}", devices)
+    runtimes = info.get("Runtimes") or {}
+    if isinstance(runtimes, dict) and "nvidia" in runtimes:
+        return GpuAccess(mode, "all", "--gpus all", "the engine has the nvidia runtime")
+    if names:
+        return GpuAccess(mode, "cdi", " ".join(f"--device {d}" for d in devices),
+                         f"the engine's CDI specs offer {cdi_kind} ({', '.join(names)})", devices)
+    where = (f"CDI spec dirs {', '.join(spec_dirs)} hold no {cdi_kind} device" if spec_dirs
+             else "CDI is off in the engine (no CDISpecDirs)")
+    if problems:
+        where += f"; unreadable specs: {'; '.join(problems)}"
+    return GpuAccess(mode, "none", "", f"no nvidia runtime, and {where}")
+
+
+# --------------------------------------------------------------------------- run
 
 
 def _probe_user(docker: DockerClient, image: str) -> str:
@@ -167,59 +277,142 @@ def _probe_user(docker: DockerClient, image: str) -> str:
     return user if user not in ("", "0", "root") else "comfy"
 
 
-def container_options(user: str, *, gpus: bool) -> dict[str, Any]:
+def container_options(user: str, gpu: GpuAccess | None = None) -> dict[str, Any]:
     """How a probe runs: no network, read-only root, the image's non-root user, the probes
-    mounted read-only. /tmp is the one writable place and must allow exec: Triton compiles
-    its kernel launchers into TRITON_CACHE_DIR and dlopen()s them, which Docker's default
-    noexec tmpfs refuses ("failed to map segment from shared object")."""
+    mounted read-only. Its writable place is its own exec tmpfs at SCRATCH (HOME, TMPDIR,
+    TRITON_CACHE_DIR): Triton compiles its kernel launchers into its cache and dlopen()s
+    them, which Docker's default noexec tmpfs refuses ("failed to map segment from shared
+    object"), and the image's own /tmp is not trusted (Docker keeps its mode)."""
     return {
         "entrypoint": "python",
-        "remove": True,
         "networks": ["none"],
         "read_only": True,
-        "tmpfs": ["/tmp:exec,mode=1777"],
+        "tmpfs": [f"{SCRATCH}:exec,mode=1777", "/tmp:exec,mode=1777"],
         "user": user,
-        "envs": {"HOME": "/tmp", "TRITON_CACHE_DIR": "/tmp/triton", "PYTHONDONTWRITEBYTECODE": "1"},
+        "envs": {"HOME": SCRATCH, "TMPDIR": SCRATCH, "TRITON_CACHE_DIR": f"{SCRATCH}/triton",
+                 "XDG_CACHE_HOME": f"{SCRATCH}/cache", "COMFYIMG_SCRATCH": SCRATCH,
+                 "PYTHONDONTWRITEBYTECODE": "1"},
         "volumes": [(str(PROBES_DIR), PROBE_MOUNT, "ro")],
-        "gpus": "all" if gpus else None,
+        **(gpu.run_options() if gpu else {}),
     }
 
 
-def run_probe(image: str, spec: ProbeSpec, probe_args: list[str]) -> tuple[dict | None, int, str]:
-    """(JSON result or None, exit code, stdout) of the probe run in ``image``."""
-    docker = _docker()
+@dataclass
+class Run:
+    """One probe container: its JSON (or None), exit code, stdout, and docker's own words."""
+
+    name: str
+    result: dict | None
+    code: int
+    stdout: str
+    problem: str | None = None  # why result is None: malformed JSON, docker could not start it, …
+    seconds: float = 0.0
+
+
+def _quietly(fn, *args, **kwargs) -> None:
+    """Cleanup that a second Ctrl-C cannot interrupt, and whose own failure is moot."""
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if threading.current_thread() is threading.main_thread() else None
     try:
-        if not docker.image.exists(image):
-            raise WorkFailed(f"image {image} not found in the engine; build it with `invoke bake` or pass --image")
-        user = _probe_user(docker, image)
-    except ClientNotFoundError:
-        raise WorkFailed(NO_DOCKER_CLI) from None
-    except DockerException as exc:
-        raise WorkFailed(f"cannot reach the Docker engine: {_first_line(exc)}") from None
-    command = [f"{PROBE_MOUNT}/{spec.script}", *probe_args]
+        fn(*args, **kwargs)
+    except (DockerException, OSError):
+        pass
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+
+
+def run_container(docker: DockerClient, image: str, command: list[str], options: dict[str, Any],
+                  deadline: float, what: str) -> Run:
+    """Run a probe in a named container that is always removed: at its end, at the deadline
+    (killed first: ProbeTimeout), on Ctrl-C or SIGTERM (the exception goes on)."""
+    name = f"comfyimg-validate-{what}-{uuid.uuid4().hex[:10]}"
+    started = time.monotonic()
     try:
-        stdout = docker.run(image, command, **container_options(user, gpus=_has_nvidia(docker)))
-        code = 0
-    except DockerException as exc:
-        stdout = exc.stdout.decode(errors="replace") if isinstance(exc.stdout, bytes) else (exc.stdout or "")
-        code = exc.return_code
-    return _parse(stdout), code, stdout
+        try:
+            docker.run(image, command, name=name, detach=True, **options)
+        except DockerException as exc:
+            return Run(name, None, exc.return_code, "", f"docker could not start the probe container: "
+                       f"{_docker_says(exc)}", time.monotonic() - started)
+        codes: list[int] = []
+        waiter = threading.Thread(target=lambda: codes.append(docker.container.wait(name)), daemon=True)
+        waiter.start()
+        waiter.join(max(0.0, deadline - time.monotonic()))
+        if waiter.is_alive():
+            _quietly(docker.container.kill, name)
+            raise ProbeTimeout(name)
+        if not codes:  # the wait itself failed (engine gone?)
+            state = docker.container.inspect(name).state
+            codes.append(state.exit_code if state.exit_code is not None else 125)
+        stdout = "".join(chunk.decode(errors="replace") for source, chunk in
+                         docker.container.logs(name, stream=True) if source == "stdout")
+        result, problem = parse_result(stdout)
+        return Run(name, result, codes[0], stdout, problem, time.monotonic() - started)
+    finally:
+        _remove(docker, name)
 
 
-def _first_line(exc: DockerException) -> str:
-    text = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else str(exc.stderr or exc)
-    return next((ln.strip() for ln in text.splitlines() if ln.strip()), "no answer")
+def _remove(docker: DockerClient, name: str) -> None:
+    """Remove the container, also one that an interrupted ``docker run`` was still creating."""
+    for _ in range(3):
+        _quietly(docker.container.remove, name, force=True, volumes=True)
+        try:
+            if not docker.container.exists(name):
+                return
+        except DockerException:
+            return
+        time.sleep(0.5)
 
 
-def _parse(stdout: str) -> dict | None:
+def _docker_says(exc: DockerException) -> str:
+    """Docker's own reason ("unable to find user comfy", "executable file not found")."""
+    text = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else str(exc.stderr or "")
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("Run 'docker run --help'")]
+    said = " ".join(lines) if lines else error_line(exc)
+    return said[:600]
+
+
+# --------------------------------------------------------------------------- the probe's JSON
+
+
+def _clean(value: Any) -> Any:
+    """Strings made encodable (a lone surrogate becomes its escape); containers recursed."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, list):
+        return [_clean(v) for v in value]
+    if isinstance(value, dict):
+        return {_clean(str(k)): _clean(v) for k, v in value.items()}
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return value
+
+
+def parse_result(stdout: str) -> tuple[dict | None, str | None]:
+    """(the probe's JSON object, None) or (None, what is wrong with it)."""
     lines = [ln for ln in (stdout or "").splitlines() if ln.strip()]
+    if not lines:
+        return None, "the probe printed nothing on stdout"
     if len(lines) != 1:
-        return None
+        return None, f"the probe printed {len(lines)} lines on stdout, not one JSON object"
     try:
-        obj = json.loads(lines[0])
-    except json.JSONDecodeError:
-        return None
-    return obj if isinstance(obj, dict) and obj.get("status") in ("pass", "fail", "skip") else None
+        obj = json.loads(lines[0], parse_constant=record._reject_constant)
+    except ValueError as exc:
+        return None, f"the probe's output is not JSON: {exc}"
+    obj = _clean(obj)
+    if not isinstance(obj, dict):
+        return None, f"the probe printed a JSON {type(obj).__name__}, not an object"
+    if obj.get("status") not in ("pass", "fail", "skip"):
+        return None, f"the probe's status is {obj.get('status')!r}, not pass, fail or skip"
+    checks = obj.get("checks", [])
+    if not isinstance(checks, list):
+        return None, f"the probe's checks are a JSON {type(checks).__name__}, not a list"
+    for i, check in enumerate(checks):
+        if not isinstance(check, dict):
+            return None, f"checks[{i}] is a JSON {type(check).__name__}, not an object"
+        if not isinstance(check.get("name"), str) or check.get("status") not in ("pass", "fail", "skip"):
+            return None, f"checks[{i}] needs a string name and a status of pass, fail or skip"
+    obj["checks"] = checks
+    return obj, None
 
 
 _DOCKER_EXIT = {125: "the container did not start", 126: "the command could not be run",
@@ -234,11 +427,14 @@ def _ended(code: int) -> str:
     return f"exit code {code}"
 
 
-def judge(result: dict | None, code: int, require_gpu: bool) -> tuple[bool, dict]:
+def judge(result: dict | None, code: int, require_gpu: bool, problem: str | None = None) -> tuple[bool, dict]:
     """The host's verdict: a crash or malformed output is a failure, never a pass."""
     if result is None or code not in (0, 1, 3):
-        reason = (f"probe crashed ({_ended(code)}) without a valid JSON result" if result is None else
-                  f"probe ended with {_ended(code)} after printing its result ({result['status']})")
+        if result is None:
+            reason = problem if problem and problem.startswith("docker could not") else (
+                f"probe crashed ({_ended(code)}) without a valid JSON result" + (f": {problem}" if problem else ""))
+        else:
+            reason = f"probe ended with {_ended(code)} after printing its result ({result['status']})"
         return False, {"status": "fail", "reason": reason, "checks": (result or {}).get("checks", []), "crash": True}
     expected_code = {"pass": 0, "fail": 1, "skip": 3}[result["status"]]
     if code != expected_code:
@@ -253,16 +449,57 @@ def judge(result: dict | None, code: int, require_gpu: bool) -> tuple[bool, dict
     return True, result
 
 
+def no_silent_skip(passed: bool, verdict: dict, host: str | None, access: GpuAccess) -> tuple[bool, dict]:
+    """A host with an NVIDIA GPU whose container saw none fails, and says how to fix it
+    (unless --gpus none asked for exactly that)."""
+    if (not passed or not host or access.mode == "none" or verdict.get("device")
+            or verdict.get("gpu_checks") == "ran"):
+        return passed, verdict
+    reason = (f"the host has an NVIDIA GPU ({host}) but the probe container saw none "
+              f"(GPU access: {access.describe()}); {GIVE_THE_ENGINE_THE_GPU}")
+    return False, {**verdict, "status": "fail", "reason": reason, "gpu_not_given": True}
+
+
+def merge_comfyui(passed: bool, verdict: dict, comfy: Run | None, require_gpu: bool) -> tuple[bool, dict]:
+    """The ComfyUI checks are rows of the same report; their failure fails the session."""
+    if comfy is None:
+        return passed, verdict
+    c_passed, c_verdict = judge(comfy.result, comfy.code, require_gpu, comfy.problem)
+    rows = [c if c["name"].startswith("comfyui") else {**c, "name": f"comfyui:{c['name']}"}
+            for c in c_verdict.get("checks") or []]  # e.g. its own scratch row
+    if c_verdict.get("crash"):
+        rows.append({"name": "comfyui", "kind": "install", "status": "fail", "detail": c_verdict["reason"]})
+    merged = {**verdict, "checks": [*(verdict.get("checks") or []), *rows],
+              "comfyui": {k: c_verdict.get(k) for k in ("status", "reason", "package", "device", "gpu_checks",
+                                                        "elapsed_s")}}
+    if c_passed:
+        return passed, merged
+    reason = f"comfyui: {c_verdict.get('reason', '')}"
+    merged["reason"] = f"{verdict.get('reason', '')}; {reason}" if not passed else reason
+    merged["status"] = "fail"
+    return False, merged
+
+
 # --------------------------------------------------------------------------- reports
 
 
-_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 
 def _xml_text(value: object, limit: int | None = None) -> str:
     """Text XML 1.0 can hold: terminal escapes and other control characters dropped."""
-    text = _NOT_XML.sub("", str(value if value is not None else ""))
+    text = for_xml(value if value is not None else "")
     return text[:limit] if limit else text
+
+
+def _gpu_line(outcome: Outcome) -> str:
+    g = outcome.gpu or {}
+    if not g:
+        return ""
+    seen = g.get("container_gpu") or "none"
+    line = f"GPU: {g.get('access', '?')} · host GPU: {g.get('host_gpu') or 'none'} · container saw: {seen}"
+    if not g.get("container_gpu"):
+        line += " · GPU checks NOT run"
+    return line
 
 
 def _junit(outcome: Outcome) -> bytes:
@@ -280,46 +517,61 @@ def _junit(outcome: Outcome) -> bytes:
         status = check.get("status")
         case(check.get("name"), {"fail": "failure", "skip": "skipped"}.get(status), check.get("detail"))
     failures = len(suite.findall("testcase/failure"))
-    if not outcome.passed and not failures:  # e.g. --require-gpu on a skip
+    if not outcome.passed and not failures:  # e.g. --require-gpu on a skip, a GPU not given
         case("verdict", "failure", outcome.result.get("reason"))
     suite.set("tests", str(len(suite.findall("testcase"))))
     suite.set("failures", str(len(suite.findall("testcase/failure"))))
     suite.set("skipped", str(len(suite.findall("testcase/skipped"))))
+    props = ET.Element("properties")
+    suite.insert(0, props)  # JUnit's schema puts properties before the testcases
+    for key, value in (outcome.gpu or {}).items():
+        ET.SubElement(props, "property", name=f"gpu.{key}", value=_xml_text(value))
     ET.SubElement(suite, "system-out").text = _xml_text(json.dumps(outcome.result, indent=2))
     return ET.tostring(suite, encoding="utf-8", xml_declaration=True)
 
 
+def _md(value: object) -> str:
+    return for_markdown_cell(value)
+
+
 def _markdown(outcome: Outcome) -> str:
     verdict = "✅ pass" if outcome.passed else "❌ fail"
-    lines = [f"### validate_{outcome.probe}: {verdict}", "", f"Image `{outcome.image}`: {outcome.result.get('reason', '')}", "",
-             "| check | status | detail |", "|---|---|---|"]
+    lines = [f"### validate_{outcome.probe}: {verdict}", "",
+             f"Image `{_md(outcome.image)}`: {_md(outcome.result.get('reason', ''))}", ""]
+    if outcome.gpu:
+        lines += [_md(_gpu_line(outcome)), ""]
+    lines += ["| check | status | detail |", "|---|---|---|"]
     for check in outcome.result.get("checks") or []:
-        detail = str(check.get("detail", "")).replace("|", "\\|").replace("\n", " ")
-        lines.append(f"| {check.get('name')} | {check.get('status')} | {detail} |")
+        lines.append(f"| {_md(check.get('name'))} | {_md(check.get('status'))} | {_md(check.get('detail', ''))} |")
     bench = outcome.result.get("bench")
     if bench:
-        lines += ["", f"Timing: `{json.dumps(bench)}`"]
+        lines += ["", f"Timing: `{_md(json.dumps(bench))}`"]
     return "\n".join(lines) + "\n\n"
 
 
 def write_reports(root: Path, outcome: Outcome) -> list[Path]:
     reports = root / "reports"
     payload = {"probe": outcome.probe, "image": outcome.image, "passed": outcome.passed,
-               "exit_code": outcome.exit_code, "seconds": round(outcome.seconds, 2), "result": outcome.result}
+               "exit_code": outcome.exit_code, "seconds": round(outcome.seconds, 2), "gpu": outcome.gpu,
+               "result": outcome.result}
     paths = [reports / f"{outcome.probe}.json", reports / f"{outcome.probe}.junit.xml"]
-    atomic_write(paths[0], json.dumps(payload, indent=2, default=str) + "\n")
+    atomic_write(paths[0], json.dumps(_clean(payload), indent=2, default=str, allow_nan=False) + "\n")
     atomic_write(paths[1], _junit(outcome))
     summary = os.environ.get("GITHUB_STEP_SUMMARY")
     if summary:
-        with open(summary, "a", encoding="utf-8") as fh:
-            fh.write(_markdown(outcome))
+        try:
+            with open(summary, "a", encoding="utf-8") as fh:
+                fh.write(_markdown(outcome))
+        except OSError as exc:  # the verdict stands; the summary is a convenience
+            err().print(f"warning: GITHUB_STEP_SUMMARY={summary}: cannot append the summary ({exc.strerror})")
     return paths
 
 
 def print_table(outcome: Outcome) -> None:
     from .console import table as new_table
 
-    table = new_table("check", "status", "detail", title=f"validate_{outcome.probe} · {outcome.image[:40]}")
+    table = new_table("check", "status", "detail", title=f"validate_{outcome.probe} · {outcome.image[:40]}",
+                      caption=_gpu_line(outcome) or None)
     for check in outcome.result.get("checks") or []:
         table.add_row(str(check.get("name")), str(check.get("status")), str(check.get("detail", ""))[:160])
     out().print(table)
@@ -333,34 +585,103 @@ def print_table(outcome: Outcome) -> None:
 # --------------------------------------------------------------------------- command
 
 
+def _failed(root: Path, probe: str, image: str, reason: str, code: int, started: float, gpu: dict) -> None:
+    """A session that could not judge the image still leaves reports that say why."""
+    outcome = Outcome(probe, image, {"status": "fail", "reason": reason, "checks": [], "crash": True}, code,
+                      False, time.monotonic() - started, gpu)
+    try:
+        write_reports(root, outcome)
+    except OSError:
+        pass  # the error itself is printed by main; an unwritable reports/ must not hide it
+
+
 def validate(root: Path, probe: str, *, image: str | None = None, target: str | None = None,
              expect_version: str | None = None, require_gpu: bool = False,
-             probe_args: list[str] | None = None) -> Outcome:
+             probe_args: list[str] | None = None, gpus: str = "auto", cdi_kind: str = DEFAULT_CDI_KIND,
+             comfyui: str | None = COMFYUI_PATH, timeout: float = DEFAULT_TIMEOUT) -> Outcome:
     spec = PROBES[probe]
     from_build_record = image is None
-    if image is None:
-        image, recorded, target = from_record(root, spec, target)
-        expect_version = expect_version or recorded
-    elif expect_version is None:
-        expect_version = expected_from_pins(root, spec, target)
-    if expect_version is None:
-        raise BadInput(f"no expected version for {spec.distribution}: pass --expect-version")
-    args = ["--expect-version", expect_version, *(["--require-gpu"] if require_gpu else []),
-            *expectations(root, spec, target), *(probe_args or [])]
     started = time.monotonic()
-    result, code, stdout = run_probe(image, spec, args)
-    passed, verdict = judge(result, code, require_gpu)
+    deadline = started + timeout
+    gpu: dict[str, Any] = {}
+    try:
+        if image is None:
+            image, recorded, target = record.image_for(root, spec.distribution, target)
+            expect_version = expect_version or recorded
+        elif expect_version is None:
+            expect_version = expected_from_pins(root, spec, target)
+        if expect_version is None:
+            raise BadInput(f"no expected version for {spec.distribution}: pass --expect-version")
+        host = host_gpu()
+        docker = client()
+        try:
+            if not docker.image.exists(image):
+                raise WorkFailed(f"image {image} not found in the engine; build it with `invoke bake` or pass --image")
+            user = _probe_user(docker, image)
+            access = choose_gpu_access(docker, gpus, cdi_kind)
+        except ClientNotFoundError:
+            raise WorkFailed(NO_DOCKER_CLI) from None
+        except DockerException as exc:
+            raise WorkFailed(f"cannot reach the Docker engine: {error_line(exc)}") from None
+        gpu = {"mode": gpus, "access": access.flag or "none", "why": access.why, "host_gpu": host}
+        options = container_options(user, access)
+        args = ["--expect-version", expect_version, *(["--require-gpu"] if require_gpu else []),
+                *expectations(root, spec, target), *(probe_args or [])]
+        try:
+            main = run_container(docker, image, [f"{PROBE_MOUNT}/{spec.script}", *args], options, deadline, probe)
+            comfy = None
+            if comfyui:
+                comfy_args = ["--comfyui", comfyui, "--attention", probe, *(["--require-gpu"] if require_gpu else [])]
+                comfy = run_container(docker, image, [f"{PROBE_MOUNT}/{COMFYUI_SCRIPT}", *comfy_args], options,
+                                      deadline, f"{probe}-comfyui")
+        except ProbeTimeout as exc:
+            raise WorkFailed(f"{probe}: the probe did not finish within {timeout:g} s (--timeout); "
+                             f"its container {exc} was killed and removed") from None
+        except DockerException as exc:
+            raise WorkFailed(f"the Docker engine failed during the probe: {error_line(exc)}") from None
+    except UserError as exc:
+        _failed(root, probe, image or "?", str(exc), exc.exit_code, started, gpu)
+        raise
+    passed, verdict = judge(main.result, main.code, require_gpu, main.problem)
+    if verdict.get("crash"):
+        verdict["stdout_tail"] = main.stdout[-2000:]  # what the probe printed before it ended
+    device = (main.result or {}).get("device")
+    gpu["container_gpu"] = f"{device.get('name')} ({device.get('sm')})" if isinstance(device, dict) else None
+    passed, verdict = no_silent_skip(passed, verdict, host, access)
+    if comfyui:
+        passed, verdict = merge_comfyui(passed, verdict, comfy, require_gpu)
+    else:
+        verdict = {**verdict, "checks": [*(verdict.get("checks") or []),
+                                         {"name": "comfyui", "kind": "install", "status": "skip",
+                                          "detail": "ComfyUI checks not run (--comfyui none)"}]}
+    verdict["timing"] = {"probe_container_s": round(main.seconds, 2),
+                         "comfyui_container_s": round(comfy.seconds, 2) if comfy else None}
+    if not gpu["container_gpu"] and passed:
+        why = "this host has no NVIDIA GPU" if not host else "--gpus none"
+        verdict = {**verdict, "reason": f"{verdict.get('reason', '')}; GPU checks NOT run: {why}"}
     labels = label_check(image, expected_pins(root, from_build_record, target, spec), exact=from_build_record)
-    verdict = {**verdict, "checks": [*verdict.get("checks", []), labels]}
+    verdict = {**verdict, "checks": [*(verdict.get("checks") or []), labels]}
     if labels["status"] == "fail" and passed:
         passed, verdict = False, {**verdict, "status": "fail", "reason": f"labels: {labels['detail']}"}
-    if verdict.get("crash"):
-        verdict["stdout_tail"] = stdout[-2000:]  # what the probe printed before it ended
-    outcome = Outcome(probe, image, verdict, code, passed, time.monotonic() - started)
+    outcome = Outcome(probe, image, verdict, main.code, passed, time.monotonic() - started, gpu)
     print_table(outcome)
     for path in write_reports(root, outcome):
-        out().print(f"report: {path.relative_to(root)}")
+        out().print(f"report: {path.relative_to(root) if path.is_relative_to(root) else path}")
     return outcome
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not math.isfinite(value) or value <= 0 or value > 86400:
+        raise argparse.ArgumentTypeError(f"--timeout must be between 0 and 86400 seconds, got {text!r}")
+    return value
+
+
+def _on_sigterm(signum, frame):  # noqa: ARG001
+    raise Terminated()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -370,6 +691,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--target", help="bake target to take from the build record / wheels.toml")
     parser.add_argument("--expect-version", help="override the pinned version")
     parser.add_argument("--require-gpu", action="store_true", help="a skipped GPU check fails")
+    parser.add_argument("--gpus", choices=GPU_MODES, default="auto",
+                        help="how the container gets the GPU: auto (nvidia runtime → --gpus all, else a CDI "
+                             "device → --device KIND=all, else none), all, cdi, none")
+    parser.add_argument("--cdi-kind", default=DEFAULT_CDI_KIND, help="the CDI device kind to look for")
+    parser.add_argument("--comfyui", default=COMFYUI_PATH, metavar="PATH|none",
+                        help="the image's ComfyUI, whose own attention path is checked too ('none': skip)")
+    parser.add_argument("--timeout", type=_positive_seconds, default=DEFAULT_TIMEOUT,
+                        help="seconds for the whole validation; the container is killed and removed after it")
     parser.add_argument("--root", type=Path, default=Path.cwd(), help="project root (default: .)")
     argv = list(sys.argv[1:] if argv is None else argv)
     probe_args: list[str] = []
@@ -380,15 +709,24 @@ def main(argv: list[str] | None = None) -> int:
         ns = parser.parse_args(argv)
     except SystemExit as exc:
         return int(exc.code or 0) and 2
+    comfyui = None if ns.comfyui.strip().lower() in ("", "none") else ns.comfyui
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         outcome = validate(ns.root.resolve(), ns.probe, image=ns.image, target=ns.target,
-                           expect_version=ns.expect_version, require_gpu=ns.require_gpu, probe_args=probe_args)
-    except UserError as exc:
-        err().print(f"error: {exc}")
-        return exc.exit_code
-    except OSError as exc:  # e.g. reports/ not writable
-        err().print(f"error: {exc}")
-        return 1
+                           expect_version=ns.expect_version, require_gpu=ns.require_gpu, probe_args=probe_args,
+                           gpus=ns.gpus, cdi_kind=ns.cdi_kind, comfyui=comfyui, timeout=ns.timeout)
+    except (UserError, OSError) as exc:  # e.g. reports/ not writable
+        message, code = failure(exc)  # type: ignore[misc]
+        err().print(message if message.startswith("error: ") else f"error: {message}")
+        return code
+    except KeyboardInterrupt:
+        err().print(f"interrupted: validate {ns.probe} stopped; its probe container was removed")
+        return 130
+    except Terminated:
+        err().print(f"terminated: validate {ns.probe} stopped by SIGTERM; its probe container was removed")
+        return 143
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     return 0 if outcome.passed else 1
 
 

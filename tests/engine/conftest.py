@@ -17,22 +17,21 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import http.server
 import json
 import os
 import re
 import shutil
 import socket
 import subprocess
-import threading
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import INVOKE, REPO
-from tests.wheelfactory import build_wheel, sha256_file
+from tests.lib.project import REPO, Project, make_project
+from tests.lib.server import StaticServer, serve
+from tests.lib.wheels import build_wheel, sha256_file
 
 STANDIN = "local/core-standin:test"
 BASE = "local/debian-py:bookworm"
@@ -92,30 +91,6 @@ def _engine_gate(request):
 
 
 # --------------------------------------------------------------------------- loopback servers
-
-
-class _Quiet(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args):  # noqa: D102 - keep pytest output clean
-        pass
-
-
-@dataclass
-class WheelServer:
-    root: Path
-    url: str
-    _server: http.server.ThreadingHTTPServer = field(repr=False)
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
-
-def start_wheel_server(root: Path) -> WheelServer:
-    root.mkdir(parents=True, exist_ok=True)
-    handler = functools.partial(_Quiet, directory=str(root))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return WheelServer(root, f"http://127.0.0.1:{server.server_address[1]}", server)
 
 
 def free_port() -> int:
@@ -247,30 +222,16 @@ class Bake:
 
 
 @dataclass
-class EngineProject:
-    root: Path
-    label: str
+class EngineProject(Project):
+    label: str = ""
+    timeout: float = BUILD_TIMEOUT
 
     @property
     def tag(self) -> str:
         return f"comfyui:cuda-{self.label}"
 
-    @property
-    def pins(self) -> Path:
-        return self.root / "wheels.toml"
-
     def record(self) -> dict:
         return json.loads((self.root / "build" / "bake-record.json").read_text())
-
-    def run(self, *args: str, env: dict[str, str] | None = None, timeout: float = BUILD_TIMEOUT,
-            ) -> subprocess.CompletedProcess[str]:
-        full_env = {**os.environ, "CI": "1", **(env or {})}
-        return subprocess.run([*args], cwd=self.root, env=full_env, text=True, capture_output=True,
-                              timeout=timeout, check=False)
-
-    def invoke(self, *args: str, env: dict[str, str] | None = None, timeout: float = BUILD_TIMEOUT,
-               ) -> subprocess.CompletedProcess[str]:
-        return self.run(*INVOKE, *args, env=env, timeout=timeout)
 
     def bake(self, *extra: str, pip_index: str = "http://127.0.0.1:9/simple/", env: dict | None = None,
              target: str = "complete-cuda") -> Bake:
@@ -282,17 +243,8 @@ class EngineProject:
 
 def make_engine_project(name: str, toml_text: str) -> EngineProject:
     """A project under build/test-projects with copies of the real build files."""
-    root = PROJECTS / f"{LABEL}-{name}"
-    if root.exists():
-        shutil.rmtree(root)
-    root.mkdir(parents=True)
-    shutil.copy(REPO / "tasks.py", root / "tasks.py")
-    shutil.copy(REPO / "docker-bake.hcl", root / "docker-bake.hcl")
-    shutil.copytree(REPO / "services", root / "services")
-    (root / "tests" / "engine").mkdir(parents=True)
-    shutil.copy(REPO / OVERRIDE, root / OVERRIDE)
-    (root / "wheels.toml").write_text(toml_text, encoding="utf-8")
-    return EngineProject(root, f"{LABEL}-{name}")
+    root = make_project(PROJECTS / f"{LABEL}-{name}", toml_text, copy=("services", OVERRIDE))
+    return EngineProject(root, label=f"{LABEL}-{name}")
 
 
 def line_of(text: str, needle: str) -> int:
@@ -306,7 +258,7 @@ def line_of(text: str, needle: str) -> int:
 class Served:
     """Wheels built by the test and served from 127.0.0.1."""
 
-    server: WheelServer
+    server: StaticServer
     pins: dict[str, WheelPin]  # key → pin
 
     def pin(self, key: str) -> WheelPin:
@@ -317,7 +269,7 @@ class Served:
 def served(tmp_path_factory) -> Served:
     require_engine()
     root = tmp_path_factory.mktemp("wheels")
-    server = start_wheel_server(root)
+    server = serve(root)
     pins: dict[str, WheelPin] = {}
 
     def add(key, dist, version, files, provides, subdir=""):

@@ -124,7 +124,7 @@ def test_print_evaluates_every_target_of_the_real_bake_file(engine_project):
 def test_per_arch_pins_add_a_per_arch_target_that_builds(served, engine_project, tmp_path):
     arch_version = "2.2.0+cu129.torch2.13.0.sm90"
     wheel = make_wheel(served.server.root / "arch", "sageattention", arch_version, sage2_files(arch_version))
-    from tests.wheelfactory import sha256_file
+    from tests.lib.wheels import sha256_file
 
     arch_pin = WheelPin("sageattention", arch_version, f"{served.server.url}/arch/{wheel.name}",
                         sha256_file(wheel), ("sageattention",), arch="sm90")
@@ -242,7 +242,8 @@ def test_preflight_refuses_a_pin_without_sha256(served, engine_project):
     result = project.bake(pip_index=f"{served.server.url}/simple/")
     assert result.code == 2, result.output[-3000:]
     assert f"wheels.toml:{line}: sha256: sageattention in complete-cuda has no hash" in result.proc.stderr
-    from comfyimg.pins import load, record_hash_command
+    from comfyimg.hints import record_hash_command
+    from comfyimg.pins import load
 
     unhashed_pin = next(p for p in load(project.pins).wheels if p.sha256 is None)
     command = record_hash_command(unhashed_pin)

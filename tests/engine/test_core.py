@@ -18,15 +18,12 @@ from 127.0.0.1:
 
 from __future__ import annotations
 
-import functools
-import http.server
 import json
 import os
 import re
 import shutil
 import subprocess
 import textwrap
-import threading
 import time
 import urllib.parse
 from dataclasses import dataclass
@@ -35,7 +32,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO
-from tests.wheelfactory import build_wheel
+from tests.lib.server import StaticServer, serve
+from tests.lib.wheels import build_wheel
 
 from .conftest import BASE, LABEL, EngineProject, docker, make_engine_project, require_engine, wheels_toml
 
@@ -77,39 +75,6 @@ def _project_name(filename: str) -> str:
 
 
 # --------------------------------------------------------------------------- loopback server
-
-
-class _Recording(http.server.SimpleHTTPRequestHandler):
-    """Static files; every requested path is recorded (to prove what the build fetched)."""
-
-    requests: list[str]
-
-    def do_GET(self):  # noqa: N802 - http.server's name
-        self.requests.append(urllib.parse.unquote(self.path))
-        super().do_GET()
-
-    def log_message(self, *args):  # noqa: D102
-        pass
-
-
-@dataclass
-class Loopback:
-    root: Path
-    url: str
-    requests: list[str]
-    server: http.server.ThreadingHTTPServer
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-def _serve(root: Path) -> Loopback:
-    requests: list[str] = []
-    handler = type("Handler", (_Recording,), {"requests": requests})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(handler, directory=str(root)))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return Loopback(root, f"http://127.0.0.1:{server.server_address[1]}", requests, server)
 
 
 def _write_index(root: Path, wheels: list[Path]) -> None:
@@ -175,7 +140,7 @@ def _fake_comfyui(root: Path) -> Path:
 class CoreBuild:
     project: EngineProject
     image: str
-    server: Loopback
+    server: StaticServer
     output: str
     seconds: float
 
@@ -206,7 +171,7 @@ def core_image(tmp_path_factory) -> CoreBuild:
     ]
     _write_index(root, sorted(_torch_wheels().glob("*.whl")) + extra)
     _fake_comfyui(root)
-    server = _serve(root)
+    server = serve(root)
 
     project = make_engine_project("core", wheels_toml([]))
     shutil.copy(REPO / OVERRIDE_CORE, project.root / OVERRIDE_CORE)

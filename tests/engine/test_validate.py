@@ -23,9 +23,13 @@ INSTALL_CHECKS = {"version", "import-isolated", "import", "exports", "extension:
                   "extension:sageattention._fused"}
 
 
-def validate(project, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def validate(project, *args: str, env: dict[str, str] | None = None, comfyui: bool = False,
+             ) -> subprocess.CompletedProcess[str]:
+    """The real CLI. The stand-in image has no ComfyUI (its checks run on the host:
+    tests/probes), so they are turned off unless asked for; no host GPU unless injected."""
+    extra = [] if comfyui else ["--comfyui", "none"]
     return project.run(sys.executable, "-m", "comfyimg.validate", "sage2", "--root", str(project.root), *args,
-                       env=env, timeout=300)
+                       *extra, env={"COMFYIMG_HOST_GPU": "0", **(env or {})}, timeout=300)
 
 
 def report(project) -> dict:
@@ -50,27 +54,53 @@ def test_install_checks_pass_and_gpu_checks_skip(main_image, tmp_path):
     assert got["gpu"] == "skip"
     assert rep["result"]["gpu_checks"] == "skipped"
     assert rep["result"]["package"] == {"name": "sageattention", "expected": "2.2.0", "installed": "2.2.0"}
+    # The GPU choice is in the table and every report, and says GPU checks did not run.
+    assert rep["gpu"]["mode"] == "auto" and rep["gpu"]["access"] == "none" and rep["gpu"]["container_gpu"] is None
+    assert "CDI" in rep["gpu"]["why"] and "nvidia runtime" in rep["gpu"]["why"]
+    assert "GPU: none · host GPU: none · container saw: none · GPU checks NOT run" in proc.stdout
+    assert "GPU checks NOT run: this host has no NVIDIA GPU" in rep["result"]["reason"]
+    assert got["scratch"] == "pass" and got["comfyui"] == "skip"
 
     junit = ET.parse(project.root / "reports" / "sage2.junit.xml").getroot()
     assert junit.tag == "testsuite" and junit.get("name") == "validate_sage2"
     assert junit.get("failures") == "0" and int(junit.get("skipped")) >= 1
     assert {c.get("name") for c in junit.iter("testcase")} >= INSTALL_CHECKS | {"gpu"}
+    props = {p.get("name"): p.get("value") for p in junit.iter("property")}
+    assert props["gpu.mode"] == "auto" and props["gpu.access"] == "none"
 
     md = summary.read_text()
     assert md.startswith("# earlier step\n"), "the step summary is appended to, not replaced"
     assert "### validate_sage2: ✅ pass" in md and "| exports | pass |" in md
+    assert "GPU: none · host GPU: none" in md
+
+
+def test_the_comfyui_checks_are_rows_of_the_session_and_a_missing_comfyui_fails_clearly(main_image):
+    """By default validate also runs probes/comfyui.py against /app/ComfyUI. The stand-in
+    holds a stub there, which must be a clear failure in its own row, never a traceback."""
+    project = main_image.project
+    proc = validate(project, "--image", main_image.image, comfyui=True)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    rep = report(project)
+    got = statuses(rep)
+    assert {name: got.get(name) for name in INSTALL_CHECKS} == dict.fromkeys(INSTALL_CHECKS, "pass"), got
+    assert got["comfyui:import"] == "fail"
+    assert "comfyui: comfyui:import: /app/ComfyUI is not a ComfyUI checkout" in rep["result"]["reason"]
+    assert rep["result"]["comfyui"]["status"] == "fail"
+    assert "Traceback" not in proc.stdout + proc.stderr
 
 
 def test_through_the_real_nox_session(main_image):
     """``nox -s validate_sage2 -- --image IMAGE --root PROJECT`` (the noxfile's own session)."""
     project = main_image.project
     proc = project.run(sys.executable, "-m", "nox", "-f", str(REPO / "noxfile.py"), "-s", "validate_sage2", "--",
-                       "--image", main_image.image, "--root", str(project.root), timeout=600)
+                       "--image", main_image.image, "--root", str(project.root), "--comfyui", "none",
+                       "--gpus", "none", timeout=600, env={"COMFYIMG_HOST_GPU": "0"})
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
     assert "Session validate_sage2 was successful" in proc.stderr
     rep = report(project)
     assert rep["passed"] is True and rep["image"] == main_image.image
     assert statuses(rep)["gpu"] == "skip"
+    assert rep["gpu"]["mode"] == "none"  # the flag passed through nox
 
 
 def test_require_gpu_turns_the_skip_into_a_failure(main_image):
@@ -125,9 +155,9 @@ def test_a_missing_image_is_a_clear_error(main_image):
     assert len(lines) == 1 and missing in lines[0] and "not found" in lines[0], proc.stderr
 
 
-def test_probe_container_can_load_compiled_code_from_tmp(main_image):
-    """Triton compiles kernel launchers into TRITON_CACHE_DIR (/tmp/triton) and dlopen()s
-    them. Under the probe's exact container options (read-only root, tmpfs /tmp), a shared
+def test_probe_container_can_load_compiled_code_from_its_cache(main_image):
+    """Triton compiles kernel launchers into TRITON_CACHE_DIR (the probe's scratch tmpfs) and
+    dlopen()s them. Under the probe's exact container options (read-only root), a shared
     library copied there must load; Docker's default tmpfs is noexec and would refuse it
     ("failed to map segment from shared object"), failing every Triton kernel on a GPU."""
     from python_on_whales import DockerClient
@@ -142,9 +172,10 @@ def test_probe_container_can_load_compiled_code_from_tmp(main_image):
             "    ctypes.CDLL(dst); print('loaded', dst)\n"
             "except OSError as exc:\n"
             "    print('refused', exc)\n")
-    options = validate_mod.container_options("comfy", gpus=False)
+    options = {**validate_mod.container_options("comfy"), "remove": True}
     docker_ = DockerClient()
-    assert docker_.run(main_image.image, ["-c", code], **options).strip() == "loaded /tmp/triton/launcher.so"
+    loaded = docker_.run(main_image.image, ["-c", code], **options).strip()
+    assert loaded == f"loaded {validate_mod.SCRATCH}/triton/launcher.so"
     # The same load under Docker's default (noexec) tmpfs is refused: the test can tell.
-    refused = docker_.run(main_image.image, ["-c", code], **{**options, "tmpfs": ["/tmp"]})
+    refused = docker_.run(main_image.image, ["-c", code], **{**options, "tmpfs": [validate_mod.SCRATCH]})
     assert "failed to map segment from shared object" in refused, refused

@@ -16,7 +16,8 @@
 #     PYTHON (default python3, else /opt/torch/.venv/bin/python if only that has torch 2.11+cu130;
 #     nvcc 13.0 on PATH) builds, audits and probes.
 #     Writes under $OUT (default reports/kernels-h200): build-sm{90,80}.log, audit-sm{90,80}.json,
-#     probe-sm{90,80}.json (+ .stderr), expectations.txt, summary.json, summary.md.
+#     probe-sm{90,80}.json (+ .stderr), expectations.txt, summary.json, summary.md, and the two
+#     wheels under wheels/sm{90,80}/.
 # Exits 0 only if every expectation is met.
 set -u -o pipefail
 
@@ -69,6 +70,8 @@ run() {
 
     for arch in 90 80; do
         local wheel; wheel=$(ls "$work/src$arch"/SageAttention-*/dist/*.whl)
+        # Kept for tests/gpu/h200.sh, which builds the Docker proof's image from the sm90 one.
+        mkdir -p "$out/wheels/sm$arch" && cp "$wheel" "$out/wheels/sm$arch/"
         echo "== audit of the $arch build: $(basename "$wheel")"
         PYTHONPATH=$host_pp "$py" -m comfyimg.coverage --wheel "$wheel" --root "$repo" --json \
             --arch sm80 --arch sm86 --arch sm89 --arch sm90 --arch sm120 >"$out/audit-sm$arch.json" \

@@ -5,20 +5,17 @@ throw-away project (tasks.py, wheels.toml, docker-bake.hcl) to run ``invoke bump
 from __future__ import annotations
 
 import hashlib
-import os
-import shutil
 import subprocess
-import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from tests.http.fakegithub import AUTO, FakeAsset, FakeGitHub, FakeRelease
 from tests.cudawheels import FULL_SAGE2, PER_ARCH_SAGE2, sage2_wheel, sage3_wheel
-from tests.wheelfactory import build_wheel
+from tests.lib.github import AUTO, FakeAsset, FakeGitHub, FakeRelease
+from tests.lib.pinfile import profile, wheel
+from tests.lib.project import Project, make_project
+from tests.lib.wheels import build_wheel
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "ghp_FAKEtoken0123456789SECRETxyzDONOTLEAK"
 SAGE = "pixeloven/SageAttention"
 PERSM = "acme/sage-sm"
@@ -35,17 +32,16 @@ def _persm(version: str, sm: str, cu: str = "130", torch: str = "2.13.0") -> str
 def wheels_toml(old_sage: str = "v2.2.0-build.16", old_persm: str = "v2.2.0-sm.1",
                 sage_repo: str = SAGE) -> str:
     gh = "https://github.com"
-    persm = "\n".join(f"""
-# per-SM wheel for {sm}
-[[wheel]]
-name = "sageattention"
-arch = "{sm}"
-version = "2.2.0"
-url = "{gh}/{PERSM}/releases/download/{old_persm}/{_persm('2.2.0', sm).replace('+', '%2B')}"
-source = {{ github = "{PERSM}", release = "{old_persm}" }}
-targets = ["complete-cu130"]
-provides = ["sageattention"]
-""" for sm in ARCHS)
+    persm = "\n".join(
+        wheel("sageattention", "2.2.0", arch=sm, github=PERSM, release=old_persm, targets=["complete-cu130"],
+              url=f"{gh}/{PERSM}/releases/download/{old_persm}/{_persm('2.2.0', sm).replace('+', '%2B')}",
+              comment=f"per-SM wheel for {sm}")
+        for sm in ARCHS)
+    sage3 = wheel("sageattn3", "1.0.0", github=sage_repo, release=old_sage, targets=["complete-cuda"],
+                  url=f"{gh}/{sage_repo}/releases/download/{old_sage}/sageattn3-1.0.0-290.129-{LINUX}.whl",
+                  comment="SageAttention 3.")
+    helper = wheel("helper", "0.1.0", "https://example.invalid/helper-0.1.0-py3-none-any.whl",
+                   sha256="a" * 64, targets=["complete-cuda"], comment="A pin without a source: bump leaves it alone.")
     return f"""\
 # Test pins for invoke bump: every comment here must survive a bump.
 
@@ -57,14 +53,7 @@ torch_index = "cu128"
 cuda = "12.9"
 archs = ["sm80", "sm86", "sm89", "sm90", "sm120"]
 
-[profiles.cu130]
-python = "cp312"
-platform = "linux_x86_64"
-torch = "2.13.0"
-torch_index = "cu130"
-cuda = "13.0"
-archs = {ARCHS!r}
-
+{profile("cu130", torch="2.13.0", torch_index="cu130", cuda="13.0", archs=ARCHS)}
 # SageAttention 2, build-tag convention (290.129 = torch 2.9.0 / CUDA 12.9).
 [[wheel]]
 name = "sageattention"
@@ -74,24 +63,9 @@ source = {{ github = "{sage_repo}", release = "{old_sage}" }}
 targets = ["complete-cuda"]
 provides = ["sageattention"]
 
-# SageAttention 3.
-[[wheel]]
-name = "sageattn3"
-version = "1.0.0"
-url = "{gh}/{sage_repo}/releases/download/{old_sage}/sageattn3-1.0.0-290.129-{LINUX}.whl"
-source = {{ github = "{sage_repo}", release = "{old_sage}" }}
-targets = ["complete-cuda"]
-provides = ["sageattn3"]
+{sage3}
 {persm}
-# A pin without a source: bump leaves it alone.
-[[wheel]]
-name = "helper"
-version = "0.1.0"
-url = "https://example.invalid/helper-0.1.0-py3-none-any.whl"
-sha256 = "{'a' * 64}"
-targets = ["complete-cuda"]
-provides = ["helper"]
-"""
+{helper}"""
 
 
 # --------------------------------------------------------------------------- wheels
@@ -212,40 +186,22 @@ def github(fake_github, wheel_dir) -> FakeGitHub:
 # --------------------------------------------------------------------------- project
 
 
-@dataclass
-class BumpProject:
-    root: Path
-    fake: FakeGitHub
+class BumpProject(Project):
+    def __init__(self, root: Path, fake: FakeGitHub) -> None:
+        super().__init__(root)
+        self.fake = fake
 
-    @property
-    def pins(self) -> Path:
-        return self.root / "wheels.toml"
-
-    def snapshot(self) -> dict[str, bytes]:
-        return {str(p.relative_to(self.root)): p.read_bytes()
-                for p in sorted(self.root.rglob("*"))
-                if p.is_file() and "__pycache__" not in p.parts}
-
-    def env(self, **extra: str) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items()
-               if k not in ("GITHUB_TOKEN", "GH_TOKEN", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY",
-                            "http_proxy", "https_proxy", "all_proxy")}
-        env.update({
-            "CI": "1",
-            "GITHUB_API_URL": self.fake.api_url,
-            "GITHUB_TOKEN": TOKEN,
-            "COMFYIMG_HTTP_TIMEOUT": "2",
-            "COMFYIMG_HTTP_RETRIES": "2",
-            "COMFYIMG_HTTP_BACKOFF": "0.01",
-            "NO_PROXY": "*",
-        })
-        env.update(extra)
-        return {k: v for k, v in env.items() if v is not None}
+    def env(self, **extra: str | None) -> dict[str, str]:
+        """No token or proxy from outside; the fake's API URL, the test token, quick retries."""
+        clean: dict[str, str | None] = {k: None for k in (
+            "GITHUB_TOKEN", "GH_TOKEN", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY",
+            "http_proxy", "https_proxy", "all_proxy")}
+        return super().env(**{**clean, "GITHUB_API_URL": self.fake.api_url, "GITHUB_TOKEN": TOKEN,
+                              "COMFYIMG_HTTP_TIMEOUT": "2", "COMFYIMG_HTTP_RETRIES": "2",
+                              "COMFYIMG_HTTP_BACKOFF": "0.01", "NO_PROXY": "*", **extra})
 
     def bump(self, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "invoke", "bump", *args], cwd=self.root,
-                              env=self.env(**env), text=True, capture_output=True, timeout=60,
-                              check=False)
+        return self.invoke("bump", *args, env=env, timeout=60)
 
     def render(self) -> None:
         """What `invoke render` does, in-process (the generated files a bump must keep or update)."""
@@ -256,11 +212,6 @@ class BumpProject:
 
 @pytest.fixture
 def project(tmp_path, github) -> BumpProject:
-    root = tmp_path / "project"
-    root.mkdir()
-    shutil.copy(REPO_ROOT / "tasks.py", root / "tasks.py")
-    (root / "docker-bake.hcl").write_text(BAKE_HCL)
-    (root / "wheels.toml").write_text(wheels_toml(), encoding="utf-8")
-    proj = BumpProject(root, github)
+    proj = BumpProject(make_project(tmp_path / "project", wheels_toml(), BAKE_HCL), github)
     proj.render()
     return proj

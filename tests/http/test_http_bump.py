@@ -25,6 +25,19 @@ def sha(fake, name: str) -> str:
     raise KeyError(name)
 
 
+def digest_from(table: str) -> dict[str, str]:
+    """The "digest from" column of bump's table, by package (the first line of each row)."""
+    rows: dict[str, str] = {}
+    column = None
+    for line in table.splitlines():
+        cells = [c.strip() for c in line.split("|")]
+        if column is None:
+            column = cells.index("digest from") if cells[0] == "package" and "digest from" in cells else None
+        elif len(cells) > column and cells[0] and not set(cells[0]) <= set("-+"):
+            rows[cells[0]] = cells[column]
+    return rows
+
+
 def assert_token_safe(project, result) -> None:
     """The token reached the API host only, never the storage host, never the output."""
     assert TOKEN not in result.stdout + result.stderr
@@ -75,10 +88,13 @@ def test_bump_all_moves_every_sourced_pin(project):
     assert f"--hash=sha256:{sha(project.fake, NEW_SAGE)}" in req
     sm90 = (project.root / "generated/requirements/complete-cu130-sm90.txt").read_text()
     assert "sm90" in sm90 and "--hash=sha256:" in sm90
-    # The table says where each digest came from.
-    out = r.stdout
-    assert "api" in out and "SHA256SUMS-sm86" in out and "download" in out
-    assert re.search(r"sageattn3 .*SHA256SUMS\b", out.replace("\n", " ")) or "SHA256SUMS " in out
+    # The table says where each digest came from, row by row.
+    # Each new wheel is downloaded (for its kernels) and checked against what lists it.
+    assert digest_from(r.stdout) == {
+        "sageattention": "download (= api)", "sageattn3": "download (= SHA256SUMS)",
+        "sageattention[sm80]": "download (= api)", "sageattention[sm86]": "download (= SHA256SUMS-sm86)",
+        "sageattention[sm89]": "download", "sageattention[sm90]": "download (= api)",
+        "sageattention[sm120]": "download (= api)"}
     assert_token_safe(project, r)
     # Each new wheel was downloaded once, to read its kernels, and its coverage recorded.
     wheels = sorted(q.path.rsplit("/", 1)[-1] for q in project.fake.requests("storage") if q.path.endswith(".whl"))
@@ -111,8 +127,12 @@ def test_api_digests_download_each_new_wheel_once_for_its_kernels(project):
 def test_names_after_double_dash_and_comma(project):
     r = project.bump("--name", "sageattn3,sageattention[sm120]")
     assert r.returncode == 0, r.stdout + r.stderr
+    assert set(digest_from(r.stdout)) == {"sageattn3", "sageattention[sm120]"}
+    text = project.pins.read_text()
+    assert 'release = "v2.2.0-build.17"' in text and text.count('release = "v2.2.1-sm.2"') == 1
     r2 = project.bump("--dry-run", "--", "sageattention[sm86]")
-    assert r2.returncode == 0 and "sm86" in r2.stdout
+    assert r2.returncode == 0 and set(digest_from(r2.stdout)) == {"sageattention[sm86]"}, r2.stdout
+    assert project.pins.read_text() == text
 
 
 def test_dry_run_prints_table_and_diff_writes_nothing(project):
@@ -328,9 +348,10 @@ def test_record_hash_hint_is_a_working_command(project):
     import shlex
 
     from comfyimg import pins
+    from comfyimg.hints import record_hash_command
 
     pin = next(p for p in pins.load(project.pins).wheels if p.arch == "sm90")
-    argv = shlex.split(pins.record_hash_command(pin))
+    argv = shlex.split(record_hash_command(pin))
     assert argv[:2] == ["invoke", "bump"] and "--verify" in argv
     argv[argv.index("--release") + 1] = "v2.2.1-sm.2"  # the fake's old release has no assets
     r = project.bump(*argv[2:])
@@ -406,7 +427,7 @@ def test_a_write_that_fails_is_one_line_and_changes_nothing(project):
 
 def _release_of(project, tmp_path, tag, sage2_modules=None, sage3_object=None):
     from tests.cudawheels import sage2_wheel, sage3_wheel
-    from tests.http.fakegithub import FakeAsset, FakeRelease
+    from tests.lib.github import FakeAsset, FakeRelease
 
     assets = []
     if sage2_modules is not None:
@@ -442,7 +463,7 @@ def test_seed_shaped_sageattention_fails_on_sm120_only(project, tmp_path):
     r = project.bump("--release", "v2.2.0-seedlike", "--name", "sageattention", "--dry-run")
     assert r.returncode == 1 and project.snapshot() == before, r.stdout + r.stderr
     table = r.stderr
-    assert re.search(r"sageattention\s+sm120\s+sageattention-2\.2\.1-290\.129", table), table
+    assert re.search(r"sageattention[\s|]+sm120[\s|]+sageattention-2\.2\.1-290\.129", table), table
     assert "sm80 " not in table.split("kernel coverage")[-1].split("sageattention:")[0]
     assert "sageattention._qattn_sm89: sm_89, sm_100a" in table
     assert project.pins.read_text() == text
@@ -466,7 +487,7 @@ def test_recording_the_wheel_a_pin_already_names_records_the_truth_and_check_ref
     """`invoke bump --release v2.2.0-build.16 --verify` on the seed pins: their wheels, by recipe,
     miss sm120; the coverage is recorded as read (with a warning), and check names the arch."""
     from tests.cudawheels import SEED_SAGE2, sage2_wheel, sage3_wheel
-    from tests.http.fakegithub import FakeAsset
+    from tests.lib.github import FakeAsset
 
     rel = next(r for r in project.fake.repos[SAGE] if r.tag == "v2.2.0-build.16")
     for path in (sage2_wheel(tmp_path, SEED_SAGE2), sage3_wheel(tmp_path, "r_100a")):

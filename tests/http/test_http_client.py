@@ -9,9 +9,10 @@ import time
 import pytest
 
 from comfyimg.errors import BadInput, WorkFailed
-from comfyimg.releases import Asset, GitHub, parse_sums
+from comfyimg.digests import parse_sums
+from comfyimg.releases import Asset, GitHub
 from tests.http.conftest import SAGE, TOKEN
-from tests.http.fakegithub import FakeAsset, FakeGitHub, FakeRelease
+from tests.lib.github import FakeAsset, FakeGitHub, FakeRelease
 
 
 def client(fake: FakeGitHub, token: str | None = TOKEN, **kw) -> GitHub:

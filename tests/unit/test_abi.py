@@ -88,3 +88,11 @@ def test_fit(filename, image, reasons):
 def test_parse_rejects(filename):
     with pytest.raises(ValueError, match="not a valid wheel file name"):
         parse_wheel(filename)
+
+
+def test_a_bad_wheel_name_has_its_own_error_type():
+    from comfyimg.abi import InvalidWheelName
+
+    with pytest.raises(InvalidWheelName):
+        parse_wheel("sageattention.tar.gz")
+    assert issubclass(InvalidWheelName, ValueError)

@@ -13,7 +13,7 @@ import pytest
 from comfyimg import kernels
 from tests.cudawheels import (FULL_SAGE2, PER_ARCH_SAGE2, SEED_SAGE2, objects_dir, sage2_wheel,
                               sage3_wheel)
-from tests.wheelfactory import build_wheel
+from tests.lib.wheels import build_wheel
 
 ALL = ["sm80", "sm86", "sm89", "sm90", "sm100", "sm120", "sm121"]
 

@@ -7,9 +7,9 @@ import re
 
 import pytest
 
-from comfyimg import coverage, kernels, pins
+from comfyimg import coverage, kernels, pinedit, pins
 from tests.cudawheels import FULL_SAGE2, SEED_SAGE2, sage2_wheel, sage3_wheel
-from tests.wheelfactory import sha256_file
+from tests.lib.wheels import sha256_file
 
 BAKE = 'target "complete-cuda" {}\n'
 PROFILE = """\
@@ -42,7 +42,7 @@ def recorded(text, project_pins, *wheels):
     """The text with each wheel's kernels recorded by the same code bump uses."""
     loaded = pins.loads(text, project_pins)
     changes = {i: coverage.record_fields(kernels.read_wheel(w)) for i, w in enumerate(wheels) if w}
-    return pins.dumps_with_changes(text, changes) if loaded else text
+    return pinedit.dumps_with_changes(text, changes) if loaded else text
 
 
 def make(project_factory, text):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from comfyimg import pins, render
+from comfyimg import bakefile, pinedit, pins, render
 from comfyimg.errors import BadInput
 
 HASH = "a" * 64
@@ -187,7 +187,7 @@ def test_missing_file(project_factory):
 def test_all_errors_reported_at_once(project_factory):
     content = edit(sub(3, "cp312", "3.12") | sub(21, HASH, "abc") | sub(24, '"sageattention"', '"a-b"'))
     with pytest.raises(BadInput) as exc:
-        pins.loads(content, Path("wheels.toml"), bake_file=Path("/nonexistent"))
+        pins.loads(content, Path("wheels.toml"))
     lines = str(exc.value).splitlines()
     assert [ln.split(":")[1] for ln in lines] == ["3", "21", "24"]
 
@@ -240,14 +240,14 @@ def test_requirements_content(valid):
 def test_load_save_roundtrip_is_byte_identical(valid):
     loaded = pins.load(valid.pins)
     before = valid.pins.read_bytes()
-    pins.save_changes(loaded, {})
+    pinedit.save_changes(loaded, {})
     assert valid.pins.read_bytes() == before
-    assert pins.dumps_with_changes(BASE, {}) == BASE
+    assert pinedit.dumps_with_changes(BASE, {}) == BASE
 
 
 def test_save_keeps_comments_and_order(valid):
     loaded = pins.load(valid.pins)
-    pins.save_changes(loaded, {1: {"sha256": "d" * 64}, 0: {"source": {"github": "pixeloven/SageAttention", "release": "v2"}}})
+    pinedit.save_changes(loaded, {1: {"sha256": "d" * 64}, 0: {"source": {"github": "pixeloven/SageAttention", "release": "v2"}}})
     text = valid.pins.read_text()
     assert "# keep this comment" in text and "# SageAttention 2" in text and "# no sha256: recorded as missing" in text
     assert pins.load(valid.pins).wheels[1].sha256 == "d" * 64
@@ -268,17 +268,16 @@ def test_wheel_sub_table_gets_its_own_line_and_keeps_new_keys_out(project_factor
     assert inline.startswith("source = {") and lines[23] == "[wheel.source]"
     text = "\n".join(lines) + "\n"
     with pytest.raises(BadInput, match=r"^wheels\.toml:25: source\.github: expected a string"):
-        pins.loads(text.replace('github = "pixeloven/SageAttention"', "github = 5"), Path("wheels.toml"),
-                   bake_file=Path("/nonexistent"))
-    changed = pins.dumps_with_changes(text, {1: {"sha256": "d" * 64}, 0: {"sha256": "c" * 64}})
-    loaded = pins.loads(changed, Path("wheels.toml"), bake_file=Path("/nonexistent"))
+        pins.loads(text.replace('github = "pixeloven/SageAttention"', "github = 5"), Path("wheels.toml"))
+    changed = pinedit.dumps_with_changes(text, {1: {"sha256": "d" * 64}, 0: {"sha256": "c" * 64}})
+    loaded = pins.loads(changed, Path("wheels.toml"))
     assert [p.sha256 for p in loaded.wheels[:2]] == ["c" * 64, "d" * 64]
     assert loaded.wheels[0].source == pins.Source("pixeloven/SageAttention", "v1")
 
 
 def test_save_keeps_crlf_line_endings(valid):
     crlf = BASE.replace("\n", "\r\n")
-    changed = pins.dumps_with_changes(crlf, {1: {"sha256": "d" * 64}})
+    changed = pinedit.dumps_with_changes(crlf, {1: {"sha256": "d" * 64}})
     assert f'sha256 = "{"d" * 64}"\r\n' in changed
     assert "\n" not in changed.replace("\r\n", "")
 
@@ -300,14 +299,14 @@ def test_save_refuses_invalid_change_and_writes_nothing(valid):
     loaded = pins.load(valid.pins)
     before = valid.snapshot()
     with pytest.raises(BadInput, match="sha256"):
-        pins.save_changes(loaded, {0: {"sha256": "nope"}})
+        pinedit.save_changes(loaded, {0: {"sha256": "nope"}})
     assert valid.snapshot() == before
 
 
 def test_repo_pins_are_valid_against_real_bake_file():
     from tests.conftest import REPO  # noqa: PLC0415
 
-    loaded = pins.load(REPO / "wheels.toml")
+    loaded = pins.load(REPO / "wheels.toml", bake_targets=bakefile.targets(REPO / "docker-bake.hcl"))
     assert {p.name for p in loaded.wheels} == {"sageattention", "sageattn3"}
     assert all(p.sha256 is None for p in loaded.wheels)  # unknown from here: never invented
     assert render.check(loaded, REPO) == []

@@ -6,13 +6,20 @@
 # dockerd runs WITHOUT a bridge network (--bridge=none, no iptables/NAT):
 # containers and build steps must use `--network none` or `--network host`.
 #
+# CDI is turned on (dockerd 26 needs {"features": {"cdi": true}}): a GPU host whose NVIDIA
+# toolkit wrote a CDI spec (/etc/cdi, /var/run/cdi) then gives containers the GPU with
+# --device nvidia.com/gpu=all, which `validate --gpus auto` picks. An existing daemon.json
+# is left as it is (the log says whether it has CDI).
+#
 # Environment:
+#   DOCKERD_CONFIG       daemon config (default /etc/docker/daemon.json), written only if absent
 #   DOCKERD_LOG          log file (default /var/log/comfyimg-dockerd.log)
 #   DOCKERD_WAIT_SECS    how long to wait for `docker info` (default 60)
 #   DOCKERD_EXTRA_ARGS   extra dockerd arguments (word-split)
 set -euo pipefail
 
 LOG=${DOCKERD_LOG:-/var/log/comfyimg-dockerd.log}
+CONFIG=${DOCKERD_CONFIG:-/etc/docker/daemon.json}
 WAIT=${DOCKERD_WAIT_SECS:-60}
 
 log() { printf '[engine/start] %s\n' "$*" >&2; }
@@ -27,6 +34,17 @@ dockerd_alive() {
     done
     return 1
 }
+
+# The config is written even when an engine already answers: it takes effect at the next start.
+if [ ! -e "$CONFIG" ]; then
+    if mkdir -p "$(dirname "$CONFIG")" 2>/dev/null && printf '{"features": {"cdi": true}}\n' 2>/dev/null >"$CONFIG"; then
+        log "wrote $CONFIG (CDI on)"
+    else
+        log "note: cannot write $CONFIG (not root?); the engine starts without CDI"
+    fi
+elif ! grep -q '"cdi"' "$CONFIG"; then
+    log "note: $CONFIG does not turn CDI on; GPUs offered only through CDI will not reach containers"
+fi
 
 if docker info >/dev/null 2>&1; then
     log "engine already answering: $(docker info --format '{{.ServerVersion}}')"
@@ -44,7 +62,9 @@ else
     # the new one refuse to start.
     rm -f /var/run/docker.pid
     # shellcheck disable=SC2086
-    setsid dockerd --bridge=none --iptables=false --ip6tables=false --ip-masq=false \
+    cfg=()
+    [ -e "$CONFIG" ] && cfg=(--config-file "$CONFIG")
+    setsid dockerd "${cfg[@]}" --bridge=none --iptables=false --ip6tables=false --ip-masq=false \
         ${DOCKERD_EXTRA_ARGS:-} >"$LOG" 2>&1 </dev/null &
     log "started dockerd (pid $!), log: $LOG"
 fi
@@ -63,4 +83,4 @@ until docker info >/dev/null 2>&1; do
     fi
     sleep 0.5
 done
-log "engine ready: server $(docker info --format '{{.ServerVersion}}'), buildx $(docker buildx version | awk '{print $2}')"
+log "engine ready: server $(docker info --format '{{.ServerVersion}}'), CDI spec dirs $(docker info --format '{{json .CDISpecDirs}}'), buildx $(docker buildx version | awk '{print $2}')"

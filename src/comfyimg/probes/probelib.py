@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import faulthandler
+import glob
 import importlib
 import importlib.metadata
 import json
@@ -75,6 +76,10 @@ class Report:
         self.environment: dict = {
             "python": platform.python_version(),
             "executable": sys.executable,
+            # What the container was given, before torch says anything: NVIDIA device nodes
+            # (--gpus all, or CDI) and the toolkit's variable.
+            "device_nodes": sorted(glob.glob("/dev/nvidia*")),
+            "nvidia_visible_devices": os.environ.get("NVIDIA_VISIBLE_DEVICES"),
         }
         self.bench: dict | None = None
         self.gpu_skip_reason: str | None = None
@@ -619,6 +624,27 @@ def add_common_args(p: argparse.ArgumentParser, *, dist: str, example: str, kern
                    help="seconds allowed for the isolated import check")
 
 
+def scratch_check(report: Report) -> bool:
+    """Under validate (COMFYIMG_SCRATCH set) the probe's HOME/TMPDIR/Triton cache must be
+    writable: an image's own /tmp is not trusted, and without a cache every Triton kernel
+    fails for a reason that is not the wheel's."""
+    scratch = os.environ.get("COMFYIMG_SCRATCH")
+    if not scratch:
+        return True
+    try:
+        os.makedirs(os.environ.get("TRITON_CACHE_DIR") or scratch, exist_ok=True)
+        probe_file = os.path.join(scratch, f".probe-{os.getpid()}")
+        with open(probe_file, "w") as fh:
+            fh.write("ok")
+        os.unlink(probe_file)
+    except OSError as exc:
+        report.add("scratch", "fail", f"the probe's scratch {scratch} is not writable ({exc}): Triton could not "
+                   "cache its kernels; the container needs a writable exec tmpfs there")
+        return False
+    report.add("scratch", "pass", f"{scratch} is writable (HOME, TMPDIR, TRITON_CACHE_DIR)")
+    return True
+
+
 def run_main(build_parser, probe_body, dist: str) -> int:
     parser = build_parser()
     args = parser.parse_args()
@@ -627,7 +653,8 @@ def run_main(build_parser, probe_body, dist: str) -> int:
     out.capture()
     report = Report(dist, args.expect_version)
     try:
-        probe_body(args, report)
+        if scratch_check(report):
+            probe_body(args, report)
     except Exception as exc:  # noqa: BLE001 - a probe bug must still produce JSON
         traceback.print_exc(file=sys.stderr)
         report.add("probe-error", "fail", f"probe raised {type(exc).__name__}: {exc}")

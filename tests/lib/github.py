@@ -2,8 +2,9 @@
 
 * The API server on 127.0.0.1 answers ``/repos/{o}/{r}``, ``…/releases`` (paginated with a
   ``Link`` header), ``…/releases/latest``, ``…/releases/tags/{tag}`` and
-  ``…/releases/assets/{id}`` in GitHub's JSON shapes; ``/{o}/{r}/releases/download/{tag}/{name}``
-  plays github.com's browser download URL.
+  ``…/releases/assets/{id}`` in GitHub's JSON shapes.
+* ``browser_download_url`` points at a third server on **127.0.0.3** (github.com's role,
+  another origin than the API, as on GitHub): ``/{o}/{r}/releases/download/{tag}/{name}``.
 * Asset bytes are never served by the API server: with ``Accept: application/octet-stream``
   it answers ``302`` to a second server on **127.0.0.2** (the storage host), like GitHub's
   redirect to its object store.  The storage host must never see the token.
@@ -79,7 +80,7 @@ class Fault:
 
 @dataclass
 class Logged:
-    server: str  # "api" or "storage"
+    server: str  # "api", "web" (browser downloads) or "storage"
     method: str
     path: str
     query: str
@@ -111,7 +112,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 class FakeGitHub:
     def __init__(self, per_page: int = 2, api_host: str = "127.0.0.1",
-                 storage_host: str = "127.0.0.2") -> None:
+                 storage_host: str = "127.0.0.2", web_host: str = "127.0.0.3") -> None:
         self.per_page_max = per_page
         self.repos: dict[str, list[FakeRelease]] = {}
         self.log: list[Logged] = []
@@ -122,7 +123,10 @@ class FakeGitHub:
         self._api.fake, self._api.role = self, "api"  # type: ignore[attr-defined]
         self._storage = _Server((storage_host, 0), _Handler)
         self._storage.fake, self._storage.role = self, "storage"  # type: ignore[attr-defined]
+        self._web = _Server((web_host, 0), _Handler)
+        self._web.fake, self._web.role = self, "web"  # type: ignore[attr-defined]
         self.api_url = f"http://{api_host}:{self._api.server_address[1]}"
+        self.web_url = f"http://{web_host}:{self._web.server_address[1]}"
         self.storage_url = f"http://{storage_host}:{self._storage.server_address[1]}"
         self._threads: list[threading.Thread] = []
 
@@ -150,14 +154,14 @@ class FakeGitHub:
         return self._next_id
 
     def start(self) -> FakeGitHub:
-        for srv in (self._api, self._storage):
+        for srv in (self._api, self._storage, self._web):
             t = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
             t.start()
             self._threads.append(t)
         return self
 
     def stop(self) -> None:
-        for srv in (self._api, self._storage):
+        for srv in (self._api, self._storage, self._web):
             srv.shutdown()
             srv.server_close()
 
@@ -198,7 +202,7 @@ class FakeGitHub:
             "download_count": 0,
             "created_at": rel.published_at,
             "updated_at": rel.published_at,
-            "browser_download_url": f"{self.api_url}/{repo}/releases/download/{rel.tag}/{a.name}",
+            "browser_download_url": f"{self.web_url}/{repo}/releases/download/{rel.tag}/{a.name}",
         }
 
     def release_json(self, repo: str, rel: FakeRelease) -> dict:
@@ -207,7 +211,7 @@ class FakeGitHub:
             "url": base,
             "assets_url": f"{base}/assets",
             "upload_url": f"{base}/assets{{?name,label}}",
-            "html_url": f"{self.api_url}/{repo}/releases/tag/{rel.tag}",
+            "html_url": f"{self.web_url}/{repo}/releases/tag/{rel.tag}",
             "id": rel.id,
             "node_id": f"RE_{rel.id}",
             "author": {"login": "builder", "id": 1, "type": "Bot"},
@@ -278,6 +282,8 @@ class FakeGitHub:
             return
         if role == "storage":
             self._storage_get(h, entry, path, fault)
+        elif role == "web":
+            self._web_get(h, entry, path)
         else:
             self._api_get(h, entry, path, parts.query)
 
@@ -327,14 +333,16 @@ class FakeGitHub:
                             return self._redirect(h, entry, a)
                         return self._json(h, entry, self.asset_json(m[1], rel, a))
             return self._not_found(h, entry)
+        return self._not_found(h, entry)
+
+    def _web_get(self, h: BaseHTTPRequestHandler, entry: Logged, path: str) -> None:
         if m := re.fullmatch(r"/([^/]+/[^/]+)/releases/download/([^/]+)/([^/]+)", path):
             for rel in self._find(m[1]) or []:
                 if rel.tag == m[2]:
                     for a in rel.assets:
                         if a.name == m[3]:
                             return self._redirect(h, entry, a)
-            return self._send(h, entry, 404, b"Not Found", content_type="text/plain")
-        return self._not_found(h, entry)
+        return self._send(h, entry, 404, b"Not Found", content_type="text/plain")
 
     def _redirect(self, h: BaseHTTPRequestHandler, entry: Logged, a: FakeAsset) -> None:
         location = (f"{self.storage_url}/objects/{a.id}/{a.name}"

@@ -67,7 +67,7 @@ def build_wheel(
         meta_lines.append(f"{key}: {value}")
     for req in requires or ():
         meta_lines.append(f"Requires-Dist: {req}")
-    wheel_lines = ["Wheel-Version: 1.0", "Generator: tests.wheelfactory",
+    wheel_lines = ["Wheel-Version: 1.0", "Generator: tests.lib.wheels",
                    f"Root-Is-Purelib: {'true' if purelib else 'false'}"]
     if build:
         wheel_lines.append(f"Build: {build}")

@@ -1,0 +1,56 @@
+"""Text from outside (asset names, server messages, build logs, probe output) printed as
+text, and secrets never printed: one place for the terminal, Markdown and JUnit XML.
+
+* :func:`for_terminal`: control characters (ESC, BEL, CR, …, C1, bidi overrides) become
+  visible escapes like ``\\x1b``; a line that would start a GitHub Actions workflow command
+  (``::``) is defused.  Newlines and tabs stay.
+* :func:`for_markdown_cell`: the same, with ``|`` escaped and newlines folded, for one cell
+  of a table row.
+* :func:`for_xml`: only the characters XML 1.0 allows (others dropped).
+* :func:`redact`: every registered secret (:func:`add_secret`) replaced by ``***``; every
+  function above redacts too.
+"""
+
+from __future__ import annotations
+
+import re
+
+_SECRETS: set[str] = set()
+_XML_BAD = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+_WORKFLOW_COMMAND = re.compile(r"^(\s*):(?=:)", re.M)
+
+
+def add_secret(value: str | None) -> None:
+    """Never print ``value`` (a token); short values are not registered (they would mask text)."""
+    if value and len(value) >= 4:
+        _SECRETS.add(value)
+
+
+def redact(text: str) -> str:
+    for secret in sorted(_SECRETS, key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
+
+
+def _escape(ch: str) -> str:
+    code = ord(ch)
+    return f"\\x{code:02x}" if code < 0x100 else (f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}")
+
+
+def for_terminal(text: object) -> str:
+    """``text`` as a terminal (or a CI log) shows it literally."""
+    text = redact(str(text))
+    text = "".join(ch if ch in "\n\t" or ch.isprintable() else _escape(ch) for ch in text)
+    return _WORKFLOW_COMMAND.sub(r"\1\\x3a", text)
+
+
+def for_markdown_cell(text: object) -> str:
+    """One cell of a Markdown table: no line breaks, ``|`` escaped, controls visible."""
+    text = for_terminal(text).replace("\r\n", "\n").replace("\n", " ").replace("\t", " ")
+    return text.replace("|", "\\|")
+
+
+def for_xml(text: object) -> str:
+    """Text that XML 1.0 can hold (JUnit reports): forbidden characters (terminal escapes,
+    other controls, lone surrogates) dropped."""
+    return _XML_BAD.sub("", redact(str(text)))
