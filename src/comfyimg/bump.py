@@ -32,7 +32,7 @@ from packaging.version import Version
 from rich import box
 from rich.table import Table
 
-from . import bakefile, console, coverage, kernels
+from . import bakefile, coverage, kernels
 from . import pins as pins_mod
 from . import render
 from .abi import InvalidWheelName, fit, parse_wheel
@@ -250,8 +250,8 @@ def _refuse_uncovered(changes: list[Change]) -> None:
     failing = [(ch, arch, v) for ch in changes if _moves(ch) for arch, v in ch.failing.items()]
     if not failing:
         return
-    table = console.table(fancy=box.SIMPLE, show_edge=False, pad_edge=False,
-                          title="kernel coverage: these pins cannot run on GPUs they serve")
+    table = Table(box=box.SIMPLE, show_edge=False, pad_edge=False,
+                  title="kernel coverage: these pins cannot run on GPUs they serve")
     for col in ("package", "arch", "wheel", "carries", "missing"):
         table.add_column(col, overflow="fold")
     for ch, arch, v in failing:
@@ -265,7 +265,7 @@ def _refuse_uncovered(changes: list[Change]) -> None:
 
 
 def _table(changes: list[Change]) -> Table:
-    table = console.table(fancy=box.SIMPLE, show_edge=False, pad_edge=False)
+    table = Table(box=box.SIMPLE, show_edge=False, pad_edge=False)
     for col in ("package", "old", "new", "sha256", "digest from", "kernels for"):
         table.add_column(col, overflow="fold")
     for ch in changes:

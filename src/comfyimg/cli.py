@@ -10,7 +10,7 @@ from pathlib import Path
 
 from . import bakefile
 from . import pins as pins_mod
-from . import console, render
+from . import render
 from .console import err, out, plain
 from .errors import FAILED, INTERRUPTED, BadInput, UserError
 from .hints import record_hash_command
@@ -193,7 +193,9 @@ def bake(root: Path, targets: Sequence[str] | None, remainder: str, *, load: boo
     if json_out:  # the build record itself; the build log went to stderr
         print((root / RECORD).read_text(), end="")
         return 0
-    table = console.table("target", "tags", "image id", "duration", "pins", title="bake")
+    from rich.table import Table
+
+    table = Table("target", "tags", "image id", "duration", "pins", title="bake")
     for b in built:
         table.add_row(b.target, "\n".join(b.tags), (b.image_id or "-")[:19], f"{b.seconds:.1f}s",
                       ", ".join(f"{p.name} {p.version}" for p in b.pins) or "-")

@@ -7,9 +7,7 @@ import sys
 from functools import cache
 from typing import TextIO
 
-from rich import box
 from rich.console import Console
-from rich.table import Table
 
 from .untrusted import for_terminal
 
@@ -63,14 +61,6 @@ def out() -> Console:
 @cache
 def err() -> Console:
     return _console(sys.stderr)
-
-
-def table(*columns: str, fancy: box.Box | None = box.HEAVY_HEAD, **kwargs: object) -> Table:
-    """A result table: ``fancy`` borders on a terminal, none at all (no box drawing) in plain mode."""
-    if plain():
-        kwargs.setdefault("show_edge", False)
-        return Table(*columns, box=None, **kwargs)  # type: ignore[arg-type]
-    return Table(*columns, box=fancy, **kwargs)  # type: ignore[arg-type]
 
 
 # --------------------------------------------------------------------------- bytes and progress

@@ -232,10 +232,10 @@ def audit_wheel(root: Path, path: Path, archs: Sequence[str], *, as_json: bool) 
                           "modules": kernels.modules_json(found.modules),
                           "archs": {a: v.as_json() for a, v in vs.items()}, "runnable": ok}, indent=2))
         return 0 if ok else 1
-    from . import console
+    from rich.table import Table
 
     pseudo = Pin(0, dist, str(version), path.name, found.sha256, None, (), (), None, 0)
-    table = console.table("module", *archs, title=f"{found.filename} ({found.tool})")
+    table = Table("module", *archs, title=f"{found.filename} ({found.tool})")
     for row in grid(pseudo, found.modules, archs):
         table.add_row(*row)
     out().print(table)
@@ -248,7 +248,8 @@ def audit_pins(pins: Pins, archs: Sequence[str], *, as_json: bool) -> int:
     """Every pin from its recorded coverage: module × arch. Exit 1 when a pin misses an arch it serves."""
     import json
 
-    from . import console
+    from rich.table import Table
+
     from .console import err, out
 
     archs = _check_archs(archs) or doc_archs(pins)
@@ -271,7 +272,7 @@ def audit_pins(pins: Pins, archs: Sequence[str], *, as_json: bool) -> int:
         if modules is None:
             err().print(f"{pin.key} {pin.version}: {unrecorded_message(pins, pin)}")
             continue
-        table = console.table("module", *archs, title=f"{pin.key} {pin.version}: {how}")
+        table = Table("module", *archs, title=f"{pin.key} {pin.version}: {how}")
         for row in grid(pin, modules, archs):
             table.add_row(*row)
         out().print(table)

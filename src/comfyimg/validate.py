@@ -568,10 +568,10 @@ def write_reports(root: Path, outcome: Outcome) -> list[Path]:
 
 
 def print_table(outcome: Outcome) -> None:
-    from .console import table as new_table
+    from rich.table import Table
 
-    table = new_table("check", "status", "detail", title=f"validate_{outcome.probe} · {outcome.image[:40]}",
-                      caption=_gpu_line(outcome) or None)
+    table = Table("check", "status", "detail", title=f"validate_{outcome.probe} · {outcome.image[:40]}",
+                  caption=_gpu_line(outcome) or None)
     for check in outcome.result.get("checks") or []:
         table.add_row(str(check.get("name")), str(check.get("status")), str(check.get("detail", ""))[:160])
     out().print(table)

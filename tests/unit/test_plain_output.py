@@ -6,19 +6,21 @@ import io
 import json
 import re
 
-from rich.console import Console
-
 from comfyimg import console
 
 BOX = re.compile("[\u2500-\u257f]")  # the Box Drawing block: ─ │ ┏ ━ ╇ …
 
 
 def _render(plain: bool, monkeypatch) -> str:
+    """A table as ``invoke bake`` prints it, through the project's console."""
+    from rich.table import Table
+
     monkeypatch.setattr(console, "plain", lambda: plain)
-    table = console.table("target", "tags", title="bake")
+    table = Table("target", "tags", title="bake")
     table.add_row("complete-cuda", "comfyui:cuda-dev")
     buf = io.StringIO()
-    Console(file=buf, width=100, force_terminal=not plain, no_color=True).print(table)
+    con = console._Console(file=buf, width=100, force_terminal=not plain, no_color=True)
+    con.print(table)
     return buf.getvalue()
 
 
