@@ -41,6 +41,32 @@ variable "TORCH_INDEX_BASE" {
   default = "https://download.pytorch.org/whl"
 }
 
+# OCI labels (org.opencontainers.image.*) on every image. `invoke bake` fills these
+# from the environment or git (IMAGE_SOURCE: GITHUB_SERVER_URL/GITHUB_REPOSITORY or
+# the origin remote; IMAGE_REVISION: GITHUB_SHA or HEAD; IMAGE_CREATED: now) and adds
+# io.comfyimg.pins, the pins each image installs. Labels are image config, not
+# layers: they never invalidate the build cache.
+variable "IMAGE_SOURCE" {
+  default = ""
+}
+
+variable "IMAGE_REVISION" {
+  default = ""
+}
+
+variable "IMAGE_CREATED" {
+  default = ""
+}
+
+target "_labels" {
+  labels = {
+    "org.opencontainers.image.source"   = IMAGE_SOURCE
+    "org.opencontainers.image.revision" = IMAGE_REVISION
+    "org.opencontainers.image.version"  = IMAGE_LABEL
+    "org.opencontainers.image.created"  = IMAGE_CREATED
+  }
+}
+
 function "tag" {
   params = [image, flavour]
   result = "${REGISTRY == "" ? "" : "${trimsuffix(REGISTRY, "/")}/"}${image}:${flavour}-${IMAGE_LABEL}"
@@ -70,6 +96,7 @@ group "all" {
 # ---------------------------------------------------------------- runtime
 
 target "runtime-cuda" {
+  inherits   = ["_labels"]
   context    = "services/runtime"
   dockerfile = "dockerfile.cuda.runtime"
   args = {
@@ -79,6 +106,7 @@ target "runtime-cuda" {
 }
 
 target "runtime-cpu" {
+  inherits   = ["_labels"]
   context    = "services/runtime"
   dockerfile = "dockerfile.cpu.runtime"
   args = {
@@ -90,6 +118,7 @@ target "runtime-cpu" {
 # ------------------------------------------------------------------- core
 
 target "_core" {
+  inherits   = ["_labels"]
   context    = "services/comfy/core"
   dockerfile = "dockerfile.comfy.core"
   args = {
@@ -124,6 +153,7 @@ target "core-cpu" {
 # --------------------------------------------------------------- complete
 
 target "complete-cuda" {
+  inherits   = ["_labels"]
   context    = "services/comfy/complete"
   dockerfile = "dockerfile.comfy.cuda.complete"
   contexts = {

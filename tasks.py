@@ -11,13 +11,13 @@ ROOT = Path(__file__).resolve().parent
 task = partial(invoke.task, klass=cli.task_class())  # -n and -t only: one meaning per letter
 
 
-@task
-def check(c):
+@task(help={"json": "print the result as one JSON object on stdout"})
+def check(c, json=False):
     """Validate wheels.toml and verify generated/ is current (exit 1: drift, 2: bad input).
 
-    invoke check     (no options; fix drift with: invoke render)
+    invoke check [--json]    (fix drift with: invoke render)
     """
-    cli.run(cli.check, ROOT)
+    cli.run(cli.check, ROOT, json_out=json)
 
 
 @task
@@ -56,9 +56,10 @@ def audit(c, wheel=None, arch=None, json=False):
         "verify": "always download and hash; fail if the API digest or SHA256SUMS disagree",
         "accept-new-bytes": "a pinned asset whose bytes changed under the same URL is a failure; "
                             "with this flag, record the new sha256 instead",
+        "json": "print the bump table as one JSON object on stdout instead",
     },
 )
-def bump(c, name, release=None, pre=False, dry_run=False, verify=False, accept_new_bytes=False):
+def bump(c, name, release=None, pre=False, dry_run=False, verify=False, accept_new_bytes=False, json=False):
     """Move pins to a GitHub release: pick the asset fitting each ABI, record its sha256.
 
     invoke bump [--name NAME]... [--release TAG] [--pre] [--dry-run] [--verify] [-- NAME...]
@@ -68,11 +69,11 @@ def bump(c, name, release=None, pre=False, dry_run=False, verify=False, accept_n
     COMFYIMG_HTTP_RETRIES (default 3), COMFYIMG_HTTP_BACKOFF (s, default 1).
     """
     cli.run(cli.bump, ROOT, name, getattr(c, "remainder", ""), release=release, pre=pre,
-            dry_run=dry_run, verify=verify, accept_new_bytes=accept_new_bytes)
+            dry_run=dry_run, verify=verify, accept_new_bytes=accept_new_bytes, json_out=json)
 
 
 @task(
-    iterable=["target", "set", "file", "allow"],
+    iterable=["target", "set", "file", "allow", "cache_to", "cache_from"],
     help={
         "target": "bake target or group; repeat for several (default: the 'default' group)",
         "load": "load the images into the engine (default)",
@@ -85,14 +86,18 @@ def bump(c, name, release=None, pre=False, dry_run=False, verify=False, accept_n
         "progress": "buildx progress output: plain (default), auto, quiet, rawjson",
         "file": "extra bake file applied after docker-bake.hcl (repeatable)",
         "allow": "buildx entitlement, e.g. network.host (repeatable)",
+        "cache-to": "export the build cache: registry=REF, gha[=SCOPE], local=DIR, inline (repeatable)",
+        "cache-from": "import a build cache: registry=REF, gha[=SCOPE], local=DIR (repeatable)",
+        "json": "print the bake summary (the build record) as JSON on stdout",
     },
 )
 def bake(c, target=None, load=False, push=False, print=False, label=None, builder=None, set=None,
-         no_cache=False, progress="plain", file=None, allow=None):
+         no_cache=False, progress="plain", file=None, allow=None, cache_to=None, cache_from=None, json=False):
     """Render generated/, preflight, and build the images with docker buildx bake.
 
     invoke bake [-t TARGET]... [--load|--push|--print] ... [-- TARGET...]
     """
     cli.run(cli.bake, ROOT, target, getattr(c, "remainder", ""), load=load, push=push,
             print_plan=print, files=file, sets=set, allow=allow, label=label, builder=builder,
-            no_cache=no_cache, progress=progress)
+            no_cache=no_cache, progress=progress, cache_to=list(cache_to or []),
+            cache_from=list(cache_from or []), json_out=json)

@@ -19,6 +19,7 @@ bump leaves every file byte-identical.
 from __future__ import annotations
 
 import difflib
+import json
 from functools import partial
 import tempfile
 import time
@@ -277,18 +278,37 @@ def _table(changes: list[Change]) -> Table:
     return table
 
 
+def as_json(changes: list[Change], *, dry_run: bool, wrote: list[str], diff: str = "") -> dict[str, object]:
+    """``invoke bump --json``: what the table shows, for scripts (the bump workflow's PR)."""
+    return {
+        "changed": any(ch.fields for ch in changes),
+        "dry_run": dry_run,
+        "wrote": wrote,
+        **({"diff": diff} if diff else {}),
+        "pins": [{
+            "pin": ch.pin.key, "name": ch.pin.name, "arch": ch.pin.arch, "changed": bool(ch.fields),
+            "old": {"release": ch.pin.source.release if ch.pin.source else None, "file": ch.pin.filename,
+                    "version": ch.pin.version, "sha256": ch.pin.sha256},
+            "new": {"release": ch.release.tag, "file": ch.asset.name, "version": ch.version,
+                    "sha256": ch.sha256, "digest_from": ch.digest_source},
+            "fields": sorted(ch.fields),
+            "kernels_for": {a: v.runnable for a, v in ch.verdicts.items()},  # served arch -> runnable
+        } for ch in changes],
+    }
+
+
 def bump(root: Path, names: Sequence[str] = (), *, release: str | None = None, pre: bool = False,
          dry_run: bool = False, verify: bool = False, accept_new_bytes: bool = False,
-         client: GitHub | None = None) -> int:
+         client: GitHub | None = None, json_out: bool = False) -> int:
     """The command; returns 0 or raises :class:`UserError` (nothing written on failure).
     One bump at a time per checkout: a second one fails at once (the lock on wheels.toml)."""
     with exclusive(root / "wheels.toml", "invoke bump"):
         return _bump(root, names, release=release, pre=pre, dry_run=dry_run, verify=verify,
-                     accept_new_bytes=accept_new_bytes, client=client)
+                     accept_new_bytes=accept_new_bytes, client=client, json_out=json_out)
 
 
 def _bump(root: Path, names: Sequence[str], *, release: str | None, pre: bool, dry_run: bool,
-          verify: bool, accept_new_bytes: bool, client: GitHub | None) -> int:
+          verify: bool, accept_new_bytes: bool, client: GitHub | None, json_out: bool) -> int:
     started = time.monotonic()
     path = root / "wheels.toml"
     bake_targets = bakefile.targets(root / bakefile.BAKE_FILE)
@@ -317,6 +337,9 @@ def _bump(root: Path, names: Sequence[str], *, release: str | None, pre: bool, d
         err().print(f"warning: {line}; accepted (--accept-new-bytes)")
 
     edits = {ch.pin.index: ch.fields for ch in changes if ch.fields}
+    if not edits and json_out:
+        print(json.dumps(as_json(changes, dry_run=dry_run, wrote=[]), indent=2))
+        return 0
     if not edits:
         out().print(_table(changes))
         out().print(f"up to date: {', '.join(sorted({c.pin.key for c in changes}))} "
@@ -331,11 +354,15 @@ def _bump(root: Path, names: Sequence[str], *, release: str | None, pre: bool, d
         raise WorkFailed(f"the bumped {path.name} would not be valid:\n{exc}") from None
     files = render.render(new_pins)
 
-    out().print(_table(changes))
+    if not json_out:
+        out().print(_table(changes))
     if dry_run:
-        diff = difflib.unified_diff(text.splitlines(keepends=True), new_text.splitlines(keepends=True),
-                                    f"a/{path.name}", f"b/{path.name}")
-        out().print("".join(diff), end="", soft_wrap=True)
+        diff = "".join(difflib.unified_diff(text.splitlines(keepends=True), new_text.splitlines(keepends=True),
+                                            f"a/{path.name}", f"b/{path.name}"))
+        if json_out:
+            print(json.dumps(as_json(changes, dry_run=True, wrote=[], diff=diff), indent=2))
+            return 0
+        out().print(diff, end="", soft_wrap=True)
         out().print(f"dry run: {len(edits)} pin(s) would change; nothing written")
         return 0
 
@@ -346,6 +373,9 @@ def _bump(root: Path, names: Sequence[str], *, release: str | None, pre: bool, d
     atomic_write_many(staged)
     render.write(new_pins, root)  # removes stale generated files; the rest is already current
     wrote = sorted(str(p.relative_to(root)) for p in staged)
+    if json_out:
+        print(json.dumps(as_json(changes, dry_run=False, wrote=wrote), indent=2))
+        return 0
     out().print(f"bumped {len(edits)} pin(s) in {time.monotonic() - started:.2f} s; "
                 f"wrote {', '.join(wrote)}")
     return 0

@@ -104,12 +104,22 @@ def check_coverage(pins: pins_mod.Pins) -> None:
         raise BadInput("\n".join(errors))
 
 
-def check(root: Path) -> int:
+def check(root: Path, json_out: bool = False) -> int:
     """Validate wheels.toml and verify the generated files are current: 0 ok, 1 drift, 2 bad input."""
     pins = load_pins(root)
     check_coverage(pins)
     drifts = render.check(pins, root)
     warn_unhashed(pins)
+    if json_out:  # bad input never gets here: it is a one-line error on stderr, exit 2
+        from . import coverage
+
+        print(json.dumps({
+            "file": pins.path.name, "wheels": len(pins.wheels), "current": not drifts,
+            "drift": [str(d.path) for d in drifts],
+            "unhashed": [{"pin": p.key, "line": p.line, "targets": list(p.targets)} for p in pins.unhashed()],
+            "coverage_unrecorded": [p.key for p in coverage.problems(pins)[1]],
+        }, indent=2))
+        return 1 if drifts else 0
     if drifts:
         for drift in drifts:
             out().print(drift.diff, end="", soft_wrap=True)
@@ -162,11 +172,9 @@ def bump(root: Path, names: Sequence[str] | None, remainder: str, **kwargs: obje
 
 def bake(root: Path, targets: Sequence[str] | None, remainder: str, *, load: bool, push: bool,
          print_plan: bool, files: Sequence[str] | None, sets: Sequence[str] | None,
-         allow: Sequence[str] | None, **options: object) -> int:
+         allow: Sequence[str] | None, json_out: bool = False, **options: object) -> int:
     """``invoke bake``: preflight, build through buildx bake, print a summary and write the
     build record (``--print``: print the resolved plan instead)."""
-    from rich.table import Table
-
     from . import bake as bake_mod
 
     modes = [m for m, on in (("load", load), ("push", push), ("print", print_plan)) if on]
@@ -178,10 +186,15 @@ def bake(root: Path, targets: Sequence[str] | None, remainder: str, *, load: boo
         files=[Path(f).resolve() for f in files or []], **options)  # type: ignore[arg-type]
     pins = load_pins(root)
     if request.mode == "print":
-        resolved = bake_mod.preflight(root, pins, request)
-        out().print_json(data=resolved) if not plain() else print(json.dumps(resolved, indent=2))
+        resolved, _ = bake_mod.preflight(root, pins, request)
+        out().print_json(data=resolved) if not (plain() or json_out) else print(json.dumps(resolved, indent=2))
         return 0
     built = bake_mod.build(root, pins, request)
+    if json_out:  # the build record itself; the build log went to stderr
+        print((root / RECORD).read_text(), end="")
+        return 0
+    from rich.table import Table
+
     table = Table("target", "tags", "image id", "duration", "pins", title="bake")
     for b in built:
         table.add_row(b.target, "\n".join(b.tags), (b.image_id or "-")[:19], f"{b.seconds:.1f}s",

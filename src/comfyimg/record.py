@@ -30,6 +30,7 @@ def write(root: Path, built: list[Built]) -> Path:
                 "digest": b.digest,
                 "tags": b.tags,
                 "seconds": round(b.seconds, 2),
+                "labels": b.labels,
                 "pins": [
                     {"name": p.name, "version": p.version, "url": p.url, "sha256": p.sha256,
                      "provides": list(p.provides), "arch": p.arch}

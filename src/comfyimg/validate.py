@@ -121,6 +121,52 @@ def expectations(root: Path, spec: ProbeSpec, target: str | None) -> list[str]:
     return coverage.probe_args(pins, spec.distribution, pins_for(pins, target) or [])
 
 
+# --------------------------------------------------------------------------- labels
+
+
+def label_check(image: str, expected: list[dict], *, exact: bool) -> dict:
+    """The image's ``io.comfyimg.pins`` label (written by ``invoke bake``) against the pins it
+    should hold, as one more check of the report. ``exact``: the label must list exactly
+    ``expected`` (an image from the build record); else each labelled pin named in
+    ``expected`` must be one of them (``--image``: wheels.toml's pins), and an image built
+    elsewhere, without the label, is a skip."""
+    from .bake import PINS_LABEL
+
+    name = "image labels match the pins"
+    try:
+        raw = (client().image.inspect(image).config.labels or {}).get(PINS_LABEL)
+    except DockerException as exc:
+        return {"name": name, "status": "fail", "detail": f"cannot inspect {image}: {error_line(exc)}"}
+    if raw is None:
+        status = "fail" if exact else "skip"
+        return {"name": name, "status": status, "detail": f"no {PINS_LABEL} label (not built by invoke bake)"}
+    try:
+        labelled = {(p["name"], p["version"], p["sha256"]) for p in json.loads(raw)}
+    except (ValueError, TypeError, KeyError) as exc:
+        return {"name": name, "status": "fail", "detail": f"{PINS_LABEL} is not a pin list: {exc}"}
+    wanted = {(p["name"], p["version"], p["sha256"]) for p in expected}
+    names = {n for n, _, _ in wanted}
+    if not exact and not names:
+        return {"name": name, "status": "skip", "detail": "no wheels.toml pins to compare the label with"}
+    wrong = labelled ^ wanted if exact else {p for p in labelled if p[0] in names} - wanted
+    if wrong:
+        shown = "; ".join(f"{n} {v} {(h or 'no sha256')[:12]}" for n, v, h in sorted(wrong, key=str))
+        return {"name": name, "status": "fail", "detail": f"label and expected pins differ: {shown}"}
+    return {"name": name, "status": "pass", "detail": f"{len(labelled)} pin(s) labelled as expected"}
+
+
+def expected_pins(root: Path, image_from_record: bool, target: str | None, spec: ProbeSpec) -> list[dict]:
+    if image_from_record:
+        built = record.read(root).get("targets", {})
+        return list(built[target].get("pins", [])) if target in built else []
+    from .pins import load
+
+    if not (root / "wheels.toml").exists():  # --image from anywhere: nothing to expect
+        return []
+    return [{"name": p.name, "version": p.version, "sha256": p.sha256} for p in load(root / "wheels.toml").wheels
+            if p.name == spec.distribution and (target is None or target in p.targets)]
+
+
 # --------------------------------------------------------------------------- GPU: host, engine, choice
 
 
@@ -629,6 +675,7 @@ def validate(root: Path, probe: str, *, image: str | None = None, target: str | 
              probe_args: list[str] | None = None, gpus: str = "auto", cdi_kind: str = DEFAULT_CDI_KIND,
              comfyui: str | None = COMFYUI_PATH, timeout: float = DEFAULT_TIMEOUT) -> Outcome:
     spec = PROBES[probe]
+    from_build_record = image is None
     started = time.monotonic()
     deadline = started + timeout
     gpu: dict[str, Any] = {}
@@ -701,6 +748,10 @@ def validate(root: Path, probe: str, *, image: str | None = None, target: str | 
     if not gpu["container_gpu"] and passed:
         why = "this host has no NVIDIA GPU" if not host else "--gpus none"
         verdict = {**verdict, "reason": f"{verdict.get('reason', '')}; GPU checks NOT run: {why}"}
+    labels = label_check(image, expected_pins(root, from_build_record, target, spec), exact=from_build_record)
+    verdict = {**verdict, "checks": [*(verdict.get("checks") or []), labels]}
+    if labels["status"] == "fail" and passed:
+        passed, verdict = False, {**verdict, "status": "fail", "reason": f"labels: {labels['detail']}"}
     outcome = Outcome(probe, image, verdict, main.code, passed, time.monotonic() - started, gpu)
     print_table(outcome)
     for path in write_reports(root, outcome):
