@@ -17,30 +17,26 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from xml.etree import ElementTree as ET
 
 from python_on_whales import DockerClient
-from python_on_whales.utils import run as docker_run_cli
 
 from . import record
 from .dockerclient import NO_DOCKER_CLI, ClientNotFoundError, DockerException, client, error_line
 from .cli import failure
 from .console import err, out
 from .errors import BadInput, UserError, WorkFailed
-from .fsutil import atomic_write
-from .untrusted import for_markdown_cell, for_xml
+from .gpuaccess import DEFAULT_CDI_KIND, GIVE_THE_ENGINE_THE_GPU, GPU_MODES, GpuAccess, choose_gpu_access, host_gpu
+from .reports import Outcome, clean, print_table, write_reports
 
 PROBES_DIR = Path(__file__).parent / "probes"
 PROBE_MOUNT = "/opt/comfyimg-probes"
@@ -53,15 +49,7 @@ SCRATCH = "/run/comfyimg"
 # which runs beside the probe and shares its GPU, has ended (probe option --bench-after).
 GATE_MOUNT, GATE_FILE = "/run/comfyimg-gate", "comfyui-ended"
 COMFYUI_PATH = "/app/ComfyUI"  # where services/comfy/core/dockerfile.comfy.core puts ComfyUI
-DEFAULT_CDI_KIND = "nvidia.com/gpu"
 DEFAULT_TIMEOUT = 300.0
-HOST_GPU_ENV = "COMFYIMG_HOST_GPU"  # auto (default) | 1 | 0: what the host has, for tests and odd hosts
-GPU_MODES = ("auto", "all", "cdi", "none")
-GIVE_THE_ENGINE_THE_GPU = (
-    "give the engine the GPU: install the NVIDIA Container Toolkit and register its runtime "
-    "(nvidia-ctk runtime configure --runtime=docker), or generate a CDI spec "
-    "(nvidia-ctk cdi generate --output=/etc/cdi/nvidia.yaml) and enable CDI in dockerd "
-    "(daemon.json {\"features\": {\"cdi\": true}}); then --gpus auto finds it, or pass --gpus all|cdi")
 
 
 @dataclass(frozen=True)
@@ -77,16 +65,6 @@ PROBES = {
 }
 COMFYUI_SCRIPT = "comfyui.py"
 
-
-@dataclass
-class Outcome:
-    probe: str
-    image: str
-    result: dict[str, Any]
-    exit_code: int
-    passed: bool
-    seconds: float
-    gpu: dict[str, Any] = field(default_factory=dict)  # access chosen, host GPU, container GPU
 
 
 class ProbeTimeout(Exception):
@@ -165,118 +143,6 @@ def expected_pins(root: Path, image_from_record: bool, target: str | None, spec:
         return []
     return [{"name": p.name, "version": p.version, "sha256": p.sha256} for p in load(root / "wheels.toml").wheels
             if p.name == spec.distribution and (target is None or target in p.targets)]
-
-
-# --------------------------------------------------------------------------- GPU: host, engine, choice
-
-
-@dataclass(frozen=True)
-class GpuAccess:
-    """How the probe container gets the GPU, and why."""
-
-    mode: str  # what was asked: auto | all | cdi | none
-    chosen: str  # all | cdi | none
-    flag: str  # the docker run flag, for people: "--gpus all", "--device nvidia.com/gpu=all", ""
-    why: str
-    devices: tuple[str, ...] = ()
-
-    def run_options(self) -> dict[str, Any]:
-        if self.chosen == "all":
-            return {"gpus": "all"}
-        if self.chosen == "cdi":
-            return {"devices": list(self.devices)}
-        return {}
-
-    def describe(self) -> str:
-        return f"{self.flag or 'no GPU flag'} ({self.why})"
-
-
-def host_gpu() -> str | None:
-    """What says this host has an NVIDIA GPU (None: it has none). ``COMFYIMG_HOST_GPU``=1/0
-    overrides the detection (tests; hosts where the engine runs elsewhere)."""
-    forced = os.environ.get(HOST_GPU_ENV, "auto").strip().lower()
-    if forced in ("1", "yes", "true"):
-        return f"{HOST_GPU_ENV}={forced}"
-    if forced in ("0", "no", "false", "none"):
-        return None
-    if forced != "auto":
-        raise BadInput(f"{HOST_GPU_ENV}={forced!r}: use auto, 1 or 0")
-    if Path("/dev/nvidia0").exists():
-        return "/dev/nvidia0 exists"
-    smi = shutil.which("nvidia-smi")
-    if smi:
-        try:
-            listed = subprocess.run([smi, "-L"], capture_output=True, text=True, timeout=15).stdout
-        except (OSError, subprocess.SubprocessError):
-            return None
-        first = next((ln.strip() for ln in listed.splitlines() if ln.startswith("GPU ")), None)
-        if first:
-            return f"nvidia-smi -L: {first}"
-    return None
-
-
-def _engine_info(docker: DockerClient) -> dict[str, Any]:
-    """``docker info`` as JSON (python-on-whales' model drops CDISpecDirs)."""
-    try:
-        text = docker_run_cli([*docker.docker_cmd, "info", "--format", "{{json .}}"])
-    except DockerException as exc:
-        raise WorkFailed(f"cannot reach the Docker engine: {error_line(exc)}") from None
-    try:
-        info = json.loads(text)
-    except ValueError:
-        return {}
-    return info if isinstance(info, dict) else {}
-
-
-def cdi_devices(spec_dirs: list[str], kind: str) -> tuple[list[str], list[str]]:
-    """(device names of ``kind`` in the CDI specs under spec_dirs, problems reading them)."""
-    import yaml  # CDI specs are YAML or JSON; YAML's loader reads both
-
-    names: list[str] = []
-    problems: list[str] = []
-    for directory in spec_dirs:
-        try:
-            files = sorted(p for p in Path(directory).iterdir() if p.suffix in (".yaml", ".yml", ".json"))
-        except OSError:
-            continue  # a dir that does not exist holds no spec (the engine's defaults often don't)
-        for path in files:
-            try:
-                spec = yaml.safe_load(path.read_text(encoding="utf-8"))
-            except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-                problems.append(f"{path}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
-                continue
-            if not isinstance(spec, dict) or spec.get("kind") != kind:
-                continue
-            for device in spec.get("devices") or []:
-                if isinstance(device, dict) and isinstance(device.get("name"), str):
-                    names.append(device["name"])
-    return names, problems
-
-
-def choose_gpu_access(docker: DockerClient, mode: str, cdi_kind: str) -> GpuAccess:
-    if mode == "none":
-        return GpuAccess(mode, "none", "", "--gpus none")
-    if mode == "all":
-        return GpuAccess(mode, "all", "--gpus all", "--gpus all")
-    info = _engine_info(docker)
-    spec_dirs = [d for d in (info.get("CDISpecDirs") or []) if isinstance(d, str)]
-    names, problems = cdi_devices(spec_dirs, cdi_kind) if spec_dirs else ([], [])
-    device = f"{cdi_kind}=all" if ("all" in names or not names) else None
-    devices = (device,) if device else tuple(f"{cdi_kind}={n}" for n in names)
-    if mode == "cdi":
-        found = f"CDI {cdi_kind}: {', '.join(names)}" if names else f"no CDI {cdi_kind} spec seen here; docker decides"
-        return GpuAccess(mode, "cdi", " ".join(f"--device {d}" for d in devices), f"--gpus cdi, {found}", devices)
-    runtimes = info.get("Runtimes") or {}
-    if isinstance(runtimes, dict) and "nvidia" in runtimes:
-        return GpuAccess(mode, "all", "--gpus all", "the engine has the nvidia runtime")
-    if names:
-        return GpuAccess(mode, "cdi", " ".join(f"--device {d}" for d in devices),
-                         f"the engine's CDI specs offer {cdi_kind} ({', '.join(names)})", devices)
-    where = (f"CDI spec dirs {', '.join(spec_dirs)} hold no {cdi_kind} device" if spec_dirs
-             else "CDI is off in the engine (no CDISpecDirs)")
-    if problems:
-        where += f"; unreadable specs: {'; '.join(problems)}"
-    return GpuAccess(mode, "none", "", f"no nvidia runtime, and {where}")
 
 
 # --------------------------------------------------------------------------- run
@@ -449,19 +315,6 @@ def _docker_says(exc: DockerException) -> str:
 # --------------------------------------------------------------------------- the probe's JSON
 
 
-def _clean(value: Any) -> Any:
-    """Strings made encodable (a lone surrogate becomes its escape); containers recursed."""
-    if isinstance(value, str):
-        return value.encode("utf-8", "backslashreplace").decode("utf-8")
-    if isinstance(value, list):
-        return [_clean(v) for v in value]
-    if isinstance(value, dict):
-        return {_clean(str(k)): _clean(v) for k, v in value.items()}
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    return value
-
-
 def parse_result(stdout: str) -> tuple[dict | None, str | None]:
     """(the probe's JSON object, None) or (None, what is wrong with it)."""
     lines = [ln for ln in (stdout or "").splitlines() if ln.strip()]
@@ -473,7 +326,7 @@ def parse_result(stdout: str) -> tuple[dict | None, str | None]:
         obj = json.loads(lines[0], parse_constant=record._reject_constant)
     except ValueError as exc:
         return None, f"the probe's output is not JSON: {exc}"
-    obj = _clean(obj)
+    obj = clean(obj)
     if not isinstance(obj, dict):
         return None, f"the probe printed a JSON {type(obj).__name__}, not an object"
     if obj.get("status") not in ("pass", "fail", "skip"):
@@ -553,108 +406,6 @@ def merge_comfyui(passed: bool, verdict: dict, comfy: Run | None, require_gpu: b
     merged["reason"] = f"{verdict.get('reason', '')}; {reason}" if not passed else reason
     merged["status"] = "fail"
     return False, merged
-
-
-# --------------------------------------------------------------------------- reports
-
-
-
-
-def _xml_text(value: object, limit: int | None = None) -> str:
-    """Text XML 1.0 can hold: terminal escapes and other control characters dropped."""
-    text = for_xml(value if value is not None else "")
-    return text[:limit] if limit else text
-
-
-def _gpu_line(outcome: Outcome) -> str:
-    g = outcome.gpu or {}
-    if not g:
-        return ""
-    seen = g.get("container_gpu") or "none"
-    line = f"GPU: {g.get('access', '?')} · host GPU: {g.get('host_gpu') or 'none'} · container saw: {seen}"
-    if not g.get("container_gpu"):
-        line += " · GPU checks NOT run"
-    return line
-
-
-def _junit(outcome: Outcome) -> bytes:
-    checks = outcome.result.get("checks") or []
-    suite = ET.Element("testsuite", name=f"validate_{outcome.probe}", time=f"{outcome.seconds:.3f}")
-
-    def case(name: object, kind: str | None = None, message: object = None) -> None:
-        element = ET.SubElement(suite, "testcase", classname=outcome.probe, name=_xml_text(name) or "?")
-        if kind:
-            ET.SubElement(element, kind, message=_xml_text(message, 500))
-
-    if outcome.result.get("crash") or not checks:
-        case("probe", None if outcome.passed else "failure", outcome.result.get("reason"))
-    for check in checks:
-        status = check.get("status")
-        case(check.get("name"), {"fail": "failure", "skip": "skipped"}.get(status), check.get("detail"))
-    failures = len(suite.findall("testcase/failure"))
-    if not outcome.passed and not failures:  # e.g. --require-gpu on a skip, a GPU not given
-        case("verdict", "failure", outcome.result.get("reason"))
-    suite.set("tests", str(len(suite.findall("testcase"))))
-    suite.set("failures", str(len(suite.findall("testcase/failure"))))
-    suite.set("skipped", str(len(suite.findall("testcase/skipped"))))
-    props = ET.Element("properties")
-    suite.insert(0, props)  # JUnit's schema puts properties before the testcases
-    for key, value in (outcome.gpu or {}).items():
-        ET.SubElement(props, "property", name=f"gpu.{key}", value=_xml_text(value))
-    ET.SubElement(suite, "system-out").text = _xml_text(json.dumps(outcome.result, indent=2))
-    return ET.tostring(suite, encoding="utf-8", xml_declaration=True)
-
-
-def _md(value: object) -> str:
-    return for_markdown_cell(value)
-
-
-def _markdown(outcome: Outcome) -> str:
-    verdict = "✅ pass" if outcome.passed else "❌ fail"
-    lines = [f"### validate_{outcome.probe}: {verdict}", "",
-             f"Image `{_md(outcome.image)}`: {_md(outcome.result.get('reason', ''))}", ""]
-    if outcome.gpu:
-        lines += [_md(_gpu_line(outcome)), ""]
-    lines += ["| check | status | detail |", "|---|---|---|"]
-    for check in outcome.result.get("checks") or []:
-        lines.append(f"| {_md(check.get('name'))} | {_md(check.get('status'))} | {_md(check.get('detail', ''))} |")
-    bench = outcome.result.get("bench")
-    if bench:
-        lines += ["", f"Timing: `{_md(json.dumps(bench))}`"]
-    return "\n".join(lines) + "\n\n"
-
-
-def write_reports(root: Path, outcome: Outcome) -> list[Path]:
-    reports = root / "reports"
-    payload = {"probe": outcome.probe, "image": outcome.image, "passed": outcome.passed,
-               "exit_code": outcome.exit_code, "seconds": round(outcome.seconds, 2), "gpu": outcome.gpu,
-               "result": outcome.result}
-    paths = [reports / f"{outcome.probe}.json", reports / f"{outcome.probe}.junit.xml"]
-    atomic_write(paths[0], json.dumps(_clean(payload), indent=2, default=str, allow_nan=False) + "\n")
-    atomic_write(paths[1], _junit(outcome))
-    summary = os.environ.get("GITHUB_STEP_SUMMARY")
-    if summary:
-        try:
-            with open(summary, "a", encoding="utf-8") as fh:
-                fh.write(_markdown(outcome))
-        except OSError as exc:  # the verdict stands; the summary is a convenience
-            err().print(f"warning: GITHUB_STEP_SUMMARY={summary}: cannot append the summary ({exc.strerror})")
-    return paths
-
-
-def print_table(outcome: Outcome) -> None:
-    from rich.table import Table
-
-    table = Table("check", "status", "detail", title=f"validate_{outcome.probe} · {outcome.image[:40]}",
-                  caption=_gpu_line(outcome) or None)
-    for check in outcome.result.get("checks") or []:
-        table.add_row(str(check.get("name")), str(check.get("status")), str(check.get("detail", ""))[:160])
-    out().print(table)
-    bench = outcome.result.get("bench")
-    if bench:
-        out().print(f"timing: {json.dumps(bench)}")
-    verdict = "PASS" if outcome.passed else "FAIL"
-    out().print(f"{verdict}: {outcome.probe}: {outcome.result.get('reason', '')}")
 
 
 # --------------------------------------------------------------------------- command

@@ -171,7 +171,7 @@ def test_secrets_are_redacted_everywhere():
 
 
 def test_validate_markdown_escapes_untrusted_cells():
-    from comfyimg.validate import Outcome, _markdown
+    from comfyimg.reports import Outcome, _markdown
 
     result = {"status": "fail", "reason": "r|x", "checks": [{"name": "a|b\n::x", "status": "fail", "detail": "d\x1b[2J"}]}
     text = _markdown(Outcome("sage2", "img`x", result, 1, False, 1.0))

@@ -14,7 +14,9 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from comfyimg.validate import GpuAccess, Outcome, judge, merge_comfyui, no_silent_skip, parse_result, write_reports
+from comfyimg.gpuaccess import GpuAccess
+from comfyimg.reports import Outcome, write_reports
+from comfyimg.validate import judge, merge_comfyui, no_silent_skip, parse_result
 from tests.conftest import REPO
 
 GOOD = {"status": "pass", "reason": "ok", "gpu_checks": "skipped", "device": None,

@@ -5,7 +5,8 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from comfyimg.validate import Outcome, _junit, judge
+from comfyimg.reports import Outcome, _junit
+from comfyimg.validate import judge
 
 PASS = {"status": "pass", "reason": "ok", "gpu_checks": "ran",
         "checks": [{"name": "version", "status": "pass", "detail": "2.2.0"}]}
