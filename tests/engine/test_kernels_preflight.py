@@ -8,7 +8,7 @@ import re
 import pytest
 
 from comfyimg import coverage, kernels, pinedit
-from tests.cudawheels import SEED_SAGE2, sage2_wheel
+from tests.lib.cudawheels import SEED_SAGE2, sage2_wheel
 from tests.engine.conftest import WheelPin, wheels_toml
 from tests.lib.wheels import sha256_file
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cudawheels import FULL_SAGE2, PER_ARCH_SAGE2, sage2_wheel, sage3_wheel
+from tests.lib.cudawheels import FULL_SAGE2, PER_ARCH_SAGE2, sage2_wheel, sage3_wheel
 from tests.lib.github import AUTO, FakeAsset, FakeGitHub, FakeRelease
 from tests.lib.pinfile import profile, wheel
 from tests.lib.project import Project, make_project

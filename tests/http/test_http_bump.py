@@ -426,7 +426,7 @@ def test_a_write_that_fails_is_one_line_and_changes_nothing(project):
 
 
 def _release_of(project, tmp_path, tag, sage2_modules=None, sage3_object=None):
-    from tests.cudawheels import sage2_wheel, sage3_wheel
+    from tests.lib.cudawheels import sage2_wheel, sage3_wheel
     from tests.lib.github import FakeAsset, FakeRelease
 
     assets = []
@@ -440,7 +440,7 @@ def _release_of(project, tmp_path, tag, sage2_modules=None, sage3_object=None):
 
 
 def test_a_release_whose_wheel_misses_a_served_arch_is_refused_and_nothing_written(project, tmp_path):
-    from tests.cudawheels import SEED_SAGE2
+    from tests.lib.cudawheels import SEED_SAGE2
 
     _release_of(project, tmp_path, "v2.2.0-seedlike", SEED_SAGE2, "r_100a")
     before = project.snapshot()
@@ -452,7 +452,7 @@ def test_a_release_whose_wheel_misses_a_served_arch_is_refused_and_nothing_writt
 
 
 def test_seed_shaped_sageattention_fails_on_sm120_only(project, tmp_path):
-    from tests.cudawheels import SEED_SAGE2
+    from tests.lib.cudawheels import SEED_SAGE2
 
     _release_of(project, tmp_path, "v2.2.0-seedlike", SEED_SAGE2)
     # The build-tag sageattention pin alone (the per-SM pins live in another repo).
@@ -470,7 +470,7 @@ def test_seed_shaped_sageattention_fails_on_sm120_only(project, tmp_path):
 
 
 def test_a_release_that_covers_every_served_arch_is_recorded(project, tmp_path):
-    from tests.cudawheels import FULL_SAGE2
+    from tests.lib.cudawheels import FULL_SAGE2
 
     _release_of(project, tmp_path, "v2.2.0-full", FULL_SAGE2, "r_120a_121a")
     r = project.bump("--release", "v2.2.0-full", "--name", "sageattn3")
@@ -486,7 +486,7 @@ def test_a_release_that_covers_every_served_arch_is_recorded(project, tmp_path):
 def test_recording_the_wheel_a_pin_already_names_records_the_truth_and_check_refuses_it(project, tmp_path):
     """`invoke bump --release v2.2.0-build.16 --verify` on the seed pins: their wheels, by recipe,
     miss sm120; the coverage is recorded as read (with a warning), and check names the arch."""
-    from tests.cudawheels import SEED_SAGE2, sage2_wheel, sage3_wheel
+    from tests.lib.cudawheels import SEED_SAGE2, sage2_wheel, sage3_wheel
     from tests.lib.github import FakeAsset
 
     rel = next(r for r in project.fake.repos[SAGE] if r.tag == "v2.2.0-build.16")

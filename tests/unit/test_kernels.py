@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from comfyimg import kernels
-from tests.cudawheels import (FULL_SAGE2, PER_ARCH_SAGE2, SEED_SAGE2, objects_dir, sage2_wheel,
+from tests.lib.cudawheels import (FULL_SAGE2, PER_ARCH_SAGE2, SEED_SAGE2, objects_dir, sage2_wheel,
                               sage3_wheel)
 from tests.lib.wheels import build_wheel
 

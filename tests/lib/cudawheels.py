@@ -16,7 +16,7 @@ import pytest
 
 from tests.lib.wheels import build_wheel
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SUFFIX = ".cpython-312-x86_64-linux-gnu.so"
 
 # The seed's sageattention wheel, by its recipe (ENVIRONMENT.md): module -> fixture object.
