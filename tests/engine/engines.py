@@ -55,14 +55,17 @@ def load_images(engine: Engine, *images: str, timeout: float = 600) -> None:
 
 
 @contextmanager
-def fresh_engine(name: str, *, wait: float = 60, daemon: dict | None = None) -> Iterator[Engine]:
-    """A new dockerd; ``daemon``: more daemon.json settings (e.g. CDI)."""
+def fresh_engine(name: str, *, wait: float = 60, daemon: dict | None = None,
+                 containerd_store: bool = True) -> Iterator[Engine]:
+    """A new dockerd; ``daemon``: more daemon.json settings (e.g. CDI); ``containerd_store``:
+    the containerd image store (off: the classic store, as the shared engine has)."""
     if os.geteuid() != 0 or shutil.which("dockerd") is None:
         raise RuntimeError("a fresh engine needs root and dockerd (tools/engine/install.sh)")
     # Short paths: containerd's socket lives under the exec root (unix sockets: 107 bytes).
     root = Path(tempfile.mkdtemp(prefix=f"eng-{name}-", dir="/tmp"))
     config = {**(daemon or {})}
-    config["features"] = {"containerd-snapshotter": True, **config.get("features", {})}
+    if containerd_store:
+        config["features"] = {"containerd-snapshotter": True, **config.get("features", {})}
     (root / "daemon.json").write_text(json.dumps(config))
     host = f"unix://{root}/sock"
     log = open(root / "dockerd.log", "wb")

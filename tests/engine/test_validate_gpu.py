@@ -21,7 +21,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -29,6 +28,7 @@ import pytest
 
 from tests.conftest import REPO
 from tests.engine.conftest import BASE, LABEL, docker
+from tests.engine.engines import fresh_engine, load_images
 
 pytestmark = pytest.mark.engine
 
@@ -100,14 +100,13 @@ def images():
 
 
 @pytest.fixture(scope="module")
-def cdi_engine():
+def cdi_engine(tmp_path_factory):
     """dockerd with CDI on and the test's spec dir; the image the probe runs in is the
     base image plus a comfy user and a `python` (no torch: the plumbing is under test)."""
-    dockerd = shutil.which("dockerd")
-    if dockerd is None or os.geteuid() != 0:
+    if shutil.which("dockerd") is None or os.geteuid() != 0:
         msg = "a second dockerd needs root and dockerd on PATH (tools/engine/install.sh)"
         pytest.fail(msg, pytrace=False) if os.environ.get("CI") else pytest.skip(msg)
-    top = Path(tempfile.mkdtemp(prefix="cdi-", dir="/tmp"))  # short: unix socket paths are limited
+    top = tmp_path_factory.mktemp("cdi")
     specs = top / "specs"
     specs.mkdir()
     (specs / "comfyimg-test.yaml").write_text(CDI_SPEC)
@@ -118,36 +117,15 @@ def cdi_engine():
     started = subprocess.run(["bash", str(REPO / "tools" / "engine" / "start.sh")], capture_output=True, text=True,
                              env={**os.environ, "DOCKERD_CONFIG": str(config)}, timeout=120)
     assert started.returncode == 0 and f"wrote {config} (CDI on)" in started.stderr, started.stderr
-    config.write_text(json.dumps({**json.loads(config.read_text()), "cdi-spec-dirs": [str(specs)]}))
-    host = f"unix://{top}/docker.sock"
-    log = open(top / "dockerd.log", "wb")
-    proc = subprocess.Popen([dockerd, "--config-file", str(config), "--data-root", str(top / "root"),
-                             "--exec-root", str(top / "exec"), "--pidfile", str(top / "dockerd.pid"), "-H", host,
-                             "--bridge=none", "--iptables=false", "--ip6tables=false", "--ip-masq=false"],
-                            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
-    env = {**os.environ, "DOCKER_HOST": host}
-    try:
-        deadline = time.monotonic() + 60
-        while (info := docker("info", "--format", "{{json .CDISpecDirs}}", env=env, timeout=10)).returncode != 0:
-            assert proc.poll() is None and time.monotonic() < deadline, (top / "dockerd.log").read_text()[-3000:]
-            time.sleep(0.3)
+    daemon = {**json.loads(config.read_text()), "cdi-spec-dirs": [str(specs)]}
+    with fresh_engine("cdi", daemon=daemon, containerd_store=False) as engine:
+        info = engine.docker("info", "--format", "{{json .CDISpecDirs}}", timeout=10)
         # dockerd 26 lists no CDI spec dirs unless the feature is on: start.sh's config turned it on.
         assert json.loads(info.stdout) == [str(specs)], info.stdout
-        saved = subprocess.run(f"docker save {BASE} | docker -H {host} load -q", shell=True, capture_output=True,
-                               text=True, timeout=300)
-        assert saved.returncode == 0, saved.stderr
-        commit_image(PROBE_LIKE, "useradd -u 1000 comfy && ln -sf /usr/bin/python3 /usr/local/bin/python", env=env)
-        yield {"DOCKER_HOST": host}
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=30)
-        log.close()
-        subprocess.run(["umount", "-R", str(top / "root")], capture_output=True)
-        shutil.rmtree(top, ignore_errors=True)
+        load_images(engine, BASE)
+        commit_image(PROBE_LIKE, "useradd -u 1000 comfy && ln -sf /usr/bin/python3 /usr/local/bin/python",
+                     env={**os.environ, **engine.env})
+        yield engine.env
 
 
 def test_auto_picks_the_engines_cdi_device_and_the_container_gets_it(cdi_engine, tmp_path):
