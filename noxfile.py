@@ -1,38 +1,83 @@
-"""Sessions: ``nox --list``.  Thin: install, then call pytest or comfyimg."""
+"""Sessions: ``nox --list``.  Thin: install from the lock (uv.lock), then call pytest or comfyimg."""
 
 from pathlib import Path
 
 import nox
-import nox.virtualenv
+from uv import find_uv_bin
 
 nox.options.default_venv_backend = "venv"
 nox.options.sessions = ["check", "tests"]
 nox.options.reuse_existing_virtualenvs = True
 
+UV = find_uv_bin()
+# torch for the probe tests: the CPU build these machines carry (PyPI's torch is the CUDA
+# one). Its own dependencies are locked in the test group; torch goes in without them.
+TORCH = "torch==2.13.0"
+
+
+def install_locked(session, *groups):
+    """``uv sync --locked`` into the session's venv: exactly the locked versions, or a failure
+    when uv.lock is stale. ``--inexact`` keeps the venv's own pip (torch comes through it)."""
+    session.run_install(UV, "sync", "--locked", "--inexact", "--no-default-groups",
+                        *(f"--group={g}" for g in groups),
+                        env={"UV_PROJECT_ENVIRONMENT": session.virtualenv.location, "UV_SYSTEM_CERTS": "1"},
+                        external=True)
+
 
 @nox.session
 def check(session):
     """Validate wheels.toml and verify generated/ is current (same as `invoke check`)."""
-    session.install("-e", ".")
+    install_locked(session)
     session.run("invoke", "check")
 
 
 @nox.session
 def tests(session):
-    """The test suite: unit, loopback HTTP, real Docker engine (needs tools/bootstrap.sh --engine).
+    """The test suite from the lock: unit, loopback HTTP, real Docker engine (needs
+    tools/bootstrap.sh --engine). Fails first when uv.lock is stale.
 
     Extra arguments go to pytest: nox -s tests -- -k pins -x
     """
-    session.install("-e", ".[test]")
-    session.install("torch==2.13.0")  # CPU torch for the probe tests (a local wheel on the build machines)
+    session.run(UV, "lock", "--check", env={"UV_SYSTEM_CERTS": "1"}, external=True)
+    install_locked(session, "test")
+    session.install("--no-deps", TORCH)
     session.run("pytest", *session.posargs)
+
+
+@nox.session(default=False, tags=["maintenance"])
+def tests_latest(session):
+    """Early warning: the newest versions pyproject.toml allows (not the lock), in a fresh venv,
+    against the unit and HTTP suites. The weekly workflow runs it.
+
+    nox -s tests_latest -- [PYTEST ARGS]
+    """
+    session.run_install(UV, "pip", "install", "--python", session.virtualenv.location, "--upgrade",
+                        "-e", ".", "--group", "test", env={"UV_SYSTEM_CERTS": "1"}, external=True)
+    session.install("--no-deps", TORCH)
+    session.run("python", "-m", "pip", "list", "--format=freeze")
+    session.run("pytest", "tests/unit", "tests/http", "tests/lib", *session.posargs)
+
+
+@nox.session(default=False, tags=["maintenance"])
+def lock(session):
+    """Refresh uv.lock to the newest allowed versions (Dependabot does the same weekly)."""
+    session.run(UV, "lock", "--upgrade", env={"UV_SYSTEM_CERTS": "1"}, external=True)
+
+
+@nox.session
+def lint(session):
+    """ruff and mypy over src/, tasks.py and noxfile.py, at the locked versions."""
+    install_locked(session, "lint")
+    targets = ["src", "tasks.py", "noxfile.py"]
+    session.run("ruff", "check", *targets)
+    session.run("mypy", *targets)
 
 
 def _validate(session, probe):
     # `nox --no-venv` (a GPU host without an index: the package and its deps on PYTHONPATH)
     # refuses session.install (nox issue 739), so install only into a real venv.
-    if not isinstance(session.virtualenv, nox.virtualenv.PassthroughEnv):
-        session.install("-e", ".")
+    if session.venv_backend != "none":
+        install_locked(session)
     session.run("python", "-m", "comfyimg.validate", probe, *session.posargs)
 
 
@@ -70,5 +115,5 @@ def bench(session):
     scripts = sorted(p.stem for p in Path("bench").glob("[!_]*.py"))
     if not session.posargs or session.posargs[0] not in scripts:
         session.error(f"Usage: nox -s bench -- SCRIPT [ARGS]; SCRIPT is one of {', '.join(scripts)}")
-    session.install("-e", ".[test]")
+    install_locked(session, "test")
     session.run("python", "-m", f"bench.{session.posargs[0]}", *session.posargs[1:])

@@ -68,7 +68,7 @@ def bump(c, name, release=None, pre=False, dry_run=False, verify=False, accept_n
     GITHUB_API_URL (default https://api.github.com); COMFYIMG_HTTP_TIMEOUT (s, default 30),
     COMFYIMG_HTTP_RETRIES (default 3), COMFYIMG_HTTP_BACKOFF (s, default 1).
     """
-    cli.run(cli.bump, ROOT, name, getattr(c, "remainder", ""), release=release, pre=pre,
+    cli.run(cli.bump, ROOT, name, c.remainder, release=release, pre=pre,
             dry_run=dry_run, verify=verify, accept_new_bytes=accept_new_bytes, json_out=json)
 
 
@@ -97,7 +97,7 @@ def bake(c, target=None, load=False, push=False, print=False, label=None, builde
 
     invoke bake [-t TARGET]... [--load|--push|--print] ... [-- TARGET...]
     """
-    cli.run(cli.bake, ROOT, target, getattr(c, "remainder", ""), load=load, push=push,
+    cli.run(cli.bake, ROOT, target, c.remainder, load=load, push=push,
             print_plan=print, files=file, sets=set, allow=allow, label=label, builder=builder,
             no_cache=no_cache, progress=progress, cache_to=list(cache_to or []),
             cache_from=list(cache_from or []), json_out=json)

@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
-# Set up this checkout on a fresh machine.
+# Set up this checkout on a fresh machine, from the lock (uv.lock).
 #
-#   bash tools/bootstrap.sh                 # .venv with comfyimg, invoke, nox and the test deps
+#   bash tools/bootstrap.sh                 # .venv: comfyimg + the locked tools and test deps
 #   bash tools/bootstrap.sh --engine        # also: Docker engine + buildx (Debian, root), started
 #                                           # without a bridge network
 #   bash tools/bootstrap.sh --engine --test-images
 #                                           # also: the local base + stand-in core images the
 #                                           # engine tests build on
+#
+# uv itself is installed into .venv at the version and hashes uv.lock records, then
+# `uv sync --locked` installs exactly the locked set (it fails, and changes nothing,
+# when pyproject.toml and uv.lock disagree).
 set -euo pipefail
 cd "$(dirname "$(readlink -f "$0")")/.."
 
@@ -26,8 +30,14 @@ if [ ! -x .venv/bin/python ]; then
     log "creating .venv with $($PY --version)"
     "$PY" -m venv .venv
 fi
-log "installing comfyimg and its test dependencies into .venv"
-.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
+log "installing uv (the version and hashes in uv.lock)"
+.venv/bin/python tools/uv_requirement.py > .venv/uv-requirement.txt
+.venv/bin/python -m pip install -q --disable-pip-version-check --require-hashes --no-deps \
+    -r .venv/uv-requirement.txt
+# The platform's certificate store: some machines reach PyPI through a proxy with its own CA.
+export UV_SYSTEM_CERTS=1
+log "installing the locked set into .venv (uv sync --locked)"
+.venv/bin/uv sync --locked --quiet
 
 if [ "$engine" = 1 ]; then
     log "installing and starting the Docker engine"

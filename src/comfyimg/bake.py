@@ -18,14 +18,15 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
-from python_on_whales.utils import run, stream_stdout_and_stderr
 
 from . import record, render
 from .console import err
 from .digests import pip_hash_mismatch
-from .dockerclient import DockerException, NoDockerCLI, command, error_line, text, versions
+from .dockerclient import (DockerException, NoDockerCLI, command, error_line, run, stream_stdout_and_stderr, text,
+                           versions)
 from .errors import BadInput, WorkFailed
 from .bakefile import BAKE_FILE
 from .hints import record_hash_command
@@ -78,7 +79,7 @@ def _variables(request: BakeRequest, root: Path | None = None) -> dict[str, str]
     return found
 
 
-def _bake_cmd(root: Path, request: BakeRequest, *extra: str, derived: list[str] = ()) -> list[str]:
+def _bake_cmd(root: Path, request: BakeRequest, *extra: str, derived: Sequence[str] = ()) -> list[str]:
     """The one ``docker buildx bake`` command line. ``derived``: options computed from the plan
     (:func:`derived_args`: labels, caches), after the user's own ``--set``s."""
     cmd = command("buildx", "bake")
@@ -239,7 +240,7 @@ def _buildx_version() -> str | None:
         return None
 
 
-def plan(root: Path, request: BakeRequest, derived: list[str] = ()) -> dict[str, Any]:
+def plan(root: Path, request: BakeRequest, derived: Sequence[str] = ()) -> dict[str, Any]:
     """The resolved bake plan (``--print``), as JSON."""
     cmd = _bake_cmd(root, request, "--print", derived=derived)
     try:

@@ -30,9 +30,10 @@ from pathlib import Path
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 from rich import box
-from rich.table import Table
+from .console import SafeTable as Table
 
 from . import bakefile, coverage, kernels
+from .kernels import Verdict, WheelKernels
 from . import pins as pins_mod
 from . import render
 from .abi import InvalidWheelName, fit, parse_wheel
@@ -106,21 +107,21 @@ class Change:
     digest_source: str
     version: str
     fields: dict[str, object] = field(default_factory=dict)
-    kernels: kernels.WheelKernels | None = None
-    verdicts: dict[str, kernels.Verdict] = field(default_factory=dict)  # served arch -> verdict
+    kernels: WheelKernels | None = None
+    verdicts: dict[str, Verdict] = field(default_factory=dict)  # served arch -> verdict
 
     @property
-    def failing(self) -> dict[str, kernels.Verdict]:
+    def failing(self) -> dict[str, Verdict]:
         return {a: v for a, v in self.verdicts.items() if not v.runnable}
 
 
 def choose_pins(pins: pins_mod.Pins, names: Sequence[str]) -> list[pins_mod.Pin]:
     if not names:
-        chosen = [p for p in pins.wheels if p.source]
-        if not chosen:
+        with_source = [p for p in pins.wheels if p.source]
+        if not with_source:
             raise BadInput(f"{pins.path.name}: no [[wheel]] has a source = {{ github, release }}; "
                            "nothing to bump")
-        return chosen
+        return with_source
     chosen: list[pins_mod.Pin] = []
     unknown: list[str] = []
     for name in names:
@@ -327,7 +328,7 @@ def _bump(root: Path, names: Sequence[str], *, release: str | None, pre: bool, d
 
     _refuse_uncovered(changes)
     replaced = [ch for ch in changes
-                if replaced_in_place(ch.pin.url, ch.pin.sha256, ch.fields.get("url", ch.pin.url), ch.sha256)]
+                if replaced_in_place(ch.pin.url, ch.pin.sha256, str(ch.fields.get("url", ch.pin.url)), ch.sha256)]
     lines = [f"{ch.pin.key}: {ch.asset.name} was replaced under the same URL in release "
              f"{ch.release.tag}: pinned sha256 {ch.pin.sha256}, now {ch.sha256}" for ch in replaced]
     if lines and not accept_new_bytes:  # the supply-chain event hashes exist to catch

@@ -193,7 +193,7 @@ def bake(root: Path, targets: Sequence[str] | None, remainder: str, *, load: boo
     if json_out:  # the build record itself; the build log went to stderr
         print((root / RECORD).read_text(), end="")
         return 0
-    from rich.table import Table
+    from .console import SafeTable as Table
 
     table = Table("target", "tags", "image id", "duration", "pins", title="bake")
     for b in built:

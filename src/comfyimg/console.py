@@ -5,27 +5,37 @@ from __future__ import annotations
 import os
 import sys
 from functools import cache
-from typing import TextIO
+from typing import Any, TextIO
 
 from rich.console import Console
+from rich.table import Table
 
 from .untrusted import for_terminal
 
 
+class SafeTable(Table):
+    """A rich ``Table`` whose title, headers and string cells are untrusted text: controls made
+    visible, secrets redacted (:mod:`comfyimg.untrusted`). Every table of the package is one."""
+
+    def __init__(self, *headers: str, title: str | None = None, **kwargs: Any) -> None:
+        super().__init__(*(for_terminal(h) for h in headers),
+                         title=None if title is None else for_terminal(title), **kwargs)
+
+    def add_row(self, *cells: Any, **kwargs: Any) -> None:
+        super().add_row(*(for_terminal(c) if isinstance(c, str) else c for c in cells), **kwargs)
+
+
 class _Console(Console):
-    """Every string it renders (messages, table cells, log lines) is untrusted text:
-    controls made visible, secrets redacted (:mod:`comfyimg.untrusted`)."""
+    """Every string it prints (messages, log lines) is untrusted text: controls made visible,
+    secrets redacted; tables are :class:`SafeTable`, whose cells are treated the same way."""
 
-    def render_str(self, text: str, **kwargs: object):  # type: ignore[override]
-        return super().render_str(for_terminal(text), **kwargs)  # type: ignore[arg-type]
-
-    def print(self, *objects: object, **kwargs: object) -> None:  # type: ignore[override]
+    def print(self, *objects: object, **kwargs: object) -> None:
         """Tables: ASCII lines in CI and logs, and never folded below their content's width
         (on an 80-column terminal, a tag stays whole and the terminal wraps the line)."""
         from rich import box
         from rich.measure import Measurement
-        from rich.table import Table
 
+        objects = tuple(for_terminal(o) if isinstance(o, str) else o for o in objects)
         width = self.width
         for obj in objects:
             if isinstance(obj, Table):

@@ -214,7 +214,7 @@ def audit_wheel(root: Path, path: Path, archs: Sequence[str], *, as_json: bool) 
     if not archs:
         known = pins_mod.load(root / "wheels.toml") if (root / "wheels.toml").exists() else None
         matching = [p for p in (known.wheels if known else ()) if canonicalize_name(p.name) == dist]
-        archs = kernels.sort_archs(a for p in matching for a in serves(known, p))
+        archs = kernels.sort_archs(a for p in matching for a in serves(known, p)) if known else []
         if not archs:
             raise BadInput(f"{path.name}: no pin of {dist} in wheels.toml serves a GPU arch; "
                            "name the archs with --arch smXY")
@@ -232,7 +232,7 @@ def audit_wheel(root: Path, path: Path, archs: Sequence[str], *, as_json: bool) 
                           "modules": kernels.modules_json(found.modules),
                           "archs": {a: v.as_json() for a, v in vs.items()}, "runnable": ok}, indent=2))
         return 0 if ok else 1
-    from rich.table import Table
+    from .console import SafeTable as Table
 
     pseudo = Pin(0, dist, str(version), path.name, found.sha256, None, (), (), None, 0)
     table = Table("module", *archs, title=f"{found.filename} ({found.tool})")
@@ -248,7 +248,7 @@ def audit_pins(pins: Pins, archs: Sequence[str], *, as_json: bool) -> int:
     """Every pin from its recorded coverage: module × arch. Exit 1 when a pin misses an arch it serves."""
     import json
 
-    from rich.table import Table
+    from .console import SafeTable as Table
 
     from .console import err, out
 

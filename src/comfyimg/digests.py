@@ -114,7 +114,7 @@ class Digests:
         part = self.workdir / f"asset-{asset.id}.part"
         found = None
         try:
-            got = self.client.download(asset, part, progress=self.progress)
+            got = self.client.download(asset, part, progress=self.progress)  # type: ignore[arg-type]
             if read is not None and wants(got.sha256):
                 found = read(part)
         finally:

@@ -7,19 +7,23 @@ Every docker call of the package goes through python-on-whales: :func:`client` i
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from functools import cache
-from typing import Any
+from typing import Any, cast
 
-from python_on_whales import DockerClient
-from python_on_whales.client_config import ClientNotFoundError
+from python_on_whales import ClientNotFoundError, DockerClient
 from python_on_whales.exceptions import DockerException
-from python_on_whales.utils import run
+
+# python-on-whales has no public call for a docker command it does not wrap (`buildx bake
+# --allow`, `--call check`): its own runner is used, here only, and
+# tests/unit/test_dependencies.py fails naming the python-on-whales version if it changes.
+from python_on_whales import utils as whales_utils
 
 from .errors import WorkFailed
 
 NO_DOCKER_CLI = "the docker CLI was not found on PATH; install it (tools/engine/install.sh on Debian)"
 __all__ = ["NO_DOCKER_CLI", "ClientNotFoundError", "NoDockerCLI", "DockerException", "client", "command",
-           "error_line", "text", "versions"]
+           "error_line", "run", "stream_stdout_and_stderr", "text", "versions"]
 
 
 class NoDockerCLI(WorkFailed):
@@ -38,6 +42,17 @@ def command(*args: str) -> list[str]:
         return [*client().docker_cmd, *args]
     except (ClientNotFoundError, FileNotFoundError, OSError):
         raise NoDockerCLI(NO_DOCKER_CLI) from None
+
+
+def run(args: list[str], *, env: dict[str, str] | None = None) -> str:
+    """Run ``docker ARGS…`` (from :func:`command`); its stdout, or a ``DockerException``."""
+    return cast(str, whales_utils.run(args, env=env or {}))
+
+
+def stream_stdout_and_stderr(args: list[str], *, env: dict[str, str] | None = None) -> Iterable[tuple[str, bytes]]:
+    """Run ``docker ARGS…``, yielding (``"stdout"``/``"stderr"``, line) as they come; a
+    ``DockerException`` at the end when it failed."""
+    return whales_utils.stream_stdout_and_stderr(args, env=env)  # type: ignore[arg-type]
 
 
 def text(data: Any) -> str:

@@ -12,9 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from python_on_whales import DockerClient
-from python_on_whales.utils import run as docker_run_cli
 
-from .dockerclient import DockerException, error_line
+from .dockerclient import DockerException, error_line, run as docker_run_cli
 from .errors import BadInput, WorkFailed
 
 DEFAULT_CDI_KIND = "nvidia.com/gpu"

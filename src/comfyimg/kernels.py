@@ -198,7 +198,7 @@ def _elf_sections(path: Path, where: str) -> set[str]:
         fh.seek(shoff)
         table = fh.read(shnum * 64)
         headers = [struct.unpack_from("<IIQQQQ", table, i * 64) for i in range(shnum)]
-        for name, kind, _flags, _addr, offset, length in headers:
+        for _name, kind, _flags, _addr, offset, length in headers:
             if kind != 8 and offset + length > size:  # 8 = SHT_NOBITS
                 raise BadKernels(f"{where}: truncated ELF (a section ends at {offset + length}, "
                                  f"the file has {size} bytes)")

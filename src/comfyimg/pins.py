@@ -170,7 +170,7 @@ def _load_profile(err: Errors, name: str, table: Any) -> Profile | None:
         err.add(where + ("archs",), f + "archs", "GPU archs on a profile without cuda")
         ok = False
     both_valid = index and F.INDEX.fullmatch(index) and (cuda is None or F.CUDA.fullmatch(cuda))
-    if both_valid and (why := index_vs_cuda(index, cuda)):
+    if both_valid and index and (why := index_vs_cuda(index, cuda)):
         err.add(where + ("torch_index",), f + "torch_index", why)
         ok = False
     glibc_raw = string(err, where, f + "glibc", table, "glibc", required=False)

@@ -127,7 +127,7 @@ def check(pins: Pins, root: Path) -> list[Drift]:
 def write(pins: Pins, root: Path) -> list[Path]:
     """Write every generated file that changed (atomically) and remove stale ones."""
     files = render(pins)
-    changed = {root / rel: text for rel, text in files.items() if not is_current(root / rel, text)}
+    changed: dict[Path, bytes | str] = {root / rel: text for rel, text in files.items() if not is_current(root / rel, text)}
     atomic_write_many(changed)
     stale = _stale(root, files)
     for rel in stale:

@@ -123,7 +123,7 @@ def write_reports(root: Path, outcome: Outcome) -> list[Path]:
 
 
 def print_table(outcome: Outcome) -> None:
-    from rich.table import Table
+    from .console import SafeTable as Table
 
     table = Table("check", "status", "detail", title=f"validate_{outcome.probe} · {outcome.image[:40]}",
                   caption=_gpu_line(outcome) or None)

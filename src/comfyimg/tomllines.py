@@ -43,6 +43,24 @@ def line_index(text: str) -> dict[tuple[Any, ...], int]:
     return lines
 
 
+def entry_end(text: str, table: tuple[Any, ...]) -> int | None:
+    """The number of the last line of ``table``'s own keys (its header line when it has none):
+    the place for a new key, before the blank lines and comments that introduce what follows
+    and before any sub-table. None when ``table`` has no header in ``text``."""
+    start = line_index(text).get(table)
+    if start is None:
+        return None
+    lines = text.split("\n")
+    last = start
+    for no in range(start + 1, len(lines) + 1):
+        s = lines[no - 1].strip()
+        if s.startswith("["):  # the next table header (a sub-table or the next entry)
+            break
+        if s and not s.startswith("#"):
+            last = no
+    return last
+
+
 class Errors:
     def __init__(self, path: Path, text: str) -> None:
         self.path = path

@@ -11,7 +11,7 @@
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 
 import httpx
 
@@ -47,7 +47,7 @@ def _rate_limit_message(resp: httpx.Response, what: str, authenticated: bool) ->
     if (after := headers.get("retry-after")) and after.strip().isdigit():
         when = f"retry after {int(after)} s"
     elif (reset := headers.get("x-ratelimit-reset")) and reset.strip().isdigit():
-        at = datetime.fromtimestamp(int(reset), tz=timezone.utc)
+        at = datetime.fromtimestamp(int(reset), tz=UTC)
         wait = max(0, int(reset) - int(time.time()))
         when = f"the limit resets at {at:%Y-%m-%d %H:%M:%S} UTC (in {wait} s)"
     else:

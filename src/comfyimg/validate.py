@@ -222,7 +222,7 @@ def run_container(docker: DockerClient, image: str, command: list[str], options:
         if not codes:  # the wait itself failed (engine gone?)
             state = docker.container.inspect(name).state
             codes.append(state.exit_code if state.exit_code is not None else 125)
-        stdout = "".join(chunk.decode(errors="replace") for source, chunk in
+        stdout = "".join(chunk.decode(errors="replace") for source, chunk in  # type: ignore[union-attr,str-unpack]
                          docker.container.logs(name, stream=True) if source == "stdout")
         result, problem = parse_result(stdout)
         return Run(name, result, codes[0], stdout, problem, time.monotonic() - started)
@@ -350,7 +350,7 @@ _DOCKER_EXIT = {125: "the container did not start", 126: "the command could not 
 def _ended(code: int) -> str:
     if code in _DOCKER_EXIT:
         return f"docker exit {code}: {_DOCKER_EXIT[code]}"
-    if code > 128 and (code - 128) in signal.Signals._value2member_map_:
+    if code > 128 and (code - 128) in {int(s) for s in signal.Signals}:
         return f"killed by {signal.Signals(code - 128).name}"
     return f"exit code {code}"
 

@@ -36,8 +36,8 @@ def _load(path: Path) -> dict:
     return data
 
 
-def test_the_three_workflows_exist():
-    assert {p.stem for p in WORKFLOWS} == {"build", "bump", "validate-gpu"}
+def test_the_workflows_exist():
+    assert {p.stem for p in WORKFLOWS} == {"build", "bump", "validate-gpu", "weekly"}
 
 
 # --------------------------------------------------------------------------- linters
@@ -150,7 +150,7 @@ def test_dependabot_watches_the_actions_and_the_python_dependencies():
     config = yaml.safe_load((GITHUB / "dependabot.yml").read_text())
     assert config["version"] == 2
     ecosystems = {u["package-ecosystem"]: u for u in config["updates"]}
-    assert set(ecosystems) == {"github-actions", "pip"}
+    assert set(ecosystems) == {"github-actions", "uv"}
     assert all(u["directory"] == "/" and u["schedule"]["interval"] for u in ecosystems.values())
 
 
@@ -205,6 +205,16 @@ def test_workflows_call_the_projects_own_commands():
                     f"{wf}: invoke {argv[1]} has no option {flag}"
         else:
             sessions = argv[argv.index("-s") + 1: argv.index("--") if "--" in argv else None]
-            assert sessions == ["validate_sage2", "validate_sage3"], argv
-            assert set(sessions) <= _nox_sessions()
-            assert argv[argv.index("--") + 1:] == ["--require-gpu"]
+            assert set(sessions) <= _nox_sessions(), (wf, argv)
+            if wf == "validate-gpu.yml":
+                assert sessions == ["validate_sage2", "validate_sage3"], argv
+                assert argv[argv.index("--") + 1:] == ["--require-gpu"]
+
+
+def test_the_lock_is_tested_on_every_pull_request_and_the_newest_versions_weekly():
+    commands = _commands()
+    nox_runs = {(wf, " ".join(argv[argv.index("-s") + 1:])) for wf, argv in commands if argv[0] == "nox"}
+    assert ("build.yml", "lint check tests") in nox_runs, nox_runs
+    assert ("weekly.yml", "tests_latest") in nox_runs, nox_runs
+    weekly = _load(GITHUB / "workflows" / "weekly.yml")
+    assert "schedule" in weekly["on"] and weekly["permissions"] == {"contents": "read"}

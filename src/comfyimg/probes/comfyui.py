@@ -135,6 +135,7 @@ def call_check(report: Report, torch, attention, fn, *, kind: dict, fn_name: str
     dtype = getattr(torch, DTYPES[dtype_name])
     shape = {"batch": batch, "heads": heads, "seq_len": seq_len, "head_dim": head_dim, "skip_reshape": skip_reshape}
     gen = torch.Generator(device="cuda").manual_seed(seed)
+    dims: tuple[int, ...]
     if skip_reshape:
         dims = (batch, heads, seq_len, head_dim)  # ComfyUI's HND path
     else:

@@ -52,10 +52,10 @@ def bench(report: Report, torch, fn, call, *, seq_lens: list[int], heads: int, h
             else:
                 problems.append(f"seq {n}: output has NaN/Inf")
             del out, of, sdpa_out
-            t_sdpa = time_cuda(torch, lambda: torch.nn.functional.scaled_dot_product_attention(q, k, v),
+            t_sdpa = time_cuda(torch, lambda q=q, k=k, v=v: torch.nn.functional.scaled_dot_product_attention(q, k, v),
                                warmup, iters)
             kk = k.clone()  # timed calls reuse one k; some versions subtract its mean in place
-            t_sage = time_cuda(torch, lambda: call(fn, q, kk, v, "HND"), warmup, iters)
+            t_sage = time_cuda(torch, lambda q=q, kk=kk, v=v: call(fn, q, kk, v, "HND"), warmup, iters)
             entry.update({"sdpa_ms": t_sdpa["median_ms"], f"{label}_ms": t_sage["median_ms"],
                           "sdpa": t_sdpa, label: t_sage,
                           "speedup_vs_sdpa": round(t_sdpa["median_ms"] / t_sage["median_ms"], 3)})
@@ -72,8 +72,8 @@ def bench(report: Report, torch, fn, call, *, seq_lens: list[int], heads: int, h
     summary = ", ".join(f"seq {r['seq_len']}: {label} {r[label + '_ms']:.3f} ms vs SDPA {r['sdpa_ms']:.3f} ms "
                         f"(x{r['speedup_vs_sdpa']:.2f})" for r in timed)
     if min_speedup is not None and timed:
-        longest = max(timed, key=lambda r: r["seq_len"])
-        if longest["speedup_vs_sdpa"] < min_speedup:
+        longest = max(timed, key=lambda r: int(r["seq_len"]))  # type: ignore[call-overload]
+        if float(longest["speedup_vs_sdpa"]) < min_speedup:  # type: ignore[arg-type]
             problems.append(f"speedup x{longest['speedup_vs_sdpa']:.2f} at seq {longest['seq_len']} "
                             f"< required x{min_speedup}")
     if problems:
