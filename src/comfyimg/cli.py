@@ -8,14 +8,14 @@ import shlex
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from . import bakefile
-from . import pins as pins_mod
-from . import render
-from .console import err, out, plain
-from .errors import FAILED, INTERRUPTED, BadInput, UserError
-from .hints import record_hash_command
-from .record import RECORD
-from .untrusted import for_terminal
+from comfyimg.build import bakefile
+from comfyimg.pins import load as pins_mod
+from comfyimg import render
+from comfyimg.output import err, out, plain
+from comfyimg.errors import FAILED, INTERRUPTED, BadInput, UserError
+from comfyimg.pins.hints import record_hash_command
+from comfyimg.build.record import RECORD
+from comfyimg.untrusted import for_terminal
 
 
 # Short flags, the same in every task: one letter never means two things (-p was --pre in
@@ -94,8 +94,8 @@ def warn_unhashed(pins: pins_mod.Pins) -> None:
 def check_coverage(pins: pins_mod.Pins) -> None:
     """Recorded kernel coverage that misses an arch a pin serves: bad input (exit 2);
     no coverage recorded: a warning with the command that records it."""
-    from . import coverage
-    from .errors import BadInput
+    from comfyimg.kernels import coverage
+    from comfyimg.errors import BadInput
 
     errors, unrecorded = coverage.problems(pins)
     for pin in unrecorded:
@@ -111,7 +111,7 @@ def check(root: Path, json_out: bool = False) -> int:
     drifts = render.check(pins, root)
     warn_unhashed(pins)
     if json_out:  # bad input never gets here: it is a one-line error on stderr, exit 2
-        from . import coverage
+        from comfyimg.kernels import coverage
 
         print(json.dumps({
             "file": pins.path.name, "wheels": len(pins.wheels), "current": not drifts,
@@ -133,7 +133,7 @@ def check(root: Path, json_out: bool = False) -> int:
 def audit(root: Path, wheel: str | None, archs: list[str], as_json: bool) -> int:
     """``invoke audit``: a wheel on disk (exit 0 runnable on every arch, 1 not, 2 bad input),
     or every pin from its recorded coverage."""
-    from . import coverage
+    from comfyimg.kernels import coverage
 
     if wheel:
         return coverage.audit_wheel(root, Path(wheel), archs, as_json=as_json)
@@ -165,7 +165,7 @@ def parse_names(names: Sequence[str] | None, remainder: str = "") -> list[str]:
 
 def bump(root: Path, names: Sequence[str] | None, remainder: str, **kwargs: object) -> int:
     """``invoke bump``: names from ``--name`` (repeatable, comma-separated) and after ``--``."""
-    from . import bump as bump_mod
+    from comfyimg.bump import plan as bump_mod
 
     return bump_mod.bump(root, parse_names(names, remainder), **kwargs)  # type: ignore[arg-type]
 
@@ -175,7 +175,7 @@ def bake(root: Path, targets: Sequence[str] | None, remainder: str, *, load: boo
          allow: Sequence[str] | None, json_out: bool = False, **options: object) -> int:
     """``invoke bake``: preflight, build through buildx bake, print a summary and write the
     build record (``--print``: print the resolved plan instead)."""
-    from . import bake as bake_mod
+    from comfyimg.build import bake as bake_mod
 
     modes = [m for m, on in (("load", load), ("push", push), ("print", print_plan)) if on]
     if len(modes) > 1:
@@ -193,7 +193,7 @@ def bake(root: Path, targets: Sequence[str] | None, remainder: str, *, load: boo
     if json_out:  # the build record itself; the build log went to stderr
         print((root / RECORD).read_text(), end="")
         return 0
-    from .console import SafeTable as Table
+    from comfyimg.output import SafeTable as Table
 
     table = Table("target", "tags", "image id", "duration", "pins", title="bake")
     for b in built:

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from .errors import BadInput, WorkFailed
+from comfyimg.errors import BadInput, WorkFailed
 
 
 def atomic_write(path: Path, data: bytes | str) -> None:

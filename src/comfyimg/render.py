@@ -16,9 +16,9 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from .fsutil import atomic_write_many
-from .hints import record_hash_command
-from .pins import Pin, Pins
+from comfyimg.fsutil import atomic_write_many
+from comfyimg.pins.hints import record_hash_command
+from comfyimg.pins.load import Pin, Pins
 
 GENERATED = Path("generated")
 REQUIREMENTS = GENERATED / "requirements"
@@ -76,7 +76,7 @@ def render(pins: Pins) -> dict[Path, str]:
         for arch in pins.archs_for(target):
             files[REQUIREMENTS / f"{target}-{arch}.txt"] = requirements_text(pins, target, arch)
     files[BAKE_VARS] = json.dumps(bake_vars(pins), indent=2, sort_keys=True) + "\n"
-    from . import coverage  # imports pins too; late, to keep this module's imports plain
+    from comfyimg.kernels import coverage  # imports pins too; late, to keep this module's imports plain
 
     files[coverage.DOC] = coverage.markdown(pins)
     return files

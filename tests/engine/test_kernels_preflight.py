@@ -7,7 +7,9 @@ import re
 
 import pytest
 
-from comfyimg import coverage, kernels, pinedit
+from comfyimg.kernels import coverage
+from comfyimg.kernels import wheel as kernels
+from comfyimg.pins import edit as pinedit
 from tests.lib.cudawheels import SEED_SAGE2, sage2_wheel
 from tests.engine.conftest import WheelPin, wheels_toml
 from tests.lib.wheels import sha256_file

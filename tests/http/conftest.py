@@ -205,7 +205,8 @@ class BumpProject(Project):
 
     def render(self) -> None:
         """What `invoke render` does, in-process (the generated files a bump must keep or update)."""
-        from comfyimg import pins, render
+        from comfyimg.pins import load as pins
+        from comfyimg import render
 
         render.write(pins.load(self.pins), self.root)
 

@@ -347,8 +347,8 @@ def test_record_hash_hint_is_a_working_command(project):
     """The hint that wheels.toml/generated files print for an unhashed pin really runs."""
     import shlex
 
-    from comfyimg import pins
-    from comfyimg.hints import record_hash_command
+    from comfyimg.pins import load as pins
+    from comfyimg.pins.hints import record_hash_command
 
     pin = next(p for p in pins.load(project.pins).wheels if p.arch == "sm90")
     argv = shlex.split(record_hash_command(pin))
@@ -477,7 +477,7 @@ def test_a_release_that_covers_every_served_arch_is_recorded(project, tmp_path):
     assert r.returncode == 0, r.stdout + r.stderr
     text = project.pins.read_text()
     assert 'release = "v2.2.0-full"' in text and '{module = "fp4quant_cuda", sass = ["sm_120a", "sm_121a"]' in text
-    from comfyimg import pins
+    from comfyimg.pins import load as pins
 
     pin = next(p for p in pins.load(project.pins).wheels if p.name == "sageattn3")
     assert pin.coverage is not None and pin.coverage.sha256 == pin.sha256

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from tests.conftest import REPO
 
-PROBES = REPO / "src" / "comfyimg" / "probes"
+PROBES = REPO / "src" / "comfyimg" / "validate" / "probes"
 SAGE2 = PROBES / "sage2.py"
 SAGE3 = PROBES / "sage3.py"
 # The options that fit PyPI's sageattention 1.0.6: fewer exports, no compiled extensions.

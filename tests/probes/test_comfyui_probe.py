@@ -1,4 +1,4 @@
-"""The ComfyUI probe (src/comfyimg/probes/comfyui.py) against the REAL vendored ComfyUI
+"""The ComfyUI probe (src/comfyimg/validate/probes/comfyui.py) against the REAL vendored ComfyUI
 (../shared/vendor/ComfyUI-a125cd84.tar.gz), on the host: the stand-in image has no ComfyUI,
 and ComfyUI's attention module needs einops, psutil and Pillow (the test extra), not
 torchvision. No GPU here: the import, the ``--use-sage-attention`` selection and the

@@ -1,4 +1,4 @@
-"""CPU tests of the SageAttention probes (src/comfyimg/probes/sage2.py, sage3.py).
+"""CPU tests of the SageAttention probes (src/comfyimg/validate/probes/sage2.py, sage3.py).
 
 The probes run as subprocesses with this interpreter's (CPU) torch against fake installs
 (make_fakes.py), with CUDA_VISIBLE_DEVICES="" so the no-GPU path is taken even on a machine
@@ -145,7 +145,7 @@ def _args(**kw):
 
 
 def test_the_probe_requires_what_the_gpu_at_hand_needs_from_the_table():
-    lib = _load("probe_table")
+    lib = _load("table")
     rules = lib.package_rules("sageattention", "2.2.0+cu130.torch2.13.0.sm90")
     assert rules is not None and lib.package_rules("sageattention", "1.0.6") is None
     need = lambda sm, **kw: lib.required_modules(rules, _args(**kw), {"sm": sm, "name": "GPU"})  # noqa: E731
@@ -158,8 +158,8 @@ def test_the_probe_requires_what_the_gpu_at_hand_needs_from_the_table():
 
 
 def test_a_gpu_the_image_does_not_serve_fails_naming_both():
-    lib = _load("probe_table")
-    report = _load("probe_report").Report("sage2", "sageattention", None)
+    lib = _load("table")
+    report = _load("report").Report("sage2", "sageattention", None)
     assert not lib.serves_check(report, {"sm": "sm90", "name": "NVIDIA H200"}, ["sm80", "sm86", "sm89", "sm120"])
     assert report.checks[-1]["status"] == "fail"
     assert report.checks[-1]["detail"].startswith("this image serves sm80, sm86, sm89, sm120; this GPU is sm90")
@@ -286,7 +286,7 @@ def test_sage3_unsupported_gpu_reasons():
     ("1.0.6", "2.2.0", False),
 ])
 def test_version_matches(installed, expected, ok):
-    lib = _load("probe_imports")
+    lib = _load("imports")
     assert lib.version_matches(installed, expected) is ok
 
 
@@ -310,12 +310,12 @@ def test_classify_import_error(exc, kind):
 
 @pytest.mark.parametrize("script", ["sage2.py", "sage3.py", "comfyui.py"])
 def test_probes_share_their_modules_and_run_from_a_copied_folder(tmp_path, fake_root, script):
-    """The probes' common code lives once, in the probe_*.py modules next to them; copying the
+    """The probes' common code lives once, in the modules next to them; copying the
     folder (as the image mount does) is all a probe needs, run as a script from anywhere."""
     import shutil  # noqa: PLC0415
 
     for path in PROBES.glob("*.py"):
-        if path.name != "probe_report.py":
+        if path.name != "report.py":
             assert "class Report" not in path.read_text(), path
     folder = tmp_path / "probes"
     shutil.copytree(PROBES, folder, ignore=shutil.ignore_patterns("__pycache__"))
@@ -366,7 +366,7 @@ def test_every_probe_takes_the_shared_require_gpu(script):
 
 
 def test_the_bench_waits_for_its_gate_and_gives_up_after_the_wait(tmp_path):
-    bench = _load("probe_bench")
+    bench = _load("benchmark")
     gate = tmp_path / "comfyui-ended"
     assert bench.wait_for(str(gate), 0.3) is None
     gate.write_text("")

@@ -15,7 +15,7 @@ from pathlib import Path
 import invoke
 import python_on_whales.utils
 
-from comfyimg import dockerclient
+from comfyimg.build import docker as dockerclient
 from comfyimg.cli import SHORT_FLAGS, task_class
 from tests.lib.project import REPO
 

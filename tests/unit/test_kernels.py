@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from comfyimg import kernels
+from comfyimg.kernels import wheel as kernels
 from tests.lib.cudawheels import (FULL_SAGE2, PER_ARCH_SAGE2, SEED_SAGE2, objects_dir, sage2_wheel,
                               sage3_wheel)
 from tests.lib.wheels import build_wheel

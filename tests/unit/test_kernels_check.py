@@ -7,7 +7,10 @@ import re
 
 import pytest
 
-from comfyimg import coverage, kernels, pinedit, pins
+from comfyimg.kernels import coverage
+from comfyimg.kernels import wheel as kernels
+from comfyimg.pins import edit as pinedit
+from comfyimg.pins import load as pins
 from tests.lib.cudawheels import FULL_SAGE2, SEED_SAGE2, sage2_wheel, sage3_wheel
 from tests.lib.wheels import sha256_file
 
@@ -135,7 +138,8 @@ def test_bad_coverage_fields_name_file_line_and_field(tmp_path, project_factory,
 
 
 def test_the_host_passes_the_probe_what_each_served_gpu_needs_from_the_coverage(tmp_path, project_factory):
-    from comfyimg import bake, validate
+    from comfyimg.build import bake
+    from comfyimg.validate import containers as validate
     from tests.lib.cudawheels import PER_ARCH_SAGE2
 
     per_arch = sage2_wheel(tmp_path, PER_ARCH_SAGE2["sm90"], version="2.2.0+cu129.torch2.9.0.sm90",

@@ -8,7 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from comfyimg import bakefile, pinedit, pins, render
+from comfyimg.build import bakefile
+from comfyimg.pins import edit as pinedit
+from comfyimg.pins import load as pins
+from comfyimg import render
 from comfyimg.errors import BadInput
 
 HASH = "a" * 64

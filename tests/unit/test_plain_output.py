@@ -6,7 +6,7 @@ import io
 import json
 import re
 
-from comfyimg import console
+from comfyimg import output as console
 
 BOX = re.compile("[\u2500-\u257f]")  # the Box Drawing block: ─ │ ┏ ━ ╇ …
 

@@ -5,8 +5,8 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from comfyimg.reports import Outcome, _junit
-from comfyimg.validate import judge
+from comfyimg.validate.reports import Outcome, _junit
+from comfyimg.validate.containers import judge
 
 PASS = {"status": "pass", "reason": "ok", "gpu_checks": "ran",
         "checks": [{"name": "version", "status": "pass", "detail": "2.2.0"}]}

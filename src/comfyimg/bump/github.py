@@ -1,0 +1,249 @@
+"""GitHub REST calls for releases and their assets: the models and the three queries.
+
+* Base URL from ``GITHUB_API_URL`` (default ``https://api.github.com``, the GitHub Actions
+  convention); token from ``GITHUB_TOKEN`` or ``GH_TOKEN`` (optional).
+* Where the token goes, retries and error lines: :mod:`comfyimg.transport`; streamed,
+  hashed downloads: :mod:`comfyimg.download`.
+
+Tuning for tests and slow links, all optional: ``COMFYIMG_HTTP_TIMEOUT`` (seconds per
+connect/read, default 30), ``COMFYIMG_HTTP_RETRIES`` (extra attempts, default 3),
+``COMFYIMG_HTTP_BACKOFF`` (first backoff in seconds, doubling, default 1).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+import httpx
+
+from comfyimg.bump import digests
+from comfyimg.bump import download as download_mod
+from comfyimg.output import Progress
+from comfyimg.bump.download import Download
+from comfyimg.errors import BadInput, WorkFailed
+from comfyimg.pins.fields import tag_problem
+from comfyimg.bump.transport import NotFound, Transport, token_problem
+from comfyimg.untrusted import add_secret
+
+DEFAULT_API = "https://api.github.com"
+
+
+# --------------------------------------------------------------------------- model
+
+
+@dataclass(frozen=True)
+class Asset:
+    id: int
+    name: str
+    size: int
+    digest: str | None  # sha256 hex from the API's "sha256:…" digest, else None
+    url: str  # API URL; with Accept: application/octet-stream it redirects to the bytes
+    browser_download_url: str
+    content_type: str
+    state: str
+
+    @classmethod
+    def from_json(cls, data: dict) -> Asset:
+        return cls(
+            id=int(data.get("id", 0)),
+            name=str(data["name"]),
+            size=int(data.get("size") or 0),
+            digest=digests.from_api(data.get("digest")),
+            url=str(data.get("url") or ""),
+            browser_download_url=str(data.get("browser_download_url") or ""),
+            content_type=str(data.get("content_type") or ""),
+            state=str(data.get("state") or "uploaded"),
+        )
+
+
+@dataclass(frozen=True)
+class Release:
+    id: int
+    tag: str
+    name: str
+    draft: bool
+    prerelease: bool
+    published_at: str | None
+    assets: tuple[Asset, ...]
+
+    @classmethod
+    def from_json(cls, data: dict) -> Release:
+        tag = data["tag_name"]
+        if not isinstance(tag, str):
+            raise ValueError(f"its tag_name is {'null' if tag is None else type(tag).__name__}, not a string")
+        if why := tag_problem(tag):
+            raise ValueError(f"its tag_name {tag!r} is not a git tag name: it {why}")
+        return cls(
+            id=int(data.get("id", 0)),
+            tag=tag,
+            name=str(data.get("name") or ""),
+            draft=bool(data.get("draft")),
+            prerelease=bool(data.get("prerelease")),
+            published_at=data.get("published_at"),
+            assets=tuple(Asset.from_json(a) for a in data.get("assets") or ()),
+        )
+
+
+# --------------------------------------------------------------------------- client
+
+
+# name: (default, smallest, largest, whole numbers only)
+SETTINGS = {
+    "COMFYIMG_HTTP_TIMEOUT": (30.0, 0.1, 600.0, False),
+    "COMFYIMG_HTTP_RETRIES": (3, 0, 10, True),
+    "COMFYIMG_HTTP_BACKOFF": (1.0, 0.0, 60.0, False),
+}
+MAX_PAGES = 50  # 5,000 releases at 100 a page
+
+
+def _setting(name: str) -> float:
+    default, low, high, whole = SETTINGS[name]
+    raw = os.environ.get(name)
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise BadInput(f"{name}={raw!r} is not a number") from None
+    if not math.isfinite(value) or not low <= value <= high or (whole and value != int(value)):
+        kind = "a whole number" if whole else "a number"
+        raise BadInput(f"{name}={raw!r} is out of range; expected {kind} from {low:g} to {high:g}")
+    return int(value) if whole else value
+
+
+class GitHub:
+    """A small GitHub REST client for releases; use as a context manager."""
+
+    def __init__(self, base_url: str | None = None, token: str | None = None, *,
+                 timeout: float = 30.0, retries: int = 3, backoff: float = 1.0,
+                 transport: httpx.BaseTransport | None = None) -> None:
+        self.http = Transport(base_url or DEFAULT_API, token, timeout=timeout, retries=retries,
+                              backoff=backoff, transport=transport)
+        self.base = self.http.base
+        self.retries = self.http.retries
+
+    @classmethod
+    def from_env(cls, **kwargs: object) -> GitHub:
+        var = "GITHUB_TOKEN" if os.environ.get("GITHUB_TOKEN") else "GH_TOKEN"
+        token = os.environ.get(var) or None
+        add_secret(token)
+        if token and (why := token_problem(token)):
+            raise BadInput(f"{var} {why}; the value is not shown. Set {var} to the token alone")
+        return cls(
+            os.environ.get("GITHUB_API_URL") or DEFAULT_API,
+            token,
+            timeout=_setting("COMFYIMG_HTTP_TIMEOUT"),
+            retries=int(_setting("COMFYIMG_HTTP_RETRIES")),
+            backoff=_setting("COMFYIMG_HTTP_BACKOFF"),
+            **kwargs,  # type: ignore[arg-type]
+        )
+
+    def __repr__(self) -> str:  # never the token
+        return f"GitHub({str(self.base)!r}, token={'set' if self.authenticated else 'none'})"
+
+    @property
+    def authenticated(self) -> bool:
+        return self.http.authenticated
+
+    def close(self) -> None:
+        self.http.close()
+
+    def __enter__(self) -> GitHub:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @staticmethod
+    def _release(data: object, what: str) -> Release:
+        """A release from the API's JSON; any other shape is a clear failure, not a traceback."""
+        why = ""
+        try:
+            if isinstance(data, dict):
+                return Release.from_json(data)
+        except ValueError as exc:
+            why = f" ({exc})"
+        except (KeyError, TypeError, AttributeError):
+            pass
+        raise WorkFailed(f"{what}: the answer is not a GitHub release object{why}")
+
+    # ----------------------------------------------------------------- releases
+
+    @staticmethod
+    def _repo_path(repo: str) -> str:
+        owner, name = repo.split("/", 1)
+        return f"/repos/{quote(owner, safe='')}/{quote(name, safe='')}"
+
+    def _explain_404(self, repo: str, err: NotFound, missing: str) -> WorkFailed:
+        try:
+            self.http.json(self.http.api(self._repo_path(repo)), f"repository {repo}")
+        except NotFound:
+            who = "with the token given" if self.authenticated else "without a token (private?)"
+            return WorkFailed(f"repository {repo} not found on {self.base.host} {who} (HTTP 404)")
+        return WorkFailed(f"{repo}: {missing} (HTTP 404)")
+
+    def release_by_tag(self, repo: str, tag: str) -> Release:
+        path = f"{self._repo_path(repo)}/releases/tags/{quote(tag, safe='')}"
+        try:
+            data, _ = self.http.json(self.http.api(path), f"release {tag} of {repo}")
+        except NotFound as err:
+            raise self._explain_404(repo, err, f"no release with tag {tag!r}") from None
+        return self._release(data, f"release {tag} of {repo}")
+
+    def releases(self, repo: str, per_page: int = 100) -> Iterator[Release]:
+        """Every release, newest first, following ``Link: rel="next"``."""
+        url: httpx.URL | None = self.http.api(f"{self._repo_path(repo)}/releases?per_page={per_page}")
+        pages = 0
+        seen: set[str] = set()
+        while url is not None:
+            pages += 1
+            if str(url) in seen:
+                raise WorkFailed(f"releases of {repo}: the server's rel=\"next\" links loop back to "
+                                 f"{url} (page {pages}); stopped")
+            if pages > MAX_PAGES:
+                raise WorkFailed(f"releases of {repo}: more than {MAX_PAGES} pages of releases; stopped "
+                                 "(name the release with --release TAG)")
+            seen.add(str(url))
+            try:
+                data, resp = self.http.json(url, f"releases of {repo} (page {pages})")
+            except NotFound as err:
+                raise self._explain_404(repo, err, "no releases") from None
+            if not isinstance(data, list):
+                raise WorkFailed(f"releases of {repo}: expected a JSON list")
+            for item in data:
+                yield self._release(item, f"releases of {repo} (page {pages})")
+            nxt = resp.links.get("next", {}).get("url")
+            url = resp.url.join(nxt) if nxt else None
+
+    def latest_release(self, repo: str, *, pre: bool = False) -> Release:
+        """The latest release; with ``pre``, the newest non-draft one, prereleases included."""
+        if pre:
+            for release in self.releases(repo):
+                if not release.draft:
+                    return release
+            raise WorkFailed(f"{repo} has no published release")
+        try:
+            data, _ = self.http.json(self.http.api(f"{self._repo_path(repo)}/releases/latest"),
+                                 f"latest release of {repo}")
+        except NotFound as err:
+            raise self._explain_404(
+                repo, err, "no latest release (none published, or only prereleases: try --pre)"
+            ) from None
+        return self._release(data, f"latest release of {repo}")
+
+    # ----------------------------------------------------------------- downloads
+
+    def download(self, asset: Asset, dest: Path,
+                 progress: Callable[[str, int], Progress] | None = None) -> Download:
+        return download_mod.download(self.http, asset, dest, progress)
+
+    def fetch_small(self, asset: Asset, limit: int = 1 << 20) -> bytes:
+        return download_mod.fetch_small(self.http, asset, limit)
+
+
+__all__ = ["Asset", "Download", "GitHub", "NotFound", "Release"]

@@ -1,0 +1,329 @@
+"""Kernel coverage per pin: which GPU archs a pin must serve, whether its recorded coverage
+covers them, how bump records it, and the reports (``invoke audit``, the generated docs table).
+
+The rules live in :mod:`comfyimg.kernels`; the package knowledge in ``probes/kernels.json``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import tomlkit
+
+from comfyimg.kernels import wheel as kernels
+from comfyimg.kernels.wheel import Module, Verdict, WheelKernels
+from comfyimg.pins.hints import record_hash_command
+from comfyimg.pins.load import Pin, Pins
+
+DOC = Path("docs/reference/gpu-coverage.md")
+
+
+def serves(pins: Pins, pin: Pin) -> tuple[str, ...]:
+    """The GPU archs ``pin`` must run on: its ``serves``; else its ``arch``; else its profiles'
+    ``archs``, narrowed to the archs the package table says the package serves at all."""
+    if pin.serves is not None:
+        return tuple(kernels.sort_archs(pin.serves))
+    if pin.arch:
+        return (pin.arch,)
+    archs: set[str] = set()
+    for target in pin.targets:
+        archs.update(pins.profile_for(target).abi.archs)
+    rules = kernels.rules_for(pin.name, pin.version)
+    if rules and rules.serves is not None:
+        archs &= set(rules.serves)
+    return tuple(kernels.sort_archs(archs))
+
+
+def verdicts(pin: Pin, archs: Iterable[str], modules: Sequence[Module] | None = None) -> dict[str, Verdict]:
+    mods = modules if modules is not None else (pin.coverage.modules if pin.coverage else ())
+    return kernels.judge_all(mods, archs, kernels.rules_for(pin.name, pin.version))
+
+
+def record_command(pin: Pin) -> str:
+    if pin.source:
+        return record_hash_command(pin)
+    return f"invoke audit --wheel {pin.filename} --json  # then copy its modules into coverage of {pin.key}"
+
+
+def problems(pins: Pins, chosen: Iterable[Pin] | None = None) -> tuple[list[str], list[Pin]]:
+    """(errors, pins with no coverage recorded). An error names the pin, the arch and the missing code."""
+    errors: list[str] = []
+    unrecorded: list[Pin] = []
+    name = pins.path.name
+    for pin in chosen if chosen is not None else pins.wheels:
+        archs = serves(pins, pin)
+        if not archs:
+            continue
+        cov = pin.coverage
+        if cov is None:
+            unrecorded.append(pin)
+            continue
+        if pin.sha256 and cov.sha256 != pin.sha256:
+            errors.append(f"{name}:{cov.line}: coverage_from.sha256: {pin.key}'s coverage was read from "
+                          f"another wheel ({cov.sha256[:12]}…, the pin is {pin.sha256[:12]}…); "
+                          f"record it again with: {record_command(pin)}")
+            continue
+        for arch, v in verdicts(pin, archs).items():
+            if not v.runnable:
+                errors.append(f"{name}:{cov.line}: coverage: {pin.key} cannot run on {arch}, which it "
+                              f"serves: {v.why}")
+    return errors, unrecorded
+
+
+def unrecorded_message(pins: Pins, pin: Pin) -> str:
+    return (f"{pins.path.name}:{pin.line}: coverage: {pin.key} has no recorded kernel coverage for "
+            f"{', '.join(serves(pins, pin))}; builds of {', '.join(pin.targets)} refuse it. "
+            f"Record it with: {record_command(pin)}")
+
+
+# --------------------------------------------------------------------------- recording
+
+
+def record_fields(found: WheelKernels) -> dict[str, Any]:
+    """The wheels.toml keys that record ``found`` (tomlkit items: one module per line)."""
+    array = tomlkit.array()
+    for m in found.modules:
+        entry = tomlkit.inline_table()
+        entry.update({"module": m.name, "sass": list(m.sass), "ptx": list(m.ptx)})
+        array.append(entry)
+    array.multiline(bool(found.modules))
+    return {"coverage_from": {"tool": found.tool, "sha256": found.sha256}, "coverage": array}
+
+
+# --------------------------------------------------------------------------- reports
+
+
+def cell(module: Module, arch: str) -> str:
+    """What ``module`` offers ``arch``: the SASS that runs, ``JIT compute_XY``, or ``-``."""
+    sass = [t for t in module.targets if not t.ptx and kernels.runs_on(t, arch)]
+    if sass:
+        return str(max(sass))
+    ptx = [t for t in module.targets if t.ptx and kernels.runs_on(t, arch)]
+    if ptx:
+        return f"JIT {max(ptx)}"
+    return "(host)" if not module.targets else "-"
+
+
+def verdict_cell(v: Verdict) -> str:
+    return {"sass": "yes", "ptx-jit": "yes (PTX JIT)", "triton": "yes (Triton)"}.get(v.by or "", "NO")
+
+
+def grid(pin: Pin, modules: Sequence[Module], archs: Sequence[str]) -> list[list[str]]:
+    """Rows of module × arch, then the verdict row."""
+    vs = verdicts(pin, archs, modules)
+    rows = [[m.name, *(cell(m, a) for a in archs)] for m in modules]
+    rows.append([f"{pin.name} {pin.version} runs", *(verdict_cell(vs[a]) for a in archs)])
+    return rows
+
+
+def _md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return lines + ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in rows]
+
+
+def doc_archs(pins: Pins) -> list[str]:
+    archs: set[str] = set()
+    for profile in pins.profiles.values():
+        archs.update(profile.abi.archs)
+    for pin in pins.wheels:
+        archs.update(serves(pins, pin))
+    return kernels.sort_archs(archs)
+
+
+def coverage_of(pin: Pin) -> tuple[Sequence[Module] | None, str]:
+    """(modules, how they are known): recorded, else by recipe, else (None, "not recorded")."""
+    if pin.coverage:
+        return pin.coverage.modules, (f"recorded: read with {pin.coverage.tool} from the wheel with "
+                                      f"sha256 `{pin.coverage.sha256}`")
+    if (found := kernels.recipe(pin.filename)) is not None:
+        return found[1], f"by recipe: not read from the wheel yet; from {found[0]}"
+    return None, "not recorded"
+
+
+def markdown(pins: Pins) -> str:
+    """``docs/reference/gpu-coverage.md``: which image runs its attention kernels on which GPU."""
+    archs = doc_archs(pins)
+    out = ["<!-- GENERATED by `invoke render` from wheels.toml and src/comfyimg/validate/probes/kernels.json; "
+           "checked by `invoke check`. Do not edit. -->", "", "# Which image for which GPU", "",
+           "Read from each pinned wheel's compiled modules (SASS and PTX, listed by NVIDIA's cuobjdump) "
+           "with NVIDIA's compatibility rules and the package table (`src/comfyimg/validate/probes/kernels.json`). "
+           "`yes (PTX JIT)`: the driver compiles the kernel at the first call. `-`: no kernel for that GPU. "
+           "`invoke audit` prints the same from wheels.toml.", ""]
+    summary: list[list[str]] = []
+    shown: list[tuple[Pin, Sequence[Module], str]] = []
+    for pin in pins.wheels:
+        served = serves(pins, pin)
+        if not served:
+            continue
+        modules, how = coverage_of(pin)
+        if modules is None:
+            cells = ["?" for _ in archs]
+        else:
+            vs = verdicts(pin, archs, modules)
+            cells = [verdict_cell(vs[a]) for a in archs]
+            shown.append((pin, modules, how))
+        images = ", ".join(f"{t}-{pin.arch}" if pin.arch else t for t in pin.targets)
+        summary.append([images, pin.key, ", ".join(served), how.split(":")[0], *cells])
+    out += _md_table(["image", "pin", "serves", "coverage", *archs], summary)
+    out += ["", "An image serves the GPUs its profile lists (`archs` in wheels.toml); a pin serves "
+            "its `serves` (default: the profile's archs, or its `arch`). `NO` on a GPU the pin serves "
+            "fails `invoke check` once the coverage is recorded; `?`: nothing known yet.", ""]
+    for pin, modules, how in shown:
+        served = serves(pins, pin)
+        out += [f"## {pin.key} {pin.version}", "", f"`{pin.filename}` serves {', '.join(served)}; "
+                f"coverage {how}.", ""]
+        out += _md_table(["module", *archs], grid(pin, modules, archs))
+        vs = verdicts(pin, archs, modules)
+        out += [""] + [f"- {a}: {vs[a].why}" for a in archs if not vs[a].runnable and a in served] + [""]
+    return "\n".join(out).rstrip("\n") + "\n"
+
+
+# --------------------------------------------------------------------------- invoke audit
+
+
+def _check_archs(archs: Sequence[str]) -> list[str]:
+    from comfyimg.errors import BadInput
+
+    for arch in archs:
+        try:
+            kernels.parse_arch(arch)
+        except ValueError as exc:
+            raise BadInput(f"--arch: {exc}") from None
+    return kernels.sort_archs(archs)
+
+
+def audit_wheel(root: Path, path: Path, archs: Sequence[str], *, as_json: bool) -> int:
+    """Audit one wheel on disk; default archs: those the matching pins of wheels.toml serve."""
+    import json
+
+    from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
+
+    from comfyimg.pins import load as pins_mod
+    from comfyimg.output import out
+    from comfyimg.errors import BadInput
+
+    archs = _check_archs(archs)
+    try:
+        dist, version, _, _ = parse_wheel_filename(path.name)
+    except InvalidWheelFilename as exc:
+        raise BadInput(f"{path.name}: {exc}") from None
+    if not path.is_file():
+        raise BadInput(f"{path}: no such file")
+    if not archs:
+        known = pins_mod.load(root / "wheels.toml") if (root / "wheels.toml").exists() else None
+        matching = [p for p in (known.wheels if known else ()) if canonicalize_name(p.name) == dist]
+        archs = kernels.sort_archs(a for p in matching for a in serves(known, p)) if known else []
+        if not archs:
+            raise BadInput(f"{path.name}: no pin of {dist} in wheels.toml serves a GPU arch; "
+                           "name the archs with --arch smXY")
+    try:
+        found = kernels.read_wheel(path)
+    except kernels.BadKernels as exc:
+        raise BadInput(str(exc)) from None
+    rules = kernels.rules_for(dist, str(version))
+    vs = kernels.judge_all(found.modules, archs, rules)
+    ok = all(v.runnable for v in vs.values())
+    if as_json:
+        print(json.dumps({"wheel": found.filename, "sha256": found.sha256, "tool": found.tool,
+                          "package": dist, "version": str(version),
+                          "rules": rules.versions if rules else None,
+                          "modules": kernels.modules_json(found.modules),
+                          "archs": {a: v.as_json() for a, v in vs.items()}, "runnable": ok}, indent=2))
+        return 0 if ok else 1
+    from comfyimg.output import SafeTable as Table
+
+    pseudo = Pin(0, dist, str(version), path.name, found.sha256, None, (), (), None, 0)
+    table = Table("module", *archs, title=f"{found.filename} ({found.tool})")
+    for row in grid(pseudo, found.modules, archs):
+        table.add_row(*row)
+    out().print(table)
+    for a, v in vs.items():
+        out().print(f"{a}: {'runnable' if v.runnable else 'NOT runnable'}: {v.why}")
+    return 0 if ok else 1
+
+
+def audit_pins(pins: Pins, archs: Sequence[str], *, as_json: bool) -> int:
+    """Every pin from its recorded coverage: module × arch. Exit 1 when a pin misses an arch it serves."""
+    import json
+
+    from comfyimg.output import SafeTable as Table
+
+    from comfyimg.output import err, out
+
+    archs = _check_archs(archs) or doc_archs(pins)
+    report: dict[str, Any] = {}
+    failed = False
+    for pin in pins.wheels:
+        served = serves(pins, pin)
+        if not served and not pin.coverage:
+            continue
+        modules, how = coverage_of(pin)
+        entry: dict[str, Any] = {"serves": list(served), "coverage": how.split(":")[0], "archs": {}}
+        if modules is not None:
+            vs = verdicts(pin, archs, modules)
+            entry["modules"] = kernels.modules_json(modules)
+            entry["archs"] = {a: v.as_json() for a, v in vs.items()}
+            failed |= pin.coverage is not None and any(not vs[a].runnable for a in served if a in vs)
+        report[pin.key] = entry
+        if as_json:
+            continue
+        if modules is None:
+            err().print(f"{pin.key} {pin.version}: {unrecorded_message(pins, pin)}")
+            continue
+        table = Table("module", *archs, title=f"{pin.key} {pin.version}: {how}")
+        for row in grid(pin, modules, archs):
+            table.add_row(*row)
+        out().print(table)
+    if as_json:
+        print(json.dumps({"pins": report}, indent=2))
+    return 1 if failed else 0
+
+
+# --------------------------------------------------------------------------- the probe's expectations
+
+
+def probe_args(pins: Pins, distribution: str, target_pins: Sequence[Pin]) -> list[str]:
+    """``--serves`` (the archs the pin serves) and ``--needs ARCH=MODULES`` (the modules whose
+    kernels each of those archs launches, from the pin's recorded coverage) for a probe."""
+    pin = next((p for p in target_pins if p.name == distribution), None)
+    if pin is None or not (served := serves(pins, pin)):
+        return []
+    args = ["--serves", ",".join(served)]
+    if pin.coverage is not None:
+        for arch, v in verdicts(pin, served).items():
+            if v.runnable:
+                args += ["--needs", f"{arch}={','.join(v.needs)}"]
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m comfyimg.kernels.coverage --wheel PATH [--arch smXY]... [--json]``: ``invoke audit``
+    without invoke (for machines that carry only the package and its dependencies)."""
+    import argparse
+    import sys
+
+    from comfyimg.output import err
+    from comfyimg.errors import UserError
+
+    parser = argparse.ArgumentParser(prog="python -m comfyimg.kernels.coverage", description=main.__doc__)
+    parser.add_argument("--wheel", type=Path, required=True)
+    parser.add_argument("--arch", action="append", default=[])
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--root", type=Path, default=Path.cwd(), help="project root (default: .)")
+    try:
+        ns = parser.parse_args(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0) and 2
+    try:
+        return audit_wheel(ns.root, ns.wheel, ns.arch, as_json=ns.json)
+    except UserError as exc:
+        err().print(f"error: {exc}")
+        return exc.exit_code
+    finally:
+        sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
