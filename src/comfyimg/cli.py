@@ -8,15 +8,20 @@ import shlex
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from comfyimg.build import bakefile
-from comfyimg.pins import load as pins_mod
-from comfyimg import render
-from comfyimg.output import err, out, plain
-from comfyimg.errors import FAILED, INTERRUPTED, BadInput, UserError
-from comfyimg.pins.hints import record_hash_command
-from comfyimg.build.record import RECORD
-from comfyimg.untrusted import for_terminal
+from invoke import Task
+from invoke.exceptions import Exit
 
+from comfyimg import render
+from comfyimg.build import bake as bake_mod
+from comfyimg.build import bakefile
+from comfyimg.build.record import RECORD
+from comfyimg.bump import plan as bump_mod
+from comfyimg.errors import BadInput, UserError, failure
+from comfyimg.kernels import coverage
+from comfyimg.output import SafeTable as Table
+from comfyimg.output import err, out, plain
+from comfyimg.pins import load as pins_mod
+from comfyimg.pins.hints import record_hash_command
 
 # Short flags, the same in every task: one letter never means two things (-p was --pre in
 # bump and --push in bake). Every other option is long only.
@@ -25,7 +30,6 @@ SHORT_FLAGS = {"name": "n", "target": "t"}
 
 def task_class():
     """invoke's ``Task``, with :data:`SHORT_FLAGS` instead of invoke's automatic short flags."""
-    from invoke import Task
 
     class FixedShortFlags(Task):
         def __init__(self, *args: object, **kwargs: object) -> None:
@@ -40,20 +44,8 @@ def task_class():
     return FixedShortFlags
 
 
-def failure(exc: BaseException) -> tuple[str, int] | None:
-    """The message and exit code a command ends with for ``exc``; None: a bug (traceback)."""
-    if isinstance(exc, UserError):
-        return for_terminal(exc), exc.exit_code
-    if isinstance(exc, OSError):  # disk full, permission denied: the work failed; writes are atomic
-        return for_terminal(f"error: {exc}"), FAILED
-    if isinstance(exc, KeyboardInterrupt):
-        return "interrupted (Ctrl-C); every file is as it was", INTERRUPTED
-    return None
-
-
 def run(fn: Callable[..., int | None], *args: object, **kwargs: object) -> None:
     """Run a command; a :class:`UserError` becomes invoke's ``Exit`` (no traceback)."""
-    from invoke.exceptions import Exit
 
     try:
         code = fn(*args, **kwargs) or 0
@@ -94,8 +86,6 @@ def warn_unhashed(pins: pins_mod.Pins) -> None:
 def check_coverage(pins: pins_mod.Pins) -> None:
     """Recorded kernel coverage that misses an arch a pin serves: bad input (exit 2);
     no coverage recorded: a warning with the command that records it."""
-    from comfyimg.kernels import coverage
-    from comfyimg.errors import BadInput
 
     errors, unrecorded = coverage.problems(pins)
     for pin in unrecorded:
@@ -111,7 +101,6 @@ def check(root: Path, json_out: bool = False) -> int:
     drifts = render.check(pins, root)
     warn_unhashed(pins)
     if json_out:  # bad input never gets here: it is a one-line error on stderr, exit 2
-        from comfyimg.kernels import coverage
 
         print(json.dumps({
             "file": pins.path.name, "wheels": len(pins.wheels), "current": not drifts,
@@ -133,7 +122,6 @@ def check(root: Path, json_out: bool = False) -> int:
 def audit(root: Path, wheel: str | None, archs: list[str], as_json: bool) -> int:
     """``invoke audit``: a wheel on disk (exit 0 runnable on every arch, 1 not, 2 bad input),
     or every pin from its recorded coverage."""
-    from comfyimg.kernels import coverage
 
     if wheel:
         return coverage.audit_wheel(root, Path(wheel), archs, as_json=as_json)
@@ -165,7 +153,6 @@ def parse_names(names: Sequence[str] | None, remainder: str = "") -> list[str]:
 
 def bump(root: Path, names: Sequence[str] | None, remainder: str, **kwargs: object) -> int:
     """``invoke bump``: names from ``--name`` (repeatable, comma-separated) and after ``--``."""
-    from comfyimg.bump import plan as bump_mod
 
     return bump_mod.bump(root, parse_names(names, remainder), **kwargs)  # type: ignore[arg-type]
 
@@ -175,7 +162,6 @@ def bake(root: Path, targets: Sequence[str] | None, remainder: str, *, load: boo
          allow: Sequence[str] | None, json_out: bool = False, **options: object) -> int:
     """``invoke bake``: preflight, build through buildx bake, print a summary and write the
     build record (``--print``: print the resolved plan instead)."""
-    from comfyimg.build import bake as bake_mod
 
     modes = [m for m, on in (("load", load), ("push", push), ("print", print_plan)) if on]
     if len(modes) > 1:
@@ -193,7 +179,6 @@ def bake(root: Path, targets: Sequence[str] | None, remainder: str, *, load: boo
     if json_out:  # the build record itself; the build log went to stderr
         print((root / RECORD).read_text(), end="")
         return 0
-    from comfyimg.output import SafeTable as Table
 
     table = Table("target", "tags", "image id", "duration", "pins", title="bake")
     for b in built:

@@ -7,7 +7,11 @@ import sys
 from functools import cache
 from typing import Any, TextIO
 
+from rich import box
 from rich.console import Console
+from rich.measure import Measurement
+from rich.progress import BarColumn, DownloadColumn, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+from rich.progress import Progress as RichBar
 from rich.table import Table
 
 from comfyimg.untrusted import for_terminal
@@ -32,8 +36,6 @@ class _Console(Console):
     def print(self, *objects: object, **kwargs: object) -> None:
         """Tables: ASCII lines in CI and logs, and never folded below their content's width
         (on an 80-column terminal, a tag stays whole and the terminal wraps the line)."""
-        from rich import box
-        from rich.measure import Measurement
 
         objects = tuple(for_terminal(o) if isinstance(o, str) else o for o in objects)
         width = self.width
@@ -114,8 +116,6 @@ class _PlainProgress(Progress):
 
 class _RichProgress(Progress):
     def __init__(self, name: str, total: int) -> None:
-        from rich.progress import (BarColumn, DownloadColumn, Progress as RichBar,
-                                   TextColumn, TimeRemainingColumn, TransferSpeedColumn)
 
         self.bar = RichBar(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
                            TransferSpeedColumn(), TimeRemainingColumn(), console=err(),

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from comfyimg.fsutil import atomic_write_many
+from comfyimg.kernels import coverage
 from comfyimg.pins.hints import record_hash_command
 from comfyimg.pins.load import Pin, Pins
 
@@ -76,7 +77,6 @@ def render(pins: Pins) -> dict[Path, str]:
         for arch in pins.archs_for(target):
             files[REQUIREMENTS / f"{target}-{arch}.txt"] = requirements_text(pins, target, arch)
     files[BAKE_VARS] = json.dumps(bake_vars(pins), indent=2, sort_keys=True) + "\n"
-    from comfyimg.kernels import coverage  # imports pins too; late, to keep this module's imports plain
 
     files[coverage.DOC] = coverage.markdown(pins)
     return files

@@ -16,20 +16,29 @@ import re
 import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Sequence
 from typing import Any
 
-
-from comfyimg.build import record
 from comfyimg import render
-from comfyimg.output import err
-from comfyimg.bump.digests import pip_hash_mismatch
-from comfyimg.build.docker import (DockerException, NoDockerCLI, command, error_line, run, stream_stdout_and_stderr, text,
-                           versions)
-from comfyimg.errors import BadInput, WorkFailed
+from comfyimg.build import record
 from comfyimg.build.bakefile import BAKE_FILE
+from comfyimg.build.buildlog import pip_hash_mismatch
+from comfyimg.build.docker import (
+    DockerException,
+    NoDockerCLI,
+    command,
+    error_line,
+    run,
+    stream_stdout_and_stderr,
+    text,
+    versions,
+)
+from comfyimg.build.record import Built
+from comfyimg.errors import BadInput, WorkFailed
+from comfyimg.kernels import coverage
+from comfyimg.output import err
 from comfyimg.pins.hints import record_hash_command
 from comfyimg.pins.load import Pin, Pins
 
@@ -51,17 +60,6 @@ class BakeRequest:
     allow: list[str] = field(default_factory=list)  # buildx entitlements, e.g. network.host
     cache_to: list[str] = field(default_factory=list)  # BACKEND[=WHERE], see cache_entries()
     cache_from: list[str] = field(default_factory=list)
-
-
-@dataclass
-class Built:
-    target: str
-    tags: list[str]
-    image_id: str | None
-    digest: str | None
-    seconds: float
-    pins: list[Pin]
-    labels: dict[str, str] = field(default_factory=dict)
 
 
 def _files(root: Path, request: BakeRequest) -> list[Path]:
@@ -128,7 +126,6 @@ def oci_values(root: Path) -> dict[str, str]:
 def served_archs(pins: Pins, pin: Pin) -> list[str]:
     """The GPU archs a pin serves (coverage.serves): preflight has checked that its recorded
     kernel coverage runs on each of them."""
-    from comfyimg.kernels import coverage
 
     return list(coverage.serves(pins, pin))
 
@@ -294,7 +291,6 @@ def check_builder(name: str) -> None:
 
 def kernel_problems(pins: Pins, target: str, target_pins: list[Pin]) -> list[str]:
     """Pins of ``target`` whose recorded kernel coverage misses an arch they serve, or is not recorded."""
-    from comfyimg.kernels import coverage
 
     errors, unrecorded = coverage.problems(pins, target_pins)
     return errors + [f"{pins.path.name}:{p.line}: coverage: {p.key} in {target} has no recorded kernel "

@@ -12,12 +12,12 @@ from functools import cache
 from typing import Any, cast
 
 from python_on_whales import ClientNotFoundError, DockerClient
-from python_on_whales.exceptions import DockerException
 
 # python-on-whales has no public call for a docker command it does not wrap (`buildx bake
 # --allow`, `--call check`): its own runner is used, here only, and
 # tests/unit/test_dependencies.py fails naming the python-on-whales version if it changes.
 from python_on_whales import utils as whales_utils
+from python_on_whales.exceptions import DockerException
 
 from comfyimg.errors import WorkFailed
 

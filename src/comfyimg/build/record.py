@@ -8,16 +8,26 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from comfyimg.errors import BadInput
 from comfyimg.fsutil import atomic_write
-
-if TYPE_CHECKING:
-    from comfyimg.build.bake import Built
+from comfyimg.pins.load import Pin
 
 RECORD = Path("build/bake-record.json")
+
+
+@dataclass
+class Built:
+    target: str
+    tags: list[str]
+    image_id: str | None
+    digest: str | None
+    seconds: float
+    pins: list[Pin]
+    labels: dict[str, str] = field(default_factory=dict)
 
 
 def write(root: Path, built: list[Built]) -> Path:

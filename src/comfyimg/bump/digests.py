@@ -5,25 +5,57 @@
 * :class:`Hasher` hashes bytes as a download streams them to disk;
 * :class:`Digests` finds an asset's sha256 (API digest, else a SUMS file, else download and
   hash) and compares the three, failing with an explanation when they disagree;
-* :func:`replaced_in_place` decides whether a release asset changed under the same URL;
-* :func:`pip_hash_mismatch` explains pip's "DO NOT MATCH THE HASHES" in a failed build.
+* :func:`replaced_in_place` decides whether a release asset changed under the same URL.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Callable
-from typing import TYPE_CHECKING, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from comfyimg.errors import WorkFailed
 
-if TYPE_CHECKING:
-    from comfyimg.bump.github import Asset, GitHub as Downloader, Release
-
 T = TypeVar("T")
+
+
+class Asset(Protocol):
+    """What a digest needs of a release asset (``bump.github.Asset`` is one)."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def size(self) -> int: ...
+    @property
+    def digest(self) -> str | None: ...
+    @property
+    def url(self) -> str: ...
+    @property
+    def browser_download_url(self) -> str: ...
+
+
+class Release(Protocol):
+    @property
+    def tag(self) -> str: ...
+    @property
+    def assets(self) -> Sequence[Asset]: ...
+
+
+class Downloaded(Protocol):
+    @property
+    def sha256(self) -> str: ...
+
+
+class Downloader(Protocol):
+    """Fetches an asset's bytes (``bump.github.GitHub`` is one); digests never names the client."""
+
+    def fetch_small(self, asset: Any) -> bytes: ...
+    def download(self, asset: Any, dest: Path, progress: Any = None) -> Downloaded: ...
 SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 _BSD = re.compile(r"SHA256 \((?P<name>.+)\) = (?P<hex>[0-9a-fA-F]{64})")
 _GNU = re.compile(r"(?P<hex>[0-9a-fA-F]{64})\s+\*?(?P<name>.+)")
@@ -114,7 +146,7 @@ class Digests:
         part = self.workdir / f"asset-{asset.id}.part"
         found = None
         try:
-            got = self.client.download(asset, part, progress=self.progress)  # type: ignore[arg-type]
+            got = self.client.download(asset, part, progress=self.progress)
             if read is not None and wants(got.sha256):
                 found = read(part)
         finally:
@@ -134,15 +166,3 @@ class Digests:
 def replaced_in_place(old_url: str, old_sha256: str | None, new_url: str, new_sha256: str) -> bool:
     """The same URL now serves other bytes than the ones pinned."""
     return bool(old_sha256) and old_url == new_url and old_sha256 != new_sha256
-
-
-def pip_hash_mismatch(lines: list[str]) -> str | None:
-    """pip's "THESE PACKAGES DO NOT MATCH THE HASHES" in a build log, as one line naming the wheel."""
-    start = next((i for i, ln in enumerate(lines) if "DO NOT MATCH THE HASHES" in ln), None)
-    if start is None:
-        return None
-    for ln in lines[start:]:
-        if m := re.search(r"(\S+\.whl)", ln):
-            return (f"hash mismatch: the wheel {m[1].rsplit('/', 1)[-1]} served at {m[1]} "
-                    "does not match its pinned sha256")
-    return None

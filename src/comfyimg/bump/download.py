@@ -8,17 +8,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import httpx
 
 from comfyimg.bump import digests
-from comfyimg.output import Progress
+from comfyimg.bump.digests import Asset
+from comfyimg.bump.transport import Transport
 from comfyimg.errors import WorkFailed
-
-if TYPE_CHECKING:
-    from comfyimg.bump.github import Asset
-    from comfyimg.bump.transport import Transport
+from comfyimg.output import Progress
 
 CHUNK = 1 << 20  # reads of small assets; downloads take what the socket gives (≤ 64 KiB)
 

@@ -23,11 +23,11 @@ import httpx
 
 from comfyimg.bump import digests
 from comfyimg.bump import download as download_mod
-from comfyimg.output import Progress
 from comfyimg.bump.download import Download
-from comfyimg.errors import BadInput, WorkFailed
-from comfyimg.pins.fields import tag_problem
 from comfyimg.bump.transport import NotFound, Transport, token_problem
+from comfyimg.errors import BadInput, WorkFailed
+from comfyimg.output import Progress
+from comfyimg.pins.fields import tag_problem
 from comfyimg.untrusted import add_secret
 
 DEFAULT_API = "https://api.github.com"

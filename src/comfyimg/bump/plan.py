@@ -20,32 +20,31 @@ from __future__ import annotations
 
 import difflib
 import json
-from functools import partial
 import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 from rich import box
-from comfyimg.output import SafeTable as Table
 
+from comfyimg import render
 from comfyimg.build import bakefile
+from comfyimg.bump.digests import DigestMismatch, Digests, replaced_in_place
+from comfyimg.bump.github import Asset, GitHub, Release
+from comfyimg.errors import BadInput, WorkFailed
+from comfyimg.fsutil import atomic_write_many, exclusive, read_text
 from comfyimg.kernels import coverage
 from comfyimg.kernels import wheel as kernels
 from comfyimg.kernels.wheel import Verdict, WheelKernels
-from comfyimg.pins import load as pins_mod
-from comfyimg import render
-from comfyimg.pins.abi import InvalidWheelName, fit, parse_wheel
+from comfyimg.output import SafeTable as Table
 from comfyimg.output import err, out, progress_factory
-from comfyimg.errors import BadInput, WorkFailed
-from comfyimg.fsutil import atomic_write_many, exclusive, read_text
+from comfyimg.pins import load as pins_mod
+from comfyimg.pins.abi import InvalidWheelName, fit, parse_wheel
 from comfyimg.pins.edit import dumps_with_changes
-from comfyimg.bump.digests import DigestMismatch, Digests, replaced_in_place
-from comfyimg.bump.github import Asset, GitHub, Release
-
 
 # --------------------------------------------------------------------------- selection
 

@@ -11,7 +11,7 @@
 from __future__ import annotations
 
 import time
-from datetime import datetime, UTC
+from datetime import UTC, datetime
 
 import httpx
 

@@ -6,14 +6,22 @@ The rules live in :mod:`comfyimg.kernels`; the package knowledge in ``probes/ker
 
 from __future__ import annotations
 
+import argparse
+import json
+import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import tomlkit
+from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 
+from comfyimg.errors import BadInput, UserError
 from comfyimg.kernels import wheel as kernels
 from comfyimg.kernels.wheel import Module, Verdict, WheelKernels
+from comfyimg.output import SafeTable as Table
+from comfyimg.output import err, out
+from comfyimg.pins import load as pins_mod
 from comfyimg.pins.hints import record_hash_command
 from comfyimg.pins.load import Pin, Pins
 
@@ -184,7 +192,6 @@ def markdown(pins: Pins) -> str:
 
 
 def _check_archs(archs: Sequence[str]) -> list[str]:
-    from comfyimg.errors import BadInput
 
     for arch in archs:
         try:
@@ -196,13 +203,8 @@ def _check_archs(archs: Sequence[str]) -> list[str]:
 
 def audit_wheel(root: Path, path: Path, archs: Sequence[str], *, as_json: bool) -> int:
     """Audit one wheel on disk; default archs: those the matching pins of wheels.toml serve."""
-    import json
 
-    from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 
-    from comfyimg.pins import load as pins_mod
-    from comfyimg.output import out
-    from comfyimg.errors import BadInput
 
     archs = _check_archs(archs)
     try:
@@ -232,7 +234,6 @@ def audit_wheel(root: Path, path: Path, archs: Sequence[str], *, as_json: bool) 
                           "modules": kernels.modules_json(found.modules),
                           "archs": {a: v.as_json() for a, v in vs.items()}, "runnable": ok}, indent=2))
         return 0 if ok else 1
-    from comfyimg.output import SafeTable as Table
 
     pseudo = Pin(0, dist, str(version), path.name, found.sha256, None, (), (), None, 0)
     table = Table("module", *archs, title=f"{found.filename} ({found.tool})")
@@ -246,11 +247,8 @@ def audit_wheel(root: Path, path: Path, archs: Sequence[str], *, as_json: bool) 
 
 def audit_pins(pins: Pins, archs: Sequence[str], *, as_json: bool) -> int:
     """Every pin from its recorded coverage: module × arch. Exit 1 when a pin misses an arch it serves."""
-    import json
 
-    from comfyimg.output import SafeTable as Table
 
-    from comfyimg.output import err, out
 
     archs = _check_archs(archs) or doc_archs(pins)
     report: dict[str, Any] = {}
@@ -301,11 +299,7 @@ def probe_args(pins: Pins, distribution: str, target_pins: Sequence[Pin]) -> lis
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m comfyimg.kernels.coverage --wheel PATH [--arch smXY]... [--json]``: ``invoke audit``
     without invoke (for machines that carry only the package and its dependencies)."""
-    import argparse
-    import sys
 
-    from comfyimg.output import err
-    from comfyimg.errors import UserError
 
     parser = argparse.ArgumentParser(prog="python -m comfyimg.kernels.coverage", description=main.__doc__)
     parser.add_argument("--wheel", type=Path, required=True)

@@ -16,8 +16,8 @@ from typing import Any
 import tomlkit
 
 from comfyimg.fsutil import atomic_write, read_text
-from comfyimg.pins.load import Pins, loads
 from comfyimg.pins.lines import entry_end
+from comfyimg.pins.load import Pins, loads
 
 
 def _item(value: Any) -> Any:

@@ -19,13 +19,22 @@ from typing import Any
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from comfyimg.pins import fields as F
-from comfyimg.pins.abi import SM, ImageABI, mismatches
-from comfyimg.kernels.wheel import Module, Target
 from comfyimg.errors import BadInput
 from comfyimg.fsutil import read_text
-from comfyimg.pins.fields import (check_url, index_vs_cuda, matching, str_list, string, sub_table, type_name,
-                        unknown_keys, wheel_filename)
+from comfyimg.kernels.wheel import Module, Target
+from comfyimg.pins import fields as F
+from comfyimg.pins.abi import SM, ImageABI, mismatches
+from comfyimg.pins.fields import (
+    check_url,
+    index_vs_cuda,
+    matching,
+    str_list,
+    string,
+    sub_table,
+    type_name,
+    unknown_keys,
+    wheel_filename,
+)
 from comfyimg.pins.lines import Errors
 
 PROFILE_KEYS = {"python", "platform", "torch", "torch_index", "cuda", "archs", "glibc"}

@@ -31,11 +31,20 @@ from typing import Any
 from python_on_whales import DockerClient
 
 from comfyimg.build import record
+from comfyimg.build.bake import PINS_LABEL, pins_for
 from comfyimg.build.docker import NO_DOCKER_CLI, ClientNotFoundError, DockerException, client, error_line
-from comfyimg.cli import failure
+from comfyimg.errors import BadInput, UserError, WorkFailed, failure
+from comfyimg.kernels import coverage
 from comfyimg.output import err, out
-from comfyimg.errors import BadInput, UserError, WorkFailed
-from comfyimg.validate.gpuaccess import DEFAULT_CDI_KIND, GIVE_THE_ENGINE_THE_GPU, GPU_MODES, GpuAccess, choose_gpu_access, host_gpu
+from comfyimg.pins.load import load
+from comfyimg.validate.gpuaccess import (
+    DEFAULT_CDI_KIND,
+    GIVE_THE_ENGINE_THE_GPU,
+    GPU_MODES,
+    GpuAccess,
+    choose_gpu_access,
+    host_gpu,
+)
 from comfyimg.validate.reports import Outcome, clean, print_table, write_reports
 
 PROBES_DIR = Path(__file__).parent / "probes"
@@ -79,7 +88,6 @@ class Terminated(BaseException):
 
 
 def expected_from_pins(root: Path, spec: ProbeSpec, target: str | None) -> str | None:
-    from comfyimg.pins.load import load
 
     pins = load(root / "wheels.toml")
     versions = {p.version for p in pins.wheels if p.name == spec.distribution
@@ -89,9 +97,6 @@ def expected_from_pins(root: Path, spec: ProbeSpec, target: str | None) -> str |
 
 def expectations(root: Path, spec: ProbeSpec, target: str | None) -> list[str]:
     """What the probe must find, from the pin's recorded coverage (none for --image alone)."""
-    from comfyimg.kernels import coverage
-    from comfyimg.build.bake import pins_for
-    from comfyimg.pins.load import load
 
     if target is None or not (root / "wheels.toml").exists():
         return []
@@ -108,7 +113,6 @@ def label_check(image: str, expected: list[dict], *, exact: bool) -> dict:
     ``expected`` (an image from the build record); else each labelled pin named in
     ``expected`` must be one of them (``--image``: wheels.toml's pins), and an image built
     elsewhere, without the label, is a skip."""
-    from comfyimg.build.bake import PINS_LABEL
 
     name = "image labels match the pins"
     try:
@@ -137,7 +141,6 @@ def expected_pins(root: Path, image_from_record: bool, target: str | None, spec:
     if image_from_record:
         built = record.read(root).get("targets", {})
         return list(built[target].get("pins", [])) if target in built else []
-    from comfyimg.pins.load import load
 
     if not (root / "wheels.toml").exists():  # --image from anywhere: nothing to expect
         return []

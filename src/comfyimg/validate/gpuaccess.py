@@ -11,9 +11,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
 from python_on_whales import DockerClient
 
-from comfyimg.build.docker import DockerException, error_line, run as docker_run_cli
+from comfyimg.build.docker import DockerException, error_line
+from comfyimg.build.docker import run as docker_run_cli
 from comfyimg.errors import BadInput, WorkFailed
 
 DEFAULT_CDI_KIND = "nvidia.com/gpu"
@@ -86,7 +88,6 @@ def _engine_info(docker: DockerClient) -> dict[str, Any]:
 
 def cdi_devices(spec_dirs: list[str], kind: str) -> tuple[list[str], list[str]]:
     """(device names of ``kind`` in the CDI specs under spec_dirs, problems reading them)."""
-    import yaml  # CDI specs are YAML or JSON; YAML's loader reads both
 
     names: list[str] = []
     problems: list[str] = []

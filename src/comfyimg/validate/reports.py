@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree as ET
 
-from comfyimg.output import err, out
 from comfyimg.fsutil import atomic_write
+from comfyimg.output import SafeTable as Table
+from comfyimg.output import err, out
 from comfyimg.untrusted import for_markdown_cell, for_xml
 
 
@@ -123,7 +124,6 @@ def write_reports(root: Path, outcome: Outcome) -> list[Path]:
 
 
 def print_table(outcome: Outcome) -> None:
-    from comfyimg.output import SafeTable as Table
 
     table = Table("check", "status", "detail", title=f"validate_{outcome.probe} · {outcome.image[:40]}",
                   caption=_gpu_line(outcome) or None)
