@@ -18,7 +18,7 @@ mount -t tmpfs -o noexec,mode=1777 tmpfs "$work/noexec" || { echo "cannot mount 
 mount -t tmpfs -o exec,mode=1777 tmpfs "$work/exec" || exit 2
 rc_all=0
 for mode in noexec exec; do
-    PYTHONPATH=$work/site TRITON_CACHE_DIR=$work/$mode/triton "$py" "$repo/src/comfyimg/validate/probes/sage2.py" \
+    PYTHONPATH=$work/site:$repo/src/comfyimg/validate TRITON_CACHE_DIR=$work/$mode/triton "$py" -m probes.sage2 \
         --expect-version 1.0.6 --exports sageattn,sageattn_varlen --extensions '' --no-dispatch-check \
         --require-gpu --skip-bench >"$out/$mode.json" 2>"$out/$mode.stderr"
     rc=$?

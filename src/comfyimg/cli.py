@@ -3,8 +3,12 @@
 
 from __future__ import annotations
 
+import argparse
 import json
+import math
 import shlex
+import signal
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -16,12 +20,14 @@ from comfyimg.build import bake as bake_mod
 from comfyimg.build import bakefile
 from comfyimg.build.record import RECORD
 from comfyimg.bump import plan as bump_mod
-from comfyimg.errors import BadInput, UserError, failure
+from comfyimg.errors import BAD_INPUT, INTERRUPTED, TERMINATED, BadInput, UserError, failure
 from comfyimg.kernels import coverage
 from comfyimg.output import SafeTable as Table
 from comfyimg.output import err, out, plain
 from comfyimg.pins import load as pins_mod
 from comfyimg.pins.hints import record_hash_command
+from comfyimg.validate import containers
+from comfyimg.validate.gpuaccess import DEFAULT_CDI_KIND, GPU_MODES
 
 # Short flags, the same in every task: one letter never means two things (-p was --pre in
 # bump and --push in bake). Every other option is long only.
@@ -187,3 +193,99 @@ def bake(root: Path, targets: Sequence[str] | None, remainder: str, *, load: boo
     out().print(table)
     out().print(f"build record: {RECORD}")
     return 0
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not math.isfinite(value) or value <= 0 or value > 86400:
+        raise argparse.ArgumentTypeError(f"--timeout must be between 0 and 86400 seconds, got {text!r}")
+    return value
+
+
+def _on_sigterm(signum, frame):  # noqa: ARG001
+    raise containers.Terminated()
+
+
+def validate_main(argv: list[str] | None = None) -> int:
+    """``python -m comfyimg validate PROBE [options] [-- PROBE ARGS]`` (the nox sessions call it)."""
+    parser = argparse.ArgumentParser(prog="python -m comfyimg validate", description=containers.__doc__.splitlines()[0])
+    parser.add_argument("probe", choices=sorted(containers.PROBES))
+    parser.add_argument("--image", help="image to validate (default: the latest build record)")
+    parser.add_argument("--target", help="bake target to take from the build record / wheels.toml")
+    parser.add_argument("--expect-version", help="override the pinned version")
+    parser.add_argument("--require-gpu", action="store_true", help="a skipped GPU check fails")
+    parser.add_argument("--gpus", choices=GPU_MODES, default="auto",
+                        help="how the container gets the GPU: auto (nvidia runtime → --gpus all, else a CDI "
+                             "device → --device KIND=all, else none), all, cdi, none")
+    parser.add_argument("--cdi-kind", default=DEFAULT_CDI_KIND, help="the CDI device kind to look for")
+    parser.add_argument("--comfyui", default=containers.COMFYUI_PATH, metavar="PATH|none",
+                        help="the image's ComfyUI, whose own attention path is checked too ('none': skip)")
+    parser.add_argument("--timeout", type=_positive_seconds, default=containers.DEFAULT_TIMEOUT,
+                        help="seconds for the whole validation; the container is killed and removed after it")
+    parser.add_argument("--root", type=Path, default=Path.cwd(), help="project root (default: .)")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    probe_args: list[str] = []
+    if "--" in argv:
+        probe_args = argv[argv.index("--") + 1:]
+        argv = argv[: argv.index("--")]
+    try:
+        ns = parser.parse_args(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0) and 2
+    comfyui = None if ns.comfyui.strip().lower() in ("", "none") else ns.comfyui
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        outcome = containers.validate(ns.root.resolve(), ns.probe, image=ns.image, target=ns.target,
+                           expect_version=ns.expect_version, require_gpu=ns.require_gpu, probe_args=probe_args,
+                           gpus=ns.gpus, cdi_kind=ns.cdi_kind, comfyui=comfyui, timeout=ns.timeout)
+    except (UserError, OSError) as exc:  # e.g. reports/ not writable
+        message, code = failure(exc)  # type: ignore[misc]
+        err().print(message if message.startswith("error: ") else f"error: {message}")
+        return code
+    except KeyboardInterrupt:
+        err().print(f"interrupted: validate {ns.probe} stopped; its probe container was removed")
+        return INTERRUPTED
+    except containers.Terminated:
+        err().print(f"terminated: validate {ns.probe} stopped by SIGTERM; its probe container was removed")
+        return TERMINATED
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    return 0 if outcome.passed else 1
+
+
+def audit_main(argv: Sequence[str] | None = None) -> int:
+    """``python -m comfyimg audit --wheel PATH [--arch smXY]... [--json]``: ``invoke audit``
+    without invoke (for machines that carry only the package and its dependencies)."""
+
+
+    parser = argparse.ArgumentParser(prog="python -m comfyimg audit", description=audit_main.__doc__)
+    parser.add_argument("--wheel", type=Path, required=True)
+    parser.add_argument("--arch", action="append", default=[])
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--root", type=Path, default=Path.cwd(), help="project root (default: .)")
+    try:
+        ns = parser.parse_args(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0) and 2
+    try:
+        return coverage.audit_wheel(ns.root, ns.wheel, ns.arch, as_json=ns.json)
+    except UserError as exc:
+        err().print(f"error: {exc}")
+        return exc.exit_code
+    finally:
+        sys.stdout.flush()
+
+
+COMMANDS = {"validate": validate_main, "audit": audit_main}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m comfyimg COMMAND [ARGS]``: the commands that run without invoke."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] not in COMMANDS:
+        err().print(f"usage: python -m comfyimg {{{','.join(COMMANDS)}}} [ARGS]  (--help after a command)")
+        return BAD_INPUT
+    return COMMANDS[argv[0]](argv[1:])

@@ -12,6 +12,7 @@ from comfyimg.untrusted import for_terminal
 BAD_INPUT = 2
 FAILED = 1
 INTERRUPTED = 130  # 128 + SIGINT, as a shell reports Ctrl-C
+TERMINATED = 143  # 128 + SIGTERM
 
 
 class UserError(Exception):

@@ -54,7 +54,7 @@ def test_the_build_record_carries_the_same_labels(main_image):
 
 def _validate(project, *args: str):
     # --comfyui none: the stand-in core has no ComfyUI checkout.
-    return project.run(sys.executable, "-m", "comfyimg.validate.containers", "sage2", "--root", str(project.root),
+    return project.run(sys.executable, "-m", "comfyimg", "validate", "sage2", "--root", str(project.root),
                        "--comfyui", "none", *args, timeout=300)
 
 

@@ -28,7 +28,7 @@ def validate(project, *args: str, env: dict[str, str] | None = None, comfyui: bo
     """The real CLI. The stand-in image has no ComfyUI (its checks run on the host:
     tests/probes), so they are turned off unless asked for; no host GPU unless injected."""
     extra = [] if comfyui else ["--comfyui", "none"]
-    return project.run(sys.executable, "-m", "comfyimg.validate.containers", "sage2", "--root", str(project.root), *args,
+    return project.run(sys.executable, "-m", "comfyimg", "validate", "sage2", "--root", str(project.root), *args,
                        *extra, env={"COMFYIMG_HOST_GPU": "0", **(env or {})}, timeout=300)
 
 

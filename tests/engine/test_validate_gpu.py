@@ -52,7 +52,7 @@ PROBE_LIKE = f"local/comfyimg-probelike:{LABEL}"
 
 
 def validate_cmd(root: Path, *args: str) -> list[str]:
-    return [sys.executable, "-m", "comfyimg.validate.containers", "sage2", "--root", str(root), "--expect-version", "2.2.0",
+    return [sys.executable, "-m", "comfyimg", "validate", "sage2", "--root", str(root), "--expect-version", "2.2.0",
             *args]
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO
-from tests.probes.runner import PROBES
+from tests.probes.runner import PROBES, probe_command
 
 PROBE = PROBES / "comfyui.py"
 VENDORED = REPO.parent / "shared" / "vendor" / "ComfyUI-a125cd84.tar.gz"
@@ -46,7 +46,8 @@ def run(*args: str, pythonpath: Path | None = None) -> tuple[int, dict, str]:
     env.update(CUDA_VISIBLE_DEVICES="", PYTHONNOUSERSITE="1")
     if pythonpath is not None:
         env["PYTHONPATH"] = str(pythonpath)
-    proc = subprocess.run([sys.executable, str(PROBE), *args], capture_output=True, text=True, env=env, timeout=180)
+    argv, cwd = probe_command(PROBE)
+    proc = subprocess.run([*argv, *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=180)
     lines = [ln for ln in proc.stdout.splitlines() if ln.strip()]
     assert len(lines) == 1, (proc.stdout, proc.stderr[-3000:])
     assert "Traceback" not in proc.stderr, proc.stderr[-3000:]

@@ -15,14 +15,12 @@ import sys
 
 import pytest
 
-from tests.probes.runner import PROBES, PYPI_106, SAGE2, SAGE3, assert_probe, run_probe
+from tests.probes.runner import PROBES, PYPI_106, SAGE2, SAGE3, assert_probe, probe_command, run_probe
 
 
 def _load(name: str):
-    """A probe module, imported as the probes import each other: from their folder."""
-    if str(PROBES) not in sys.path:
-        sys.path.insert(0, str(PROBES))
-    return importlib.import_module(name)
+    """A probe module, imported as the host imports the contract: a module of the package."""
+    return importlib.import_module(f"comfyimg.validate.probes.{name}")
 
 
 # --- command line ----------------------------------------------------------
@@ -30,7 +28,8 @@ def _load(name: str):
 
 @pytest.mark.parametrize("probe", [SAGE2, SAGE3], ids=["sage2", "sage3"])
 def test_help_works(probe):
-    proc = subprocess.run([sys.executable, str(probe), "--help"], capture_output=True, text=True, timeout=60)
+    argv, cwd = probe_command(probe)
+    proc = subprocess.run([*argv, "--help"], capture_output=True, text=True, cwd=cwd, timeout=60)
     assert proc.returncode == 0
     assert "usage:" in proc.stdout
     assert "--expect-version" in proc.stdout
@@ -39,7 +38,8 @@ def test_help_works(probe):
 
 @pytest.mark.parametrize("probe", [SAGE2, SAGE3], ids=["sage2", "sage3"])
 def test_bad_usage_exits_2(probe):
-    proc = subprocess.run([sys.executable, str(probe), "--no-such-option"], capture_output=True, text=True,
+    argv, cwd = probe_command(probe)
+    proc = subprocess.run([*argv, "--no-such-option"], capture_output=True, text=True, cwd=cwd,
                           timeout=60)
     assert proc.returncode == 2
 
@@ -311,7 +311,7 @@ def test_classify_import_error(exc, kind):
 @pytest.mark.parametrize("script", ["sage2.py", "sage3.py", "comfyui.py"])
 def test_probes_share_their_modules_and_run_from_a_copied_folder(tmp_path, fake_root, script):
     """The probes' common code lives once, in the modules next to them; copying the
-    folder (as the image mount does) is all a probe needs, run as a script from anywhere."""
+    folder (as the image mount does) is all a probe needs, run as `python -m probes.NAME` from above it."""
     import shutil  # noqa: PLC0415
 
     for path in PROBES.glob("*.py"):
@@ -319,8 +319,9 @@ def test_probes_share_their_modules_and_run_from_a_copied_folder(tmp_path, fake_
             assert "class Report" not in path.read_text(), path
     folder = tmp_path / "probes"
     shutil.copytree(PROBES, folder, ignore=shutil.ignore_patterns("__pycache__"))
-    r = subprocess.run([sys.executable, str(folder / script), "--help"], capture_output=True, text=True,
-                       cwd=tmp_path, env={"PATH": "/usr/bin:/bin", "PYTHONNOUSERSITE": "1"})
+    argv, cwd = probe_command(folder / script)
+    r = subprocess.run([*argv, "--help"], capture_output=True, text=True,
+                       cwd=cwd, env={"PATH": "/usr/bin:/bin", "PYTHONNOUSERSITE": "1"})
     assert r.returncode == 0 and f"usage: {script}" in r.stdout, r.stderr
     if script == "sage2.py":  # and the package table beside it is what it reads
         r = run_probe(folder / script, fake_root / "no_sm90", "--expect-version", "2.2.0", "--serves", "sm90")
@@ -353,15 +354,16 @@ def test_gpu_checks_not_run_when_install_fails_early(fake_root):
     ("sage2.py", "--layouts", "HND,BHSD", "unknown layout 'BHSD' (use HND, NHD)"),
 ])
 def test_a_bad_dtype_or_layout_is_a_usage_error_of_the_shared_arguments(script, option, value, said):
-    proc = subprocess.run([sys.executable, str(PROBES / script), option, value], capture_output=True, text=True,
-                          timeout=60)
+    argv, cwd = probe_command(PROBES / script)
+    proc = subprocess.run([*argv, option, value], capture_output=True, text=True, cwd=cwd, timeout=60)
     assert proc.returncode == 2 and proc.stdout == "", proc
     assert said in proc.stderr.splitlines()[-1], proc.stderr
 
 
 @pytest.mark.parametrize("script", ["sage2.py", "sage3.py", "comfyui.py"])
 def test_every_probe_takes_the_shared_require_gpu(script):
-    proc = subprocess.run([sys.executable, str(PROBES / script), "--help"], capture_output=True, text=True, timeout=60)
+    argv, cwd = probe_command(PROBES / script)
+    proc = subprocess.run([*argv, "--help"], capture_output=True, text=True, cwd=cwd, timeout=60)
     assert "--require-gpu" in proc.stdout and "--dtypes" in proc.stdout
 
 

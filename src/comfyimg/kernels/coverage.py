@@ -6,9 +6,7 @@ The rules live in :mod:`comfyimg.kernels`; the package knowledge in ``probes/ker
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -16,7 +14,7 @@ from typing import Any
 import tomlkit
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 
-from comfyimg.errors import BadInput, UserError
+from comfyimg.errors import BadInput
 from comfyimg.kernels import wheel as kernels
 from comfyimg.kernels.wheel import Module, Verdict, WheelKernels
 from comfyimg.output import SafeTable as Table
@@ -294,30 +292,3 @@ def probe_args(pins: Pins, distribution: str, target_pins: Sequence[Pin]) -> lis
             if v.runnable:
                 args += ["--needs", f"{arch}={','.join(v.needs)}"]
     return args
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m comfyimg.kernels.coverage --wheel PATH [--arch smXY]... [--json]``: ``invoke audit``
-    without invoke (for machines that carry only the package and its dependencies)."""
-
-
-    parser = argparse.ArgumentParser(prog="python -m comfyimg.kernels.coverage", description=main.__doc__)
-    parser.add_argument("--wheel", type=Path, required=True)
-    parser.add_argument("--arch", action="append", default=[])
-    parser.add_argument("--json", action="store_true")
-    parser.add_argument("--root", type=Path, default=Path.cwd(), help="project root (default: .)")
-    try:
-        ns = parser.parse_args(argv)
-    except SystemExit as exc:
-        return int(exc.code or 0) and 2
-    try:
-        return audit_wheel(ns.root, ns.wheel, ns.arch, as_json=ns.json)
-    except UserError as exc:
-        err().print(f"error: {exc}")
-        return exc.exit_code
-    finally:
-        sys.stdout.flush()
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -8,18 +8,15 @@ with an NVIDIA GPU whose container saw none fails too (no silent skip), and
 run side by side, each in its own container; the probe's timing waits for the ComfyUI one
 to end (``--bench-after``), so nothing else uses the GPU while it is timed.
 
-    python -m comfyimg.validate.containers sage2 [--image IMAGE] [--gpus auto|all|cdi|none] [--require-gpu]
+    python -m comfyimg validate sage2 [--image IMAGE] [--gpus auto|all|cdi|none] [--require-gpu]
                                       [--comfyui PATH|none] [--timeout S] [-- PROBE ARGS…]
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import math
 import shutil
 import signal
-import sys
 import tempfile
 import threading
 import time
@@ -33,22 +30,23 @@ from python_on_whales import DockerClient
 from comfyimg.build import record
 from comfyimg.build.bake import PINS_LABEL, pins_for
 from comfyimg.build.docker import NO_DOCKER_CLI, ClientNotFoundError, DockerException, client, error_line
-from comfyimg.errors import BadInput, UserError, WorkFailed, failure
+from comfyimg.errors import BadInput, UserError, WorkFailed
 from comfyimg.kernels import coverage
-from comfyimg.output import err, out
+from comfyimg.output import out
 from comfyimg.pins.load import load
 from comfyimg.validate.gpuaccess import (
     DEFAULT_CDI_KIND,
     GIVE_THE_ENGINE_THE_GPU,
-    GPU_MODES,
     GpuAccess,
     choose_gpu_access,
     host_gpu,
 )
+from comfyimg.validate.probes import contract
 from comfyimg.validate.reports import Outcome, clean, print_table, write_reports
 
 PROBES_DIR = Path(__file__).parent / "probes"
-PROBE_MOUNT = "/opt/comfyimg-probes"
+PROBE_HOME = "/opt/comfyimg"  # the probes run as the package ``probes`` from here: python -m probes.sage2
+PROBE_MOUNT = f"{PROBE_HOME}/probes"
 # The probe's own writable, exec-able scratch (HOME, TMPDIR, Triton's cache). Not /tmp:
 # Docker keeps the mode of the image's own /tmp even with mode=1777, so an image whose
 # /tmp is 0755 would leave a non-root probe without a cache. A path no image has gets
@@ -73,6 +71,11 @@ PROBES = {
     "sage3": ProbeSpec("sage3", "sageattn3", "sage3.py"),
 }
 COMFYUI_SCRIPT = "comfyui.py"
+
+
+def probe_module(script: str) -> str:
+    """``sage2.py`` -> ``probes.sage2``: the probes import each other relatively, so they run as modules."""
+    return f"probes.{script.removesuffix('.py')}"
 
 
 
@@ -172,6 +175,7 @@ def container_options(user: str, gpu: GpuAccess | None = None) -> dict[str, Any]
                  "XDG_CACHE_HOME": f"{SCRATCH}/cache", "COMFYIMG_SCRATCH": SCRATCH,
                  "PYTHONDONTWRITEBYTECODE": "1"},
         "volumes": [(str(PROBES_DIR), PROBE_MOUNT, "ro")],
+        "workdir": PROBE_HOME,
         **(gpu.run_options() if gpu else {}),
     }
 
@@ -332,7 +336,9 @@ def parse_result(stdout: str) -> tuple[dict | None, str | None]:
     obj = clean(obj)
     if not isinstance(obj, dict):
         return None, f"the probe printed a JSON {type(obj).__name__}, not an object"
-    if obj.get("status") not in ("pass", "fail", "skip"):
+    if obj.get("schema") != contract.SCHEMA:
+        return None, f"the probe's schema is {obj.get('schema')!r}; this host reads schema {contract.SCHEMA}"
+    if obj.get("status") not in contract.STATUSES:
         return None, f"the probe's status is {obj.get('status')!r}, not pass, fail or skip"
     checks = obj.get("checks", [])
     if not isinstance(checks, list):
@@ -340,7 +346,7 @@ def parse_result(stdout: str) -> tuple[dict | None, str | None]:
     for i, check in enumerate(checks):
         if not isinstance(check, dict):
             return None, f"checks[{i}] is a JSON {type(check).__name__}, not an object"
-        if not isinstance(check.get("name"), str) or check.get("status") not in ("pass", "fail", "skip"):
+        if not isinstance(check.get("name"), str) or check.get("status") not in contract.STATUSES:
             return None, f"checks[{i}] needs a string name and a status of pass, fail or skip"
     obj["checks"] = checks
     return obj, None
@@ -360,14 +366,14 @@ def _ended(code: int) -> str:
 
 def judge(result: dict | None, code: int, require_gpu: bool, problem: str | None = None) -> tuple[bool, dict]:
     """The host's verdict: a crash or malformed output is a failure, never a pass."""
-    if result is None or code not in (0, 1, 3):
+    if result is None or code not in contract.EXIT_FOR.values():
         if result is None:
             reason = problem if problem and problem.startswith("docker could not") else (
                 f"probe crashed ({_ended(code)}) without a valid JSON result" + (f": {problem}" if problem else ""))
         else:
             reason = f"probe ended with {_ended(code)} after printing its result ({result['status']})"
         return False, {"status": "fail", "reason": reason, "checks": (result or {}).get("checks", []), "crash": True}
-    expected_code = {"pass": 0, "fail": 1, "skip": 3}[result["status"]]
+    expected_code = contract.EXIT_FOR[result["status"]]
     if code != expected_code:
         return False, {**result, "status": "fail",
                        "reason": f"probe said {result['status']} but exited {code}: {result.get('reason', '')}"}
@@ -456,7 +462,7 @@ def validate(root: Path, probe: str, *, image: str | None = None, target: str | 
         options = container_options(user, access)
         args = ["--expect-version", expect_version, *(["--require-gpu"] if require_gpu else []),
                 *expectations(root, spec, target), *(probe_args or [])]
-        jobs = [Job(probe, [f"{PROBE_MOUNT}/{spec.script}", *args], options)]
+        jobs = [Job(probe, ["-m", probe_module(spec.script), *args], options)]
         if comfyui:
             # Both containers at once; the probe's timing waits for the ComfyUI probe to end
             # (the gate file), so no other work shares the GPU while it is timed.
@@ -465,7 +471,7 @@ def validate(root: Path, probe: str, *, image: str | None = None, target: str | 
             jobs[0].command += ["--bench-after", f"{GATE_MOUNT}/{GATE_FILE}"]
             jobs[0].options = {**options, "volumes": [*options["volumes"], (str(gate), GATE_MOUNT, "ro")]}
             comfy_args = ["--comfyui", comfyui, "--attention", probe, *(["--require-gpu"] if require_gpu else [])]
-            jobs.append(Job(f"{probe}-comfyui", [f"{PROBE_MOUNT}/{COMFYUI_SCRIPT}", *comfy_args], options,
+            jobs.append(Job(f"{probe}-comfyui", ["-m", probe_module(COMFYUI_SCRIPT), *comfy_args], options,
                             ended=lambda: _open_gate(gate)))
         try:
             runs = run_side_by_side(docker, image, jobs, deadline)
@@ -511,67 +517,3 @@ def validate(root: Path, probe: str, *, image: str | None = None, target: str | 
     for path in write_reports(root, outcome):
         out().print(f"report: {path.relative_to(root) if path.is_relative_to(root) else path}")
     return outcome
-
-
-def _positive_seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not math.isfinite(value) or value <= 0 or value > 86400:
-        raise argparse.ArgumentTypeError(f"--timeout must be between 0 and 86400 seconds, got {text!r}")
-    return value
-
-
-def _on_sigterm(signum, frame):  # noqa: ARG001
-    raise Terminated()
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m comfyimg.validate.containers", description=__doc__.splitlines()[0])
-    parser.add_argument("probe", choices=sorted(PROBES))
-    parser.add_argument("--image", help="image to validate (default: the latest build record)")
-    parser.add_argument("--target", help="bake target to take from the build record / wheels.toml")
-    parser.add_argument("--expect-version", help="override the pinned version")
-    parser.add_argument("--require-gpu", action="store_true", help="a skipped GPU check fails")
-    parser.add_argument("--gpus", choices=GPU_MODES, default="auto",
-                        help="how the container gets the GPU: auto (nvidia runtime → --gpus all, else a CDI "
-                             "device → --device KIND=all, else none), all, cdi, none")
-    parser.add_argument("--cdi-kind", default=DEFAULT_CDI_KIND, help="the CDI device kind to look for")
-    parser.add_argument("--comfyui", default=COMFYUI_PATH, metavar="PATH|none",
-                        help="the image's ComfyUI, whose own attention path is checked too ('none': skip)")
-    parser.add_argument("--timeout", type=_positive_seconds, default=DEFAULT_TIMEOUT,
-                        help="seconds for the whole validation; the container is killed and removed after it")
-    parser.add_argument("--root", type=Path, default=Path.cwd(), help="project root (default: .)")
-    argv = list(sys.argv[1:] if argv is None else argv)
-    probe_args: list[str] = []
-    if "--" in argv:
-        probe_args = argv[argv.index("--") + 1:]
-        argv = argv[: argv.index("--")]
-    try:
-        ns = parser.parse_args(argv)
-    except SystemExit as exc:
-        return int(exc.code or 0) and 2
-    comfyui = None if ns.comfyui.strip().lower() in ("", "none") else ns.comfyui
-    previous = signal.signal(signal.SIGTERM, _on_sigterm)
-    try:
-        outcome = validate(ns.root.resolve(), ns.probe, image=ns.image, target=ns.target,
-                           expect_version=ns.expect_version, require_gpu=ns.require_gpu, probe_args=probe_args,
-                           gpus=ns.gpus, cdi_kind=ns.cdi_kind, comfyui=comfyui, timeout=ns.timeout)
-    except (UserError, OSError) as exc:  # e.g. reports/ not writable
-        message, code = failure(exc)  # type: ignore[misc]
-        err().print(message if message.startswith("error: ") else f"error: {message}")
-        return code
-    except KeyboardInterrupt:
-        err().print(f"interrupted: validate {ns.probe} stopped; its probe container was removed")
-        return 130
-    except Terminated:
-        err().print(f"terminated: validate {ns.probe} stopped by SIGTERM; its probe container was removed")
-        return 143
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-    return 0 if outcome.passed else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -4,8 +4,8 @@ from __future__ import annotations
 import os
 import time
 
-from args import DTYPES
-from report import Report
+from .args import DTYPES
+from .report import Report
 
 
 def time_cuda(torch, fn, warmup: int, iters: int) -> dict:

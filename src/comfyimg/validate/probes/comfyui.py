@@ -34,21 +34,20 @@ import logging
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # the probe_* modules sit next to this file
 
-from args import DTYPES, add_gpu_args, int_list, new_parser  # noqa: E402
-from numerics import compare, detect_gpu, poison_free_memory  # noqa: E402
-from imports import import_torch  # noqa: E402
-from report import Report, main  # noqa: E402
-from sage2 import DEFAULT_MAX_REL_L1 as SAGE2_MAX_REL_L1, DEFAULT_MIN_COSINE as SAGE2_MIN_COSINE  # noqa: E402
-from sage3 import DEFAULT_MAX_REL_L1 as SAGE3_MAX_REL_L1, DEFAULT_MIN_COSINE as SAGE3_MIN_COSINE  # noqa: E402
-from sage3 import SUPPORTED_SM as SAGE3_SM  # noqa: E402
+from .args import DTYPES, add_gpu_args, int_list, new_parser
+from .numerics import compare, detect_gpu, poison_free_memory
+from .imports import import_torch
+from .report import Report, main
+from .sage2 import DEFAULT_MAX_REL_L1 as SAGE2_MAX_REL_L1, DEFAULT_MIN_COSINE as SAGE2_MIN_COSINE
+from .sage3 import DEFAULT_MAX_REL_L1 as SAGE3_MAX_REL_L1, DEFAULT_MIN_COSINE as SAGE3_MIN_COSINE
+from .sage3 import SUPPORTED_SM as SAGE3_SM
 
 PROBE = "comfyui"
 ATTENTION_MODULE = "comfy.ldm.modules.attention"
 FALLBACK = "Error running sage attention"
 # What each kind needs from ComfyUI: the flag main.py takes, the function it registers.
-KINDS = {
+KINDS: dict[str, dict] = {
     "sage2": {"flag": "--use-sage-attention", "function": "attention_sage", "registered": "sage",
               "dist": "sageattention", "min_cosine": SAGE2_MIN_COSINE, "max_rel_l1": SAGE2_MAX_REL_L1},
     "sage3": {"flag": None, "function": "attention3_sage", "registered": "sage3",
@@ -249,7 +248,7 @@ def probe_body(args, report: Report) -> None:
         report.add("comfyui:registered", "pass", f"ComfyUI registers '{kind['registered']}'", registered=True)
 
     if device is None:
-        report.no_gpu(no_gpu, args.require_gpu, "comfyui:gpu",
+        report.no_gpu(no_gpu or "no GPU", args.require_gpu, "comfyui:gpu",
                       fail_detail=f"--require-gpu: no GPU for ComfyUI's attention calls ({no_gpu})",
                       skip_detail=f"no GPU: skipped ComfyUI's attention calls ({no_gpu})")
         return

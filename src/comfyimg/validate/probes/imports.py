@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 
-from report import Report
+from .report import Report
 
 
 def version_matches(installed: str, expected: str) -> bool:

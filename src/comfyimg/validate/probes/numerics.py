@@ -2,9 +2,9 @@
 passed in by the probes, which import it lazily; standard library otherwise."""
 from __future__ import annotations
 
-from args import DTYPES
-from imports import check_version, import_torch
-from report import Report
+from .args import DTYPES
+from .imports import check_version, import_torch
+from .report import Report
 
 
 def start(report: Report, dist: str, expected: str | None):

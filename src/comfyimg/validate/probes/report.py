@@ -12,8 +12,7 @@ import sys
 import time
 import traceback
 
-SCHEMA = 1
-EXIT_PASS, EXIT_FAIL, EXIT_USAGE, EXIT_SKIP = 0, 1, 2, 3
+from .contract import EXIT_FAIL, EXIT_PASS, EXIT_SKIP, SCHEMA
 
 
 class JsonStdout:

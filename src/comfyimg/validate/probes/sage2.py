@@ -24,18 +24,16 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import re
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # the probe_* modules sit next to this file
 
-from args import LAYOUTS, add_expectation_args, choice_list, common_parser, csv_list  # noqa: E402
-from benchmark import bench_from_args  # noqa: E402
-from imports import classify_import_error, import_crash_check, import_module_check  # noqa: E402
-from numerics import numerics_checks, start  # noqa: E402
-from report import Report, main  # noqa: E402
-from table import package_rules, required_modules, serves_check, table_modules  # noqa: E402
+from .args import LAYOUTS, add_expectation_args, choice_list, common_parser, csv_list
+from .benchmark import bench_from_args
+from .imports import classify_import_error, import_crash_check, import_module_check
+from .numerics import numerics_checks, start
+from .report import Report, main
+from .table import package_rules, required_modules, serves_check, table_modules
 
 PROBE = "sage2"
 DIST = "sageattention"

@@ -30,17 +30,15 @@ Run ``python sage3.py --help`` for the options.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # the probe_* modules sit next to this file
 
-from args import add_expectation_args, common_parser, csv_list  # noqa: E402
-from benchmark import bench_from_args  # noqa: E402
-from imports import import_crash_check, import_module_check  # noqa: E402
-from numerics import numerics_checks, start  # noqa: E402
-from report import Report, main  # noqa: E402
-from table import newest_rules, serves_check  # noqa: E402
+from .args import add_expectation_args, common_parser, csv_list
+from .benchmark import bench_from_args
+from .imports import import_crash_check, import_module_check
+from .numerics import numerics_checks, start
+from .report import Report, main
+from .table import newest_rules, serves_check
 
 PROBE = "sage3"
 DIST = "sageattn3"

@@ -6,7 +6,7 @@ import json
 import os
 import re
 
-from report import Report
+from .report import Report
 
 
 TABLE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "kernels.json")
