@@ -14,7 +14,7 @@ import urllib.request
 
 import pytest
 
-from tests.conftest import REPO
+from tests.lib.project import REPO
 
 from .conftest import (
     STANDIN,

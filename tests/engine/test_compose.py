@@ -9,7 +9,7 @@ import shutil
 
 import pytest
 
-from tests.conftest import REPO
+from tests.lib.project import REPO
 
 from .conftest import LABEL, STANDIN, docker
 

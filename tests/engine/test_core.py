@@ -31,7 +31,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
+from tests.lib.project import REPO
 from tests.lib.server import StaticServer, serve
 from tests.lib.wheels import build_wheel
 

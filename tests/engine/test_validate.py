@@ -14,7 +14,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from tests.conftest import REPO
+from tests.lib.project import REPO
 
 pytestmark = pytest.mark.engine
 

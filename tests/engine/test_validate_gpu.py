@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
+from tests.lib.project import REPO
 from tests.engine.conftest import BASE, LABEL, docker
 from tests.engine.engines import fresh_engine, load_images
 

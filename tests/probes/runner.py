@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import REPO
+from tests.lib.project import REPO
 
 PROBES = REPO / "src" / "comfyimg" / "validate" / "probes"
 SAGE2 = PROBES / "sage2.py"

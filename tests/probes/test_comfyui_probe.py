@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
+from tests.lib.project import REPO
 from tests.probes.runner import PROBES, probe_command
 
 PROBE = PROBES / "comfyui.py"

@@ -307,7 +307,7 @@ def test_save_refuses_invalid_change_and_writes_nothing(valid):
 
 
 def test_repo_pins_are_valid_against_real_bake_file():
-    from tests.conftest import REPO  # noqa: PLC0415
+    from tests.lib.project import REPO  # noqa: PLC0415
 
     loaded = pins.load(REPO / "wheels.toml", bake_targets=bakefile.targets(REPO / "docker-bake.hcl"))
     assert {p.name for p in loaded.wheels} == {"sageattention", "sageattn3"}

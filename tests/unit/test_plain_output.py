@@ -40,7 +40,7 @@ def test_ci_or_no_tty_means_plain(monkeypatch):
 
 
 def _seed_project(project_factory):
-    from tests.conftest import REPO
+    from tests.lib.project import REPO
 
     project = project_factory((REPO / "wheels.toml").read_text())
     import shutil

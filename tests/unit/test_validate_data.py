@@ -17,7 +17,7 @@ import pytest
 from comfyimg.validate.gpuaccess import GpuAccess
 from comfyimg.validate.reports import Outcome, write_reports
 from comfyimg.validate.containers import judge, merge_comfyui, no_silent_skip, parse_result
-from tests.conftest import REPO
+from tests.lib.project import REPO
 
 GOOD = {"schema": 1, "status": "pass", "reason": "ok", "gpu_checks": "skipped", "device": None,
         "checks": [{"name": "version", "kind": "install", "status": "pass", "detail": "2.2.0"}]}

@@ -18,7 +18,7 @@ kernel ``sageattn`` dispatches to on this GPU is compiled in, and the numerics
 of real calls against an fp32 SDPA reference. Optionally it times sageattn vs
 SDPA (reported, never assumed).
 
-Run ``python sage2.py --help`` for the options.
+Run ``python -m probes.sage2 --help`` (from the folder above ``probes``) for the options.
 """
 from __future__ import annotations
 

@@ -25,7 +25,7 @@ so the defaults are cosine >= 0.95 and relative L1 <= 0.35 (for a cosine c the
 relative L2 error is about sqrt(2(1-c)) = 0.32 at c = 0.95); garbage output
 (uninitialised memory, the query returned, NaN) is far outside both.
 
-Run ``python sage3.py --help`` for the options.
+Run ``python -m probes.sage3 --help`` (from the folder above ``probes``) for the options.
 """
 from __future__ import annotations
 
