@@ -16,7 +16,7 @@ import pytest
 
 from tests.lib.project import REPO
 
-from .conftest import (
+from tests.lib.engine import (
     STANDIN,
     WheelPin,
     docker,

@@ -11,7 +11,7 @@ from comfyimg.kernels import coverage
 from comfyimg.kernels import wheel as kernels
 from comfyimg.pins import edit as pinedit
 from tests.lib.cudawheels import SEED_SAGE2, sage2_wheel
-from tests.engine.conftest import WheelPin, wheels_toml
+from tests.lib.engine import WheelPin, wheels_toml
 from tests.lib.wheels import sha256_file
 
 pytestmark = pytest.mark.engine

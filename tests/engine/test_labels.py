@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from .conftest import docker
+from tests.lib.engine import docker
 
 pytestmark = pytest.mark.engine
 

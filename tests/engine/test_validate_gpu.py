@@ -27,8 +27,8 @@ from pathlib import Path
 import pytest
 
 from tests.lib.project import REPO
-from tests.engine.conftest import BASE, LABEL, docker
-from tests.engine.engines import fresh_engine, load_images
+from tests.lib.engine import BASE, LABEL, docker
+from tests.lib.engines import fresh_engine, load_images
 
 pytestmark = pytest.mark.engine
 

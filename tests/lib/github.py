@@ -387,3 +387,13 @@ class FakeGitHub:
 
 
 __all__ = ["AUTO", "FakeAsset", "FakeGitHub", "FakeRelease", "Fault", "Logged"]
+
+
+def asset_sha256(fake: FakeGitHub, name: str) -> str:
+    """The sha256 of the bytes the fake serves for the asset ``name`` (in-memory assets)."""
+    for releases in fake.repos.values():
+        for rel in releases:
+            for a in rel.assets:
+                if a.name == name:
+                    return hashlib.sha256(a.data).hexdigest()  # type: ignore[arg-type]
+    raise KeyError(name)
