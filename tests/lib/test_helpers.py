@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from tests.lib.assertions import assert_failed_cleanly
+from tests.lib.basepins import BASE, BASE_LINES, edit, sub
 from tests.lib.github import FakeAsset, FakeGitHub, FakeRelease, asset_sha256
 
 
@@ -39,3 +40,11 @@ def test_asset_sha256_is_the_sha256_of_the_served_bytes():
         assert asset_sha256(fake, "x.whl") == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         with pytest.raises(KeyError):
             asset_sha256(fake, "missing.whl")
+
+
+def test_basepins_edits_replace_or_drop_numbered_lines():
+    assert BASE.splitlines() == BASE_LINES and BASE_LINES[17] == 'name = "sageattention"'
+    changed = edit({**sub(18, "sageattention", "other"), 1: None})
+    assert changed.splitlines() == [BASE_LINES[i] if i != 17 else 'name = "other"' for i in range(1, len(BASE_LINES))]
+    with pytest.raises(AssertionError):
+        sub(18, "not on that line", "x")

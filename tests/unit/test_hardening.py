@@ -16,7 +16,7 @@ from comfyimg.pins.abi import fit, parse_wheel
 from comfyimg.build.bake import BakeRequest, check_options
 from comfyimg.errors import BadInput
 from comfyimg.untrusted import add_secret, for_markdown_cell, for_terminal, for_xml
-from tests.unit.test_pins import BAKE, BASE, edit, sub
+from tests.lib.basepins import BAKE, BASE, edit, sub
 
 WHOLE = [  # (line, old, new, field): the value with a newline after it, or around it
     (3, '"cp312"', '"cp312\\n"', "profiles.cuda.python"),
