@@ -12,7 +12,7 @@ from typing import Any
 
 import tomlkit
 
-from . import kernels
+from . import dispatch, kernels
 from .kernels import Module, Verdict, WheelKernels
 from .hints import record_hash_command
 from .pins import Pin, Pins
@@ -222,15 +222,19 @@ def audit_wheel(root: Path, path: Path, archs: Sequence[str], *, as_json: bool) 
         found = kernels.read_wheel(path)
     except kernels.BadKernels as exc:
         raise BadInput(str(exc)) from None
-    rules = kernels.rules_for(dist, str(version))
+    package = dist.replace("-", "_")
+    how = found.dispatch.get(package)
+    rules = dispatch.rules(dist, str(version), how)
     vs = kernels.judge_all(found.modules, archs, rules)
     ok = all(v.runnable for v in vs.values())
     if as_json:
         print(json.dumps({"wheel": found.filename, "sha256": found.sha256, "tool": found.tool,
                           "package": dist, "version": str(version),
                           "rules": rules.versions if rules else None,
+                          "dispatch_from": how.as_json() if how else None,
                           "modules": kernels.modules_json(found.modules),
-                          "archs": {a: v.as_json() for a, v in vs.items()}, "runnable": ok}, indent=2))
+                          "archs": {a: _arch_json(v, rules, how) for a, v in vs.items()},
+                          "runnable": ok}, indent=2))
         return 0 if ok else 1
     from .console import SafeTable as Table
 
@@ -242,6 +246,17 @@ def audit_wheel(root: Path, path: Path, archs: Sequence[str], *, as_json: bool) 
     for a, v in vs.items():
         out().print(f"{a}: {'runnable' if v.runnable else 'NOT runnable'}: {v.why}")
     return 0 if ok else 1
+
+
+def _arch_json(v: Verdict, rules: kernels.Rules | None, how: dispatch.Found | None) -> dict[str, Any]:
+    """A verdict with the branch it came from: file and line when read from the wheel."""
+    out = v.as_json()
+    path = rules.path(v.arch) if rules else None
+    out["modules"] = list(path.modules) if path else []
+    out["file"] = how.file if isinstance(how, dispatch.WheelDispatch) else None
+    out["line"] = path.line if path else (
+        how.otherwise.line if isinstance(how, dispatch.WheelDispatch) and how.otherwise else None)
+    return out
 
 
 def audit_pins(pins: Pins, archs: Sequence[str], *, as_json: bool) -> int:
