@@ -36,9 +36,34 @@ def serves(pins: Pins, pin: Pin) -> tuple[str, ...]:
     return tuple(kernels.sort_archs(archs))
 
 
+def dispatch_of(pin: Pin) -> dispatch.Found | None:
+    """Where ``pin``'s dispatch comes from: recorded with its coverage; else, for a wheel known
+    by its recipe, the recipe's source; else None (unknown: the table)."""
+    if pin.coverage is not None:
+        return pin.coverage.dispatch
+    entry = kernels.table().get("recipes", {}).get(pin.filename, {})
+    return recipe_dispatch(entry)
+
+
+def recipe_dispatch(entry: dict[str, Any]) -> dispatch.WheelDispatch | None:
+    """The dispatch a recipe entry of kernels.json names (read from the source it was built from)."""
+    src, arms = entry.get("dispatch_from"), entry.get("dispatch")
+    if not src or not arms:
+        return None
+    branches = [dispatch.Branch(tuple(a["archs"]), a.get("kernel"), a["line"], tuple(a.get("modules", ())),
+                                a.get("triton", False), a.get("raise", "")) for a in arms]
+    return dispatch.WheelDispatch("", src["file"], src["sha256"], src["entry"], tuple(src["imports"]),
+                                  tuple(b for b in branches if b.archs),
+                                  next((b for b in branches if not b.archs), None), f"{src['origin']}'s")
+
+
+def rules_of(pin: Pin) -> kernels.Rules | None:
+    return dispatch.rules(pin.name, pin.version, dispatch_of(pin))
+
+
 def verdicts(pin: Pin, archs: Iterable[str], modules: Sequence[Module] | None = None) -> dict[str, Verdict]:
     mods = modules if modules is not None else (pin.coverage.modules if pin.coverage else ())
-    return kernels.judge_all(mods, archs, kernels.rules_for(pin.name, pin.version))
+    return kernels.judge_all(mods, archs, rules_of(pin))
 
 
 def record_command(pin: Pin) -> str:
@@ -81,15 +106,44 @@ def unrecorded_message(pins: Pins, pin: Pin) -> str:
 # --------------------------------------------------------------------------- recording
 
 
-def record_fields(found: WheelKernels) -> dict[str, Any]:
-    """The wheels.toml keys that record ``found`` (tomlkit items: one module per line)."""
+def dispatch_records(d: dispatch.WheelDispatch) -> list[dict[str, Any]]:
+    """The arms of a dispatch as wheels.toml (and kernels.json) record them."""
+    out = []
+    for b in (*d.branches, *([d.otherwise] if d.otherwise else [])):
+        arm: dict[str, Any] = {"archs": list(b.archs)}
+        if b.kernel:
+            arm.update({"kernel": b.kernel, "modules": list(b.modules), "line": b.line, "triton": b.triton})
+        else:
+            arm.update({"raise": b.text, "line": b.line})
+        out.append(arm)
+    return out
+
+
+def record_fields(found: WheelKernels, package: str | None = None) -> dict[str, Any]:
+    """The wheels.toml keys that record ``found`` (tomlkit items: one module per line): the
+    coverage, and where the dispatch of ``package`` (default: the one package found) came from."""
     array = tomlkit.array()
     for m in found.modules:
         entry = tomlkit.inline_table()
         entry.update({"module": m.name, "sass": list(m.sass), "ptx": list(m.ptx)})
         array.append(entry)
     array.multiline(bool(found.modules))
-    return {"coverage_from": {"tool": found.tool, "sha256": found.sha256}, "coverage": array}
+    fields: dict[str, Any] = {"coverage_from": {"tool": found.tool, "sha256": found.sha256}, "coverage": array}
+    key = package.lower().replace("-", "_") if package else None
+    how = found.dispatch.get(key) if key else (next(iter(found.dispatch.values())) if len(found.dispatch) == 1 else None)
+    if isinstance(how, dispatch.WheelDispatch):
+        fields["dispatch_from"] = {"source": "wheel", "file": how.file, "sha256": how.sha256,
+                                   "entry": how.entry, "imports": list(how.imports)}
+        arms = tomlkit.array()
+        for arm in dispatch_records(how):
+            t = tomlkit.inline_table()
+            t.update(arm)
+            arms.append(t)
+        arms.multiline(True)
+        fields["dispatch"] = arms
+    elif isinstance(how, dispatch.FromTable):
+        fields["dispatch_from"] = {"source": "table", "why": how.why}
+    return fields
 
 
 # --------------------------------------------------------------------------- reports

@@ -31,9 +31,9 @@ from typing import Any
 
 from . import kernels
 
-MAX_FILE_BYTES = 1 << 20  # a real core.py is 45 kB
-MAX_TOTAL_BYTES = 8 << 20
-MAX_NODES = 200_000
+MAX_FILE_BYTES = 256 << 10  # the real core.py files are 40-50 kB
+MAX_TOTAL_BYTES = 4 << 20
+MAX_NODES = 100_000
 MAX_DEPTH = 120
 MAX_SECONDS = 5.0
 MAX_VISITS = 500_000
@@ -66,20 +66,23 @@ class WheelDispatch:
     imports: tuple[str, ...]
     branches: tuple[Branch, ...]
     otherwise: Branch | None  # the final else (or what follows the chain); None: falls through
+    origin: str = "this wheel's"  # whose file it is, for the verdict's words
 
     def branch(self, arch: str) -> Branch | None:
         return next((b for b in self.branches if arch in b.archs), self.otherwise)
 
-    def rules(self, version: str) -> kernels.Rules:
+    def rules(self, version: str, package: str | None = None) -> kernels.Rules:
         """The same shape as a table entry, so :func:`kernels.judge` applies unchanged."""
         where = self.file.rsplit("/", 1)[-1]
         named = {a: b for b in self.branches for a in b.archs}
         dispatch = {a: _path(b, where) for a, b in named.items() if b.kernel}
         other = self.otherwise
-        refused = (f"this wheel's {self.file} raises at {where}:{other.line} ({other.text})"
-                   if other and other.kernel is None else f"this wheel's {self.file} has no branch for {{arch}}")
-        return kernels.Rules(self.package, version, self.entry, self.imports, dispatch, refused, None,
-                             source=f"this wheel's {self.file}",
+        source = f"{self.origin} {self.file}"
+        refused = (f"{source} raises at {where}:{other.line} ({other.text})"
+                   if other and other.kernel is None else f"{source} has no branch for {{arch}}")
+        return kernels.Rules(package or self.package, version, self.entry, self.imports, dispatch,
+                             refused.replace("{", "{{").replace("}", "}}").replace("{{arch}}", "{arch}"),
+                             None, source=source, from_wheel=True,
                              default=_path(other, where) if other and other.kernel else None)
 
     def as_json(self) -> dict[str, Any]:
@@ -714,7 +717,7 @@ def rules(package: str, version: str | None, found: Found | None) -> kernels.Rul
     (``found`` None: where the dispatch comes from is not known, the table as it is)."""
     name = package.lower().replace("-", "_")
     if isinstance(found, WheelDispatch):
-        return found.rules(version or "")
+        return found.rules(version or "", name)
     table = kernels.rules_for(name, version)
     if table is None or found is None:
         return table

@@ -315,13 +315,10 @@ class Rules:
     source: str = ""  # "this wheel's sageattention/core.py", or the table entry's label
     default: Dispatch | None = None  # the arch chain's final else, when it calls a kernel
     fallback: str = ""  # why the table is used instead of the wheel's Python
+    from_wheel: bool = False  # read from the package's Python (comfyimg.dispatch), not the table
 
     def path(self, arch: str) -> Dispatch | None:
         return self.dispatch.get(arch, self.default)
-
-    @property
-    def from_wheel(self) -> bool:
-        return self.source.startswith("this wheel's")
 
     def prefix(self) -> str:
         if not self.fallback:

@@ -1,0 +1,233 @@
+"""Which kernel runs on which GPU, read from the wheel's own Python (comfyimg.dispatch): the
+three real sources that ship "sageattention 2.2.0", in wheels with real CUDA objects, and bad
+or hostile Python that must fall back to the table with the reason."""
+
+from __future__ import annotations
+
+import json
+import resource
+import time
+import zipfile
+
+import pytest
+
+from comfyimg import coverage, dispatch, kernels
+from tests.lib import vendored_sage_files
+from tests.lib.cudawheels import SEED_SAGE2, sage2_wheel, sage3_wheel
+
+TAG, MAIN, FORK = "v2.2.0", "d1a57a5", "pixeloven-7bd3a0e"
+FP8 = ("sageattention._fused", "sageattention._qattn_sm89")
+
+
+def read(source: str) -> dispatch.WheelDispatch:
+    return dispatch.analyse(vendored_sage_files(source), "sageattention", "sageattn")
+
+
+def branch(source: str, arch: str) -> dispatch.Branch | None:
+    return read(source).branch(arch)
+
+
+# --------------------------------------------------------------------------- the three sources
+
+
+@pytest.mark.parametrize("source, arch, kernel, modules", [
+    (FORK, "sm70", "sageattn_qk_int8_pv_fp16_triton", ()),
+    (FORK, "sm75", "sageattn_qk_int8_pv_fp16_triton", ()),
+    (FORK, "sm80", "sageattn_qk_int8_pv_fp16_cuda", ("sageattention._qattn_sm80",)),
+    (FORK, "sm86", "sageattn_qk_int8_pv_fp16_cuda", ("sageattention._qattn_sm80",)),
+    (FORK, "sm87", "sageattn_qk_int8_pv_fp16_cuda", ("sageattention._qattn_sm80",)),
+    (FORK, "sm89", "sageattn_qk_int8_pv_fp8_cuda", FP8),
+    (FORK, "sm90", "sageattn_qk_int8_pv_fp8_cuda_sm90", ("sageattention._fused", "sageattention._qattn_sm90")),
+    (FORK, "sm100", "sageattn_qk_int8_pv_fp8_cuda", FP8),
+    (FORK, "sm120", "sageattn_qk_int8_pv_fp8_cuda", FP8),
+    (FORK, "sm121", "sageattn_qk_int8_pv_fp8_cuda", FP8),
+    (MAIN, "sm80", "sageattn_qk_int8_pv_fp16_cuda", ("sageattention._qattn_sm80",)),
+    (MAIN, "sm86", "sageattn_qk_int8_pv_fp16_triton", ()),
+    (MAIN, "sm89", "sageattn_qk_int8_pv_fp8_cuda", FP8),
+    (MAIN, "sm90", "sageattn_qk_int8_pv_fp8_cuda_sm90", ("sageattention._fused", "sageattention._qattn_sm90")),
+    (MAIN, "sm120", "sageattn_qk_int8_pv_fp8_cuda", FP8),
+    (MAIN, "sm121", "sageattn_qk_int8_pv_fp8_cuda", FP8),
+    (TAG, "sm86", "sageattn_qk_int8_pv_fp16_triton", ()),
+    (TAG, "sm120", "sageattn_qk_int8_pv_fp8_cuda", FP8),
+])
+def test_each_source_sends_each_arch_to_its_kernel_and_modules(source, arch, kernel, modules):
+    b = branch(source, arch)
+    assert b is not None and b.kernel == kernel and b.modules == modules
+    assert b.triton == (not modules) or b.triton  # a kernel without modules is Triton
+    if not modules:
+        assert b.triton
+
+
+@pytest.mark.parametrize("source, arch", [(TAG, "sm75"), (TAG, "sm87"), (TAG, "sm100"), (TAG, "sm121"),
+                                          (MAIN, "sm70"), (MAIN, "sm100"), (FORK, "sm61"), (FORK, "sm103")])
+def test_the_final_raise_refuses_every_other_arch(source, arch):
+    b = branch(source, arch)
+    assert b is not None and b.kernel is None and "Unsupported CUDA architecture" in b.text
+
+
+def test_the_table_agrees_with_what_d1a57a5_reads():
+    """The table was derived from thu-ml d1a57a5 by hand; reading that source gives the same."""
+    table = kernels.rules_for("sageattention", "2.2.0")
+    wheel = read(MAIN).rules("2.2.0")
+    assert table is not None
+    assert set(wheel.dispatch) == set(table.dispatch)
+    for arch, path in table.dispatch.items():
+        assert (wheel.dispatch[arch].kernel, set(wheel.dispatch[arch].modules)) == (path.kernel, set(path.modules))
+    assert wheel.imports == table.imports == ("sageattention._fused",)
+
+
+def test_the_seed_recipe_dispatch_in_the_table_is_the_forks():
+    """kernels.json's recipe for the seed wheel carries the fork's dispatch, as read here."""
+    recipe = kernels.table()["recipes"]["sageattention-2.2.0-290.129-cp312-cp312-linux_x86_64.whl"]
+    fork = read(FORK)
+    assert recipe["dispatch_from"]["sha256"] == fork.sha256
+    assert recipe["dispatch"] == coverage.dispatch_records(fork)
+
+
+# --------------------------------------------------------------------------- verdicts on real wheels
+
+
+def audit(path, archs):
+    found = kernels.read_wheel(path)
+    how = found.dispatch["sageattention"]
+    return kernels.judge_all(found.modules, archs, dispatch.rules("sageattention", "2.2.0", how)), how
+
+
+def test_the_fork_seed_wheel_runs_on_t4_and_b200_not_on_rtx50_or_spark(tmp_path):
+    vs, how = audit(sage2_wheel(tmp_path, SEED_SAGE2, source=FORK),
+                    ["sm75", "sm80", "sm86", "sm89", "sm90", "sm100", "sm120", "sm121"])
+    assert isinstance(how, dispatch.WheelDispatch)
+    assert {a for a, v in vs.items() if v.runnable} == {"sm75", "sm80", "sm86", "sm89", "sm90", "sm100"}
+    assert vs["sm75"].by == "triton"
+    line = read(FORK).branch("sm100").line  # type: ignore[union-attr]
+    assert vs["sm100"].why == (f"this wheel's sageattention/core.py sends sm100 to sageattn_qk_int8_pv_fp8_cuda "
+                               f"(core.py:{line}), which needs _fused and _qattn_sm89; both carry sm_100a")
+    assert "_qattn_sm89: needs SASS for sm120" in vs["sm120"].why
+
+
+def test_the_same_objects_under_the_tag_are_refused_on_t4_and_b200(tmp_path):
+    vs, _ = audit(sage2_wheel(tmp_path, SEED_SAGE2, source=TAG), ["sm75", "sm86", "sm100"])
+    assert not vs["sm75"].runnable and not vs["sm100"].runnable
+    assert "refused: this wheel's sageattention/core.py raises at core.py:" in vs["sm100"].why
+    assert vs["sm86"].by == "triton"
+
+
+def test_sm86_needs_qattn_sm80_on_the_fork_not_on_the_tag(tmp_path):
+    without = {"_qattn_sm89": "r_89_100a", "_fused": "r_80_89_90a_100a"}
+    fork, _ = audit(sage2_wheel(tmp_path / "fork", without, source=FORK), ["sm86"])
+    tag, _ = audit(sage2_wheel(tmp_path / "tag", without, source=TAG), ["sm86"])
+    assert not fork["sm86"].runnable and "sageattention._qattn_sm80: not in the wheel" in fork["sm86"].why
+    assert tag["sm86"].runnable and tag["sm86"].by == "triton"
+    with_it, _ = audit(sage2_wheel(tmp_path / "with", SEED_SAGE2, source=FORK), ["sm86"])
+    assert with_it["sm86"].runnable and with_it["sm86"].needs == ("sageattention._qattn_sm80",)
+
+
+def test_sm121_is_refused_by_the_tag_and_runs_on_d1a57a5(tmp_path):
+    spark = {"_qattn_sm89": "r_120a_121a", "_fused": "r_120a_121a"}
+    tag, _ = audit(sage2_wheel(tmp_path / "tag", spark, source=TAG), ["sm120", "sm121"])
+    main, _ = audit(sage2_wheel(tmp_path / "main", spark, source=MAIN), ["sm120", "sm121"])
+    assert tag["sm120"].runnable and not tag["sm121"].runnable
+    assert "Unsupported CUDA architecture" in tag["sm121"].why
+    assert main["sm120"].runnable and main["sm121"].runnable
+
+
+def test_sage3_stays_on_the_table_and_says_so(tmp_path):
+    path = sage3_wheel(tmp_path, "r_120a_121a")
+    found = kernels.read_wheel(path)
+    how = found.dispatch["sageattn3"]
+    assert isinstance(how, dispatch.FromTable) and "gates its arch in compiled code" in how.why
+    vs = kernels.judge_all(found.modules, ["sm100", "sm120"], dispatch.rules("sageattn3", "1.0.0", how))
+    assert vs["sm120"].runnable and not vs["sm100"].runnable
+    assert vs["sm100"].why.startswith("by the table for sageattn3 1.0.0")
+
+
+def test_the_real_sage3_python_has_no_arch_gate(tmp_path):
+    from tests.lib import VENDOR
+
+    root = VENDOR / "sageattn3-pixeloven-7bd3a0e"
+    wheel = tmp_path / "w.zip"
+    with zipfile.ZipFile(wheel, "w") as zf:
+        for p in root.rglob("*.py"):
+            zf.writestr(p.relative_to(root).as_posix(), p.read_bytes())
+        zf.writestr("sageattn3/gate.py", "import torch\nok = torch.cuda.get_device_capability() >= (12, 0)\n")
+    with zipfile.ZipFile(wheel) as zf:
+        gates = dispatch.python_gates(zf, "sageattn3")
+    assert gates == ["sageattn3/gate.py:2: ok = torch.cuda.get_device_capability() >= (12, 0)"]
+
+
+# --------------------------------------------------------------------------- bad and hostile Python
+
+RUNTIME = """\
+import torch
+def _k80(q, k, v): ...
+def _k90(q, k, v): ...
+KERNELS = {"sm80": _k80, "sm90": _k90}
+def sageattn(q, k, v, **kw):
+    major, minor = torch.cuda.get_device_capability(q.device)
+    return KERNELS[f"sm{major}{minor}"](q, k, v)
+"""
+NOT_CAPABILITY = """\
+import os
+def _k(q, k, v): ...
+def sageattn(q, k, v):
+    arch = os.environ["ARCH"]
+    if arch == "sm80":
+        return _k(q, k, v)
+    raise ValueError(arch)
+"""
+
+
+@pytest.mark.parametrize("core, reason", [
+    ("def sageattn(q, k, v:\n    pass\n", "sageattention/core.py:1: a syntax error"),
+    ("def other(q, k, v): ...\n", "sageattention/__init__.py does not define or import sageattn()"),
+    (RUNTIME, "sageattn() has no if/elif chain on the GPU arch"),
+    (NOT_CAPABILITY, "arch is not computed from torch.cuda.get_device_capability"),
+    ("x = " + "(" * 1000 + "1" + ")" * 1000 + "\n", "too many nested parentheses"),
+    ("x = " + "-" * 100_000 + "1\n", "nested too deeply"),
+    ("x = " + "[" * 150 + "]" * 150 + "\n", "nested over 120 levels deep"),
+    ("x = [" + "1," * 120_000 + "]\n", "over 256 KiB"),
+    ("x = [" + "1," * 60_000 + "]\n", "over 100000 syntax nodes"),
+    ("\0", "cannot be parsed"),
+])
+def test_bad_python_falls_back_to_the_table_with_the_reason(tmp_path, core, reason):
+    files = dict(vendored_sage_files(FORK))
+    files["sageattention/core.py"] = core.encode()
+    path = sage2_wheel(tmp_path, SEED_SAGE2, python=files)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    start = time.monotonic()
+    vs, how = audit(path, ["sm75", "sm100", "sm90"])
+    assert time.monotonic() - start < 10
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 400_000  # kB
+    assert isinstance(how, dispatch.FromTable) and reason in how.why
+    prefix = "by the table for sageattention 2.2.0 (thu-ml d1a57a5), not read from this wheel: "
+    assert vs["sm100"].why.startswith(prefix + how.why)
+    assert not vs["sm75"].runnable and not vs["sm100"].runnable  # the table's dispatch
+    assert vs["sm90"].runnable
+
+
+def test_a_follow_that_never_ends_is_cut_off(tmp_path, monkeypatch):
+    monkeypatch.setattr(dispatch, "MAX_VISITS", 50)
+    with pytest.raises(dispatch.Unreadable, match="took over 50 steps"):
+        read(FORK)
+
+
+# --------------------------------------------------------------------------- invoke audit --json
+
+
+@pytest.fixture
+def project(project_factory):
+    return project_factory()
+
+
+def test_audit_json_carries_kernel_modules_file_and_line(tmp_path, project, capsys):
+    wheel = sage2_wheel(tmp_path, SEED_SAGE2, source=FORK)
+    rc = coverage.audit_wheel(project, wheel, ["sm75", "sm100", "sm120"], as_json=True)
+    report = json.loads(capsys.readouterr().out)
+    assert rc == 1  # sm120 has no kernel image
+    assert report["dispatch_from"]["source"] == "wheel"
+    assert report["dispatch_from"]["file"] == "sageattention/core.py"
+    sm100 = report["archs"]["sm100"]
+    assert sm100["kernel"] == "sageattn_qk_int8_pv_fp8_cuda" and sm100["runnable"]
+    assert sm100["modules"] == ["sageattention._fused", "sageattention._qattn_sm89"]
+    assert sm100["file"] == "sageattention/core.py" and sm100["line"] == read(FORK).branch("sm100").line  # type: ignore[union-attr]
+    assert report["archs"]["sm75"]["by"] == "triton"
