@@ -428,7 +428,8 @@ def parse(path: str, data: bytes | None) -> ast.Module:
     try:
         tree = ast.parse(data, filename=path)
     except SyntaxError as exc:
-        raise Unreadable(f"{path}:{exc.lineno}: a syntax error: {exc.msg}") from None
+        at = f":{exc.lineno}" if exc.lineno else ""
+        raise Unreadable(f"{path}{at}: a syntax error: {exc.msg}") from None
     except (RecursionError, MemoryError):
         raise Unreadable(f"{path} is nested too deeply to parse") from None
     except ValueError as exc:  # e.g. null bytes
@@ -467,7 +468,7 @@ def _arch_literals(test: ast.expr, arch: str) -> tuple[str, ...] | None:
         return None
     if not all(isinstance(v, str) and _ARCH_LITERAL.match(v) for v in vals):
         return None
-    return tuple(vals)
+    return tuple(str(v) for v in vals)
 
 
 def _arch_name(fn: ast.FunctionDef | ast.AsyncFunctionDef, m: _Module) -> tuple[str, ast.If]:

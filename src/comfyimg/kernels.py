@@ -470,7 +470,9 @@ def _judge(modules: Sequence[Module], arch: str, rules: Rules | None) -> Verdict
         elif how == "ptx":
             jit.append(name)
     if rules and kernel and rules.from_wheel:
-        head = f"{rules.source} sends {arch} to {kernel} ({path.why.split(';')[0]}), which needs {_and(needs)}"
+        where = rules.path(arch)
+        head = (f"{rules.source} sends {arch} to {kernel} ({where.why.split(';')[0] if where else '?'}), "
+                f"which needs {_and(needs)}")
         if not missing:
             head += f"; {_carry(by_name, needs, arch)}"
     elif rules and kernel:

@@ -5,13 +5,14 @@ or hostile Python that must fall back to the table with the reason."""
 from __future__ import annotations
 
 import json
+import re
 import resource
 import time
 import zipfile
 
 import pytest
 
-from comfyimg import coverage, dispatch, kernels
+from comfyimg import coverage, dispatch, kernels, pins
 from tests.lib import vendored_sage_files
 from tests.lib.cudawheels import SEED_SAGE2, sage2_wheel, sage3_wheel
 
@@ -185,9 +186,9 @@ def sageattn(q, k, v):
     ("x = " + "(" * 1000 + "1" + ")" * 1000 + "\n", "too many nested parentheses"),
     ("x = " + "-" * 100_000 + "1\n", "nested too deeply"),
     ("x = " + "[" * 150 + "]" * 150 + "\n", "nested over 120 levels deep"),
-    ("x = [" + "1," * 120_000 + "]\n", "over 256 KiB"),
-    ("x = [" + "1," * 60_000 + "]\n", "over 100000 syntax nodes"),
-    ("\0", "cannot be parsed"),
+    ("x = [" + "1," * 140_000 + "]\n", "sageattention/core.py is over 256 KiB"),
+    ("x = [" + "1," * 110_000 + "]\n", "sageattention/core.py has over 100000 syntax nodes"),
+    ("x = 1\0", "sageattention/core.py: a syntax error: source code string cannot contain null bytes"),
 ])
 def test_bad_python_falls_back_to_the_table_with_the_reason(tmp_path, core, reason):
     files = dict(vendored_sage_files(FORK))
@@ -216,14 +217,15 @@ def test_a_follow_that_never_ends_is_cut_off(tmp_path, monkeypatch):
 
 @pytest.fixture
 def project(project_factory):
-    return project_factory()
+    return project_factory(None)
 
 
-def test_audit_json_carries_kernel_modules_file_and_line(tmp_path, project, capsys):
+def test_audit_json_carries_kernel_modules_file_and_line(tmp_path, project):
     wheel = sage2_wheel(tmp_path, SEED_SAGE2, source=FORK)
-    rc = coverage.audit_wheel(project, wheel, ["sm75", "sm100", "sm120"], as_json=True)
-    report = json.loads(capsys.readouterr().out)
-    assert rc == 1  # sm120 has no kernel image
+    r = project.invoke("audit", "--wheel", str(wheel), "--arch", "sm75", "--arch", "sm100", "--arch", "sm120",
+                       "--json")
+    assert r.returncode == 1, r.stderr  # sm120 has no kernel image
+    report = json.loads(r.stdout)
     assert report["dispatch_from"]["source"] == "wheel"
     assert report["dispatch_from"]["file"] == "sageattention/core.py"
     sm100 = report["archs"]["sm100"]
@@ -231,3 +233,69 @@ def test_audit_json_carries_kernel_modules_file_and_line(tmp_path, project, caps
     assert sm100["modules"] == ["sageattention._fused", "sageattention._qattn_sm89"]
     assert sm100["file"] == "sageattention/core.py" and sm100["line"] == read(FORK).branch("sm100").line  # type: ignore[union-attr]
     assert report["archs"]["sm75"]["by"] == "triton"
+    assert report["archs"]["sm120"]["line"] == sm100["line"] and not report["archs"]["sm120"]["runnable"]
+    text = project.invoke("audit", "--wheel", str(wheel), "--arch", "sm100", "--arch", "sm103")
+    assert text.returncode == 1, text.stderr
+    assert "sm100: runnable: this wheel's sageattention/core.py sends sm100 to sageattn_qk_int8_pv_fp8_cuda" \
+        in " ".join(text.stdout.split())
+    assert "sm103: NOT runnable: refused: this wheel's sageattention/core.py raises at core.py:" \
+        in " ".join(text.stdout.split())
+
+
+# --------------------------------------------------------------------------- recorded in wheels.toml
+
+
+def _fork_project(tmp_path, project_factory, serves):
+    from tests.unit.test_kernels_check import BAKE, PROFILE, pin_toml, recorded
+
+    wheel = sage2_wheel(tmp_path, SEED_SAGE2, source=FORK)
+    project = project_factory(None, bake_hcl=BAKE)
+    text = PROFILE + pin_toml("sageattention", "2.2.0", wheel, extra=f"serves = {json.dumps(serves)}\n")
+    return project, recorded(text, project.pins, wheel)
+
+
+def test_the_recorded_dispatch_round_trips_and_lets_the_fork_serve_t4_and_b200(tmp_path, project_factory):
+    project, text = _fork_project(tmp_path, project_factory, ["sm75", "sm100"])
+    assert 'dispatch_from = {source = "wheel", file = "sageattention/core.py"' in text
+    assert '{archs = ["sm100", "sm120", "sm121"], kernel = "sageattn_qk_int8_pv_fp8_cuda"' in text
+    project.pins.write_text(text)
+    assert project.invoke("render").returncode == 0
+    r = project.invoke("check")
+    assert r.returncode == 0, r.stdout + r.stderr
+    loaded = pins.load(project.pins)
+    assert isinstance(loaded.wheels[0].coverage.dispatch, dispatch.WheelDispatch)
+    assert loaded.wheels[0].coverage.dispatch.sha256 == read(FORK).sha256
+    audit = json.loads(project.invoke("audit", "--json", "--arch", "sm75", "--arch", "sm100").stdout)
+    assert audit["pins"]["sageattention"]["archs"]["sm100"]["runnable"] is True
+    args = coverage.probe_args(loaded, "sageattention", loaded.wheels)
+    assert args == ["--serves", "sm75,sm100", "--needs", "sm75=", "--needs",
+                    "sm100=sageattention._fused,sageattention._qattn_sm89"]
+
+
+def test_a_wheels_toml_without_dispatch_from_is_judged_by_the_table(tmp_path, project_factory):
+    project, text = _fork_project(tmp_path, project_factory, ["sm100"])
+    old = text.split("dispatch_from")[0].rstrip() + "\n"
+    project.pins.write_text(old)
+    assert project.invoke("render").returncode == 0
+    r = project.invoke("check")
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "cannot run on sm100, which it serves: sageattention refuses sm100 at run time" in r.stderr
+    assert pins.load(project.pins).wheels[0].coverage.dispatch is None
+
+
+@pytest.mark.parametrize("change, field", [
+    ('source = "wheel"', 'dispatch_from.source'),
+    ('kernel = "sageattn_qk_int8_pv_fp16_triton"', 'kernel'),
+    ('archs = ["sm70", "sm75"]', 'archs'),
+])
+def test_a_bad_dispatch_record_is_bad_input_naming_the_field(tmp_path, project_factory, change, field):
+    project, text = _fork_project(tmp_path, project_factory, ["sm100"])
+    bad = {'source = "wheel"': 'source = "guess"',
+           'kernel = "sageattn_qk_int8_pv_fp16_triton"': 'kernel = 7',
+           'archs = ["sm70", "sm75"]': 'archs = ["sm70", "gpu75"]'}[change]
+    assert change in text
+    project.pins.write_text(text.replace(change, bad, 1))
+    r = project.invoke("check")
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "Traceback" not in r.stderr
+    assert re.search(rf"wheels\.toml:\d+: [a-z_\[\]0-9.]*{re.escape(field)}", r.stderr), r.stderr
