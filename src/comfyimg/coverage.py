@@ -378,8 +378,9 @@ def audit_pins(pins: Pins, archs: Sequence[str], *, as_json: bool) -> int:
 
 
 def probe_args(pins: Pins, distribution: str, target_pins: Sequence[Pin]) -> list[str]:
-    """``--serves`` (the archs the pin serves) and ``--needs ARCH=MODULES`` (the modules whose
-    kernels each of those archs launches, from the pin's recorded coverage) for a probe."""
+    """``--serves`` (the archs the pin serves), ``--needs ARCH=MODULES`` (the modules whose
+    kernels each of those archs launches, from the pin's recorded coverage) and, when the dispatch
+    was read from the wheel, ``--kernel ARCH=FUNCTION`` (empty: refused) for a probe."""
     pin = next((p for p in target_pins if p.name == distribution), None)
     if pin is None or not (served := serves(pins, pin)):
         return []
@@ -388,6 +389,11 @@ def probe_args(pins: Pins, distribution: str, target_pins: Sequence[Pin]) -> lis
         for arch, v in verdicts(pin, served).items():
             if v.runnable:
                 args += ["--needs", f"{arch}={','.join(v.needs)}"]
+        rules = rules_of(pin)
+        if rules is not None and rules.from_wheel:  # the wheel's own kernel on each GPU
+            for arch in served:
+                path = rules.path(arch)
+                args += ["--kernel", f"{arch}={path.kernel if path else ''}"]
     return args
 
 

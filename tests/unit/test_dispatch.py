@@ -269,7 +269,8 @@ def test_the_recorded_dispatch_round_trips_and_lets_the_fork_serve_t4_and_b200(t
     assert audit["pins"]["sageattention"]["archs"]["sm100"]["runnable"] is True
     args = coverage.probe_args(loaded, "sageattention", loaded.wheels)
     assert args == ["--serves", "sm75,sm100", "--needs", "sm75=", "--needs",
-                    "sm100=sageattention._fused,sageattention._qattn_sm89"]
+                    "sm100=sageattention._fused,sageattention._qattn_sm89",
+                    "--kernel", "sm75=sageattn_qk_int8_pv_fp16_triton", "--kernel", "sm100=sageattn_qk_int8_pv_fp8_cuda"]
 
 
 def test_a_wheels_toml_without_dispatch_from_is_judged_by_the_table(tmp_path, project_factory):
