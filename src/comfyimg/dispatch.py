@@ -27,6 +27,7 @@ import time
 import zipfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from . import kernels
@@ -34,6 +35,7 @@ from . import kernels
 MAX_FILE_BYTES = 256 << 10  # the real core.py files are 40-50 kB
 MAX_TOTAL_BYTES = 4 << 20
 MAX_NODES = 100_000
+SMALL_FILE_BYTES = 64 << 10  # below this, the node and depth walk is skipped (it costs more than the parse)
 MAX_DEPTH = 120
 MAX_SECONDS = 5.0
 MAX_VISITS = 500_000
@@ -158,6 +160,7 @@ class _Reader:
         self.parsed: dict[str, _Module] = {}
         self.deadline = time.monotonic() + MAX_SECONDS
         self.visits = 0
+        self.done: dict[tuple[str, str], tuple[frozenset[str], bool]] = {}
 
     def tick(self) -> None:
         self.visits += 1
@@ -279,17 +282,26 @@ class _Reader:
 
     def reach_func(self, mod: str, name: str, env: dict[str, Any], acc: _Reach) -> None:
         key = (mod, name)
-        if key in acc.seen and not env:
-            return
+        if not env:
+            if key in self.done:  # a helper already followed for another branch
+                modules, triton = self.done[key]
+                acc.modules |= modules
+                acc.triton |= triton
+                return
+            if key in acc.seen:
+                return
         acc.seen.add(key)
         m = self.module(mod)
         fn = m.funcs[name]
-        if m.triton:
-            acc.triton = True
+        sub = _Reach(seen=acc.seen, triton=m.triton)
         local = dict(env)
         for param, default in _defaults(fn).items():
             local.setdefault(param, default)
-        _Walker(self, m, acc).block(fn.body, local)
+        _Walker(self, m, sub).block(fn.body, local)
+        if not env:
+            self.done[key] = (frozenset(sub.modules), sub.triton)
+        acc.modules |= sub.modules
+        acc.triton |= sub.triton
 
 
 @dataclass
@@ -434,6 +446,8 @@ def parse(path: str, data: bytes | None) -> ast.Module:
         raise Unreadable(f"{path} is nested too deeply to parse") from None
     except ValueError as exc:  # e.g. null bytes
         raise Unreadable(f"{path}: cannot be parsed: {exc}") from None
+    if len(data) <= SMALL_FILE_BYTES:  # nodes bounded by the size; depth by the parser's own limits
+        return tree
     nodes = 0
     stack: list[tuple[ast.AST, int]] = [(tree, 0)]
     while stack:
@@ -711,6 +725,16 @@ def from_zip(zf: zipfile.ZipFile) -> dict[str, Found]:
         except Unreadable as exc:
             out[package] = FromTable(package, str(exc))
     return out
+
+
+def from_path(path: Path) -> dict[str, Found]:
+    """:func:`from_zip` on the wheel at ``path``, with a handle of its own (for a worker thread);
+    a wheel that cannot be opened gives no dispatch (the module listing reports it)."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            return from_zip(zf)
+    except (zipfile.BadZipFile, OSError, EOFError):
+        return {}
 
 
 def rules(package: str, version: str | None, found: Found | None) -> kernels.Rules | None:

@@ -265,9 +265,12 @@ def read_wheel(path: Path, name: str | None = None) -> WheelKernels:
         zf = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError) as exc:
         raise BadKernels(f"{label}: not a readable wheel (zip): {exc}") from None
+    from . import dispatch  # reads the wheel's own Python (it imports this module)
+
     with zf, tempfile.TemporaryDirectory(prefix="comfyimg-kernels-") as tmp, \
-            ThreadPoolExecutor(max_workers=2) as pool:
+            ThreadPoolExecutor(max_workers=3) as pool:
         hashing = pool.submit(_sha256, path, label)
+        reading = pool.submit(dispatch.from_path, path)  # its own handle: overlaps cuobjdump
         listing: Future[Module] | None = None
         members = [i for i in zf.infolist() if not i.is_dir() and _is_module(i.filename)]
         for n, info in enumerate(members):
@@ -284,9 +287,7 @@ def read_wheel(path: Path, name: str | None = None) -> WheelKernels:
         if listing is not None:
             modules.append(listing.result())
         digest = hashing.result()
-        from . import dispatch  # reads the wheel's own Python (it imports this module)
-
-        found = dispatch.from_zip(zf)
+        found = reading.result()
     return WheelKernels(label, digest, version, tuple(sorted(modules, key=lambda m: m.name)), found)
 
 
