@@ -302,3 +302,20 @@ def test_a_bad_dispatch_record_is_bad_input_naming_the_field(tmp_path, project_f
     assert r.returncode == 2, r.stdout + r.stderr
     assert "Traceback" not in r.stderr
     assert re.search(rf"wheels\.toml:\d+: [a-z_\[\]0-9.]*{re.escape(field)}", r.stderr), r.stderr
+
+
+# --------------------------------------------------------------------------- any arch
+
+
+def test_serves_and_arch_take_any_arch_the_rules_know(tmp_path, project_factory):
+    project, text = _fork_project(tmp_path, project_factory, ["sm75", "sm87", "sm100", "sm103", "sm121"])
+    project.pins.write_text(text)
+    loaded = pins.load(project.pins)
+    assert coverage.serves(loaded, loaded.wheels[0]) == ("sm75", "sm87", "sm100", "sm103", "sm121")
+    vs = coverage.verdicts(loaded.wheels[0], coverage.serves(loaded, loaded.wheels[0]))
+    assert [a for a, v in vs.items() if v.runnable] == ["sm75", "sm87", "sm100"]
+    assert "raises at core.py:172" in vs["sm103"].why
+    assert "sm103" in coverage.markdown(loaded)  # the docs show every served arch
+    project.pins.write_text(text.replace('serves = ["sm75"', 'serves = ["sm90a", "sm75"'))
+    r = project.invoke("check")
+    assert r.returncode == 2 and "'sm90a' is not a GPU arch" in r.stderr and "Traceback" not in r.stderr
