@@ -56,7 +56,8 @@ def recipe_dispatch(entry: dict[str, Any]) -> dispatch.Found | None:
     if not src or not arms:
         return None
     branches = [dispatch.Branch(tuple(a["archs"]), a.get("kernel"), a["line"], tuple(a.get("modules", ())),
-                                a.get("triton", False), a.get("raise", "")) for a in arms]
+                                a.get("triton", False), a.get("raise", ""), tuple(a.get("fakes", ())))
+                for a in arms]
     return dispatch.WheelDispatch("", src["file"], src["sha256"], src["entry"], tuple(src["imports"]),
                                   tuple(b for b in branches if b.archs),
                                   next((b for b in branches if not b.archs), None), f"{src['origin']}'s")
@@ -118,6 +119,8 @@ def dispatch_records(d: dispatch.WheelDispatch) -> list[dict[str, Any]]:
         arm: dict[str, Any] = {"archs": list(b.archs)}
         if b.kernel:
             arm.update({"kernel": b.kernel, "modules": list(b.modules), "line": b.line, "triton": b.triton})
+            if b.fakes:
+                arm["fakes"] = list(b.fakes)
         else:
             arm.update({"raise": b.text, "line": b.line})
         out.append(arm)

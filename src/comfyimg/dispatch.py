@@ -57,6 +57,7 @@ class Branch:
     modules: tuple[str, ...] = ()
     triton: bool = False
     text: str = ""  # for a refusal: the raise statement
+    fakes: tuple[str, ...] = ()  # register_fake implementations the kernel calls (file:line name)
 
 
 @dataclass(frozen=True)
@@ -96,14 +97,20 @@ class WheelDispatch:
 
 def _branch_json(b: Branch) -> dict[str, Any]:
     return {"archs": list(b.archs), "kernel": b.kernel, "line": b.line, "modules": list(b.modules),
-            "triton": b.triton, **({"raise": b.text} if b.text else {})}
+            "triton": b.triton, **({"raise": b.text} if b.text else {}),
+            **({"fakes": list(b.fakes)} if b.fakes else {})}
 
 
 def _path(b: Branch, where: str) -> kernels.Dispatch:
     how = "Triton, compiled on the first call" if b.triton and not b.modules else \
         ("also Triton kernels" if b.triton else "")
+    broken = ""
+    if b.fakes:
+        broken = (f"it calls {', '.join(f.split(' ', 1)[1] for f in b.fakes)}, which this wheel binds to its "
+                  f"torch.library.register_fake implementation ({', '.join(f.split(' ', 1)[0] for f in b.fakes)}): "
+                  "no kernel is launched and the output is never written")
     return kernels.Dispatch(b.kernel or "", b.modules, f"{where}:{b.line}" + (f"; {how}" if how else ""),
-                            line=b.line)
+                            line=b.line, broken=broken)
 
 
 # --------------------------------------------------------------------------- reading sources
@@ -160,7 +167,7 @@ class _Reader:
         self.parsed: dict[str, _Module] = {}
         self.deadline = time.monotonic() + MAX_SECONDS
         self.visits = 0
-        self.done: dict[tuple[str, str], tuple[frozenset[str], bool]] = {}
+        self.done: dict[tuple[str, str], tuple[frozenset[str], bool, frozenset[str]]] = {}
 
     def tick(self) -> None:
         self.visits += 1
@@ -284,9 +291,10 @@ class _Reader:
         key = (mod, name)
         if not env:
             if key in self.done:  # a helper already followed for another branch
-                modules, triton = self.done[key]
+                modules, triton, fakes = self.done[key]
                 acc.modules |= modules
                 acc.triton |= triton
+                acc.fakes |= fakes
                 return
             if key in acc.seen:
                 return
@@ -294,14 +302,20 @@ class _Reader:
         m = self.module(mod)
         fn = m.funcs[name]
         sub = _Reach(seen=acc.seen, triton=m.triton)
-        local = dict(env)
-        for param, default in _defaults(fn).items():
-            local.setdefault(param, default)
-        _Walker(self, m, sub).block(fn.body, local)
+        if any(_is_fake(d) for d in fn.decorator_list):
+            # The name is bound to a torch.library.register_fake implementation (a later def of
+            # the same name replaced the custom op): calling it launches no kernel.
+            sub.fakes.add(f"{m.path}:{fn.lineno} {name}")
+        else:
+            local = dict(env)
+            for param, default in _defaults(fn).items():
+                local.setdefault(param, default)
+            _Walker(self, m, sub).block(fn.body, local)
         if not env:
-            self.done[key] = (frozenset(sub.modules), sub.triton)
+            self.done[key] = (frozenset(sub.modules), sub.triton, frozenset(sub.fakes))
         acc.modules |= sub.modules
         acc.triton |= sub.triton
+        acc.fakes |= sub.fakes
 
 
 @dataclass
@@ -309,6 +323,7 @@ class _Reach:
     modules: set[str] = field(default_factory=set)
     triton: bool = False
     seen: set[tuple[str, str]] = field(default_factory=set)
+    fakes: set[str] = field(default_factory=set)
 
 
 def _defaults(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> dict[str, Any]:
@@ -641,7 +656,14 @@ def _kernel_branch(r: _Reader, m: _Module, body: list[ast.stmt], archs: tuple[st
     target = r.module(ref.module)
     fn = target.funcs[ref.name]
     r.reach_func(ref.module, ref.name, _call_env(call, fn, local), acc)
-    return Branch(archs, kernel, branch.line, tuple(sorted(acc.modules)), acc.triton)
+    return Branch(archs, kernel, branch.line, tuple(sorted(acc.modules)), acc.triton, fakes=tuple(sorted(acc.fakes)))
+
+
+def _is_fake(decorator: ast.expr) -> bool:
+    """``@torch.library.register_fake(...)`` (or ``impl_abstract``, its old name)."""
+    target = decorator.func if isinstance(decorator, ast.Call) else decorator
+    name = target.attr if isinstance(target, ast.Attribute) else getattr(target, "id", "")
+    return name in ("register_fake", "impl_abstract")
 
 
 # --------------------------------------------------------------------------- from a wheel

@@ -300,6 +300,7 @@ class Dispatch:
     modules: tuple[str, ...]
     why: str
     line: int | None = None  # the branch's line, when read from the wheel's Python
+    broken: str = ""  # why the call cannot work whatever the GPU code (read from the wheel's Python)
 
 
 @dataclass(frozen=True)
@@ -455,6 +456,9 @@ def _judge(modules: Sequence[Module], arch: str, rules: Rules | None) -> Verdict
             return Verdict(arch, False, None, f"{rules.package} refuses {arch} at run time: "
                            + rules.refused.format(arch=arch))
         needs, kernel = path.modules, path.kernel
+        if path.broken:
+            return Verdict(arch, False, None, f"{rules.source} sends {arch} to {kernel} ({path.why.split(';')[0]}), "
+                           f"but {path.broken}", kernel, tuple(needs))
         if not needs:
             if rules.from_wheel:
                 return Verdict(arch, True, "triton", f"{rules.source} sends {arch} to {kernel} ({path.why}); "

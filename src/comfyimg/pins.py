@@ -36,7 +36,7 @@ SOURCE_KEYS = {"github", "release"}
 COVERAGE_FROM_KEYS = {"tool", "sha256"}
 COVERAGE_KEYS = {"module", "sass", "ptx"}
 DISPATCH_FROM_KEYS = {"source", "file", "sha256", "entry", "imports", "why"}
-DISPATCH_KEYS = {"archs", "kernel", "modules", "line", "triton", "raise"}
+DISPATCH_KEYS = {"archs", "kernel", "modules", "line", "triton", "raise", "fakes"}
 
 
 @dataclass(frozen=True)
@@ -389,8 +389,10 @@ def _load_dispatch(err: Errors, where: tuple[Any, ...], table: dict, recorded: A
             err.add(wa, f + "kernel", "expected either kernel = 'function' or raise = '…' (a refusal)")
             ok = False
             continue
+        fakes = str_list(err, wa, f + "fakes", arm, "fakes", required=False) or ()
         b = Branch(tuple(archs), kernel, line if isinstance(line, int) else 0,
-                   tuple(mods) if isinstance(mods, list) else (), bool(arm.get("triton", False)), refused or "")
+                   tuple(mods) if isinstance(mods, list) else (), bool(arm.get("triton", False)), refused or "",
+                   tuple(fakes))
         if archs:
             branches.append(b)
         elif otherwise is None:

@@ -319,3 +319,44 @@ def test_serves_and_arch_take_any_arch_the_rules_know(tmp_path, project_factory)
     project.pins.write_text(text.replace('serves = ["sm75"', 'serves = ["sm90a", "sm75"'))
     r = project.invoke("check")
     assert r.returncode == 2 and "'sm90a' is not a GPU arch" in r.stderr and "Traceback" not in r.stderr
+
+
+# --------------------------------------------------------------------------- a name bound to its fake
+
+
+def test_the_tags_sm90_kernel_calls_a_register_fake_implementation(tmp_path):
+    """thu-ml v2.2.0's sm90_compile.py defines the custom op, then its register_fake
+    implementation under the same name (d1a57a5 renamed it ..._fake_impl): the name core.py
+    calls is the fake, so no kernel runs on sm90."""
+    vs, _ = audit(sage2_wheel(tmp_path / "tag", SEED_SAGE2, source=TAG), ["sm89", "sm90"])
+    assert vs["sm89"].runnable
+    assert not vs["sm90"].runnable
+    assert "calls qk_int8_sv_f8_accum_f32_fuse_v_scale_attn_inst_buf, which this wheel binds to its " \
+           "torch.library.register_fake implementation (sageattention/sm90_compile.py:77)" in vs["sm90"].why
+    main, _ = audit(sage2_wheel(tmp_path / "main", SEED_SAGE2, source=MAIN), ["sm90"])
+    assert main["sm90"].runnable and main["sm90"].needs == ("sageattention._fused", "sageattention._qattn_sm90")
+
+
+def test_real_torch_binds_the_name_to_the_fake_and_the_op_never_runs():
+    """The mechanism, with the real torch.library: a later @register_fake def of the same name
+    rebinds it; calling it leaves the output unwritten."""
+    torch = pytest.importorskip("torch")
+    ns = f"comfyimg_test_{time.monotonic_ns()}"
+
+    def impl(x, out):
+        out.copy_(x * 2)
+
+    impl.__annotations__ = {"x": torch.Tensor, "out": torch.Tensor, "return": None}  # this file defers annotations
+    double = torch.library.custom_op(f"{ns}::double", mutates_args=("out",), device_types="cpu")(impl)
+
+    real = double
+
+    @torch.library.register_fake(f"{ns}::double")
+    def double(x, out):  # noqa: F811 - the upstream shape
+        return None
+
+    out = torch.zeros(3)
+    double(torch.ones(3), out)
+    assert out.tolist() == [0.0, 0.0, 0.0]  # the fake ran: nothing written
+    real(torch.ones(3), out)
+    assert out.tolist() == [2.0, 2.0, 2.0]
