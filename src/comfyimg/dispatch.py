@@ -25,7 +25,7 @@ import hashlib
 import re
 import time
 import zipfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -649,7 +649,9 @@ def _kernel_branch(r: _Reader, m: _Module, body: list[ast.stmt], archs: tuple[st
     if ref is None:
         raise Unreadable(f"{m.path}:{branch.line}: {kernel} is not defined or imported in {m.path}")
     acc = _Reach()
-    while ref.kind == "attr" and r.is_py(ref.module) and ref.name in r.module(ref.module).binds:
+    hops = 0
+    while ref.kind == "attr" and r.is_py(ref.module) and ref.name in r.module(ref.module).binds and hops < 10:
+        hops += 1  # re-exported through a few modules at most (a cycle ends here)
         ref = r.module(ref.module).binds[ref.name]
     if ref.kind != "func":
         raise Unreadable(f"{m.path}:{branch.line}: cannot follow {kernel} to its definition")
@@ -696,14 +698,10 @@ def python_gates(zf: zipfile.ZipFile, package: str) -> list[str]:
             found.append(f"{exc} (not read)")
             continue
         lines = (data or b"").decode("utf-8", "replace").splitlines()
-        for node in _walk(tree):
+        for node in ast.walk(tree):
             if isinstance(node, ast.Attribute) and node.attr in ("get_device_capability", "get_arch_list"):
                 found.append(f"{path}:{node.lineno}: {lines[node.lineno - 1].strip()[:160]}")
     return found
-
-
-def _walk(tree: ast.AST) -> Iterator[ast.AST]:
-    return ast.walk(tree)
 
 
 # --------------------------------------------------------------------------- the verdict's rules

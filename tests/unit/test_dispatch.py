@@ -208,6 +208,40 @@ def test_bad_python_falls_back_to_the_table_with_the_reason(tmp_path, core, reas
     assert vs["sm90"].runnable
 
 
+CYCLE = """\
+import torch
+from .a import kernel
+def _archs():
+    major, minor = torch.cuda.get_device_capability(0)
+    return f"sm{major}{minor}"
+def sageattn(q, k, v):
+    arch = _archs()
+    if arch == "sm90":
+        return kernel(q, k, v)
+    raise ValueError(arch)
+"""
+
+
+@pytest.mark.parametrize("extra, reason", [
+    ({"sageattention/a.py": b"from .b import kernel\n", "sageattention/b.py": b"from .a import kernel\n"},
+     "cannot follow kernel to its definition"),
+    ({"sageattention/a.py": b"from .b import kernel\n",
+      "sageattention/b.py": b"from . import _x\ndef kernel(q, k, v):\n    return helper(q)\n"
+                            b"def helper(q):\n    return helper(_x.f(q))\n"}, None),
+])
+def test_import_and_call_cycles_end(extra, reason):
+    files = {"sageattention/__init__.py": b"from .core import sageattn\n",
+             "sageattention/core.py": CYCLE.encode(), **extra}
+    start = time.monotonic()
+    if reason:
+        with pytest.raises(dispatch.Unreadable, match=reason):
+            dispatch.analyse(files, "sageattention", "sageattn")
+    else:
+        d = dispatch.analyse(files, "sageattention", "sageattn")
+        assert d.branch("sm90").modules == ("sageattention._x",)  # type: ignore[union-attr]
+    assert time.monotonic() - start < 2
+
+
 def test_a_follow_that_never_ends_is_cut_off(tmp_path, monkeypatch):
     monkeypatch.setattr(dispatch, "MAX_VISITS", 50)
     with pytest.raises(dispatch.Unreadable, match="took over 50 steps"):
