@@ -357,10 +357,12 @@ def audit_pins(pins: Pins, archs: Sequence[str], *, as_json: bool) -> int:
             continue
         modules, how = coverage_of(pin)
         entry: dict[str, Any] = {"serves": list(served), "coverage": how.split(":")[0], "archs": {}}
+        found = dispatch_of(pin)
+        entry["dispatch_from"] = found.as_json() if found else None
         if modules is not None:
             vs = verdicts(pin, archs, modules)
             entry["modules"] = kernels.modules_json(modules)
-            entry["archs"] = {a: v.as_json() for a, v in vs.items()}
+            entry["archs"] = {a: _arch_json(v, rules_of(pin), found) for a, v in vs.items()}
             failed |= pin.coverage is not None and any(not vs[a].runnable for a in served if a in vs)
         report[pin.key] = entry
         if as_json:

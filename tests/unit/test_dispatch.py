@@ -303,6 +303,8 @@ def test_the_recorded_dispatch_round_trips_and_lets_the_fork_serve_t4_and_b200(t
     assert loaded.wheels[0].coverage.dispatch.sha256 == read(FORK).sha256
     audit = json.loads(project.invoke("audit", "--json", "--arch", "sm75", "--arch", "sm100").stdout)
     assert audit["pins"]["sageattention"]["archs"]["sm100"]["runnable"] is True
+    assert audit["pins"]["sageattention"]["archs"]["sm100"]["line"] == read(FORK).branch("sm100").line  # type: ignore[union-attr]
+    assert audit["pins"]["sageattention"]["dispatch_from"]["source"] == "wheel"
     args = coverage.probe_args(loaded, "sageattention", loaded.wheels)
     assert args == ["--serves", "sm75,sm100", "--needs", "sm75=", "--needs",
                     "sm100=sageattention._fused,sageattention._qattn_sm89",
