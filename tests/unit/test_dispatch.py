@@ -54,8 +54,7 @@ def branch(source: str, arch: str) -> dispatch.Branch | None:
 def test_each_source_sends_each_arch_to_its_kernel_and_modules(source, arch, kernel, modules):
     b = branch(source, arch)
     assert b is not None and b.kernel == kernel and b.modules == modules
-    assert b.triton == (not modules) or b.triton  # a kernel without modules is Triton
-    if not modules:
+    if not modules:  # a kernel that reaches no compiled module is Triton
         assert b.triton
 
 
