@@ -24,7 +24,7 @@ from functools import partial
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from packaging.utils import canonicalize_name
@@ -32,7 +32,7 @@ from packaging.version import Version
 from rich import box
 from .console import SafeTable as Table
 
-from . import bakefile, coverage, kernels
+from . import bakefile, coverage, dispatch, kernels
 from .kernels import Verdict, WheelKernels
 from . import pins as pins_mod
 from . import render
@@ -219,17 +219,27 @@ def plan(pins: pins_mod.Pins, chosen: list[pins_mod.Pin], client: GitHub, *,
             fields = _fields(pin, rel, asset, sha256, version)
             change = Change(pin, rel, asset, sha256, source, version, fields, found)
             if found is not None:
-                rules = kernels.rules_for(pin.name, version)
+                how = found.dispatch.get(pin.name.lower().replace("-", "_"))
+                rules = dispatch.rules(pin.name, version, how)
                 change.verdicts = kernels.judge_all(found.modules, served, rules)
-                recorded = coverage.record_fields(found)
+                recorded = coverage.record_fields(found, pin.name)
                 old = pin.coverage
                 if old is None or old.sha256 != found.sha256 or old.tool != found.tool or \
-                        old.modules != found.modules:
+                        old.modules != found.modules or old.dispatch != _as_loaded(how):
                     fields.update(recorded)
             changes.append(change)
         if mismatched:
             raise WorkFailed("\n".join(mismatched))
     return changes
+
+
+def _as_loaded(how: dispatch.Found | None) -> dispatch.Found | None:
+    """``how`` as wheels.toml gives it back (the loader does not know the package)."""
+    if isinstance(how, dispatch.WheelDispatch):
+        return replace(how, package="")
+    if isinstance(how, dispatch.FromTable):
+        return dispatch.FromTable("", how.why)
+    return None
 
 
 def _moves(ch: Change) -> bool:

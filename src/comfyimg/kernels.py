@@ -40,7 +40,7 @@ import tempfile
 import zipfile
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -136,6 +136,7 @@ class WheelKernels:
     sha256: str
     tool: str
     modules: tuple[Module, ...]
+    dispatch: Mapping[str, Any] = field(default_factory=dict)  # package -> dispatch.Found
 
     def module(self, name: str) -> Module | None:
         return next((m for m in self.modules if m.name == name), None)
@@ -264,9 +265,12 @@ def read_wheel(path: Path, name: str | None = None) -> WheelKernels:
         zf = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError) as exc:
         raise BadKernels(f"{label}: not a readable wheel (zip): {exc}") from None
+    from . import dispatch  # reads the wheel's own Python (it imports this module)
+
     with zf, tempfile.TemporaryDirectory(prefix="comfyimg-kernels-") as tmp, \
-            ThreadPoolExecutor(max_workers=2) as pool:
+            ThreadPoolExecutor(max_workers=3) as pool:
         hashing = pool.submit(_sha256, path, label)
+        reading = pool.submit(dispatch.from_path, path)  # its own handle: overlaps cuobjdump
         listing: Future[Module] | None = None
         members = [i for i in zf.infolist() if not i.is_dir() and _is_module(i.filename)]
         for n, info in enumerate(members):
@@ -283,7 +287,8 @@ def read_wheel(path: Path, name: str | None = None) -> WheelKernels:
         if listing is not None:
             modules.append(listing.result())
         digest = hashing.result()
-    return WheelKernels(label, digest, version, tuple(sorted(modules, key=lambda m: m.name)))
+        found = reading.result()
+    return WheelKernels(label, digest, version, tuple(sorted(modules, key=lambda m: m.name)), found)
 
 
 # --------------------------------------------------------------------------- the package table
@@ -294,6 +299,8 @@ class Dispatch:
     kernel: str
     modules: tuple[str, ...]
     why: str
+    line: int | None = None  # the branch's line, when read from the wheel's Python
+    broken: str = ""  # why the call cannot work whatever the GPU code (read from the wheel's Python)
 
 
 @dataclass(frozen=True)
@@ -307,6 +314,18 @@ class Rules:
     dispatch: Mapping[str, Dispatch]
     refused: str
     serves: tuple[str, ...] | None
+    source: str = ""  # "this wheel's sageattention/core.py", or the table entry's label
+    default: Dispatch | None = None  # the arch chain's final else, when it calls a kernel
+    fallback: str = ""  # why the table is used instead of the wheel's Python
+    from_wheel: bool = False  # read from the package's Python (comfyimg.dispatch), not the table
+
+    def path(self, arch: str) -> Dispatch | None:
+        return self.dispatch.get(arch, self.default)
+
+    def prefix(self) -> str:
+        if not self.fallback:
+            return ""
+        return f"by the table for {self.source}, not read from this wheel: {self.fallback}; "
 
 
 @cache
@@ -332,7 +351,7 @@ def rules_for(name: str, version: str | None) -> Rules | None:
         dispatch = {arch: Dispatch(p["kernel"], tuple(p["modules"]), p.get("why", ""))
                     for arch, p in e["dispatch"].items()}
         return Rules(name, f">={lo},<{hi}", e["entry"], tuple(e.get("import", ())), dispatch,
-                     e["refused"], tuple(e["serves"]) if "serves" in e else None)
+                     e["refused"], tuple(e["serves"]) if "serves" in e else None, e.get("label", ""))
     return None
 
 
@@ -386,8 +405,37 @@ def needed_code(arch: str) -> str:
     return f"SASS for {arch} ({sass}) or PTX compute_XY ≤ {major}.{minor}"
 
 
+def _short(name: str) -> str:
+    return name.rsplit(".", 1)[-1]
+
+
+def _carry(by_name: Mapping[str, Module], needs: Sequence[str], arch: str) -> str:
+    """"both carry sm_100a" / "_qattn_sm89 carries sm_89, _fused carries sm_80": the code that runs."""
+    runs = {}
+    for n in needs:
+        mod = by_name[n]
+        sass = [t for t in mod.targets if not t.ptx and runs_on(t, arch)]
+        ptx = [t for t in mod.targets if t.ptx and runs_on(t, arch)]
+        runs[n] = str(max(sass)) if sass else (f"PTX {max(ptx)} (JIT)" if ptx else "host code only")
+    if len(set(runs.values())) == 1 and len(runs) > 1:
+        return f"{'both' if len(runs) == 2 else 'all'} carry {next(iter(runs.values()))}"
+    return ", ".join(f"{_short(n)} carries {c}" for n, c in runs.items())
+
+
+def _and(names: Sequence[str]) -> str:
+    names = [_short(n) for n in names]
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
 def judge(modules: Sequence[Module], arch: str, rules: Rules | None) -> Verdict:
     """Can the wheel whose compiled ``modules`` are given run on ``arch``?"""
+    v = _judge(modules, arch, rules)
+    if rules is not None and rules.fallback:
+        return Verdict(v.arch, v.runnable, v.by, rules.prefix() + v.why, v.kernel, v.needs, v.missing, v.jit)
+    return v
+
+
+def _judge(modules: Sequence[Module], arch: str, rules: Rules | None) -> Verdict:
     by_name = {m.name: m for m in modules}
     if rules is None:
         needs = tuple(m.name for m in modules if m.sass or m.ptx)
@@ -401,12 +449,20 @@ def judge(modules: Sequence[Module], arch: str, rules: Rules | None) -> Verdict:
             return Verdict(arch, False, None, f"the import fails: {', '.join(absent)} is not in the wheel",
                            needs=tuple(absent),
                            missing=tuple(Missing(n, "not in the wheel", "the module") for n in absent))
-        path = rules.dispatch.get(arch)
+        path = rules.path(arch)
         if path is None:
+            if rules.from_wheel:
+                return Verdict(arch, False, None, f"refused: {rules.refused.format(arch=arch)}")
             return Verdict(arch, False, None, f"{rules.package} refuses {arch} at run time: "
                            + rules.refused.format(arch=arch))
         needs, kernel = path.modules, path.kernel
+        if path.broken:
+            return Verdict(arch, False, None, f"{rules.source} sends {arch} to {kernel} ({path.why.split(';')[0]}), "
+                           f"but {path.broken}", kernel, tuple(needs))
         if not needs:
+            if rules.from_wheel:
+                return Verdict(arch, True, "triton", f"{rules.source} sends {arch} to {kernel} ({path.why}); "
+                               "no compiled module needed", kernel)
             return Verdict(arch, True, "triton", f"{rules.entry} runs {kernel} on {arch}: Triton, "
                            f"compiled on the first call; no compiled module needed ({path.why})", kernel)
     missing: list[Missing] = []
@@ -418,7 +474,13 @@ def judge(modules: Sequence[Module], arch: str, rules: Rules | None) -> Verdict:
             missing.append(Missing(name, mod.carries() if mod else "not in the wheel", needed_code(arch)))
         elif how == "ptx":
             jit.append(name)
-    if rules and kernel:
+    if rules and kernel and rules.from_wheel:
+        where = rules.path(arch)
+        head = (f"{rules.source} sends {arch} to {kernel} ({where.why.split(';')[0] if where else '?'}), "
+                f"which needs {_and(needs)}")
+        if not missing:
+            head += f"; {_carry(by_name, needs, arch)}"
+    elif rules and kernel:
         head = f"{rules.entry} runs {kernel} on {arch}" if kernel != rules.entry else f"{kernel} on {arch}"
     else:
         head = f"on {arch}"
@@ -428,6 +490,8 @@ def judge(modules: Sequence[Module], arch: str, rules: Rules | None) -> Verdict:
     if jit:
         return Verdict(arch, True, "ptx-jit", f"{head}: by PTX JIT for {', '.join(jit)} (the first call "
                        "compiles it; expect a delay), SASS for the rest", kernel, tuple(needs), (), tuple(jit))
+    if rules and rules.from_wheel:
+        return Verdict(arch, True, "sass", head, kernel, tuple(needs))
     what = ", ".join(needs) if needs else "no module with GPU code"
     return Verdict(arch, True, "sass", f"{head}: SASS in {what}", kernel, tuple(needs))
 

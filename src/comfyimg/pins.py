@@ -21,7 +21,8 @@ from packaging.version import InvalidVersion, Version
 
 from . import pinfields as F
 from .abi import SM, ImageABI, mismatches
-from .kernels import Module, Target
+from .dispatch import Branch, FromTable, WheelDispatch
+from .kernels import Module, Target, parse_arch
 from .errors import BadInput
 from .fsutil import read_text
 from .pinfields import (check_url, index_vs_cuda, matching, str_list, string, sub_table, type_name,
@@ -30,10 +31,12 @@ from .tomllines import Errors
 
 PROFILE_KEYS = {"python", "platform", "torch", "torch_index", "cuda", "archs", "glibc"}
 WHEEL_KEYS = {"name", "version", "url", "sha256", "source", "targets", "provides", "arch", "serves",
-              "coverage", "coverage_from"}
+              "coverage", "coverage_from", "dispatch_from", "dispatch"}
 SOURCE_KEYS = {"github", "release"}
 COVERAGE_FROM_KEYS = {"tool", "sha256"}
 COVERAGE_KEYS = {"module", "sass", "ptx"}
+DISPATCH_FROM_KEYS = {"source", "file", "sha256", "entry", "imports", "why"}
+DISPATCH_KEYS = {"archs", "kernel", "modules", "line", "triton", "raise", "fakes"}
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,9 @@ class Coverage:
     sha256: str  # of the wheel it was read from
     modules: tuple[Module, ...]
     line: int
+    # Where the dispatch (which kernel on which arch) came from: read from the wheel's Python,
+    # or the table (with why); None: not recorded (wheels.toml written before it was), unknown.
+    dispatch: WheelDispatch | FromTable | None = None
 
 
 @dataclass(frozen=True)
@@ -240,7 +246,9 @@ def _load_wheel(err: Errors, i: int, table: Any, profiles: dict[str, Profile | N
         arch = None
     serves = str_list(err, where, "serves", table, "serves", required=False)
     for sm in serves or ():
-        if not SM.fullmatch(sm):
+        try:  # any arch NVIDIA's rules know: smXY, e.g. sm75, sm100, sm121
+            parse_arch(sm)
+        except ValueError:
             err.add(where + ("serves",), "serves", f"{sm!r} is not a GPU arch; expected e.g. 'sm90'")
             serves = None
     coverage = _load_coverage(err, where, table)
@@ -318,7 +326,83 @@ def _load_coverage(err: Errors, where: tuple[Any, ...], table: dict) -> Coverage
             modules.append(Module(mod, lists["sass"], lists["ptx"]))
     if not (ok and tool and digest):
         return None
-    return Coverage(tool, digest, tuple(modules), err.line(*where, "coverage_from"))
+    return Coverage(tool, digest, tuple(modules), err.line(*where, "coverage_from"),
+                    _load_dispatch(err, where, table, tool and digest and ok))
+
+
+def _load_dispatch(err: Errors, where: tuple[Any, ...], table: dict, recorded: Any) -> WheelDispatch | FromTable | None:
+    """``dispatch_from = { source = "wheel", file, sha256, entry, imports }`` with ``dispatch = [{ archs,
+    kernel, modules, line }, …]``, or ``dispatch_from = { source = "table", why }``; absent: unknown."""
+    if "dispatch_from" not in table:
+        if "dispatch" in table:
+            err.add(where + ("dispatch",), "dispatch_from", "missing; dispatch needs it (invoke bump --verify records both)")
+        return None
+    raw = table["dispatch_from"]
+    w = where + ("dispatch_from",)
+    if not sub_table(err, where, "dispatch_from", raw, DISPATCH_FROM_KEYS, "{ source = 'wheel' | 'table', … }"):
+        return None
+    source = string(err, w, "dispatch_from.source", raw, "source")
+    if source == "table":
+        why = string(err, w, "dispatch_from.why", raw, "why")
+        if "dispatch" in table:
+            err.add(where + ("dispatch",), "dispatch", "must be absent when dispatch_from.source is 'table'")
+        return FromTable("", why) if why and recorded else None
+    if source != "wheel":
+        if source is not None:
+            err.add(w, "dispatch_from.source", f"{source!r}: expected 'wheel' or 'table'")
+        return None
+    file = string(err, w, "dispatch_from.file", raw, "file")
+    entry = string(err, w, "dispatch_from.entry", raw, "entry")
+    digest, ok = matching(err, w, "dispatch_from.sha256", raw, "sha256", F.HEX64, "64 lowercase hex characters")
+    imports = str_list(err, w, "dispatch_from.imports", raw, "imports", required=False) or ()
+    arms = table.get("dispatch")
+    if not isinstance(arms, list) or not arms or not all(isinstance(a, dict) for a in arms):
+        err.add(where + ("dispatch",) if "dispatch" in table else w, "dispatch",
+                "expected a non-empty array of tables { archs, kernel, modules, line } (invoke bump --verify records it)")
+        return None
+    branches: list[Branch] = []
+    otherwise: Branch | None = None
+    for n, arm in enumerate(arms):
+        f, wa = f"dispatch[{n}].", where + ("dispatch",)
+        unknown_keys(err, wa, f, arm, DISPATCH_KEYS)
+        archs = arm.get("archs", [])
+        if not isinstance(archs, list) or not all(isinstance(a, str) for a in archs):
+            err.add(wa, f + "archs", f"expected an array of GPU archs, got {type_name(archs)}")
+            ok = False
+            continue
+        for a in archs:
+            try:
+                parse_arch(a)
+            except ValueError as exc:
+                err.add(wa, f + "archs", str(exc))
+                ok = False
+        kernel, line = arm.get("kernel"), arm.get("line")
+        mods = arm.get("modules", [])
+        if not isinstance(line, int) or isinstance(line, bool) or line < 1:
+            err.add(wa, f + "line", f"expected a line number, got {type_name(line)}")
+            ok = False
+        if not isinstance(mods, list) or not all(isinstance(m, str) and F.IDENT.fullmatch(m) for m in mods):
+            err.add(wa, f + "modules", "expected an array of importable module names")
+            ok = False
+        refused = arm.get("raise")
+        if (kernel is None) == (refused is None) or not isinstance(kernel or refused, str):
+            err.add(wa, f + "kernel", "expected either kernel = 'function' or raise = '…' (a refusal)")
+            ok = False
+            continue
+        fakes = str_list(err, wa, f + "fakes", arm, "fakes", required=False) or ()
+        b = Branch(tuple(archs), kernel, line if isinstance(line, int) else 0,
+                   tuple(mods) if isinstance(mods, list) else (), bool(arm.get("triton", False)), refused or "",
+                   tuple(fakes))
+        if archs:
+            branches.append(b)
+        elif otherwise is None:
+            otherwise = b
+        else:
+            err.add(wa, f + "archs", "only one arm may name no arch (the final else)")
+            ok = False
+    if not (ok and file and entry and digest and recorded):
+        return None
+    return WheelDispatch("", file, digest, entry, tuple(imports), tuple(branches), otherwise)
 
 
 def loads(text: str, path: Path, *, bake_targets: set[str] | None = None) -> Pins:

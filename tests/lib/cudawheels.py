@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.lib import vendored_sage_files
 from tests.lib.wheels import build_wheel
 
 REPO = Path(__file__).resolve().parents[2]
@@ -55,10 +56,16 @@ def so(name: str) -> bytes:
 
 
 def sage2_wheel(directory: Path, modules: Mapping[str, str], *, version: str = "2.2.0",
-                filename: str | None = None) -> Path:
-    """A sageattention wheel whose ``sageattention.<module>`` are the given fixture objects."""
+                filename: str | None = None, source: str | None = None,
+                python: Mapping[str, str | bytes] | None = None) -> Path:
+    """A sageattention wheel whose ``sageattention.<module>`` are the given fixture objects and
+    whose Python is the vendored upstream ``source`` (tests/vendor), or ``python``, or a stub
+    whose dispatch cannot be read."""
     files: dict[str, str | bytes] = {"sageattention/__init__.py": "from .core import sageattn\n",
                                      "sageattention/core.py": "def sageattn(*a, **k): ...\n"}
+    if source is not None:
+        files = dict(vendored_sage_files(source))
+    files.update(python or {})
     files.update({f"sageattention/{mod}{SUFFIX}": so(obj) for mod, obj in modules.items()})
     return build_wheel(directory, "sageattention", version,
                        filename=filename or f"sageattention-{version}-290.129-cp312-cp312-linux_x86_64.whl",

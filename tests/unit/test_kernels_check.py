@@ -85,7 +85,7 @@ def test_coverage_covering_every_served_arch_passes_and_sage3_serves_only_blackw
     assert coverage.serves(loaded, loaded.wheels[1]) == ("sm120",)  # not sm80: sageattn3 serves Blackwell only
     doc = (project.root / coverage.DOC).read_text()
     assert "| complete-cuda | sageattention | sm80, sm86, sm89, sm90, sm120 | recorded |" in doc
-    assert "| complete-cuda | sageattn3 | sm120 | recorded | NO | NO | NO | NO | yes |" in doc
+    assert "| complete-cuda | sageattn3 | sm120 | recorded | NO | NO | NO | NO | NO | NO | yes | yes |" in doc
     audit = project.invoke("audit", "--json")
     assert audit.returncode == 0, audit.stdout + audit.stderr
     report = json.loads(audit.stdout)["pins"]
