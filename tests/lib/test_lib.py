@@ -140,3 +140,30 @@ def test_vendored_sage_files_are_the_package_python_by_wheel_path(source, packag
 def test_an_unknown_source_is_a_clear_error():
     with pytest.raises(FileNotFoundError, match="no vendored Python"):
         vendored_sage_files("v9.9.9")
+
+
+# --------------------------------------------------------------------------- tests/conftest.py
+
+
+def test_a_skip_without_the_gpu_mark_or_a_loose_xfail_fails_the_run(tmp_path):
+    import os
+    import sys
+
+    (tmp_path / "test_outcomes.py").write_text(
+        "import pytest\n"
+        "def test_plain_skip(): pytest.skip('a fixture is missing')\n"
+        "@pytest.mark.gpu\ndef test_gpu_skip(): pytest.skip('no GPU')\n"
+        "@pytest.mark.xfail(reason='loose')\ndef test_loose(): assert False\n"
+        "@pytest.mark.xfail(reason='tight', strict=True)\ndef test_tight(): assert False\n"
+        "def test_ok(): pass\n")
+    repo = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(repo), str(repo / "src"), os.environ.get("PYTHONPATH", "")])}
+    r = subprocess.run([sys.executable, "-m", "pytest", "-p", "tests.conftest", "-p", "no:cacheprovider", "-q",
+                        "-W", "ignore::pytest.PytestUnknownMarkWarning", "--rootdir", str(tmp_path),
+                        str(tmp_path / "test_outcomes.py")], cwd=repo, env=env, capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "test_plain_skip: skipped but not marked gpu (Skipped: a fixture is missing)" in r.stdout
+    assert "test_loose: xfail that is not strict (loose)" in r.stdout
+    assert "test_gpu_skip:" not in r.stdout.split("only gpu-marked tests may skip")[1]
+    assert "test_tight:" not in r.stdout.split("only gpu-marked tests may skip")[1]

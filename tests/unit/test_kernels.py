@@ -225,7 +225,8 @@ def test_a_corrupt_zip_member_is_bad_input_naming_it(tmp_path, project):
 
 def test_a_truncated_wheel_is_bad_input(tmp_path, project):
     path = sage2_wheel(tmp_path, {"_fused": "r_80"})
-    path.write_bytes(path.read_bytes()[:100_000])
+    data = path.read_bytes()
+    path.write_bytes(data[:len(data) // 2])
     _bad(project, path, r"sageattention-2\.2\.0-290\.129-cp312-cp312-linux_x86_64\.whl: not a readable wheel")
 
 
