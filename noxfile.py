@@ -117,3 +117,15 @@ def bench(session):
         session.error(f"Usage: nox -s bench -- SCRIPT [ARGS]; SCRIPT is one of {', '.join(scripts)}")
     install_locked(session, "test")
     session.run("python", "-m", f"bench.{session.posargs[0]}", *session.posargs[1:])
+
+
+@nox.session(default=False, tags=["validate"])
+def smoke(session):
+    """Boot the image as production does and render a workflow on its GPU, with and without
+    --use-sage-attention; the outputs must agree and sageattn must have run.
+
+    nox -s smoke -- --image IMAGE [--gpus auto|all|cdi|none] [--timeout S] [--steps N]
+    """
+    if session.venv_backend != "none":
+        install_locked(session)
+    session.run("python", "-m", "comfyimg.smoke", *session.posargs)
