@@ -30,6 +30,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -207,26 +208,28 @@ class Gone(Exception):
     """The container ended while the smoke waited on it."""
 
 
-def _alive(docker, name: str) -> None:
-    state = docker.container.inspect(name).state
-    if not state.running:
-        raise Gone(f"the container exited ({state.exit_code}) before it answered")
+def container_alive(docker, name: str) -> Callable[[], None]:
+    def alive() -> None:
+        state = docker.container.inspect(name).state
+        if not state.running:
+            raise Gone(f"the container exited ({state.exit_code}) before it answered")
+    return alive
 
 
-def _wait_ready(http: httpx.Client, docker, name: str, deadline: float) -> None:
+def wait_ready(http: httpx.Client, alive: Callable[[], None], deadline: float) -> None:
     while True:
         try:
             if http.get("/system_stats").status_code == 200:
                 return
         except httpx.HTTPError:
             pass
-        _alive(docker, name)
+        alive()
         if time.monotonic() > deadline:
             raise TimeoutError("ComfyUI did not answer GET /system_stats before the deadline")
         time.sleep(0.5)
 
 
-def _run_prompt(http: httpx.Client, docker, name: str, graph: dict, deadline: float) -> dict:
+def run_prompt(http: httpx.Client, alive: Callable[[], None], graph: dict, deadline: float) -> dict:
     reply = http.post("/prompt", json={"prompt": graph, "client_id": "comfyimg-smoke"})
     if reply.status_code != 200:
         raise RuntimeError(f"POST /prompt answered {reply.status_code}: {reply.text[:500]}")
@@ -240,13 +243,13 @@ def _run_prompt(http: httpx.Client, docker, name: str, graph: dict, deadline: fl
                 detail = msgs[-1][1] if msgs else entry["status"]
                 raise RuntimeError(f"the prompt failed: {json.dumps(detail)[:800]}")
             return dict(entry)
-        _alive(docker, name)
+        alive()
         if time.monotonic() > deadline:
             raise TimeoutError(f"prompt {prompt_id} did not finish before the deadline")
         time.sleep(0.25)
 
 
-def _outputs(http: httpx.Client, entry: dict) -> tuple[list[float] | None, tuple[int, int] | None]:
+def outputs(http: httpx.Client, entry: dict) -> tuple[list[float] | None, tuple[int, int] | None]:
     latent = image = None
     for node in entry.get("outputs", {}).values():
         for kind, items in node.items():
@@ -262,6 +265,23 @@ def _outputs(http: httpx.Client, entry: dict) -> tuple[list[float] | None, tuple
     return latent, image
 
 
+def drive(result: Render, port: int, alive: Callable[[], None], steps: int, started: float,
+          deadline: float) -> None:
+    """The HTTP part of a run, against ComfyUI on 127.0.0.1:port (started at ``started``)."""
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30.0, trust_env=False) as http:
+        wait_ready(http, alive, deadline)
+        result.booted_s = round(time.monotonic() - started, 2)
+        t = time.monotonic()
+        run_prompt(http, alive, workflow(41, steps, "warmup"), deadline)  # loads the model, compiles
+        result.warmup_s = round(time.monotonic() - t, 2)
+        t = time.monotonic()
+        entry = run_prompt(http, alive, workflow(42, steps, "smoke"), deadline)
+        result.prompt_s = round(time.monotonic() - t, 2)
+        result.latent, result.image = outputs(http, entry)
+        stats = http.get("/comfyimg_smoke/stats")
+        result.stats = stats.json() if stats.status_code == 200 else None
+
+
 def render(docker, image: str, root: Path, sage: bool, mounts: list[tuple[str, str, str]], gpu_options: dict,
            steps: int, deadline: float) -> Render:
     result = Render(sage)
@@ -271,18 +291,7 @@ def render(docker, image: str, root: Path, sage: bool, mounts: list[tuple[str, s
     try:
         docker.run(image, production_command(root, port, sage), name=name, detach=True, networks=["host"],
                    envs={"PUID": "1000", "PGID": "1000"}, volumes=mounts, **gpu_options)
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30.0, trust_env=False) as http:
-            _wait_ready(http, docker, name, deadline)
-            result.booted_s = round(time.monotonic() - started, 2)
-            t = time.monotonic()
-            _run_prompt(http, docker, name, workflow(41, steps, "warmup"), deadline)  # loads, compiles
-            result.warmup_s = round(time.monotonic() - t, 2)
-            t = time.monotonic()
-            entry = _run_prompt(http, docker, name, workflow(42, steps, "smoke"), deadline)
-            result.prompt_s = round(time.monotonic() - t, 2)
-            result.latent, result.image = _outputs(http, entry)
-            stats = http.get("/comfyimg_smoke/stats")
-            result.stats = stats.json() if stats.status_code == 200 else None
+        drive(result, port, container_alive(docker, name), steps, started, deadline)
     except DockerException as exc:
         result.problem = f"docker: {error_line(exc)}"
     except (Gone, TimeoutError, RuntimeError, httpx.HTTPError, ValueError, KeyError) as exc:
