@@ -31,18 +31,18 @@ STATS = {"wrapped": False, "target": None, "calls": 0, "errors": 0, "checked": 0
 _LOCK = threading.Lock()
 
 
-def _reference(q, k, v, layout, mask):
-    """fp32 SDPA on the same inputs, in the kernel's layout."""
+def _reference(q, k, v, layout, mask, scale):
+    """fp32 SDPA on the same inputs, in the kernel's layout (current ComfyUI passes sm_scale)."""
     if layout == "NHD":
         q, k, v = (t.transpose(1, 2) for t in (q, k, v))
     if mask is not None:
         mask = mask.float() if mask.dtype != torch.bool else mask
-    ref = torch.nn.functional.scaled_dot_product_attention(q.float(), k.float(), v.float(), attn_mask=mask)
+    ref = torch.nn.functional.scaled_dot_product_attention(q.float(), k.float(), v.float(), attn_mask=mask, scale=scale)
     return ref.transpose(1, 2) if layout == "NHD" else ref
 
 
-def _check(out, q, k, v, layout, mask):
-    ref = _reference(q, k, v, layout, mask).flatten().double()
+def _check(out, q, k, v, layout, mask, scale):
+    ref = _reference(q, k, v, layout, mask, scale).flatten().double()
     got = out.float().flatten().double()
     cos = float(torch.nn.functional.cosine_similarity(got, ref, dim=0))
     rel = float((got - ref).abs().sum() / ref.abs().sum().clamp_min(1e-30))
@@ -67,7 +67,7 @@ def _wrap(original):
             STATS["dtypes"][str(q.dtype)] = STATS["dtypes"].get(str(q.dtype), 0) + 1
             due = STATS["checked"] < CHECK_MAX and (n <= CHECK_FIRST or n % CHECK_EVERY == 0)
         if due:
-            cos, rel = _check(out, q, k, v, layout, kwargs.get("attn_mask"))
+            cos, rel = _check(out, q, k, v, layout, kwargs.get("attn_mask"), kwargs.get("sm_scale"))
             with _LOCK:
                 STATS["checked"] += 1
                 STATS["min_cosine"] = cos if STATS["min_cosine"] is None else min(STATS["min_cosine"], cos)
