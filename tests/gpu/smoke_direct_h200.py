@@ -1,10 +1,11 @@
 """The smoke's in-image parts and HTTP client against real ComfyUI on the H200, WITHOUT docker
 (a first proof of the model builder, the custom node, the workflow and the judge; the docker
 path is tests/gpu/smoke_h200.sh). ComfyUI a125cd84 runs from the vendored tarball with the
-machine's torch, the carried wheels (.gpu/cw, .gpu/hw) and SageAttention d1a57a5 built here
+machine's torch, the carried wheels (.gpu/a/cw, .gpu/b/hw) and SageAttention d1a57a5 built here
 for sm90. Three runs: sage, pytorch, and sage with a broken sageattn (returns q), which must fail.
 
-    run(command="python3 tests/gpu/smoke_direct_h200.py", carry=[".gpu"], timeout_s=600)
+    run(command="python3 tests/gpu/smoke_direct_h200.py", carry=[".gpu/a", ".gpu/b/hw", ".gpu/b/ComfyUI-a125cd84.tar.gz",
+                                                           ".gpu/b/SageAttention-d1a57a5.tar.gz"], timeout_s=600)
 Writes $OUT/smoke-direct.json (+ logs); exit 0 only if good passed and broken failed.
 """
 
@@ -34,13 +35,13 @@ def say(*a):
     print(*a, file=log, flush=True)
 
 
-for w in [*(repo / ".gpu/cw").glob("*.whl"), *(repo / ".gpu/hw").glob("*.whl")]:
+for w in [*(repo / ".gpu/a/cw").glob("*.whl"), *(repo / ".gpu/b/hw").glob("*.whl")]:
     zipfile.ZipFile(w).extractall(site)
 sys.path[:0] = [str(site), str(repo / "src")]
 from comfyimg import smoke  # noqa: E402
 
 # SageAttention 2.2.0 (d1a57a5) for sm90
-with tarfile.open(repo / ".gpu/SageAttention-d1a57a5.tar.gz") as t:
+with tarfile.open(repo / ".gpu/b/SageAttention-d1a57a5.tar.gz") as t:
     t.extractall(work / "sa")
 src = next((work / "sa").iterdir())
 t = time.monotonic()
@@ -54,7 +55,7 @@ shutil.copytree(site / "sageattention", broken_site / "sageattention")
 with open(broken_site / "sageattention/__init__.py", "a") as fh:
     fh.write("\n\ndef sageattn(q, k, v, *args, **kwargs):  # comfyimg smoke: deliberately broken\n    return q\n")
 
-with tarfile.open(repo / ".gpu/ComfyUI-a125cd84.tar.gz") as t:
+with tarfile.open(repo / ".gpu/b/ComfyUI-a125cd84.tar.gz") as t:
     t.extractall(work)
 comfy = next(p for p in work.iterdir() if p.name.startswith("ComfyUI"))
 shutil.copytree(repo / "src/comfyimg/probes/comfyimg_smoke", comfy / "custom_nodes/comfyimg_smoke")
