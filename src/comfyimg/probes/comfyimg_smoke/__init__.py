@@ -26,7 +26,7 @@ CHECK_FIRST = 3  # the first calls are all checked, then one call in CHECK_EVERY
 CHECK_EVERY = 37
 CHECK_MAX = 24
 
-STATS = {"wrapped": False, "target": None, "calls": 0, "errors": 0, "checked": 0, "min_cosine": None,
+STATS: dict = {"wrapped": False, "target": None, "calls": 0, "errors": 0, "checked": 0, "min_cosine": None,
          "max_rel_l1": None, "shapes": {}, "layouts": {}, "dtypes": {}}
 _LOCK = threading.Lock()
 
