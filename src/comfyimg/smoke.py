@@ -346,6 +346,8 @@ def judge(model: dict, sage: Render, plain: Render, steps: int, latent_min: floa
     cos = cosine(sage.latent, plain.latent) if sage.latent and plain.latent else float("nan")
     rows.append(_row("outputs agree (latent cosine)", math.isfinite(cos) and cos >= latent_min,
                      f"cosine {cos:.6f} (>= {latent_min}) over {len(sage.latent or [])} values"))
+    if model.get("status") != "pass":  # nothing after the model could run: one failure, not nine
+        rows = [rows[0], *({**r, "status": "skip", "detail": "not run: the model was not built"} for r in rows[1:])]
     failed = [r for r in rows if r["status"] == "fail"]
     timing: dict[str, Any] = {"sage": {k: getattr(sage, k) for k in ("booted_s", "warmup_s", "prompt_s", "s_per_step")},
               "pytorch": {k: getattr(plain, k) for k in ("booted_s", "warmup_s", "prompt_s", "s_per_step")}}

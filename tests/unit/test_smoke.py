@@ -102,7 +102,8 @@ def test_a_failed_model_build_fails():
     passed, verdict = smoke.judge({"status": "fail", "reason": "ComfyUI detects the UNet as None"},
                                   smoke.Render(True, problem="no model"), smoke.Render(False, problem="no model"),
                                   STEPS)
-    assert not passed and "detects the UNet as None" in verdict["reason"]
+    assert not passed and verdict["reason"] == "model built: ComfyUI detects the UNet as None"
+    assert {r["status"] for r in verdict["checks"][1:]} == {"skip"}
 
 
 def _safetensors(values, dtype="F32"):
