@@ -72,7 +72,7 @@ run() {
     local venv site base stage=$work/stage extra=/opt/comfyimg-site img=local/comfyimg-smoke:good bad=local/comfyimg-smoke:broken
     venv=$("$py" -c 'import sys; print(sys.prefix)'); base=$("$py" -c 'import sys; print(sys.base_prefix)')
     site=$("$py" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
-    local pth=$work/pth; mkdir -p "$stage/etc" "$stage/tmp" "$stage/app" "$stage/home/comfy" "$stage$extra" "$stage/usr/local/bin" "$pth$site"
+    local pth=$work/pth; mkdir -p "$stage/etc" "$stage/tmp" "$stage/app" "$stage/home/comfy" "$stage$extra" "$stage/opt/comfyimg-entry" "$pth$site"
     echo "$extra" >"$pth$site/comfyimg-proof.pth"
     chmod 1777 "$stage/tmp"
     printf 'root:x:0:0:root:/root:/bin/sh\ncomfy:x:1000:1000:comfy:/home/comfy:/usr/sbin/nologin\n' >"$stage/etc/passwd"
@@ -80,15 +80,17 @@ run() {
     "$py" -m zipfile -e "$wheel" "$stage$extra"
     for w in "$STAGE"/cw/*.whl; do "$py" -m zipfile -e "$w" "$stage$extra"; done
     tar -C "$stage/app" -xzf .gpu/b/ComfyUI-a125cd84.tar.gz && mv "$stage"/app/ComfyUI* "$stage/app/ComfyUI.tmp" && mv "$stage/app/ComfyUI.tmp" "$stage/app/ComfyUI"
-    install -m 0755 services/comfy/core/entrypoint.sh "$stage/usr/local/bin/comfy-entrypoint"
+    # apart from /usr: docker import refuses an archive that names a file twice
+    install -m 0755 services/comfy/core/entrypoint.sh "$stage/opt/comfyimg-entry/comfy-entrypoint"
     chown 1000:1000 "$stage/home/comfy"; chmod -R a+rX "$stage/app" "$stage$extra"
-    local parts=(usr/bin usr/sbin usr/lib usr/lib64 usr/share/zoneinfo etc/ld.so.cache "${venv#/}")
+    local parts=(usr etc/ld.so.cache "${venv#/}")
     for p in bin sbin lib lib64 lib32; do [ -e "/$p" ] && parts+=("$p"); done
     [ "$base" = /usr ] || parts+=("${base#/}")
-    tar -C / --exclude='usr/local/cuda*' --exclude=usr/local/nvidia --exclude='__pycache__' -cf - "${parts[@]}" \
-        -C "$stage" etc tmp app home usr/local/bin "${extra#/}" -C "$pth" "${site#/}/comfyimg-proof.pth" 2>"$out/tar.err" \
+    tar -C / --exclude='usr/local/cuda*' --exclude=usr/local/nvidia --exclude=usr/share/doc --exclude=usr/src \
+        --exclude='__pycache__' -cf - "${parts[@]}" \
+        -C "$stage" etc tmp app home opt/comfyimg-entry "${extra#/}" -C "$pth" "${site#/}/comfyimg-proof.pth" 2>"$out/tar.err" \
       | docker import --change "ENV PATH=$venv/bin:/usr/local/bin:/usr/bin:/bin" --change 'WORKDIR /app/ComfyUI' \
-          --change 'ENTRYPOINT ["/usr/local/bin/comfy-entrypoint"]' \
+          --change 'ENTRYPOINT ["/opt/comfyimg-entry/comfy-entrypoint"]' \
           --change 'CMD ["python", "main.py", "--listen", "0.0.0.0"]' - "$img" >/dev/null \
       || { tail "$out/tar.err"; return 1; }
     echo "image $img: $(docker image inspect "$img" --format '{{.Size}}' | awk '{printf "%.1f GB", $1/1e9}')"
