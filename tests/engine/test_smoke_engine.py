@@ -31,3 +31,25 @@ def test_an_image_that_cannot_build_the_model_fails_cleanly(main_image, tmp_path
     left = subprocess.run(["docker", "ps", "-a", "--filter", "name=comfyimg-smoke", "--format", "{{.Names}}"],
                           capture_output=True, text=True, timeout=60).stdout.split()
     assert left == []
+
+
+def test_a_server_that_dies_at_start_is_a_crash_with_its_log_and_no_container_left(main_image):
+    """The production start (entrypoint, PUID/PGID, the compose command on 127.0.0.1) of the image
+    built on the stand-in core, whose main.py prints its arguments and exits: the smoke sees the
+    container end before it answered, keeps its log, removes it."""
+    import time
+
+    from comfyimg import smoke
+    from comfyimg.dockerclient import client
+
+    started = time.monotonic()
+    r = smoke.render(client(), main_image.image, REPO, True, [], {}, 2, time.monotonic() + 60)
+    assert r.booted_s is None and r.problem and r.problem.startswith("the container exited (")
+    assert "stand-in ComfyUI" in r.log  # the image's main.py ran, through its entrypoint, with:
+    assert "'--listen', '127.0.0.1', '--port'" in r.log and "'--use-sage-attention']" in r.log
+    assert time.monotonic() - started < 30
+    left = subprocess.run(["docker", "ps", "-a", "--filter", "name=comfyimg-smoke", "--format", "{{.Names}}"],
+                          capture_output=True, text=True, timeout=60).stdout.split()
+    assert left == []
+    passed, verdict = smoke.judge({"status": "pass"}, r, r, 2)
+    assert not passed and "sage: booted: the container exited" in verdict["reason"]
