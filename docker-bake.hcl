@@ -33,7 +33,7 @@ variable "CPU_BASE_IMAGE" {
 
 # ComfyUI git ref: a release tag or commit, never a branch.
 variable "COMFYUI_REF" {
-  default = "v0.3.66"
+  default = "v0.38.1"
 }
 
 # Torch wheel indexes live at ${TORCH_INDEX_BASE}/<index> (cu128, cpu, ...).
