@@ -97,8 +97,15 @@ run() {
     docker rm -f comfyimg-smoke-break >/dev/null 2>&1
     docker run --name comfyimg-smoke-break --network none --user 0 --entrypoint /bin/sh "$img" -c \
         "printf '\n\ndef sageattn(q, k, v, *args, **kwargs):  # comfyimg smoke: deliberately broken\n    return q\n' >> $extra/sageattention/__init__.py" \
-        && docker commit comfyimg-smoke-break "$bad" >/dev/null && docker rm comfyimg-smoke-break >/dev/null \
+        && docker commit --change 'ENTRYPOINT ["/opt/comfyimg-entry/comfy-entrypoint"]' \
+             --change 'CMD ["python", "main.py", "--listen", "0.0.0.0"]' --change 'USER 0' \
+             --change 'WORKDIR /app/ComfyUI' comfyimg-smoke-break "$bad" >/dev/null \
+        && docker rm comfyimg-smoke-break >/dev/null \
         || { echo "FAIL: could not make the broken image"; return 1; }
+    # `docker run --entrypoint /bin/sh` above would otherwise be committed as the image's start-up
+    [ "$(docker image inspect -f '{{json .Config.Entrypoint}} {{json .Config.Cmd}}' "$bad")" = \
+      "$(docker image inspect -f '{{json .Config.Entrypoint}} {{json .Config.Cmd}}' "$img")" ] \
+        || { echo "FAIL: the broken image does not start as the good one"; return 1; }
     export CI=1 PATH="$venv/bin:$PATH"
     local case rc
     for case in good broken; do
