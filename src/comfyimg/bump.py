@@ -23,7 +23,7 @@ import json
 from functools import partial
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -168,7 +168,7 @@ def choose_pins(pins: pins_mod.Pins, names: Sequence[str], verify: bool = False)
 
 def _new_version(pin: pins_mod.Pin, asset: Asset) -> str:
     wheel = parse_wheel(asset.name)
-    return str(wheel.version) if Version(pin.version).local or wheel.version.local else wheel.version.public
+    return str(wheel.version) if Version(pin.version).local else wheel.version.public
 
 
 def _fields(pin: pins_mod.Pin, release: Release, asset: Asset, sha256: str,
@@ -203,24 +203,23 @@ def _url_release(pin: pins_mod.Pin) -> Release:
 
 
 def _groups(pins: pins_mod.Pins, chosen: list[pins_mod.Pin], client: GitHub, *, release: str | None,
-            pre: bool) -> list[tuple[Release, bool, list[pins_mod.Pin]]]:
-    """(the release or page to pick from, pick the newest?, its pins) for every source of ``chosen``."""
+            pre: bool) -> Iterator[tuple[Release, bool, list[pins_mod.Pin]]]:
+    """(the release or page to pick from, pick the newest?, its pins) for every source of
+    ``chosen``, one at a time: a failure in the first source stops before the next is asked."""
     keyed: dict[object, list[pins_mod.Pin]] = {}
     for pin in chosen:
         keyed.setdefault(pin.source or ("url", pin.index), []).append(pin)
-    groups: list[tuple[Release, bool, list[pins_mod.Pin]]] = []
     for key, group in keyed.items():
         if isinstance(key, pins_mod.IndexSource):
             if release:
                 raise BadInput(f"{pins.path.name}:{group[0].line}: {group[0].key} comes from an index; "
                                "--release names a GitHub release")
             files = index_mod.project_files(client.http, key.index, key.project)
-            groups.append((index_mod.as_release(files, key.index, key.project), True, group))
+            yield index_mod.as_release(files, key.index, key.project), True, group
         elif isinstance(key, pins_mod.Source):
-            groups.append((_github_release(client, key.github, release, pre), False, group))
+            yield _github_release(client, key.github, release, pre), False, group
         else:
-            groups.append((_url_release(group[0]), False, group))
-    return groups
+            yield _url_release(group[0]), False, group
 
 
 def _github_release(client: GitHub, repo: str, release: str | None, pre: bool) -> Release:
