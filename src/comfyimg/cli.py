@@ -167,6 +167,14 @@ def bump(root: Path, names: Sequence[str] | None, remainder: str, **kwargs: obje
     """``invoke bump``: names from ``--name`` (repeatable, comma-separated) and after ``--``."""
     from . import bump as bump_mod
 
+    if kwargs.pop("comfyui", False):
+        from . import comfyui_pin
+
+        if parse_names(names, remainder) or kwargs.get("verify") or kwargs.get("accept_new_bytes"):
+            raise BadInput("--comfyui moves the ComfyUI pin alone; it takes no pin names, "
+                           "--verify or --accept-new-bytes")
+        return comfyui_pin.bump(root, pre=bool(kwargs["pre"]), release=kwargs["release"],  # type: ignore[arg-type]
+                                dry_run=bool(kwargs["dry_run"]), json_out=bool(kwargs["json_out"]))
     return bump_mod.bump(root, parse_names(names, remainder), **kwargs)  # type: ignore[arg-type]
 
 

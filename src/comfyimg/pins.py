@@ -20,7 +20,9 @@ from urllib.parse import urlsplit
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
+from . import comfyui_pin
 from . import pinfields as F
+from .comfyui_pin import ComfyUI
 from .abi import SM, ImageABI, mismatches
 from .kernels import Module, Target
 from .errors import BadInput
@@ -102,6 +104,7 @@ class Pins:
     path: Path
     profiles: Mapping[str, Profile]
     wheels: tuple[Pin, ...]
+    comfyui: ComfyUI | None = None  # [comfyui]: the ComfyUI release the core images check out
 
     def profile_for(self, target: str) -> Profile:
         return self.profiles[target.rsplit("-", 1)[-1]]
@@ -376,7 +379,8 @@ def loads(text: str, path: Path, *, bake_targets: set[str] | None = None) -> Pin
         raise BadInput(f"{path.name}:{_deep_line(text)}: toml: arrays or tables nested too deeply") from None
     if not doc:
         raise BadInput(f"{path.name}:1: profiles: the file is empty; expected [profiles.*] tables and [[wheel]] entries")
-    unknown_keys(err, (), "", doc, {"profiles", "wheel"})
+    unknown_keys(err, (), "", doc, {"profiles", "wheel", "comfyui"})
+    comfyui = comfyui_pin.load(err, doc["comfyui"]) if "comfyui" in doc else None
     profiles: dict[str, Profile | None] = {}
     raw_profiles = doc.get("profiles")
     if not isinstance(raw_profiles, dict) or not raw_profiles:
@@ -391,7 +395,7 @@ def loads(text: str, path: Path, *, bake_targets: set[str] | None = None) -> Pin
     wheels = [w for i, t in enumerate(raw_wheels) if (w := _load_wheel(err, i, t, profiles, bake_targets))]
     _check_duplicates(err, wheels)
     err.raise_if_any()
-    return Pins(path, {k: v for k, v in profiles.items() if v}, tuple(wheels))
+    return Pins(path, {k: v for k, v in profiles.items() if v}, tuple(wheels), comfyui)
 
 
 def _deep_line(text: str, limit: int = 50) -> int:
