@@ -320,6 +320,12 @@ def _preflight(root: Path, pins: Pins, request: BakeRequest) -> tuple[dict[str, 
             check_builder(request.builder)
         check_cache(request)
     resolved = plan(root, request)
+    if request.mode != "print":  # record missing kernel coverage of hashed pins, then judge it
+        from . import autocover, bakefile
+
+        wanted = [p for t in resolved.get("target", {}) for p in pins_for(pins, t) or []]
+        pins = autocover.record(root, pins, autocover.missing(pins, wanted),
+                                bake_targets=bakefile.targets(root / bakefile.BAKE_FILE))
     problems: list[str] = []
     for target in sorted(resolved.get("target", {})):
         target_pins = pins_for(pins, target) or []

@@ -69,7 +69,8 @@ class DigestMismatch(WorkFailed):
     """A downloaded asset does not hash to what the API or a SUMS file says."""
 
 
-_VOUCHERS = {"api": "the API digest", "index": "the index's sha256"}
+_VOUCHERS = {"api": "the API digest", "index": "the index's sha256",
+             "wheels.toml": "the sha256 pinned in wheels.toml"}
 
 
 def _mismatch(asset: str, tag: str, got: str, who: str, says: str) -> WorkFailed:
