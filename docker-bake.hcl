@@ -34,7 +34,8 @@ variable "CPU_BASE_IMAGE" {
 # ComfyUI git ref: a release tag or commit, never a branch. `invoke render` sets all three
 # from [comfyui] in wheels.toml (generated/wheels.bake.json): COMFYUI_REF is the recorded
 # commit, or the tag until `invoke bump --comfyui` records the commit. The core images (and
-# the complete images built on them) carry io.comfyimg.comfyui.tag / .commit labels.
+# the complete images built on them) carry io.comfyimg.comfyui.ref (what was checked out),
+# .tag and .commit labels.
 variable "COMFYUI_REF" {
   default = "v0.3.66"
 }
@@ -136,6 +137,7 @@ target "_core" {
     COMFYUI_REF = COMFYUI_REF
   }
   labels = {
+    "io.comfyimg.comfyui.ref"    = COMFYUI_REF
     "io.comfyimg.comfyui.tag"    = COMFYUI_TAG
     "io.comfyimg.comfyui.commit" = COMFYUI_COMMIT
   }

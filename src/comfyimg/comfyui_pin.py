@@ -33,6 +33,7 @@ from .tomllines import Errors
 
 KEYS = {"github", "release", "commit"}
 COMMIT = re.compile(r"[0-9a-f]{40}")
+LABEL_REF = "io.comfyimg.comfyui.ref"  # what the build checked out (COMFYUI_REF)
 LABEL_TAG = "io.comfyimg.comfyui.tag"
 LABEL_COMMIT = "io.comfyimg.comfyui.commit"
 
@@ -89,11 +90,12 @@ def label_check(labels: dict[str, str], pin: ComfyUI | None) -> dict:
     if tag is None:
         return {"name": name, "status": "skip", "detail": f"no {LABEL_TAG} label (no ComfyUI, or not built "
                                                            "by invoke bake)"}
-    want = (pin.release, pin.commit or "")
-    if (tag, commit or "") != want:
+    ref = labels.get(LABEL_REF)
+    want = (pin.release, pin.commit or "", pin.ref)
+    if (tag, commit or "", ref) != want:
         return {"name": name, "status": "fail",
-                "detail": f"the image holds ComfyUI {tag} {commit or '(no commit)'}; wheels.toml pins "
-                          f"{pin.release} {pin.commit or '(no commit recorded)'}"}
+                "detail": f"the image holds ComfyUI {tag} {commit or '(no commit)'}, checked out at {ref}; "
+                          f"wheels.toml pins {pin.release} {pin.commit or '(no commit recorded)'} ({pin.ref})"}
     return {"name": name, "status": "pass", "detail": f"ComfyUI {tag} {commit or '(tag; no commit recorded)'}"}
 
 
@@ -194,5 +196,5 @@ def as_json(pin: ComfyUI, tag: str, commit: str, wrote: list[str]) -> str:
                        "wrote": wrote}, indent=2)
 
 
-__all__ = ["ComfyUI", "LABEL_COMMIT", "LABEL_TAG", "bake_vars", "bump", "label_check", "load",
+__all__ = ["ComfyUI", "LABEL_COMMIT", "LABEL_REF", "LABEL_TAG", "bake_vars", "bump", "label_check", "load",
            "resolve_commit", "updated_text"]

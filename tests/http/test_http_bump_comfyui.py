@@ -109,12 +109,14 @@ def test_malformed_comfyui_names_line_and_field(project, edit, field):
 
 
 def test_label_check():
-    pin = comfyui_pin.ComfyUI(REPO, "v0.3.70", B, 1)
-    ok = {comfyui_pin.LABEL_TAG: "v0.3.70", comfyui_pin.LABEL_COMMIT: B}
-    assert comfyui_pin.label_check(ok, pin)["status"] == "pass"
-    assert comfyui_pin.label_check({**ok, comfyui_pin.LABEL_COMMIT: A}, pin)["status"] == "fail"
-    assert comfyui_pin.label_check({comfyui_pin.LABEL_TAG: "v0.3.66", comfyui_pin.LABEL_COMMIT: ""}, pin)["status"] == "fail"
-    assert comfyui_pin.label_check({}, pin)["status"] == "skip"
-    tag_only = comfyui_pin.ComfyUI(REPO, "v0.3.66", None, 1)
-    assert comfyui_pin.label_check({comfyui_pin.LABEL_TAG: "v0.3.66", comfyui_pin.LABEL_COMMIT: ""},
-                                   tag_only)["status"] == "pass"
+    L = comfyui_pin
+    pin = L.ComfyUI(REPO, "v0.3.70", B, 1)
+    ok = {L.LABEL_TAG: "v0.3.70", L.LABEL_COMMIT: B, L.LABEL_REF: B}
+    assert L.label_check(ok, pin)["status"] == "pass"
+    assert L.label_check({**ok, L.LABEL_COMMIT: A}, pin)["status"] == "fail"
+    assert L.label_check({**ok, L.LABEL_REF: "v0.3.70"}, pin)["status"] == "fail"  # built from the tag
+    assert L.label_check({L.LABEL_TAG: "v0.3.66", L.LABEL_COMMIT: "", L.LABEL_REF: "v0.3.66"}, pin)["status"] == "fail"
+    assert L.label_check({}, pin)["status"] == "skip"
+    tag_only = L.ComfyUI(REPO, "v0.3.66", None, 1)
+    assert L.label_check({L.LABEL_TAG: "v0.3.66", L.LABEL_COMMIT: "", L.LABEL_REF: "v0.3.66"},
+                         tag_only)["status"] == "pass"
