@@ -5,7 +5,8 @@ Understands the conventions used for pre-built attention wheels:
 * PEP 427 build tags, ``sageattention-2.2.0-290.129-cp312-cp312-linux_x86_64.whl``:
   ``290`` = torch 2.9.0, ``129`` = CUDA 12.9.
 * PEP 440 local versions, ``sageattention-2.2.0+cu130.torch2.13.0.sm90-…``
-  (one wheel per SM) and ``…+cu128torch2.8.0-…``.
+  (one wheel per SM), ``…+cu128torch2.8.0-…`` and ``…+cu130torch2.11-…`` (Comfy-Org's
+  index: torch major.minor, fits every patch release of it).
 * abi3 and manylinux platform tags, through :mod:`packaging.tags`.
 """
 
@@ -141,6 +142,14 @@ def _platform_reason(wheel: WheelABI, image: ImageABI) -> str:
     return f"platform {_platforms(wheel)} ≠ {image.platform}"
 
 
+def _same_torch(built: Version, image: Version) -> bool:
+    """``torch2.11`` (a local version naming major.minor, Comfy-Org style) fits every 2.11.x;
+    ``torch2.13.0`` and build tag ``290`` name the exact release."""
+    if len(built.release) == 2:
+        return built.release == image.release[:2]
+    return Version(built.public) == image
+
+
 def mismatches(wheel: WheelABI, image: ImageABI) -> list[str]:
     """Every reason ``wheel`` does not fit ``image``; an empty list means it fits."""
     reasons: list[str] = []
@@ -158,7 +167,7 @@ def mismatches(wheel: WheelABI, image: ImageABI) -> list[str]:
             reasons.append(_platform_reason(wheel, image))
         if python_ok and platform_ok:
             reasons.append(f"tags {_pythons(wheel)}/{_platforms(wheel)} do not fit {image.python}/{image.platform}")
-    if wheel.torch is not None and Version(wheel.torch.public) != Version(image.torch):  # 2.9 == 2.9.0
+    if wheel.torch is not None and not _same_torch(wheel.torch, Version(image.torch)):
         reasons.append(f"torch {wheel.torch} ≠ {image.torch}")
     if wheel.cuda is not None:
         if image.cuda is None:

@@ -50,6 +50,7 @@ class BakeRequest:
     allow: list[str] = field(default_factory=list)  # buildx entitlements, e.g. network.host
     cache_to: list[str] = field(default_factory=list)  # BACKEND[=WHERE], see cache_entries()
     cache_from: list[str] = field(default_factory=list)
+    attest: bool = False  # push with SBOM + max provenance; preflight decides (the builder must support it)
 
 
 @dataclass
@@ -79,6 +80,9 @@ def _variables(request: BakeRequest, root: Path | None = None) -> dict[str, str]
     return found
 
 
+ATTESTATIONS = ["--sbom=true", "--provenance=mode=max"]
+
+
 def _bake_cmd(root: Path, request: BakeRequest, *extra: str, derived: Sequence[str] = ()) -> list[str]:
     """The one ``docker buildx bake`` command line. ``derived``: options computed from the plan
     (:func:`derived_args`: labels, caches), after the user's own ``--set``s."""
@@ -92,6 +96,8 @@ def _bake_cmd(root: Path, request: BakeRequest, *extra: str, derived: Sequence[s
     cmd += list(derived)
     for a in request.allow:
         cmd += ["--allow", a]
+    if request.mode == "push" and request.attest:  # pushed images carry an SBOM and max-mode provenance
+        cmd += ATTESTATIONS
     cmd += list(extra)
     return cmd + list(request.targets)
 
@@ -220,6 +226,18 @@ def check_cache(request: BakeRequest) -> None:
                        "docker-container --use), or an engine with the containerd image store")
 
 
+def check_attest(request: BakeRequest) -> bool:
+    """Whether the builder can attach attestations to pushed images; a warning when it cannot
+    (the docker driver on the classic image store cannot: the images are pushed without)."""
+    if builder_driver(request.builder) == "docker" and not _containerd_store():
+        err().print(f"warning: the builder {request.builder or '(default)'} uses the docker driver on the classic "
+                    "image store, which cannot attach attestations: the images are pushed WITHOUT an SBOM and "
+                    "provenance. Use a docker-container builder (docker buildx create --driver docker-container "
+                    "--use) or the containerd image store to attest them")
+        return False
+    return True
+
+
 # --------------------------------------------------------------------------- preflight
 
 
@@ -319,7 +337,15 @@ def _preflight(root: Path, pins: Pins, request: BakeRequest) -> tuple[dict[str, 
         if request.builder:
             check_builder(request.builder)
         check_cache(request)
+    if request.mode == "push":
+        request.attest = check_attest(request)
     resolved = plan(root, request)
+    if request.mode != "print":  # record missing kernel coverage of hashed pins, then judge it
+        from . import autocover, bakefile
+
+        wanted = [p for t in resolved.get("target", {}) for p in pins_for(pins, t) or []]
+        pins = autocover.record(root, pins, autocover.missing(pins, wanted),
+                                bake_targets=bakefile.targets(root / bakefile.BAKE_FILE))
     problems: list[str] = []
     for target in sorted(resolved.get("target", {})):
         target_pins = pins_for(pins, target) or []
@@ -424,5 +450,5 @@ def build(root: Path, pins: Pins, request: BakeRequest) -> list[Built]:
             pins=pins_for(pins, target) or [],
             labels=dict(spec.get("labels", {})),
         ))
-    record.write(root, built)
+    record.write(root, built, attested=request.attest if request.mode == "push" else None)
     return built

@@ -23,11 +23,11 @@ import json
 from functools import partial
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from packaging.utils import canonicalize_name
+from packaging.utils import canonicalize_name, parse_wheel_filename
 from packaging.version import Version
 from rich import box
 from .console import SafeTable as Table
@@ -36,6 +36,7 @@ from . import bakefile, coverage, dispatch, kernels
 from .kernels import Verdict, WheelKernels
 from . import pins as pins_mod
 from . import render
+from . import index as index_mod
 from .abi import InvalidWheelName, fit, parse_wheel
 from .console import err, out, progress_factory
 from .errors import BadInput, WorkFailed
@@ -54,7 +55,8 @@ class Rejected:
     reason: str
 
 
-def _reject_reason(asset: Asset, pin: pins_mod.Pin, profile: pins_mod.Profile) -> str | None:
+def _reject_reason(asset: Asset, pin: pins_mod.Pin, profile: pins_mod.Profile,
+                   pre: bool = True) -> str | None:
     """Why ``asset`` is not the wheel for ``pin`` in ``profile``; None when it fits."""
     if not asset.name.endswith(".whl"):
         return "not a wheel"
@@ -65,22 +67,40 @@ def _reject_reason(asset: Asset, pin: pins_mod.Pin, profile: pins_mod.Profile) -
     if wheel.name != canonicalize_name(pin.name):
         return f"distribution {wheel.name} ≠ {canonicalize_name(pin.name)}"
     reasons = fit(wheel, profile.abi, pin.arch)
-    if asset.state != "uploaded":
+    if asset.state == "yanked":
+        reasons.append("yanked (PEP 592)")
+    elif asset.state != "uploaded":
         reasons.append(f"upload not finished (state {asset.state!r})")
+    if not pre and wheel.version.is_prerelease:
+        reasons.append(f"{wheel.version} is a prerelease (pass --pre to take it)")
     return "; ".join(reasons) or None
 
 
+def _newest(fits: list[Asset]) -> list[Asset]:
+    """The fitting files of the highest version (then build tag): an index lists every version."""
+    def key(a: Asset) -> tuple[Version, tuple[int, str] | tuple[()]]:
+        _, version, build, _ = parse_wheel_filename(a.name)
+        return version, build
+    top = max(key(a) for a in fits)
+    return [a for a in fits if key(a) == top]
+
+
 def select_asset(release: Release, pin: pins_mod.Pin, profile: pins_mod.Profile,
-                 target: str) -> Asset:
-    """The one asset of ``release`` that fits ``pin`` in ``profile``; else an error naming every asset."""
+                 target: str, *, newest: bool = False, pre: bool = True) -> Asset:
+    """The one asset of ``release`` that fits ``pin`` in ``profile``; else an error naming every asset.
+    ``newest`` (an index page): of several that fit, the one of the highest version."""
     fits: list[Asset] = []
     rejected: list[Rejected] = []
     for asset in release.assets:
-        reason = _reject_reason(asset, pin, profile)
+        reason = _reject_reason(asset, pin, profile, pre)
         if reason is None:
             fits.append(asset)
         else:
             rejected.append(Rejected(asset.name, reason))
+    if newest and len(fits) > 1:
+        older = fits
+        fits = _newest(fits)
+        rejected += [Rejected(a.name, "fits, but a newer version does") for a in older if a not in fits]
     if len(fits) == 1:
         return fits[0]
     head = (f"{pin.key}: release {release.tag} has "
@@ -115,12 +135,14 @@ class Change:
         return {a: v for a, v in self.verdicts.items() if not v.runnable}
 
 
-def choose_pins(pins: pins_mod.Pins, names: Sequence[str]) -> list[pins_mod.Pin]:
+def choose_pins(pins: pins_mod.Pins, names: Sequence[str], verify: bool = False) -> list[pins_mod.Pin]:
+    """The pins named (every pin with a source when none is). A pin without a source (a plain
+    URL) is taken by name with ``--verify``: its bytes are checked, its sha256 and coverage recorded."""
     if not names:
         with_source = [p for p in pins.wheels if p.source]
         if not with_source:
-            raise BadInput(f"{pins.path.name}: no [[wheel]] has a source = {{ github, release }}; "
-                           "nothing to bump")
+            raise BadInput(f"{pins.path.name}: no [[wheel]] has a source = {{ github, release }} or "
+                           "{ index, project }; nothing to bump")
         return with_source
     chosen: list[pins_mod.Pin] = []
     unknown: list[str] = []
@@ -131,9 +153,11 @@ def choose_pins(pins: pins_mod.Pins, names: Sequence[str]) -> list[pins_mod.Pin]
             unknown.append(name)
             continue
         for pin in hits:
-            if pin.source is None:
+            if pin.source is None and not verify:
                 raise BadInput(f"{pins.path.name}:{pin.line}: {pin.key} has no source = "
-                               "{ github, release }; bump cannot move it")
+                               "{ github, release } or { index, project }; bump cannot move it. "
+                               f"`invoke bump --verify --name {pin.key}` downloads its URL, checks or "
+                               "records its sha256 and records its kernel coverage")
             if pin not in chosen:
                 chosen.append(pin)
     if unknown:
@@ -157,8 +181,7 @@ def _fields(pin: pins_mod.Pin, release: Release, asset: Asset, sha256: str,
         changes["sha256"] = sha256
     if version != pin.version:
         changes["version"] = version
-    assert pin.source is not None
-    if release.tag != pin.source.release:
+    if isinstance(pin.source, pins_mod.Source) and release.tag != pin.source.release:
         changes["source"] = {"github": pin.source.github, "release": release.tag}
     return changes
 
@@ -171,29 +194,56 @@ def _read_kernels(asset: Asset, release: Release, part: Path) -> kernels.WheelKe
         raise WorkFailed(f"cannot read the kernels of {asset.name} of release {release.tag}: {exc}") from None
 
 
+def _url_release(pin: pins_mod.Pin) -> Release:
+    """A plain URL pin as a release of one asset; no digest: its bytes are always downloaded."""
+    asset = Asset(id=pin.index + 1, name=pin.filename, size=0, digest=None, url=pin.url,
+                  browser_download_url=pin.url, content_type="", state="uploaded")
+    return Release(id=0, tag=f"URL {pin.url}", name=pin.key, draft=False, prerelease=False,
+                   published_at=None, assets=(asset,))
+
+
+def _groups(pins: pins_mod.Pins, chosen: list[pins_mod.Pin], client: GitHub, *, release: str | None,
+            pre: bool) -> Iterator[tuple[Release, bool, list[pins_mod.Pin]]]:
+    """(the release or page to pick from, pick the newest?, its pins) for every source of
+    ``chosen``, one at a time: a failure in the first source stops before the next is asked."""
+    keyed: dict[object, list[pins_mod.Pin]] = {}
+    for pin in chosen:
+        keyed.setdefault(pin.source or ("url", pin.index), []).append(pin)
+    for key, group in keyed.items():
+        if isinstance(key, pins_mod.IndexSource):
+            if release:
+                raise BadInput(f"{pins.path.name}:{group[0].line}: {group[0].key} comes from an index; "
+                               "--release names a GitHub release")
+            files = index_mod.project_files(client.http, key.index, key.project)
+            yield index_mod.as_release(files, key.index, key.project), True, group
+        elif isinstance(key, pins_mod.Source):
+            yield _github_release(client, key.github, release, pre), False, group
+        else:
+            yield _url_release(group[0]), False, group
+
+
+def _github_release(client: GitHub, repo: str, release: str | None, pre: bool) -> Release:
+    if not release:
+        return client.latest_release(repo, pre=pre)
+    rel = client.release_by_tag(repo, release)
+    if rel.draft and not pre:
+        raise BadInput(f"{repo}: release {release} is a draft; pass --pre to use it")
+    if rel.prerelease and not pre:
+        raise BadInput(f"{repo}: release {release} is a prerelease; pass --pre to use it")
+    return rel
+
+
 def plan(pins: pins_mod.Pins, chosen: list[pins_mod.Pin], client: GitHub, *,
          release: str | None, pre: bool, verify: bool, workdir: Path) -> list[Change]:
-    by_repo: dict[str, list[pins_mod.Pin]] = {}
-    for pin in chosen:
-        assert pin.source is not None
-        by_repo.setdefault(pin.source.github, []).append(pin)
     changes: list[Change] = []
-    for repo, repo_pins in by_repo.items():
-        if release:
-            rel = client.release_by_tag(repo, release)
-            if rel.draft and not pre:
-                raise BadInput(f"{repo}: release {release} is a draft; pass --pre to use it")
-            if rel.prerelease and not pre:
-                raise BadInput(f"{repo}: release {release} is a prerelease; pass --pre to use it")
-        else:
-            rel = client.latest_release(repo, pre=pre)
+    for rel, newest, group_pins in _groups(pins, chosen, client, release=release, pre=pre):
         # Select every asset of this release first: all or nothing.
         picked: list[tuple[pins_mod.Pin, Asset]] = []
-        for pin in repo_pins:
+        for pin in group_pins:
             chosen_asset: Asset | None = None
             for target in pin.targets:
                 profile = pins.profile_for(target)
-                asset = select_asset(rel, pin, profile, target)
+                asset = select_asset(rel, pin, profile, target, newest=newest, pre=pre or not newest)
                 if chosen_asset is not None and asset.name != chosen_asset.name:
                     raise WorkFailed(f"{pin.key}: its targets want different assets of "
                                      f"{rel.tag}: {chosen_asset.name} and {asset.name}; "
@@ -242,10 +292,21 @@ def _as_loaded(how: dispatch.Found | None) -> dispatch.Found | None:
     return None
 
 
+def _old_ref(pin: pins_mod.Pin) -> str | None:
+    """Where the pin says its wheel comes from: the release tag, the index page, or None (a URL)."""
+    if isinstance(pin.source, pins_mod.Source):
+        return pin.source.release
+    if isinstance(pin.source, pins_mod.IndexSource):
+        return f"index page {index_mod.page_url(pin.source.index, pin.source.project)}"
+    return None
+
+
 def _moves(ch: Change) -> bool:
     """Does the change move the pin to another wheel (not just record the one it names)?"""
-    same = ch.pin.source and ch.release.tag == ch.pin.source.release and ch.asset.name == ch.pin.filename
-    return not same
+    url = ch.asset.browser_download_url or ch.asset.url
+    if isinstance(ch.pin.source, pins_mod.Source):
+        return not (ch.release.tag == ch.pin.source.release and ch.asset.name == ch.pin.filename)
+    return url != ch.pin.url
 
 
 def _refuse_uncovered(changes: list[Change]) -> None:
@@ -280,7 +341,7 @@ def _table(changes: list[Change]) -> Table:
     for col in ("package", "old", "new", "sha256", "digest from", "kernels for"):
         table.add_column(col, overflow="fold")
     for ch in changes:
-        old_rel = ch.pin.source.release if ch.pin.source else "?"
+        old_rel = _old_ref(ch.pin) or "URL"
         old = f"{old_rel}\n{ch.pin.filename}"
         new = f"{ch.release.tag}\n{ch.asset.name}" if ch.fields else "(unchanged)"
         runs = " ".join(a if v.runnable else f"NOT {a}" for a, v in ch.verdicts.items())
@@ -298,7 +359,7 @@ def as_json(changes: list[Change], *, dry_run: bool, wrote: list[str], diff: str
         **({"diff": diff} if diff else {}),
         "pins": [{
             "pin": ch.pin.key, "name": ch.pin.name, "arch": ch.pin.arch, "changed": bool(ch.fields),
-            "old": {"release": ch.pin.source.release if ch.pin.source else None, "file": ch.pin.filename,
+            "old": {"release": _old_ref(ch.pin), "file": ch.pin.filename,
                     "version": ch.pin.version, "sha256": ch.pin.sha256},
             "new": {"release": ch.release.tag, "file": ch.asset.name, "version": ch.version,
                     "sha256": ch.sha256, "digest_from": ch.digest_source},
@@ -325,7 +386,7 @@ def _bump(root: Path, names: Sequence[str], *, release: str | None, pre: bool, d
     bake_targets = bakefile.targets(root / bakefile.BAKE_FILE)
     pins = pins_mod.load(path, bake_targets=bake_targets)
     text = read_text(path)
-    chosen = choose_pins(pins, names)
+    chosen = choose_pins(pins, names, verify)
     own_client = client is None
     client = client or GitHub.from_env()
     try:

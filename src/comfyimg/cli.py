@@ -105,11 +105,15 @@ def check_coverage(pins: pins_mod.Pins) -> None:
 
 
 def check(root: Path, json_out: bool = False) -> int:
-    """Validate wheels.toml and verify the generated files are current: 0 ok, 1 drift, 2 bad input."""
+    """Validate wheels.toml, verify the generated files are current, run the bake build checks
+    when an engine can: 0 ok, 1 drift or a build-check warning, 2 bad input."""
     pins = load_pins(root)
     check_coverage(pins)
     drifts = render.check(pins, root)
     warn_unhashed(pins)
+    from . import buildchecks
+
+    built = buildchecks.run(root)  # bake --call check on every target, when an engine can
     if json_out:  # bad input never gets here: it is a one-line error on stderr, exit 2
         from . import coverage
 
@@ -118,15 +122,24 @@ def check(root: Path, json_out: bool = False) -> int:
             "drift": [str(d.path) for d in drifts],
             "unhashed": [{"pin": p.key, "line": p.line, "targets": list(p.targets)} for p in pins.unhashed()],
             "coverage_unrecorded": [p.key for p in coverage.problems(pins)[1]],
+            "build_checks": built.as_json(),
         }, indent=2))
-        return 1 if drifts else 0
+        return 1 if drifts or built.status == "failed" else 0
+    for warning in built.warnings:
+        err().print(f"error: build check: {warning}")
+    if built.status == "skipped":
+        err().print(f"{'note' if built.note else 'warning'}: {built.detail}")
     if drifts:
         for drift in drifts:
             out().print(drift.diff, end="", soft_wrap=True)
         err().print(f"error: {len(drifts)} generated file(s) out of date with {pins.path.name}: "
                     f"{', '.join(str(d.path) for d in drifts)}. Run: invoke render")
         return 1
-    out().print(f"{pins.path.name}: {len(pins.wheels)} wheel(s) valid; generated files are current")
+    if built.status == "failed":
+        err().print(f"error: {built.detail}")
+        return 1
+    out().print(f"{pins.path.name}: {len(pins.wheels)} wheel(s) valid; generated files are current"
+                + ("; " + built.detail if built.status == "passed" else ""))
     return 0
 
 
@@ -167,6 +180,14 @@ def bump(root: Path, names: Sequence[str] | None, remainder: str, **kwargs: obje
     """``invoke bump``: names from ``--name`` (repeatable, comma-separated) and after ``--``."""
     from . import bump as bump_mod
 
+    if kwargs.pop("comfyui", False):
+        from . import comfyui_pin
+
+        if parse_names(names, remainder) or kwargs.get("verify") or kwargs.get("accept_new_bytes"):
+            raise BadInput("--comfyui moves the ComfyUI pin alone; it takes no pin names, "
+                           "--verify or --accept-new-bytes")
+        return comfyui_pin.bump(root, pre=bool(kwargs["pre"]), release=kwargs["release"],  # type: ignore[arg-type]
+                                dry_run=bool(kwargs["dry_run"]), json_out=bool(kwargs["json_out"]))
     return bump_mod.bump(root, parse_names(names, remainder), **kwargs)  # type: ignore[arg-type]
 
 

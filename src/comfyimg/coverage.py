@@ -73,9 +73,8 @@ def verdicts(pin: Pin, archs: Iterable[str], modules: Sequence[Module] | None = 
 
 
 def record_command(pin: Pin) -> str:
-    if pin.source:
-        return record_hash_command(pin)
-    return f"invoke audit --wheel {pin.filename} --json  # then copy its modules into coverage of {pin.key}"
+    """A plain URL pin too: ``invoke bump --verify --name`` downloads it and records its coverage."""
+    return record_hash_command(pin)
 
 
 def problems(pins: Pins, chosen: Iterable[Pin] | None = None) -> tuple[list[str], list[Pin]]:

@@ -20,6 +20,7 @@ _FORMATS = {
     "CUDA": r"\d{2}\.\d",
     "GLIBC": r"(\d+)\.(\d+)",
     "REPO": r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+",
+    "PROJECT": r"[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?",
     "IDENT": r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*",
     "INDEX": r"cpu|cu\d{3}|rocm\d+(\.\d+)*",
     "HEX64": r"[0-9a-f]{64}",
@@ -27,7 +28,7 @@ _FORMATS = {
     "PROFILE": r"[a-z][a-z0-9_]*",  # also the prefix of its bake variables (CUDA_TORCH_VERSION)
     "TARGET": r"[A-Za-z0-9_-]+",  # what buildx allows in a target name
 }
-PY, CUDA, GLIBC, REPO, IDENT, INDEX, HEX64, PLATFORM, PROFILE, TARGET = (
+PY, CUDA, GLIBC, REPO, PROJECT, IDENT, INDEX, HEX64, PLATFORM, PROFILE, TARGET = (
     re.compile(p) for p in _FORMATS.values())
 _TAG_FORBIDDEN = frozenset(" ~^:?*[\\")
 

@@ -15,11 +15,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
+from . import comfyui_pin
 from . import pinfields as F
+from .comfyui_pin import ComfyUI
 from .abi import SM, ImageABI, mismatches
 from .dispatch import Branch, FromTable, WheelDispatch
 from .kernels import Module, Target, parse_arch
@@ -33,6 +36,7 @@ PROFILE_KEYS = {"python", "platform", "torch", "torch_index", "cuda", "archs", "
 WHEEL_KEYS = {"name", "version", "url", "sha256", "source", "targets", "provides", "arch", "serves",
               "coverage", "coverage_from", "dispatch_from", "dispatch"}
 SOURCE_KEYS = {"github", "release"}
+INDEX_SOURCE_KEYS = {"index", "project"}
 COVERAGE_FROM_KEYS = {"tool", "sha256"}
 COVERAGE_KEYS = {"module", "sass", "ptx"}
 DISPATCH_FROM_KEYS = {"source", "file", "sha256", "entry", "imports", "why"}
@@ -56,6 +60,14 @@ class Source:
 
 
 @dataclass(frozen=True)
+class IndexSource:
+    """A PEP 503/691 simple index: ``invoke bump`` picks the newest fitting file of ``project``."""
+
+    index: str  # "https://…/simple"
+    project: str
+
+
+@dataclass(frozen=True)
 class Coverage:
     """The compiled modules of the pinned wheel and their GPU code, as recorded by ``invoke bump``."""
 
@@ -75,7 +87,7 @@ class Pin:
     version: str
     url: str
     sha256: str | None
-    source: Source | None
+    source: Source | IndexSource | None
     targets: tuple[str, ...]
     provides: tuple[str, ...]
     arch: str | None
@@ -98,6 +110,7 @@ class Pins:
     path: Path
     profiles: Mapping[str, Profile]
     wheels: tuple[Pin, ...]
+    comfyui: ComfyUI | None = None  # [comfyui]: the ComfyUI release the core images check out
 
     def profile_for(self, target: str) -> Profile:
         return self.profiles[target.rsplit("-", 1)[-1]]
@@ -193,7 +206,33 @@ def _load_profile(err: Errors, name: str, table: Any) -> Profile | None:
     return Profile(name, abi, index, err.line(*where))
 
 
-def _load_source(err: Errors, where: tuple[Any, ...], raw: Any) -> Source | None:
+def _load_index_source(err: Errors, where: tuple[Any, ...], raw: dict) -> IndexSource | None:
+    if not sub_table(err, where, "source", raw, INDEX_SOURCE_KEYS,
+                     "{ index = 'https://…/simple', project = 'NAME' }"):
+        return None
+    index = string(err, where + ("source",), "source.index", raw, "index")
+    project = string(err, where + ("source",), "source.project", raw, "project")
+    if index:
+        parts = urlsplit(index)
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+            err.add(where + ("source", "index"), "source.index",
+                    f"{index!r} is not an index URL; expected e.g. 'https://example.org/simple'")
+            return None
+    if project and not F.PROJECT.fullmatch(project):
+        err.add(where + ("source", "project"), "source.project",
+                f"{project!r} is not a project name (PEP 508: letters, digits, '.', '_', '-')")
+        return None
+    return IndexSource(index, project) if index and project else None
+
+
+def _load_source(err: Errors, where: tuple[Any, ...], raw: Any) -> Source | IndexSource | None:
+    if isinstance(raw, dict) and ("index" in raw or "project" in raw):
+        if "github" in raw or "release" in raw:
+            err.add(where + ("source",), "source",
+                    "mixes a GitHub source (github, release) with an index source (index, project); "
+                    "give one of them")
+            return None
+        return _load_index_source(err, where, raw)
     if not sub_table(err, where, "source", raw, SOURCE_KEYS, "{ github = 'owner/repo', release = 'TAG' }"):
         return None
     github = string(err, where + ("source",), "source.github", raw, "github")
@@ -424,7 +463,8 @@ def loads(text: str, path: Path, *, bake_targets: set[str] | None = None) -> Pin
         raise BadInput(f"{path.name}:{_deep_line(text)}: toml: arrays or tables nested too deeply") from None
     if not doc:
         raise BadInput(f"{path.name}:1: profiles: the file is empty; expected [profiles.*] tables and [[wheel]] entries")
-    unknown_keys(err, (), "", doc, {"profiles", "wheel"})
+    unknown_keys(err, (), "", doc, {"profiles", "wheel", "comfyui"})
+    comfyui = comfyui_pin.load(err, doc["comfyui"]) if "comfyui" in doc else None
     profiles: dict[str, Profile | None] = {}
     raw_profiles = doc.get("profiles")
     if not isinstance(raw_profiles, dict) or not raw_profiles:
@@ -439,7 +479,7 @@ def loads(text: str, path: Path, *, bake_targets: set[str] | None = None) -> Pin
     wheels = [w for i, t in enumerate(raw_wheels) if (w := _load_wheel(err, i, t, profiles, bake_targets))]
     _check_duplicates(err, wheels)
     err.raise_if_any()
-    return Pins(path, {k: v for k, v in profiles.items() if v}, tuple(wheels))
+    return Pins(path, {k: v for k, v in profiles.items() if v}, tuple(wheels), comfyui)
 
 
 def _deep_line(text: str, limit: int = 50) -> int:

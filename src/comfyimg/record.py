@@ -1,7 +1,8 @@
 """Where the build record is written and read: ``build/bake-record.json``.
 
-``invoke bake`` writes it (target → image id, tags, the pins inside); validation reads it
-to find the image to probe and the version to expect.
+``invoke bake`` writes it (target → image id, digest, tags, the pins inside); validation reads it
+to find the image to probe and the version to expect. Beside it, ``build/image-digests.txt``
+lists ``DIGEST  TAG`` for every image with a digest (the pushed ones), like ``sha256sum``.
 """
 
 from __future__ import annotations
@@ -18,12 +19,15 @@ if TYPE_CHECKING:
     from .bake import Built
 
 RECORD = Path("build/bake-record.json")
+DIGESTS = Path("build/image-digests.txt")  # beside the record: "DIGEST  TAG" per pushed tag
 
 
-def write(root: Path, built: list[Built]) -> Path:
-    """Record what was built, atomically."""
+def write(root: Path, built: list[Built], *, attested: bool | None = None) -> Path:
+    """Record what was built, atomically. ``attested``: pushed with an SBOM and max-mode
+    provenance (True), pushed without (False), not pushed (None)."""
     record = {
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "attestations": None if attested is None else (["sbom", "provenance:max"] if attested else []),
         "targets": {
             b.target: {
                 "image_id": b.image_id,
@@ -42,6 +46,8 @@ def write(root: Path, built: list[Built]) -> Path:
     }
     path = root / RECORD
     atomic_write(path, json.dumps(record, indent=2, sort_keys=True) + "\n")
+    lines = [f"{b.digest}  {tag}" for b in sorted(built, key=lambda b: b.target) if b.digest for tag in b.tags]
+    atomic_write(root / DIGESTS, "".join(line + "\n" for line in lines))
     return path
 
 

@@ -46,6 +46,7 @@ class Asset:
     browser_download_url: str
     content_type: str
     state: str
+    digest_from: str = "api"  # who vouches for ``digest``: "api", "index", …
 
     @classmethod
     def from_json(cls, data: dict) -> Asset:

@@ -16,6 +16,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import comfyui_pin
 from .fsutil import atomic_write_many
 from .hints import record_hash_command
 from .pins import Pin, Pins
@@ -62,6 +63,8 @@ def bake_vars(pins: Pins) -> dict[str, object]:
         variables[f"{prefix}_TORCH_VERSION"] = {"default": profile.abi.torch}
         variables[f"{prefix}_TORCH_INDEX"] = {"default": profile.torch_index}
     variables["CUDA_ARCH_TARGETS"] = {"default": pins.archs_for(PER_ARCH_TARGET)}
+    if pins.comfyui:  # COMFYUI_REF: the recorded commit, else the tag
+        variables.update(comfyui_pin.bake_vars(pins.comfyui))
     return {
         "//": f"GENERATED from {pins.path.name} by `invoke render` - do not edit.",
         "variable": variables,

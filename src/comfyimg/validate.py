@@ -133,6 +133,23 @@ def label_check(image: str, expected: list[dict], *, exact: bool) -> dict:
     return {"name": name, "status": "pass", "detail": f"{len(labelled)} pin(s) labelled as expected"}
 
 
+def comfyui_label_check(root: Path, image: str) -> dict:
+    """The image's ``io.comfyimg.comfyui.*`` labels against ``[comfyui]`` in wheels.toml."""
+    from . import comfyui_pin
+    from .pins import load
+
+    try:
+        labels = client().image.inspect(image).config.labels or {}
+    except DockerException as exc:
+        return {"name": "ComfyUI label matches the pin", "status": "fail",
+                "detail": f"cannot inspect {image}: {error_line(exc)}"}
+    try:
+        pin = load(root / "wheels.toml").comfyui
+    except BadInput:
+        pin = None
+    return comfyui_pin.label_check(labels, pin)
+
+
 def expected_pins(root: Path, image_from_record: bool, target: str | None, spec: ProbeSpec) -> list[dict]:
     if image_from_record:
         built = record.read(root).get("targets", {})
@@ -500,9 +517,11 @@ def validate(root: Path, probe: str, *, image: str | None = None, target: str | 
         why = "this host has no NVIDIA GPU" if not host else "--gpus none"
         verdict = {**verdict, "reason": f"{verdict.get('reason', '')}; GPU checks NOT run: {why}"}
     labels = label_check(image, expected_pins(root, from_build_record, target, spec), exact=from_build_record)
-    verdict = {**verdict, "checks": [*(verdict.get("checks") or []), labels]}
-    if labels["status"] == "fail" and passed:
-        passed, verdict = False, {**verdict, "status": "fail", "reason": f"labels: {labels['detail']}"}
+    comfy_label = comfyui_label_check(root, image)
+    verdict = {**verdict, "checks": [*(verdict.get("checks") or []), labels, comfy_label]}
+    for check in (labels, comfy_label):
+        if check["status"] == "fail" and passed:
+            passed, verdict = False, {**verdict, "status": "fail", "reason": f"labels: {check['detail']}"}
     outcome = Outcome(probe, image, verdict, main.code, passed, time.monotonic() - started, gpu)
     print_table(outcome)
     for path in write_reports(root, outcome):

@@ -1,8 +1,9 @@
 """A fake GitHub release API on real loopback sockets (stdlib ``http.server``).
 
 * The API server on 127.0.0.1 answers ``/repos/{o}/{r}``, ``…/releases`` (paginated with a
-  ``Link`` header), ``…/releases/latest``, ``…/releases/tags/{tag}`` and
-  ``…/releases/assets/{id}`` in GitHub's JSON shapes.
+  ``Link`` header), ``…/releases/latest``, ``…/releases/tags/{tag}``,
+  ``…/releases/assets/{id}`` and ``…/commits/{tag}`` (a release's ``commit``) in GitHub's
+  JSON shapes.
 * ``browser_download_url`` points at a third server on **127.0.0.3** (github.com's role,
   another origin than the API, as on GitHub): ``/{o}/{r}/releases/download/{tag}/{name}``.
 * Asset bytes are never served by the API server: with ``Accept: application/octet-stream``
@@ -63,6 +64,7 @@ class FakeRelease:
     published_at: str | None = "2026-01-01T00:00:00Z"
     name: str = ""
     id: int = 0
+    commit: str | None = None  # the commit its tag points at (GET …/commits/{tag})
 
 
 @dataclass
@@ -325,6 +327,11 @@ class FakeGitHub:
                 if rel.tag == m[2] and not rel.draft:
                     return self._json(h, entry, self.release_json(m[1], rel))
             return self._not_found(h, entry)
+        if m := re.fullmatch(r"/repos/([^/]+/[^/]+)/commits/([^/]+)", path):
+            for rel in self._find(m[1]) or []:
+                if rel.tag == m[2] and rel.commit:
+                    return self._json(h, entry, {"sha": rel.commit, "commit": {"message": f"release {rel.tag}"}})
+            return self._json(h, entry, {"message": f"No commit found for SHA: {m[2]}"}, 422)
         if m := re.fullmatch(r"/repos/([^/]+/[^/]+)/releases/assets/(\d+)", path):
             for rel in self._find(m[1]) or []:
                 for a in rel.assets:
