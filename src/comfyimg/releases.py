@@ -6,7 +6,10 @@
   hashed downloads: :mod:`comfyimg.download`.
 
 Tuning for tests and slow links, all optional: ``COMFYIMG_HTTP_TIMEOUT`` (seconds per
-connect/read, default 30), ``COMFYIMG_HTTP_RETRIES`` (extra attempts, default 3),
+connect/read, default 30), ``COMFYIMG_HTTP_DEADLINE`` (seconds for one whole request,
+retries, headers and body included, default 900, 1 to 3600), ``COMFYIMG_HTTP_MAX_BYTES``
+(decoded bytes of one answer, default 4 GiB, 1 KiB to 64 GiB; JSON answers are held to
+32 MiB), ``COMFYIMG_HTTP_RETRIES`` (extra attempts, default 3),
 ``COMFYIMG_HTTP_BACKOFF`` (first backoff in seconds, doubling, default 1).
 """
 
@@ -97,6 +100,8 @@ SETTINGS = {
     "COMFYIMG_HTTP_TIMEOUT": (30.0, 0.1, 600.0, False),
     "COMFYIMG_HTTP_RETRIES": (3, 0, 10, True),
     "COMFYIMG_HTTP_BACKOFF": (1.0, 0.0, 60.0, False),
+    "COMFYIMG_HTTP_DEADLINE": (900.0, 1.0, 3600.0, False),
+    "COMFYIMG_HTTP_MAX_BYTES": (4 << 30, 1 << 10, 64 << 30, True),
 }
 MAX_PAGES = 50  # 5,000 releases at 100 a page
 
@@ -121,9 +126,11 @@ class GitHub:
 
     def __init__(self, base_url: str | None = None, token: str | None = None, *,
                  timeout: float = 30.0, retries: int = 3, backoff: float = 1.0,
+                 deadline: float = 900.0, max_bytes: int = 4 << 30,
                  transport: httpx.BaseTransport | None = None) -> None:
         self.http = Transport(base_url or DEFAULT_API, token, timeout=timeout, retries=retries,
-                              backoff=backoff, transport=transport)
+                              backoff=backoff, deadline=deadline, max_bytes=max_bytes,
+                              transport=transport)
         self.base = self.http.base
         self.retries = self.http.retries
 
@@ -140,6 +147,8 @@ class GitHub:
             timeout=_setting("COMFYIMG_HTTP_TIMEOUT"),
             retries=int(_setting("COMFYIMG_HTTP_RETRIES")),
             backoff=_setting("COMFYIMG_HTTP_BACKOFF"),
+            deadline=_setting("COMFYIMG_HTTP_DEADLINE"),
+            max_bytes=int(_setting("COMFYIMG_HTTP_MAX_BYTES")),
             **kwargs,  # type: ignore[arg-type]
         )
 
