@@ -218,7 +218,10 @@ class Transport:
             request = self._http.build_request("GET", url, headers=self._headers_for(url, accept))
 
             def one(request: httpx.Request = request) -> Iterator[httpx.Response]:
-                yield self._http.send(request, stream=True)
+                try:
+                    yield self._http.send(request, stream=True)
+                except httpx.InvalidURL as exc:  # httpx reads the Location even when not following it
+                    raise WorkFailed(f"refusing a redirect to an unusable URL ({exc})") from None
 
             resp = next(_bounded(deadline, one, self._late(url, what)))
             if resp.status_code in REDIRECTS and "location" in resp.headers:

@@ -87,7 +87,7 @@ def asset_body(fake, **override) -> bytes:
 
 
 @pytest.mark.parametrize(("raw", "message"), [
-    (b'"size": Infinity', r"assets\[0\]\.size: .*not a JSON number|assets\[0\]\.size"),
+    (b'"size": Infinity', r"Infinity is not a JSON number"),
     (b'"size": 1e400', r"assets\[0\]\.size: .*whole number"),
     (b'"size": -5', r"assets\[0\]\.size: .*from 0"),
     (b'"name": "a\\nb.whl"', r"assets\[0\]\.name: .*line break"),
@@ -115,7 +115,7 @@ def test_the_release_answered_must_be_the_release_asked_for(project):
                                                  r"'v2\.2\.0-build\.20'")
 
 
-@pytest.mark.parametrize("tag", ["../../../x", "v1..2", "-rf", "v1\nx", "a b"])
+@pytest.mark.parametrize("tag", ["../../../x", "v1..2", "v1.lock", "v1\nx", "a b"])
 def test_release_is_checked_as_a_tag_name_before_any_request(project, tag):
     before = project.snapshot()
     r = project.bump("--name", "sageattn3", "--release", tag)
@@ -135,7 +135,7 @@ def test_a_redirect_to_a_data_url_is_a_line(project):
     project.fake.fault(r"/releases/latest$", status=302, headers={"Location": "data:text/plain,hello"})
     before = project.snapshot()
     r = project.bump("--name", "sageattn3")
-    assert_unchanged(project, before, r, message=r"refusing a redirect to a 'data' URL")
+    assert_unchanged(project, before, r, message=r"latest release of .*: refusing a redirect to an unusable URL")
 
 
 def test_an_api_url_with_a_look_alike_host_is_refused(project):
