@@ -32,9 +32,9 @@ from .bakefile import BAKE_FILE
 from .hints import record_hash_command
 from .pins import Pin, Pins
 
-_PER_ARCH = re.compile(r"^(?P<base>.+)-(?P<arch>sm\d{2,3}[a-z]?)$")
-_VERTEX = re.compile(r"^#(\d+) \[(?P<target>[^\s\]]+)[\s\]]")
-_LINE_ID = re.compile(r"^#(\d+) ")
+_PER_ARCH = re.compile(r"^(?P<base>.+)-(?P<arch>sm\d{2,3}[a-z]?)$", re.ASCII)
+_VERTEX = re.compile(r"^#(\d+) \[(?P<target>[^\s\]]+)[\s\]]", re.ASCII)
+_LINE_ID = re.compile(r"^#(\d+) ", re.ASCII)
 
 
 @dataclass

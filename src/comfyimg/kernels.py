@@ -51,10 +51,10 @@ from packaging.version import InvalidVersion, Version
 from .errors import BadInput
 
 TABLE = Path(__file__).parent / "probes" / "kernels.json"
-_TARGET = re.compile(r"^(sm|compute)_(\d+)(\d)([af]?)$")
-_ARCH = re.compile(r"^sm(\d+)(\d)$")
-_LISTED = re.compile(r"^(ELF|PTX) file\s+\d+:\s+(\S+)$")
-_LISTED_ARCH = re.compile(r"\.(sm_\d+[af]?)\.(?:cubin|ptx)$")
+_TARGET = re.compile(r"^(sm|compute)_(\d+)(\d)([af]?)$", re.ASCII)
+_ARCH = re.compile(r"^sm(\d+)(\d)$", re.ASCII)
+_LISTED = re.compile(r"^(ELF|PTX) file\s+\d+:\s+(\S+)$", re.ASCII)
+_LISTED_ARCH = re.compile(r"\.(sm_\d+[af]?)\.(?:cubin|ptx)$", re.ASCII)
 _CHUNK = 1 << 20
 
 

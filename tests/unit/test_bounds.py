@@ -1,0 +1,50 @@
+"""Issue 21: bounded input files, ASCII-only field patterns, escaped location prefixes.
+Each case failed before its fix."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from comfyimg import pins
+from comfyimg.errors import BadInput
+from tests.unit.test_pins import BAKE, BASE_LINES
+
+TARGETS = {"core-cuda", "complete-cuda", "complete-rocm", "core-cpu"}
+
+
+def with_line(line_no: int, text: str) -> str:
+    lines = list(BASE_LINES)
+    lines[line_no - 1] = text
+    return "\n".join(lines) + "\n"
+
+
+def refused(text: str) -> str:
+    with pytest.raises(BadInput) as info:
+        pins.loads(text, Path("wheels.toml"), bake_targets=TARGETS)
+    return str(info.value)
+
+
+# --------------------------------------------------------------------------- 9: ASCII
+
+
+@pytest.mark.parametrize(("line", "text", "field"), [
+    (3, 'python = "cp3\u0661\u0662"', "python"),  # Arabic-Indic digits
+    (7, 'cuda = "\uff11\uff12.\uff19"', "cuda"),  # full-width digits
+    (8, 'glibc = "\uff12.\uff13\uff19"', "glibc"),
+    (6, 'torch_index = "cu\u0661\u0662\u0668"', "torch_index"),
+])
+def test_non_ascii_digits_are_refused(line, text, field):
+    assert re.search(rf"^wheels\.toml:{line}: profiles\.cuda\.{field}: ", refused(with_line(line, text)), re.M)
+
+
+def test_a_url_with_a_look_alike_host_is_refused():
+    url = 'url = "https://g\u0456thub.com/v1/sageattention-2.2.0-290.129-cp312-cp312-linux_x86_64.whl"'
+    assert re.search(r"^wheels\.toml:20: url: .*not plain ASCII", refused(with_line(20, url)), re.M)
+
+
+def test_the_base_is_still_valid():
+    assert len(pins.loads("\n".join(BASE_LINES) + "\n", Path("wheels.toml"), bake_targets=TARGETS).wheels) == 3
+    assert BAKE
