@@ -313,8 +313,8 @@ def _bump(root: Path, names: Sequence[str], *, release: str | None, pre: bool, d
     started = time.monotonic()
     path = root / "wheels.toml"
     bake_targets = bakefile.targets(root / bakefile.BAKE_FILE)
-    pins = pins_mod.load(path, bake_targets=bake_targets)
-    text = read_text(path)
+    text = read_text(path)  # read once: what is parsed is what the edit starts from
+    pins = pins_mod.loads(text, path, bake_targets=bake_targets)
     chosen = choose_pins(pins, names)
     own_client = client is None
     client = client or GitHub.from_env()

@@ -14,6 +14,7 @@ from . import render
 from .console import err, out, plain
 from .errors import FAILED, INTERRUPTED, BadInput, UserError
 from .hints import record_hash_command
+from .fsutil import read_bytes
 from .record import RECORD
 from .untrusted import for_terminal
 
@@ -191,7 +192,7 @@ def bake(root: Path, targets: Sequence[str] | None, remainder: str, *, load: boo
         return 0
     built = bake_mod.build(root, pins, request)
     if json_out:  # the build record itself; the build log went to stderr
-        print((root / RECORD).read_text(), end="")
+        print(read_bytes(root / RECORD).decode("utf-8", "replace"), end="")
         return 0
     from .console import SafeTable as Table
 

@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import BadInput
-from .fsutil import atomic_write
+from .fsutil import atomic_write, read_bytes
+from .untrusted import loads_json
 
 if TYPE_CHECKING:
     from .bake import Built
@@ -56,7 +57,9 @@ def _record_error(message: str) -> BadInput:
 def read(root: Path) -> dict[str, Any]:
     """The build record, its shape checked: a malformed record is bad input naming the field."""
     try:
-        record = json.loads((root / RECORD).read_text(encoding="utf-8"), parse_constant=_reject_constant)
+        if not (root / RECORD).exists():
+            raise FileNotFoundError
+        record = loads_json(read_bytes(root / RECORD))
     except FileNotFoundError:
         raise BadInput(f"no build record at {RECORD}: run `invoke bake` first, or pass --image IMAGE") from None
     except (OSError, ValueError) as exc:

@@ -16,7 +16,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from .fsutil import atomic_write_many
+from .fsutil import atomic_write_many, read_bytes
 from .hints import record_hash_command
 from .pins import Pin, Pins
 
@@ -97,14 +97,14 @@ def _stale(root: Path, files: dict[Path, str]) -> list[Path]:
 
 def is_current(path: Path, want: str) -> bool:
     """Byte for byte: a file turned CRLF, or not UTF-8, has drifted."""
-    return path.exists() and path.read_bytes() == want.encode("utf-8")
+    return path.exists() and read_bytes(path) == want.encode("utf-8")
 
 
 def _lines(path: Path) -> list[str]:
     """A file's lines for a diff, line endings kept (``\r`` shows as ``\\r``)."""
     if not path.exists():
         return []
-    text = path.read_bytes().decode("utf-8", errors="backslashreplace").replace("\r", "\\r")
+    text = read_bytes(path).decode("utf-8", errors="backslashreplace").replace("\r", "\\r")
     return text.splitlines(keepends=True)
 
 

@@ -48,3 +48,33 @@ def test_a_url_with_a_look_alike_host_is_refused():
 def test_the_base_is_still_valid():
     assert len(pins.loads("\n".join(BASE_LINES) + "\n", Path("wheels.toml"), bake_targets=TARGETS).wheels) == 3
     assert BAKE
+
+
+# --------------------------------------------------------------------------- 3: input files
+
+
+@pytest.fixture
+def hostile(project_factory):
+    return project_factory("\n".join(BASE_LINES) + "\n", BAKE)
+
+
+@pytest.mark.parametrize("name", ["wheels.toml", "docker-bake.hcl"])
+@pytest.mark.parametrize("kind", ["dev-zero", "fifo", "huge"])
+def test_input_files_are_regular_and_bounded(hostile, name, kind):
+    import os
+
+    path = hostile.root / name
+    path.unlink()
+    if kind == "dev-zero":
+        path.symlink_to("/dev/zero")
+    elif kind == "fifo":
+        os.mkfifo(path)
+    else:
+        with open(path, "wb") as fh:
+            fh.truncate(64 << 20)  # sparse: 64 MiB of NUL bytes, over the 16 MiB cap
+    r = hostile.invoke("check", timeout=30)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "Traceback" not in r.stderr
+    want = {"dev-zero": "a device or socket, not a regular file", "fifo": "a FIFO, not a regular file",
+            "huge": "is larger than 16777216 bytes"}[kind]
+    assert re.search(rf"^{re.escape(name)}:1: file: .*{want}", r.stderr, re.M), r.stderr
