@@ -141,13 +141,23 @@ def test_ctrl_c_is_one_line_and_exit_130(project):
 def test_hostile_asset_names_are_printed_as_text(project, wheel_dir):
     from tests.lib.github import FakeAsset, FakeRelease
 
-    names = ["\x1b]0;pwned\x07x.whl", "y.whl\n::error::pwned", "z|\r.whl"]
-    project.fake.add_release(SAGE, FakeRelease("v9-hostile", [FakeAsset(n, data=b"x") for n in names]))
+    project.fake.add_release(SAGE, FakeRelease("v9-hostile", [FakeAsset("\x1b]0;pwned\x07x.whl", data=b"x")]))
     before = project.snapshot()
     r = project.bump("--release", "v9-hostile", "--name", "sageattn3")
     assert_unchanged(project, before, r, message="has no asset that fits")
-    assert "\x1b" not in r.stderr and "\x07" not in r.stderr and "\r" not in r.stderr
+    assert "\x1b" not in r.stderr and "\x07" not in r.stderr
     assert "\\x1b]0;pwned\\x07x.whl: not a valid wheel file name" in r.stderr
+
+
+@pytest.mark.parametrize("name", ["y.whl\n::error::pwned", "z|\r.whl"])
+def test_asset_names_with_a_line_break_are_refused_by_the_schema(project, name):
+    from tests.lib.github import FakeAsset, FakeRelease
+
+    project.fake.add_release(SAGE, FakeRelease("v9-hostile", [FakeAsset(name, data=b"x")]))
+    before = project.snapshot()
+    r = project.bump("--release", "v9-hostile", "--name", "sageattn3")
+    assert_unchanged(project, before, r, message=r"not a GitHub release object \(assets\[0\]\.name: .* contains a line break")
+    assert "\r" not in r.stderr
     assert not [ln for ln in r.stderr.splitlines() if ln.lstrip().startswith("::")]
 
 
