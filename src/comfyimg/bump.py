@@ -371,6 +371,9 @@ def _bump(root: Path, names: Sequence[str], *, release: str | None, pre: bool, d
     for rel, content in files.items():
         if not render.is_current(root / rel, content):
             staged[root / rel] = content
+    if read_text(path) != text:  # an editor saved it meanwhile (editors do not take the lock)
+        raise WorkFailed(f"{path.name}: changed since invoke bump read it; nothing was written, so that "
+                         "edit is kept. Run invoke bump again")
     atomic_write_many(staged)
     render.write(new_pins, root)  # removes stale generated files; the rest is already current
     wrote = sorted(str(p.relative_to(root)) for p in staged)

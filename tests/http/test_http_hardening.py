@@ -87,6 +87,23 @@ def test_two_bumps_at_once_the_second_is_told_and_no_update_is_lost(project):
     assert text.count('release = "v2.2.1-sm.2"') == 0  # the second wrote nothing
 
 
+def test_an_edit_saved_during_a_bump_is_not_lost(project):
+    """Issue 21 class 4: editors take no lock; bump re-reads wheels.toml before replacing it."""
+    project.fake.fault(r"/SageAttention/releases/latest$", kind="sleep", seconds=3.0, times=1)
+    bump = subprocess.Popen([sys.executable, "-m", "invoke", "bump", "--name", "sageattn3"], cwd=project.root,
+                            env=project.env(), text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        wait_for(lambda: project.fake.requests("api"))
+        edited = project.pins.read_text().replace("# Test pins", "# Test pins, edited during the bump")
+        project.pins.write_text(edited)  # what an editor does: no lock taken
+    finally:
+        out, errs = bump.communicate(timeout=60)
+    assert bump.returncode == 1, out + errs
+    assert re.search(r"wheels\.toml: changed since invoke bump read it; nothing was written", errs), errs
+    assert "Traceback" not in errs
+    assert project.pins.read_text() == edited
+
+
 def test_a_symlinked_wheels_toml_is_written_through(project):
     real = project.root / "pins" / "wheels.toml"
     real.parent.mkdir()
