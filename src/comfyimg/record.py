@@ -46,10 +46,6 @@ def write(root: Path, built: list[Built]) -> Path:
     return path
 
 
-def _reject_constant(name: str) -> None:
-    raise ValueError(f"non-finite number {name} (not JSON)")
-
-
 def _record_error(message: str) -> BadInput:
     return BadInput(f"{RECORD}: {message}; rebuild with `invoke bake` or pass --image IMAGE")
 

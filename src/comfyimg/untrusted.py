@@ -67,7 +67,7 @@ _JSON_BRACKET = re.compile(r"[\[\]{}]")
 
 
 def _no_constant(name: str) -> object:
-    raise ValueError(f"{name} is not a JSON number")
+    raise ValueError(f"non-finite number {name}")
 
 
 def loads_json(data: str | bytes, max_depth: int = MAX_JSON_DEPTH) -> object:

@@ -15,7 +15,6 @@ to end (``--bench-after``), so nothing else uses the GPU while it is timed.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import shutil
 import signal
@@ -37,6 +36,7 @@ from .console import err, out
 from .errors import BadInput, UserError, WorkFailed
 from .gpuaccess import DEFAULT_CDI_KIND, GIVE_THE_ENGINE_THE_GPU, GPU_MODES, GpuAccess, choose_gpu_access, host_gpu
 from .reports import Outcome, clean, print_table, write_reports
+from .untrusted import loads_json
 
 PROBES_DIR = Path(__file__).parent / "probes"
 PROBE_MOUNT = "/opt/comfyimg-probes"
@@ -102,6 +102,28 @@ def expectations(root: Path, spec: ProbeSpec, target: str | None) -> list[str]:
 # --------------------------------------------------------------------------- labels
 
 
+def label_pins(raw: str) -> set[tuple[str, str, str | None]] | str:
+    """The (name, version, sha256) pins of an ``io.comfyimg.pins`` label, or what is wrong
+    with it: a label is written by whoever built the image, so every field is checked."""
+    try:
+        items = loads_json(raw)
+    except ValueError as exc:
+        return str(exc)
+    if not isinstance(items, list):
+        return f"a JSON {type(items).__name__}, not a list"
+    pins = set()
+    for i, p in enumerate(items):
+        if not isinstance(p, dict):
+            return f"[{i}] is a JSON {type(p).__name__}, not an object"
+        for key in ("name", "version"):
+            if not isinstance(p.get(key), str):
+                return f"[{i}].{key} is {type(p.get(key)).__name__}, not a string"
+        if p.get("sha256") is not None and not isinstance(p["sha256"], str):
+            return f"[{i}].sha256 is {type(p['sha256']).__name__}, not a string or null"
+        pins.add((p["name"], p["version"], p.get("sha256")))
+    return pins
+
+
 def label_check(image: str, expected: list[dict], *, exact: bool) -> dict:
     """The image's ``io.comfyimg.pins`` label (written by ``invoke bake``) against the pins it
     should hold, as one more check of the report. ``exact``: the label must list exactly
@@ -118,10 +140,9 @@ def label_check(image: str, expected: list[dict], *, exact: bool) -> dict:
     if raw is None:
         status = "fail" if exact else "skip"
         return {"name": name, "status": status, "detail": f"no {PINS_LABEL} label (not built by invoke bake)"}
-    try:
-        labelled = {(p["name"], p["version"], p["sha256"]) for p in json.loads(raw)}
-    except (ValueError, TypeError, KeyError) as exc:
-        return {"name": name, "status": "fail", "detail": f"{PINS_LABEL} is not a pin list: {exc}"}
+    labelled = label_pins(raw)
+    if isinstance(labelled, str):
+        return {"name": name, "status": "fail", "detail": f"{PINS_LABEL} is not a pin list: {labelled}"}
     wanted = {(p["name"], p["version"], p["sha256"]) for p in expected}
     names = {n for n, _, _ in wanted}
     if not exact and not names:
@@ -323,7 +344,7 @@ def parse_result(stdout: str) -> tuple[dict | None, str | None]:
     if len(lines) != 1:
         return None, f"the probe printed {len(lines)} lines on stdout, not one JSON object"
     try:
-        obj = json.loads(lines[0], parse_constant=record._reject_constant)
+        obj = loads_json(lines[0])
     except ValueError as exc:
         return None, f"the probe's output is not JSON: {exc}"
     obj = clean(obj)

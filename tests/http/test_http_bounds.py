@@ -87,7 +87,7 @@ def asset_body(fake, **override) -> bytes:
 
 
 @pytest.mark.parametrize(("raw", "message"), [
-    (b'"size": Infinity', r"Infinity is not a JSON number"),
+    (b'"size": Infinity', r"non-finite number Infinity"),
     (b'"size": 1e400', r"assets\[0\]\.size: .*whole number"),
     (b'"size": -5', r"assets\[0\]\.size: .*from 0"),
     (b'"name": "a\\nb.whl"', r"assets\[0\]\.name: .*line break"),

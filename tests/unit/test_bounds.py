@@ -78,3 +78,33 @@ def test_input_files_are_regular_and_bounded(hostile, name, kind):
     want = {"dev-zero": "a device or socket, not a regular file", "fifo": "a FIFO, not a regular file",
             "huge": "is larger than 16777216 bytes"}[kind]
     assert re.search(rf"^{re.escape(name)}:1: file: .*{want}", r.stderr, re.M), r.stderr
+
+
+# --------------------------------------------------------------------------- 5: hostile images
+
+
+def test_probe_output_nested_100000_deep_is_a_clear_failure():
+    from comfyimg.validate import parse_result
+
+    result, why = parse_result("[" * 100_000 + "]" * 100_000)
+    assert result is None
+    assert why and "nested 100000 deep" in why
+
+
+@pytest.mark.parametrize(("label", "why"), [
+    ('[{"name": "sageattention", "version": "2.2.0", "sha256": 5}]', r"\[0\]\.sha256 is int, not a string or null"),
+    ('[{"name": ["x"], "version": "2.2.0", "sha256": null}]', r"\[0\]\.name is list, not a string"),
+    ('{"name": "x"}', r"a JSON dict, not a list"),
+    ("[" * 100_000, r"nested 100000 deep"),
+])
+def test_a_hostile_pins_label_is_a_reason_not_a_type_error(label, why):
+    from comfyimg.validate import label_pins
+
+    got = label_pins(label)
+    assert isinstance(got, str) and re.search(why, got), got
+
+
+def test_a_good_pins_label_is_read():
+    from comfyimg.validate import label_pins
+
+    assert label_pins('[{"name": "s", "version": "1", "sha256": null}]') == {("s", "1", None)}
