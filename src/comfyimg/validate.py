@@ -169,9 +169,23 @@ def expected_pins(root: Path, image_from_record: bool, target: str | None, spec:
 # --------------------------------------------------------------------------- run
 
 
-def _probe_user(docker: DockerClient, image: str) -> str:
-    user = docker.image.inspect(image).config.user or ""
-    return user if user not in ("", "0", "root") else "comfy"
+NON_ROOT_USER = "comfy"  # the images' own non-root user (PUID/PGID, tools/ and docker-bake.hcl)
+
+
+def probe_user(image_user: str, asked: str | None = None) -> str:
+    """Who the probe runs as: ``asked`` (``--user``) when given; else the image's ``USER``
+    unless that is uid 0 in any spelling (``""``, ``0``, ``root``, ``0:0``, ``root:root``,
+    ``00:1000``...), which becomes the image's non-root user. Never root unless asked."""
+    if asked:
+        return asked
+    uid = image_user.split(":", 1)[0].strip()
+    if uid.lower() in ("", "root") or (uid.isascii() and uid.isdigit() and int(uid) == 0):
+        return NON_ROOT_USER
+    return image_user
+
+
+def _probe_user(docker: DockerClient, image: str, asked: str | None) -> str:
+    return probe_user(docker.image.inspect(image).config.user or "", asked)
 
 
 def container_options(user: str, gpu: GpuAccess | None = None) -> dict[str, Any]:
@@ -445,7 +459,8 @@ def _failed(root: Path, probe: str, image: str, reason: str, code: int, started:
 def validate(root: Path, probe: str, *, image: str | None = None, target: str | None = None,
              expect_version: str | None = None, require_gpu: bool = False,
              probe_args: list[str] | None = None, gpus: str = "auto", cdi_kind: str = DEFAULT_CDI_KIND,
-             comfyui: str | None = COMFYUI_PATH, timeout: float = DEFAULT_TIMEOUT) -> Outcome:
+             comfyui: str | None = COMFYUI_PATH, timeout: float = DEFAULT_TIMEOUT,
+             user: str | None = None) -> Outcome:
     spec = PROBES[probe]
     from_build_record = image is None
     started = time.monotonic()
@@ -464,14 +479,14 @@ def validate(root: Path, probe: str, *, image: str | None = None, target: str | 
         try:
             if not docker.image.exists(image):
                 raise WorkFailed(f"image {image} not found in the engine; build it with `invoke bake` or pass --image")
-            user = _probe_user(docker, image)
+            run_as = _probe_user(docker, image, user)
             access = choose_gpu_access(docker, gpus, cdi_kind)
         except ClientNotFoundError:
             raise WorkFailed(NO_DOCKER_CLI) from None
         except DockerException as exc:
             raise WorkFailed(f"cannot reach the Docker engine: {error_line(exc)}") from None
         gpu = {"mode": gpus, "access": access.flag or "none", "why": access.why, "host_gpu": host}
-        options = container_options(user, access)
+        options = container_options(run_as, access)
         args = ["--expect-version", expect_version, *(["--require-gpu"] if require_gpu else []),
                 *expectations(root, spec, target), *(probe_args or [])]
         jobs = [Job(probe, [f"{PROBE_MOUNT}/{spec.script}", *args], options)]
@@ -560,6 +575,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="the image's ComfyUI, whose own attention path is checked too ('none': skip)")
     parser.add_argument("--timeout", type=_positive_seconds, default=DEFAULT_TIMEOUT,
                         help="seconds for the whole validation; the container is killed and removed after it")
+    parser.add_argument("--user", default=None,
+                        help="run the probe as this user (default: the image's USER, or comfy when that is root)")
     parser.add_argument("--root", type=Path, default=Path.cwd(), help="project root (default: .)")
     argv = list(sys.argv[1:] if argv is None else argv)
     probe_args: list[str] = []
@@ -575,7 +592,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         outcome = validate(ns.root.resolve(), ns.probe, image=ns.image, target=ns.target,
                            expect_version=ns.expect_version, require_gpu=ns.require_gpu, probe_args=probe_args,
-                           gpus=ns.gpus, cdi_kind=ns.cdi_kind, comfyui=comfyui, timeout=ns.timeout)
+                           gpus=ns.gpus, cdi_kind=ns.cdi_kind, comfyui=comfyui, timeout=ns.timeout,
+                           user=ns.user)
     except (UserError, OSError) as exc:  # e.g. reports/ not writable
         message, code = failure(exc)  # type: ignore[misc]
         err().print(message if message.startswith("error: ") else f"error: {message}")

@@ -108,3 +108,21 @@ def test_a_good_pins_label_is_read():
     from comfyimg.validate import label_pins
 
     assert label_pins('[{"name": "s", "version": "1", "sha256": null}]') == {("s", "1", None)}
+
+
+# --------------------------------------------------------------------------- 6: never root unless asked
+
+
+@pytest.mark.parametrize("image_user", ["", "0", "root", "0:0", "root:root", "0:1000", "00", " 0 ", "ROOT", "root:1000"])
+def test_the_probe_never_runs_as_uid_0_unless_asked(image_user):
+    from comfyimg.validate import probe_user
+
+    assert probe_user(image_user) == "comfy"
+    assert probe_user(image_user, asked="0:0") == "0:0"  # --user 0:0: asked for
+
+
+@pytest.mark.parametrize("image_user", ["comfy", "1000", "1000:1000", "1000:0", "app"])
+def test_a_non_root_image_user_is_kept(image_user):
+    from comfyimg.validate import probe_user
+
+    assert probe_user(image_user) == image_user
