@@ -4,6 +4,7 @@ text, and secrets never printed: one place for the terminal, Markdown and JUnit 
 * :func:`for_terminal`: control characters (ESC, BEL, CR, …, C1, bidi overrides) become
   visible escapes like ``\\x1b``; a line that would start a GitHub Actions workflow command
   (``::``) is defused.  Newlines and tabs stay.
+* :func:`one_line`: the same, with newlines and tabs escaped too (location prefixes).
 * :func:`for_markdown_cell`: the same, with ``|`` escaped and newlines folded, for one cell
   of a table row.
 * :func:`for_xml`: only the characters XML 1.0 allows (others dropped).
@@ -47,6 +48,12 @@ def for_terminal(text: object) -> str:
     text = redact(str(text))
     text = "".join(ch if ch in "\n\t" or ch.isprintable() else _escape(ch) for ch in text)
     return _WORKFLOW_COMMAND.sub(r"\1\\x3a", text)
+
+
+def one_line(text: object) -> str:
+    """:func:`for_terminal` with line breaks and tabs escaped too: a location prefix
+    (``FILE:LINE: field:``) or any text that must stay on its line."""
+    return for_terminal(text).replace("\n", "\\n").replace("\t", "\\t")
 
 
 def for_markdown_cell(text: object) -> str:

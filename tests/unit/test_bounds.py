@@ -126,3 +126,17 @@ def test_a_non_root_image_user_is_kept(image_user):
     from comfyimg.validate import probe_user
 
     assert probe_user(image_user) == image_user
+
+
+# --------------------------------------------------------------------------- 10: location prefixes
+
+
+def test_a_key_with_a_newline_cannot_forge_a_line_and_names_the_right_line():
+    lines = list(BASE_LINES)
+    forged = "wheels.toml:1: python: all is well"
+    lines += ["", f'[profiles."x\\n{forged}"]', 'python = "cp312"']  # the header is on line 42
+    message = refused("\n".join(lines) + "\n")
+    out = message.splitlines()
+    assert forged not in out and not any(ln.startswith(forged) for ln in out), message
+    assert all(re.match(r"wheels\.toml:\d+: ", ln) for ln in out), message
+    assert re.search(r"^wheels\.toml:42: profiles\.x\\n" + re.escape(forged), message, re.M), message
