@@ -129,14 +129,15 @@ def read_bytes(path: Path, limit: int = MAX_INPUT) -> bytes:
         raise BadInput(f"{where} {path} is a directory; a file belongs there") from None
     except OSError as exc:
         raise BadInput(f"{where} cannot read {path}: {exc.strerror}") from None
-    with os.fdopen(fd, "rb") as fh:
-        mode = os.fstat(fd).st_mode
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
         if stat.S_ISDIR(mode):
             raise BadInput(f"{where} {path} is a directory; a file belongs there")
-        if not stat.S_ISREG(mode):
-            kind = "a FIFO" if stat.S_ISFIFO(mode) else "a device or socket"
-            raise BadInput(f"{where} {path} is {kind}, not a regular file; refusing to read it")
-        os.set_blocking(fd, True)
+        kind = "a FIFO" if stat.S_ISFIFO(mode) else "a device or socket"
+        raise BadInput(f"{where} {path} is {kind}, not a regular file; refusing to read it")
+    os.set_blocking(fd, True)
+    with os.fdopen(fd, "rb") as fh:
         try:
             data = fh.read(limit + 1)
         except OSError as exc:
