@@ -140,3 +140,61 @@ def test_a_key_with_a_newline_cannot_forge_a_line_and_names_the_right_line():
     assert forged not in out and not any(ln.startswith(forged) for ln in out), message
     assert all(re.match(r"wheels\.toml:\d+: ", ln) for ln in out), message
     assert re.search(r"^wheels\.toml:42: profiles\.x\\n" + re.escape(forged), message, re.M), message
+
+
+# --------------------------------------------------------------------------- 8: one line, not a traceback
+
+
+def _patch_member(wheel: Path, *, flag: int = 0, method: int | None = None) -> Path:
+    """The wheel with its .so members marked encrypted (``flag``) or compressed by a method
+    zipfile does not know (``method``), in both the local and the central headers."""
+    import zipfile
+
+    data = bytearray(wheel.read_bytes())
+    with zipfile.ZipFile(wheel) as zf:
+        infos = [i for i in zf.infolist() if i.filename.endswith(".so")]
+    for info in infos:
+        local = info.header_offset
+        assert data[local:local + 4] == b"PK\x03\x04"
+        data[local + 6] |= flag
+        if method is not None:
+            data[local + 8:local + 10] = method.to_bytes(2, "little")
+        pos = 0
+        while (pos := data.find(b"PK\x01\x02", pos)) != -1:
+            name_len = int.from_bytes(data[pos + 28:pos + 30], "little")
+            if bytes(data[pos + 46:pos + 46 + name_len]).decode() == info.filename:
+                data[pos + 8] |= flag
+                if method is not None:
+                    data[pos + 10:pos + 12] = method.to_bytes(2, "little")
+            pos += 4
+    wheel.write_bytes(bytes(data))
+    return wheel
+
+
+@pytest.mark.parametrize(("patch", "why"), [({"flag": 1}, "encrypted"), ({"method": 97}, "compression method")],
+                         ids=["encrypted", "unsupported-compression"])
+def test_an_unreadable_zip_member_in_audit_is_one_line(tmp_path, project_factory, patch, why):
+    from tests.lib.cudawheels import SEED_SAGE2, sage2_wheel
+
+    wheel = _patch_member(sage2_wheel(tmp_path, SEED_SAGE2), **patch)
+    project = project_factory("\n".join(BASE_LINES) + "\n", BAKE)
+    r = project.invoke("audit", "--wheel", str(wheel), "--arch", "sm90")
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "Traceback" not in r.stderr
+    assert re.search(rf"the zip member cannot be read: .*{why}", r.stderr), r.stderr
+
+
+def test_a_hanging_cuobjdump_is_stopped_with_one_line(tmp_path, project_factory):
+    from tests.lib.cudawheels import SEED_SAGE2, sage2_wheel
+
+    tool = tmp_path / "cuobjdump"
+    tool.write_text('#!/bin/sh\n[ "$1" = --version ] && { echo "Cuda compilation tools, release 13.0, V13.0.1"; '
+                    'exit 0; }\nexec sleep 600\n')
+    tool.chmod(0o755)
+    wheel = sage2_wheel(tmp_path, SEED_SAGE2)
+    project = project_factory("\n".join(BASE_LINES) + "\n", BAKE)
+    r = project.invoke("audit", "--wheel", str(wheel), "--arch", "sm90", timeout=60,
+                       env={"COMFYIMG_CUOBJDUMP": str(tool), "COMFYIMG_CUOBJDUMP_TIMEOUT": "2"})
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "Traceback" not in r.stderr
+    assert re.search(r"cuobjdump did not finish within 2 s \(COMFYIMG_CUOBJDUMP_TIMEOUT\)", r.stderr), r.stderr
