@@ -20,8 +20,9 @@ from .untrusted import for_terminal
 
 
 # Short flags, the same in every task: one letter never means two things (-p was --pre in
-# bump and --push in bake). Every other option is long only.
-SHORT_FLAGS = {"name": "n", "target": "t"}
+# bump and --push in bake). Every other option is long only. -f after a task name is that
+# task's --file (bake's extra bake file); before it, invoke's own config-file flag.
+SHORT_FLAGS = {"name": "n", "target": "t", "file": "f"}
 
 
 def task_class():

@@ -198,3 +198,12 @@ def test_a_hanging_cuobjdump_is_stopped_with_one_line(tmp_path, project_factory)
     assert r.returncode == 1, r.stdout + r.stderr
     assert "Traceback" not in r.stderr
     assert re.search(r"cuobjdump did not finish within 2 s \(COMFYIMG_CUOBJDUMP_TIMEOUT\)", r.stderr), r.stderr
+
+
+def test_bake_f_is_bakes_file_option_not_invokes_config_flag(project_factory):
+    project = project_factory("\n".join(BASE_LINES) + "\n", BAKE)
+    r = project.invoke("bake", "--help")
+    assert re.search(r"^\s+-f, --file\b", r.stdout, re.M), r.stdout
+    r = project.invoke("bake", "--print", "-f", "missing.hcl", timeout=120)
+    assert "Traceback" not in r.stderr and "UnknownFileType" not in r.stderr, r.stderr
+    assert r.returncode in (1, 2) and "missing.hcl" in r.stderr, r.stdout + r.stderr
