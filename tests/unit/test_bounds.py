@@ -207,3 +207,23 @@ def test_bake_f_is_bakes_file_option_not_invokes_config_flag(project_factory):
     r = project.invoke("bake", "--print", "-f", "missing.hcl", timeout=120)
     assert "Traceback" not in r.stderr and "UnknownFileType" not in r.stderr, r.stderr
     assert r.returncode in (1, 2) and "missing.hcl" in r.stderr, r.stdout + r.stderr
+
+
+# --------------------------------------------------------------------------- 12: bake targets by a parser
+
+
+def test_a_target_line_inside_a_heredoc_or_comment_is_not_a_target(project_factory):
+    bake = BAKE + 'variable "NOTES" {\n  default = <<EOT\ntarget "complete-cu130" {\nEOT\n}\n# target "x" {}\n'
+    text = "\n".join(BASE_LINES).replace('targets = ["complete-cuda"]   # no sha256',
+                                         'targets = ["complete-cu130"]   # no sha256') + "\n"
+    project = project_factory(text, bake)
+    r = project.invoke("check")
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert re.search(r"^wheels\.toml:30: targets: .*complete-cu130", r.stderr, re.M), r.stderr
+
+
+def test_a_malformed_bake_file_is_bad_input_with_its_line(project_factory):
+    project = project_factory("\n".join(BASE_LINES) + "\n", BAKE + 'target "broken" {\n  x = \n')
+    r = project.invoke("check")
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stdout + r.stderr
+    assert re.search(r"^(error: )?docker-bake\.hcl:\d+: syntax: not valid HCL", r.stderr, re.M), r.stderr
