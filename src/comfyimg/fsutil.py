@@ -23,6 +23,18 @@ from pathlib import Path
 from .errors import BadInput, WorkFailed
 
 
+CHANGED: list[Path] = []  # every file this process replaced or removed, for an honest interrupt message
+
+
+def changed_statement() -> str:
+    """What an interrupted command says about the files: which were changed, or none."""
+    if not CHANGED:
+        return "no file was changed"
+    names = sorted({str(p) for p in CHANGED})
+    shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+    return f"already replaced before the stop, each whole: {shown}"
+
+
 def atomic_write(path: Path, data: bytes | str) -> None:
     """Write ``data`` to ``path`` via a temp file in the same directory + ``os.replace``."""
     atomic_write_many({path: data})
@@ -64,6 +76,7 @@ def atomic_write_many(files: dict[Path, bytes | str]) -> None:
             backup = _backup(path)
             replaced.append((path, backup))
             os.replace(tmp, path)
+        CHANGED.extend(path for path, _ in replaced)
     except BaseException:
         for path, backup in reversed(replaced):
             try:

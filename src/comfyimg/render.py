@@ -16,7 +16,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from .fsutil import atomic_write_many, read_bytes
+from .fsutil import CHANGED, atomic_write_many, read_bytes
 from .hints import record_hash_command
 from .pins import Pin, Pins
 
@@ -132,4 +132,5 @@ def write(pins: Pins, root: Path) -> list[Path]:
     stale = _stale(root, files)
     for rel in stale:
         (root / rel).unlink()
+        CHANGED.append(root / rel)
     return sorted([p.relative_to(root) for p in changed] + stale)

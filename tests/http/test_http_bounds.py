@@ -142,3 +142,36 @@ def test_an_api_url_with_a_look_alike_host_is_refused(project):
     before = project.snapshot()
     r = project.bump("--name", "sageattn3", GITHUB_API_URL="https://api.g\u0456thub.com")
     assert_unchanged(project, before, r, code=2, message=r"host is not plain ASCII")
+
+
+# --------------------------------------------------------------------------- 11: signals
+
+
+@pytest.mark.parametrize(("sig", "code", "said"), [
+    ("SIGINT", 130, "interrupted (Ctrl-C)"), ("SIGTERM", 143, "stopped by SIGTERM"), ("SIGHUP", 129, "stopped by SIGHUP")])
+def test_a_signal_during_a_download_is_one_line_and_leaves_no_temporary_file(project, tmp_path, sig, code, said):
+    import signal
+    import subprocess
+
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    project.fake.fault(r"^storage /objects/\d+/sageattn3-.*\.whl$", kind="drip", seconds=0.2)
+    before = project.snapshot()
+    proc = subprocess.Popen([sys.executable, "-m", "invoke", "bump", "--name", "sageattn3", "--verify"],
+                            cwd=project.root, env={**project.env(), "TMPDIR": str(tmp)}, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 30
+        while not [q for q in project.fake.requests("storage") if q.body_bytes > 2]:
+            assert time.monotonic() < deadline and proc.poll() is None, "the download never started"
+            time.sleep(0.05)
+        assert list(tmp.glob("comfyimg-bump-*/asset-*.part")), "no partial download to clean up"
+        proc.send_signal(getattr(signal, sig))
+        out, errs = proc.communicate(timeout=20)
+    finally:
+        proc.kill()
+    assert proc.returncode == code, out + errs
+    assert "Traceback" not in errs, errs
+    assert [ln for ln in errs.splitlines() if not ln.startswith("downloading ")] == [f"{said}; no file was changed"]
+    assert list(tmp.iterdir()) == []
+    assert project.snapshot() == before

@@ -148,7 +148,7 @@ def test_ctrl_c_is_one_line_and_exit_130(project):
     out, errs = proc.communicate(timeout=30)
     assert proc.returncode == 130, (out, errs)
     assert "Traceback" not in out + errs
-    assert [ln for ln in errs.splitlines() if ln.strip()] == ["interrupted (Ctrl-C); every file is as it was"]
+    assert [ln for ln in errs.splitlines() if ln.strip()] == ["interrupted (Ctrl-C); no file was changed"]
     assert project.snapshot() == before
 
 

@@ -227,3 +227,18 @@ def test_a_malformed_bake_file_is_bad_input_with_its_line(project_factory):
     r = project.invoke("check")
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stdout + r.stderr
     assert re.search(r"^(error: )?docker-bake\.hcl:\d+: syntax: not valid HCL", r.stderr, re.M), r.stderr
+
+
+# --------------------------------------------------------------------------- 11: an honest statement
+
+
+def test_an_interrupt_after_a_replace_says_what_was_replaced(tmp_path):
+    from comfyimg import cli, fsutil
+
+    fsutil.CHANGED.clear()
+    assert cli.failure(KeyboardInterrupt()) == ("interrupted (Ctrl-C); no file was changed", 130)
+    fsutil.atomic_write_many({tmp_path / "generated" / "a.txt": "x"})
+    message, code = cli.failure(KeyboardInterrupt())
+    assert code == 130 and "every file is as it was" not in message
+    assert message == f"interrupted (Ctrl-C); already replaced before the stop, each whole: {tmp_path}/generated/a.txt"
+    fsutil.CHANGED.clear()
