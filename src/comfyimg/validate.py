@@ -72,7 +72,11 @@ class ProbeTimeout(Exception):
 
 
 class Terminated(BaseException):
-    """SIGTERM, raised in the main thread so that ``finally`` blocks remove the container."""
+    """SIGTERM or SIGHUP, raised in the main thread so that ``finally`` blocks remove the container."""
+
+    def __init__(self, signum: int = signal.SIGTERM) -> None:
+        super().__init__(signum)
+        self.signum = signum
 
 
 # --------------------------------------------------------------------------- image + expectations
@@ -248,7 +252,14 @@ def run_container(docker: DockerClient, image: str, command: list[str], options:
             return Run(name, None, exc.return_code, "", f"docker could not start the probe container: "
                        f"{_docker_says(exc)}", time.monotonic() - started)
         codes: list[int] = []
-        waiter = threading.Thread(target=lambda: codes.append(docker.container.wait(name)), daemon=True)
+
+        def wait() -> None:
+            try:
+                codes.append(docker.container.wait(name))
+            except BaseException:  # noqa: BLE001 - the container went (Ctrl-C removed it): `codes` stays
+                pass  # empty and is handled below; a thread must never print a traceback
+
+        waiter = threading.Thread(target=wait, daemon=True)
         waiter.start()
         waiter.join(max(0.0, deadline - time.monotonic()))
         if waiter.is_alive():
@@ -557,7 +568,7 @@ def _positive_seconds(text: str) -> float:
 
 
 def _on_sigterm(signum, frame):  # noqa: ARG001
-    raise Terminated()
+    raise Terminated(signum)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -588,7 +599,7 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:
         return int(exc.code or 0) and 2
     comfyui = None if ns.comfyui.strip().lower() in ("", "none") else ns.comfyui
-    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    previous = {s: signal.signal(s, _on_sigterm) for s in (signal.SIGTERM, signal.SIGHUP)}
     try:
         outcome = validate(ns.root.resolve(), ns.probe, image=ns.image, target=ns.target,
                            expect_version=ns.expect_version, require_gpu=ns.require_gpu, probe_args=probe_args,
@@ -601,11 +612,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         err().print(f"interrupted: validate {ns.probe} stopped; its probe container was removed")
         return 130
-    except Terminated:
-        err().print(f"terminated: validate {ns.probe} stopped by SIGTERM; its probe container was removed")
-        return 143
+    except Terminated as exc:
+        name = signal.Signals(exc.signum).name
+        err().print(f"terminated: validate {ns.probe} stopped by {name}; its probe container was removed")
+        return 128 + exc.signum
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
     return 0 if outcome.passed else 1
 
 

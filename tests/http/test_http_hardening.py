@@ -228,7 +228,7 @@ def test_help_names_the_environment_and_plain_tables_are_ascii(project):
     for name in ("bump", "bake", "check", "render"):  # one meaning per short flag, in every task
         for m in re.finditer(r"^\s+-(\w), --([\w-]+)", project.invoke("--help", name).stdout, re.M):
             shorts.setdefault(m[1], set()).add(m[2])
-    assert shorts == {"n": {"name"}, "t": {"target"}}, shorts
+    assert shorts == {"n": {"name"}, "t": {"target"}, "f": {"file"}}, shorts
     r = project.bump("--dry-run", "--name", "sageattn3")
     assert r.returncode == 0, r.stdout + r.stderr
     assert not set("─━│┃┏┓└┘") & set(r.stdout), r.stdout
