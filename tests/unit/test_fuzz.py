@@ -18,7 +18,7 @@ from comfyimg.releases import GitHub, Release
 from comfyimg.validate import label_pins, parse_result
 from tests.unit.test_pins import BASE_LINES
 
-BOUNDED = settings(max_examples=300, deadline=2000, derandomize=True,
+BOUNDED = settings(max_examples=300, deadline=2000, derandomize=True, database=None,
                    suppress_health_check=[HealthCheck.too_slow])
 
 json_values = st.recursive(
