@@ -8,9 +8,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import hcl2
-from lark.exceptions import LarkError, UnexpectedInput
-
 from .errors import BadInput
 from .fsutil import read_text
 from .untrusted import one_line
@@ -25,6 +22,9 @@ def _label(raw: str) -> str:
 
 def parse_targets(text: str, name: str = BAKE_FILE) -> set[str]:
     """Target names declared in bake-file ``text``; malformed HCL is bad input with its line."""
+    import hcl2  # imported here: commands that never read the bake file do without the parser
+    from lark.exceptions import LarkError, UnexpectedInput
+
     try:
         tree = hcl2.loads(text)
     except UnexpectedInput as exc:
