@@ -24,13 +24,13 @@ from packaging.utils import (
 )
 from packaging.version import InvalidVersion, Version
 
-_PYTHON_TAG = re.compile(r"^cp(?P<major>\d)(?P<minor>\d+)$")
-_PLATFORM = re.compile(r"^(?P<os>linux|manylinux_\d+_\d+|manylinux\d+|musllinux_\d+_\d+|win|macosx_\d+_\d+)_(?P<arch>\w+)$")
-_BUILD_TAG = re.compile(r"^(?P<torch>\d{3,4})\.(?P<cuda>\d{3})$")
-_LOCAL_CUDA = re.compile(r"(?:^|\.)cu(?P<cuda>\d{3})(?=\.|torch|$)")
-_LOCAL_TORCH = re.compile(r"torch(?P<torch>\d+(?:\.\d+){1,2})(?=\.|$)")
-_LOCAL_SM = re.compile(r"(?:^|\.)(?P<sm>sm\d{2,3}[a-z]?)(?=\.|$)")
-SM = re.compile(r"^sm\d{2,3}[a-z]?$")
+_PYTHON_TAG = re.compile(r"^cp(?P<major>\d)(?P<minor>\d+)$", re.ASCII)
+_PLATFORM = re.compile(r"^(?P<os>linux|manylinux_\d+_\d+|manylinux\d+|musllinux_\d+_\d+|win|macosx_\d+_\d+)_(?P<arch>\w+)$", re.ASCII)
+_BUILD_TAG = re.compile(r"^(?P<torch>\d{3,4})\.(?P<cuda>\d{3})$", re.ASCII)
+_LOCAL_CUDA = re.compile(r"(?:^|\.)cu(?P<cuda>\d{3})(?=\.|torch|$)", re.ASCII)
+_LOCAL_TORCH = re.compile(r"torch(?P<torch>\d+(?:\.\d+){1,2})(?=\.|$)", re.ASCII)
+_LOCAL_SM = re.compile(r"(?:^|\.)(?P<sm>sm\d{2,3}[a-z]?)(?=\.|$)", re.ASCII)
+SM = re.compile(r"^sm\d{2,3}[a-z]?$", re.ASCII)
 # glibc of Ubuntu 24.04, the images' base; manylinux wheels up to it fit.
 _DEFAULT_GLIBC = (2, 39)
 
@@ -135,7 +135,7 @@ def _pythons(wheel: WheelABI) -> str:
 
 def _platform_reason(wheel: WheelABI, image: ImageABI) -> str:
     for tag in wheel.tags:
-        m = re.match(r"^manylinux_(\d+)_(\d+)_(\w+)$", tag.platform)
+        m = re.match(r"^manylinux_(\d+)_(\d+)_(\w+)$", tag.platform, re.ASCII)
         if m and image.platform == f"linux_{m[3]}" and (int(m[1]), int(m[2])) > image.glibc:
             need, have = f"{m[1]}.{m[2]}", ".".join(map(str, image.glibc))
             return f"platform {tag.platform} needs glibc {need} > the image's {have}"

@@ -29,12 +29,14 @@ from .dockerclient import (DockerException, NoDockerCLI, command, error_line, ru
                            versions)
 from .errors import BadInput, WorkFailed
 from .bakefile import BAKE_FILE
+from .fsutil import read_bytes
+from .untrusted import loads_json
 from .hints import record_hash_command
 from .pins import Pin, Pins
 
-_PER_ARCH = re.compile(r"^(?P<base>.+)-(?P<arch>sm\d{2,3}[a-z]?)$")
-_VERTEX = re.compile(r"^#(\d+) \[(?P<target>[^\s\]]+)[\s\]]")
-_LINE_ID = re.compile(r"^#(\d+) ")
+_PER_ARCH = re.compile(r"^(?P<base>.+)-(?P<arch>sm\d{2,3}[a-z]?)$", re.ASCII)
+_VERTEX = re.compile(r"^#(\d+) \[(?P<target>[^\s\]]+)[\s\]]", re.ASCII)
+_LINE_ID = re.compile(r"^#(\d+) ", re.ASCII)
 
 
 @dataclass
@@ -436,7 +438,8 @@ def build(root: Path, pins: Pins, request: BakeRequest) -> list[Built]:
         with contextlib.chdir(root):
             _, spans = _stream(cmd, _variables(request, root))
         total = time.monotonic() - started
-        metadata = json.loads(meta_file.read_text()) if meta_file.exists() else {}
+        raw = loads_json(read_bytes(meta_file)) if meta_file.exists() else {}
+        metadata: dict[str, Any] = raw if isinstance(raw, dict) else {}
     built = []
     for target, spec in sorted(resolved.get("target", {}).items()):
         meta = metadata.get(target, {})

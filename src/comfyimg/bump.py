@@ -384,8 +384,8 @@ def _bump(root: Path, names: Sequence[str], *, release: str | None, pre: bool, d
     started = time.monotonic()
     path = root / "wheels.toml"
     bake_targets = bakefile.targets(root / bakefile.BAKE_FILE)
-    pins = pins_mod.load(path, bake_targets=bake_targets)
-    text = read_text(path)
+    text = read_text(path)  # read once: what is parsed is what the edit starts from
+    pins = pins_mod.loads(text, path, bake_targets=bake_targets)
     chosen = choose_pins(pins, names, verify)
     own_client = client is None
     client = client or GitHub.from_env()
@@ -442,6 +442,9 @@ def _bump(root: Path, names: Sequence[str], *, release: str | None, pre: bool, d
     for rel, content in files.items():
         if not render.is_current(root / rel, content):
             staged[root / rel] = content
+    if read_text(path) != text:  # an editor saved it meanwhile (editors do not take the lock)
+        raise WorkFailed(f"{path.name}: changed since invoke bump read it; nothing was written, so that "
+                         "edit is kept. Run invoke bump again")
     atomic_write_many(staged)
     render.write(new_pins, root)  # removes stale generated files; the rest is already current
     wrote = sorted(str(p.relative_to(root)) for p in staged)

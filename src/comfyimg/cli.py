@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shlex
+import signal
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -14,13 +15,15 @@ from . import render
 from .console import err, out, plain
 from .errors import FAILED, INTERRUPTED, BadInput, UserError
 from .hints import record_hash_command
+from .fsutil import read_bytes
 from .record import RECORD
 from .untrusted import for_terminal
 
 
 # Short flags, the same in every task: one letter never means two things (-p was --pre in
-# bump and --push in bake). Every other option is long only.
-SHORT_FLAGS = {"name": "n", "target": "t"}
+# bump and --push in bake). Every other option is long only. -f after a task name is that
+# task's --file (bake's extra bake file); before it, invoke's own config-file flag.
+SHORT_FLAGS = {"name": "n", "target": "t", "file": "f"}
 
 
 def task_class():
@@ -40,26 +43,49 @@ def task_class():
     return FixedShortFlags
 
 
+class Stopped(BaseException):
+    """SIGTERM or SIGHUP arrived: unwinds like Ctrl-C, so every ``finally`` (temporary
+    directories, partial downloads, probe containers) runs."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _stop(signum: int, _frame: object) -> None:
+    raise Stopped(signum)
+
+
 def failure(exc: BaseException) -> tuple[str, int] | None:
     """The message and exit code a command ends with for ``exc``; None: a bug (traceback)."""
+    from .fsutil import changed_statement
+
     if isinstance(exc, UserError):
         return for_terminal(exc), exc.exit_code
     if isinstance(exc, OSError):  # disk full, permission denied: the work failed; writes are atomic
         return for_terminal(f"error: {exc}"), FAILED
     if isinstance(exc, KeyboardInterrupt):
-        return "interrupted (Ctrl-C); every file is as it was", INTERRUPTED
+        return f"interrupted (Ctrl-C); {changed_statement()}", INTERRUPTED
+    if isinstance(exc, Stopped):
+        name = signal.Signals(exc.signum).name
+        return f"stopped by {name}; {changed_statement()}", 128 + exc.signum
     return None
 
 
 def run(fn: Callable[..., int | None], *args: object, **kwargs: object) -> None:
-    """Run a command; a :class:`UserError` becomes invoke's ``Exit`` (no traceback)."""
+    """Run a command; a :class:`UserError` becomes invoke's ``Exit`` (no traceback). SIGTERM
+    and SIGHUP end it like Ctrl-C: one line, temporary files removed, exit 143 / 129."""
     from invoke.exceptions import Exit
 
+    previous = {s: signal.signal(s, _stop) for s in (signal.SIGTERM, signal.SIGHUP)}
     try:
         code = fn(*args, **kwargs) or 0
-    except (UserError, OSError, KeyboardInterrupt) as exc:
+    except (UserError, OSError, KeyboardInterrupt, Stopped) as exc:
         message, status = failure(exc)  # type: ignore[misc]
         raise Exit(message, status) from None
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
     if code:
         raise Exit(code=code)
 
@@ -212,7 +238,7 @@ def bake(root: Path, targets: Sequence[str] | None, remainder: str, *, load: boo
         return 0
     built = bake_mod.build(root, pins, request)
     if json_out:  # the build record itself; the build log went to stderr
-        print((root / RECORD).read_text(), end="")
+        print(read_bytes(root / RECORD).decode("utf-8", "replace"), end="")
         return 0
     from .console import SafeTable as Table
 

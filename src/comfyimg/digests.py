@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 _BSD = re.compile(r"SHA256 \((?P<name>.+)\) = (?P<hex>[0-9a-fA-F]{64})")
-_GNU = re.compile(r"(?P<hex>[0-9a-fA-F]{64})\s+\*?(?P<name>.+)")
+_GNU = re.compile(r"(?P<hex>[0-9a-fA-F]{64})\s+\*?(?P<name>.+)", re.ASCII)
 
 
 def from_api(raw: object) -> str | None:

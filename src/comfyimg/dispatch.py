@@ -39,7 +39,7 @@ SMALL_FILE_BYTES = 64 << 10  # below this, the node and depth walk is skipped (i
 MAX_DEPTH = 120
 MAX_SECONDS = 5.0
 MAX_VISITS = 500_000
-_ARCH_LITERAL = re.compile(r"^sm\d+$")
+_ARCH_LITERAL = re.compile(r"^sm\d+$", re.ASCII)
 _UNKNOWN: Any = object()
 
 

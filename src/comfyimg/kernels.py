@@ -48,13 +48,13 @@ from typing import Any
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from .errors import BadInput
+from .errors import BadInput, WorkFailed
 
 TABLE = Path(__file__).parent / "probes" / "kernels.json"
-_TARGET = re.compile(r"^(sm|compute)_(\d+)(\d)([af]?)$")
-_ARCH = re.compile(r"^sm(\d+)(\d)$")
-_LISTED = re.compile(r"^(ELF|PTX) file\s+\d+:\s+(\S+)$")
-_LISTED_ARCH = re.compile(r"\.(sm_\d+[af]?)\.(?:cubin|ptx)$")
+_TARGET = re.compile(r"^(sm|compute)_(\d+)(\d)([af]?)$", re.ASCII)
+_ARCH = re.compile(r"^sm(\d+)(\d)$", re.ASCII)
+_LISTED = re.compile(r"^(ELF|PTX) file\s+\d+:\s+(\S+)$", re.ASCII)
+_LISTED_ARCH = re.compile(r"\.(sm_\d+[af]?)\.(?:cubin|ptx)$", re.ASCII)
 _CHUNK = 1 << 20
 
 
@@ -172,7 +172,7 @@ def cuobjdump() -> tuple[str, str]:
         raise BadInput("cuobjdump not found: install the project (pip install -e .; it depends on "
                        "nvidia-cuda-cuobjdump), or set COMFYIMG_CUOBJDUMP to NVIDIA's cuobjdump")
     try:
-        text = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=60).stdout
+        text = _run_cuobjdump([path, "--version"], f"cuobjdump at {path}").stdout
     except OSError as exc:
         raise BadInput(f"cuobjdump at {path} cannot run: {exc}") from None
     m = re.search(r"release [\d.]+, V([\d.]+)", text)
@@ -209,12 +209,35 @@ def _elf_sections(path: Path, where: str) -> set[str]:
     return {strings[n:strings.find(b"\0", n)].decode("ascii", "replace") for n, *_ in headers}
 
 
+TIMEOUT_ENV = "COMFYIMG_CUOBJDUMP_TIMEOUT"
+
+
+def cuobjdump_timeout() -> float:
+    """Seconds one cuobjdump run may take: ``$COMFYIMG_CUOBJDUMP_TIMEOUT``, 1 to 3600, default 600."""
+    raw = os.environ.get(TIMEOUT_ENV) or "600"
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 1 <= value <= 3600:  # NaN fails this too
+        raise BadKernels(f"{TIMEOUT_ENV}={raw!r} is out of range; expected seconds from 1 to 3600")
+    return value
+
+
+def _run_cuobjdump(args: list[str], where: str) -> subprocess.CompletedProcess[str]:
+    limit = cuobjdump_timeout()
+    try:
+        return subprocess.run(args, capture_output=True, text=True, errors="replace", timeout=limit)
+    except subprocess.TimeoutExpired:
+        raise WorkFailed(f"{where}: cuobjdump did not finish within {limit:g} s ({TIMEOUT_ENV}); "
+                         "it was stopped") from None
+
+
 def read_module(path: Path, name: str, where: str) -> Module:
     """List one compiled module's SASS and PTX with cuobjdump."""
     sections = _elf_sections(path, where)
     tool, _ = cuobjdump()
-    proc = subprocess.run([tool, "--list-elf", "--list-ptx", str(path)], capture_output=True,
-                          text=True, errors="replace", timeout=600)
+    proc = _run_cuobjdump([tool, "--list-elf", "--list-ptx", str(path)], where)
     text = proc.stdout + proc.stderr
     if "does not contain device code" in text and proc.returncode != 0:
         if ".nv_fatbin" in sections:
@@ -279,7 +302,8 @@ def read_wheel(path: Path, name: str | None = None) -> WheelKernels:
             try:
                 with zf.open(info) as src, open(part, "wb") as dst:
                     shutil.copyfileobj(src, dst, _CHUNK)
-            except (zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
+            except (zipfile.BadZipFile, EOFError, OSError, ValueError,
+                    RuntimeError, NotImplementedError) as exc:  # encrypted; unsupported compression
                 raise BadKernels(f"{where}: the zip member cannot be read: {exc}") from None
             if listing is not None:
                 modules.append(listing.result())

@@ -29,7 +29,7 @@ _FORMATS = {
     "TARGET": r"[A-Za-z0-9_-]+",  # what buildx allows in a target name
 }
 PY, CUDA, GLIBC, REPO, PROJECT, IDENT, INDEX, HEX64, PLATFORM, PROFILE, TARGET = (
-    re.compile(p) for p in _FORMATS.values())
+    re.compile(p, re.ASCII) for p in _FORMATS.values())
 _TAG_FORBIDDEN = frozenset(" ~^:?*[\\")
 
 
@@ -159,6 +159,12 @@ def check_url(err: Errors, where: tuple[Any, ...], name: str | None, version: Ve
         return None
     if parts.scheme not in ("http", "https") or not parts.netloc:
         err.add(where + ("url",), "url", f"{url!r} is not an http(s) URL")
+        return None
+    if not parts.netloc.isascii() or "xn--" in parts.netloc.lower():
+        # Refused, not converted: a look-alike host (a Cyrillic letter in github.com) must not
+        # pass as the real one; write the host in ASCII.
+        err.add(where + ("url",), "url", f"{url!r}: the host {parts.netloc!r} is not plain ASCII (an "
+                "internationalized or look-alike name); only ASCII host names are accepted")
         return None
     if bad := sorted({c for c in url if c in _URL_FORBIDDEN or not c.isprintable()}):
         # The URL goes verbatim into a requirements line: a space, '#' or newline there

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import BadInput
-from .fsutil import atomic_write
+from .fsutil import atomic_write, read_bytes
+from .untrusted import loads_json
 
 if TYPE_CHECKING:
     from .bake import Built
@@ -51,10 +52,6 @@ def write(root: Path, built: list[Built], *, attested: bool | None = None) -> Pa
     return path
 
 
-def _reject_constant(name: str) -> None:
-    raise ValueError(f"non-finite number {name} (not JSON)")
-
-
 def _record_error(message: str) -> BadInput:
     return BadInput(f"{RECORD}: {message}; rebuild with `invoke bake` or pass --image IMAGE")
 
@@ -62,7 +59,9 @@ def _record_error(message: str) -> BadInput:
 def read(root: Path) -> dict[str, Any]:
     """The build record, its shape checked: a malformed record is bad input naming the field."""
     try:
-        record = json.loads((root / RECORD).read_text(encoding="utf-8"), parse_constant=_reject_constant)
+        if not (root / RECORD).exists():
+            raise FileNotFoundError
+        record = loads_json(read_bytes(root / RECORD))
     except FileNotFoundError:
         raise BadInput(f"no build record at {RECORD}: run `invoke bake` first, or pass --image IMAGE") from None
     except (OSError, ValueError) as exc:

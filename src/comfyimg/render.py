@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import comfyui_pin
-from .fsutil import atomic_write_many
+from .fsutil import CHANGED, atomic_write_many, read_bytes
 from .hints import record_hash_command
 from .pins import Pin, Pins
 
@@ -100,14 +100,14 @@ def _stale(root: Path, files: dict[Path, str]) -> list[Path]:
 
 def is_current(path: Path, want: str) -> bool:
     """Byte for byte: a file turned CRLF, or not UTF-8, has drifted."""
-    return path.exists() and path.read_bytes() == want.encode("utf-8")
+    return path.exists() and read_bytes(path) == want.encode("utf-8")
 
 
 def _lines(path: Path) -> list[str]:
     """A file's lines for a diff, line endings kept (``\r`` shows as ``\\r``)."""
     if not path.exists():
         return []
-    text = path.read_bytes().decode("utf-8", errors="backslashreplace").replace("\r", "\\r")
+    text = read_bytes(path).decode("utf-8", errors="backslashreplace").replace("\r", "\\r")
     return text.splitlines(keepends=True)
 
 
@@ -135,4 +135,5 @@ def write(pins: Pins, root: Path) -> list[Path]:
     stale = _stale(root, files)
     for rel in stale:
         (root / rel).unlink()
+        CHANGED.append(root / rel)
     return sorted([p.relative_to(root) for p in changed] + stale)

@@ -148,7 +148,7 @@ def png_size(data: bytes) -> tuple[int, int] | None:
     return struct.unpack(">II", data[16:24])
 
 
-_TQDM = re.compile(r"(\d+)/(\d+) \[[^\]\r\n]*?([\d.]+)(it/s|s/it)\]")
+_TQDM = re.compile(r"(\d+)/(\d+) \[[^\]\r\n]*?([\d.]+)(it/s|s/it)\]", re.ASCII)
 
 
 def seconds_per_step(log: str, steps: int) -> float | None:
@@ -394,7 +394,7 @@ def smoke(root: Path, image: str, *, gpus: str = "auto", cdi_kind: str = DEFAULT
         if not docker.image.exists(image):
             raise WorkFailed(f"image {image} not found in the engine; build it with `invoke bake` or pass --image")
         access = choose_gpu_access(docker, gpus, cdi_kind)
-        user = _probe_user(docker, image)
+        user = _probe_user(docker, image, None)
     except ClientNotFoundError:
         raise WorkFailed(NO_DOCKER_CLI) from None
     except DockerException as exc:

@@ -15,7 +15,6 @@ to end (``--bench-after``), so nothing else uses the GPU while it is timed.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import shutil
 import signal
@@ -37,6 +36,7 @@ from .console import err, out
 from .errors import BadInput, UserError, WorkFailed
 from .gpuaccess import DEFAULT_CDI_KIND, GIVE_THE_ENGINE_THE_GPU, GPU_MODES, GpuAccess, choose_gpu_access, host_gpu
 from .reports import Outcome, clean, print_table, write_reports
+from .untrusted import loads_json
 
 PROBES_DIR = Path(__file__).parent / "probes"
 PROBE_MOUNT = "/opt/comfyimg-probes"
@@ -72,7 +72,11 @@ class ProbeTimeout(Exception):
 
 
 class Terminated(BaseException):
-    """SIGTERM, raised in the main thread so that ``finally`` blocks remove the container."""
+    """SIGTERM or SIGHUP, raised in the main thread so that ``finally`` blocks remove the container."""
+
+    def __init__(self, signum: int = signal.SIGTERM) -> None:
+        super().__init__(signum)
+        self.signum = signum
 
 
 # --------------------------------------------------------------------------- image + expectations
@@ -102,6 +106,28 @@ def expectations(root: Path, spec: ProbeSpec, target: str | None) -> list[str]:
 # --------------------------------------------------------------------------- labels
 
 
+def label_pins(raw: str) -> set[tuple[str, str, str | None]] | str:
+    """The (name, version, sha256) pins of an ``io.comfyimg.pins`` label, or what is wrong
+    with it: a label is written by whoever built the image, so every field is checked."""
+    try:
+        items = loads_json(raw)
+    except ValueError as exc:
+        return str(exc)
+    if not isinstance(items, list):
+        return f"a JSON {type(items).__name__}, not a list"
+    pins = set()
+    for i, p in enumerate(items):
+        if not isinstance(p, dict):
+            return f"[{i}] is a JSON {type(p).__name__}, not an object"
+        for key in ("name", "version"):
+            if not isinstance(p.get(key), str):
+                return f"[{i}].{key} is {type(p.get(key)).__name__}, not a string"
+        if p.get("sha256") is not None and not isinstance(p["sha256"], str):
+            return f"[{i}].sha256 is {type(p['sha256']).__name__}, not a string or null"
+        pins.add((p["name"], p["version"], p.get("sha256")))
+    return pins
+
+
 def label_check(image: str, expected: list[dict], *, exact: bool) -> dict:
     """The image's ``io.comfyimg.pins`` label (written by ``invoke bake``) against the pins it
     should hold, as one more check of the report. ``exact``: the label must list exactly
@@ -118,10 +144,9 @@ def label_check(image: str, expected: list[dict], *, exact: bool) -> dict:
     if raw is None:
         status = "fail" if exact else "skip"
         return {"name": name, "status": status, "detail": f"no {PINS_LABEL} label (not built by invoke bake)"}
-    try:
-        labelled = {(p["name"], p["version"], p["sha256"]) for p in json.loads(raw)}
-    except (ValueError, TypeError, KeyError) as exc:
-        return {"name": name, "status": "fail", "detail": f"{PINS_LABEL} is not a pin list: {exc}"}
+    labelled = label_pins(raw)
+    if isinstance(labelled, str):
+        return {"name": name, "status": "fail", "detail": f"{PINS_LABEL} is not a pin list: {labelled}"}
     wanted = {(p["name"], p["version"], p["sha256"]) for p in expected}
     names = {n for n, _, _ in wanted}
     if not exact and not names:
@@ -165,9 +190,23 @@ def expected_pins(root: Path, image_from_record: bool, target: str | None, spec:
 # --------------------------------------------------------------------------- run
 
 
-def _probe_user(docker: DockerClient, image: str) -> str:
-    user = docker.image.inspect(image).config.user or ""
-    return user if user not in ("", "0", "root") else "comfy"
+NON_ROOT_USER = "comfy"  # the images' own non-root user (PUID/PGID, tools/ and docker-bake.hcl)
+
+
+def probe_user(image_user: str, asked: str | None = None) -> str:
+    """Who the probe runs as: ``asked`` (``--user``) when given; else the image's ``USER``
+    unless that is uid 0 in any spelling (``""``, ``0``, ``root``, ``0:0``, ``root:root``,
+    ``00:1000``...), which becomes the image's non-root user. Never root unless asked."""
+    if asked:
+        return asked
+    uid = image_user.split(":", 1)[0].strip()
+    if uid.lower() in ("", "root") or (uid.isascii() and uid.isdigit() and int(uid) == 0):
+        return NON_ROOT_USER
+    return image_user
+
+
+def _probe_user(docker: DockerClient, image: str, asked: str | None) -> str:
+    return probe_user(docker.image.inspect(image).config.user or "", asked)
 
 
 def container_options(user: str, gpu: GpuAccess | None = None) -> dict[str, Any]:
@@ -230,7 +269,14 @@ def run_container(docker: DockerClient, image: str, command: list[str], options:
             return Run(name, None, exc.return_code, "", f"docker could not start the probe container: "
                        f"{_docker_says(exc)}", time.monotonic() - started)
         codes: list[int] = []
-        waiter = threading.Thread(target=lambda: codes.append(docker.container.wait(name)), daemon=True)
+
+        def wait() -> None:
+            try:
+                codes.append(docker.container.wait(name))
+            except BaseException:  # noqa: BLE001 - the container went (Ctrl-C removed it): `codes` stays
+                pass  # empty and is handled below; a thread must never print a traceback
+
+        waiter = threading.Thread(target=wait, daemon=True)
         waiter.start()
         waiter.join(max(0.0, deadline - time.monotonic()))
         if waiter.is_alive():
@@ -340,7 +386,7 @@ def parse_result(stdout: str) -> tuple[dict | None, str | None]:
     if len(lines) != 1:
         return None, f"the probe printed {len(lines)} lines on stdout, not one JSON object"
     try:
-        obj = json.loads(lines[0], parse_constant=record._reject_constant)
+        obj = loads_json(lines[0])
     except ValueError as exc:
         return None, f"the probe's output is not JSON: {exc}"
     obj = clean(obj)
@@ -441,7 +487,8 @@ def _failed(root: Path, probe: str, image: str, reason: str, code: int, started:
 def validate(root: Path, probe: str, *, image: str | None = None, target: str | None = None,
              expect_version: str | None = None, require_gpu: bool = False,
              probe_args: list[str] | None = None, gpus: str = "auto", cdi_kind: str = DEFAULT_CDI_KIND,
-             comfyui: str | None = COMFYUI_PATH, timeout: float = DEFAULT_TIMEOUT) -> Outcome:
+             comfyui: str | None = COMFYUI_PATH, timeout: float = DEFAULT_TIMEOUT,
+             user: str | None = None) -> Outcome:
     spec = PROBES[probe]
     from_build_record = image is None
     started = time.monotonic()
@@ -460,14 +507,14 @@ def validate(root: Path, probe: str, *, image: str | None = None, target: str | 
         try:
             if not docker.image.exists(image):
                 raise WorkFailed(f"image {image} not found in the engine; build it with `invoke bake` or pass --image")
-            user = _probe_user(docker, image)
+            run_as = _probe_user(docker, image, user)
             access = choose_gpu_access(docker, gpus, cdi_kind)
         except ClientNotFoundError:
             raise WorkFailed(NO_DOCKER_CLI) from None
         except DockerException as exc:
             raise WorkFailed(f"cannot reach the Docker engine: {error_line(exc)}") from None
         gpu = {"mode": gpus, "access": access.flag or "none", "why": access.why, "host_gpu": host}
-        options = container_options(user, access)
+        options = container_options(run_as, access)
         args = ["--expect-version", expect_version, *(["--require-gpu"] if require_gpu else []),
                 *expectations(root, spec, target), *(probe_args or [])]
         jobs = [Job(probe, [f"{PROBE_MOUNT}/{spec.script}", *args], options)]
@@ -540,7 +587,7 @@ def _positive_seconds(text: str) -> float:
 
 
 def _on_sigterm(signum, frame):  # noqa: ARG001
-    raise Terminated()
+    raise Terminated(signum)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -558,6 +605,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="the image's ComfyUI, whose own attention path is checked too ('none': skip)")
     parser.add_argument("--timeout", type=_positive_seconds, default=DEFAULT_TIMEOUT,
                         help="seconds for the whole validation; the container is killed and removed after it")
+    parser.add_argument("--user", default=None,
+                        help="run the probe as this user (default: the image's USER, or comfy when that is root)")
     parser.add_argument("--root", type=Path, default=Path.cwd(), help="project root (default: .)")
     argv = list(sys.argv[1:] if argv is None else argv)
     probe_args: list[str] = []
@@ -569,11 +618,12 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:
         return int(exc.code or 0) and 2
     comfyui = None if ns.comfyui.strip().lower() in ("", "none") else ns.comfyui
-    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    previous = {s: signal.signal(s, _on_sigterm) for s in (signal.SIGTERM, signal.SIGHUP)}
     try:
         outcome = validate(ns.root.resolve(), ns.probe, image=ns.image, target=ns.target,
                            expect_version=ns.expect_version, require_gpu=ns.require_gpu, probe_args=probe_args,
-                           gpus=ns.gpus, cdi_kind=ns.cdi_kind, comfyui=comfyui, timeout=ns.timeout)
+                           gpus=ns.gpus, cdi_kind=ns.cdi_kind, comfyui=comfyui, timeout=ns.timeout,
+                           user=ns.user)
     except (UserError, OSError) as exc:  # e.g. reports/ not writable
         message, code = failure(exc)  # type: ignore[misc]
         err().print(message if message.startswith("error: ") else f"error: {message}")
@@ -581,11 +631,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         err().print(f"interrupted: validate {ns.probe} stopped; its probe container was removed")
         return 130
-    except Terminated:
-        err().print(f"terminated: validate {ns.probe} stopped by SIGTERM; its probe container was removed")
-        return 143
+    except Terminated as exc:
+        name = signal.Signals(exc.signum).name
+        err().print(f"terminated: validate {ns.probe} stopped by {name}; its probe container was removed")
+        return 128 + exc.signum
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
     return 0 if outcome.passed else 1
 
 

@@ -134,4 +134,4 @@ def test_invoke_short_flag_adapter_gives_exactly_the_fixed_short_flags():
     names = {a.name: set(a.names) for a in task.get_arguments()}
     assert names["name"] == {"name", "n"} and names["target"] == {"target", "t"}, (version, names)
     assert names["release"] == {"release"} and names["push"] == {"push"}, (version, names)
-    assert set(SHORT_FLAGS.values()) == {"n", "t"}
+    assert set(SHORT_FLAGS.values()) == {"n", "t", "f"}  # -f: bake's --file (issue 21)

@@ -34,7 +34,7 @@ def choice_list(choices, what: str):
 def needs_arg(text: str) -> tuple[str, list[str]]:
     """``sm90=sageattention._qattn_sm90,sageattention._fused`` → ("sm90", [...])."""
     arch, sep, mods = text.partition("=")
-    if not sep or not re.match(r"^sm\d{2,3}$", arch.strip()):
+    if not sep or not re.match(r"^sm[0-9]{2,3}$", arch.strip()):
         raise argparse.ArgumentTypeError(f"expected ARCH=MODULE,MODULE (e.g. sm90=pkg._ext), got {text!r}")
     return arch.strip(), csv_list(mods)
 
