@@ -31,9 +31,21 @@ variable "CPU_BASE_IMAGE" {
   default = "ubuntu:24.04"
 }
 
-# ComfyUI git ref: a release tag or commit, never a branch.
+# ComfyUI git ref: a release tag or commit, never a branch. `invoke render` sets all three
+# from [comfyui] in wheels.toml (generated/wheels.bake.json): COMFYUI_REF is the recorded
+# commit, or the tag until `invoke bump --comfyui` records the commit. The core images (and
+# the complete images built on them) carry io.comfyimg.comfyui.ref (what was checked out),
+# .tag and .commit labels.
 variable "COMFYUI_REF" {
+  default = "v0.38.1"
+}
+
+variable "COMFYUI_TAG" {
   default = "v0.3.66"
+}
+
+variable "COMFYUI_COMMIT" {
+  default = ""
 }
 
 # Torch wheel indexes live at ${TORCH_INDEX_BASE}/<index> (cu128, cpu, ...).
@@ -123,6 +135,11 @@ target "_core" {
   dockerfile = "dockerfile.comfy.core"
   args = {
     COMFYUI_REF = COMFYUI_REF
+  }
+  labels = {
+    "io.comfyimg.comfyui.ref"    = COMFYUI_REF
+    "io.comfyimg.comfyui.tag"    = COMFYUI_TAG
+    "io.comfyimg.comfyui.commit" = COMFYUI_COMMIT
   }
 }
 

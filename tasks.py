@@ -57,19 +57,23 @@ def audit(c, wheel=None, arch=None, json=False):
         "accept-new-bytes": "a pinned asset whose bytes changed under the same URL is a failure; "
                             "with this flag, record the new sha256 instead",
         "json": "print the bump table as one JSON object on stdout instead",
+        "comfyui": "move the [comfyui] pin to the newest ComfyUI release and record its commit "
+                   "(instead of the wheels)",
     },
 )
-def bump(c, name, release=None, pre=False, dry_run=False, verify=False, accept_new_bytes=False, json=False):
+def bump(c, name, release=None, pre=False, dry_run=False, verify=False, accept_new_bytes=False, json=False,
+         comfyui=False):
     """Move pins to a GitHub release: pick the asset fitting each ABI, record its sha256.
 
     invoke bump [--name NAME]... [--release TAG] [--pre] [--dry-run] [--verify] [-- NAME...]
+    invoke bump --comfyui [--release TAG] [--pre] [--dry-run]
 
     Environment: GITHUB_TOKEN (or GH_TOKEN), optional, sent to the API host only;
     GITHUB_API_URL (default https://api.github.com); COMFYIMG_HTTP_TIMEOUT (s, default 30),
     COMFYIMG_HTTP_RETRIES (default 3), COMFYIMG_HTTP_BACKOFF (s, default 1).
     """
     cli.run(cli.bump, ROOT, name, c.remainder, release=release, pre=pre,
-            dry_run=dry_run, verify=verify, accept_new_bytes=accept_new_bytes, json_out=json)
+            dry_run=dry_run, verify=verify, accept_new_bytes=accept_new_bytes, json_out=json, comfyui=comfyui)
 
 
 @task(

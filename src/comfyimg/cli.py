@@ -18,20 +18,26 @@ from invoke.exceptions import Exit
 from comfyimg import render
 from comfyimg.build import bake as bake_mod
 from comfyimg.build import bakefile
+from comfyimg.build import checks as buildchecks
 from comfyimg.build.record import RECORD
+from comfyimg.bump import comfyui as comfyui_bump
 from comfyimg.bump import plan as bump_mod
-from comfyimg.errors import BAD_INPUT, INTERRUPTED, TERMINATED, BadInput, UserError, failure
+from comfyimg.errors import BAD_INPUT, FAILED, INTERRUPTED, BadInput, UserError
+from comfyimg.fsutil import changed_statement, read_bytes
 from comfyimg.kernels import coverage
 from comfyimg.output import SafeTable as Table
 from comfyimg.output import err, out, plain
 from comfyimg.pins import load as pins_mod
 from comfyimg.pins.hints import record_hash_command
+from comfyimg.untrusted import for_terminal
 from comfyimg.validate import containers
+from comfyimg.validate import smoke as smoke_mod
 from comfyimg.validate.gpuaccess import DEFAULT_CDI_KIND, GPU_MODES
 
 # Short flags, the same in every task: one letter never means two things (-p was --pre in
-# bump and --push in bake). Every other option is long only.
-SHORT_FLAGS = {"name": "n", "target": "t"}
+# bump and --push in bake). Every other option is long only. -f after a task name is that
+# task's --file (bake's extra bake file); before it, invoke's own config-file flag.
+SHORT_FLAGS = {"name": "n", "target": "t", "file": "f"}
 
 
 def task_class():
@@ -50,14 +56,47 @@ def task_class():
     return FixedShortFlags
 
 
-def run(fn: Callable[..., int | None], *args: object, **kwargs: object) -> None:
-    """Run a command; a :class:`UserError` becomes invoke's ``Exit`` (no traceback)."""
+class Stopped(BaseException):
+    """SIGTERM or SIGHUP arrived: unwinds like Ctrl-C, so every ``finally`` (temporary
+    directories, partial downloads, probe containers) runs."""
 
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _stop(signum: int, _frame: object) -> None:
+    raise Stopped(signum)
+
+
+def failure(exc: BaseException) -> tuple[str, int] | None:
+    """The message and exit code a command ends with for ``exc``; None: a bug (traceback).
+    The one place where errors become exit codes (each :class:`UserError` carries its own)."""
+    if isinstance(exc, UserError):
+        return for_terminal(exc), exc.exit_code
+    if isinstance(exc, OSError):  # disk full, permission denied: the work failed; writes are atomic
+        return for_terminal(f"error: {exc}"), FAILED
+    if isinstance(exc, KeyboardInterrupt):
+        return f"interrupted (Ctrl-C); {changed_statement()}", INTERRUPTED
+    if isinstance(exc, Stopped):
+        name = signal.Signals(exc.signum).name
+        return f"stopped by {name}; {changed_statement()}", 128 + exc.signum
+    return None
+
+
+def run(fn: Callable[..., int | None], *args: object, **kwargs: object) -> None:
+    """Run a command; a :class:`UserError` becomes invoke's ``Exit`` (no traceback). SIGTERM
+    and SIGHUP end it like Ctrl-C: one line, temporary files removed, exit 143 / 129."""
+
+    previous = {s: signal.signal(s, _stop) for s in (signal.SIGTERM, signal.SIGHUP)}
     try:
         code = fn(*args, **kwargs) or 0
-    except (UserError, OSError, KeyboardInterrupt) as exc:
+    except (UserError, OSError, KeyboardInterrupt, Stopped) as exc:
         message, status = failure(exc)  # type: ignore[misc]
         raise Exit(message, status) from None
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
     if code:
         raise Exit(code=code)
 
@@ -101,11 +140,13 @@ def check_coverage(pins: pins_mod.Pins) -> None:
 
 
 def check(root: Path, json_out: bool = False) -> int:
-    """Validate wheels.toml and verify the generated files are current: 0 ok, 1 drift, 2 bad input."""
+    """Validate wheels.toml, verify the generated files are current, run the bake build checks
+    when an engine can: 0 ok, 1 drift or a build-check warning, 2 bad input."""
     pins = load_pins(root)
     check_coverage(pins)
     drifts = render.check(pins, root)
     warn_unhashed(pins)
+    built = buildchecks.run(root)  # bake --call check on every target, when an engine can
     if json_out:  # bad input never gets here: it is a one-line error on stderr, exit 2
 
         print(json.dumps({
@@ -113,15 +154,24 @@ def check(root: Path, json_out: bool = False) -> int:
             "drift": [str(d.path) for d in drifts],
             "unhashed": [{"pin": p.key, "line": p.line, "targets": list(p.targets)} for p in pins.unhashed()],
             "coverage_unrecorded": [p.key for p in coverage.problems(pins)[1]],
+            "build_checks": built.as_json(),
         }, indent=2))
-        return 1 if drifts else 0
+        return 1 if drifts or built.status == "failed" else 0
+    for warning in built.warnings:
+        err().print(f"error: build check: {warning}")
+    if built.status == "skipped":
+        err().print(f"{'note' if built.note else 'warning'}: {built.detail}")
     if drifts:
         for drift in drifts:
             out().print(drift.diff, end="", soft_wrap=True)
         err().print(f"error: {len(drifts)} generated file(s) out of date with {pins.path.name}: "
                     f"{', '.join(str(d.path) for d in drifts)}. Run: invoke render")
         return 1
-    out().print(f"{pins.path.name}: {len(pins.wheels)} wheel(s) valid; generated files are current")
+    if built.status == "failed":
+        err().print(f"error: {built.detail}")
+        return 1
+    out().print(f"{pins.path.name}: {len(pins.wheels)} wheel(s) valid; generated files are current"
+                + ("; " + built.detail if built.status == "passed" else ""))
     return 0
 
 
@@ -160,6 +210,12 @@ def parse_names(names: Sequence[str] | None, remainder: str = "") -> list[str]:
 def bump(root: Path, names: Sequence[str] | None, remainder: str, **kwargs: object) -> int:
     """``invoke bump``: names from ``--name`` (repeatable, comma-separated) and after ``--``."""
 
+    if kwargs.pop("comfyui", False):
+        if parse_names(names, remainder) or kwargs.get("verify") or kwargs.get("accept_new_bytes"):
+            raise BadInput("--comfyui moves the ComfyUI pin alone; it takes no pin names, "
+                           "--verify or --accept-new-bytes")
+        return comfyui_bump.bump(root, pre=bool(kwargs["pre"]), release=kwargs["release"],  # type: ignore[arg-type]
+                                  dry_run=bool(kwargs["dry_run"]), json_out=bool(kwargs["json_out"]))
     return bump_mod.bump(root, parse_names(names, remainder), **kwargs)  # type: ignore[arg-type]
 
 
@@ -183,7 +239,7 @@ def bake(root: Path, targets: Sequence[str] | None, remainder: str, *, load: boo
         return 0
     built = bake_mod.build(root, pins, request)
     if json_out:  # the build record itself; the build log went to stderr
-        print((root / RECORD).read_text(), end="")
+        print(read_bytes(root / RECORD).decode("utf-8", "replace"), end="")
         return 0
 
     table = Table("target", "tags", "image id", "duration", "pins", title="bake")
@@ -206,7 +262,7 @@ def _positive_seconds(text: str) -> float:
 
 
 def _on_sigterm(signum, frame):  # noqa: ARG001
-    raise containers.Terminated()
+    raise containers.Terminated(signum)
 
 
 def validate_main(argv: list[str] | None = None) -> int:
@@ -225,6 +281,8 @@ def validate_main(argv: list[str] | None = None) -> int:
                         help="the image's ComfyUI, whose own attention path is checked too ('none': skip)")
     parser.add_argument("--timeout", type=_positive_seconds, default=containers.DEFAULT_TIMEOUT,
                         help="seconds for the whole validation; the container is killed and removed after it")
+    parser.add_argument("--user", default=None,
+                        help="run the probe as this user (default: the image's USER, or comfy when that is root)")
     parser.add_argument("--root", type=Path, default=Path.cwd(), help="project root (default: .)")
     argv = list(sys.argv[1:] if argv is None else argv)
     probe_args: list[str] = []
@@ -236,11 +294,12 @@ def validate_main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:
         return int(exc.code or 0) and 2
     comfyui = None if ns.comfyui.strip().lower() in ("", "none") else ns.comfyui
-    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    previous = {s: signal.signal(s, _on_sigterm) for s in (signal.SIGTERM, signal.SIGHUP)}
     try:
         outcome = containers.validate(ns.root.resolve(), ns.probe, image=ns.image, target=ns.target,
-                           expect_version=ns.expect_version, require_gpu=ns.require_gpu, probe_args=probe_args,
-                           gpus=ns.gpus, cdi_kind=ns.cdi_kind, comfyui=comfyui, timeout=ns.timeout)
+                                      expect_version=ns.expect_version, require_gpu=ns.require_gpu,
+                                      probe_args=probe_args, gpus=ns.gpus, cdi_kind=ns.cdi_kind, comfyui=comfyui,
+                                      timeout=ns.timeout, user=ns.user)
     except (UserError, OSError) as exc:  # e.g. reports/ not writable
         message, code = failure(exc)  # type: ignore[misc]
         err().print(message if message.startswith("error: ") else f"error: {message}")
@@ -248,9 +307,47 @@ def validate_main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         err().print(f"interrupted: validate {ns.probe} stopped; its probe container was removed")
         return INTERRUPTED
-    except containers.Terminated:
-        err().print(f"terminated: validate {ns.probe} stopped by SIGTERM; its probe container was removed")
-        return TERMINATED
+    except containers.Terminated as exc:
+        name = signal.Signals(exc.signum).name
+        err().print(f"terminated: validate {ns.probe} stopped by {name}; its probe container was removed")
+        return 128 + exc.signum
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    return 0 if outcome.passed else 1
+
+
+def smoke_main(argv: list[str] | None = None) -> int:
+    """``python -m comfyimg smoke --image IMAGE [options]`` (``nox -s smoke`` calls it)."""
+    parser = argparse.ArgumentParser(prog="python -m comfyimg smoke", description=smoke_mod.__doc__.splitlines()[0])
+    parser.add_argument("--image", required=True, help="the image to smoke-test")
+    parser.add_argument("--gpus", choices=GPU_MODES, default="auto")
+    parser.add_argument("--cdi-kind", default=DEFAULT_CDI_KIND)
+    parser.add_argument("--timeout", type=_positive_seconds, default=smoke_mod.DEFAULT_TIMEOUT,
+                        help="seconds for the whole smoke; containers are killed and removed after it")
+    parser.add_argument("--steps", type=int, default=smoke_mod.DEFAULT_STEPS)
+    parser.add_argument("--root", type=Path, default=Path.cwd())
+    try:
+        ns = parser.parse_args(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0) and 2
+    if not 1 <= ns.steps <= 200:
+        err().print(f"error: --steps must be 1..200, got {ns.steps}")
+        return BAD_INPUT
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        outcome = smoke_mod.smoke(ns.root.resolve(), ns.image, gpus=ns.gpus, cdi_kind=ns.cdi_kind,
+                                  timeout=ns.timeout, steps=ns.steps)
+    except (UserError, OSError) as exc:
+        message, code = failure(exc)  # type: ignore[misc]
+        err().print(message if message.startswith("error: ") else f"error: {message}")
+        return code
+    except KeyboardInterrupt:
+        err().print("interrupted: smoke stopped; its containers were removed")
+        return INTERRUPTED
+    except containers.Terminated as exc:
+        err().print(f"terminated: smoke stopped by {signal.Signals(exc.signum).name}; its containers were removed")
+        return 128 + exc.signum
     finally:
         signal.signal(signal.SIGTERM, previous)
     return 0 if outcome.passed else 1
@@ -279,7 +376,7 @@ def audit_main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.flush()
 
 
-COMMANDS = {"validate": validate_main, "audit": audit_main}
+COMMANDS = {"validate": validate_main, "smoke": smoke_main, "audit": audit_main}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

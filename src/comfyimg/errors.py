@@ -7,7 +7,6 @@ without a traceback.  ``exit_code`` follows the project convention:
 
 from __future__ import annotations
 
-from comfyimg.untrusted import for_terminal
 
 BAD_INPUT = 2
 FAILED = 1
@@ -36,14 +35,3 @@ class WorkFailed(UserError):
     """The input was fine but the work failed (exit 1)."""
 
     exit_code = FAILED
-
-
-def failure(exc: BaseException) -> tuple[str, int] | None:
-    """The message and exit code a command ends with for ``exc``; None: a bug (traceback)."""
-    if isinstance(exc, UserError):
-        return for_terminal(exc), exc.exit_code
-    if isinstance(exc, OSError):  # disk full, permission denied: the work failed; writes are atomic
-        return for_terminal(f"error: {exc}"), FAILED
-    if isinstance(exc, KeyboardInterrupt):
-        return "interrupted (Ctrl-C); every file is as it was", INTERRUPTED
-    return None

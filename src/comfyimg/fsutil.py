@@ -1,4 +1,8 @@
-"""Atomic file writes: a failed command leaves every file as it was.
+"""Atomic file writes: a failed command leaves every file as it was; bounded reads.
+
+Every file the tools read goes through :func:`read_bytes` (or :func:`read_text`): opened
+without blocking, read only when it is a regular file (a FIFO, a device such as
+``/dev/zero`` — directly or through a symlink — is refused), at most ``limit`` bytes, once.
 
 A symlink is written through to its target (the link stays a link); several files are
 replaced all or nothing (a failure while replacing puts back the ones already replaced);
@@ -10,12 +14,25 @@ from __future__ import annotations
 import fcntl
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from comfyimg.errors import BadInput, WorkFailed
+
+
+CHANGED: list[Path] = []  # every file this process replaced or removed, for an honest interrupt message
+
+
+def changed_statement() -> str:
+    """What an interrupted command says about the files: which were changed, or none."""
+    if not CHANGED:
+        return "no file was changed"
+    names = sorted({str(p) for p in CHANGED})
+    shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+    return f"already replaced before the stop, each whole: {shown}"
 
 
 def atomic_write(path: Path, data: bytes | str) -> None:
@@ -59,6 +76,7 @@ def atomic_write_many(files: dict[Path, bytes | str]) -> None:
             backup = _backup(path)
             replaced.append((path, backup))
             os.replace(tmp, path)
+        CHANGED.extend(path for path, _ in replaced)
     except BaseException:
         for path, backup in reversed(replaced):
             try:
@@ -109,16 +127,42 @@ def exclusive(path: Path, what: str) -> Iterator[None]:
             os.close(fd)
 
 
-def read_text(path: Path) -> str:
-    """Read a UTF-8 file; a missing or undecodable file is bad input with a line number."""
+MAX_INPUT = 16 << 20  # 16 MiB: far above any wheels.toml, bake file or build record
+
+
+def read_bytes(path: Path, limit: int = MAX_INPUT) -> bytes:
+    """The bytes of the regular file ``path`` (through symlinks), at most ``limit``; anything
+    else (missing, a directory, a FIFO, a device, too large) is bad input naming the file."""
+    where = f"{path.name}:1: file:"
     try:
-        data = path.read_bytes()
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
-        raise BadInput(f"{path.name}:1: file: {path} does not exist") from None
+        raise BadInput(f"{where} {path} does not exist") from None
     except IsADirectoryError:
-        raise BadInput(f"{path.name}:1: file: {path} is a directory; a file belongs there") from None
+        raise BadInput(f"{where} {path} is a directory; a file belongs there") from None
     except OSError as exc:
-        raise BadInput(f"{path.name}:1: file: cannot read {path}: {exc.strerror}") from None
+        raise BadInput(f"{where} cannot read {path}: {exc.strerror}") from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        if stat.S_ISDIR(mode):
+            raise BadInput(f"{where} {path} is a directory; a file belongs there")
+        kind = "a FIFO" if stat.S_ISFIFO(mode) else "a device or socket"
+        raise BadInput(f"{where} {path} is {kind}, not a regular file; refusing to read it")
+    os.set_blocking(fd, True)
+    with os.fdopen(fd, "rb") as fh:
+        try:
+            data = fh.read(limit + 1)
+        except OSError as exc:
+            raise BadInput(f"{where} cannot read {path}: {exc.strerror}") from None
+    if len(data) > limit:
+        raise BadInput(f"{where} {path} is larger than {limit} bytes; refusing to read it")
+    return data
+
+
+def read_text(path: Path, limit: int = MAX_INPUT) -> str:
+    """Read a UTF-8 file (:func:`read_bytes`); an undecodable file is bad input with a line number."""
+    data = read_bytes(path, limit)
     if data.startswith(b"\xef\xbb\xbf"):
         raise BadInput(f"{path.name}:1: encoding: the file starts with a byte order mark (BOM), which TOML "
                        "does not allow; save it as UTF-8 without BOM")

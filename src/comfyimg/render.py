@@ -16,8 +16,9 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from comfyimg.fsutil import atomic_write_many
+from comfyimg.fsutil import CHANGED, atomic_write_many, read_bytes
 from comfyimg.kernels import coverage
+from comfyimg.pins import comfyui as comfyui_pin
 from comfyimg.pins.hints import record_hash_command
 from comfyimg.pins.load import Pin, Pins
 
@@ -63,6 +64,8 @@ def bake_vars(pins: Pins) -> dict[str, object]:
         variables[f"{prefix}_TORCH_VERSION"] = {"default": profile.abi.torch}
         variables[f"{prefix}_TORCH_INDEX"] = {"default": profile.torch_index}
     variables["CUDA_ARCH_TARGETS"] = {"default": pins.archs_for(PER_ARCH_TARGET)}
+    if pins.comfyui:  # COMFYUI_REF: the recorded commit, else the tag
+        variables.update(comfyui_pin.bake_vars(pins.comfyui))
     return {
         "//": f"GENERATED from {pins.path.name} by `invoke render` - do not edit.",
         "variable": variables,
@@ -97,14 +100,14 @@ def _stale(root: Path, files: dict[Path, str]) -> list[Path]:
 
 def is_current(path: Path, want: str) -> bool:
     """Byte for byte: a file turned CRLF, or not UTF-8, has drifted."""
-    return path.exists() and path.read_bytes() == want.encode("utf-8")
+    return path.exists() and read_bytes(path) == want.encode("utf-8")
 
 
 def _lines(path: Path) -> list[str]:
     """A file's lines for a diff, line endings kept (``\r`` shows as ``\\r``)."""
     if not path.exists():
         return []
-    text = path.read_bytes().decode("utf-8", errors="backslashreplace").replace("\r", "\\r")
+    text = read_bytes(path).decode("utf-8", errors="backslashreplace").replace("\r", "\\r")
     return text.splitlines(keepends=True)
 
 
@@ -132,4 +135,5 @@ def write(pins: Pins, root: Path) -> list[Path]:
     stale = _stale(root, files)
     for rel in stale:
         (root / rel).unlink()
+        CHANGED.append(root / rel)
     return sorted([p.relative_to(root) for p in changed] + stale)

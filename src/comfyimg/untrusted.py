@@ -4,15 +4,21 @@ text, and secrets never printed: one place for the terminal, Markdown and JUnit 
 * :func:`for_terminal`: control characters (ESC, BEL, CR, …, C1, bidi overrides) become
   visible escapes like ``\\x1b``; a line that would start a GitHub Actions workflow command
   (``::``) is defused.  Newlines and tabs stay.
+* :func:`one_line`: the same, with newlines and tabs escaped too (location prefixes).
 * :func:`for_markdown_cell`: the same, with ``|`` escaped and newlines folded, for one cell
   of a table row.
 * :func:`for_xml`: only the characters XML 1.0 allows (others dropped).
 * :func:`redact`: every registered secret (:func:`add_secret`) replaced by ``***``; every
   function above redacts too.
+* :func:`loads_json`: JSON from outside (API answers, probe output, image labels), its
+  nesting depth checked before :func:`json.loads` and ``NaN``/``Infinity`` refused: a value
+  or :class:`ValueError`, never a ``RecursionError``.
 """
 
 from __future__ import annotations
 
+import itertools
+import json
 import re
 
 _SECRETS: set[str] = set()
@@ -44,6 +50,12 @@ def for_terminal(text: object) -> str:
     return _WORKFLOW_COMMAND.sub(r"\1\\x3a", text)
 
 
+def one_line(text: object) -> str:
+    """:func:`for_terminal` with line breaks and tabs escaped too: a location prefix
+    (``FILE:LINE: field:``) or any text that must stay on its line."""
+    return for_terminal(text).replace("\n", "\\n").replace("\t", "\\t")
+
+
 def for_markdown_cell(text: object) -> str:
     """One cell of a Markdown table: no line breaks, ``|`` escaped, controls visible."""
     text = for_terminal(text).replace("\r\n", "\n").replace("\n", " ").replace("\t", " ")
@@ -54,3 +66,32 @@ def for_xml(text: object) -> str:
     """Text that XML 1.0 can hold (JUnit reports): forbidden characters (terminal escapes,
     other controls, lone surrogates) dropped."""
     return _XML_BAD.sub("", redact(str(text)))
+
+
+MAX_JSON_DEPTH = 64
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+_JSON_BRACKET = re.compile(r"[\[\]{}]")
+
+
+def _no_constant(name: str) -> object:
+    raise ValueError(f"non-finite number {name}")
+
+
+def loads_json(data: str | bytes, max_depth: int = MAX_JSON_DEPTH) -> object:
+    """Parse untrusted JSON: deeper than ``max_depth``, not UTF-8, not JSON, or holding
+    ``NaN``/``Infinity``: :class:`ValueError` with a reason."""
+    if isinstance(data, bytes):
+        try:
+            data = data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ValueError("not UTF-8") from None
+    brackets = _JSON_BRACKET.findall(_JSON_STRING.sub("", data))
+    depth = max(itertools.accumulate(1 if b in "[{" else -1 for b in brackets), default=0)
+    if depth > max_depth:
+        raise ValueError(f"nested {depth} deep, more than the {max_depth} allowed")
+    try:
+        return json.loads(data, parse_constant=_no_constant)
+    except RecursionError:  # the count above missed a case: still one line
+        raise ValueError(f"nested more than {max_depth} deep") from None
+    except ValueError as exc:
+        raise ValueError(f"not JSON ({exc})") from None

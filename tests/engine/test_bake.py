@@ -201,6 +201,11 @@ def test_push_publishes_to_a_registry_and_pulls_back_by_digest(served, main_imag
     assert entry["tags"] == [tag]
     digest = entry["digest"]
     assert re.fullmatch(r"sha256:[0-9a-f]{64}", digest or ""), entry
+    # the digests file beside the record names each pushed tag with its digest
+    assert (project.root / "build/image-digests.txt").read_text() == f"{digest}  {tag}\n"
+    # this engine's docker driver on the classic store cannot attest: pushed without, and said so
+    assert project.record()["attestations"] == []
+    assert "pushed WITHOUT an SBOM and provenance" in result.proc.stderr
 
     # The registry itself serves that manifest, and every blob it names.
     with _registry_get(f"{registry.url}/v2/comfyui/manifests/cuda-{project.label}", MANIFEST_TYPES) as resp:

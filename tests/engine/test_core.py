@@ -260,6 +260,9 @@ def test_comfyui_is_the_tagged_commit(core_image, inside):
     assert not inside["later_only"] and not inside["git_dir"]
     env = json.loads(docker("image", "inspect", "--format", "{{json .Config.Env}}", core_image.image).stdout)
     assert f"COMFYUI_REF={TAG}" in env
+    # the label names what was checked out (here the caller's COMFYUI_REF; no [comfyui] pin)
+    labels = json.loads(docker("image", "inspect", "--format", "{{json .Config.Labels}}", core_image.image).stdout)
+    assert labels["io.comfyimg.comfyui.ref"] == TAG
 
 
 def test_runs_as_comfy_with_writable_data_dirs_and_readonly_venv(inside):

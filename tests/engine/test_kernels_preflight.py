@@ -9,7 +9,9 @@ import pytest
 
 from comfyimg.kernels import coverage
 from comfyimg.kernels import wheel as kernels
+from comfyimg.kernels.read import read_wheel
 from comfyimg.pins import edit as pinedit
+from comfyimg.pins import load as pins
 from tests.lib.cudawheels import SEED_SAGE2, sage2_wheel
 from tests.lib.engine import WheelPin, wheels_toml
 from tests.lib.wheels import sha256_file
@@ -36,16 +38,33 @@ def test_preflight_refuses_recorded_coverage_that_misses_a_served_arch(served, e
     # cp311 like the stand-in core; sm80 runs, sm90 has no _qattn_sm90.
     wheel = sage2_wheel(tmp_path, {k: v for k, v in SEED_SAGE2.items() if k != "_qattn_sm90"},
                         filename="sageattention-2.2.0-cp311-cp311-linux_x86_64.whl")
-    text = pinedit.dumps_with_changes(_pin(served, wheel), {1: coverage.record_fields(kernels.read_wheel(wheel))})
+    text = pinedit.dumps_with_changes(_pin(served, wheel), {1: coverage.record_fields(read_wheel(wheel))})
     project = engine_project("uncovered", text)
     result = project.bake(pip_index=f"{served.server.url}/simple/")
     _assert_refused(project, result, r"wheels\.toml:\d+: coverage: sageattention cannot run on sm90, which it "
                                      r"serves: .*sageattention\._qattn_sm90: not in the wheel \(needs SASS for sm90 ")
 
 
-def test_preflight_refuses_a_pin_with_no_recorded_coverage(served, engine_project, tmp_path):
-    wheel = sage2_wheel(tmp_path, SEED_SAGE2, filename="sageattention-2.2.0-cp311-cp311-linux_x86_64.whl")
+def test_bake_records_missing_coverage_of_a_hashed_pin_then_judges_it(served, engine_project, tmp_path):
+    """One command: bake downloads the hashed pin, verifies it, records its coverage into wheels.toml,
+    and then judges it: this wheel misses sm90, so the build is refused after the recording."""
+    wheel = sage2_wheel(served.server.root, {k: v for k, v in SEED_SAGE2.items() if k != "_qattn_sm90"},
+                        filename="sageattention-2.2.0+nosm90-cp311-cp311-linux_x86_64.whl")  # served, downloaded
     project = engine_project("unrecorded", _pin(served, wheel))
     result = project.bake(pip_index=f"{served.server.url}/simple/")
-    _assert_refused(project, result, r"wheels\.toml:\d+: coverage: sageattention in complete-cuda has no "
-                                     r"recorded kernel coverage; record it with: ")
+    assert "recorded the kernel coverage of sageattention" in result.proc.stderr, result.proc.stderr
+    _assert_refused(project, result, r"wheels\.toml:\d+: coverage: sageattention cannot run on sm90")
+    pin = next(p for p in pins.load(project.pins).wheels if p.name == "sageattention")
+    assert pin.coverage is not None and pin.coverage.sha256 == sha256_file(wheel)
+    assert "sageattention._qattn_sm90" not in {m.name for m in pin.coverage.modules}
+
+
+def test_bake_never_trusts_bytes_without_a_sha256(served, engine_project, tmp_path):
+    wheel = sage2_wheel(tmp_path, SEED_SAGE2, filename="sageattention-2.2.0-cp311-cp311-linux_x86_64.whl")
+    text = _pin(served, wheel).replace(f'sha256 = "{sha256_file(wheel)}"\n', "")
+    project = engine_project("unhashed", text)
+    before = project.pins.read_text()
+    result = project.bake(pip_index=f"{served.server.url}/simple/")
+    _assert_refused(project, result, r"wheels\.toml:\d+: sha256: sageattention in complete-cuda has no hash")
+    assert project.pins.read_text() == before
+    assert "recorded the kernel coverage" not in result.proc.stderr

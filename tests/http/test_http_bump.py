@@ -409,13 +409,13 @@ def test_a_write_that_fails_is_one_line_and_changes_nothing(project):
 # --------------------------------------------------------------------------- kernel coverage
 
 
-def _release_of(project, tmp_path, tag, sage2_modules=None, sage3_object=None):
+def _release_of(project, tmp_path, tag, sage2_modules=None, sage3_object=None, source=None):
     from tests.lib.cudawheels import sage2_wheel, sage3_wheel
     from tests.lib.github import FakeAsset, FakeRelease
 
     assets = []
     if sage2_modules is not None:
-        path = sage2_wheel(tmp_path / tag, sage2_modules, version="2.2.1")
+        path = sage2_wheel(tmp_path / tag, sage2_modules, version="2.2.1", source=source)
         assets.append(FakeAsset(path.name, data=path.read_bytes()))
     if sage3_object is not None:
         path = sage3_wheel(tmp_path / tag, sage3_object, version="1.0.1")
@@ -490,3 +490,28 @@ def test_recording_the_wheel_a_pin_already_names_records_the_truth_and_check_ref
     assert re.search(r"coverage: sageattention cannot run on sm120, which it serves: .*sageattention\._qattn_sm89", check.stderr)
     assert re.search(r"coverage: sageattn3 cannot run on sm120, which it serves: .*fp4attn_cuda: needs SASS for sm120",
                      check.stderr)
+
+
+def test_bump_records_the_dispatch_read_from_the_wheel_and_a_second_verify_changes_nothing(project, tmp_path):
+    """The fork's Python in the wheel: bump records where the dispatch came from (the file and its
+    sha256, each arm with its line), the verdicts use it (sm100 runnable, sm120 not), and a
+    second --verify reads the same and writes nothing."""
+    from tests.lib.cudawheels import SEED_SAGE2
+
+    _release_of(project, tmp_path, "v2.2.0-fork", SEED_SAGE2, source="pixeloven-7bd3a0e")
+    project.pins.write_text(wheels_toml().split("\n# per-SM wheel for")[0].replace(
+        'provides = ["sageattention"]', 'provides = ["sageattention"]\nserves = ["sm75", "sm90", "sm100"]', 1))
+    project.render()
+    r = project.bump("--release", "v2.2.0-fork", "--name", "sageattention")
+    assert r.returncode == 0, r.stdout + r.stderr
+    text = project.pins.read_text()
+    assert 'dispatch_from = {source = "wheel", file = "sageattention/core.py", sha256 = "' in text
+    assert '{archs = ["sm100", "sm120", "sm121"], kernel = "sageattn_qk_int8_pv_fp8_cuda"' in text
+    project.render()
+    check = subprocess.run([sys.executable, "-m", "invoke", "check"], cwd=project.root, env=project.env(),
+                           text=True, capture_output=True, timeout=60)
+    assert check.returncode == 0, check.stdout + check.stderr
+    before = project.snapshot()
+    again = project.bump("--release", "v2.2.0-fork", "--name", "sageattention", "--verify")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert project.snapshot() == before

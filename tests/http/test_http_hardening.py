@@ -88,6 +88,23 @@ def test_two_bumps_at_once_the_second_is_told_and_no_update_is_lost(project):
     assert text.count('release = "v2.2.1-sm.2"') == 0  # the second wrote nothing
 
 
+def test_an_edit_saved_during_a_bump_is_not_lost(project):
+    """Issue 21 class 4: editors take no lock; bump re-reads wheels.toml before replacing it."""
+    project.fake.fault(r"/SageAttention/releases/latest$", kind="sleep", seconds=3.0, times=1)
+    bump = subprocess.Popen([sys.executable, "-m", "invoke", "bump", "--name", "sageattn3"], cwd=project.root,
+                            env=project.env(), text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        wait_for(lambda: project.fake.requests("api"))
+        edited = project.pins.read_text().replace("# Test pins", "# Test pins, edited during the bump")
+        project.pins.write_text(edited)  # what an editor does: no lock taken
+    finally:
+        out, errs = bump.communicate(timeout=60)
+    assert bump.returncode == 1, out + errs
+    assert re.search(r"wheels\.toml: changed since invoke bump read it; nothing was written", errs), errs
+    assert "Traceback" not in errs
+    assert project.pins.read_text() == edited
+
+
 def test_a_symlinked_wheels_toml_is_written_through(project):
     real = project.root / "pins" / "wheels.toml"
     real.parent.mkdir()
@@ -132,7 +149,7 @@ def test_ctrl_c_is_one_line_and_exit_130(project):
     out, errs = proc.communicate(timeout=30)
     assert proc.returncode == 130, (out, errs)
     assert "Traceback" not in out + errs
-    assert [ln for ln in errs.splitlines() if ln.strip()] == ["interrupted (Ctrl-C); every file is as it was"]
+    assert [ln for ln in errs.splitlines() if ln.strip()] == ["interrupted (Ctrl-C); no file was changed"]
     assert project.snapshot() == before
 
 
@@ -142,13 +159,23 @@ def test_ctrl_c_is_one_line_and_exit_130(project):
 def test_hostile_asset_names_are_printed_as_text(project, wheel_dir):
     from tests.lib.github import FakeAsset, FakeRelease
 
-    names = ["\x1b]0;pwned\x07x.whl", "y.whl\n::error::pwned", "z|\r.whl"]
-    project.fake.add_release(SAGE, FakeRelease("v9-hostile", [FakeAsset(n, data=b"x") for n in names]))
+    project.fake.add_release(SAGE, FakeRelease("v9-hostile", [FakeAsset("\x1b]0;pwned\x07x.whl", data=b"x")]))
     before = project.snapshot()
     r = project.bump("--release", "v9-hostile", "--name", "sageattn3")
     assert_unchanged(project, before, r, message="has no asset that fits")
-    assert "\x1b" not in r.stderr and "\x07" not in r.stderr and "\r" not in r.stderr
+    assert "\x1b" not in r.stderr and "\x07" not in r.stderr
     assert "\\x1b]0;pwned\\x07x.whl: not a valid wheel file name" in r.stderr
+
+
+@pytest.mark.parametrize("name", ["y.whl\n::error::pwned", "z|\r.whl"])
+def test_asset_names_with_a_line_break_are_refused_by_the_schema(project, name):
+    from tests.lib.github import FakeAsset, FakeRelease
+
+    project.fake.add_release(SAGE, FakeRelease("v9-hostile", [FakeAsset(name, data=b"x")]))
+    before = project.snapshot()
+    r = project.bump("--release", "v9-hostile", "--name", "sageattn3")
+    assert_unchanged(project, before, r, message=r"not a GitHub release object \(assets\[0\]\.name: .* contains a line break")
+    assert "\r" not in r.stderr
     assert not [ln for ln in r.stderr.splitlines() if ln.lstrip().startswith("::")]
 
 
@@ -202,7 +229,7 @@ def test_help_names_the_environment_and_plain_tables_are_ascii(project):
     for name in ("bump", "bake", "check", "render"):  # one meaning per short flag, in every task
         for m in re.finditer(r"^\s+-(\w), --([\w-]+)", project.invoke("--help", name).stdout, re.M):
             shorts.setdefault(m[1], set()).add(m[2])
-    assert shorts == {"n": {"name"}, "t": {"target"}}, shorts
+    assert shorts == {"n": {"name"}, "t": {"target"}, "f": {"file"}}, shorts
     r = project.bump("--dry-run", "--name", "sageattn3")
     assert r.returncode == 0, r.stdout + r.stderr
     assert not set("─━│┃┏┓└┘") & set(r.stdout), r.stdout

@@ -1,19 +1,14 @@
 """Test wheels with real compiled modules: the nvcc-built objects of
-``../shared/fixtures/cuda-objects`` put into wheels under real module names.
-
-The objects are read where they lie (never copied into the repo): ``$COMFYIMG_CUDA_OBJECTS``,
-else ``shared/fixtures/cuda-objects`` beside the checkout. Missing, they skip the tests that
-need them; under CI they fail them.
+``tests/fixtures/cuda-objects`` (committed; see its README and build.sh) put into wheels under
+real module names.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from pathlib import Path
 
-import pytest
-
+from tests.lib import vendored_sage_files
 from tests.lib.wheels import build_wheel
 
 REPO = Path(__file__).resolve().parents[2]
@@ -37,17 +32,13 @@ PER_ARCH_SAGE2 = {
 }
 
 
+OBJECTS = REPO / "tests" / "fixtures" / "cuda-objects"
+LISTING = OBJECTS / "listing.txt"
+
+
 def objects_dir() -> Path:
-    """The fixture objects; skip (fail under CI) when they are not there."""
-    env = os.environ.get("COMFYIMG_CUDA_OBJECTS")
-    path = Path(env) if env else REPO.parent / "shared" / "fixtures" / "cuda-objects"
-    if not (path / "cuobjdump-listing.txt").is_file():
-        msg = (f"the real CUDA objects are missing at {path} (set COMFYIMG_CUDA_OBJECTS to "
-               "shared/fixtures/cuda-objects)")
-        if os.environ.get("CI"):
-            pytest.fail(msg)
-        pytest.skip(msg)
-    return path
+    """The committed fixture objects (part of the repository: never missing)."""
+    return OBJECTS
 
 
 def so(name: str) -> bytes:
@@ -55,10 +46,16 @@ def so(name: str) -> bytes:
 
 
 def sage2_wheel(directory: Path, modules: Mapping[str, str], *, version: str = "2.2.0",
-                filename: str | None = None) -> Path:
-    """A sageattention wheel whose ``sageattention.<module>`` are the given fixture objects."""
+                filename: str | None = None, source: str | None = None,
+                python: Mapping[str, str | bytes] | None = None) -> Path:
+    """A sageattention wheel whose ``sageattention.<module>`` are the given fixture objects and
+    whose Python is the vendored upstream ``source`` (tests/vendor), or ``python``, or a stub
+    whose dispatch cannot be read."""
     files: dict[str, str | bytes] = {"sageattention/__init__.py": "from .core import sageattn\n",
                                      "sageattention/core.py": "def sageattn(*a, **k): ...\n"}
+    if source is not None:
+        files = dict(vendored_sage_files(source))
+    files.update(python or {})
     files.update({f"sageattention/{mod}{SUFFIX}": so(obj) for mod, obj in modules.items()})
     return build_wheel(directory, "sageattention", version,
                        filename=filename or f"sageattention-{version}-290.129-cp312-cp312-linux_x86_64.whl",

@@ -1,15 +1,19 @@
 """A fake GitHub release API on real loopback sockets (stdlib ``http.server``).
 
 * The API server on 127.0.0.1 answers ``/repos/{o}/{r}``, ``…/releases`` (paginated with a
-  ``Link`` header), ``…/releases/latest``, ``…/releases/tags/{tag}`` and
-  ``…/releases/assets/{id}`` in GitHub's JSON shapes.
+  ``Link`` header), ``…/releases/latest``, ``…/releases/tags/{tag}``,
+  ``…/releases/assets/{id}`` and ``…/commits/{tag}`` (a release's ``commit``) in GitHub's
+  JSON shapes.
 * ``browser_download_url`` points at a third server on **127.0.0.3** (github.com's role,
   another origin than the API, as on GitHub): ``/{o}/{r}/releases/download/{tag}/{name}``.
 * Asset bytes are never served by the API server: with ``Accept: application/octet-stream``
   it answers ``302`` to a second server on **127.0.0.2** (the storage host), like GitHub's
   redirect to its object store.  The storage host must never see the token.
 * Every request is logged (server, path, headers, body bytes sent) for assertions, and
-  faults can be injected per path: a status (5xx, rate limit), a delay, a truncated body.
+  faults can be injected per path: a status (5xx, rate limit), a delay, a truncated body,
+  a slowloris (``drip``: the body, or with ``headers=True`` the header lines, one byte per
+  ``seconds``, for up to ``DRIP_FOR`` seconds) and a compression bomb (``bomb``: ``body``
+  sent with ``Content-Encoding: gzip``, see :func:`gzip_bomb`).
 
 Used by ``tests/http`` and by ``bench/bump_*.py``.
 """
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import zlib
 import re
 import threading
 import time
@@ -27,6 +32,16 @@ from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
 AUTO = "auto"
+DRIP_FOR = 120.0  # seconds a drip goes on at most (the client should give up long before)
+
+
+def gzip_bomb(decoded: int, byte: bytes = b"[") -> bytes:
+    """A gzip stream of ``decoded`` copies of ``byte`` (1 GiB of one byte is about 1 MiB)."""
+    z = zlib.compressobj(9, zlib.DEFLATED, 31)
+    block = byte * (1 << 20)
+    parts = [z.compress(block) for _ in range(decoded >> 20)]
+    parts.append(z.compress(byte * (decoded & ((1 << 20) - 1))))
+    return b"".join(parts) + z.flush()
 
 
 @dataclass
@@ -63,12 +78,13 @@ class FakeRelease:
     published_at: str | None = "2026-01-01T00:00:00Z"
     name: str = ""
     id: int = 0
+    commit: str | None = None  # the commit its tag points at (GET …/commits/{tag})
 
 
 @dataclass
 class Fault:
     pattern: str  # re.search on "SERVER PATH", e.g. "api /repos/o/r/releases/latest"
-    kind: str  # "status" | "sleep" | "truncate" (storage bytes cut short)
+    kind: str  # "status" | "sleep" | "truncate" (storage bytes cut short) | "drip" | "bomb"
     times: int = 1_000_000
     status: int = 500
     headers: dict[str, str] = field(default_factory=dict)
@@ -76,6 +92,7 @@ class Fault:
     fraction: float = 0.5
     body: bytes | None = None  # "status": the raw body (default {"message": "fault N"})
     short: bool = False  # "status": announce the whole body, send half of it, close
+    drip_headers: bool = False  # "drip": drip the header lines instead of the body
 
 
 @dataclass
@@ -265,6 +282,10 @@ class FakeGitHub:
         with self._lock:
             self.log.append(entry)
         fault = self._fault_for(f"{role} {path}")
+        if fault and fault.kind == "drip":
+            return self._drip(h, entry, fault)
+        if fault and fault.kind == "bomb":
+            return self._send(h, entry, 200, fault.body or b"", {"Content-Encoding": "gzip"})
         if fault and fault.kind == "sleep":
             time.sleep(fault.seconds)
         elif fault and fault.kind == "status":
@@ -286,6 +307,26 @@ class FakeGitHub:
             self._web_get(h, entry, path)
         else:
             self._api_get(h, entry, path, parts.query)
+
+    def _drip(self, h: BaseHTTPRequestHandler, entry: Logged, fault: Fault) -> None:
+        """One byte per ``fault.seconds``: of endless header lines, or of a body that never ends."""
+        entry.status = 200
+        end = time.monotonic() + DRIP_FOR
+        if fault.drip_headers:
+            h.wfile.write(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+            unit = b"a"
+        else:
+            h.send_response(200)
+            h.send_header("Content-Type", "application/octet-stream")
+            h.send_header("Connection", "close")  # the body ends when the connection does
+            h.end_headers()
+            unit = b" "
+        h.close_connection = True
+        while time.monotonic() < end:
+            h.wfile.write(unit)
+            h.wfile.flush()
+            entry.body_bytes += 1
+            time.sleep(fault.seconds)
 
     def _find(self, repo: str) -> list[FakeRelease] | None:
         return self.repos.get(repo)
@@ -325,6 +366,11 @@ class FakeGitHub:
                 if rel.tag == m[2] and not rel.draft:
                     return self._json(h, entry, self.release_json(m[1], rel))
             return self._not_found(h, entry)
+        if m := re.fullmatch(r"/repos/([^/]+/[^/]+)/commits/([^/]+)", path):
+            for rel in self._find(m[1]) or []:
+                if rel.tag == m[2] and rel.commit:
+                    return self._json(h, entry, {"sha": rel.commit, "commit": {"message": f"release {rel.tag}"}})
+            return self._json(h, entry, {"message": f"No commit found for SHA: {m[2]}"}, 422)
         if m := re.fullmatch(r"/repos/([^/]+/[^/]+)/releases/assets/(\d+)", path):
             for rel in self._find(m[1]) or []:
                 for a in rel.assets:
@@ -386,7 +432,7 @@ class FakeGitHub:
             h.close_connection = True
 
 
-__all__ = ["AUTO", "FakeAsset", "FakeGitHub", "FakeRelease", "Fault", "Logged"]
+__all__ = ["AUTO", "gzip_bomb", "FakeAsset", "FakeGitHub", "FakeRelease", "Fault", "Logged", "asset_sha256"]
 
 
 def asset_sha256(fake: FakeGitHub, name: str) -> str:

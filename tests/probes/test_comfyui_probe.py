@@ -1,5 +1,6 @@
-"""The ComfyUI probe (src/comfyimg/validate/probes/comfyui.py) against the REAL vendored ComfyUI
-(../shared/vendor/ComfyUI-a125cd84.tar.gz), on the host: the stand-in image has no ComfyUI,
+"""The ComfyUI probe (src/comfyimg/validate/probes/comfyui.py) against the REAL ComfyUI at a125cd84,
+vendored byte-identical in tests/vendor/comfyui-a125cd84 (only the files its attention module
+imports; see tests/vendor/vendor.txt), on the host: the stand-in image has no ComfyUI,
 and ComfyUI's attention module needs einops, psutil and Pillow (the test extra), not
 torchvision. No GPU here: the import, the ``--use-sage-attention`` selection and the
 "no GPU: skipped" row are real; the calls themselves are proven on the H200
@@ -11,27 +12,22 @@ import json
 import os
 import shutil
 import subprocess
-import tarfile
 from pathlib import Path
 
 import pytest
 
-from tests.lib.project import REPO
+from tests.lib import VENDOR
 from tests.probes.runner import PROBES, probe_command
 
 PROBE = PROBES / "comfyui.py"
-VENDORED = REPO.parent / "shared" / "vendor" / "ComfyUI-a125cd84.tar.gz"
+VENDORED = VENDOR / "comfyui-a125cd84"
 
 
 @pytest.fixture(scope="module")
 def comfyui(tmp_path_factory) -> Path:
-    if not VENDORED.is_file():
-        msg = f"the vendored ComfyUI is missing: {VENDORED}"
-        pytest.fail(msg, pytrace=False) if os.environ.get("CI") else pytest.skip(msg)
-    root = tmp_path_factory.mktemp("vendor")
-    with tarfile.open(VENDORED) as tar:
-        tar.extractall(root, filter="data")
-    (path,) = [p for p in root.iterdir() if (p / "comfy" / "ldm" / "modules" / "attention.py").is_file()]
+    """A copy of the vendored tree: importing it writes __pycache__, which must not land in the repo."""
+    path = tmp_path_factory.mktemp("vendor") / "ComfyUI"
+    shutil.copytree(VENDORED, path)
     return path
 
 

@@ -337,7 +337,9 @@ def test_probes_import_only_the_standard_library_torch_and_each_other(probe):
     names |= {node.module.split(".")[0] for node in ast.walk(tree)
               if isinstance(node, ast.ImportFrom) and node.module and not node.level}
     foreign = sorted(n for n in names if n not in sys.stdlib_module_names and n not in siblings
-                     and n not in ("torch", "comfy"))  # comfy: the image's ComfyUI, for comfyui.py
+                     and n not in ("torch", "comfy", "safetensors"))
+    # comfy: the image's ComfyUI (comfyui.py, smoke_model.py); safetensors: ComfyUI's own dependency,
+    # with which smoke_model.py writes the checkpoint ComfyUI's loaders read
     assert foreign == [], f"{probe.name} imports {foreign}"
 
 
@@ -374,3 +376,43 @@ def test_the_bench_waits_for_its_gate_and_gives_up_after_the_wait(tmp_path):
     gate.write_text("")
     waited = bench.wait_for(str(gate), 5)
     assert waited is not None and waited < 1
+
+
+def test_the_kernel_the_host_read_from_the_wheel_decides_the_dispatch_check():
+    """A B200 (sm100) with the fork's wheel: the table says refused; the host, having read the
+    wheel's own dispatch, says sageattn_qk_int8_pv_fp8_cuda with _qattn_sm89 and _fused."""
+    import types  # noqa: PLC0415
+
+    probe, report_mod = _load("sage2"), _load("report")
+    rules = _load("table").package_rules("sageattention", "2.2.0")
+    fp8 = ["sageattention._qattn_sm89", "sageattention._fused"]
+    sage = types.SimpleNamespace(sageattn_qk_int8_pv_fp8_cuda=print)
+    loaded = {m: (True, None) for m in fp8}
+    b200 = {"sm": "sm100", "name": "NVIDIA B200"}
+
+    def check(needs, kernels, ext=loaded, device=b200):
+        report = report_mod.Report("sage2", "sageattention", "2.2.0")
+        probe.dispatch_check(report, sage, device, ext, rules, needs, kernels)
+        return report.checks[-1]
+
+    assert check({}, {})["status"] == "fail"  # the table: refused
+    ok = check({"sm100": fp8}, {"sm100": "sageattn_qk_int8_pv_fp8_cuda"})
+    assert ok["status"] == "pass" and ok["kernel"] == "sageattn_qk_int8_pv_fp8_cuda"
+    gone = check({"sm100": fp8}, {"sm100": "sageattn_qk_int8_pv_fp8_cuda"},
+                 ext={**loaded, "sageattention._qattn_sm89": (False, "not found")})
+    assert gone["status"] == "fail" and "needs sageattention._qattn_sm89, which does not load" in gone["detail"]
+    spark = check({}, {"sm121": ""}, device={"sm": "sm121", "name": "NVIDIA GB10"})
+    assert spark["status"] == "fail" and "this wheel's sageattn refuses sm121" in spark["detail"]
+
+
+@pytest.mark.parametrize("value, ok", [("sm100=sageattn_qk_int8_pv_fp8_cuda", True), ("sm121=", True),
+                                       ("gpu1=x", False), ("sm90=a.b", False)])
+def test_the_kernel_argument_is_validated(value, ok):
+    import argparse  # noqa: PLC0415
+
+    args = _load("args")
+    if ok:
+        assert args.kernel_arg(value)[0] == value.split("=")[0]
+    else:
+        with pytest.raises(argparse.ArgumentTypeError):
+            args.kernel_arg(value)

@@ -19,6 +19,7 @@ PARSE = [
     ("sageattention-2.2.0+cu130.torch2.13.0.sm120-cp312-cp312-linux_x86_64.whl", "2.13.0", "13.0", "sm120"),
     ("sageattention-2.2.0+cu128torch2.8.0-cp312-cp312-linux_x86_64.whl", "2.8.0", "12.8", None),
     ("sageattention-2.2.0+cu128torch2.8-cp312-cp312-linux_x86_64.whl", "2.8", "12.8", None),
+    ("sageattention-2.2.0+cu130torch2.11-cp312-cp312-manylinux_2_34_x86_64.whl", "2.11", "13.0", None),
     ("sageattention-1.0.6-py3-none-any.whl", None, None, None),
     ("flash_attn-2.8.3-cp39-abi3-manylinux_2_28_x86_64.whl", None, None, None),
     ("sageattention-2.2.0-1-cp312-cp312-linux_x86_64.whl", None, None, None),  # plain build number
@@ -67,6 +68,13 @@ FIT = [
     ("sageattention-2.2.0+cu128torch2.8-cp312-cp312-linux_x86_64.whl",
      ImageABI("cp312", "linux_x86_64", "2.8.0", "12.8"), []),
     ("sageattention-2.2.0-290.129-cp312-cp312-linux_x86_64.whl", ImageABI("cp312", "linux_x86_64", "2.9", "12.9"), []),
+    # Comfy-Org's index: +cu130torch2.11 names torch major.minor and fits every 2.11.x
+    ("sageattention-2.2.0+cu130torch2.11-cp312-cp312-manylinux_2_34_x86_64.whl",
+     ImageABI("cp312", "linux_x86_64", "2.11.1", "13.0"), []),
+    ("sageattention-2.2.0+cu130torch2.11-cp312-cp312-manylinux_2_34_x86_64.whl", CU130,
+     ["torch 2.11 ≠ 2.13.0"]),
+    ("sageattention-2.2.0+cu130torch2.11-cp312-cp312-manylinux_2_34_x86_64.whl",
+     ImageABI("cp312", "linux_x86_64", "2.11.0", "12.9"), ["CUDA 13.0 ≠ 12.9"]),
     # pure python fits anywhere
     ("sageattention-1.0.6-py3-none-any.whl", CUDA129, []),
     ("sageattention-1.0.6-py3-none-any.whl", CPU, []),

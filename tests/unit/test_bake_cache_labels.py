@@ -133,3 +133,13 @@ def test_the_bake_file_puts_the_oci_labels_on_every_target():
     for target in ("runtime-cuda", "runtime-cpu", "_core", "complete-cuda"):
         block = text.split(f'target "{target}" {{', 1)[1].split("\n}", 1)[0]
         assert 'inherits   = ["_labels"]' in block, target
+
+
+@pytest.mark.parametrize(("mode", "attest", "expected"), [
+    ("push", True, True), ("push", False, False), ("load", True, False), ("print", True, False)])
+def test_attestations_only_on_an_attesting_push(tmp_path, mode, attest, expected):
+    """The one bake command line carries --sbom/--provenance exactly when pushing with a builder
+    that can attest (preflight decides request.attest)."""
+    cmd = bake._bake_cmd(tmp_path, BakeRequest(mode=mode, attest=attest))
+    assert ("--sbom=true" in cmd and "--provenance=mode=max" in cmd) is expected
+    assert ("--sbom=true" in cmd) is ("--provenance=mode=max" in cmd)

@@ -13,6 +13,7 @@ import tomllib
 from pathlib import Path
 
 import invoke
+import pytest
 import python_on_whales.utils
 
 from comfyimg.build import docker as dockerclient
@@ -36,6 +37,7 @@ def _norm(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
+@pytest.mark.lock
 def test_every_installed_package_of_the_lock_is_at_its_locked_version():
     locked = _locked()
     installed = {_norm(d.metadata["Name"]): d.version for d in importlib.metadata.distributions()}
@@ -115,7 +117,7 @@ def test_python_on_whales_runner_still_has_the_shape_the_adapter_needs():
         f"python-on-whales {version} changed utils.run: {list(run_params)}; fix comfyimg/build/docker.py"
     assert {"full_cmd", "env"} <= set(stream_params), \
         f"python-on-whales {version} changed utils.stream_stdout_and_stderr: {list(stream_params)}"
-    assert dockerclient.run(["sh", "-c", "echo ok"]) == "ok\n"  # the adapter's typed wrapper runs it
+    assert dockerclient.run(["sh", "-c", "echo ok"]).strip() == "ok"  # the adapter's typed wrapper runs it
     lines = list(dockerclient.stream_stdout_and_stderr(["sh", "-c", "echo out; echo err >&2"]))
     assert sorted(lines) == [("stderr", b"err\n"), ("stdout", b"out\n")], (version, lines)
 
@@ -132,4 +134,4 @@ def test_invoke_short_flag_adapter_gives_exactly_the_fixed_short_flags():
     names = {a.name: set(a.names) for a in task.get_arguments()}
     assert names["name"] == {"name", "n"} and names["target"] == {"target", "t"}, (version, names)
     assert names["release"] == {"release"} and names["push"] == {"push"}, (version, names)
-    assert set(SHORT_FLAGS.values()) == {"n", "t"}
+    assert set(SHORT_FLAGS.values()) == {"n", "t", "f"}  # -f: bake's --file (issue 21)

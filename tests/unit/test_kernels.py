@@ -1,5 +1,5 @@
 """A wheel's kernels, read with NVIDIA's cuobjdump from real nvcc-built objects
-(../shared/fixtures/cuda-objects), judged with NVIDIA's rules and the package table."""
+(tests/fixtures/cuda-objects), judged with NVIDIA's rules and the package table."""
 
 from __future__ import annotations
 
@@ -11,18 +11,19 @@ from pathlib import Path
 import pytest
 
 from comfyimg.kernels import wheel as kernels
-from tests.lib.cudawheels import (FULL_SAGE2, PER_ARCH_SAGE2, SEED_SAGE2, objects_dir, sage2_wheel,
-                              sage3_wheel)
+from comfyimg.kernels.read import read_wheel
+from tests.lib.cudawheels import (FULL_SAGE2, LISTING, PER_ARCH_SAGE2, SEED_SAGE2, objects_dir, sage2_wheel,
+                                  sage3_wheel)
 from tests.lib.wheels import build_wheel
 
 ALL = ["sm80", "sm86", "sm89", "sm90", "sm100", "sm120", "sm121"]
 
 
 def listing() -> dict[str, tuple[set[str], set[str]]]:
-    """cuobjdump-listing.txt: file -> (SASS, PTX), counting targets, not entries."""
+    """listing.txt: file -> (SASS, PTX), counting targets, not entries."""
     files: dict[str, tuple[set[str], set[str]]] = {}
     current = None
-    for line in (objects_dir() / "cuobjdump-listing.txt").read_text().splitlines():
+    for line in LISTING.read_text().splitlines():
         if m := re.match(r"^== (\S+)$", line):
             current = files.setdefault(m[1], (set(), set()))
         elif m := re.match(r"^(ELF|PTX) file\s+\d+: \S+\.(sm_\d+[af]?)\.(cubin|ptx)$", line):
@@ -35,7 +36,7 @@ def listing() -> dict[str, tuple[set[str], set[str]]]:
 
 
 def judge_wheel(path: Path, archs=ALL) -> dict[str, kernels.Verdict]:
-    found = kernels.read_wheel(path)
+    found = read_wheel(path)
     dist, version = path.name.split("-")[:2]
     return kernels.judge_all(found.modules, archs, kernels.rules_for(dist, version))
 
@@ -50,14 +51,14 @@ def runnable(verdicts) -> list[str]:
 def test_the_reader_agrees_with_the_recorded_cuobjdump_listing_on_every_fixture():
     expected = listing()
     objects = sorted(p.name for p in objects_dir().glob("*.so"))
-    assert sorted(expected) == objects and len(objects) == 8
+    assert sorted(expected) == objects and len(objects) >= 8
     for name in objects:
         mod = kernels.read_module(objects_dir() / name, name, name)
         assert (set(mod.sass), set(mod.ptx)) == expected[name], name
 
 
 def test_a_wheel_lists_every_compiled_module_under_its_import_name(tmp_path):
-    found = kernels.read_wheel(sage2_wheel(tmp_path, SEED_SAGE2))
+    found = read_wheel(sage2_wheel(tmp_path, SEED_SAGE2))
     assert {m.name: (m.sass, m.ptx) for m in found.modules} == {
         "sageattention._fused": (("sm_80", "sm_89", "sm_90a", "sm_100a"), ()),
         "sageattention._qattn_sm80": (("sm_80",), ()),
@@ -193,7 +194,7 @@ def _bad(project, path, member_pattern):
 def test_a_truncated_so_is_bad_input_naming_the_member(tmp_path, project):
     data = (objects_dir() / "r_90a.so").read_bytes()
     path = build_wheel(tmp_path, "sageattention", "2.2.0", files={
-        "sageattention/__init__.py": "", "sageattention/_qattn_sm90.cpython-312-x86_64-linux-gnu.so": data[:500_000]})
+        "sageattention/__init__.py": "", "sageattention/_qattn_sm90.cpython-312-x86_64-linux-gnu.so": data[:len(data) // 2]})
     _bad(project, path, r"sageattention/_qattn_sm90\.cpython-312-x86_64-linux-gnu\.so: truncated")
 
 
@@ -225,7 +226,8 @@ def test_a_corrupt_zip_member_is_bad_input_naming_it(tmp_path, project):
 
 def test_a_truncated_wheel_is_bad_input(tmp_path, project):
     path = sage2_wheel(tmp_path, {"_fused": "r_80"})
-    path.write_bytes(path.read_bytes()[:100_000])
+    data = path.read_bytes()
+    path.write_bytes(data[:len(data) // 2])
     _bad(project, path, r"sageattention-2\.2\.0-290\.129-cp312-cp312-linux_x86_64\.whl: not a readable wheel")
 
 
@@ -237,17 +239,3 @@ def test_a_truncated_wheel_is_bad_input(tmp_path, project):
 def test_audit_bad_arguments_are_bad_input(project, args, message):
     r = _audit(project, *args)
     assert r.returncode == 2 and message in r.stderr, r.stdout + r.stderr
-
-
-@pytest.mark.parametrize(("ci", "outcome"), [("true", "1 failed"), ("", "1 skipped")])
-def test_missing_cuda_objects_fail_under_ci_and_skip_elsewhere(tmp_path, ci, outcome):
-    import os
-    import subprocess
-    import sys
-
-    env = {**os.environ, "CI": ci, "COMFYIMG_CUDA_OBJECTS": str(tmp_path / "absent")}
-    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"{__file__}::"
-                        "test_the_reader_agrees_with_the_recorded_cuobjdump_listing_on_every_fixture"],
-                       env=env, text=True, capture_output=True, timeout=120, cwd=Path(__file__).parents[2])
-    assert outcome in r.stdout, r.stdout + r.stderr
-    assert "the real CUDA objects are missing" in r.stdout + r.stderr or ci == ""

@@ -14,16 +14,22 @@ PACKAGE = SRC / "comfyimg"
 PROBES = PACKAGE / "validate" / "probes"
 
 # The stages in pipeline order. A module may import from its own stage or an earlier one.
-# kernels.wheel (what a wheel's compiled modules carry, NVIDIA's rules) is a fact about a wheel
-# that a pin records, so it comes before pins; the coverage that reads pins comes after.
+# kernels.wheel (what a wheel's compiled modules carry, NVIDIA's rules), kernels.dispatch (the
+# kernel the wheel's own Python picks per GPU) and kernels.read (both, in one pass over the wheel)
+# are facts about a wheel that a pin records, so they come before pins; the coverage that reads
+# pins comes after. bump moves the pins before build bakes them: bake's preflight downloads and
+# records missing coverage (build.autocover) through bump's GitHub client and digests, so bump
+# comes first. build.bakefile (the target names of docker-bake.hcl, which bump checks pins
+# against) reads only the file, so it sits before bump.
 STAGES: list[tuple[str, ...]] = [
     ("comfyimg.errors", "comfyimg.untrusted", "comfyimg.fsutil", "comfyimg.output"),
-    ("comfyimg.kernels.elf", "comfyimg.kernels.cuobjdump", "comfyimg.kernels.rules", "comfyimg.kernels.wheel"),
+    ("comfyimg.kernels.elf", "comfyimg.kernels.cuobjdump", "comfyimg.kernels.rules", "comfyimg.kernels.wheel",
+     "comfyimg.kernels.dispatch", "comfyimg.kernels.read"),
     ("comfyimg.pins",),
     ("comfyimg.kernels",),
-    ("comfyimg.render",),
-    ("comfyimg.build",),
+    ("comfyimg.render", "comfyimg.build.bakefile"),
     ("comfyimg.bump",),
+    ("comfyimg.build",),
     ("comfyimg.validate",),
     ("comfyimg.cli", "comfyimg.__main__"),
 ]

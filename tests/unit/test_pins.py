@@ -32,6 +32,11 @@ MALFORMED = [
     ("unknown-wheel-key", edit(sub(21, "sha256", "sha265")), 21, "sha265"),
     ("unknown-profile-key", edit({8: 'arches = ["sm80"]'}), 8, "profiles.cuda.arches"),
     ("unknown-source-key", edit(sub(22, "release", "tag")), 22, "source.tag"),
+    ("index-source-ftp", edit(sub(22, '{ github = "pixeloven/SageAttention", release = "v1" }', '{ index = "ftp://example.invalid/simple", project = "sageattention" }')), 22, "source.index"),
+    ("index-source-bad-project", edit(sub(22, '{ github = "pixeloven/SageAttention", release = "v1" }', '{ index = "https://example.invalid/simple", project = "sage attention" }')), 22, "source.project"),
+    ("index-source-no-project", edit(sub(22, '{ github = "pixeloven/SageAttention", release = "v1" }', '{ index = "https://example.invalid/simple" }')), 22, "source.project"),
+    ("index-source-mixed", edit(sub(22, '{ github = "pixeloven/SageAttention", release = "v1" }', '{ index = "https://example.invalid/simple", project = "sageattention", github = "a/b" }')), 22, "source"),
+    ("index-source-unknown-key", edit(sub(22, '{ github = "pixeloven/SageAttention", release = "v1" }', '{ index = "https://example.invalid/simple", project = "sageattention", tag = "x" }')), 22, "source.tag"),
     ("no-profiles", edit({n: None for n in range(2, 15)}), 1, "profiles"),
     ("type-targets-string", edit(sub(23, '["complete-cuda"]', '"complete-cuda"')), 23, "targets"),
     ("type-version-int", edit(sub(19, '"2.2.0"', "2")), 19, "version"),
@@ -99,7 +104,8 @@ def test_base_is_valid(valid):
     assert "sageattn3 has no hash yet" in result.stderr
     sage3 = [ln for ln in result.stderr.splitlines() if "sageattn3" in ln]
     assert sage3 and not any("invoke bump --release" in ln for ln in sage3)  # no source: no bump hint
-    assert "sha256sum sageattn3-1.0.0-290.129-cp312-cp312-linux_x86_64.whl" in result.stderr
+    # a plain URL pin is first class: bump downloads its URL and records the hash
+    assert "invoke bump --verify --name sageattn3" in result.stderr
 
 
 @pytest.mark.parametrize(("content", "line", "field"), [c[1:] for c in MALFORMED], ids=[c[0] for c in MALFORMED])

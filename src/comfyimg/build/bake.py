@@ -22,8 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from comfyimg import render
-from comfyimg.build import record
+from comfyimg.build import autocover, record
 from comfyimg.build.bakefile import BAKE_FILE
+from comfyimg.build.bakefile import targets as bake_targets
 from comfyimg.build.buildlog import pip_hash_mismatch
 from comfyimg.build.docker import (
     DockerException,
@@ -37,14 +38,16 @@ from comfyimg.build.docker import (
 )
 from comfyimg.build.record import Built
 from comfyimg.errors import BadInput, WorkFailed
+from comfyimg.fsutil import read_bytes
 from comfyimg.kernels import coverage
 from comfyimg.output import err
 from comfyimg.pins.hints import record_hash_command
 from comfyimg.pins.load import Pin, Pins
+from comfyimg.untrusted import loads_json
 
-_PER_ARCH = re.compile(r"^(?P<base>.+)-(?P<arch>sm\d{2,3}[a-z]?)$")
-_VERTEX = re.compile(r"^#(\d+) \[(?P<target>[^\s\]]+)[\s\]]")
-_LINE_ID = re.compile(r"^#(\d+) ")
+_PER_ARCH = re.compile(r"^(?P<base>.+)-(?P<arch>sm\d{2,3}[a-z]?)$", re.ASCII)
+_VERTEX = re.compile(r"^#(\d+) \[(?P<target>[^\s\]]+)[\s\]]", re.ASCII)
+_LINE_ID = re.compile(r"^#(\d+) ", re.ASCII)
 
 
 @dataclass
@@ -60,6 +63,7 @@ class BakeRequest:
     allow: list[str] = field(default_factory=list)  # buildx entitlements, e.g. network.host
     cache_to: list[str] = field(default_factory=list)  # BACKEND[=WHERE], see cache_entries()
     cache_from: list[str] = field(default_factory=list)
+    attest: bool = False  # push with SBOM + max provenance; preflight decides (the builder must support it)
 
 
 def _files(root: Path, request: BakeRequest) -> list[Path]:
@@ -78,6 +82,9 @@ def _variables(request: BakeRequest, root: Path | None = None) -> dict[str, str]
     return found
 
 
+ATTESTATIONS = ["--sbom=true", "--provenance=mode=max"]
+
+
 def _bake_cmd(root: Path, request: BakeRequest, *extra: str, derived: Sequence[str] = ()) -> list[str]:
     """The one ``docker buildx bake`` command line. ``derived``: options computed from the plan
     (:func:`derived_args`: labels, caches), after the user's own ``--set``s."""
@@ -91,6 +98,8 @@ def _bake_cmd(root: Path, request: BakeRequest, *extra: str, derived: Sequence[s
     cmd += list(derived)
     for a in request.allow:
         cmd += ["--allow", a]
+    if request.mode == "push" and request.attest:  # pushed images carry an SBOM and max-mode provenance
+        cmd += ATTESTATIONS
     cmd += list(extra)
     return cmd + list(request.targets)
 
@@ -218,6 +227,18 @@ def check_cache(request: BakeRequest) -> None:
                        "docker-container --use), or an engine with the containerd image store")
 
 
+def check_attest(request: BakeRequest) -> bool:
+    """Whether the builder can attach attestations to pushed images; a warning when it cannot
+    (the docker driver on the classic image store cannot: the images are pushed without)."""
+    if builder_driver(request.builder) == "docker" and not _containerd_store():
+        err().print(f"warning: the builder {request.builder or '(default)'} uses the docker driver on the classic "
+                    "image store, which cannot attach attestations: the images are pushed WITHOUT an SBOM and "
+                    "provenance. Use a docker-container builder (docker buildx create --driver docker-container "
+                    "--use) or the containerd image store to attest them")
+        return False
+    return True
+
+
 # --------------------------------------------------------------------------- preflight
 
 
@@ -316,7 +337,13 @@ def _preflight(root: Path, pins: Pins, request: BakeRequest) -> tuple[dict[str, 
         if request.builder:
             check_builder(request.builder)
         check_cache(request)
+    if request.mode == "push":
+        request.attest = check_attest(request)
     resolved = plan(root, request)
+    if request.mode != "print":  # record missing kernel coverage of hashed pins, then judge it
+        wanted = [p for t in resolved.get("target", {}) for p in pins_for(pins, t) or []]
+        pins = autocover.record(root, pins, autocover.missing(pins, wanted),
+                                bake_targets=bake_targets(root / BAKE_FILE))
     problems: list[str] = []
     for target in sorted(resolved.get("target", {})):
         target_pins = pins_for(pins, target) or []
@@ -407,7 +434,8 @@ def build(root: Path, pins: Pins, request: BakeRequest) -> list[Built]:
         with contextlib.chdir(root):
             _, spans = _stream(cmd, _variables(request, root))
         total = time.monotonic() - started
-        metadata = json.loads(meta_file.read_text()) if meta_file.exists() else {}
+        raw = loads_json(read_bytes(meta_file)) if meta_file.exists() else {}
+        metadata: dict[str, Any] = raw if isinstance(raw, dict) else {}
     built = []
     for target, spec in sorted(resolved.get("target", {}).items()):
         meta = metadata.get(target, {})
@@ -421,5 +449,5 @@ def build(root: Path, pins: Pins, request: BakeRequest) -> list[Built]:
             pins=pins_for(pins, target) or [],
             labels=dict(spec.get("labels", {})),
         ))
-    record.write(root, built)
+    record.write(root, built, attested=request.attest if request.mode == "push" else None)
     return built

@@ -1,7 +1,8 @@
 """Where the build record is written and read: ``build/bake-record.json``.
 
-``invoke bake`` writes it (target → image id, tags, the pins inside); validation reads it
-to find the image to probe and the version to expect.
+``invoke bake`` writes it (target → image id, digest, tags, the pins inside); validation reads it
+to find the image to probe and the version to expect. Beside it, ``build/image-digests.txt``
+lists ``DIGEST  TAG`` for every image with a digest (the pushed ones), like ``sha256sum``.
 """
 
 from __future__ import annotations
@@ -13,10 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from comfyimg.errors import BadInput
-from comfyimg.fsutil import atomic_write
+from comfyimg.fsutil import atomic_write, read_bytes
 from comfyimg.pins.load import Pin
+from comfyimg.untrusted import loads_json
 
 RECORD = Path("build/bake-record.json")
+DIGESTS = Path("build/image-digests.txt")  # beside the record: "DIGEST  TAG" per pushed tag
 
 
 @dataclass
@@ -30,10 +33,12 @@ class Built:
     labels: dict[str, str] = field(default_factory=dict)
 
 
-def write(root: Path, built: list[Built]) -> Path:
-    """Record what was built, atomically."""
+def write(root: Path, built: list[Built], *, attested: bool | None = None) -> Path:
+    """Record what was built, atomically. ``attested``: pushed with an SBOM and max-mode
+    provenance (True), pushed without (False), not pushed (None)."""
     record = {
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "attestations": None if attested is None else (["sbom", "provenance:max"] if attested else []),
         "targets": {
             b.target: {
                 "image_id": b.image_id,
@@ -52,11 +57,9 @@ def write(root: Path, built: list[Built]) -> Path:
     }
     path = root / RECORD
     atomic_write(path, json.dumps(record, indent=2, sort_keys=True) + "\n")
+    lines = [f"{b.digest}  {tag}" for b in sorted(built, key=lambda b: b.target) if b.digest for tag in b.tags]
+    atomic_write(root / DIGESTS, "".join(line + "\n" for line in lines))
     return path
-
-
-def _reject_constant(name: str) -> None:
-    raise ValueError(f"non-finite number {name} (not JSON)")
 
 
 def _record_error(message: str) -> BadInput:
@@ -66,7 +69,9 @@ def _record_error(message: str) -> BadInput:
 def read(root: Path) -> dict[str, Any]:
     """The build record, its shape checked: a malformed record is bad input naming the field."""
     try:
-        record = json.loads((root / RECORD).read_text(encoding="utf-8"), parse_constant=_reject_constant)
+        if not (root / RECORD).exists():
+            raise FileNotFoundError
+        record = loads_json(read_bytes(root / RECORD))
     except FileNotFoundError:
         raise BadInput(f"no build record at {RECORD}: run `invoke bake` first, or pass --image IMAGE") from None
     except (OSError, ValueError) as exc:

@@ -37,6 +37,8 @@ class Asset(Protocol):
     def url(self) -> str: ...
     @property
     def browser_download_url(self) -> str: ...
+    @property
+    def digest_from(self) -> str: ...
 
 
 class Release(Protocol):
@@ -58,7 +60,7 @@ class Downloader(Protocol):
     def download(self, asset: Any, dest: Path, progress: Any = None) -> Downloaded: ...
 SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 _BSD = re.compile(r"SHA256 \((?P<name>.+)\) = (?P<hex>[0-9a-fA-F]{64})")
-_GNU = re.compile(r"(?P<hex>[0-9a-fA-F]{64})\s+\*?(?P<name>.+)")
+_GNU = re.compile(r"(?P<hex>[0-9a-fA-F]{64})\s+\*?(?P<name>.+)", re.ASCII)
 
 
 def from_api(raw: object) -> str | None:
@@ -101,9 +103,13 @@ class DigestMismatch(WorkFailed):
     """A downloaded asset does not hash to what the API or a SUMS file says."""
 
 
+_VOUCHERS = {"api": "the API digest", "index": "the index's sha256",
+             "wheels.toml": "the sha256 pinned in wheels.toml"}
+
+
 def _mismatch(asset: str, tag: str, got: str, who: str, says: str) -> WorkFailed:
     return DigestMismatch(f"digest mismatch: {asset} of release {tag} hashes to {got}, but {who} says {says}"
-                      + (" (the asset was replaced or corrupted)" if who == "the API digest" else ""))
+                      + (" (the asset was replaced or corrupted)" if who in _VOUCHERS.values() else ""))
 
 
 @dataclass
@@ -140,7 +146,7 @@ class Digests:
         A wheel whose content is wanted (its kernels) is downloaded once, streaming, and read
         from that one download, which is checked against the API digest as any download is."""
         if not self.verify:
-            known = (asset.digest, "api") if asset.digest else self.sums().get(asset.name)
+            known = (asset.digest, asset.digest_from) if asset.digest else self.sums().get(asset.name)
             if known and not wants(known[0]):
                 return known[0], known[1], None
         part = self.workdir / f"asset-{asset.id}.part"
@@ -154,8 +160,9 @@ class Digests:
         agree: list[str] = []
         if asset.digest:
             if asset.digest != got.sha256:
-                raise _mismatch(asset.name, self.release.tag, got.sha256, "the API digest", asset.digest)
-            agree.append("api")
+                who = _VOUCHERS.get(asset.digest_from, asset.digest_from)
+                raise _mismatch(asset.name, self.release.tag, got.sha256, who, asset.digest)
+            agree.append(asset.digest_from)
         if (self.verify or not asset.digest) and (listed := self.sums().get(asset.name)):
             if listed[0] != got.sha256:
                 raise _mismatch(asset.name, self.release.tag, got.sha256, listed[1], listed[0])

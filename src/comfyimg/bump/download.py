@@ -17,8 +17,6 @@ from comfyimg.bump.transport import Transport
 from comfyimg.errors import WorkFailed
 from comfyimg.output import Progress
 
-CHUNK = 1 << 20  # reads of small assets; downloads take what the socket gives (≤ 64 KiB)
-
 
 @dataclass(frozen=True)
 class Download:
@@ -46,8 +44,10 @@ def download(http: Transport, asset: Asset, dest: Path,
     resp = _open(http, asset)
     try:
         announced = resp.headers.get("content-length")
+        if resp.headers.get("content-encoding", "identity") != "identity":
+            announced = None  # the encoded size; the decoded bytes are what is hashed
         expected = asset.size or None
-        if announced is not None and announced.isdigit():
+        if announced is not None and announced.isascii() and announced.isdigit():
             if expected is not None and int(announced) != expected:
                 raise WorkFailed(f"{what}: the server sends {int(announced)} bytes, "
                                  f"the release lists {expected}")
@@ -56,14 +56,20 @@ def download(http: Transport, asset: Asset, dest: Path,
         digest = digests.Hasher()
         try:
             with open(dest, "wb") as fh:
-                for chunk in resp.iter_raw():  # ≤ 64 KiB each: memory stays flat
+                for chunk in http.body(resp):  # decoded, counted, within the deadline
                     fh.write(chunk)
                     digest.update(chunk)
                     sink.advance(len(chunk))
+        except WorkFailed:
+            sink.close()
+            raise
         except httpx.TimeoutException:
             sink.close()
             raise WorkFailed(f"{what}: timed out after {digest.size} of "
                              f"{expected if expected is not None else '?'} bytes") from None
+        except httpx.DecodingError:
+            sink.close()
+            raise WorkFailed(f"{what}: the download's compression is broken") from None
         except httpx.TransportError as exc:
             sink.close()
             raise WorkFailed(f"{what}: truncated: the connection broke after {digest.size} of "
@@ -90,11 +96,9 @@ def fetch_small(http: Transport, asset: Asset, limit: int = 1 << 20) -> bytes:
     resp = _open(http, asset)
     try:
         data = bytearray()
-        for chunk in resp.iter_raw(CHUNK):
+        for chunk in http.body(resp, limit):
             data += chunk
-            if len(data) > limit:
-                raise WorkFailed(f"{what}: larger than {limit} bytes")
-    except httpx.TransportError as exc:
+    except (httpx.TransportError, httpx.DecodingError) as exc:
         raise WorkFailed(f"{what}: broke after {len(data)} bytes ({type(exc).__name__})") from None
     finally:
         resp.close()

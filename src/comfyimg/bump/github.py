@@ -6,7 +6,10 @@
   hashed downloads: :mod:`comfyimg.download`.
 
 Tuning for tests and slow links, all optional: ``COMFYIMG_HTTP_TIMEOUT`` (seconds per
-connect/read, default 30), ``COMFYIMG_HTTP_RETRIES`` (extra attempts, default 3),
+connect/read, default 30), ``COMFYIMG_HTTP_DEADLINE`` (seconds for one whole request,
+retries, headers and body included, default 900, 1 to 3600), ``COMFYIMG_HTTP_MAX_BYTES``
+(decoded bytes of one answer, default 4 GiB, 1 KiB to 64 GiB; JSON answers are held to
+32 MiB), ``COMFYIMG_HTTP_RETRIES`` (extra attempts, default 3),
 ``COMFYIMG_HTTP_BACKOFF`` (first backoff in seconds, doubling, default 1).
 """
 
@@ -36,6 +39,50 @@ DEFAULT_API = "https://api.github.com"
 # --------------------------------------------------------------------------- model
 
 
+# The one schema of the API's JSON: every field read through these, a bad shape is a
+# ValueError naming the field (``assets[3].size: ...``), turned into one line by GitHub._release.
+
+MAX_ID = 2**53  # GitHub ids are JSON numbers JavaScript can hold
+MAX_SIZE = 1 << 40  # 1 TiB: larger is not an asset size
+MAX_TEXT = 4096
+
+
+def _int(data: dict, key: str, where: str, *, low: int = 0, high: int = MAX_ID, default: int = 0) -> int:
+    value = data.get(key, default)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or \
+            (isinstance(value, float) and (not math.isfinite(value) or value != int(value))):
+        raise ValueError(f"{where}{key}: {str(value)[:40]!r} is not a whole number")
+    if not low <= value <= high:
+        raise ValueError(f"{where}{key}: {value:g} is out of range; expected a whole number from {low} to {high}")
+    return int(value)
+
+
+def _str(data: dict, key: str, where: str, *, required: bool = False, line: bool = True) -> str:
+    value = data.get(key)
+    if value is None:
+        if required:
+            raise ValueError(f"{where}{key}: missing or null")
+        return ""
+    if not isinstance(value, str):
+        raise ValueError(f"{where}{key}: {type(value).__name__}, not a string")
+    if len(value) > MAX_TEXT:
+        raise ValueError(f"{where}{key}: longer than {MAX_TEXT} characters")
+    if line and any(c in value for c in "\r\n\x00\u2028\u2029\x85"):
+        raise ValueError(f"{where}{key}: {value[:60]!r} contains a line break or NUL")
+    return value
+
+
+def _bool(data: dict, key: str, where: str) -> bool:
+    value = data.get(key, False)
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        raise ValueError(f"{where}{key}: {str(value)[:40]!r} is not true or false")
+    return value
+
+
 @dataclass(frozen=True)
 class Asset:
     id: int
@@ -46,18 +93,21 @@ class Asset:
     browser_download_url: str
     content_type: str
     state: str
+    digest_from: str = "api"  # who vouches for ``digest``: "api", "index", …
 
     @classmethod
-    def from_json(cls, data: dict) -> Asset:
+    def from_json(cls, data: object, where: str = "") -> Asset:
+        if not isinstance(data, dict):
+            raise ValueError(f"{where.rstrip('.')}: {type(data).__name__}, not an object")
         return cls(
-            id=int(data.get("id", 0)),
-            name=str(data["name"]),
-            size=int(data.get("size") or 0),
-            digest=digests.from_api(data.get("digest")),
-            url=str(data.get("url") or ""),
-            browser_download_url=str(data.get("browser_download_url") or ""),
-            content_type=str(data.get("content_type") or ""),
-            state=str(data.get("state") or "uploaded"),
+            id=_int(data, "id", where),
+            name=_str(data, "name", where, required=True),
+            size=_int(data, "size", where, high=MAX_SIZE),
+            digest=digests.from_api(_str(data, "digest", where) or None),
+            url=_str(data, "url", where),
+            browser_download_url=_str(data, "browser_download_url", where),
+            content_type=_str(data, "content_type", where),
+            state=_str(data, "state", where) or "uploaded",
         )
 
 
@@ -73,19 +123,22 @@ class Release:
 
     @classmethod
     def from_json(cls, data: dict) -> Release:
-        tag = data["tag_name"]
+        tag = data.get("tag_name")
         if not isinstance(tag, str):
             raise ValueError(f"its tag_name is {'null' if tag is None else type(tag).__name__}, not a string")
         if why := tag_problem(tag):
             raise ValueError(f"its tag_name {tag!r} is not a git tag name: it {why}")
+        assets = data.get("assets") or []
+        if not isinstance(assets, list):
+            raise ValueError(f"assets: {type(assets).__name__}, not a list")
         return cls(
-            id=int(data.get("id", 0)),
+            id=_int(data, "id", ""),
             tag=tag,
-            name=str(data.get("name") or ""),
-            draft=bool(data.get("draft")),
-            prerelease=bool(data.get("prerelease")),
-            published_at=data.get("published_at"),
-            assets=tuple(Asset.from_json(a) for a in data.get("assets") or ()),
+            name=_str(data, "name", ""),
+            draft=_bool(data, "draft", ""),
+            prerelease=_bool(data, "prerelease", ""),
+            published_at=_str(data, "published_at", "") or None,
+            assets=tuple(Asset.from_json(a, f"assets[{i}].") for i, a in enumerate(assets)),
         )
 
 
@@ -97,6 +150,8 @@ SETTINGS = {
     "COMFYIMG_HTTP_TIMEOUT": (30.0, 0.1, 600.0, False),
     "COMFYIMG_HTTP_RETRIES": (3, 0, 10, True),
     "COMFYIMG_HTTP_BACKOFF": (1.0, 0.0, 60.0, False),
+    "COMFYIMG_HTTP_DEADLINE": (900.0, 1.0, 3600.0, False),
+    "COMFYIMG_HTTP_MAX_BYTES": (4 << 30, 1 << 10, 64 << 30, True),
 }
 MAX_PAGES = 50  # 5,000 releases at 100 a page
 
@@ -121,9 +176,11 @@ class GitHub:
 
     def __init__(self, base_url: str | None = None, token: str | None = None, *,
                  timeout: float = 30.0, retries: int = 3, backoff: float = 1.0,
+                 deadline: float = 900.0, max_bytes: int = 4 << 30,
                  transport: httpx.BaseTransport | None = None) -> None:
         self.http = Transport(base_url or DEFAULT_API, token, timeout=timeout, retries=retries,
-                              backoff=backoff, transport=transport)
+                              backoff=backoff, deadline=deadline, max_bytes=max_bytes,
+                              transport=transport)
         self.base = self.http.base
         self.retries = self.http.retries
 
@@ -140,6 +197,8 @@ class GitHub:
             timeout=_setting("COMFYIMG_HTTP_TIMEOUT"),
             retries=int(_setting("COMFYIMG_HTTP_RETRIES")),
             backoff=_setting("COMFYIMG_HTTP_BACKOFF"),
+            deadline=_setting("COMFYIMG_HTTP_DEADLINE"),
+            max_bytes=int(_setting("COMFYIMG_HTTP_MAX_BYTES")),
             **kwargs,  # type: ignore[arg-type]
         )
 
@@ -168,8 +227,6 @@ class GitHub:
                 return Release.from_json(data)
         except ValueError as exc:
             why = f" ({exc})"
-        except (KeyError, TypeError, AttributeError):
-            pass
         raise WorkFailed(f"{what}: the answer is not a GitHub release object{why}")
 
     # ----------------------------------------------------------------- releases
@@ -188,12 +245,18 @@ class GitHub:
         return WorkFailed(f"{repo}: {missing} (HTTP 404)")
 
     def release_by_tag(self, repo: str, tag: str) -> Release:
+        if why := tag_problem(tag):
+            raise BadInput(f"--release {tag!r} is not a git tag name: it {why}")
         path = f"{self._repo_path(repo)}/releases/tags/{quote(tag, safe='')}"
         try:
             data, _ = self.http.json(self.http.api(path), f"release {tag} of {repo}")
         except NotFound as err:
             raise self._explain_404(repo, err, f"no release with tag {tag!r}") from None
-        return self._release(data, f"release {tag} of {repo}")
+        got = self._release(data, f"release {tag} of {repo}")
+        if got.tag != tag:
+            raise WorkFailed(f"release {tag} of {repo}: asked for release {tag}, the server answered "
+                             f"{got.tag!r}; nothing was written")
+        return got
 
     def releases(self, repo: str, per_page: int = 100) -> Iterator[Release]:
         """Every release, newest first, following ``Link: rel="next"``."""

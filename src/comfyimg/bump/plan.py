@@ -22,23 +22,25 @@ import difflib
 import json
 import tempfile
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 
-from packaging.utils import canonicalize_name
+from packaging.utils import canonicalize_name, parse_wheel_filename
 from packaging.version import Version
 from rich import box
 
 from comfyimg import render
 from comfyimg.build import bakefile
+from comfyimg.bump import index as index_mod
 from comfyimg.bump.digests import DigestMismatch, Digests, replaced_in_place
 from comfyimg.bump.github import Asset, GitHub, Release
 from comfyimg.errors import BadInput, WorkFailed
 from comfyimg.fsutil import atomic_write_many, exclusive, read_text
-from comfyimg.kernels import coverage
+from comfyimg.kernels import coverage, dispatch
 from comfyimg.kernels import wheel as kernels
+from comfyimg.kernels.read import read_wheel
 from comfyimg.kernels.wheel import Verdict, WheelKernels
 from comfyimg.output import SafeTable as Table
 from comfyimg.output import err, out, progress_factory
@@ -55,7 +57,8 @@ class Rejected:
     reason: str
 
 
-def _reject_reason(asset: Asset, pin: pins_mod.Pin, profile: pins_mod.Profile) -> str | None:
+def _reject_reason(asset: Asset, pin: pins_mod.Pin, profile: pins_mod.Profile,
+                   pre: bool = True) -> str | None:
     """Why ``asset`` is not the wheel for ``pin`` in ``profile``; None when it fits."""
     if not asset.name.endswith(".whl"):
         return "not a wheel"
@@ -66,22 +69,40 @@ def _reject_reason(asset: Asset, pin: pins_mod.Pin, profile: pins_mod.Profile) -
     if wheel.name != canonicalize_name(pin.name):
         return f"distribution {wheel.name} ≠ {canonicalize_name(pin.name)}"
     reasons = fit(wheel, profile.abi, pin.arch)
-    if asset.state != "uploaded":
+    if asset.state == "yanked":
+        reasons.append("yanked (PEP 592)")
+    elif asset.state != "uploaded":
         reasons.append(f"upload not finished (state {asset.state!r})")
+    if not pre and wheel.version.is_prerelease:
+        reasons.append(f"{wheel.version} is a prerelease (pass --pre to take it)")
     return "; ".join(reasons) or None
 
 
+def _newest(fits: list[Asset]) -> list[Asset]:
+    """The fitting files of the highest version (then build tag): an index lists every version."""
+    def key(a: Asset) -> tuple[Version, tuple[int, str] | tuple[()]]:
+        _, version, build, _ = parse_wheel_filename(a.name)
+        return version, build
+    top = max(key(a) for a in fits)
+    return [a for a in fits if key(a) == top]
+
+
 def select_asset(release: Release, pin: pins_mod.Pin, profile: pins_mod.Profile,
-                 target: str) -> Asset:
-    """The one asset of ``release`` that fits ``pin`` in ``profile``; else an error naming every asset."""
+                 target: str, *, newest: bool = False, pre: bool = True) -> Asset:
+    """The one asset of ``release`` that fits ``pin`` in ``profile``; else an error naming every asset.
+    ``newest`` (an index page): of several that fit, the one of the highest version."""
     fits: list[Asset] = []
     rejected: list[Rejected] = []
     for asset in release.assets:
-        reason = _reject_reason(asset, pin, profile)
+        reason = _reject_reason(asset, pin, profile, pre)
         if reason is None:
             fits.append(asset)
         else:
             rejected.append(Rejected(asset.name, reason))
+    if newest and len(fits) > 1:
+        older = fits
+        fits = _newest(fits)
+        rejected += [Rejected(a.name, "fits, but a newer version does") for a in older if a not in fits]
     if len(fits) == 1:
         return fits[0]
     head = (f"{pin.key}: release {release.tag} has "
@@ -116,12 +137,14 @@ class Change:
         return {a: v for a, v in self.verdicts.items() if not v.runnable}
 
 
-def choose_pins(pins: pins_mod.Pins, names: Sequence[str]) -> list[pins_mod.Pin]:
+def choose_pins(pins: pins_mod.Pins, names: Sequence[str], verify: bool = False) -> list[pins_mod.Pin]:
+    """The pins named (every pin with a source when none is). A pin without a source (a plain
+    URL) is taken by name with ``--verify``: its bytes are checked, its sha256 and coverage recorded."""
     if not names:
         with_source = [p for p in pins.wheels if p.source]
         if not with_source:
-            raise BadInput(f"{pins.path.name}: no [[wheel]] has a source = {{ github, release }}; "
-                           "nothing to bump")
+            raise BadInput(f"{pins.path.name}: no [[wheel]] has a source = {{ github, release }} or "
+                           "{ index, project }; nothing to bump")
         return with_source
     chosen: list[pins_mod.Pin] = []
     unknown: list[str] = []
@@ -132,9 +155,11 @@ def choose_pins(pins: pins_mod.Pins, names: Sequence[str]) -> list[pins_mod.Pin]
             unknown.append(name)
             continue
         for pin in hits:
-            if pin.source is None:
+            if pin.source is None and not verify:
                 raise BadInput(f"{pins.path.name}:{pin.line}: {pin.key} has no source = "
-                               "{ github, release }; bump cannot move it")
+                               "{ github, release } or { index, project }; bump cannot move it. "
+                               f"`invoke bump --verify --name {pin.key}` downloads its URL, checks or "
+                               "records its sha256 and records its kernel coverage")
             if pin not in chosen:
                 chosen.append(pin)
     if unknown:
@@ -158,8 +183,7 @@ def _fields(pin: pins_mod.Pin, release: Release, asset: Asset, sha256: str,
         changes["sha256"] = sha256
     if version != pin.version:
         changes["version"] = version
-    assert pin.source is not None
-    if release.tag != pin.source.release:
+    if isinstance(pin.source, pins_mod.Source) and release.tag != pin.source.release:
         changes["source"] = {"github": pin.source.github, "release": release.tag}
     return changes
 
@@ -167,34 +191,61 @@ def _fields(pin: pins_mod.Pin, release: Release, asset: Asset, sha256: str,
 def _read_kernels(asset: Asset, release: Release, part: Path) -> kernels.WheelKernels:
     """The compiled kernels of a downloaded wheel, for its recorded coverage."""
     try:
-        return kernels.read_wheel(part, name=asset.name)
+        return read_wheel(part, name=asset.name)
     except kernels.BadKernels as exc:
         raise WorkFailed(f"cannot read the kernels of {asset.name} of release {release.tag}: {exc}") from None
 
 
+def _url_release(pin: pins_mod.Pin) -> Release:
+    """A plain URL pin as a release of one asset; no digest: its bytes are always downloaded."""
+    asset = Asset(id=pin.index + 1, name=pin.filename, size=0, digest=None, url=pin.url,
+                  browser_download_url=pin.url, content_type="", state="uploaded")
+    return Release(id=0, tag=f"URL {pin.url}", name=pin.key, draft=False, prerelease=False,
+                   published_at=None, assets=(asset,))
+
+
+def _groups(pins: pins_mod.Pins, chosen: list[pins_mod.Pin], client: GitHub, *, release: str | None,
+            pre: bool) -> Iterator[tuple[Release, bool, list[pins_mod.Pin]]]:
+    """(the release or page to pick from, pick the newest?, its pins) for every source of
+    ``chosen``, one at a time: a failure in the first source stops before the next is asked."""
+    keyed: dict[object, list[pins_mod.Pin]] = {}
+    for pin in chosen:
+        keyed.setdefault(pin.source or ("url", pin.index), []).append(pin)
+    for key, group in keyed.items():
+        if isinstance(key, pins_mod.IndexSource):
+            if release:
+                raise BadInput(f"{pins.path.name}:{group[0].line}: {group[0].key} comes from an index; "
+                               "--release names a GitHub release")
+            files = index_mod.project_files(client.http, key.index, key.project)
+            yield index_mod.as_release(files, key.index, key.project), True, group
+        elif isinstance(key, pins_mod.Source):
+            yield _github_release(client, key.github, release, pre), False, group
+        else:
+            yield _url_release(group[0]), False, group
+
+
+def _github_release(client: GitHub, repo: str, release: str | None, pre: bool) -> Release:
+    if not release:
+        return client.latest_release(repo, pre=pre)
+    rel = client.release_by_tag(repo, release)
+    if rel.draft and not pre:
+        raise BadInput(f"{repo}: release {release} is a draft; pass --pre to use it")
+    if rel.prerelease and not pre:
+        raise BadInput(f"{repo}: release {release} is a prerelease; pass --pre to use it")
+    return rel
+
+
 def plan(pins: pins_mod.Pins, chosen: list[pins_mod.Pin], client: GitHub, *,
          release: str | None, pre: bool, verify: bool, workdir: Path) -> list[Change]:
-    by_repo: dict[str, list[pins_mod.Pin]] = {}
-    for pin in chosen:
-        assert pin.source is not None
-        by_repo.setdefault(pin.source.github, []).append(pin)
     changes: list[Change] = []
-    for repo, repo_pins in by_repo.items():
-        if release:
-            rel = client.release_by_tag(repo, release)
-            if rel.draft and not pre:
-                raise BadInput(f"{repo}: release {release} is a draft; pass --pre to use it")
-            if rel.prerelease and not pre:
-                raise BadInput(f"{repo}: release {release} is a prerelease; pass --pre to use it")
-        else:
-            rel = client.latest_release(repo, pre=pre)
+    for rel, newest, group_pins in _groups(pins, chosen, client, release=release, pre=pre):
         # Select every asset of this release first: all or nothing.
         picked: list[tuple[pins_mod.Pin, Asset]] = []
-        for pin in repo_pins:
+        for pin in group_pins:
             chosen_asset: Asset | None = None
             for target in pin.targets:
                 profile = pins.profile_for(target)
-                asset = select_asset(rel, pin, profile, target)
+                asset = select_asset(rel, pin, profile, target, newest=newest, pre=pre or not newest)
                 if chosen_asset is not None and asset.name != chosen_asset.name:
                     raise WorkFailed(f"{pin.key}: its targets want different assets of "
                                      f"{rel.tag}: {chosen_asset.name} and {asset.name}; "
@@ -220,12 +271,13 @@ def plan(pins: pins_mod.Pins, chosen: list[pins_mod.Pin], client: GitHub, *,
             fields = _fields(pin, rel, asset, sha256, version)
             change = Change(pin, rel, asset, sha256, source, version, fields, found)
             if found is not None:
-                rules = kernels.rules_for(pin.name, version)
+                how = found.dispatch.get(pin.name.lower().replace("-", "_"))
+                rules = dispatch.rules(pin.name, version, how)
                 change.verdicts = kernels.judge_all(found.modules, served, rules)
-                recorded = coverage.record_fields(found)
+                recorded = coverage.record_fields(found, pin.name)
                 old = pin.coverage
                 if old is None or old.sha256 != found.sha256 or old.tool != found.tool or \
-                        old.modules != found.modules:
+                        old.modules != found.modules or old.dispatch != _as_loaded(how):
                     fields.update(recorded)
             changes.append(change)
         if mismatched:
@@ -233,10 +285,30 @@ def plan(pins: pins_mod.Pins, chosen: list[pins_mod.Pin], client: GitHub, *,
     return changes
 
 
+def _as_loaded(how: dispatch.Found | None) -> dispatch.Found | None:
+    """``how`` as wheels.toml gives it back (the loader does not know the package)."""
+    if isinstance(how, dispatch.WheelDispatch):
+        return replace(how, package="")
+    if isinstance(how, dispatch.FromTable):
+        return dispatch.FromTable("", how.why)
+    return None
+
+
+def _old_ref(pin: pins_mod.Pin) -> str | None:
+    """Where the pin says its wheel comes from: the release tag, the index page, or None (a URL)."""
+    if isinstance(pin.source, pins_mod.Source):
+        return pin.source.release
+    if isinstance(pin.source, pins_mod.IndexSource):
+        return f"index page {index_mod.page_url(pin.source.index, pin.source.project)}"
+    return None
+
+
 def _moves(ch: Change) -> bool:
     """Does the change move the pin to another wheel (not just record the one it names)?"""
-    same = ch.pin.source and ch.release.tag == ch.pin.source.release and ch.asset.name == ch.pin.filename
-    return not same
+    url = ch.asset.browser_download_url or ch.asset.url
+    if isinstance(ch.pin.source, pins_mod.Source):
+        return not (ch.release.tag == ch.pin.source.release and ch.asset.name == ch.pin.filename)
+    return url != ch.pin.url
 
 
 def _refuse_uncovered(changes: list[Change]) -> None:
@@ -271,7 +343,7 @@ def _table(changes: list[Change]) -> Table:
     for col in ("package", "old", "new", "sha256", "digest from", "kernels for"):
         table.add_column(col, overflow="fold")
     for ch in changes:
-        old_rel = ch.pin.source.release if ch.pin.source else "?"
+        old_rel = _old_ref(ch.pin) or "URL"
         old = f"{old_rel}\n{ch.pin.filename}"
         new = f"{ch.release.tag}\n{ch.asset.name}" if ch.fields else "(unchanged)"
         runs = " ".join(a if v.runnable else f"NOT {a}" for a, v in ch.verdicts.items())
@@ -289,7 +361,7 @@ def as_json(changes: list[Change], *, dry_run: bool, wrote: list[str], diff: str
         **({"diff": diff} if diff else {}),
         "pins": [{
             "pin": ch.pin.key, "name": ch.pin.name, "arch": ch.pin.arch, "changed": bool(ch.fields),
-            "old": {"release": ch.pin.source.release if ch.pin.source else None, "file": ch.pin.filename,
+            "old": {"release": _old_ref(ch.pin), "file": ch.pin.filename,
                     "version": ch.pin.version, "sha256": ch.pin.sha256},
             "new": {"release": ch.release.tag, "file": ch.asset.name, "version": ch.version,
                     "sha256": ch.sha256, "digest_from": ch.digest_source},
@@ -314,9 +386,9 @@ def _bump(root: Path, names: Sequence[str], *, release: str | None, pre: bool, d
     started = time.monotonic()
     path = root / "wheels.toml"
     bake_targets = bakefile.targets(root / bakefile.BAKE_FILE)
-    pins = pins_mod.load(path, bake_targets=bake_targets)
-    text = read_text(path)
-    chosen = choose_pins(pins, names)
+    text = read_text(path)  # read once: what is parsed is what the edit starts from
+    pins = pins_mod.loads(text, path, bake_targets=bake_targets)
+    chosen = choose_pins(pins, names, verify)
     own_client = client is None
     client = client or GitHub.from_env()
     try:
@@ -372,6 +444,9 @@ def _bump(root: Path, names: Sequence[str], *, release: str | None, pre: bool, d
     for rel, content in files.items():
         if not render.is_current(root / rel, content):
             staged[root / rel] = content
+    if read_text(path) != text:  # an editor saved it meanwhile (editors do not take the lock)
+        raise WorkFailed(f"{path.name}: changed since invoke bump read it; nothing was written, so that "
+                         "edit is kept. Run invoke bump again")
     atomic_write_many(staged)
     render.write(new_pins, root)  # removes stale generated files; the rest is already current
     wrote = sorted(str(p.relative_to(root)) for p in staged)

@@ -15,7 +15,9 @@ import tomlkit
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 
 from comfyimg.errors import BadInput
+from comfyimg.kernels import dispatch
 from comfyimg.kernels import wheel as kernels
+from comfyimg.kernels.read import read_wheel
 from comfyimg.kernels.wheel import Module, Verdict, WheelKernels
 from comfyimg.output import SafeTable as Table
 from comfyimg.output import err, out
@@ -24,6 +26,9 @@ from comfyimg.pins.hints import record_hash_command
 from comfyimg.pins.load import Pin, Pins
 
 DOC = Path("docs/reference/gpu-coverage.md")
+# The GPUs the coverage docs always show, by arch (labels only: any arch NVIDIA's rules know is judged).
+GPUS = {"sm75": "T4", "sm80": "A100", "sm86": "A10 / RTX 30xx", "sm89": "L4 / RTX 40xx",
+        "sm90": "H100 / H200", "sm100": "B200", "sm120": "RTX 50xx", "sm121": "DGX Spark"}
 
 
 def serves(pins: Pins, pin: Pin) -> tuple[str, ...]:
@@ -42,15 +47,42 @@ def serves(pins: Pins, pin: Pin) -> tuple[str, ...]:
     return tuple(kernels.sort_archs(archs))
 
 
+def dispatch_of(pin: Pin) -> dispatch.Found | None:
+    """Where ``pin``'s dispatch comes from: recorded with its coverage; else, for a wheel known
+    by its recipe, the recipe's source; else None (unknown: the table)."""
+    if pin.coverage is not None:
+        return pin.coverage.dispatch
+    entry = kernels.table().get("recipes", {}).get(pin.filename, {})
+    return recipe_dispatch(entry)
+
+
+def recipe_dispatch(entry: dict[str, Any]) -> dispatch.Found | None:
+    """The dispatch a recipe entry of kernels.json names (read from the source it was built from)."""
+    src, arms = entry.get("dispatch_from"), entry.get("dispatch")
+    if src and src.get("source") == "table":
+        return dispatch.FromTable("", src["why"])
+    if not src or not arms:
+        return None
+    branches = [dispatch.Branch(tuple(a["archs"]), a.get("kernel"), a["line"], tuple(a.get("modules", ())),
+                                a.get("triton", False), a.get("raise", ""), tuple(a.get("fakes", ())))
+                for a in arms]
+    return dispatch.WheelDispatch("", src["file"], src["sha256"], src["entry"], tuple(src["imports"]),
+                                  tuple(b for b in branches if b.archs),
+                                  next((b for b in branches if not b.archs), None), f"{src['origin']}'s")
+
+
+def rules_of(pin: Pin) -> kernels.Rules | None:
+    return dispatch.rules(pin.name, pin.version, dispatch_of(pin))
+
+
 def verdicts(pin: Pin, archs: Iterable[str], modules: Sequence[Module] | None = None) -> dict[str, Verdict]:
     mods = modules if modules is not None else (pin.coverage.modules if pin.coverage else ())
-    return kernels.judge_all(mods, archs, kernels.rules_for(pin.name, pin.version))
+    return kernels.judge_all(mods, archs, rules_of(pin))
 
 
 def record_command(pin: Pin) -> str:
-    if pin.source:
-        return record_hash_command(pin)
-    return f"invoke audit --wheel {pin.filename} --json  # then copy its modules into coverage of {pin.key}"
+    """A plain URL pin too: ``invoke bump --verify --name`` downloads it and records its coverage."""
+    return record_hash_command(pin)
 
 
 def problems(pins: Pins, chosen: Iterable[Pin] | None = None) -> tuple[list[str], list[Pin]]:
@@ -87,15 +119,46 @@ def unrecorded_message(pins: Pins, pin: Pin) -> str:
 # --------------------------------------------------------------------------- recording
 
 
-def record_fields(found: WheelKernels) -> dict[str, Any]:
-    """The wheels.toml keys that record ``found`` (tomlkit items: one module per line)."""
+def dispatch_records(d: dispatch.WheelDispatch) -> list[dict[str, Any]]:
+    """The arms of a dispatch as wheels.toml (and kernels.json) record them."""
+    out = []
+    for b in (*d.branches, *([d.otherwise] if d.otherwise else [])):
+        arm: dict[str, Any] = {"archs": list(b.archs)}
+        if b.kernel:
+            arm.update({"kernel": b.kernel, "modules": list(b.modules), "line": b.line, "triton": b.triton})
+            if b.fakes:
+                arm["fakes"] = list(b.fakes)
+        else:
+            arm.update({"raise": b.text, "line": b.line})
+        out.append(arm)
+    return out
+
+
+def record_fields(found: WheelKernels, package: str | None = None) -> dict[str, Any]:
+    """The wheels.toml keys that record ``found`` (tomlkit items: one module per line): the
+    coverage, and where the dispatch of ``package`` (default: the one package found) came from."""
     array = tomlkit.array()
     for m in found.modules:
         entry = tomlkit.inline_table()
         entry.update({"module": m.name, "sass": list(m.sass), "ptx": list(m.ptx)})
         array.append(entry)
     array.multiline(bool(found.modules))
-    return {"coverage_from": {"tool": found.tool, "sha256": found.sha256}, "coverage": array}
+    fields: dict[str, Any] = {"coverage_from": {"tool": found.tool, "sha256": found.sha256}, "coverage": array}
+    key = package.lower().replace("-", "_") if package else None
+    how = found.dispatch.get(key) if key else (next(iter(found.dispatch.values())) if len(found.dispatch) == 1 else None)
+    if isinstance(how, dispatch.WheelDispatch):
+        fields["dispatch_from"] = {"source": "wheel", "file": how.file, "sha256": how.sha256,
+                                   "entry": how.entry, "imports": list(how.imports)}
+        arms = tomlkit.array()
+        for arm in dispatch_records(how):
+            t = tomlkit.inline_table()
+            t.update(arm)
+            arms.append(t)
+        arms.multiline(True)
+        fields["dispatch"] = arms
+    elif isinstance(how, dispatch.FromTable):
+        fields["dispatch_from"] = {"source": "table", "why": how.why}
+    return fields
 
 
 # --------------------------------------------------------------------------- reports
@@ -130,7 +193,7 @@ def _md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]
 
 
 def doc_archs(pins: Pins) -> list[str]:
-    archs: set[str] = set()
+    archs: set[str] = set(GPUS)
     for profile in pins.profiles.values():
         archs.update(profile.abi.archs)
     for pin in pins.wheels:
@@ -148,13 +211,32 @@ def coverage_of(pin: Pin) -> tuple[Sequence[Module] | None, str]:
     return None, "not recorded"
 
 
+def _label(arch: str) -> str:
+    return f"{arch} ({GPUS[arch]})" if arch in GPUS else arch
+
+
+def dispatch_words(pin: Pin) -> str:
+    how = dispatch_of(pin)
+    if isinstance(how, dispatch.WheelDispatch):
+        who = "this wheel's" if how.origin == "this wheel's" else f"{how.origin.removesuffix(chr(39) + 's')}'s (by recipe)"
+        return f"which kernel runs on which GPU: read from {who} `{how.file}` (sha256 `{how.sha256[:12]}…`)"
+    rules = kernels.rules_for(pin.name, pin.version)
+    label = rules.source if rules else pin.name
+    if isinstance(how, dispatch.FromTable):
+        return f"which kernel runs on which GPU: by the table for {label}, not read from the wheel: {how.why}"
+    return f"which kernel runs on which GPU: by the table for {label} (where the dispatch comes from is not recorded)"
+
+
 def markdown(pins: Pins) -> str:
     """``docs/reference/gpu-coverage.md``: which image runs its attention kernels on which GPU."""
     archs = doc_archs(pins)
     out = ["<!-- GENERATED by `invoke render` from wheels.toml and src/comfyimg/validate/probes/kernels.json; "
            "checked by `invoke check`. Do not edit. -->", "", "# Which image for which GPU", "",
            "Read from each pinned wheel's compiled modules (SASS and PTX, listed by NVIDIA's cuobjdump) "
-           "with NVIDIA's compatibility rules and the package table (`src/comfyimg/validate/probes/kernels.json`). "
+           "with NVIDIA's compatibility rules, and from the wheel's own Python: which kernel its "
+           "`sageattention/core.py` sends each GPU to and which compiled modules that kernel needs (read "
+           "with `ast`, never imported). The package table (`src/comfyimg/validate/probes/kernels.json`) is the "
+           "fallback, and each section says which was used. "
            "`yes (PTX JIT)`: the driver compiles the kernel at the first call. `-`: no kernel for that GPU. "
            "`invoke audit` prints the same from wheels.toml.", ""]
     summary: list[list[str]] = []
@@ -172,17 +254,17 @@ def markdown(pins: Pins) -> str:
             shown.append((pin, modules, how))
         images = ", ".join(f"{t}-{pin.arch}" if pin.arch else t for t in pin.targets)
         summary.append([images, pin.key, ", ".join(served), how.split(":")[0], *cells])
-    out += _md_table(["image", "pin", "serves", "coverage", *archs], summary)
+    out += _md_table(["image", "pin", "serves", "coverage", *map(_label, archs)], summary)
     out += ["", "An image serves the GPUs its profile lists (`archs` in wheels.toml); a pin serves "
             "its `serves` (default: the profile's archs, or its `arch`). `NO` on a GPU the pin serves "
             "fails `invoke check` once the coverage is recorded; `?`: nothing known yet.", ""]
     for pin, modules, how in shown:
         served = serves(pins, pin)
         out += [f"## {pin.key} {pin.version}", "", f"`{pin.filename}` serves {', '.join(served)}; "
-                f"coverage {how}.", ""]
-        out += _md_table(["module", *archs], grid(pin, modules, archs))
+                f"coverage {how}; {dispatch_words(pin)}.", ""]
+        out += _md_table(["module", *map(_label, archs)], grid(pin, modules, archs))
         vs = verdicts(pin, archs, modules)
-        out += [""] + [f"- {a}: {vs[a].why}" for a in archs if not vs[a].runnable and a in served] + [""]
+        out += [""] + [f"- {_label(a)}: {verdict_cell(vs[a])}: {vs[a].why}" for a in archs] + [""]
     return "\n".join(out).rstrip("\n") + "\n"
 
 
@@ -219,18 +301,22 @@ def audit_wheel(root: Path, path: Path, archs: Sequence[str], *, as_json: bool) 
             raise BadInput(f"{path.name}: no pin of {dist} in wheels.toml serves a GPU arch; "
                            "name the archs with --arch smXY")
     try:
-        found = kernels.read_wheel(path)
+        found = read_wheel(path)
     except kernels.BadKernels as exc:
         raise BadInput(str(exc)) from None
-    rules = kernels.rules_for(dist, str(version))
+    package = dist.replace("-", "_")
+    how = found.dispatch.get(package)
+    rules = dispatch.rules(dist, str(version), how)
     vs = kernels.judge_all(found.modules, archs, rules)
     ok = all(v.runnable for v in vs.values())
     if as_json:
         print(json.dumps({"wheel": found.filename, "sha256": found.sha256, "tool": found.tool,
                           "package": dist, "version": str(version),
                           "rules": rules.versions if rules else None,
+                          "dispatch_from": how.as_json() if how else None,
                           "modules": kernels.modules_json(found.modules),
-                          "archs": {a: v.as_json() for a, v in vs.items()}, "runnable": ok}, indent=2))
+                          "archs": {a: _arch_json(v, rules, how) for a, v in vs.items()},
+                          "runnable": ok}, indent=2))
         return 0 if ok else 1
 
     pseudo = Pin(0, dist, str(version), path.name, found.sha256, None, (), (), None, 0)
@@ -241,6 +327,17 @@ def audit_wheel(root: Path, path: Path, archs: Sequence[str], *, as_json: bool) 
     for a, v in vs.items():
         out().print(f"{a}: {'runnable' if v.runnable else 'NOT runnable'}: {v.why}")
     return 0 if ok else 1
+
+
+def _arch_json(v: Verdict, rules: kernels.Rules | None, how: dispatch.Found | None) -> dict[str, Any]:
+    """A verdict with the branch it came from: file and line when read from the wheel."""
+    out = v.as_json()
+    path = rules.path(v.arch) if rules else None
+    out["modules"] = list(path.modules) if path else []
+    out["file"] = how.file if isinstance(how, dispatch.WheelDispatch) else None
+    out["line"] = path.line if path else (
+        how.otherwise.line if isinstance(how, dispatch.WheelDispatch) and how.otherwise else None)
+    return out
 
 
 def audit_pins(pins: Pins, archs: Sequence[str], *, as_json: bool) -> int:
@@ -257,10 +354,12 @@ def audit_pins(pins: Pins, archs: Sequence[str], *, as_json: bool) -> int:
             continue
         modules, how = coverage_of(pin)
         entry: dict[str, Any] = {"serves": list(served), "coverage": how.split(":")[0], "archs": {}}
+        found = dispatch_of(pin)
+        entry["dispatch_from"] = found.as_json() if found else None
         if modules is not None:
             vs = verdicts(pin, archs, modules)
             entry["modules"] = kernels.modules_json(modules)
-            entry["archs"] = {a: v.as_json() for a, v in vs.items()}
+            entry["archs"] = {a: _arch_json(v, rules_of(pin), found) for a, v in vs.items()}
             failed |= pin.coverage is not None and any(not vs[a].runnable for a in served if a in vs)
         report[pin.key] = entry
         if as_json:
@@ -281,8 +380,9 @@ def audit_pins(pins: Pins, archs: Sequence[str], *, as_json: bool) -> int:
 
 
 def probe_args(pins: Pins, distribution: str, target_pins: Sequence[Pin]) -> list[str]:
-    """``--serves`` (the archs the pin serves) and ``--needs ARCH=MODULES`` (the modules whose
-    kernels each of those archs launches, from the pin's recorded coverage) for a probe."""
+    """``--serves`` (the archs the pin serves), ``--needs ARCH=MODULES`` (the modules whose
+    kernels each of those archs launches, from the pin's recorded coverage) and, when the dispatch
+    was read from the wheel, ``--kernel ARCH=FUNCTION`` (empty: refused) for a probe."""
     pin = next((p for p in target_pins if p.name == distribution), None)
     if pin is None or not (served := serves(pins, pin)):
         return []
@@ -291,4 +391,9 @@ def probe_args(pins: Pins, distribution: str, target_pins: Sequence[Pin]) -> lis
         for arch, v in verdicts(pin, served).items():
             if v.runnable:
                 args += ["--needs", f"{arch}={','.join(v.needs)}"]
+        rules = rules_of(pin)
+        if rules is not None and rules.from_wheel:  # the wheel's own kernel on each GPU
+            for arch in served:
+                path = rules.path(arch)
+                args += ["--kernel", f"{arch}={path.kernel if path else ''}"]
     return args

@@ -28,7 +28,6 @@ and NVIDIA's "Blackwell and CUDA 12.9 introduce family-specific architecture fea
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 import json
 import os
@@ -36,11 +35,8 @@ import re
 import shutil
 import struct
 import subprocess
-import tempfile
-import zipfile
 from collections.abc import Iterable, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -48,14 +44,14 @@ from typing import Any
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from comfyimg.errors import BadInput
+from comfyimg.errors import BadInput, WorkFailed
 
 TABLE = Path(__file__).parents[1] / "validate" / "probes" / "kernels.json"
-_TARGET = re.compile(r"^(sm|compute)_(\d+)(\d)([af]?)$")
-_ARCH = re.compile(r"^sm(\d+)(\d)$")
-_LISTED = re.compile(r"^(ELF|PTX) file\s+\d+:\s+(\S+)$")
-_LISTED_ARCH = re.compile(r"\.(sm_\d+[af]?)\.(?:cubin|ptx)$")
-_CHUNK = 1 << 20
+_TARGET = re.compile(r"^(sm|compute)_(\d+)(\d)([af]?)$", re.ASCII)
+_ARCH = re.compile(r"^sm(\d+)(\d)$", re.ASCII)
+_LISTED = re.compile(r"^(ELF|PTX) file\s+\d+:\s+(\S+)$", re.ASCII)
+_LISTED_ARCH = re.compile(r"\.(sm_\d+[af]?)\.(?:cubin|ptx)$", re.ASCII)
+CHUNK = 1 << 20
 
 
 class BadKernels(ValueError):
@@ -136,6 +132,7 @@ class WheelKernels:
     sha256: str
     tool: str
     modules: tuple[Module, ...]
+    dispatch: Mapping[str, Any] = field(default_factory=dict)  # package -> dispatch.Found
 
     def module(self, name: str) -> Module | None:
         return next((m for m in self.modules if m.name == name), None)
@@ -149,7 +146,7 @@ def module_name(member: str) -> str:
     return ".".join([*parts[:-1], parts[-1].split(".", 1)[0]])
 
 
-def _is_module(member: str) -> bool:
+def is_module(member: str) -> bool:
     base = member.rsplit("/", 1)[-1]
     return base.endswith(".so") or ".so." in base
 
@@ -171,7 +168,7 @@ def cuobjdump() -> tuple[str, str]:
         raise BadInput("cuobjdump not found: install the project (pip install -e .; it depends on "
                        "nvidia-cuda-cuobjdump), or set COMFYIMG_CUOBJDUMP to NVIDIA's cuobjdump")
     try:
-        text = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=60).stdout
+        text = _run_cuobjdump([path, "--version"], f"cuobjdump at {path}").stdout
     except OSError as exc:
         raise BadInput(f"cuobjdump at {path} cannot run: {exc}") from None
     m = re.search(r"release [\d.]+, V([\d.]+)", text)
@@ -208,12 +205,35 @@ def _elf_sections(path: Path, where: str) -> set[str]:
     return {strings[n:strings.find(b"\0", n)].decode("ascii", "replace") for n, *_ in headers}
 
 
+TIMEOUT_ENV = "COMFYIMG_CUOBJDUMP_TIMEOUT"
+
+
+def cuobjdump_timeout() -> float:
+    """Seconds one cuobjdump run may take: ``$COMFYIMG_CUOBJDUMP_TIMEOUT``, 1 to 3600, default 600."""
+    raw = os.environ.get(TIMEOUT_ENV) or "600"
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 1 <= value <= 3600:  # NaN fails this too
+        raise BadKernels(f"{TIMEOUT_ENV}={raw!r} is out of range; expected seconds from 1 to 3600")
+    return value
+
+
+def _run_cuobjdump(args: list[str], where: str) -> subprocess.CompletedProcess[str]:
+    limit = cuobjdump_timeout()
+    try:
+        return subprocess.run(args, capture_output=True, text=True, errors="replace", timeout=limit)
+    except subprocess.TimeoutExpired:
+        raise WorkFailed(f"{where}: cuobjdump did not finish within {limit:g} s ({TIMEOUT_ENV}); "
+                         "it was stopped") from None
+
+
 def read_module(path: Path, name: str, where: str) -> Module:
     """List one compiled module's SASS and PTX with cuobjdump."""
     sections = _elf_sections(path, where)
     tool, _ = cuobjdump()
-    proc = subprocess.run([tool, "--list-elf", "--list-ptx", str(path)], capture_output=True,
-                          text=True, errors="replace", timeout=600)
+    proc = _run_cuobjdump([tool, "--list-elf", "--list-ptx", str(path)], where)
     text = proc.stdout + proc.stderr
     if "does not contain device code" in text and proc.returncode != 0:
         if ".nv_fatbin" in sections:
@@ -232,60 +252,6 @@ def read_module(path: Path, name: str, where: str) -> Module:
     return Module(name, tuple(sorted(sass, key=Target.parse)), tuple(sorted(ptx, key=Target.parse)))
 
 
-def _sha256(path: Path, label: str) -> str:
-    digest = hashlib.sha256()
-    try:
-        with open(path, "rb") as fh:
-            for chunk in iter(lambda: fh.read(_CHUNK), b""):
-                digest.update(chunk)
-    except OSError as exc:
-        raise BadKernels(f"{label}: cannot read: {exc.strerror}") from None
-    return digest.hexdigest()
-
-
-def _read_and_delete(part: Path, name: str, where: str) -> Module:
-    try:
-        return read_module(part, name, where)
-    finally:
-        part.unlink(missing_ok=True)
-
-
-def read_wheel(path: Path, name: str | None = None) -> WheelKernels:
-    """Every compiled module of the wheel at ``path`` (named ``name``, default its file name)
-    with its targets, and the wheel's sha256.
-
-    One pass over the members: each ``.so`` is streamed to a temp file and listed by cuobjdump
-    while the next one is extracted (at most two on disk at a time); the sha256 is computed
-    alongside, so memory stays flat and the wall time stays close to one read of the wheel."""
-    label = name or path.name
-    _, version = cuobjdump()
-    modules: list[Module] = []
-    try:
-        zf = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError) as exc:
-        raise BadKernels(f"{label}: not a readable wheel (zip): {exc}") from None
-    with zf, tempfile.TemporaryDirectory(prefix="comfyimg-kernels-") as tmp, \
-            ThreadPoolExecutor(max_workers=2) as pool:
-        hashing = pool.submit(_sha256, path, label)
-        listing: Future[Module] | None = None
-        members = [i for i in zf.infolist() if not i.is_dir() and _is_module(i.filename)]
-        for n, info in enumerate(members):
-            where = f"{label}: {info.filename}"
-            part = Path(tmp) / f"module-{n}.so"
-            try:
-                with zf.open(info) as src, open(part, "wb") as dst:
-                    shutil.copyfileobj(src, dst, _CHUNK)
-            except (zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
-                raise BadKernels(f"{where}: the zip member cannot be read: {exc}") from None
-            if listing is not None:
-                modules.append(listing.result())
-            listing = pool.submit(_read_and_delete, part, module_name(info.filename), where)
-        if listing is not None:
-            modules.append(listing.result())
-        digest = hashing.result()
-    return WheelKernels(label, digest, version, tuple(sorted(modules, key=lambda m: m.name)))
-
-
 # --------------------------------------------------------------------------- the package table
 
 
@@ -294,6 +260,8 @@ class Dispatch:
     kernel: str
     modules: tuple[str, ...]
     why: str
+    line: int | None = None  # the branch's line, when read from the wheel's Python
+    broken: str = ""  # why the call cannot work whatever the GPU code (read from the wheel's Python)
 
 
 @dataclass(frozen=True)
@@ -307,6 +275,18 @@ class Rules:
     dispatch: Mapping[str, Dispatch]
     refused: str
     serves: tuple[str, ...] | None
+    source: str = ""  # "this wheel's sageattention/core.py", or the table entry's label
+    default: Dispatch | None = None  # the arch chain's final else, when it calls a kernel
+    fallback: str = ""  # why the table is used instead of the wheel's Python
+    from_wheel: bool = False  # read from the package's Python (comfyimg.dispatch), not the table
+
+    def path(self, arch: str) -> Dispatch | None:
+        return self.dispatch.get(arch, self.default)
+
+    def prefix(self) -> str:
+        if not self.fallback:
+            return ""
+        return f"by the table for {self.source}, not read from this wheel: {self.fallback}; "
 
 
 @cache
@@ -332,7 +312,7 @@ def rules_for(name: str, version: str | None) -> Rules | None:
         dispatch = {arch: Dispatch(p["kernel"], tuple(p["modules"]), p.get("why", ""))
                     for arch, p in e["dispatch"].items()}
         return Rules(name, f">={lo},<{hi}", e["entry"], tuple(e.get("import", ())), dispatch,
-                     e["refused"], tuple(e["serves"]) if "serves" in e else None)
+                     e["refused"], tuple(e["serves"]) if "serves" in e else None, e.get("label", ""))
     return None
 
 
@@ -386,8 +366,37 @@ def needed_code(arch: str) -> str:
     return f"SASS for {arch} ({sass}) or PTX compute_XY ≤ {major}.{minor}"
 
 
+def _short(name: str) -> str:
+    return name.rsplit(".", 1)[-1]
+
+
+def _carry(by_name: Mapping[str, Module], needs: Sequence[str], arch: str) -> str:
+    """"both carry sm_100a" / "_qattn_sm89 carries sm_89, _fused carries sm_80": the code that runs."""
+    runs = {}
+    for n in needs:
+        mod = by_name[n]
+        sass = [t for t in mod.targets if not t.ptx and runs_on(t, arch)]
+        ptx = [t for t in mod.targets if t.ptx and runs_on(t, arch)]
+        runs[n] = str(max(sass)) if sass else (f"PTX {max(ptx)} (JIT)" if ptx else "host code only")
+    if len(set(runs.values())) == 1 and len(runs) > 1:
+        return f"{'both' if len(runs) == 2 else 'all'} carry {next(iter(runs.values()))}"
+    return ", ".join(f"{_short(n)} carries {c}" for n, c in runs.items())
+
+
+def _and(names: Sequence[str]) -> str:
+    names = [_short(n) for n in names]
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
 def judge(modules: Sequence[Module], arch: str, rules: Rules | None) -> Verdict:
     """Can the wheel whose compiled ``modules`` are given run on ``arch``?"""
+    v = _judge(modules, arch, rules)
+    if rules is not None and rules.fallback:
+        return Verdict(v.arch, v.runnable, v.by, rules.prefix() + v.why, v.kernel, v.needs, v.missing, v.jit)
+    return v
+
+
+def _judge(modules: Sequence[Module], arch: str, rules: Rules | None) -> Verdict:
     by_name = {m.name: m for m in modules}
     if rules is None:
         needs = tuple(m.name for m in modules if m.sass or m.ptx)
@@ -401,12 +410,20 @@ def judge(modules: Sequence[Module], arch: str, rules: Rules | None) -> Verdict:
             return Verdict(arch, False, None, f"the import fails: {', '.join(absent)} is not in the wheel",
                            needs=tuple(absent),
                            missing=tuple(Missing(n, "not in the wheel", "the module") for n in absent))
-        path = rules.dispatch.get(arch)
+        path = rules.path(arch)
         if path is None:
+            if rules.from_wheel:
+                return Verdict(arch, False, None, f"refused: {rules.refused.format(arch=arch)}")
             return Verdict(arch, False, None, f"{rules.package} refuses {arch} at run time: "
                            + rules.refused.format(arch=arch))
         needs, kernel = path.modules, path.kernel
+        if path.broken:
+            return Verdict(arch, False, None, f"{rules.source} sends {arch} to {kernel} ({path.why.split(';')[0]}), "
+                           f"but {path.broken}", kernel, tuple(needs))
         if not needs:
+            if rules.from_wheel:
+                return Verdict(arch, True, "triton", f"{rules.source} sends {arch} to {kernel} ({path.why}); "
+                               "no compiled module needed", kernel)
             return Verdict(arch, True, "triton", f"{rules.entry} runs {kernel} on {arch}: Triton, "
                            f"compiled on the first call; no compiled module needed ({path.why})", kernel)
     missing: list[Missing] = []
@@ -418,7 +435,13 @@ def judge(modules: Sequence[Module], arch: str, rules: Rules | None) -> Verdict:
             missing.append(Missing(name, mod.carries() if mod else "not in the wheel", needed_code(arch)))
         elif how == "ptx":
             jit.append(name)
-    if rules and kernel:
+    if rules and kernel and rules.from_wheel:
+        where = rules.path(arch)
+        head = (f"{rules.source} sends {arch} to {kernel} ({where.why.split(';')[0] if where else '?'}), "
+                f"which needs {_and(needs)}")
+        if not missing:
+            head += f"; {_carry(by_name, needs, arch)}"
+    elif rules and kernel:
         head = f"{rules.entry} runs {kernel} on {arch}" if kernel != rules.entry else f"{kernel} on {arch}"
     else:
         head = f"on {arch}"
@@ -428,6 +451,8 @@ def judge(modules: Sequence[Module], arch: str, rules: Rules | None) -> Verdict:
     if jit:
         return Verdict(arch, True, "ptx-jit", f"{head}: by PTX JIT for {', '.join(jit)} (the first call "
                        "compiles it; expect a delay), SASS for the rest", kernel, tuple(needs), (), tuple(jit))
+    if rules and rules.from_wheel:
+        return Verdict(arch, True, "sass", head, kernel, tuple(needs))
     what = ", ".join(needs) if needs else "no module with GPU code"
     return Verdict(arch, True, "sass", f"{head}: SASS in {what}", kernel, tuple(needs))
 

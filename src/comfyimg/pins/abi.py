@@ -5,7 +5,8 @@ Understands the conventions used for pre-built attention wheels:
 * PEP 427 build tags, ``sageattention-2.2.0-290.129-cp312-cp312-linux_x86_64.whl``:
   ``290`` = torch 2.9.0, ``129`` = CUDA 12.9.
 * PEP 440 local versions, ``sageattention-2.2.0+cu130.torch2.13.0.sm90-…``
-  (one wheel per SM) and ``…+cu128torch2.8.0-…``.
+  (one wheel per SM), ``…+cu128torch2.8.0-…`` and ``…+cu130torch2.11-…`` (Comfy-Org's
+  index: torch major.minor, fits every patch release of it).
 * abi3 and manylinux platform tags, through :mod:`packaging.tags`.
 """
 
@@ -23,13 +24,13 @@ from packaging.utils import (
 )
 from packaging.version import InvalidVersion, Version
 
-_PYTHON_TAG = re.compile(r"^cp(?P<major>\d)(?P<minor>\d+)$")
-_PLATFORM = re.compile(r"^(?P<os>linux|manylinux_\d+_\d+|manylinux\d+|musllinux_\d+_\d+|win|macosx_\d+_\d+)_(?P<arch>\w+)$")
-_BUILD_TAG = re.compile(r"^(?P<torch>\d{3,4})\.(?P<cuda>\d{3})$")
-_LOCAL_CUDA = re.compile(r"(?:^|\.)cu(?P<cuda>\d{3})(?=\.|torch|$)")
-_LOCAL_TORCH = re.compile(r"torch(?P<torch>\d+(?:\.\d+){1,2})(?=\.|$)")
-_LOCAL_SM = re.compile(r"(?:^|\.)(?P<sm>sm\d{2,3}[a-z]?)(?=\.|$)")
-SM = re.compile(r"^sm\d{2,3}[a-z]?$")
+_PYTHON_TAG = re.compile(r"^cp(?P<major>\d)(?P<minor>\d+)$", re.ASCII)
+_PLATFORM = re.compile(r"^(?P<os>linux|manylinux_\d+_\d+|manylinux\d+|musllinux_\d+_\d+|win|macosx_\d+_\d+)_(?P<arch>\w+)$", re.ASCII)
+_BUILD_TAG = re.compile(r"^(?P<torch>\d{3,4})\.(?P<cuda>\d{3})$", re.ASCII)
+_LOCAL_CUDA = re.compile(r"(?:^|\.)cu(?P<cuda>\d{3})(?=\.|torch|$)", re.ASCII)
+_LOCAL_TORCH = re.compile(r"torch(?P<torch>\d+(?:\.\d+){1,2})(?=\.|$)", re.ASCII)
+_LOCAL_SM = re.compile(r"(?:^|\.)(?P<sm>sm\d{2,3}[a-z]?)(?=\.|$)", re.ASCII)
+SM = re.compile(r"^sm\d{2,3}[a-z]?$", re.ASCII)
 # glibc of Ubuntu 24.04, the images' base; manylinux wheels up to it fit.
 _DEFAULT_GLIBC = (2, 39)
 
@@ -134,11 +135,19 @@ def _pythons(wheel: WheelABI) -> str:
 
 def _platform_reason(wheel: WheelABI, image: ImageABI) -> str:
     for tag in wheel.tags:
-        m = re.match(r"^manylinux_(\d+)_(\d+)_(\w+)$", tag.platform)
+        m = re.match(r"^manylinux_(\d+)_(\d+)_(\w+)$", tag.platform, re.ASCII)
         if m and image.platform == f"linux_{m[3]}" and (int(m[1]), int(m[2])) > image.glibc:
             need, have = f"{m[1]}.{m[2]}", ".".join(map(str, image.glibc))
             return f"platform {tag.platform} needs glibc {need} > the image's {have}"
     return f"platform {_platforms(wheel)} ≠ {image.platform}"
+
+
+def _same_torch(built: Version, image: Version) -> bool:
+    """``torch2.11`` (a local version naming major.minor, Comfy-Org style) fits every 2.11.x;
+    ``torch2.13.0`` and build tag ``290`` name the exact release."""
+    if len(built.release) == 2:
+        return built.release == image.release[:2]
+    return Version(built.public) == image
 
 
 def mismatches(wheel: WheelABI, image: ImageABI) -> list[str]:
@@ -158,7 +167,7 @@ def mismatches(wheel: WheelABI, image: ImageABI) -> list[str]:
             reasons.append(_platform_reason(wheel, image))
         if python_ok and platform_ok:
             reasons.append(f"tags {_pythons(wheel)}/{_platforms(wheel)} do not fit {image.python}/{image.platform}")
-    if wheel.torch is not None and Version(wheel.torch.public) != Version(image.torch):  # 2.9 == 2.9.0
+    if wheel.torch is not None and not _same_torch(wheel.torch, Version(image.torch)):
         reasons.append(f"torch {wheel.torch} ≠ {image.torch}")
     if wheel.cuda is not None:
         if image.cuda is None:

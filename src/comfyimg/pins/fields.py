@@ -20,6 +20,7 @@ _FORMATS = {
     "CUDA": r"\d{2}\.\d",
     "GLIBC": r"(\d+)\.(\d+)",
     "REPO": r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+",
+    "PROJECT": r"[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?",
     "IDENT": r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*",
     "INDEX": r"cpu|cu\d{3}|rocm\d+(\.\d+)*",
     "HEX64": r"[0-9a-f]{64}",
@@ -27,8 +28,8 @@ _FORMATS = {
     "PROFILE": r"[a-z][a-z0-9_]*",  # also the prefix of its bake variables (CUDA_TORCH_VERSION)
     "TARGET": r"[A-Za-z0-9_-]+",  # what buildx allows in a target name
 }
-PY, CUDA, GLIBC, REPO, IDENT, INDEX, HEX64, PLATFORM, PROFILE, TARGET = (
-    re.compile(p) for p in _FORMATS.values())
+PY, CUDA, GLIBC, REPO, PROJECT, IDENT, INDEX, HEX64, PLATFORM, PROFILE, TARGET = (
+    re.compile(p, re.ASCII) for p in _FORMATS.values())
 _TAG_FORBIDDEN = frozenset(" ~^:?*[\\")
 
 
@@ -158,6 +159,12 @@ def check_url(err: Errors, where: tuple[Any, ...], name: str | None, version: Ve
         return None
     if parts.scheme not in ("http", "https") or not parts.netloc:
         err.add(where + ("url",), "url", f"{url!r} is not an http(s) URL")
+        return None
+    if not parts.netloc.isascii() or "xn--" in parts.netloc.lower():
+        # Refused, not converted: a look-alike host (a Cyrillic letter in github.com) must not
+        # pass as the real one; write the host in ASCII.
+        err.add(where + ("url",), "url", f"{url!r}: the host {parts.netloc!r} is not plain ASCII (an "
+                "internationalized or look-alike name); only ASCII host names are accepted")
         return None
     if bad := sorted({c for c in url if c in _URL_FORBIDDEN or not c.isprintable()}):
         # The URL goes verbatim into a requirements line: a space, '#' or newline there

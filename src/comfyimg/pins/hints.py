@@ -10,7 +10,6 @@ if TYPE_CHECKING:
 
 def record_hash_command(pin: Pin) -> str:
     """The one command that records a missing sha256 (run where GitHub is reachable)."""
-    if pin.source:
-        name = f"'{pin.key}'" if pin.arch else pin.key  # [smXX] is a shell glob
-        return f"invoke bump --release {pin.source.release} --verify --name {name}"
-    return f"sha256sum {pin.filename}  # then set sha256 of {pin.key} in wheels.toml"
+    name = f"'{pin.key}'" if pin.arch else pin.key  # [smXX] is a shell glob
+    release = getattr(pin.source, "release", None)  # a GitHub source; an index or a URL has none
+    return f"invoke bump{f' --release {release}' if release else ''} --verify --name {name}"

@@ -4,15 +4,27 @@
 from __future__ import annotations
 
 import re
+import tomllib
 from pathlib import Path
 from typing import Any
 
 from comfyimg.errors import BadInput
+from comfyimg.untrusted import one_line
+
+_KEY_PART = re.compile(r'"((?:[^"\\]|\\.)*)"|\'([^\']*)\'|([A-Za-z0-9_-]+)', re.ASCII)
+
+
+def _basic(escaped: str) -> str:
+    """A TOML basic string's value (escapes such as ``\\n`` decoded), as tomllib reads it."""
+    try:
+        return str(tomllib.loads(f'k = "{escaped}"')["k"])
+    except tomllib.TOMLDecodeError:
+        return escaped
 
 
 def _split_key(key: str) -> list[str]:
-    parts = re.findall(r'"([^"]*)"|\'([^\']*)\'|([A-Za-z0-9_-]+)', key)
-    return [a or b or c for a, b, c in parts]
+    parts = _KEY_PART.findall(key)
+    return [_basic(a) if a else (b or c) for a, b, c in parts]
 
 
 def line_index(text: str) -> dict[tuple[Any, ...], int]:
@@ -38,7 +50,7 @@ def line_index(text: str) -> dict[tuple[Any, ...], int]:
         elif m := re.match(r"^\[\s*([^\]]+?)\s*\]", s):
             table = in_current_entry(tuple(_split_key(m[1])))
             lines.setdefault(table, no)
-        elif m := re.match(r"""^("[^"]*"|'[^']*'|[A-Za-z0-9_.\-"' ]+?)\s*=""", s):
+        elif m := re.match(r"""^("(?:[^"\\]|\\.)*"|'[^']*'|[A-Za-z0-9_.\-"' ]+?)\s*=""", s):
             lines.setdefault(table + tuple(_split_key(m[1])), no)
     return lines
 
@@ -78,9 +90,10 @@ class Errors:
         return 1
 
     def add(self, path: tuple[Any, ...], field: str, message: str) -> None:
-        self.items.append((self.line(*path), f"{field}: {message}"))
+        # Escaped like all untrusted text: a key holding a newline cannot forge a line.
+        self.items.append((self.line(*path), one_line(f"{field}: {message}")))
 
     def raise_if_any(self) -> None:
         if self.items:
-            msgs = [f"{self.path.name}:{line}: {msg}" for line, msg in sorted(self.items)]
+            msgs = [f"{one_line(self.path.name)}:{line}: {msg}" for line, msg in sorted(self.items)]
             raise BadInput("\n".join(msgs))

@@ -15,15 +15,19 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from comfyimg.errors import BadInput
 from comfyimg.fsutil import read_text
-from comfyimg.kernels.wheel import Module, Target
+from comfyimg.kernels.dispatch import Branch, FromTable, WheelDispatch
+from comfyimg.kernels.wheel import Module, Target, parse_arch
+from comfyimg.pins import comfyui as comfyui_pin
 from comfyimg.pins import fields as F
 from comfyimg.pins.abi import SM, ImageABI, mismatches
+from comfyimg.pins.comfyui import ComfyUI
 from comfyimg.pins.fields import (
     check_url,
     index_vs_cuda,
@@ -39,10 +43,13 @@ from comfyimg.pins.lines import Errors
 
 PROFILE_KEYS = {"python", "platform", "torch", "torch_index", "cuda", "archs", "glibc"}
 WHEEL_KEYS = {"name", "version", "url", "sha256", "source", "targets", "provides", "arch", "serves",
-              "coverage", "coverage_from"}
+              "coverage", "coverage_from", "dispatch_from", "dispatch"}
 SOURCE_KEYS = {"github", "release"}
+INDEX_SOURCE_KEYS = {"index", "project"}
 COVERAGE_FROM_KEYS = {"tool", "sha256"}
 COVERAGE_KEYS = {"module", "sass", "ptx"}
+DISPATCH_FROM_KEYS = {"source", "file", "sha256", "entry", "imports", "why"}
+DISPATCH_KEYS = {"archs", "kernel", "modules", "line", "triton", "raise", "fakes"}
 
 
 @dataclass(frozen=True)
@@ -62,6 +69,14 @@ class Source:
 
 
 @dataclass(frozen=True)
+class IndexSource:
+    """A PEP 503/691 simple index: ``invoke bump`` picks the newest fitting file of ``project``."""
+
+    index: str  # "https://…/simple"
+    project: str
+
+
+@dataclass(frozen=True)
 class Coverage:
     """The compiled modules of the pinned wheel and their GPU code, as recorded by ``invoke bump``."""
 
@@ -69,6 +84,9 @@ class Coverage:
     sha256: str  # of the wheel it was read from
     modules: tuple[Module, ...]
     line: int
+    # Where the dispatch (which kernel on which arch) came from: read from the wheel's Python,
+    # or the table (with why); None: not recorded (wheels.toml written before it was), unknown.
+    dispatch: WheelDispatch | FromTable | None = None
 
 
 @dataclass(frozen=True)
@@ -78,7 +96,7 @@ class Pin:
     version: str
     url: str
     sha256: str | None
-    source: Source | None
+    source: Source | IndexSource | None
     targets: tuple[str, ...]
     provides: tuple[str, ...]
     arch: str | None
@@ -101,6 +119,7 @@ class Pins:
     path: Path
     profiles: Mapping[str, Profile]
     wheels: tuple[Pin, ...]
+    comfyui: ComfyUI | None = None  # [comfyui]: the ComfyUI release the core images check out
 
     def profile_for(self, target: str) -> Profile:
         return self.profiles[target.rsplit("-", 1)[-1]]
@@ -196,7 +215,33 @@ def _load_profile(err: Errors, name: str, table: Any) -> Profile | None:
     return Profile(name, abi, index, err.line(*where))
 
 
-def _load_source(err: Errors, where: tuple[Any, ...], raw: Any) -> Source | None:
+def _load_index_source(err: Errors, where: tuple[Any, ...], raw: dict) -> IndexSource | None:
+    if not sub_table(err, where, "source", raw, INDEX_SOURCE_KEYS,
+                     "{ index = 'https://…/simple', project = 'NAME' }"):
+        return None
+    index = string(err, where + ("source",), "source.index", raw, "index")
+    project = string(err, where + ("source",), "source.project", raw, "project")
+    if index:
+        parts = urlsplit(index)
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+            err.add(where + ("source", "index"), "source.index",
+                    f"{index!r} is not an index URL; expected e.g. 'https://example.org/simple'")
+            return None
+    if project and not F.PROJECT.fullmatch(project):
+        err.add(where + ("source", "project"), "source.project",
+                f"{project!r} is not a project name (PEP 508: letters, digits, '.', '_', '-')")
+        return None
+    return IndexSource(index, project) if index and project else None
+
+
+def _load_source(err: Errors, where: tuple[Any, ...], raw: Any) -> Source | IndexSource | None:
+    if isinstance(raw, dict) and ("index" in raw or "project" in raw):
+        if "github" in raw or "release" in raw:
+            err.add(where + ("source",), "source",
+                    "mixes a GitHub source (github, release) with an index source (index, project); "
+                    "give one of them")
+            return None
+        return _load_index_source(err, where, raw)
     if not sub_table(err, where, "source", raw, SOURCE_KEYS, "{ github = 'owner/repo', release = 'TAG' }"):
         return None
     github = string(err, where + ("source",), "source.github", raw, "github")
@@ -249,7 +294,9 @@ def _load_wheel(err: Errors, i: int, table: Any, profiles: dict[str, Profile | N
         arch = None
     serves = str_list(err, where, "serves", table, "serves", required=False)
     for sm in serves or ():
-        if not SM.fullmatch(sm):
+        try:  # any arch NVIDIA's rules know: smXY, e.g. sm75, sm100, sm121
+            parse_arch(sm)
+        except ValueError:
             err.add(where + ("serves",), "serves", f"{sm!r} is not a GPU arch; expected e.g. 'sm90'")
             serves = None
     coverage = _load_coverage(err, where, table)
@@ -327,7 +374,83 @@ def _load_coverage(err: Errors, where: tuple[Any, ...], table: dict) -> Coverage
             modules.append(Module(mod, lists["sass"], lists["ptx"]))
     if not (ok and tool and digest):
         return None
-    return Coverage(tool, digest, tuple(modules), err.line(*where, "coverage_from"))
+    return Coverage(tool, digest, tuple(modules), err.line(*where, "coverage_from"),
+                    _load_dispatch(err, where, table, tool and digest and ok))
+
+
+def _load_dispatch(err: Errors, where: tuple[Any, ...], table: dict, recorded: Any) -> WheelDispatch | FromTable | None:
+    """``dispatch_from = { source = "wheel", file, sha256, entry, imports }`` with ``dispatch = [{ archs,
+    kernel, modules, line }, …]``, or ``dispatch_from = { source = "table", why }``; absent: unknown."""
+    if "dispatch_from" not in table:
+        if "dispatch" in table:
+            err.add(where + ("dispatch",), "dispatch_from", "missing; dispatch needs it (invoke bump --verify records both)")
+        return None
+    raw = table["dispatch_from"]
+    w = where + ("dispatch_from",)
+    if not sub_table(err, where, "dispatch_from", raw, DISPATCH_FROM_KEYS, "{ source = 'wheel' | 'table', … }"):
+        return None
+    source = string(err, w, "dispatch_from.source", raw, "source")
+    if source == "table":
+        why = string(err, w, "dispatch_from.why", raw, "why")
+        if "dispatch" in table:
+            err.add(where + ("dispatch",), "dispatch", "must be absent when dispatch_from.source is 'table'")
+        return FromTable("", why) if why and recorded else None
+    if source != "wheel":
+        if source is not None:
+            err.add(w, "dispatch_from.source", f"{source!r}: expected 'wheel' or 'table'")
+        return None
+    file = string(err, w, "dispatch_from.file", raw, "file")
+    entry = string(err, w, "dispatch_from.entry", raw, "entry")
+    digest, ok = matching(err, w, "dispatch_from.sha256", raw, "sha256", F.HEX64, "64 lowercase hex characters")
+    imports = str_list(err, w, "dispatch_from.imports", raw, "imports", required=False) or ()
+    arms = table.get("dispatch")
+    if not isinstance(arms, list) or not arms or not all(isinstance(a, dict) for a in arms):
+        err.add(where + ("dispatch",) if "dispatch" in table else w, "dispatch",
+                "expected a non-empty array of tables { archs, kernel, modules, line } (invoke bump --verify records it)")
+        return None
+    branches: list[Branch] = []
+    otherwise: Branch | None = None
+    for n, arm in enumerate(arms):
+        f, wa = f"dispatch[{n}].", where + ("dispatch",)
+        unknown_keys(err, wa, f, arm, DISPATCH_KEYS)
+        archs = arm.get("archs", [])
+        if not isinstance(archs, list) or not all(isinstance(a, str) for a in archs):
+            err.add(wa, f + "archs", f"expected an array of GPU archs, got {type_name(archs)}")
+            ok = False
+            continue
+        for a in archs:
+            try:
+                parse_arch(a)
+            except ValueError as exc:
+                err.add(wa, f + "archs", str(exc))
+                ok = False
+        kernel, line = arm.get("kernel"), arm.get("line")
+        mods = arm.get("modules", [])
+        if not isinstance(line, int) or isinstance(line, bool) or line < 1:
+            err.add(wa, f + "line", f"expected a line number, got {type_name(line)}")
+            ok = False
+        if not isinstance(mods, list) or not all(isinstance(m, str) and F.IDENT.fullmatch(m) for m in mods):
+            err.add(wa, f + "modules", "expected an array of importable module names")
+            ok = False
+        refused = arm.get("raise")
+        if (kernel is None) == (refused is None) or not isinstance(kernel or refused, str):
+            err.add(wa, f + "kernel", "expected either kernel = 'function' or raise = '…' (a refusal)")
+            ok = False
+            continue
+        fakes = str_list(err, wa, f + "fakes", arm, "fakes", required=False) or ()
+        b = Branch(tuple(archs), kernel, line if isinstance(line, int) else 0,
+                   tuple(mods) if isinstance(mods, list) else (), bool(arm.get("triton", False)), refused or "",
+                   tuple(fakes))
+        if archs:
+            branches.append(b)
+        elif otherwise is None:
+            otherwise = b
+        else:
+            err.add(wa, f + "archs", "only one arm may name no arch (the final else)")
+            ok = False
+    if not (ok and file and entry and digest and recorded):
+        return None
+    return WheelDispatch("", file, digest, entry, tuple(imports), tuple(branches), otherwise)
 
 
 def loads(text: str, path: Path, *, bake_targets: set[str] | None = None) -> Pins:
@@ -349,7 +472,8 @@ def loads(text: str, path: Path, *, bake_targets: set[str] | None = None) -> Pin
         raise BadInput(f"{path.name}:{_deep_line(text)}: toml: arrays or tables nested too deeply") from None
     if not doc:
         raise BadInput(f"{path.name}:1: profiles: the file is empty; expected [profiles.*] tables and [[wheel]] entries")
-    unknown_keys(err, (), "", doc, {"profiles", "wheel"})
+    unknown_keys(err, (), "", doc, {"profiles", "wheel", "comfyui"})
+    comfyui = comfyui_pin.load(err, doc["comfyui"]) if "comfyui" in doc else None
     profiles: dict[str, Profile | None] = {}
     raw_profiles = doc.get("profiles")
     if not isinstance(raw_profiles, dict) or not raw_profiles:
@@ -364,7 +488,7 @@ def loads(text: str, path: Path, *, bake_targets: set[str] | None = None) -> Pin
     wheels = [w for i, t in enumerate(raw_wheels) if (w := _load_wheel(err, i, t, profiles, bake_targets))]
     _check_duplicates(err, wheels)
     err.raise_if_any()
-    return Pins(path, {k: v for k, v in profiles.items() if v}, tuple(wheels))
+    return Pins(path, {k: v for k, v in profiles.items() if v}, tuple(wheels), comfyui)
 
 
 def _deep_line(text: str, limit: int = 50) -> int:

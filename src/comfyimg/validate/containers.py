@@ -14,7 +14,6 @@ to end (``--bench-after``), so nothing else uses the GPU while it is timed.
 
 from __future__ import annotations
 
-import json
 import shutil
 import signal
 import tempfile
@@ -33,7 +32,9 @@ from comfyimg.build.docker import NO_DOCKER_CLI, ClientNotFoundError, DockerExce
 from comfyimg.errors import BadInput, UserError, WorkFailed
 from comfyimg.kernels import coverage
 from comfyimg.output import out
+from comfyimg.pins import comfyui as comfyui_pin
 from comfyimg.pins.load import load
+from comfyimg.untrusted import loads_json
 from comfyimg.validate.gpuaccess import (
     DEFAULT_CDI_KIND,
     GIVE_THE_ENGINE_THE_GPU,
@@ -84,7 +85,11 @@ class ProbeTimeout(Exception):
 
 
 class Terminated(BaseException):
-    """SIGTERM, raised in the main thread so that ``finally`` blocks remove the container."""
+    """SIGTERM or SIGHUP, raised in the main thread so that ``finally`` blocks remove the container."""
+
+    def __init__(self, signum: int = signal.SIGTERM) -> None:
+        super().__init__(signum)
+        self.signum = signum
 
 
 # --------------------------------------------------------------------------- image + expectations
@@ -110,6 +115,28 @@ def expectations(root: Path, spec: ProbeSpec, target: str | None) -> list[str]:
 # --------------------------------------------------------------------------- labels
 
 
+def label_pins(raw: str) -> set[tuple[str, str, str | None]] | str:
+    """The (name, version, sha256) pins of an ``io.comfyimg.pins`` label, or what is wrong
+    with it: a label is written by whoever built the image, so every field is checked."""
+    try:
+        items = loads_json(raw)
+    except ValueError as exc:
+        return str(exc)
+    if not isinstance(items, list):
+        return f"a JSON {type(items).__name__}, not a list"
+    pins = set()
+    for i, p in enumerate(items):
+        if not isinstance(p, dict):
+            return f"[{i}] is a JSON {type(p).__name__}, not an object"
+        for key in ("name", "version"):
+            if not isinstance(p.get(key), str):
+                return f"[{i}].{key} is {type(p.get(key)).__name__}, not a string"
+        if p.get("sha256") is not None and not isinstance(p["sha256"], str):
+            return f"[{i}].sha256 is {type(p['sha256']).__name__}, not a string or null"
+        pins.add((p["name"], p["version"], p.get("sha256")))
+    return pins
+
+
 def label_check(image: str, expected: list[dict], *, exact: bool) -> dict:
     """The image's ``io.comfyimg.pins`` label (written by ``invoke bake``) against the pins it
     should hold, as one more check of the report. ``exact``: the label must list exactly
@@ -125,10 +152,9 @@ def label_check(image: str, expected: list[dict], *, exact: bool) -> dict:
     if raw is None:
         status = "fail" if exact else "skip"
         return {"name": name, "status": status, "detail": f"no {PINS_LABEL} label (not built by invoke bake)"}
-    try:
-        labelled = {(p["name"], p["version"], p["sha256"]) for p in json.loads(raw)}
-    except (ValueError, TypeError, KeyError) as exc:
-        return {"name": name, "status": "fail", "detail": f"{PINS_LABEL} is not a pin list: {exc}"}
+    labelled = label_pins(raw)
+    if isinstance(labelled, str):
+        return {"name": name, "status": "fail", "detail": f"{PINS_LABEL} is not a pin list: {labelled}"}
     wanted = {(p["name"], p["version"], p["sha256"]) for p in expected}
     names = {n for n, _, _ in wanted}
     if not exact and not names:
@@ -138,6 +164,20 @@ def label_check(image: str, expected: list[dict], *, exact: bool) -> dict:
         shown = "; ".join(f"{n} {v} {(h or 'no sha256')[:12]}" for n, v, h in sorted(wrong, key=str))
         return {"name": name, "status": "fail", "detail": f"label and expected pins differ: {shown}"}
     return {"name": name, "status": "pass", "detail": f"{len(labelled)} pin(s) labelled as expected"}
+
+
+def comfyui_label_check(root: Path, image: str) -> dict:
+    """The image's ``io.comfyimg.comfyui.*`` labels against ``[comfyui]`` in wheels.toml."""
+    try:
+        labels = client().image.inspect(image).config.labels or {}
+    except DockerException as exc:
+        return {"name": "ComfyUI label matches the pin", "status": "fail",
+                "detail": f"cannot inspect {image}: {error_line(exc)}"}
+    try:
+        pin = load(root / "wheels.toml").comfyui
+    except BadInput:
+        pin = None
+    return comfyui_pin.label_check(labels, pin)
 
 
 def expected_pins(root: Path, image_from_record: bool, target: str | None, spec: ProbeSpec) -> list[dict]:
@@ -154,9 +194,24 @@ def expected_pins(root: Path, image_from_record: bool, target: str | None, spec:
 # --------------------------------------------------------------------------- run
 
 
-def _probe_user(docker: DockerClient, image: str) -> str:
-    user = docker.image.inspect(image).config.user or ""
-    return user if user not in ("", "0", "root") else "comfy"
+NON_ROOT_USER = "comfy"  # the images' own non-root user (PUID/PGID, tools/ and docker-bake.hcl)
+
+
+def probe_user(image_user: str, asked: str | None = None) -> str:
+    """Who the probe runs as: ``asked`` (``--user``) when given; else the image's ``USER``
+    unless that is uid 0 in any spelling (``""``, ``0``, ``root``, ``0:0``, ``root:root``,
+    ``00:1000``...), which becomes the image's non-root user. Never root unless asked."""
+    if asked:
+        return asked
+    uid = image_user.split(":", 1)[0].strip()
+    if uid.lower() in ("", "root") or (uid.isascii() and uid.isdigit() and int(uid) == 0):
+        return NON_ROOT_USER
+    return image_user
+
+
+def image_probe_user(docker: DockerClient, image: str, asked: str | None) -> str:
+    """Who the probe runs as in ``image`` (see :func:`probe_user`); smoke uses it too."""
+    return probe_user(docker.image.inspect(image).config.user or "", asked)
 
 
 def container_options(user: str, gpu: GpuAccess | None = None) -> dict[str, Any]:
@@ -220,7 +275,14 @@ def run_container(docker: DockerClient, image: str, command: list[str], options:
             return Run(name, None, exc.return_code, "", f"docker could not start the probe container: "
                        f"{_docker_says(exc)}", time.monotonic() - started)
         codes: list[int] = []
-        waiter = threading.Thread(target=lambda: codes.append(docker.container.wait(name)), daemon=True)
+
+        def wait() -> None:
+            try:
+                codes.append(docker.container.wait(name))
+            except BaseException:  # noqa: BLE001 - the container went (Ctrl-C removed it): `codes` stays
+                pass  # empty and is handled below; a thread must never print a traceback
+
+        waiter = threading.Thread(target=wait, daemon=True)
         waiter.start()
         waiter.join(max(0.0, deadline - time.monotonic()))
         if waiter.is_alive():
@@ -234,7 +296,7 @@ def run_container(docker: DockerClient, image: str, command: list[str], options:
         result, problem = parse_result(stdout)
         return Run(name, result, codes[0], stdout, problem, time.monotonic() - started)
     finally:
-        _remove(docker, name)
+        remove_container(docker, name)
 
 
 @dataclass
@@ -276,11 +338,11 @@ def run_side_by_side(docker: DockerClient, image: str, jobs: list[Job], deadline
                 thread.join(0.2)  # short joins: Ctrl-C and SIGTERM reach the main thread at once
     except BaseException:
         for job in jobs:
-            _remove(docker, job.name)
+            remove_container(docker, job.name)
         for thread in threads:
             thread.join(10)
         for job in jobs:  # one whose `docker run` was still creating it at the first pass
-            _remove(docker, job.name)
+            remove_container(docker, job.name)
         raise
     ordered = [results[i] for i in range(len(jobs))]  # the jobs' order, not the order they ended in
     timeouts = [str(r) for r in ordered if isinstance(r, ProbeTimeout)]
@@ -299,7 +361,7 @@ def _open_gate(gate: Path) -> None:
         pass  # the session is over (the folder went with it): nothing waits any more
 
 
-def _remove(docker: DockerClient, name: str) -> None:
+def remove_container(docker: DockerClient, name: str) -> None:
     """Remove the container, also one that an interrupted ``docker run`` was still creating."""
     for _ in range(3):
         _quietly(docker.container.remove, name, force=True, volumes=True)
@@ -330,7 +392,7 @@ def parse_result(stdout: str) -> tuple[dict | None, str | None]:
     if len(lines) != 1:
         return None, f"the probe printed {len(lines)} lines on stdout, not one JSON object"
     try:
-        obj = json.loads(lines[0], parse_constant=record._reject_constant)
+        obj = loads_json(lines[0])
     except ValueError as exc:
         return None, f"the probe's output is not JSON: {exc}"
     obj = clean(obj)
@@ -433,7 +495,8 @@ def _failed(root: Path, probe: str, image: str, reason: str, code: int, started:
 def validate(root: Path, probe: str, *, image: str | None = None, target: str | None = None,
              expect_version: str | None = None, require_gpu: bool = False,
              probe_args: list[str] | None = None, gpus: str = "auto", cdi_kind: str = DEFAULT_CDI_KIND,
-             comfyui: str | None = COMFYUI_PATH, timeout: float = DEFAULT_TIMEOUT) -> Outcome:
+             comfyui: str | None = COMFYUI_PATH, timeout: float = DEFAULT_TIMEOUT,
+             user: str | None = None) -> Outcome:
     spec = PROBES[probe]
     from_build_record = image is None
     started = time.monotonic()
@@ -452,14 +515,14 @@ def validate(root: Path, probe: str, *, image: str | None = None, target: str | 
         try:
             if not docker.image.exists(image):
                 raise WorkFailed(f"image {image} not found in the engine; build it with `invoke bake` or pass --image")
-            user = _probe_user(docker, image)
+            run_as = image_probe_user(docker, image, user)
             access = choose_gpu_access(docker, gpus, cdi_kind)
         except ClientNotFoundError:
             raise WorkFailed(NO_DOCKER_CLI) from None
         except DockerException as exc:
             raise WorkFailed(f"cannot reach the Docker engine: {error_line(exc)}") from None
         gpu = {"mode": gpus, "access": access.flag or "none", "why": access.why, "host_gpu": host}
-        options = container_options(user, access)
+        options = container_options(run_as, access)
         args = ["--expect-version", expect_version, *(["--require-gpu"] if require_gpu else []),
                 *expectations(root, spec, target), *(probe_args or [])]
         jobs = [Job(probe, ["-m", probe_module(spec.script), *args], options)]
@@ -509,9 +572,11 @@ def validate(root: Path, probe: str, *, image: str | None = None, target: str | 
         why = "this host has no NVIDIA GPU" if not host else "--gpus none"
         verdict = {**verdict, "reason": f"{verdict.get('reason', '')}; GPU checks NOT run: {why}"}
     labels = label_check(image, expected_pins(root, from_build_record, target, spec), exact=from_build_record)
-    verdict = {**verdict, "checks": [*(verdict.get("checks") or []), labels]}
-    if labels["status"] == "fail" and passed:
-        passed, verdict = False, {**verdict, "status": "fail", "reason": f"labels: {labels['detail']}"}
+    comfy_label = comfyui_label_check(root, image)
+    verdict = {**verdict, "checks": [*(verdict.get("checks") or []), labels, comfy_label]}
+    for check in (labels, comfy_label):
+        if check["status"] == "fail" and passed:
+            passed, verdict = False, {**verdict, "status": "fail", "reason": f"labels: {check['detail']}"}
     outcome = Outcome(probe, image, verdict, main.code, passed, time.monotonic() - started, gpu)
     print_table(outcome)
     for path in write_reports(root, outcome):

@@ -17,6 +17,7 @@ from python_on_whales import DockerClient
 from comfyimg.build.docker import DockerException, error_line
 from comfyimg.build.docker import run as docker_run_cli
 from comfyimg.errors import BadInput, WorkFailed
+from comfyimg.fsutil import read_bytes
 
 DEFAULT_CDI_KIND = "nvidia.com/gpu"
 HOST_GPU_ENV = "COMFYIMG_HOST_GPU"  # auto (default) | 1 | 0: what the host has, for tests and odd hosts
@@ -98,8 +99,8 @@ def cdi_devices(spec_dirs: list[str], kind: str) -> tuple[list[str], list[str]]:
             continue  # a dir that does not exist holds no spec (the engine's defaults often don't)
         for path in files:
             try:
-                spec = yaml.safe_load(path.read_text(encoding="utf-8"))
-            except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+                spec = yaml.safe_load(read_bytes(path).decode("utf-8"))
+            except (OSError, UnicodeDecodeError, yaml.YAMLError, BadInput) as exc:
                 problems.append(f"{path}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
                 continue
             if not isinstance(spec, dict) or spec.get("kind") != kind:

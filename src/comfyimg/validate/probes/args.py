@@ -34,9 +34,18 @@ def choice_list(choices, what: str):
 def needs_arg(text: str) -> tuple[str, list[str]]:
     """``sm90=sageattention._qattn_sm90,sageattention._fused`` → ("sm90", [...])."""
     arch, sep, mods = text.partition("=")
-    if not sep or not re.match(r"^sm\d{2,3}$", arch.strip()):
+    if not sep or not re.match(r"^sm[0-9]{2,3}$", arch.strip()):
         raise argparse.ArgumentTypeError(f"expected ARCH=MODULE,MODULE (e.g. sm90=pkg._ext), got {text!r}")
     return arch.strip(), csv_list(mods)
+
+
+def kernel_arg(text: str) -> tuple[str, str]:
+    """``sm100=sageattn_qk_int8_pv_fp8_cuda`` → ("sm100", name); ``sm121=``: the wheel refuses sm121."""
+    arch, sep, name = text.partition("=")
+    if not sep or not re.match(r"^sm\d{2,3}$", arch.strip()) or not re.match(r"^\w*$", name.strip()):
+        raise argparse.ArgumentTypeError(f"expected ARCH=FUNCTION (e.g. sm90=sageattn_qk_int8_pv_fp8_cuda_sm90) "
+                                         f"or ARCH= (refused), got {text!r}")
+    return arch.strip(), name.strip()
 
 
 def add_expectation_args(p: argparse.ArgumentParser) -> None:
@@ -45,6 +54,9 @@ def add_expectation_args(p: argparse.ArgumentParser) -> None:
                    help="GPU archs the image serves (from its pin); a GPU outside them fails")
     p.add_argument("--needs", type=needs_arg, action="append", default=[], metavar="ARCH=MODULES",
                    help="compiled modules whose kernels ARCH needs (repeatable; default: from kernels.json)")
+    p.add_argument("--kernel", type=kernel_arg, action="append", default=[], metavar="ARCH=FUNCTION",
+                   help="the kernel function the wheel's own dispatch (read by the host from its Python) "
+                        "calls on ARCH; empty: the wheel refuses ARCH (repeatable; default: kernels.json)")
 
 
 def add_gpu_args(p: argparse.ArgumentParser, *, require_gpu_help: str) -> None:

@@ -75,8 +75,19 @@ def call_sageattn(fn, q, k, v, layout):
 
 
 def dispatch_check(report: Report, sage, device: dict, ext_status: dict, rules: dict | None,
-                   needs: dict) -> None:
+                   needs: dict, kernels: dict | None = None) -> None:
+    """Does the kernel that sageattn calls on this GPU load? The kernel and its modules come from
+    the host (--kernel/--needs: the wheel's own dispatch, read from its Python), else the table."""
     sm = device["sm"]
+    if kernels and sm in kernels:
+        if not kernels[sm]:
+            report.add("dispatch", "fail", f"{sm} ({device['name']}): this wheel's sageattn refuses {sm} "
+                       "(its own dispatch, read by the host from the wheel's Python)", kind="gpu", sm=sm)
+            return
+        table_path = (rules or {}).get("dispatch", {}).get(sm) or {}
+        same = table_path.get("kernel") == kernels[sm]
+        rules = {"dispatch": {sm: {"kernel": kernels[sm], "modules": needs.get(sm, []),
+                                   **({"flag": table_path["flag"]} if same and "flag" in table_path else {})}}}
     if rules is None:
         report.add("dispatch", "skip", f"kernels.json does not know {DIST} {report.package['installed']}: "
                    "no GPU -> kernel -> extension check", kind="gpu", sm=sm)
@@ -206,7 +217,7 @@ def probe_body(args, report: Report) -> None:
     if args.no_dispatch_check:
         report.add("dispatch", "skip", "--no-dispatch-check given", kind="gpu", sm=device["sm"])
     else:
-        dispatch_check(report, sage, device, ext_status, rules, dict(args.needs))
+        dispatch_check(report, sage, device, ext_status, rules, dict(args.needs), dict(args.kernel))
 
     fn = getattr(sage, "sageattn", None)
     if not callable(fn):

@@ -13,7 +13,7 @@ TABLE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "kernels.json")
 
 
 def _release(version: str) -> tuple[int, ...]:
-    m = re.match(r"^\s*v?(?:\d+!)?(\d+(?:\.\d+)*)", version or "")
+    m = re.match(r"^\s*v?(?:\d+!)?(\d+(?:\.\d+)*)", version or "", re.ASCII)
     return tuple(int(x) for x in m.group(1).split(".")) if m else ()
 
 
