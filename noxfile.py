@@ -84,7 +84,7 @@ def _validate(session, probe):
     # refuses session.install (nox issue 739), so install only into a real venv.
     if session.venv_backend != "none":
         install_locked(session)
-    session.run("python", "-m", "comfyimg.validate", probe, *session.posargs)
+    session.run("python", "-m", "comfyimg", "validate", probe, *session.posargs)
 
 
 @nox.session(default=False, tags=["validate"])
@@ -134,4 +134,4 @@ def smoke(session):
     """
     if session.venv_backend != "none":
         install_locked(session)
-    session.run("python", "-m", "comfyimg.smoke", *session.posargs)
+    session.run("python", "-m", "comfyimg", "smoke", *session.posargs)

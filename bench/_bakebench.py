@@ -5,7 +5,7 @@ FIXED port (so that build-arg values, and with them the layer cache keys, stay t
 from run to run).
 
 Needs: a Docker engine with buildx and the base images (bash tools/bootstrap.sh --engine
---test-images). Uses the engine tests' helpers (tests/engine/conftest.py, tests/lib/).
+--test-images). Uses the engine tests' helpers (tests/lib/engine.py, tests/lib/).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.engine.conftest import (
+from tests.lib.engine import (
     OVERRIDE,
     STANDIN,
     WheelPin,

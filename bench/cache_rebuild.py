@@ -30,8 +30,8 @@ import time
 from pathlib import Path
 
 from bench._bakebench import LABEL, fmt, median, setup
-from tests.engine.conftest import REGISTRY_CONFIG, STANDIN, Bake, free_port
-from tests.engine.engines import fresh_engine, load_images
+from tests.lib.engine import REGISTRY_CONFIG, STANDIN, Bake, free_port
+from tests.lib.engines import fresh_engine, load_images
 
 STEP = re.compile(r"^\[stage-0 \d+/\d+\] ")
 

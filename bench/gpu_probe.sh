@@ -25,7 +25,7 @@ outdir=${OUTDIR:-$repo/reports/bench}
 mkdir -p "$outdir"
 json=$outdir/$probe-$(date -u +%Y%m%dT%H%M%SZ).json
 
-PYTHONUNBUFFERED=1 "$py" "$repo/src/comfyimg/probes/$probe.py" --require-gpu --bench-seq-len "$seq_lens" "$@" >"$json"
+PYTHONUNBUFFERED=1 PYTHONPATH=${PYTHONPATH:+$PYTHONPATH:}$repo/src/comfyimg/validate "$py" -m "probes.$probe" --require-gpu --bench-seq-len "$seq_lens" "$@" >"$json"
 rc=$?
 "$py" - "$json" <<'EOF'
 import json, sys

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Why the validation container's /tmp must be an exec tmpfs (src/comfyimg/validate.py,
+# Why the validation container's /tmp must be an exec tmpfs (src/comfyimg/validate/containers.py,
 # container_options): run the sage2 probe against PyPI sageattention 1.0.6 (pure Triton)
 # with TRITON_CACHE_DIR on a noexec tmpfs and on an exec one. Needs root (mount), an
 # NVIDIA GPU, CUDA torch + triton, and the 1.0.6 wheel in .whl/ (or SAGE106_WHEEL).
@@ -18,7 +18,7 @@ mount -t tmpfs -o noexec,mode=1777 tmpfs "$work/noexec" || { echo "cannot mount 
 mount -t tmpfs -o exec,mode=1777 tmpfs "$work/exec" || exit 2
 rc_all=0
 for mode in noexec exec; do
-    PYTHONPATH=$work/site TRITON_CACHE_DIR=$work/$mode/triton "$py" "$repo/src/comfyimg/probes/sage2.py" \
+    PYTHONPATH=$work/site:$repo/src/comfyimg/validate TRITON_CACHE_DIR=$work/$mode/triton "$py" -m probes.sage2 \
         --expect-version 1.0.6 --exports sageattn,sageattn_varlen --extensions '' --no-dispatch-check \
         --require-gpu --skip-bench >"$out/$mode.json" 2>"$out/$mode.stderr"
     rc=$?

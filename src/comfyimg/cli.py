@@ -3,22 +3,36 @@
 
 from __future__ import annotations
 
+import argparse
 import json
+import math
 import shlex
 import signal
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from . import bakefile
-from . import pins as pins_mod
-from . import render
-from .console import err, out, plain
-from .errors import FAILED, INTERRUPTED, BadInput, UserError
-from .hints import record_hash_command
-from .fsutil import read_bytes
-from .record import RECORD
-from .untrusted import for_terminal
+from invoke import Task
+from invoke.exceptions import Exit
 
+from comfyimg import render
+from comfyimg.build import bake as bake_mod
+from comfyimg.build import bakefile
+from comfyimg.build import checks as buildchecks
+from comfyimg.build.record import RECORD
+from comfyimg.bump import comfyui as comfyui_bump
+from comfyimg.bump import plan as bump_mod
+from comfyimg.errors import BAD_INPUT, FAILED, INTERRUPTED, BadInput, UserError
+from comfyimg.fsutil import changed_statement, read_bytes
+from comfyimg.kernels import coverage
+from comfyimg.output import SafeTable as Table
+from comfyimg.output import err, out, plain
+from comfyimg.pins import load as pins_mod
+from comfyimg.pins.hints import record_hash_command
+from comfyimg.untrusted import for_terminal
+from comfyimg.validate import containers
+from comfyimg.validate import smoke as smoke_mod
+from comfyimg.validate.gpuaccess import DEFAULT_CDI_KIND, GPU_MODES
 
 # Short flags, the same in every task: one letter never means two things (-p was --pre in
 # bump and --push in bake). Every other option is long only. -f after a task name is that
@@ -28,7 +42,6 @@ SHORT_FLAGS = {"name": "n", "target": "t", "file": "f"}
 
 def task_class():
     """invoke's ``Task``, with :data:`SHORT_FLAGS` instead of invoke's automatic short flags."""
-    from invoke import Task
 
     class FixedShortFlags(Task):
         def __init__(self, *args: object, **kwargs: object) -> None:
@@ -57,9 +70,8 @@ def _stop(signum: int, _frame: object) -> None:
 
 
 def failure(exc: BaseException) -> tuple[str, int] | None:
-    """The message and exit code a command ends with for ``exc``; None: a bug (traceback)."""
-    from .fsutil import changed_statement
-
+    """The message and exit code a command ends with for ``exc``; None: a bug (traceback).
+    The one place where errors become exit codes (each :class:`UserError` carries its own)."""
     if isinstance(exc, UserError):
         return for_terminal(exc), exc.exit_code
     if isinstance(exc, OSError):  # disk full, permission denied: the work failed; writes are atomic
@@ -75,7 +87,6 @@ def failure(exc: BaseException) -> tuple[str, int] | None:
 def run(fn: Callable[..., int | None], *args: object, **kwargs: object) -> None:
     """Run a command; a :class:`UserError` becomes invoke's ``Exit`` (no traceback). SIGTERM
     and SIGHUP end it like Ctrl-C: one line, temporary files removed, exit 143 / 129."""
-    from invoke.exceptions import Exit
 
     previous = {s: signal.signal(s, _stop) for s in (signal.SIGTERM, signal.SIGHUP)}
     try:
@@ -120,8 +131,6 @@ def warn_unhashed(pins: pins_mod.Pins) -> None:
 def check_coverage(pins: pins_mod.Pins) -> None:
     """Recorded kernel coverage that misses an arch a pin serves: bad input (exit 2);
     no coverage recorded: a warning with the command that records it."""
-    from . import coverage
-    from .errors import BadInput
 
     errors, unrecorded = coverage.problems(pins)
     for pin in unrecorded:
@@ -137,11 +146,8 @@ def check(root: Path, json_out: bool = False) -> int:
     check_coverage(pins)
     drifts = render.check(pins, root)
     warn_unhashed(pins)
-    from . import buildchecks
-
     built = buildchecks.run(root)  # bake --call check on every target, when an engine can
     if json_out:  # bad input never gets here: it is a one-line error on stderr, exit 2
-        from . import coverage
 
         print(json.dumps({
             "file": pins.path.name, "wheels": len(pins.wheels), "current": not drifts,
@@ -172,7 +178,6 @@ def check(root: Path, json_out: bool = False) -> int:
 def audit(root: Path, wheel: str | None, archs: list[str], as_json: bool) -> int:
     """``invoke audit``: a wheel on disk (exit 0 runnable on every arch, 1 not, 2 bad input),
     or every pin from its recorded coverage."""
-    from . import coverage
 
     if wheel:
         return coverage.audit_wheel(root, Path(wheel), archs, as_json=as_json)
@@ -204,16 +209,13 @@ def parse_names(names: Sequence[str] | None, remainder: str = "") -> list[str]:
 
 def bump(root: Path, names: Sequence[str] | None, remainder: str, **kwargs: object) -> int:
     """``invoke bump``: names from ``--name`` (repeatable, comma-separated) and after ``--``."""
-    from . import bump as bump_mod
 
     if kwargs.pop("comfyui", False):
-        from . import comfyui_pin
-
         if parse_names(names, remainder) or kwargs.get("verify") or kwargs.get("accept_new_bytes"):
             raise BadInput("--comfyui moves the ComfyUI pin alone; it takes no pin names, "
                            "--verify or --accept-new-bytes")
-        return comfyui_pin.bump(root, pre=bool(kwargs["pre"]), release=kwargs["release"],  # type: ignore[arg-type]
-                                dry_run=bool(kwargs["dry_run"]), json_out=bool(kwargs["json_out"]))
+        return comfyui_bump.bump(root, pre=bool(kwargs["pre"]), release=kwargs["release"],  # type: ignore[arg-type]
+                                  dry_run=bool(kwargs["dry_run"]), json_out=bool(kwargs["json_out"]))
     return bump_mod.bump(root, parse_names(names, remainder), **kwargs)  # type: ignore[arg-type]
 
 
@@ -222,7 +224,6 @@ def bake(root: Path, targets: Sequence[str] | None, remainder: str, *, load: boo
          allow: Sequence[str] | None, json_out: bool = False, **options: object) -> int:
     """``invoke bake``: preflight, build through buildx bake, print a summary and write the
     build record (``--print``: print the resolved plan instead)."""
-    from . import bake as bake_mod
 
     modes = [m for m, on in (("load", load), ("push", push), ("print", print_plan)) if on]
     if len(modes) > 1:
@@ -240,7 +241,6 @@ def bake(root: Path, targets: Sequence[str] | None, remainder: str, *, load: boo
     if json_out:  # the build record itself; the build log went to stderr
         print(read_bytes(root / RECORD).decode("utf-8", "replace"), end="")
         return 0
-    from .console import SafeTable as Table
 
     table = Table("target", "tags", "image id", "duration", "pins", title="bake")
     for b in built:
@@ -249,3 +249,140 @@ def bake(root: Path, targets: Sequence[str] | None, remainder: str, *, load: boo
     out().print(table)
     out().print(f"build record: {RECORD}")
     return 0
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not math.isfinite(value) or value <= 0 or value > 86400:
+        raise argparse.ArgumentTypeError(f"--timeout must be between 0 and 86400 seconds, got {text!r}")
+    return value
+
+
+def _on_sigterm(signum, frame):  # noqa: ARG001
+    raise containers.Terminated(signum)
+
+
+def validate_main(argv: list[str] | None = None) -> int:
+    """``python -m comfyimg validate PROBE [options] [-- PROBE ARGS]`` (the nox sessions call it)."""
+    parser = argparse.ArgumentParser(prog="python -m comfyimg validate", description=containers.__doc__.splitlines()[0])
+    parser.add_argument("probe", choices=sorted(containers.PROBES))
+    parser.add_argument("--image", help="image to validate (default: the latest build record)")
+    parser.add_argument("--target", help="bake target to take from the build record / wheels.toml")
+    parser.add_argument("--expect-version", help="override the pinned version")
+    parser.add_argument("--require-gpu", action="store_true", help="a skipped GPU check fails")
+    parser.add_argument("--gpus", choices=GPU_MODES, default="auto",
+                        help="how the container gets the GPU: auto (nvidia runtime → --gpus all, else a CDI "
+                             "device → --device KIND=all, else none), all, cdi, none")
+    parser.add_argument("--cdi-kind", default=DEFAULT_CDI_KIND, help="the CDI device kind to look for")
+    parser.add_argument("--comfyui", default=containers.COMFYUI_PATH, metavar="PATH|none",
+                        help="the image's ComfyUI, whose own attention path is checked too ('none': skip)")
+    parser.add_argument("--timeout", type=_positive_seconds, default=containers.DEFAULT_TIMEOUT,
+                        help="seconds for the whole validation; the container is killed and removed after it")
+    parser.add_argument("--user", default=None,
+                        help="run the probe as this user (default: the image's USER, or comfy when that is root)")
+    parser.add_argument("--root", type=Path, default=Path.cwd(), help="project root (default: .)")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    probe_args: list[str] = []
+    if "--" in argv:
+        probe_args = argv[argv.index("--") + 1:]
+        argv = argv[: argv.index("--")]
+    try:
+        ns = parser.parse_args(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0) and 2
+    comfyui = None if ns.comfyui.strip().lower() in ("", "none") else ns.comfyui
+    previous = {s: signal.signal(s, _on_sigterm) for s in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        outcome = containers.validate(ns.root.resolve(), ns.probe, image=ns.image, target=ns.target,
+                                      expect_version=ns.expect_version, require_gpu=ns.require_gpu,
+                                      probe_args=probe_args, gpus=ns.gpus, cdi_kind=ns.cdi_kind, comfyui=comfyui,
+                                      timeout=ns.timeout, user=ns.user)
+    except (UserError, OSError) as exc:  # e.g. reports/ not writable
+        message, code = failure(exc)  # type: ignore[misc]
+        err().print(message if message.startswith("error: ") else f"error: {message}")
+        return code
+    except KeyboardInterrupt:
+        err().print(f"interrupted: validate {ns.probe} stopped; its probe container was removed")
+        return INTERRUPTED
+    except containers.Terminated as exc:
+        name = signal.Signals(exc.signum).name
+        err().print(f"terminated: validate {ns.probe} stopped by {name}; its probe container was removed")
+        return 128 + exc.signum
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    return 0 if outcome.passed else 1
+
+
+def smoke_main(argv: list[str] | None = None) -> int:
+    """``python -m comfyimg smoke --image IMAGE [options]`` (``nox -s smoke`` calls it)."""
+    parser = argparse.ArgumentParser(prog="python -m comfyimg smoke", description=smoke_mod.__doc__.splitlines()[0])
+    parser.add_argument("--image", required=True, help="the image to smoke-test")
+    parser.add_argument("--gpus", choices=GPU_MODES, default="auto")
+    parser.add_argument("--cdi-kind", default=DEFAULT_CDI_KIND)
+    parser.add_argument("--timeout", type=_positive_seconds, default=smoke_mod.DEFAULT_TIMEOUT,
+                        help="seconds for the whole smoke; containers are killed and removed after it")
+    parser.add_argument("--steps", type=int, default=smoke_mod.DEFAULT_STEPS)
+    parser.add_argument("--root", type=Path, default=Path.cwd())
+    try:
+        ns = parser.parse_args(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0) and 2
+    if not 1 <= ns.steps <= 200:
+        err().print(f"error: --steps must be 1..200, got {ns.steps}")
+        return BAD_INPUT
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        outcome = smoke_mod.smoke(ns.root.resolve(), ns.image, gpus=ns.gpus, cdi_kind=ns.cdi_kind,
+                                  timeout=ns.timeout, steps=ns.steps)
+    except (UserError, OSError) as exc:
+        message, code = failure(exc)  # type: ignore[misc]
+        err().print(message if message.startswith("error: ") else f"error: {message}")
+        return code
+    except KeyboardInterrupt:
+        err().print("interrupted: smoke stopped; its containers were removed")
+        return INTERRUPTED
+    except containers.Terminated as exc:
+        err().print(f"terminated: smoke stopped by {signal.Signals(exc.signum).name}; its containers were removed")
+        return 128 + exc.signum
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    return 0 if outcome.passed else 1
+
+
+def audit_main(argv: Sequence[str] | None = None) -> int:
+    """``python -m comfyimg audit --wheel PATH [--arch smXY]... [--json]``: ``invoke audit``
+    without invoke (for machines that carry only the package and its dependencies)."""
+
+
+    parser = argparse.ArgumentParser(prog="python -m comfyimg audit", description=audit_main.__doc__)
+    parser.add_argument("--wheel", type=Path, required=True)
+    parser.add_argument("--arch", action="append", default=[])
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--root", type=Path, default=Path.cwd(), help="project root (default: .)")
+    try:
+        ns = parser.parse_args(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0) and 2
+    try:
+        return coverage.audit_wheel(ns.root, ns.wheel, ns.arch, as_json=ns.json)
+    except UserError as exc:
+        err().print(f"error: {exc}")
+        return exc.exit_code
+    finally:
+        sys.stdout.flush()
+
+
+COMMANDS = {"validate": validate_main, "smoke": smoke_main, "audit": audit_main}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m comfyimg COMMAND [ARGS]``: the commands that run without invoke."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] not in COMMANDS:
+        err().print(f"usage: python -m comfyimg {{{','.join(COMMANDS)}}} [ARGS]  (--help after a command)")
+        return BAD_INPUT
+    return COMMANDS[argv[0]](argv[1:])

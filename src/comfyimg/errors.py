@@ -7,9 +7,11 @@ without a traceback.  ``exit_code`` follows the project convention:
 
 from __future__ import annotations
 
+
 BAD_INPUT = 2
 FAILED = 1
 INTERRUPTED = 130  # 128 + SIGINT, as a shell reports Ctrl-C
+TERMINATED = 143  # 128 + SIGTERM
 
 
 class UserError(Exception):

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from .errors import BadInput, WorkFailed
+from comfyimg.errors import BadInput, WorkFailed
 
 
 CHANGED: list[Path] = []  # every file this process replaced or removed, for an honest interrupt message

@@ -16,10 +16,11 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import comfyui_pin
-from .fsutil import CHANGED, atomic_write_many, read_bytes
-from .hints import record_hash_command
-from .pins import Pin, Pins
+from comfyimg.fsutil import CHANGED, atomic_write_many, read_bytes
+from comfyimg.kernels import coverage
+from comfyimg.pins import comfyui as comfyui_pin
+from comfyimg.pins.hints import record_hash_command
+from comfyimg.pins.load import Pin, Pins
 
 GENERATED = Path("generated")
 REQUIREMENTS = GENERATED / "requirements"
@@ -79,7 +80,6 @@ def render(pins: Pins) -> dict[Path, str]:
         for arch in pins.archs_for(target):
             files[REQUIREMENTS / f"{target}-{arch}.txt"] = requirements_text(pins, target, arch)
     files[BAKE_VARS] = json.dumps(bake_vars(pins), indent=2, sort_keys=True) + "\n"
-    from . import coverage  # imports pins too; late, to keep this module's imports plain
 
     files[coverage.DOC] = coverage.markdown(pins)
     return files

@@ -14,9 +14,9 @@ import urllib.request
 
 import pytest
 
-from tests.conftest import REPO
+from tests.lib.project import REPO
 
-from .conftest import (
+from tests.lib.engine import (
     STANDIN,
     WheelPin,
     docker,
@@ -247,8 +247,8 @@ def test_preflight_refuses_a_pin_without_sha256(served, engine_project):
     result = project.bake(pip_index=f"{served.server.url}/simple/")
     assert result.code == 2, result.output[-3000:]
     assert f"wheels.toml:{line}: sha256: sageattention in complete-cuda has no hash" in result.proc.stderr
-    from comfyimg.hints import record_hash_command
-    from comfyimg.pins import load
+    from comfyimg.pins.hints import record_hash_command
+    from comfyimg.pins.load import load
 
     unhashed_pin = next(p for p in load(project.pins).wheels if p.sha256 is None)
     command = record_hash_command(unhashed_pin)

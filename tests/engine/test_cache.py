@@ -17,8 +17,8 @@ import urllib.request
 
 import pytest
 
-from .conftest import STANDIN, docker, wheels_toml
-from .engines import fresh_engine, load_images
+from tests.lib.engine import STANDIN, docker, wheels_toml
+from tests.lib.engines import fresh_engine, load_images
 
 pytestmark = pytest.mark.engine
 

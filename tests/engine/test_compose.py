@@ -9,9 +9,9 @@ import shutil
 
 import pytest
 
-from tests.conftest import REPO
+from tests.lib.project import REPO
 
-from .conftest import LABEL, STANDIN, docker
+from tests.lib.engine import LABEL, STANDIN, docker
 
 COMPOSE = REPO / "compose"
 DATA_DIRS = ["models", "input", "output", "user", "custom_nodes"]
@@ -136,8 +136,8 @@ def test_the_cdi_variant_reaches_dockerds_cdi_driver(tmp_path):
     """No GPU here, but CDI is only a spec file: a fresh dockerd with CDI on and a spec for
     nvidia.com/gpu=all (which sets env vars instead of device nodes) shows that compose
     sends the request and dockerd applies that spec to the container."""
-    from .conftest import BASE
-    from .engines import fresh_engine, load_images
+    from tests.lib.engine import BASE
+    from tests.lib.engines import fresh_engine, load_images
 
     specs = tmp_path / "cdi"
     specs.mkdir()

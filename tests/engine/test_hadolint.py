@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
+from tests.lib.project import REPO
 
 DOCKERFILES = sorted(
     [p for p in (REPO / "services").rglob("*") if p.is_file() and p.name.lower().startswith("dockerfile")]

@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from .conftest import docker
+from tests.lib.engine import docker
 
 pytestmark = pytest.mark.engine
 
@@ -35,8 +35,8 @@ def test_docker_inspect_shows_the_oci_labels_and_the_pins(main_image):
                           text=True).stdout.strip()
     assert labels[OCI + "revision"] == (head or "unknown")
     assert labels[OCI + "source"]
-    from comfyimg import coverage
-    from comfyimg.pins import load
+    from comfyimg.kernels import coverage
+    from comfyimg.pins.load import load
 
     pins = load(main_image.project.pins)
     assert json.loads(labels["io.comfyimg.pins"]) == [
@@ -54,7 +54,7 @@ def test_the_build_record_carries_the_same_labels(main_image):
 
 def _validate(project, *args: str):
     # --comfyui none: the stand-in core has no ComfyUI checkout.
-    return project.run(sys.executable, "-m", "comfyimg.validate", "sage2", "--root", str(project.root),
+    return project.run(sys.executable, "-m", "comfyimg", "validate", "sage2", "--root", str(project.root),
                        "--comfyui", "none", *args, timeout=300)
 
 
@@ -82,7 +82,7 @@ def test_validate_checks_the_labels_against_the_build_record(main_image, engine_
 
 def test_validate_with_an_unlabelled_image_skips_the_label_check(main_image):
     # The stand-in core was not built by invoke bake: no pins label; with --image that is a skip.
-    from comfyimg.validate import label_check
+    from comfyimg.validate.containers import label_check
 
     check = label_check("local/core-standin:test", [{"name": "sageattention", "version": "2.2.0", "sha256": None}],
                         exact=False)

@@ -1,4 +1,4 @@
-"""`python -m comfyimg.smoke` against the real engine, on the real complete image built on the
+"""`python -m comfyimg smoke` against the real engine, on the real complete image built on the
 stand-in core (no ComfyUI there, no GPU here): the model builder fails, the smoke fails with
 that one reason, writes its reports, and leaves no container behind. The render itself runs
 only on the GPU machine (tests/gpu/smoke_h200.sh)."""
@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from tests.conftest import REPO
+from tests.lib.project import REPO
 
 pytestmark = pytest.mark.engine
 
@@ -20,7 +20,7 @@ pytestmark = pytest.mark.engine
 def test_an_image_that_cannot_build_the_model_fails_cleanly(main_image, tmp_path):
     (tmp_path / "compose").mkdir()
     shutil.copy(REPO / "compose" / "complete-cuda.yml", tmp_path / "compose")
-    proc = main_image.project.run(sys.executable, "-m", "comfyimg.smoke", "--image", main_image.image,
+    proc = main_image.project.run(sys.executable, "-m", "comfyimg", "smoke", "--image", main_image.image,
                                   "--gpus", "none", "--timeout", "120", "--root", str(tmp_path),
                                   env={"COMFYIMG_HOST_GPU": "0"}, timeout=300)
     assert proc.returncode == 1, proc.stdout + proc.stderr
@@ -39,8 +39,8 @@ def test_a_server_that_dies_at_start_is_a_crash_with_its_log_and_no_container_le
     container end before it answered, keeps its log, removes it."""
     import time
 
-    from comfyimg import smoke
-    from comfyimg.dockerclient import client
+    from comfyimg.build.docker import client
+    from comfyimg.validate import smoke
 
     started = time.monotonic()
     r = smoke.render(client(), main_image.image, REPO, True, [], {}, 2, time.monotonic() + 60)

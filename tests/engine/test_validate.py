@@ -14,7 +14,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from tests.conftest import REPO
+from tests.lib.project import REPO
 
 pytestmark = pytest.mark.engine
 
@@ -28,7 +28,7 @@ def validate(project, *args: str, env: dict[str, str] | None = None, comfyui: bo
     """The real CLI. The stand-in image has no ComfyUI (its checks run on the host:
     tests/probes), so they are turned off unless asked for; no host GPU unless injected."""
     extra = [] if comfyui else ["--comfyui", "none"]
-    return project.run(sys.executable, "-m", "comfyimg.validate", "sage2", "--root", str(project.root), *args,
+    return project.run(sys.executable, "-m", "comfyimg", "validate", "sage2", "--root", str(project.root), *args,
                        *extra, env={"COMFYIMG_HOST_GPU": "0", **(env or {})}, timeout=300)
 
 
@@ -162,7 +162,7 @@ def test_probe_container_can_load_compiled_code_from_its_cache(main_image):
     ("failed to map segment from shared object"), failing every Triton kernel on a GPU."""
     from python_on_whales import DockerClient
 
-    from comfyimg import validate as validate_mod
+    from comfyimg.validate import containers as validate_mod
 
     code = ("import ctypes, glob, os, shutil\n"
             "cache = os.environ['TRITON_CACHE_DIR']; os.makedirs(cache)\n"

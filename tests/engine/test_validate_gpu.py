@@ -26,9 +26,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
-from tests.engine.conftest import BASE, LABEL, docker
-from tests.engine.engines import fresh_engine, load_images
+from tests.lib.project import REPO
+from tests.lib.engine import BASE, LABEL, docker
+from tests.lib.engines import fresh_engine, load_images
 
 pytestmark = pytest.mark.engine
 
@@ -52,7 +52,7 @@ PROBE_LIKE = f"local/comfyimg-probelike:{LABEL}"
 
 
 def validate_cmd(root: Path, *args: str) -> list[str]:
-    return [sys.executable, "-m", "comfyimg.validate", "sage2", "--root", str(root), "--expect-version", "2.2.0",
+    return [sys.executable, "-m", "comfyimg", "validate", "sage2", "--root", str(root), "--expect-version", "2.2.0",
             *args]
 
 
@@ -245,7 +245,7 @@ def test_an_image_whose_tmp_is_not_writable_still_validates(main_image, tmp_path
     HOME, TMPDIR and Triton cache live in its own tmpfs instead."""
     from python_on_whales import DockerClient
 
-    from comfyimg import validate as validate_mod
+    from comfyimg.validate import containers as validate_mod
 
     tag = f"local/comfyimg-tmp0755:{LABEL}"
     commit_image(tag, "chmod 0755 /tmp", base=main_image.image)

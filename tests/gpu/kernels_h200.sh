@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Kernel coverage, proven on the H200 (sm90): build SageAttention 2.2.0 from the vendored source
 # twice, for TORCH_CUDA_ARCH_LIST=9.0 and 8.0 (in parallel), audit both wheels with the project's
-# own reader (python -m comfyimg.coverage: NVIDIA's cuobjdump + the package table), then run the
+# own reader (python -m comfyimg audit: NVIDIA's cuobjdump + the package table), then run the
 # sage2 probe on the GPU at hand (no Docker) with the expectations the host derives from each
 # wheel's audit for a pin that serves sm90:
 #   - the sm90 build passes;
@@ -73,7 +73,7 @@ run() {
         # Kept for tests/gpu/h200.sh, which builds the Docker proof's image from the sm90 one.
         mkdir -p "$out/wheels/sm$arch" && cp "$wheel" "$out/wheels/sm$arch/"
         echo "== audit of the $arch build: $(basename "$wheel")"
-        PYTHONPATH=$host_pp "$py" -m comfyimg.coverage --wheel "$wheel" --root "$repo" --json \
+        PYTHONPATH=$host_pp "$py" -m comfyimg audit --wheel "$wheel" --root "$repo" --json \
             --arch sm80 --arch sm86 --arch sm89 --arch sm90 --arch sm120 >"$out/audit-sm$arch.json" \
             2>"$out/audit-sm$arch.stderr"
         echo "audit exit $?" >>"$out/audit-sm$arch.stderr"
@@ -84,7 +84,7 @@ print("sm90=" + ",".join(a["needs"]))' "$out/audit-sm$arch.json") || return 1
         echo "sm$arch build: --serves sm90 --needs $needs" >>"$out/expectations.txt"
         "$py" -m pip install -q --no-index --no-deps --target "$work/site$arch" "$wheel" || return 1
         echo "== sage2 probe on this GPU, sm$arch build"
-        PYTHONPATH=$work/site$arch "$py" "$repo/src/comfyimg/probes/sage2.py" --expect-version 2.2.0 \
+        PYTHONPATH=$work/site$arch:$repo/src/comfyimg/validate "$py" -m probes.sage2 --expect-version 2.2.0 \
             --serves sm90 --needs "$needs" --require-gpu >"$out/probe-sm$arch.json" 2>"$out/probe-sm$arch.stderr"
         echo "probe exit $?" >>"$out/probe-sm$arch.stderr"
     done

@@ -38,7 +38,7 @@ def say(*a):
 for w in [*(repo / ".gpu/a/cw").glob("*.whl"), *(repo / ".gpu/b/hw").glob("*.whl")]:
     zipfile.ZipFile(w).extractall(site)
 sys.path[:0] = [str(site), str(repo / "src")]
-from comfyimg import smoke  # noqa: E402
+from comfyimg.validate import smoke  # noqa: E402
 
 # SageAttention 2.2.0 (d1a57a5) for sm90
 with tarfile.open(repo / ".gpu/b/SageAttention-d1a57a5.tar.gz") as t:
@@ -58,11 +58,11 @@ with open(broken_site / "sageattention/__init__.py", "a") as fh:
 with tarfile.open(repo / ".gpu/b/ComfyUI-a125cd84.tar.gz") as t:
     t.extractall(work)
 comfy = next(p for p in work.iterdir() if p.name.startswith("ComfyUI"))
-shutil.copytree(repo / "src/comfyimg/probes/comfyimg_smoke", comfy / "custom_nodes/comfyimg_smoke")
+shutil.copytree(repo / "src/comfyimg/validate/probes/comfyimg_smoke", comfy / "custom_nodes/comfyimg_smoke")
 env = {**os.environ, "PYTHONPATH": str(site), "PYTHONDONTWRITEBYTECODE": "1"}
 t = time.monotonic()
-r = subprocess.run([py, str(repo / "src/comfyimg/probes/smoke_model.py"), "--comfyui", str(comfy), "--out",
-                    str(work / "models")], capture_output=True, text=True, env=env, timeout=300)
+r = subprocess.run([py, "-m", "probes.smoke_model", "--comfyui", str(comfy), "--out", str(work / "models")],
+                   cwd=repo / "src/comfyimg/validate", capture_output=True, text=True, env=env, timeout=300)
 say("builder:", r.stdout.strip()[-2000:], r.stderr[-3000:] if r.returncode else "", f"{time.monotonic() - t:.1f} s")
 model = json.loads([ln for ln in r.stdout.splitlines() if ln.startswith("{")][-1])
 for sub, dest in (("unet", "diffusion_models"), ("vae", "vae")):

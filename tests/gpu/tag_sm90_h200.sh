@@ -30,7 +30,7 @@ build tag "$repo/.gpu/SageAttention-v2.2.0.tar.gz" & build main "$repo/.gpu/Sage
 echo "builds: $(( $(date +%s) - t0 )) s" | tee -a "$out/summary.txt"
 
 for name in tag main; do
-    PYTHONPATH="$work/$name/site" "$py" "$repo/src/comfyimg/probes/sage2.py" --require-gpu \
+    PYTHONPATH="$work/$name/site:$repo/src/comfyimg/validate" "$py" -m probes.sage2 --require-gpu \
         > "$out/probe-$name.json" 2> "$out/probe-$name.err"
     code=$?
     "$py" - "$out/probe-$name.json" "$name" "$code" >> "$out/summary.txt" <<'PY'

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.lib.cudawheels import FULL_SAGE2, PER_ARCH_SAGE2, sage2_wheel, sage3_wheel
+from tests.lib.assertions import assert_failed_cleanly
 from tests.lib.github import AUTO, FakeAsset, FakeGitHub, FakeRelease
 from tests.lib.pinfile import profile, wheel
 from tests.lib.project import Project, make_project
@@ -21,6 +22,7 @@ SAGE = "pixeloven/SageAttention"
 PERSM = "acme/sage-sm"
 ARCHS = ["sm80", "sm86", "sm89", "sm90", "sm120"]
 LINUX = "cp312-cp312-linux_x86_64"
+NEW_SAGE = f"sageattention-2.2.1-290.129-{LINUX}.whl"
 
 BAKE_HCL = 'target "complete-cuda" {}\ntarget "complete-cu130" {}\n'
 
@@ -164,7 +166,7 @@ def populate(fake: FakeGitHub, wheel_dir: Path, **sage_kw) -> None:
     fake.add_release(SAGE, nomatch)
     # Two sageattention wheels fit (linux_x86_64 and manylinux_2_28): ambiguous.
     amb = sage_release(wheel_dir, "v2.2.0-ambiguous", "2.2.1", "1.0.1", published_at="2026-01-10T00:00:00Z")
-    amb.assets.append(_asset(wheel_dir, f"sageattention-2.2.1-290.129-cp312-cp312-manylinux_2_28_x86_64.whl"))
+    amb.assets.append(_asset(wheel_dir, "sageattention-2.2.1-290.129-cp312-cp312-manylinux_2_28_x86_64.whl"))
     fake.add_release(SAGE, amb)
     fake.add_release(SAGE, FakeRelease("v2.2.0-build.16", [], published_at="2026-01-01T00:00:00Z"))
     fake.add_release(PERSM, persm_release(wheel_dir, "v2.2.1-sm.2", published_at="2026-02-02T00:00:00Z"))
@@ -205,7 +207,8 @@ class BumpProject(Project):
 
     def render(self) -> None:
         """What `invoke render` does, in-process (the generated files a bump must keep or update)."""
-        from comfyimg import pins, render
+        from comfyimg.pins import load as pins
+        from comfyimg import render
 
         render.write(pins.load(self.pins), self.root)
 
@@ -215,3 +218,8 @@ def project(tmp_path, github) -> BumpProject:
     proj = BumpProject(make_project(tmp_path / "project", wheels_toml(), BAKE_HCL), github)
     proj.render()
     return proj
+
+
+def assert_unchanged(project, before, result, code=1, message=None) -> None:
+    """A failed bump failed cleanly (tests.lib.assertions) and never showed the token."""
+    assert_failed_cleanly(result, code, message=message, before=before, after=project.snapshot(), hidden=[TOKEN])

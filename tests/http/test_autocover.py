@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from comfyimg import autocover
-from comfyimg import pins as pins_mod
+from comfyimg.build import autocover
+from comfyimg.pins import load as pins_mod
 from comfyimg.errors import WorkFailed
 from tests.lib.cudawheels import FULL_SAGE2, sage2_wheel
 from tests.lib.pinfile import profile, wheel

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import re
 import subprocess
 import sys
@@ -10,19 +9,13 @@ import time
 
 import pytest
 
-from tests.http.conftest import ARCHS, LINUX, PERSM, SAGE, TOKEN, wheels_toml
+from tests.http.conftest import ARCHS, LINUX, NEW_SAGE, PERSM, SAGE, TOKEN, assert_unchanged, wheels_toml
+from tests.lib.github import asset_sha256
 
-NEW_SAGE = f"sageattention-2.2.1-290.129-{LINUX}.whl"
 NEW_SAGE3 = f"sageattn3-1.0.1-290.129-{LINUX}.whl"
 
 
-def sha(fake, name: str) -> str:
-    for releases in fake.repos.values():
-        for rel in releases:
-            for a in rel.assets:
-                if a.name == name:
-                    return hashlib.sha256(a.data).hexdigest()
-    raise KeyError(name)
+sha = asset_sha256
 
 
 def digest_from(table: str) -> dict[str, str]:
@@ -46,15 +39,6 @@ def assert_token_safe(project, result) -> None:
         assert all(TOKEN not in v for v in req.headers.values()), req
     api = project.fake.requests("api")
     assert api and all(r.headers.get("authorization") == f"Bearer {TOKEN}" for r in api)
-
-
-def assert_unchanged(project, before, result, code=1, message=None) -> None:
-    assert result.returncode == code, result.stdout + result.stderr
-    assert project.snapshot() == before, "a failed bump changed files"
-    assert "Traceback" not in result.stderr
-    if message:
-        assert re.search(message, result.stdout + result.stderr), result.stdout + result.stderr
-    assert TOKEN not in result.stdout + result.stderr
 
 
 # --------------------------------------------------------------------------- success
@@ -141,7 +125,7 @@ def test_dry_run_prints_table_and_diff_writes_nothing(project):
     assert r.returncode == 0, r.stdout + r.stderr
     assert project.snapshot() == before
     assert "--- a/wheels.toml" in r.stdout and "+++ b/wheels.toml" in r.stdout
-    assert f"+url = " in r.stdout and "+sha256 = " in r.stdout
+    assert "+url = " in r.stdout and "+sha256 = " in r.stdout
     assert "v2.2.0-build.17" in r.stdout and "dry run" in r.stdout
     assert_token_safe(project, r)
 
@@ -347,8 +331,8 @@ def test_record_hash_hint_is_a_working_command(project):
     """The hint that wheels.toml/generated files print for an unhashed pin really runs."""
     import shlex
 
-    from comfyimg import pins
-    from comfyimg.hints import record_hash_command
+    from comfyimg.pins import load as pins
+    from comfyimg.pins.hints import record_hash_command
 
     pin = next(p for p in pins.load(project.pins).wheels if p.arch == "sm90")
     argv = shlex.split(record_hash_command(pin))
@@ -477,7 +461,7 @@ def test_a_release_that_covers_every_served_arch_is_recorded(project, tmp_path):
     assert r.returncode == 0, r.stdout + r.stderr
     text = project.pins.read_text()
     assert 'release = "v2.2.0-full"' in text and '{module = "fp4quant_cuda", sass = ["sm_120a", "sm_121a"]' in text
-    from comfyimg import pins
+    from comfyimg.pins import load as pins
 
     pin = next(p for p in pins.load(project.pins).wheels if p.name == "sageattn3")
     assert pin.coverage is not None and pin.coverage.sha256 == pin.sha256

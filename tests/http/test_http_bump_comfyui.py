@@ -9,8 +9,8 @@ import re
 
 import pytest
 
-from comfyimg import comfyui_pin
-from comfyimg import pins as pins_mod
+from comfyimg.pins import comfyui as comfyui_pin
+from comfyimg.pins import load as pins_mod
 from tests.http.conftest import BumpProject
 from tests.lib.github import FakeRelease
 from tests.lib.pinfile import profile, wheel

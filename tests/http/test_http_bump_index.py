@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from comfyimg import pins as pins_mod
+from comfyimg.pins import load as pins_mod
 from tests.http.conftest import ARCHS, BumpProject
 from tests.lib.cudawheels import FULL_SAGE2, PER_ARCH_SAGE2, sage2_wheel
 from tests.lib.index import PEP691, FakeIndex, IndexFile

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 
-from tests.http.test_http_bump import NEW_SAGE, sha
+from tests.http.conftest import NEW_SAGE
+from tests.lib.github import asset_sha256 as sha
 
 
 def test_json_has_every_pin_old_and_new_and_the_files_written(project):

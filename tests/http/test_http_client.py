@@ -9,8 +9,8 @@ import time
 import pytest
 
 from comfyimg.errors import BadInput, WorkFailed
-from comfyimg.digests import parse_sums
-from comfyimg.releases import Asset, GitHub
+from comfyimg.bump.digests import parse_sums
+from comfyimg.bump.github import Asset, GitHub
 from tests.http.conftest import SAGE, TOKEN
 from tests.lib.github import FakeAsset, FakeGitHub, FakeRelease
 

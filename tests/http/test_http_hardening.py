@@ -14,7 +14,8 @@ import time
 import pytest
 
 from tests.http.conftest import LINUX, SAGE, TOKEN
-from tests.http.test_http_bump import NEW_SAGE, assert_unchanged, sha
+from tests.http.conftest import NEW_SAGE, assert_unchanged
+from tests.lib.github import asset_sha256 as sha
 
 
 def release_body(fake, tag: str, **override) -> bytes:

@@ -432,4 +432,14 @@ class FakeGitHub:
             h.close_connection = True
 
 
-__all__ = ["AUTO", "gzip_bomb", "FakeAsset", "FakeGitHub", "FakeRelease", "Fault", "Logged"]
+__all__ = ["AUTO", "gzip_bomb", "FakeAsset", "FakeGitHub", "FakeRelease", "Fault", "Logged", "asset_sha256"]
+
+
+def asset_sha256(fake: FakeGitHub, name: str) -> str:
+    """The sha256 of the bytes the fake serves for the asset ``name`` (in-memory assets)."""
+    for releases in fake.repos.values():
+        for rel in releases:
+            for a in rel.assets:
+                if a.name == name:
+                    return hashlib.sha256(a.data).hexdigest()  # type: ignore[arg-type]
+    raise KeyError(name)

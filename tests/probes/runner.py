@@ -9,9 +9,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import REPO
+from tests.lib.project import REPO
 
-PROBES = REPO / "src" / "comfyimg" / "probes"
+PROBES = REPO / "src" / "comfyimg" / "validate" / "probes"
 SAGE2 = PROBES / "sage2.py"
 SAGE3 = PROBES / "sage3.py"
 # The options that fit PyPI's sageattention 1.0.6: fewer exports, no compiled extensions.
@@ -52,6 +52,12 @@ class Run:
         return f"<Run rc={self.rc} stdout={self.stdout[:1500]!r} stderr={self.stderr[-1500:]!r}>"
 
 
+def probe_command(probe: Path) -> tuple[list[str], Path]:
+    """How a probe runs, here as in the image: as a module of the folder ``probes``, from the
+    folder above it (``python -m probes.sage2``), so its siblings import relatively."""
+    return [sys.executable, "-m", f"{probe.parent.name}.{probe.stem}"], probe.parent.parent
+
+
 def run_probe(probe: Path, pythonpath: Path | None, *args: str, gpu: bool = False, timeout: float = 600) -> Run:
     """The probe under this interpreter, with ``pythonpath`` as the install under test. Without
     ``gpu`` the GPU is hidden (CUDA_VISIBLE_DEVICES=""), so the no-GPU path runs anywhere."""
@@ -61,8 +67,8 @@ def run_probe(probe: Path, pythonpath: Path | None, *args: str, gpu: bool = Fals
     env["PYTHONNOUSERSITE"] = "1"
     if pythonpath is not None:
         env["PYTHONPATH"] = str(pythonpath)
-    proc = subprocess.run([sys.executable, str(probe), *args], capture_output=True, text=True, env=env,
-                          timeout=timeout)
+    argv, cwd = probe_command(probe)
+    proc = subprocess.run([*argv, *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=timeout)
     return Run(proc)
 
 

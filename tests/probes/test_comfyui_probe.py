@@ -1,4 +1,4 @@
-"""The ComfyUI probe (src/comfyimg/probes/comfyui.py) against the REAL ComfyUI at a125cd84,
+"""The ComfyUI probe (src/comfyimg/validate/probes/comfyui.py) against the REAL ComfyUI at a125cd84,
 vendored byte-identical in tests/vendor/comfyui-a125cd84 (only the files its attention module
 imports; see tests/vendor/vendor.txt), on the host: the stand-in image has no ComfyUI,
 and ComfyUI's attention module needs einops, psutil and Pillow (the test extra), not
@@ -12,13 +12,12 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from tests.lib import VENDOR
-from tests.probes.runner import PROBES
+from tests.probes.runner import PROBES, probe_command
 
 PROBE = PROBES / "comfyui.py"
 VENDORED = VENDOR / "comfyui-a125cd84"
@@ -42,7 +41,8 @@ def run(*args: str, pythonpath: Path | None = None) -> tuple[int, dict, str]:
     env.update(CUDA_VISIBLE_DEVICES="", PYTHONNOUSERSITE="1")
     if pythonpath is not None:
         env["PYTHONPATH"] = str(pythonpath)
-    proc = subprocess.run([sys.executable, str(PROBE), *args], capture_output=True, text=True, env=env, timeout=180)
+    argv, cwd = probe_command(PROBE)
+    proc = subprocess.run([*argv, *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=180)
     lines = [ln for ln in proc.stdout.splitlines() if ln.strip()]
     assert len(lines) == 1, (proc.stdout, proc.stderr[-3000:])
     assert "Traceback" not in proc.stderr, proc.stderr[-3000:]

@@ -1,4 +1,4 @@
-"""CPU tests of the SageAttention probes (src/comfyimg/probes/sage2.py, sage3.py).
+"""CPU tests of the SageAttention probes (src/comfyimg/validate/probes/sage2.py, sage3.py).
 
 The probes run as subprocesses with this interpreter's (CPU) torch against fake installs
 (make_fakes.py), with CUDA_VISIBLE_DEVICES="" so the no-GPU path is taken even on a machine
@@ -15,14 +15,12 @@ import sys
 
 import pytest
 
-from tests.probes.runner import PROBES, PYPI_106, SAGE2, SAGE3, assert_probe, run_probe
+from tests.probes.runner import PROBES, PYPI_106, SAGE2, SAGE3, assert_probe, probe_command, run_probe
 
 
 def _load(name: str):
-    """A probe module, imported as the probes import each other: from their folder."""
-    if str(PROBES) not in sys.path:
-        sys.path.insert(0, str(PROBES))
-    return importlib.import_module(name)
+    """A probe module, imported as the host imports the contract: a module of the package."""
+    return importlib.import_module(f"comfyimg.validate.probes.{name}")
 
 
 # --- command line ----------------------------------------------------------
@@ -30,7 +28,8 @@ def _load(name: str):
 
 @pytest.mark.parametrize("probe", [SAGE2, SAGE3], ids=["sage2", "sage3"])
 def test_help_works(probe):
-    proc = subprocess.run([sys.executable, str(probe), "--help"], capture_output=True, text=True, timeout=60)
+    argv, cwd = probe_command(probe)
+    proc = subprocess.run([*argv, "--help"], capture_output=True, text=True, cwd=cwd, timeout=60)
     assert proc.returncode == 0
     assert "usage:" in proc.stdout
     assert "--expect-version" in proc.stdout
@@ -39,7 +38,8 @@ def test_help_works(probe):
 
 @pytest.mark.parametrize("probe", [SAGE2, SAGE3], ids=["sage2", "sage3"])
 def test_bad_usage_exits_2(probe):
-    proc = subprocess.run([sys.executable, str(probe), "--no-such-option"], capture_output=True, text=True,
+    argv, cwd = probe_command(probe)
+    proc = subprocess.run([*argv, "--no-such-option"], capture_output=True, text=True, cwd=cwd,
                           timeout=60)
     assert proc.returncode == 2
 
@@ -145,7 +145,7 @@ def _args(**kw):
 
 
 def test_the_probe_requires_what_the_gpu_at_hand_needs_from_the_table():
-    lib = _load("probe_table")
+    lib = _load("table")
     rules = lib.package_rules("sageattention", "2.2.0+cu130.torch2.13.0.sm90")
     assert rules is not None and lib.package_rules("sageattention", "1.0.6") is None
     need = lambda sm, **kw: lib.required_modules(rules, _args(**kw), {"sm": sm, "name": "GPU"})  # noqa: E731
@@ -158,8 +158,8 @@ def test_the_probe_requires_what_the_gpu_at_hand_needs_from_the_table():
 
 
 def test_a_gpu_the_image_does_not_serve_fails_naming_both():
-    lib = _load("probe_table")
-    report = _load("probe_report").Report("sage2", "sageattention", None)
+    lib = _load("table")
+    report = _load("report").Report("sage2", "sageattention", None)
     assert not lib.serves_check(report, {"sm": "sm90", "name": "NVIDIA H200"}, ["sm80", "sm86", "sm89", "sm120"])
     assert report.checks[-1]["status"] == "fail"
     assert report.checks[-1]["detail"].startswith("this image serves sm80, sm86, sm89, sm120; this GPU is sm90")
@@ -286,7 +286,7 @@ def test_sage3_unsupported_gpu_reasons():
     ("1.0.6", "2.2.0", False),
 ])
 def test_version_matches(installed, expected, ok):
-    lib = _load("probe_imports")
+    lib = _load("imports")
     assert lib.version_matches(installed, expected) is ok
 
 
@@ -310,17 +310,18 @@ def test_classify_import_error(exc, kind):
 
 @pytest.mark.parametrize("script", ["sage2.py", "sage3.py", "comfyui.py"])
 def test_probes_share_their_modules_and_run_from_a_copied_folder(tmp_path, fake_root, script):
-    """The probes' common code lives once, in the probe_*.py modules next to them; copying the
-    folder (as the image mount does) is all a probe needs, run as a script from anywhere."""
+    """The probes' common code lives once, in the modules next to them; copying the
+    folder (as the image mount does) is all a probe needs, run as `python -m probes.NAME` from above it."""
     import shutil  # noqa: PLC0415
 
     for path in PROBES.glob("*.py"):
-        if path.name != "probe_report.py":
+        if path.name != "report.py":
             assert "class Report" not in path.read_text(), path
     folder = tmp_path / "probes"
     shutil.copytree(PROBES, folder, ignore=shutil.ignore_patterns("__pycache__"))
-    r = subprocess.run([sys.executable, str(folder / script), "--help"], capture_output=True, text=True,
-                       cwd=tmp_path, env={"PATH": "/usr/bin:/bin", "PYTHONNOUSERSITE": "1"})
+    argv, cwd = probe_command(folder / script)
+    r = subprocess.run([*argv, "--help"], capture_output=True, text=True,
+                       cwd=cwd, env={"PATH": "/usr/bin:/bin", "PYTHONNOUSERSITE": "1"})
     assert r.returncode == 0 and f"usage: {script}" in r.stdout, r.stderr
     if script == "sage2.py":  # and the package table beside it is what it reads
         r = run_probe(folder / script, fake_root / "no_sm90", "--expect-version", "2.2.0", "--serves", "sm90")
@@ -355,20 +356,21 @@ def test_gpu_checks_not_run_when_install_fails_early(fake_root):
     ("sage2.py", "--layouts", "HND,BHSD", "unknown layout 'BHSD' (use HND, NHD)"),
 ])
 def test_a_bad_dtype_or_layout_is_a_usage_error_of_the_shared_arguments(script, option, value, said):
-    proc = subprocess.run([sys.executable, str(PROBES / script), option, value], capture_output=True, text=True,
-                          timeout=60)
+    argv, cwd = probe_command(PROBES / script)
+    proc = subprocess.run([*argv, option, value], capture_output=True, text=True, cwd=cwd, timeout=60)
     assert proc.returncode == 2 and proc.stdout == "", proc
     assert said in proc.stderr.splitlines()[-1], proc.stderr
 
 
 @pytest.mark.parametrize("script", ["sage2.py", "sage3.py", "comfyui.py"])
 def test_every_probe_takes_the_shared_require_gpu(script):
-    proc = subprocess.run([sys.executable, str(PROBES / script), "--help"], capture_output=True, text=True, timeout=60)
+    argv, cwd = probe_command(PROBES / script)
+    proc = subprocess.run([*argv, "--help"], capture_output=True, text=True, cwd=cwd, timeout=60)
     assert "--require-gpu" in proc.stdout and "--dtypes" in proc.stdout
 
 
 def test_the_bench_waits_for_its_gate_and_gives_up_after_the_wait(tmp_path):
-    bench = _load("probe_bench")
+    bench = _load("benchmark")
     gate = tmp_path / "comfyui-ended"
     assert bench.wait_for(str(gate), 0.3) is None
     gate.write_text("")
@@ -381,8 +383,8 @@ def test_the_kernel_the_host_read_from_the_wheel_decides_the_dispatch_check():
     wheel's own dispatch, says sageattn_qk_int8_pv_fp8_cuda with _qattn_sm89 and _fused."""
     import types  # noqa: PLC0415
 
-    probe, report_mod = _load("sage2"), _load("probe_report")
-    rules = _load("probe_table").package_rules("sageattention", "2.2.0")
+    probe, report_mod = _load("sage2"), _load("report")
+    rules = _load("table").package_rules("sageattention", "2.2.0")
     fp8 = ["sageattention._qattn_sm89", "sageattention._fused"]
     sage = types.SimpleNamespace(sageattn_qk_int8_pv_fp8_cuda=print)
     loaded = {m: (True, None) for m in fp8}
@@ -408,7 +410,7 @@ def test_the_kernel_the_host_read_from_the_wheel_decides_the_dispatch_check():
 def test_the_kernel_argument_is_validated(value, ok):
     import argparse  # noqa: PLC0415
 
-    args = _load("probe_args")
+    args = _load("args")
     if ok:
         assert args.kernel_arg(value)[0] == value.split("=")[0]
     else:

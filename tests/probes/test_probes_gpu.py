@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
+from tests.lib.project import REPO
 from tests.probes.runner import PYPI_106, SAGE2, SAGE3, assert_probe, run_probe
 
 pytestmark = pytest.mark.gpu

@@ -2,7 +2,7 @@
 
 import pytest
 
-from comfyimg.abi import ImageABI, mismatches, parse_wheel
+from comfyimg.pins.abi import ImageABI, mismatches, parse_wheel
 
 CUDA129 = ImageABI("cp312", "linux_x86_64", "2.9.0", "12.9", ("sm80", "sm86", "sm89", "sm90", "sm120"))
 CU130 = ImageABI("cp312", "linux_x86_64", "2.13.0", "13.0")
@@ -99,7 +99,7 @@ def test_parse_rejects(filename):
 
 
 def test_a_bad_wheel_name_has_its_own_error_type():
-    from comfyimg.abi import InvalidWheelName
+    from comfyimg.pins.abi import InvalidWheelName
 
     with pytest.raises(InvalidWheelName):
         parse_wheel("sageattention.tar.gz")

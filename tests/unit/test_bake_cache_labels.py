@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from comfyimg import bake
-from comfyimg.bake import BakeRequest, cache_entries, check_options, derived_args, oci_values
+from comfyimg.build import bake
+from comfyimg.build.bake import BakeRequest, cache_entries, check_options, derived_args, oci_values
 from comfyimg.errors import BadInput
-from comfyimg.pins import loads
+from comfyimg.pins.load import loads
 
 TOML = '''
 [profiles.cuda]
@@ -127,7 +127,7 @@ def test_outside_git_and_ci_the_values_say_unknown(monkeypatch, tmp_path):
 
 
 def test_the_bake_file_puts_the_oci_labels_on_every_target():
-    text = (Path(bake.__file__).parents[2] / "docker-bake.hcl").read_text()
+    text = (Path(bake.__file__).parents[3] / "docker-bake.hcl").read_text()
     for key in ("source", "revision", "version", "created"):
         assert f'"org.opencontainers.image.{key}"' in text
     for target in ("runtime-cuda", "runtime-cpu", "_core", "complete-cuda"):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from comfyimg import pins
+from comfyimg.pins import load as pins
 from comfyimg.errors import BadInput
 from tests.unit.test_pins import BAKE, BASE_LINES
 
@@ -84,7 +84,7 @@ def test_input_files_are_regular_and_bounded(hostile, name, kind):
 
 
 def test_probe_output_nested_100000_deep_is_a_clear_failure():
-    from comfyimg.validate import parse_result
+    from comfyimg.validate.containers import parse_result
 
     result, why = parse_result("[" * 100_000 + "]" * 100_000)
     assert result is None
@@ -98,14 +98,14 @@ def test_probe_output_nested_100000_deep_is_a_clear_failure():
     ("[" * 100_000, r"nested 100000 deep"),
 ])
 def test_a_hostile_pins_label_is_a_reason_not_a_type_error(label, why):
-    from comfyimg.validate import label_pins
+    from comfyimg.validate.containers import label_pins
 
     got = label_pins(label)
     assert isinstance(got, str) and re.search(why, got), got
 
 
 def test_a_good_pins_label_is_read():
-    from comfyimg.validate import label_pins
+    from comfyimg.validate.containers import label_pins
 
     assert label_pins('[{"name": "s", "version": "1", "sha256": null}]') == {("s", "1", None)}
 
@@ -115,7 +115,7 @@ def test_a_good_pins_label_is_read():
 
 @pytest.mark.parametrize("image_user", ["", "0", "root", "0:0", "root:root", "0:1000", "00", " 0 ", "ROOT", "root:1000"])
 def test_the_probe_never_runs_as_uid_0_unless_asked(image_user):
-    from comfyimg.validate import probe_user
+    from comfyimg.validate.containers import probe_user
 
     assert probe_user(image_user) == "comfy"
     assert probe_user(image_user, asked="0:0") == "0:0"  # --user 0:0: asked for
@@ -123,7 +123,7 @@ def test_the_probe_never_runs_as_uid_0_unless_asked(image_user):
 
 @pytest.mark.parametrize("image_user", ["comfy", "1000", "1000:1000", "1000:0", "app"])
 def test_a_non_root_image_user_is_kept(image_user):
-    from comfyimg.validate import probe_user
+    from comfyimg.validate.containers import probe_user
 
     assert probe_user(image_user) == image_user
 

@@ -16,7 +16,7 @@ import invoke
 import pytest
 import python_on_whales.utils
 
-from comfyimg import dockerclient
+from comfyimg.build import docker as dockerclient
 from comfyimg.cli import SHORT_FLAGS, task_class
 from tests.lib.project import REPO
 
@@ -106,7 +106,7 @@ def test_the_names_the_issue_named_are_gone():
 
 def test_python_on_whales_runner_is_used_in_its_one_adapter_only():
     users = [p.name for p in SOURCES if re.search(r"python_on_whales(\.utils| import utils)", p.read_text())]
-    assert users == ["dockerclient.py"], users
+    assert users == ["docker.py"], users
 
 
 def test_python_on_whales_runner_still_has_the_shape_the_adapter_needs():
@@ -114,7 +114,7 @@ def test_python_on_whales_runner_still_has_the_shape_the_adapter_needs():
     run_params = inspect.signature(python_on_whales.utils.run).parameters
     stream_params = inspect.signature(python_on_whales.utils.stream_stdout_and_stderr).parameters
     assert {"args", "capture_stdout", "capture_stderr", "env"} <= set(run_params), \
-        f"python-on-whales {version} changed utils.run: {list(run_params)}; fix comfyimg/dockerclient.py"
+        f"python-on-whales {version} changed utils.run: {list(run_params)}; fix comfyimg/build/docker.py"
     assert {"full_cmd", "env"} <= set(stream_params), \
         f"python-on-whales {version} changed utils.stream_stdout_and_stderr: {list(stream_params)}"
     assert dockerclient.run(["sh", "-c", "echo ok"]).strip() == "ok"  # the adapter's typed wrapper runs it

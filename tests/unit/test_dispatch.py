@@ -1,4 +1,4 @@
-"""Which kernel runs on which GPU, read from the wheel's own Python (comfyimg.dispatch): the
+"""Which kernel runs on which GPU, read from the wheel's own Python (comfyimg.kernels.dispatch): the
 three real sources that ship "sageattention 2.2.0", in wheels with real CUDA objects, and bad
 or hostile Python that must fall back to the table with the reason."""
 
@@ -12,7 +12,10 @@ import zipfile
 
 import pytest
 
-from comfyimg import coverage, dispatch, kernels, pins
+from comfyimg.kernels import coverage, dispatch
+from comfyimg.kernels import wheel as kernels
+from comfyimg.kernels.read import read_wheel
+from comfyimg.pins import load as pins
 from tests.lib import vendored_sage_files
 from tests.lib.cudawheels import SEED_SAGE2, sage2_wheel, sage3_wheel
 
@@ -88,7 +91,7 @@ def test_the_seed_recipe_dispatch_in_the_table_is_the_forks():
 
 
 def audit(path, archs):
-    found = kernels.read_wheel(path)
+    found = read_wheel(path)
     how = found.dispatch["sageattention"]
     return kernels.judge_all(found.modules, archs, dispatch.rules("sageattention", "2.2.0", how)), how
 
@@ -133,7 +136,7 @@ def test_sm121_is_refused_by_the_tag_and_runs_on_d1a57a5(tmp_path):
 
 def test_sage3_stays_on_the_table_and_says_so(tmp_path):
     path = sage3_wheel(tmp_path, "r_120a_121a")
-    found = kernels.read_wheel(path)
+    found = read_wheel(path)
     how = found.dispatch["sageattn3"]
     assert isinstance(how, dispatch.FromTable) and "gates its arch in compiled code" in how.why
     vs = kernels.judge_all(found.modules, ["sm100", "sm120"], dispatch.rules("sageattn3", "1.0.0", how))

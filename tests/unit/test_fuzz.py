@@ -11,11 +11,12 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from comfyimg import digests, pins
-from comfyimg.abi import InvalidWheelName, parse_wheel
+from comfyimg.bump import digests
+from comfyimg.pins import load as pins
+from comfyimg.pins.abi import InvalidWheelName, parse_wheel
 from comfyimg.errors import BadInput, WorkFailed
-from comfyimg.releases import GitHub, Release
-from comfyimg.validate import label_pins, parse_result
+from comfyimg.bump.github import GitHub, Release
+from comfyimg.validate.containers import label_pins, parse_result
 from tests.unit.test_pins import BASE_LINES
 
 BOUNDED = settings(max_examples=300, deadline=2000, derandomize=True, database=None,

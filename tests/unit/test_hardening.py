@@ -9,12 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from comfyimg import fsutil, pins, render
-from comfyimg.abi import fit, parse_wheel
-from comfyimg.bake import BakeRequest, check_options
+from comfyimg import fsutil
+from comfyimg.pins import load as pins
+from comfyimg import render
+from comfyimg.pins.abi import fit, parse_wheel
+from comfyimg.build.bake import BakeRequest, check_options
 from comfyimg.errors import BadInput
 from comfyimg.untrusted import add_secret, for_markdown_cell, for_terminal, for_xml
-from tests.unit.test_pins import BAKE, BASE, edit, sub
+from tests.lib.basepins import BAKE, BASE, edit, sub
 
 WHOLE = [  # (line, old, new, field): the value with a newline after it, or around it
     (3, '"cp312"', '"cp312\\n"', "profiles.cuda.python"),
@@ -129,8 +131,8 @@ def test_per_arch_only_pins_say_so_in_the_base_image_requirements(project_factor
 
 def test_pins_and_bump_share_one_fit_rule_for_arch():
     """A per-arch pin pointing at a wheel built for every arch: pins accepted it, bump refused."""
-    from comfyimg.bump import _reject_reason
-    from comfyimg.releases import Asset
+    from comfyimg.bump.plan import _reject_reason
+    from comfyimg.bump.github import Asset
 
     text = edit(sub(36, "%2Bcu129.torch2.9.0.sm90", "") | sub(35, "+cu129.torch2.9.0.sm90", "") | {20: None, 18: None,
                 19: None, 21: None, 22: None, 23: None, 24: None, 17: None, 16: None})
@@ -171,7 +173,7 @@ def test_secrets_are_redacted_everywhere():
 
 
 def test_validate_markdown_escapes_untrusted_cells():
-    from comfyimg.reports import Outcome, _markdown
+    from comfyimg.validate.reports import Outcome, _markdown
 
     result = {"status": "fail", "reason": "r|x", "checks": [{"name": "a|b\n::x", "status": "fail", "detail": "d\x1b[2J"}]}
     text = _markdown(Outcome("sage2", "img`x", result, 1, False, 1.0))

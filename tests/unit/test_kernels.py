@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from comfyimg import kernels
+from comfyimg.kernels import wheel as kernels
+from comfyimg.kernels.read import read_wheel
 from tests.lib.cudawheels import (FULL_SAGE2, LISTING, PER_ARCH_SAGE2, SEED_SAGE2, objects_dir, sage2_wheel,
-                                 sage3_wheel)
+                                  sage3_wheel)
 from tests.lib.wheels import build_wheel
 
 ALL = ["sm80", "sm86", "sm89", "sm90", "sm100", "sm120", "sm121"]
@@ -35,7 +36,7 @@ def listing() -> dict[str, tuple[set[str], set[str]]]:
 
 
 def judge_wheel(path: Path, archs=ALL) -> dict[str, kernels.Verdict]:
-    found = kernels.read_wheel(path)
+    found = read_wheel(path)
     dist, version = path.name.split("-")[:2]
     return kernels.judge_all(found.modules, archs, kernels.rules_for(dist, version))
 
@@ -57,7 +58,7 @@ def test_the_reader_agrees_with_the_recorded_cuobjdump_listing_on_every_fixture(
 
 
 def test_a_wheel_lists_every_compiled_module_under_its_import_name(tmp_path):
-    found = kernels.read_wheel(sage2_wheel(tmp_path, SEED_SAGE2))
+    found = read_wheel(sage2_wheel(tmp_path, SEED_SAGE2))
     assert {m.name: (m.sass, m.ptx) for m in found.modules} == {
         "sageattention._fused": (("sm_80", "sm_89", "sm_90a", "sm_100a"), ()),
         "sageattention._qattn_sm80": (("sm_80",), ()),

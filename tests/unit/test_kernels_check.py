@@ -7,7 +7,11 @@ import re
 
 import pytest
 
-from comfyimg import coverage, kernels, pinedit, pins
+from comfyimg.kernels import coverage
+from comfyimg.kernels import wheel as kernels
+from comfyimg.kernels.read import read_wheel
+from comfyimg.pins import edit as pinedit
+from comfyimg.pins import load as pins
 from tests.lib.cudawheels import FULL_SAGE2, SEED_SAGE2, sage2_wheel, sage3_wheel
 from tests.lib.wheels import sha256_file
 
@@ -41,7 +45,7 @@ provides = ["{name}"]
 def recorded(text, project_pins, *wheels):
     """The text with each wheel's kernels recorded by the same code bump uses."""
     loaded = pins.loads(text, project_pins)
-    changes = {i: coverage.record_fields(kernels.read_wheel(w)) for i, w in enumerate(wheels) if w}
+    changes = {i: coverage.record_fields(read_wheel(w)) for i, w in enumerate(wheels) if w}
     return pinedit.dumps_with_changes(text, changes) if loaded else text
 
 
@@ -135,7 +139,8 @@ def test_bad_coverage_fields_name_file_line_and_field(tmp_path, project_factory,
 
 
 def test_the_host_passes_the_probe_what_each_served_gpu_needs_from_the_coverage(tmp_path, project_factory):
-    from comfyimg import bake, validate
+    from comfyimg.build import bake
+    from comfyimg.validate import containers as validate
     from tests.lib.cudawheels import PER_ARCH_SAGE2
 
     per_arch = sage2_wheel(tmp_path, PER_ARCH_SAGE2["sm90"], version="2.2.0+cu129.torch2.9.0.sm90",

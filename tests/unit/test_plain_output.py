@@ -6,7 +6,7 @@ import io
 import json
 import re
 
-from comfyimg import console
+from comfyimg import output as console
 
 BOX = re.compile("[\u2500-\u257f]")  # the Box Drawing block: ─ │ ┏ ━ ╇ …
 
@@ -40,7 +40,7 @@ def test_ci_or_no_tty_means_plain(monkeypatch):
 
 
 def _seed_project(project_factory):
-    from tests.conftest import REPO
+    from tests.lib.project import REPO
 
     project = project_factory((REPO / "wheels.toml").read_text())
     import shutil

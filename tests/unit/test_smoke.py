@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from comfyimg import smoke
-from comfyimg.reports import Outcome, write_reports
+from comfyimg import cli
+from comfyimg.validate import smoke
+from comfyimg.validate.reports import Outcome, write_reports
 
 ROOT = Path(__file__).resolve().parents[2]
 STEPS = 10
@@ -177,5 +178,5 @@ def test_the_reports_carry_the_verdict_and_the_log_tail(tmp_path, monkeypatch):
 
 
 def test_bad_arguments_exit_2():
-    assert smoke.main(["--image", "x", "--steps", "0"]) == 2
-    assert smoke.main([]) == 2
+    assert cli.smoke_main(["--image", "x", "--steps", "0"]) == 2
+    assert cli.smoke_main([]) == 2

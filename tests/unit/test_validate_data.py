@@ -14,12 +14,12 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from comfyimg.gpuaccess import GpuAccess
-from comfyimg.reports import Outcome, write_reports
-from comfyimg.validate import judge, merge_comfyui, no_silent_skip, parse_result
-from tests.conftest import REPO
+from comfyimg.validate.gpuaccess import GpuAccess
+from comfyimg.validate.reports import Outcome, write_reports
+from comfyimg.validate.containers import judge, merge_comfyui, no_silent_skip, parse_result
+from tests.lib.project import REPO
 
-GOOD = {"status": "pass", "reason": "ok", "gpu_checks": "skipped", "device": None,
+GOOD = {"schema": 1, "status": "pass", "reason": "ok", "gpu_checks": "skipped", "device": None,
         "checks": [{"name": "version", "kind": "install", "status": "pass", "detail": "2.2.0"}]}
 
 
@@ -36,6 +36,8 @@ def line(obj) -> str:
     (line({**GOOD, "checks": [{"name": "x", "status": "great"}]}), "checks[0] needs a string name"),
     (line([GOOD]), "the probe printed a JSON list, not an object"),
     (line({**GOOD, "status": "ok"}), "the probe's status is 'ok'"),
+    (line({**GOOD, "schema": 2}), "the probe's schema is 2; this host reads schema 1"),
+    (line({k: v for k, v in GOOD.items() if k != "schema"}), "the probe's schema is None"),
     ("", "the probe printed nothing on stdout"),
     (line(GOOD) + "\n" + line(GOOD), "the probe printed 2 lines on stdout"),
     ("{not json", "the probe's output is not JSON"),
@@ -56,7 +58,7 @@ def test_malformed_probe_output_is_a_failure_with_a_reason(tmp_path, monkeypatch
 
 
 def test_lone_surrogates_are_kept_visible_and_every_report_is_written(tmp_path, monkeypatch):
-    stdout = ('{"status": "fail", "reason": "bad \\ud800 name", "checks": '
+    stdout = ('{"schema": 1, "status": "fail", "reason": "bad \\ud800 name", "checks": '
               '[{"name": "num\\udfff", "status": "fail", "detail": "x | y\\nz \\ud83d"}]}')
     result, why = parse_result(stdout)
     assert why is None and result["reason"] == "bad \\ud800 name"
@@ -84,7 +86,7 @@ def test_a_gpu_host_with_a_blind_container_fails_only_when_the_container_saw_no_
 
 
 def test_a_failed_comfyui_probe_fails_the_session_in_its_own_rows():
-    from comfyimg.validate import Run
+    from comfyimg.validate.containers import Run
 
     comfy = Run("c", {"status": "fail", "reason": "comfyui:numerics: fell back", "gpu_checks": "ran",
                       "checks": [{"name": "comfyui:attention_sage:fp16:HND:n77", "status": "fail",
@@ -113,7 +115,7 @@ def test_a_malformed_build_record_is_bad_input_and_still_writes_reports(tmp_path
     (tmp_path / "build").mkdir()
     (tmp_path / "build" / "bake-record.json").write_text(json.dumps(record))
     env = {**os.environ, "CI": "1", "PYTHONPATH": str(REPO / "src")}
-    proc = subprocess.run([sys.executable, "-m", "comfyimg.validate", "sage2", "--root", str(tmp_path)],
+    proc = subprocess.run([sys.executable, "-m", "comfyimg", "validate", "sage2", "--root", str(tmp_path)],
                           capture_output=True, text=True, env=env, timeout=60)
     assert proc.returncode == 2, proc.stderr
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
@@ -128,7 +130,7 @@ def test_a_record_with_infinity_is_bad_input(tmp_path):
     (tmp_path / "build").mkdir()
     (tmp_path / "build" / "bake-record.json").write_text('{"targets": {}, "size": Infinity}')
     env = {**os.environ, "CI": "1", "PYTHONPATH": str(REPO / "src")}
-    proc = subprocess.run([sys.executable, "-m", "comfyimg.validate", "sage2", "--root", str(tmp_path)],
+    proc = subprocess.run([sys.executable, "-m", "comfyimg", "validate", "sage2", "--root", str(tmp_path)],
                           capture_output=True, text=True, env=env, timeout=60)
     assert proc.returncode == 2 and "non-finite number Infinity" in proc.stderr, proc.stderr
 
@@ -136,6 +138,6 @@ def test_a_record_with_infinity_is_bad_input(tmp_path):
 @pytest.mark.parametrize("value", ["0", "-1", "nan", "inf", "1e12", "soon"])
 def test_a_nonsense_timeout_is_a_usage_error(tmp_path, value):
     env = {**os.environ, "CI": "1", "PYTHONPATH": str(REPO / "src")}
-    proc = subprocess.run([sys.executable, "-m", "comfyimg.validate", "sage2", "--root", str(tmp_path),
+    proc = subprocess.run([sys.executable, "-m", "comfyimg", "validate", "sage2", "--root", str(tmp_path),
                            "--timeout", value], capture_output=True, text=True, env=env, timeout=60)
     assert proc.returncode == 2 and "--timeout" in proc.stderr, proc.stderr

@@ -5,10 +5,10 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from comfyimg.reports import Outcome, _junit
-from comfyimg.validate import judge
+from comfyimg.validate.reports import Outcome, _junit
+from comfyimg.validate.containers import judge
 
-PASS = {"status": "pass", "reason": "ok", "gpu_checks": "ran",
+PASS = {"schema": 1, "status": "pass", "reason": "ok", "gpu_checks": "ran",
         "checks": [{"name": "version", "status": "pass", "detail": "2.2.0"}]}
 GPU_SKIPPED = {**PASS, "gpu_checks": "skipped", "checks": [*PASS["checks"], {"name": "gpu", "status": "skip",
                                                                               "detail": "no GPU"}]}

@@ -1,0 +1,453 @@
+"""The only place that talks to ``docker buildx bake``, through python-on-whales.
+
+python-on-whales' ``bake()`` lacks ``--allow`` and runs a second ``--print`` after
+every build; :func:`_bake_cmd` builds the command once from python-on-whales'
+client config (``docker.buildx.docker_cmd``) and runs it with its ``utils``
+helpers, so extra flags live here and nowhere else: the labels (OCI, pins) and the
+cache import/export of every target (:func:`derived_args`) included.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import subprocess
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from comfyimg import render
+from comfyimg.build import autocover, record
+from comfyimg.build.bakefile import BAKE_FILE
+from comfyimg.build.bakefile import targets as bake_targets
+from comfyimg.build.buildlog import pip_hash_mismatch
+from comfyimg.build.docker import (
+    DockerException,
+    NoDockerCLI,
+    command,
+    error_line,
+    run,
+    stream_stdout_and_stderr,
+    text,
+    versions,
+)
+from comfyimg.build.record import Built
+from comfyimg.errors import BadInput, WorkFailed
+from comfyimg.fsutil import read_bytes
+from comfyimg.kernels import coverage
+from comfyimg.output import err
+from comfyimg.pins.hints import record_hash_command
+from comfyimg.pins.load import Pin, Pins
+from comfyimg.untrusted import loads_json
+
+_PER_ARCH = re.compile(r"^(?P<base>.+)-(?P<arch>sm\d{2,3}[a-z]?)$", re.ASCII)
+_VERTEX = re.compile(r"^#(\d+) \[(?P<target>[^\s\]]+)[\s\]]", re.ASCII)
+_LINE_ID = re.compile(r"^#(\d+) ", re.ASCII)
+
+
+@dataclass
+class BakeRequest:
+    targets: list[str] = field(default_factory=lambda: ["default"])
+    mode: str = "load"  # load | push | print
+    label: str | None = None
+    builder: str | None = None
+    sets: list[str] = field(default_factory=list)
+    no_cache: bool = False
+    progress: str = "plain"
+    files: list[Path] = field(default_factory=list)  # extra bake files, after ours
+    allow: list[str] = field(default_factory=list)  # buildx entitlements, e.g. network.host
+    cache_to: list[str] = field(default_factory=list)  # BACKEND[=WHERE], see cache_entries()
+    cache_from: list[str] = field(default_factory=list)
+    attest: bool = False  # push with SBOM + max provenance; preflight decides (the builder must support it)
+
+
+def _files(root: Path, request: BakeRequest) -> list[Path]:
+    return [root / BAKE_FILE, root / render.BAKE_VARS, *request.files]
+
+
+_OCI_VALUES: dict[Path, dict[str, str]] = {}  # once per command: the plan and the build agree on "created"
+
+
+def _variables(request: BakeRequest, root: Path | None = None) -> dict[str, str]:
+    found = {"IMAGE_LABEL": request.label} if request.label else {}
+    if root is not None:  # the OCI labels' values (docker-bake.hcl); the caller's environment wins
+        if root not in _OCI_VALUES:
+            _OCI_VALUES[root] = oci_values(root)
+        found.update({k: v for k, v in _OCI_VALUES[root].items() if not os.environ.get(k)})
+    return found
+
+
+ATTESTATIONS = ["--sbom=true", "--provenance=mode=max"]
+
+
+def _bake_cmd(root: Path, request: BakeRequest, *extra: str, derived: Sequence[str] = ()) -> list[str]:
+    """The one ``docker buildx bake`` command line. ``derived``: options computed from the plan
+    (:func:`derived_args`: labels, caches), after the user's own ``--set``s."""
+    cmd = command("buildx", "bake")
+    for f in _files(root, request):
+        cmd += ["--file", str(f)]
+    if request.builder:
+        cmd += ["--builder", request.builder]
+    for s in request.sets:
+        cmd += ["--set", s]
+    cmd += list(derived)
+    for a in request.allow:
+        cmd += ["--allow", a]
+    if request.mode == "push" and request.attest:  # pushed images carry an SBOM and max-mode provenance
+        cmd += ATTESTATIONS
+    cmd += list(extra)
+    return cmd + list(request.targets)
+
+
+# --------------------------------------------------------------------------- labels and caches
+
+PINS_LABEL = "io.comfyimg.pins"
+
+
+def _git(root: Path, *args: str) -> str | None:
+    try:
+        proc = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return (proc.stdout.strip() or None) if proc.returncode == 0 else None
+
+
+def oci_values(root: Path) -> dict[str, str]:
+    """IMAGE_SOURCE, IMAGE_REVISION, IMAGE_CREATED: the bake variables behind the OCI labels."""
+    source = None
+    if os.environ.get("GITHUB_REPOSITORY"):
+        server = os.environ.get("GITHUB_SERVER_URL") or "https://github.com"
+        source = f"{server}/{os.environ['GITHUB_REPOSITORY']}"
+    elif remote := _git(root, "config", "--get", "remote.origin.url"):
+        source = re.sub(r"^(\w+://)[^/@]*@", r"\1", remote)  # never a credential in a label
+    return {
+        "IMAGE_SOURCE": source or "unknown",
+        "IMAGE_REVISION": os.environ.get("GITHUB_SHA") or _git(root, "rev-parse", "HEAD") or "unknown",
+        "IMAGE_CREATED": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+def served_archs(pins: Pins, pin: Pin) -> list[str]:
+    """The GPU archs a pin serves (coverage.serves): preflight has checked that its recorded
+    kernel coverage runs on each of them."""
+
+    return list(coverage.serves(pins, pin))
+
+
+def pins_label(pins: Pins, target: str, installed: list[Pin]) -> str:
+    """The ``io.comfyimg.pins`` label: what the image installs, as compact JSON."""
+    return json.dumps([{"name": p.name, "version": p.version, "sha256": p.sha256,
+                        "archs": served_archs(pins, p)} for p in installed],
+                      separators=(",", ":"), sort_keys=True)
+
+
+CACHE_BACKENDS = ("registry", "gha", "local", "inline", "image")
+
+
+def cache_entries(spec: str, target: str, tags: list[str], *, export: bool) -> list[str]:
+    """One ``--cache-to`` / ``--cache-from`` option → buildx cache entries for ``target``.
+
+    ``registry=REPO`` (REPO:TARGET-cache), ``gha[=SCOPE]`` (SCOPE-TARGET), ``local=DIR``
+    (DIR/TARGET), ``inline`` (export only: the cache rides in the image), ``image`` (import
+    only: the target's own tags, e.g. pushed with inline cache), or a raw buildx spec
+    ``type=…`` passed as it is."""
+    if spec.startswith("type="):
+        return [spec]
+    backend, _, where = spec.partition("=")
+    option = "--cache-to" if export else "--cache-from"
+    if backend not in CACHE_BACKENDS:
+        raise BadInput(f"{option} {spec!r}: unknown cache backend {backend!r}; "
+                       f"expected one of {', '.join(CACHE_BACKENDS)} or a buildx spec type=…")
+    mode = ",mode=max" if export else ""
+    if backend == "registry":
+        if not where:
+            raise BadInput(f"{option} {spec!r}: registry needs a repository, e.g. registry=ghcr.io/acme/cache")
+        return [f"type=registry,ref={where}:{target}-cache{mode}"]
+    if backend == "gha":
+        return [f"type=gha,scope={where or 'comfyimg'}-{target}{mode}"]
+    if backend == "local":
+        if not where:
+            raise BadInput(f"{option} {spec!r}: local needs a directory, e.g. local=build/cache")
+        directory = Path(where).resolve() / target
+        return [f"type=local,dest={directory}{mode}" if export else f"type=local,src={directory}"]
+    if (backend == "inline") != export:
+        raise BadInput(f"{option} {spec!r}: {backend} is for "
+                       f"{'--cache-to' if backend == 'inline' else '--cache-from'} only")
+    return ["type=inline"] if export else [f"type=registry,ref={tag}" for tag in tags]
+
+
+def derived_args(pins: Pins, request: BakeRequest, resolved: dict[str, Any]) -> list[str]:
+    """``--set`` for every resolved target (its pins label, its cache import/export), and the
+    ``--allow fs.*`` entitlements that a local cache folder needs."""
+    sets: list[str] = []
+    for target, spec in sorted(resolved.get("target", {}).items()):
+        installed = pins_for(pins, target)
+        if installed is not None:
+            sets.append(f"{target}.labels.{PINS_LABEL}={pins_label(pins, target, installed)}")
+        tags = list(spec.get("tags", []))
+        for key, specs, export in (("cache-to", request.cache_to, True), ("cache-from", request.cache_from, False)):
+            entries = [e for s in specs for e in cache_entries(s, target, tags, export=export)]
+            sets += [f"{target}.{key}{'=' if i == 0 else '+='}{e}" for i, e in enumerate(entries)]
+    allows = sorted({f"fs.{'write' if export else 'read'}={Path(spec.partition('=')[2]).resolve()}"
+                     for specs, export in ((request.cache_to, True), (request.cache_from, False))
+                     for spec in specs if spec.startswith("local=")})
+    return [arg for s in sets for arg in ("--set", s)] + [arg for a in allows for arg in ("--allow", a)]
+
+
+def builder_driver(name: str | None) -> str | None:
+    try:
+        found = run(command("buildx", "inspect", *([name] if name else [])))
+    except DockerException:
+        return None
+    m = re.search(r"^Driver:\s*(\S+)", found, re.M)
+    return m[1] if m else None
+
+
+def _containerd_store() -> bool:
+    """Whether the engine keeps images in containerd (then its docker driver exports every cache)."""
+    try:
+        return "io.containerd.snapshotter" in run(command("info", "--format", "{{json .DriverStatus}}"))
+    except DockerException:
+        return False
+
+
+def check_cache(request: BakeRequest) -> None:
+    """The docker driver on the classic image store exports only inline cache: say so before a
+    build fails half-way."""
+    exports = [s for s in request.cache_to if s.partition("=")[0] != "inline" and "type=inline" not in s]
+    if exports and builder_driver(request.builder) == "docker" and not _containerd_store():
+        raise BadInput(f"--cache-to {exports[0]}: the builder {request.builder or '(default)'} uses the docker "
+                       "driver on the classic image store, which exports only inline cache; use --cache-to "
+                       "inline, a builder with the docker-container driver (docker buildx create --driver "
+                       "docker-container --use), or an engine with the containerd image store")
+
+
+def check_attest(request: BakeRequest) -> bool:
+    """Whether the builder can attach attestations to pushed images; a warning when it cannot
+    (the docker driver on the classic image store cannot: the images are pushed without)."""
+    if builder_driver(request.builder) == "docker" and not _containerd_store():
+        err().print(f"warning: the builder {request.builder or '(default)'} uses the docker driver on the classic "
+                    "image store, which cannot attach attestations: the images are pushed WITHOUT an SBOM and "
+                    "provenance. Use a docker-container builder (docker buildx create --driver docker-container "
+                    "--use) or the containerd image store to attest them")
+        return False
+    return True
+
+
+# --------------------------------------------------------------------------- preflight
+
+
+def check_engine() -> str:
+    """The docker CLI and an engine must answer (one ``docker version`` call); versions on failure.
+    The buildx plugin is proven by :func:`plan`, which runs ``buildx bake --print``."""
+    client, server, why = versions()
+    if server is None:
+        raise WorkFailed(f"preflight: no Docker engine answers (docker CLI {client}): {why}. "
+                         "Start one (tools/engine/start.sh)")
+    return f"docker CLI {client}, engine {server}"
+
+
+def _buildx_version() -> str | None:
+    try:
+        return run(command("buildx", "version")).strip()
+    except DockerException:
+        return None
+
+
+def plan(root: Path, request: BakeRequest, derived: Sequence[str] = ()) -> dict[str, Any]:
+    """The resolved bake plan (``--print``), as JSON."""
+    cmd = _bake_cmd(root, request, "--print", derived=derived)
+    try:
+        with contextlib.chdir(root):  # bake resolves contexts against the working directory
+            return json.loads(run(cmd, env=_variables(request, root)))
+    except DockerException as exc:
+        if _buildx_version() is None:
+            raise WorkFailed(f"preflight: the buildx plugin is missing (docker CLI {versions()[0]}); "
+                             f"install docker-buildx >= 0.17 ({error_line(exc)})") from None
+        raise BadInput(f"bake: cannot evaluate {BAKE_FILE} for {' '.join(request.targets)}: "
+                       f"{error_line(exc)}") from None
+
+
+def pins_for(pins: Pins, target: str) -> list[Pin] | None:
+    """The pins a resolved bake target installs; None when wheels.toml does not cover it."""
+    if target in pins.targets():
+        return pins.for_target(target)
+    m = _PER_ARCH.match(target)
+    if m and m["base"] in pins.targets():
+        return pins.for_target(m["base"], m["arch"])
+    return None
+
+
+PROGRESS_MODES = ("plain", "auto", "quiet", "rawjson")
+_LABEL = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}")  # the tail of a Docker tag
+
+
+def check_options(request: BakeRequest) -> None:
+    """Options buildx would only reject mid-way: bad input, before anything runs."""
+    if request.progress not in PROGRESS_MODES:
+        why = (" (the build output is streamed through invoke, never to a terminal of its own)"
+               if request.progress == "tty" else "")
+        raise BadInput(f"--progress {request.progress!r} is not supported{why}; "
+                       f"expected one of {', '.join(PROGRESS_MODES)}")
+    for specs, export in ((request.cache_to, True), (request.cache_from, False)):
+        for spec in specs:
+            cache_entries(spec, "target", [], export=export)
+    if request.label is not None and not _LABEL.fullmatch(request.label):
+        raise BadInput(f"--label {request.label!r} cannot end a Docker tag; expected letters, digits, "
+                       "'_', '.' and '-' (not first), at most 100 characters")
+
+
+def check_builder(name: str) -> None:
+    try:
+        run(command("buildx", "inspect", name))
+    except DockerException as exc:
+        raise BadInput(f"--builder {name!r}: {error_line(exc)}; "
+                       "list the builders with: docker buildx ls") from None
+
+
+def kernel_problems(pins: Pins, target: str, target_pins: list[Pin]) -> list[str]:
+    """Pins of ``target`` whose recorded kernel coverage misses an arch they serve, or is not recorded."""
+
+    errors, unrecorded = coverage.problems(pins, target_pins)
+    return errors + [f"{pins.path.name}:{p.line}: coverage: {p.key} in {target} has no recorded kernel "
+                     f"coverage; record it with: {coverage.record_command(p)}" for p in unrecorded]
+
+
+def preflight(root: Path, pins: Pins, request: BakeRequest) -> tuple[dict[str, Any], list[str]]:
+    """Everything checked before a build: returns the plan (labels and caches included) and the
+    options that put them there. Renders generated/ first."""
+    try:
+        return _preflight(root, pins, request)
+    except NoDockerCLI as exc:
+        raise WorkFailed(f"preflight: {exc}") from None
+
+
+def _preflight(root: Path, pins: Pins, request: BakeRequest) -> tuple[dict[str, Any], list[str]]:
+    check_options(request)
+    changed = render.write(pins, root)
+    for path in changed:
+        err().print(f"rendered {path}")
+    if request.mode != "print":  # printing the plan needs no engine
+        check_engine()
+        if request.builder:
+            check_builder(request.builder)
+        check_cache(request)
+    if request.mode == "push":
+        request.attest = check_attest(request)
+    resolved = plan(root, request)
+    if request.mode != "print":  # record missing kernel coverage of hashed pins, then judge it
+        wanted = [p for t in resolved.get("target", {}) for p in pins_for(pins, t) or []]
+        pins = autocover.record(root, pins, autocover.missing(pins, wanted),
+                                bake_targets=bake_targets(root / BAKE_FILE))
+    problems: list[str] = []
+    for target in sorted(resolved.get("target", {})):
+        target_pins = pins_for(pins, target) or []
+        for pin in target_pins:
+            if pin.sha256 is None:
+                problems.append(f"{pins.path.name}:{pin.line}: sha256: {pin.key} in {target} has no hash; "
+                                f"record it with: {record_hash_command(pin)}")
+        problems += kernel_problems(pins, target, target_pins)
+    if problems and request.mode != "print":
+        raise BadInput("\n".join(problems))
+    for problem in problems if request.mode == "print" else []:
+        err().print(f"warning: {problem}")
+    derived = derived_args(pins, request, resolved)
+    if request.mode == "print":  # what buildx makes of it, exactly; a build saves this second plan
+        return plan(root, request, derived), derived
+    for target, spec in resolved.get("target", {}).items():  # the labels the build will set
+        if (installed := pins_for(pins, target)) is not None:
+            spec.setdefault("labels", {})[PINS_LABEL] = pins_label(pins, target, installed)
+    return resolved, derived
+
+
+# --------------------------------------------------------------------------- build
+
+
+def _url_in(line: str) -> str | None:
+    """The URL a pip error line names; pip (urllib3) writes an unreachable one as
+    ``HTTPConnectionPool(host='h', port=p): Max retries exceeded with url: /path``."""
+    if m := re.search(r"(https?://\S+?\.whl)", line) or re.search(r"(https?://\S+)", line):
+        return m[1]
+    if m := re.search(r"(HTTPS?)ConnectionPool\(host='([^']+)', port=(\d+)\).*?url: (/\S+)", line):
+        return f"{m[1].lower()}://{m[2]}:{m[3]}{m[4]}"
+    return None
+
+
+def explain_failure(log: str) -> str:
+    """One line that names the wheel or URL a failed build tripped on."""
+    lines = log.splitlines()
+    if why := pip_hash_mismatch(lines):
+        return why
+    for ln in lines:
+        m = re.search(r"(?:Could not install requirement|HTTP error \d+ while getting|"
+                      r"connection error|Max retries exceeded|Failed to establish).*", ln, re.I)
+        if m:
+            if url := _url_in(ln):
+                return f"cannot download {url}: {m[0].strip()[:200]}"
+    for ln in lines:
+        # pip's own refusal; not the RUN line that merely passes --require-hashes.
+        if "Hashes are required" in ln:
+            return f"pip refused an unhashed requirement: {ln.strip()[:300]}"
+    return error_line(log)
+
+
+def _stream(cmd: list[str], env: dict[str, str] | None = None) -> tuple[str, dict[str, tuple[float, float]]]:
+    """Run ``cmd``, echo its output, and time each target from the plain progress lines."""
+    log: list[str] = []
+    vertex_target: dict[str, str] = {}
+    spans: dict[str, tuple[float, float]] = {}
+    try:
+        for _source, raw in stream_stdout_and_stderr(cmd, env=env or None):
+            line = raw.decode(errors="replace").rstrip("\n")
+            now = time.monotonic()
+            log.append(line)
+            err().print(line)
+            if m := _VERTEX.match(line):
+                vertex_target.setdefault(m[1], m["target"])
+            if (m := _LINE_ID.match(line)) and m[1] in vertex_target:
+                t = vertex_target[m[1]]
+                start, _ = spans.get(t, (now, now))
+                spans[t] = (start, now)
+    except DockerException as exc:
+        output = "\n".join(log) + "\n" + text(exc.stderr)
+        raise WorkFailed(f"bake failed: {explain_failure(output)}") from None
+    return "\n".join(log), spans
+
+
+def build(root: Path, pins: Pins, request: BakeRequest) -> list[Built]:
+    resolved, derived = preflight(root, pins, request)
+    extra = ["--progress", request.progress, f"--{request.mode}"]
+    if request.no_cache:
+        extra.append("--no-cache")
+    for spec in request.cache_to:  # buildx grants fs.write only on a folder that exists
+        if spec.startswith("local="):
+            Path(spec.partition("=")[2]).mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        meta_file = Path(tmp) / "metadata.json"
+        cmd = _bake_cmd(root, request, *extra, "--metadata-file", str(meta_file), derived=derived)
+        started = time.monotonic()
+        with contextlib.chdir(root):
+            _, spans = _stream(cmd, _variables(request, root))
+        total = time.monotonic() - started
+        raw = loads_json(read_bytes(meta_file)) if meta_file.exists() else {}
+        metadata: dict[str, Any] = raw if isinstance(raw, dict) else {}
+    built = []
+    for target, spec in sorted(resolved.get("target", {}).items()):
+        meta = metadata.get(target, {})
+        start_end = spans.get(target)
+        built.append(Built(
+            target=target,
+            tags=list(spec.get("tags", [])),
+            image_id=meta.get("containerimage.config.digest"),
+            digest=meta.get("containerimage.digest"),
+            seconds=(start_end[1] - start_end[0]) if start_end else total,
+            pins=pins_for(pins, target) or [],
+            labels=dict(spec.get("labels", {})),
+        ))
+    record.write(root, built, attested=request.attest if request.mode == "push" else None)
+    return built

@@ -1,0 +1,46 @@
+"""The target names declared in ``docker-bake.hcl`` (pins name them in ``targets``).
+
+Read with a real HCL parser (python-hcl2), not a pattern: a ``target "x" {`` line inside a
+heredoc or a comment is text, not a target. ``invoke check`` needs no Docker engine for it;
+``invoke bake`` checks the same names again against buildx's own evaluation (``--print``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from comfyimg.errors import BadInput
+from comfyimg.fsutil import read_text
+from comfyimg.untrusted import one_line
+
+BAKE_FILE = "docker-bake.hcl"
+
+
+def _label(raw: str) -> str:
+    """A block label as python-hcl2 gives it (``'"name"'``) → ``name``."""
+    return raw[1:-1] if len(raw) >= 2 and raw[0] == raw[-1] == '"' else raw
+
+
+def parse_targets(text: str, name: str = BAKE_FILE) -> set[str]:
+    """Target names declared in bake-file ``text``; malformed HCL is bad input with its line."""
+    import hcl2  # optional: imported here, commands that never read the bake file do without the parser
+    from lark.exceptions import LarkError, UnexpectedInput  # optional: python-hcl2's parser, as above
+
+    try:
+        tree = hcl2.loads(text)
+    except UnexpectedInput as exc:
+        raise BadInput(f"{one_line(name)}:{exc.line}: syntax: not valid HCL "
+                       f"({one_line(str(exc).strip().splitlines()[0])})") from None
+    except (LarkError, ValueError, RecursionError) as exc:
+        raise BadInput(f"{one_line(name)}:1: syntax: not valid HCL ({type(exc).__name__})") from None
+    found: set[str] = set()
+    for block in tree.get("target", []) if isinstance(tree, dict) else []:
+        if isinstance(block, dict):
+            found.update(_label(str(key)) for key in block if not str(key).startswith("__"))
+    return found
+
+
+def targets(bake_file: Path) -> set[str] | None:
+    """Target names declared in ``docker-bake.hcl``, or None when there is no such file."""
+    if not bake_file.exists() and not bake_file.is_symlink():
+        return None
+    return parse_targets(read_text(bake_file), bake_file.name)

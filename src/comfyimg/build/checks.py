@@ -1,0 +1,100 @@
+"""``invoke check``'s build checks: ``docker buildx bake --call check`` on every target.
+
+Run through the one bake command line (:func:`comfyimg.build.bake._bake_cmd`) on every target of
+the ``all`` group (matrix targets expanded by ``bake --print``), or every declared target
+when there is no such group. A warning from BuildKit's Dockerfile checks fails ``invoke
+check`` (exit 1), listing each one.
+
+The checks need an engine with buildx whose BuildKit can lint (its Dockerfile frontend
+supports ``--call check``, or can fetch one that does). Without an engine, or when its
+BuildKit cannot run the checks, they are **skipped and said to be skipped**, never counted
+as passed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from comfyimg.build import bake, bakefile
+from comfyimg.build.docker import NoDockerCLI
+from comfyimg.errors import BadInput, WorkFailed
+
+TIMEOUT = 300.0  # seconds for the whole check run
+_WARNING = re.compile(r"^WARNING: (\S+ - .*)$", re.M)
+_CANNOT = ("unsupported request frontend.lint", "resolve image config for docker-image://docker.io/docker/dockerfile")
+
+
+@dataclass
+class Result:
+    status: str  # "passed" | "failed" | "skipped"
+    detail: str
+    warnings: list[str] = field(default_factory=list)
+    note: bool = False  # nothing here to check (no Dockerfile in this checkout): a note, not a warning
+
+    def as_json(self) -> dict[str, object]:
+        return {"status": self.status, "detail": self.detail, "warnings": self.warnings}
+
+
+def _last_error(output: str) -> str:
+    lines = [ln.strip() for ln in output.splitlines() if ln.strip().startswith("ERROR")]
+    return (lines[-1] if lines else (output.strip().splitlines() or ["no output"])[-1])[:300]
+
+
+def _dockerfile(root: Path, spec: dict) -> Path | None:
+    """The target's Dockerfile on disk; None for a remote context or a file not in this checkout."""
+    context = str(spec.get("context") or ".")
+    if "://" in context or context.startswith("target:"):
+        return None
+    path = (root / context / str(spec.get("dockerfile") or "Dockerfile"))
+    return path if path.is_file() else None
+
+
+def run(root: Path) -> Result:
+    try:
+        engine = bake.check_engine()
+    except (WorkFailed, NoDockerCLI) as exc:
+        return Result("skipped", f"build checks skipped: {exc}")
+    if bake._buildx_version() is None:
+        return Result("skipped", f"build checks skipped: no buildx plugin ({engine})")
+    bake_file = root / bakefile.BAKE_FILE
+    if not bake_file.exists():
+        return Result("skipped", f"build checks skipped: no {bakefile.BAKE_FILE}")
+    declared = bakefile.targets(bake_file) or set()
+    has_all = re.search(r'^\s*group\s+"all"', bake_file.read_text(encoding="utf-8"), re.M)
+    try:
+        resolved = bake.plan(root, bake.BakeRequest(targets=["all"] if has_all else sorted(declared)))
+    except (BadInput, WorkFailed) as exc:
+        return Result("failed", f"build checks: {exc}")
+    specs = resolved.get("target", {})
+    targets = [t for t in sorted(specs) if _dockerfile(root, specs[t]) is not None]
+    missing = sorted(set(specs) - set(targets))
+    if not targets:
+        return Result("skipped", "build checks skipped: no target has a Dockerfile in this checkout"
+                      + (f" ({', '.join(missing)})" if missing else ""), note=True)
+    request = bake.BakeRequest(targets=targets)
+    cmd = bake._bake_cmd(root, request, "--call", "check", "--progress", "plain")
+    try:
+        with contextlib.chdir(root):
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=TIMEOUT,
+                                  env={**os.environ, **bake._variables(request, root)}, check=False)
+    except subprocess.TimeoutExpired:
+        return Result("failed", f"build checks: no answer within {TIMEOUT:g} s")
+    output = proc.stdout + proc.stderr
+    warnings = _WARNING.findall(output)
+    if warnings:
+        return Result("failed", f"build checks: {len(warnings)} warning(s) in {len(targets)} target(s)", warnings)
+    if proc.returncode == 0:
+        unchecked = f"; not checked (no Dockerfile here): {', '.join(missing)}" if missing else ""
+        return Result("passed", f"build checks passed on {len(targets)} target(s){unchecked}")
+    if any(c in output for c in _CANNOT):
+        return Result("skipped", "build checks NOT run: this engine's BuildKit cannot run Dockerfile checks "
+                                 f"and could not fetch a frontend that can ({_last_error(output)})")
+    return Result("failed", f"build checks: {_last_error(output)}")
+
+
+__all__ = ["Result", "run"]

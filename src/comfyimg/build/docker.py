@@ -1,0 +1,83 @@
+"""The Docker client, made in one place, and a failed docker command as one line.
+
+Every docker call of the package goes through python-on-whales: :func:`client` is its one
+``DockerClient``, made on first use (importing a module never touches docker), and
+:func:`error_line` is the one way a ``DockerException`` becomes a message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from functools import cache
+from typing import Any, cast
+
+from python_on_whales import ClientNotFoundError, DockerClient
+
+# python-on-whales has no public call for a docker command it does not wrap (`buildx bake
+# --allow`, `--call check`): its own runner is used, here only, and
+# tests/unit/test_dependencies.py fails naming the python-on-whales version if it changes.
+from python_on_whales import utils as whales_utils
+from python_on_whales.exceptions import DockerException
+
+from comfyimg.errors import WorkFailed
+
+NO_DOCKER_CLI = "the docker CLI was not found on PATH; install it (tools/engine/install.sh on Debian)"
+__all__ = ["NO_DOCKER_CLI", "ClientNotFoundError", "NoDockerCLI", "DockerException", "client", "command",
+           "error_line", "run", "stream_stdout_and_stderr", "text", "versions"]
+
+
+class NoDockerCLI(WorkFailed):
+    """No docker executable on PATH."""
+
+
+@cache
+def client() -> DockerClient:
+    return DockerClient()
+
+
+def command(*args: str) -> list[str]:
+    """``docker ARGS…`` as python-on-whales would run it; no docker CLI is a clear failure."""
+    try:
+        # docker_cmd itself raises ClientNotFoundError when no docker is on PATH.
+        return [*client().docker_cmd, *args]
+    except (ClientNotFoundError, FileNotFoundError, OSError):
+        raise NoDockerCLI(NO_DOCKER_CLI) from None
+
+
+def run(args: list[str], *, env: dict[str, str] | None = None) -> str:
+    """Run ``docker ARGS…`` (from :func:`command`); its stdout, or a ``DockerException``."""
+    return cast(str, whales_utils.run(args, env=env or {}))
+
+
+def stream_stdout_and_stderr(args: list[str], *, env: dict[str, str] | None = None) -> Iterable[tuple[str, bytes]]:
+    """Run ``docker ARGS…``, yielding (``"stdout"``/``"stderr"``, line) as they come; a
+    ``DockerException`` at the end when it failed."""
+    return whales_utils.stream_stdout_and_stderr(args, env=env)  # type: ignore[arg-type]
+
+
+def text(data: Any) -> str:
+    return data.decode(errors="replace") if isinstance(data, bytes) else str(data or "")
+
+
+def error_line(output: DockerException | Any) -> str:
+    """The line that says what went wrong: the last error line of docker's output, else its
+    last line."""
+    stderr = output.stderr if isinstance(output, DockerException) else output
+    lines = [ln.strip() for ln in text(stderr).splitlines() if ln.strip()]
+    for ln in reversed(lines):
+        if ln.startswith(("ERROR:", "error:", "Error")) or "ERROR" in ln:
+            return ln
+    return lines[-1] if lines else "no output"
+
+
+@cache
+def versions() -> tuple[str, str | None, str]:
+    """(client version, engine version or None, why the engine did not answer): one
+    ``docker version`` call per process."""
+    cmd = command("version", "--format", "{{.Client.Version}}|{{.Server.Version}}")
+    try:
+        client_version, _, server = run(cmd).strip().partition("|")
+        return client_version, server, ""
+    except DockerException as exc:
+        client_version = text(exc.stdout).strip().partition("|")[0] or "unknown"
+        return client_version, None, error_line(exc)

@@ -1,0 +1,461 @@
+"""``invoke bump``: move pins to a GitHub release, picking the one asset that fits each ABI.
+
+The flow, all of it before anything is written:
+
+1. choose the pins (names given, or every pin with a ``source``) and group them by repo;
+2. resolve each repo's release (latest, ``--pre``: newest non-draft, or ``--release TAG``);
+3. for every pin and each of its targets' profile ABI, select exactly one asset
+   (:func:`select_asset`; zero or several is an error listing every asset and why);
+4. find each selected asset's sha256: the API ``digest``, else a ``SHA256SUMS*`` asset of
+   the same release, else download and hash (``--verify``: always download, and
+   disagreeing with the API or the SUMS file fails);
+5. apply the changes to wheels.toml through tomlkit, re-validate, render generated files;
+6. print the table (and, with ``--dry-run``, the diff and stop), then write every file.
+
+Any failure raises :class:`~comfyimg.errors.UserError` before step 6 writes, so a failed
+bump leaves every file byte-identical.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from functools import partial
+from pathlib import Path
+
+from packaging.utils import canonicalize_name, parse_wheel_filename
+from packaging.version import Version
+from rich import box
+
+from comfyimg import render
+from comfyimg.build import bakefile
+from comfyimg.bump import index as index_mod
+from comfyimg.bump.digests import DigestMismatch, Digests, replaced_in_place
+from comfyimg.bump.github import Asset, GitHub, Release
+from comfyimg.errors import BadInput, WorkFailed
+from comfyimg.fsutil import atomic_write_many, exclusive, read_text
+from comfyimg.kernels import coverage, dispatch
+from comfyimg.kernels import wheel as kernels
+from comfyimg.kernels.read import read_wheel
+from comfyimg.kernels.wheel import Verdict, WheelKernels
+from comfyimg.output import SafeTable as Table
+from comfyimg.output import err, out, progress_factory
+from comfyimg.pins import load as pins_mod
+from comfyimg.pins.abi import InvalidWheelName, fit, parse_wheel
+from comfyimg.pins.edit import dumps_with_changes
+
+# --------------------------------------------------------------------------- selection
+
+
+@dataclass(frozen=True)
+class Rejected:
+    asset: str
+    reason: str
+
+
+def _reject_reason(asset: Asset, pin: pins_mod.Pin, profile: pins_mod.Profile,
+                   pre: bool = True) -> str | None:
+    """Why ``asset`` is not the wheel for ``pin`` in ``profile``; None when it fits."""
+    if not asset.name.endswith(".whl"):
+        return "not a wheel"
+    try:
+        wheel = parse_wheel(asset.name)
+    except InvalidWheelName as exc:
+        return str(exc)
+    if wheel.name != canonicalize_name(pin.name):
+        return f"distribution {wheel.name} ≠ {canonicalize_name(pin.name)}"
+    reasons = fit(wheel, profile.abi, pin.arch)
+    if asset.state == "yanked":
+        reasons.append("yanked (PEP 592)")
+    elif asset.state != "uploaded":
+        reasons.append(f"upload not finished (state {asset.state!r})")
+    if not pre and wheel.version.is_prerelease:
+        reasons.append(f"{wheel.version} is a prerelease (pass --pre to take it)")
+    return "; ".join(reasons) or None
+
+
+def _newest(fits: list[Asset]) -> list[Asset]:
+    """The fitting files of the highest version (then build tag): an index lists every version."""
+    def key(a: Asset) -> tuple[Version, tuple[int, str] | tuple[()]]:
+        _, version, build, _ = parse_wheel_filename(a.name)
+        return version, build
+    top = max(key(a) for a in fits)
+    return [a for a in fits if key(a) == top]
+
+
+def select_asset(release: Release, pin: pins_mod.Pin, profile: pins_mod.Profile,
+                 target: str, *, newest: bool = False, pre: bool = True) -> Asset:
+    """The one asset of ``release`` that fits ``pin`` in ``profile``; else an error naming every asset.
+    ``newest`` (an index page): of several that fit, the one of the highest version."""
+    fits: list[Asset] = []
+    rejected: list[Rejected] = []
+    for asset in release.assets:
+        reason = _reject_reason(asset, pin, profile, pre)
+        if reason is None:
+            fits.append(asset)
+        else:
+            rejected.append(Rejected(asset.name, reason))
+    if newest and len(fits) > 1:
+        older = fits
+        fits = _newest(fits)
+        rejected += [Rejected(a.name, "fits, but a newer version does") for a in older if a not in fits]
+    if len(fits) == 1:
+        return fits[0]
+    head = (f"{pin.key}: release {release.tag} has "
+            + ("no asset that fits" if not fits else f"{len(fits)} assets that fit")
+            + f" {target} ({profile.abi.describe()}"
+            + (f", {pin.arch}" if pin.arch else "") + ")")
+    lines = [head + ("; rejected:" if not fits else "; ambiguous:")]
+    lines += [f"  {a.name}: fits (ambiguous)" for a in fits]
+    lines += [f"  {r.asset}: {r.reason}" for r in rejected]
+    if not release.assets:
+        lines.append("  (the release has no assets)")
+    raise WorkFailed("\n".join(lines))
+
+
+# --------------------------------------------------------------------------- the command
+
+
+@dataclass
+class Change:
+    pin: pins_mod.Pin
+    release: Release
+    asset: Asset
+    sha256: str
+    digest_source: str
+    version: str
+    fields: dict[str, object] = field(default_factory=dict)
+    kernels: WheelKernels | None = None
+    verdicts: dict[str, Verdict] = field(default_factory=dict)  # served arch -> verdict
+
+    @property
+    def failing(self) -> dict[str, Verdict]:
+        return {a: v for a, v in self.verdicts.items() if not v.runnable}
+
+
+def choose_pins(pins: pins_mod.Pins, names: Sequence[str], verify: bool = False) -> list[pins_mod.Pin]:
+    """The pins named (every pin with a source when none is). A pin without a source (a plain
+    URL) is taken by name with ``--verify``: its bytes are checked, its sha256 and coverage recorded."""
+    if not names:
+        with_source = [p for p in pins.wheels if p.source]
+        if not with_source:
+            raise BadInput(f"{pins.path.name}: no [[wheel]] has a source = {{ github, release }} or "
+                           "{ index, project }; nothing to bump")
+        return with_source
+    chosen: list[pins_mod.Pin] = []
+    unknown: list[str] = []
+    for name in names:
+        hits = [p for p in pins.wheels
+                if name == p.key or canonicalize_name(name) == canonicalize_name(p.name)]
+        if not hits:
+            unknown.append(name)
+            continue
+        for pin in hits:
+            if pin.source is None and not verify:
+                raise BadInput(f"{pins.path.name}:{pin.line}: {pin.key} has no source = "
+                               "{ github, release } or { index, project }; bump cannot move it. "
+                               f"`invoke bump --verify --name {pin.key}` downloads its URL, checks or "
+                               "records its sha256 and records its kernel coverage")
+            if pin not in chosen:
+                chosen.append(pin)
+    if unknown:
+        known = sorted({p.name for p in pins.wheels} | {p.key for p in pins.wheels})
+        raise BadInput(f"unknown pin name(s): {', '.join(unknown)}; known: {', '.join(known)}")
+    return chosen
+
+
+def _new_version(pin: pins_mod.Pin, asset: Asset) -> str:
+    wheel = parse_wheel(asset.name)
+    return str(wheel.version) if Version(pin.version).local else wheel.version.public
+
+
+def _fields(pin: pins_mod.Pin, release: Release, asset: Asset, sha256: str,
+            version: str) -> dict[str, object]:
+    url = asset.browser_download_url or asset.url
+    changes: dict[str, object] = {}
+    if url != pin.url:
+        changes["url"] = url
+    if sha256 != pin.sha256:
+        changes["sha256"] = sha256
+    if version != pin.version:
+        changes["version"] = version
+    if isinstance(pin.source, pins_mod.Source) and release.tag != pin.source.release:
+        changes["source"] = {"github": pin.source.github, "release": release.tag}
+    return changes
+
+
+def _read_kernels(asset: Asset, release: Release, part: Path) -> kernels.WheelKernels:
+    """The compiled kernels of a downloaded wheel, for its recorded coverage."""
+    try:
+        return read_wheel(part, name=asset.name)
+    except kernels.BadKernels as exc:
+        raise WorkFailed(f"cannot read the kernels of {asset.name} of release {release.tag}: {exc}") from None
+
+
+def _url_release(pin: pins_mod.Pin) -> Release:
+    """A plain URL pin as a release of one asset; no digest: its bytes are always downloaded."""
+    asset = Asset(id=pin.index + 1, name=pin.filename, size=0, digest=None, url=pin.url,
+                  browser_download_url=pin.url, content_type="", state="uploaded")
+    return Release(id=0, tag=f"URL {pin.url}", name=pin.key, draft=False, prerelease=False,
+                   published_at=None, assets=(asset,))
+
+
+def _groups(pins: pins_mod.Pins, chosen: list[pins_mod.Pin], client: GitHub, *, release: str | None,
+            pre: bool) -> Iterator[tuple[Release, bool, list[pins_mod.Pin]]]:
+    """(the release or page to pick from, pick the newest?, its pins) for every source of
+    ``chosen``, one at a time: a failure in the first source stops before the next is asked."""
+    keyed: dict[object, list[pins_mod.Pin]] = {}
+    for pin in chosen:
+        keyed.setdefault(pin.source or ("url", pin.index), []).append(pin)
+    for key, group in keyed.items():
+        if isinstance(key, pins_mod.IndexSource):
+            if release:
+                raise BadInput(f"{pins.path.name}:{group[0].line}: {group[0].key} comes from an index; "
+                               "--release names a GitHub release")
+            files = index_mod.project_files(client.http, key.index, key.project)
+            yield index_mod.as_release(files, key.index, key.project), True, group
+        elif isinstance(key, pins_mod.Source):
+            yield _github_release(client, key.github, release, pre), False, group
+        else:
+            yield _url_release(group[0]), False, group
+
+
+def _github_release(client: GitHub, repo: str, release: str | None, pre: bool) -> Release:
+    if not release:
+        return client.latest_release(repo, pre=pre)
+    rel = client.release_by_tag(repo, release)
+    if rel.draft and not pre:
+        raise BadInput(f"{repo}: release {release} is a draft; pass --pre to use it")
+    if rel.prerelease and not pre:
+        raise BadInput(f"{repo}: release {release} is a prerelease; pass --pre to use it")
+    return rel
+
+
+def plan(pins: pins_mod.Pins, chosen: list[pins_mod.Pin], client: GitHub, *,
+         release: str | None, pre: bool, verify: bool, workdir: Path) -> list[Change]:
+    changes: list[Change] = []
+    for rel, newest, group_pins in _groups(pins, chosen, client, release=release, pre=pre):
+        # Select every asset of this release first: all or nothing.
+        picked: list[tuple[pins_mod.Pin, Asset]] = []
+        for pin in group_pins:
+            chosen_asset: Asset | None = None
+            for target in pin.targets:
+                profile = pins.profile_for(target)
+                asset = select_asset(rel, pin, profile, target, newest=newest, pre=pre or not newest)
+                if chosen_asset is not None and asset.name != chosen_asset.name:
+                    raise WorkFailed(f"{pin.key}: its targets want different assets of "
+                                     f"{rel.tag}: {chosen_asset.name} and {asset.name}; "
+                                     "split the pin per profile")
+                chosen_asset = asset
+            assert chosen_asset is not None
+            picked.append((pin, chosen_asset))
+        digests = Digests(client, rel, workdir, verify, progress_factory())
+        mismatched: list[str] = []
+        for pin, asset in picked:
+            served = coverage.serves(pins, pin)
+
+            def wants(sha256: str, pin: pins_mod.Pin = pin, served: tuple[str, ...] = served) -> bool:
+                # Record coverage for a new wheel (or one never read) that must serve a GPU.
+                return bool(served) and (verify or pin.coverage is None or pin.coverage.sha256 != sha256)
+
+            try:
+                sha256, source, found = digests.find(asset, wants, partial(_read_kernels, asset, rel))
+            except DigestMismatch as exc:  # name every tampered wheel, not just the first
+                mismatched.append(str(exc))
+                continue
+            version = _new_version(pin, asset)
+            fields = _fields(pin, rel, asset, sha256, version)
+            change = Change(pin, rel, asset, sha256, source, version, fields, found)
+            if found is not None:
+                how = found.dispatch.get(pin.name.lower().replace("-", "_"))
+                rules = dispatch.rules(pin.name, version, how)
+                change.verdicts = kernels.judge_all(found.modules, served, rules)
+                recorded = coverage.record_fields(found, pin.name)
+                old = pin.coverage
+                if old is None or old.sha256 != found.sha256 or old.tool != found.tool or \
+                        old.modules != found.modules or old.dispatch != _as_loaded(how):
+                    fields.update(recorded)
+            changes.append(change)
+        if mismatched:
+            raise WorkFailed("\n".join(mismatched))
+    return changes
+
+
+def _as_loaded(how: dispatch.Found | None) -> dispatch.Found | None:
+    """``how`` as wheels.toml gives it back (the loader does not know the package)."""
+    if isinstance(how, dispatch.WheelDispatch):
+        return replace(how, package="")
+    if isinstance(how, dispatch.FromTable):
+        return dispatch.FromTable("", how.why)
+    return None
+
+
+def _old_ref(pin: pins_mod.Pin) -> str | None:
+    """Where the pin says its wheel comes from: the release tag, the index page, or None (a URL)."""
+    if isinstance(pin.source, pins_mod.Source):
+        return pin.source.release
+    if isinstance(pin.source, pins_mod.IndexSource):
+        return f"index page {index_mod.page_url(pin.source.index, pin.source.project)}"
+    return None
+
+
+def _moves(ch: Change) -> bool:
+    """Does the change move the pin to another wheel (not just record the one it names)?"""
+    url = ch.asset.browser_download_url or ch.asset.url
+    if isinstance(ch.pin.source, pins_mod.Source):
+        return not (ch.release.tag == ch.pin.source.release and ch.asset.name == ch.pin.filename)
+    return url != ch.pin.url
+
+
+def _refuse_uncovered(changes: list[Change]) -> None:
+    """A pin moving to a wheel that cannot run on an arch it serves: a table of what fails, and
+    exit 1. Recording the wheel a pin already names records the truth, with a warning
+    (``invoke check`` and ``invoke bake`` then refuse it, naming the arch)."""
+    for ch in changes:
+        if not _moves(ch):
+            for arch, v in ch.failing.items():
+                err().print(f"warning: {ch.pin.key}: {ch.asset.name} cannot run on {arch}, which it serves: "
+                            f"{v.why}; recorded as read. `invoke check` and `invoke bake` refuse it until "
+                            "its serves is narrowed or it moves to a wheel that covers " + arch)
+    failing = [(ch, arch, v) for ch in changes if _moves(ch) for arch, v in ch.failing.items()]
+    if not failing:
+        return
+    table = Table(box=box.SIMPLE, show_edge=False, pad_edge=False,
+                  title="kernel coverage: these pins cannot run on GPUs they serve")
+    for col in ("package", "arch", "wheel", "carries", "missing"):
+        table.add_column(col, overflow="fold")
+    for ch, arch, v in failing:
+        carries = "; ".join(f"{m.name}: {m.carries()}" for m in ch.kernels.modules) if ch.kernels else ""
+        missing = "; ".join(f"{m.module} ({m.needs})" for m in v.missing) or v.why
+        table.add_row(ch.pin.key, arch, ch.asset.name, carries or "no compiled modules", missing)
+    err().print(table)
+    lines = [f"{ch.pin.key}: {ch.asset.name} of {ch.release.tag} cannot run on {arch}, which it serves: "
+             f"{v.why}" for ch, arch, v in failing]
+    raise WorkFailed("\n".join(lines) + "\nnothing written; to serve fewer GPUs, set serves in wheels.toml")
+
+
+def _table(changes: list[Change]) -> Table:
+    table = Table(box=box.SIMPLE, show_edge=False, pad_edge=False)
+    for col in ("package", "old", "new", "sha256", "digest from", "kernels for"):
+        table.add_column(col, overflow="fold")
+    for ch in changes:
+        old_rel = _old_ref(ch.pin) or "URL"
+        old = f"{old_rel}\n{ch.pin.filename}"
+        new = f"{ch.release.tag}\n{ch.asset.name}" if ch.fields else "(unchanged)"
+        runs = " ".join(a if v.runnable else f"NOT {a}" for a, v in ch.verdicts.items())
+        table.add_row(ch.pin.key, old, new, ch.sha256[:12], ch.digest_source,
+                      runs or ("(recorded)" if ch.pin.coverage else "-"))
+    return table
+
+
+def as_json(changes: list[Change], *, dry_run: bool, wrote: list[str], diff: str = "") -> dict[str, object]:
+    """``invoke bump --json``: what the table shows, for scripts (the bump workflow's PR)."""
+    return {
+        "changed": any(ch.fields for ch in changes),
+        "dry_run": dry_run,
+        "wrote": wrote,
+        **({"diff": diff} if diff else {}),
+        "pins": [{
+            "pin": ch.pin.key, "name": ch.pin.name, "arch": ch.pin.arch, "changed": bool(ch.fields),
+            "old": {"release": _old_ref(ch.pin), "file": ch.pin.filename,
+                    "version": ch.pin.version, "sha256": ch.pin.sha256},
+            "new": {"release": ch.release.tag, "file": ch.asset.name, "version": ch.version,
+                    "sha256": ch.sha256, "digest_from": ch.digest_source},
+            "fields": sorted(ch.fields),
+            "kernels_for": {a: v.runnable for a, v in ch.verdicts.items()},  # served arch -> runnable
+        } for ch in changes],
+    }
+
+
+def bump(root: Path, names: Sequence[str] = (), *, release: str | None = None, pre: bool = False,
+         dry_run: bool = False, verify: bool = False, accept_new_bytes: bool = False,
+         client: GitHub | None = None, json_out: bool = False) -> int:
+    """The command; returns 0 or raises :class:`UserError` (nothing written on failure).
+    One bump at a time per checkout: a second one fails at once (the lock on wheels.toml)."""
+    with exclusive(root / "wheels.toml", "invoke bump"):
+        return _bump(root, names, release=release, pre=pre, dry_run=dry_run, verify=verify,
+                     accept_new_bytes=accept_new_bytes, client=client, json_out=json_out)
+
+
+def _bump(root: Path, names: Sequence[str], *, release: str | None, pre: bool, dry_run: bool,
+          verify: bool, accept_new_bytes: bool, client: GitHub | None, json_out: bool) -> int:
+    started = time.monotonic()
+    path = root / "wheels.toml"
+    bake_targets = bakefile.targets(root / bakefile.BAKE_FILE)
+    text = read_text(path)  # read once: what is parsed is what the edit starts from
+    pins = pins_mod.loads(text, path, bake_targets=bake_targets)
+    chosen = choose_pins(pins, names, verify)
+    own_client = client is None
+    client = client or GitHub.from_env()
+    try:
+        with tempfile.TemporaryDirectory(prefix="comfyimg-bump-") as tmp:
+            changes = plan(pins, chosen, client, release=release, pre=pre, verify=verify,
+                           workdir=Path(tmp))
+    finally:
+        if own_client:
+            client.close()
+
+    _refuse_uncovered(changes)
+    replaced = [ch for ch in changes
+                if replaced_in_place(ch.pin.url, ch.pin.sha256, str(ch.fields.get("url", ch.pin.url)), ch.sha256)]
+    lines = [f"{ch.pin.key}: {ch.asset.name} was replaced under the same URL in release "
+             f"{ch.release.tag}: pinned sha256 {ch.pin.sha256}, now {ch.sha256}" for ch in replaced]
+    if lines and not accept_new_bytes:  # the supply-chain event hashes exist to catch
+        raise WorkFailed("\n".join(lines + ["Nothing was written. If the new bytes are the ones you "
+                                             "trust, run again with --accept-new-bytes"]))
+    for line in lines:
+        err().print(f"warning: {line}; accepted (--accept-new-bytes)")
+
+    edits = {ch.pin.index: ch.fields for ch in changes if ch.fields}
+    if not edits and json_out:
+        print(json.dumps(as_json(changes, dry_run=dry_run, wrote=[]), indent=2))
+        return 0
+    if not edits:
+        out().print(_table(changes))
+        out().print(f"up to date: {', '.join(sorted({c.pin.key for c in changes}))} "
+                    f"already at {', '.join(sorted({c.release.tag for c in changes}))}")
+        return 0
+
+    # Validate and render everything before writing anything.
+    new_text = dumps_with_changes(text, edits)
+    try:
+        new_pins = pins_mod.loads(new_text, path, bake_targets=bake_targets)
+    except BadInput as exc:
+        raise WorkFailed(f"the bumped {path.name} would not be valid:\n{exc}") from None
+    files = render.render(new_pins)
+
+    if not json_out:
+        out().print(_table(changes))
+    if dry_run:
+        diff = "".join(difflib.unified_diff(text.splitlines(keepends=True), new_text.splitlines(keepends=True),
+                                            f"a/{path.name}", f"b/{path.name}"))
+        if json_out:
+            print(json.dumps(as_json(changes, dry_run=True, wrote=[], diff=diff), indent=2))
+            return 0
+        out().print(diff, end="", soft_wrap=True)
+        out().print(f"dry run: {len(edits)} pin(s) would change; nothing written")
+        return 0
+
+    staged: dict[Path, bytes | str] = {path: new_text}
+    for rel, content in files.items():
+        if not render.is_current(root / rel, content):
+            staged[root / rel] = content
+    if read_text(path) != text:  # an editor saved it meanwhile (editors do not take the lock)
+        raise WorkFailed(f"{path.name}: changed since invoke bump read it; nothing was written, so that "
+                         "edit is kept. Run invoke bump again")
+    atomic_write_many(staged)
+    render.write(new_pins, root)  # removes stale generated files; the rest is already current
+    wrote = sorted(str(p.relative_to(root)) for p in staged)
+    if json_out:
+        print(json.dumps(as_json(changes, dry_run=False, wrote=wrote), indent=2))
+        return 0
+    out().print(f"bumped {len(edits)} pin(s) in {time.monotonic() - started:.2f} s; "
+                f"wrote {', '.join(wrote)}")
+    return 0
+
+
+__all__ = ["Change", "bump", "choose_pins", "plan", "select_asset"]

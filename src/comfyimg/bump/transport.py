@@ -1,0 +1,349 @@
+"""HTTP to the GitHub API (httpx): where the token goes, retries, and errors as one line.
+
+* The token goes to the API origin (scheme, host, port of the base URL) only.  Redirects
+  are followed here, not by httpx, and a hop to any other origin is sent without the
+  ``Authorization`` header.  The token is never printed, logged or put in a message.
+* Every request has a timeout per read and an overall deadline (retries, redirects,
+  headers and body together): a server that drips one byte at a time still ends within
+  the deadline.  The socket work runs in a worker thread (:func:`_bounded`) so that the
+  caller stops at the deadline whatever the socket does.
+* Every body is counted as it is decoded (``iter_bytes``), so a compression bomb stops at
+  the byte cap, not when memory runs out; JSON kept in memory has a smaller cap.
+* 5xx answers, timeouts and connection errors are retried a bounded number of times with
+  exponential backoff; a rate limit (403/429) fails at once with the reset time.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from typing import TypeVar
+
+import httpx
+
+from comfyimg.errors import BadInput, WorkFailed
+from comfyimg.untrusted import add_secret, loads_json
+
+T = TypeVar("T")
+
+API_VERSION = "2022-11-28"
+USER_AGENT = "comfyimg-bump"
+REDIRECTS = {301, 302, 303, 307, 308}
+MAX_REDIRECTS = 10
+MAX_RETRIES = 10
+MAX_BACKOFF = 60.0  # seconds, the longest single wait between attempts
+MAX_JSON_BYTES = 32 << 20  # an API answer held in memory (a page of 100 releases is < 1 MiB)
+MAX_ERROR_BYTES = 64 << 10  # the body of an error answer, read for its message
+MAX_RESET = 366 * 24 * 3600  # a rate-limit reset further away than a year is not believed
+DEADLINE_ENV = "COMFYIMG_HTTP_DEADLINE"
+MAX_BYTES_ENV = "COMFYIMG_HTTP_MAX_BYTES"
+_DEADLINE_KEY = "comfyimg.deadline"
+
+
+class Late(WorkFailed):
+    """The overall deadline of a request passed."""
+
+
+class _Stop(Exception):
+    pass
+
+
+def _bounded(deadline: float, produce: Callable[[], Iterator[T]], late: Callable[[], str]) -> Iterator[T]:
+    """The items of ``produce()``, made in a worker thread; past ``deadline`` (monotonic) a
+    :class:`Late` with ``late()``, whatever the socket under it is doing.  The worker is told
+    to stop and closes what it made after that; it never prints."""
+    box: queue.Queue[tuple[str, object]] = queue.Queue(maxsize=2)
+    stop = threading.Event()
+
+    def put(item: tuple[str, object]) -> None:
+        while not stop.is_set():
+            try:
+                box.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+        raise _Stop
+
+    def work() -> None:
+        try:
+            for item in produce():
+                if stop.is_set():
+                    getattr(item, "close", lambda: None)()
+                    return
+                put(("item", item))
+            put(("done", None))
+        except _Stop:
+            pass
+        except BaseException as exc:  # handed to the caller, never printed here
+            try:
+                put(("error", exc))
+            except _Stop:
+                pass
+
+    threading.Thread(target=work, daemon=True, name="comfyimg-http").start()
+    try:
+        while True:
+            remaining = deadline - time.monotonic()
+            try:
+                if remaining <= 0:
+                    raise queue.Empty
+                kind, value = box.get(timeout=remaining)
+            except queue.Empty:
+                raise Late(late()) from None
+            if kind == "done":
+                return
+            if kind == "error":
+                raise value  # type: ignore[misc]
+            yield value  # type: ignore[misc]
+    finally:
+        stop.set()
+
+
+class NotFound(WorkFailed):
+    """A 404 from the API."""
+
+
+def origin(url: httpx.URL) -> tuple[str, str, int]:
+    port = url.port or {"http": 80, "https": 443}.get(url.scheme, 0)
+    return (url.scheme, url.host, port)
+
+
+def _rate_limit_message(resp: httpx.Response, what: str, authenticated: bool) -> str | None:
+    headers = resp.headers
+    limited = resp.status_code == 429 or (
+        resp.status_code == 403
+        and (headers.get("x-ratelimit-remaining") == "0" or "retry-after" in headers)
+    )
+    if not limited:
+        return None
+    when = ""
+    if (after := headers.get("retry-after")) and after.strip().isascii() and after.strip().isdigit() \
+            and len(after.strip()) <= 9:
+        when = f"retry after {int(after)} s"
+    elif (reset := headers.get("x-ratelimit-reset")) and reset.strip().isascii() and reset.strip().isdigit():
+        wait = int(reset) - int(time.time())
+        if len(reset.strip()) > 12 or wait > MAX_RESET:
+            when = f"the server gives an implausible reset time ({reset.strip()[:24]})"
+        else:
+            at = datetime.fromtimestamp(int(reset), tz=UTC)
+            when = f"the limit resets at {at:%Y-%m-%d %H:%M:%S} UTC (in {max(0, wait)} s)"
+    else:
+        when = "no reset time given"
+    hint = "" if authenticated else "; set GITHUB_TOKEN (or GH_TOKEN) for a higher limit"
+    return f"{what}: GitHub API rate limit exceeded (HTTP {resp.status_code}); {when}{hint}"
+
+
+def _api_message(resp: httpx.Response, body: bytes) -> str:
+    try:
+        data = loads_json(body)
+        if isinstance(data, dict) and isinstance(data.get("message"), str):
+            return data["message"][:200]
+    except ValueError:  # not JSON, or the body never arrived
+        pass
+    return resp.reason_phrase or ""
+
+
+def token_problem(token: str) -> str | None:
+    """Why ``token`` cannot go into an ``Authorization`` header; the value itself is never named."""
+    if any(c in "\r\n" for c in token):
+        return "contains a line break (CR or LF)"
+    if not token.isascii():
+        return "contains a non-ASCII character"
+    if not token.isprintable() or token != token.strip():
+        return "contains a control character or surrounding white space"
+    return None
+
+
+class Transport:
+    """GETs against one API origin; use :meth:`get` / :meth:`json`, and :meth:`close`."""
+
+    def __init__(self, base_url: str, token: str | None = None, *, timeout: float = 30.0,
+                 retries: int = 3, backoff: float = 1.0, deadline: float = 900.0,
+                 max_bytes: int = 4 << 30, transport: httpx.BaseTransport | None = None) -> None:
+        base = base_url.rstrip("/")
+        try:
+            self.base = httpx.URL(base)
+        except httpx.InvalidURL as exc:
+            raise BadInput(f"GITHUB_API_URL={base!r} is not a valid URL ({exc})") from None
+        if self.base.scheme not in ("http", "https") or not self.base.host:
+            raise BadInput(f"GITHUB_API_URL={base!r} is not an http(s) URL")
+        if why := host_problem(base):
+            raise BadInput(f"GITHUB_API_URL={base!r}: {why}")
+        if token and (why := token_problem(token)):
+            raise BadInput(f"the token {why}; the value is not shown. Set it to the token alone")
+        add_secret(token)
+        self._token = token or None
+        self.timeout = timeout
+        self.deadline = deadline
+        self.max_bytes = max_bytes
+        self.retries = min(max(0, int(retries)), MAX_RETRIES)
+        self.backoff = min(backoff, MAX_BACKOFF)
+        self._api_origin = origin(self.base)
+        self._http = httpx.Client(
+            timeout=httpx.Timeout(timeout),
+            follow_redirects=False,  # followed in _send, which decides where the token goes
+            headers={"User-Agent": USER_AGENT},
+            transport=transport,
+            trust_env=False,  # no proxy or .netrc credentials sneaking in
+        )
+
+    @property
+    def authenticated(self) -> bool:
+        return self._token is not None
+
+    def close(self) -> None:
+        self._http.close()
+
+    def api(self, path: str) -> httpx.URL:
+        return httpx.URL(str(self.base) + path)
+
+    def _headers_for(self, url: httpx.URL, accept: str) -> dict[str, str]:
+        headers = {"Accept": accept}
+        if origin(url) == self._api_origin:
+            headers["X-GitHub-Api-Version"] = API_VERSION
+            if self._token:
+                headers["Authorization"] = f"Bearer {self._token}"
+        return headers
+
+    def _late(self, url: httpx.URL, what: str) -> Callable[[], str]:
+        return lambda: (f"{what}: no complete answer from {url} within the {self.deadline:g} s deadline "
+                        f"({DEADLINE_ENV}); stopped")
+
+    def _send(self, url: httpx.URL, accept: str, deadline: float, what: str) -> httpx.Response:
+        """GET ``url`` following redirects by hand; the token only ever goes to the API origin."""
+        for _ in range(MAX_REDIRECTS + 1):
+            request = self._http.build_request("GET", url, headers=self._headers_for(url, accept))
+
+            def one(request: httpx.Request = request) -> Iterator[httpx.Response]:
+                try:
+                    yield self._http.send(request, stream=True)
+                except httpx.InvalidURL as exc:  # httpx reads the Location even when not following it
+                    raise WorkFailed(f"refusing a redirect to an unusable URL ({exc})") from None
+
+            resp = next(_bounded(deadline, one, self._late(url, what)))
+            if resp.status_code in REDIRECTS and "location" in resp.headers:
+                location = resp.headers["location"]
+                resp.close()
+                try:
+                    url = url.join(location)
+                except (httpx.InvalidURL, ValueError, TypeError):
+                    raise WorkFailed(f"refusing a redirect to a malformed URL {location[:200]!r}") from None
+                if url.scheme not in ("http", "https"):
+                    raise WorkFailed(f"refusing a redirect to a {url.scheme!r} URL")
+                if why := host_problem(str(url)):
+                    raise WorkFailed(f"refusing a redirect to {str(url)[:200]!r}: {why}")
+                continue
+            resp.extensions[_DEADLINE_KEY] = deadline
+            resp.extensions["comfyimg.what"] = what
+            return resp
+        raise WorkFailed(f"more than {MAX_REDIRECTS} redirects, last to {url}")
+
+    def get(self, url: str | httpx.URL, *, accept: str = "application/vnd.github+json",
+            what: str) -> httpx.Response:
+        """GET with bounded retries; returns an open (streamed) 2xx/3xx/4xx response, whose
+        body is read through :meth:`body` within the same deadline."""
+        url = httpx.URL(url)
+        deadline = time.monotonic() + self.deadline
+        last = ""
+        attempts = self.retries + 1
+        for attempt in range(attempts):
+            if attempt:
+                pause = min(self.backoff * 2 ** (attempt - 1), MAX_BACKOFF)
+                if time.monotonic() + pause >= deadline:
+                    raise Late(self._late(url, what)() + f"; last: {last}")
+                time.sleep(pause)
+            try:
+                resp = self._send(url, accept, deadline, what)
+            except Late:
+                raise
+            except WorkFailed as exc:  # a redirect loop or a bad redirect: say which request
+                raise WorkFailed(f"{what}: {exc} (from {url})") from None
+            except httpx.TimeoutException:
+                last = f"timed out (no answer within {self.timeout:g} s)"
+                continue
+            except httpx.TransportError as exc:
+                last = f"connection failed ({type(exc).__name__}: {exc})"
+                continue
+            if resp.status_code >= 500:
+                last = f"HTTP {resp.status_code} {resp.reason_phrase}".rstrip()
+                resp.close()
+                continue
+            return resp
+        raise WorkFailed(f"{what}: {last}, after {attempts} attempt(s)")
+
+    def body(self, resp: httpx.Response, limit: int | None = None) -> Iterator[bytes]:
+        """The decoded body of ``resp`` (from :meth:`get`) in chunks, within the request's
+        deadline and at most ``limit`` (default the byte cap) decoded bytes; closes ``resp``."""
+        what = resp.extensions.get("comfyimg.what", "request")
+        deadline = resp.extensions.get(_DEADLINE_KEY, time.monotonic() + self.deadline)
+        cap = min(limit or self.max_bytes, self.max_bytes)
+        seen = 0
+        try:
+            for chunk in _bounded(deadline, resp.iter_bytes, self._late(resp.url, what)):
+                seen += len(chunk)
+                if seen > cap:
+                    env = f" ({MAX_BYTES_ENV})" if cap == self.max_bytes else ""
+                    raise WorkFailed(f"{what}: the answer from {resp.url} is larger than the "
+                                     f"{cap} byte limit{env} (decoded); stopped")
+                yield chunk
+        finally:
+            resp.close()
+
+    def check(self, resp: httpx.Response, what: str) -> None:
+        """Raise for a non-2xx response (the body is read for the message)."""
+        if resp.status_code < 300:
+            return
+        body = bytearray()
+        try:
+            for chunk in self.body(resp, MAX_ERROR_BYTES):
+                body += chunk
+        except (httpx.TransportError, httpx.DecodingError, WorkFailed):
+            pass  # the status says enough; _api_message does without the body
+        if msg := _rate_limit_message(resp, what, self.authenticated):
+            raise WorkFailed(msg)
+        if resp.status_code == 404:
+            raise NotFound(f"{what}: not found (HTTP 404)")
+        if resp.status_code in (401, 403):
+            if origin(resp.url) != self._api_origin:  # the token never goes there
+                hint = "refused by the download host; a signed download URL may have expired, try again"
+            elif self.authenticated:
+                hint = "the token was refused"
+            else:
+                hint = "no token set (GITHUB_TOKEN / GH_TOKEN)"
+            raise WorkFailed(f"{what}: HTTP {resp.status_code} {_api_message(resp, bytes(body))} ({hint})")
+        raise WorkFailed(f"{what}: HTTP {resp.status_code} {_api_message(resp, bytes(body))}")
+
+    def json(self, url: str | httpx.URL, what: str) -> tuple[object, httpx.Response]:
+        resp = self.get(url, what=what)
+        self.check(resp, what)
+        data = bytearray()
+        try:
+            for chunk in self.body(resp, MAX_JSON_BYTES):
+                data += chunk
+        except httpx.TimeoutException:
+            raise WorkFailed(f"{what}: timed out reading the answer") from None
+        except httpx.DecodingError:
+            raise WorkFailed(f"{what}: the answer's compression is broken") from None
+        except httpx.TransportError as exc:
+            raise WorkFailed(f"{what}: connection broke while reading ({type(exc).__name__})") from None
+        try:
+            return loads_json(bytes(data)), resp
+        except ValueError as exc:
+            raise WorkFailed(f"{what}: the answer is not usable JSON: {exc}") from None
+
+
+def host_problem(url: str) -> str | None:
+    """Why the host of ``url`` is refused: a host that is not plain ASCII (an IDN, or a
+    look-alike such as a Cyrillic letter in ``github.com``) is never contacted."""
+    try:
+        host = httpx.URL(url).host
+    except (httpx.InvalidURL, ValueError, TypeError):
+        return "not a valid URL"
+    raw = url.split("//", 1)[-1].split("/", 1)[0]
+    if not raw.isascii() or host.startswith("xn--") or ".xn--" in host:
+        return ("its host is not plain ASCII (an internationalized or look-alike name); "
+                "only ASCII host names are used")
+    return None

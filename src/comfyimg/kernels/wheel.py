@@ -1,0 +1,469 @@
+"""A wheel's compiled kernels → which GPU archs can run it (NVIDIA's rules + the package table).
+
+Three steps, each pure except the first:
+
+1. :func:`read_wheel` streams the wheel one member at a time: each compiled module (``.so``)
+   is copied to a temp file, listed with NVIDIA's ``cuobjdump --list-elf --list-ptx`` (from
+   the PyPI package ``nvidia-cuda-cuobjdump``) and deleted, so memory stays flat for a
+   multi-GB wheel. A damaged zip, ``.so`` or fatbin raises :class:`BadKernels` naming the member.
+2. :func:`runs_on` applies NVIDIA's compatibility rules to one target and one GPU arch.
+3. :func:`judge` combines the modules the package needs on that arch (``probes/kernels.json``,
+   the one table the probes read too) with what the wheel carries: runnable by SASS, by PTX
+   JIT (the first call compiles), by Triton, or not, with the reason.
+
+NVIDIA's rules, from the CUDA Programming Guide, §1.3 "The CUDA platform" (binary and PTX
+compatibility; compiler feature-set targets), https://docs.nvidia.com/cuda/cuda-programming-guide/01-introduction/cuda-platform.html,
+and NVIDIA's "Blackwell and CUDA 12.9 introduce family-specific architecture features" (2025):
+
+* SASS ``sm_XY`` runs on compute capability X.Z for every Z ≥ Y of the same major X
+  (``sm_80`` runs on 8.6 and 8.9, never on 9.0 or 12.0);
+* SASS ``sm_XYa`` (architecture-specific) runs on X.Y only;
+* SASS ``sm_XYf`` (family-specific, CUDA 12.9+) runs on the same family at ≥ X.Y
+  (``sm_120f`` on 12.0 and 12.1);
+* PTX ``compute_XY`` is JIT-compiled by the driver for any capability ≥ X.Y, at the first
+  launch; ``compute_XYa`` PTX only for X.Y, ``compute_XYf`` for the family at ≥ X.Y;
+* with none of these, the first launch fails with "no kernel image is available for
+  execution on the device" (loading the module still succeeds).
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import os
+import re
+import shutil
+import struct
+import subprocess
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
+
+from comfyimg.errors import BadInput, WorkFailed
+
+TABLE = Path(__file__).parents[1] / "validate" / "probes" / "kernels.json"
+_TARGET = re.compile(r"^(sm|compute)_(\d+)(\d)([af]?)$", re.ASCII)
+_ARCH = re.compile(r"^sm(\d+)(\d)$", re.ASCII)
+_LISTED = re.compile(r"^(ELF|PTX) file\s+\d+:\s+(\S+)$", re.ASCII)
+_LISTED_ARCH = re.compile(r"\.(sm_\d+[af]?)\.(?:cubin|ptx)$", re.ASCII)
+CHUNK = 1 << 20
+
+
+class BadKernels(ValueError):
+    """A wheel, zip member, ELF file or fatbin that cannot be read (bad input: exit 2)."""
+
+
+# --------------------------------------------------------------------------- targets and rules
+
+
+@dataclass(frozen=True, order=True)
+class Target:
+    major: int
+    minor: int
+    variant: str  # "", "a" (arch-specific), "f" (family-specific)
+    ptx: bool
+
+    @classmethod
+    def parse(cls, text: str) -> Target:
+        m = _TARGET.match(text)
+        if not m:
+            raise ValueError(f"{text!r} is not a CUDA target; expected sm_XY[a|f] or compute_XY[a|f]")
+        return cls(int(m[2]), int(m[3]), m[4], m[1] == "compute")
+
+    def __str__(self) -> str:
+        return f"{'compute' if self.ptx else 'sm'}_{self.major}{self.minor}{self.variant}"
+
+
+def parse_arch(arch: str) -> tuple[int, int]:
+    """``sm120`` → (12, 0)."""
+    m = _ARCH.match(arch)
+    if not m:
+        raise ValueError(f"{arch!r} is not a GPU arch; expected e.g. 'sm90'")
+    return int(m[1]), int(m[2])
+
+
+def runs_on(target: Target, arch: str) -> bool:
+    """NVIDIA's rule (see the module docstring): can code for ``target`` run on ``arch``?"""
+    major, minor = parse_arch(arch)
+    if target.variant == "a":
+        return (major, minor) == (target.major, target.minor)
+    if target.variant == "f" or not target.ptx:
+        return major == target.major and minor >= target.minor
+    return (major, minor) >= (target.major, target.minor)
+
+
+# --------------------------------------------------------------------------- reading a wheel
+
+
+@dataclass(frozen=True)
+class Module:
+    """One compiled module of a wheel and the GPU code its fatbin carries."""
+
+    name: str  # importable name, e.g. sageattention._qattn_sm80
+    sass: tuple[str, ...] = ()
+    ptx: tuple[str, ...] = ()
+
+    @property
+    def targets(self) -> list[Target]:
+        return [Target.parse(t) for t in (*self.sass, *self.ptx)]
+
+    def carries(self) -> str:
+        return ", ".join([*self.sass, *self.ptx]) or "no GPU code"
+
+    def on(self, arch: str) -> str | None:
+        """"sass", "ptx" (JIT at the first call) or None (no kernel image for ``arch``)."""
+        if not self.sass and not self.ptx:
+            return "host"  # a module without device code runs anywhere
+        if any(runs_on(t, arch) for t in self.targets if not t.ptx):
+            return "sass"
+        if any(runs_on(t, arch) for t in self.targets if t.ptx):
+            return "ptx"
+        return None
+
+
+@dataclass(frozen=True)
+class WheelKernels:
+    filename: str
+    sha256: str
+    tool: str
+    modules: tuple[Module, ...]
+    dispatch: Mapping[str, Any] = field(default_factory=dict)  # package -> dispatch.Found
+
+    def module(self, name: str) -> Module | None:
+        return next((m for m in self.modules if m.name == name), None)
+
+
+def module_name(member: str) -> str:
+    """``sageattention/_fused.cpython-312-x86_64-linux-gnu.so`` → ``sageattention._fused``."""
+    parts = member.split("/")
+    if len(parts) > 2 and parts[0].endswith(".data") and parts[1] in ("purelib", "platlib"):
+        parts = parts[2:]
+    return ".".join([*parts[:-1], parts[-1].split(".", 1)[0]])
+
+
+def is_module(member: str) -> bool:
+    base = member.rsplit("/", 1)[-1]
+    return base.endswith(".so") or ".so." in base
+
+
+@cache
+def cuobjdump() -> tuple[str, str]:
+    """(path, version) of NVIDIA's cuobjdump: ``$COMFYIMG_CUOBJDUMP``, the PyPI package
+    ``nvidia-cuda-cuobjdump`` (it lands at ``site-packages/nvidia/cu13/bin/cuobjdump``), or PATH."""
+    path = os.environ.get("COMFYIMG_CUOBJDUMP")
+    if not path:
+        try:
+            files = importlib.metadata.distribution("nvidia-cuda-cuobjdump").files or []
+            found = [f for f in files if f.name == "cuobjdump" and f.parent.name == "bin"]
+            path = str(found[0].locate()) if found else None
+        except importlib.metadata.PackageNotFoundError:
+            path = None
+    path = path or shutil.which("cuobjdump")
+    if not path or not os.access(path, os.X_OK):
+        raise BadInput("cuobjdump not found: install the project (pip install -e .; it depends on "
+                       "nvidia-cuda-cuobjdump), or set COMFYIMG_CUOBJDUMP to NVIDIA's cuobjdump")
+    try:
+        text = _run_cuobjdump([path, "--version"], f"cuobjdump at {path}").stdout
+    except OSError as exc:
+        raise BadInput(f"cuobjdump at {path} cannot run: {exc}") from None
+    m = re.search(r"release [\d.]+, V([\d.]+)", text)
+    return path, f"cuobjdump {m[1] if m else 'unknown'}"
+
+
+def _elf_sections(path: Path, where: str) -> set[str]:
+    """Section names of an ELF64 little-endian file; a cut-off or mangled ELF is :class:`BadKernels`.
+    cuobjdump reports a truncated file as "does not contain device code", like a host-only one."""
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        head = fh.read(64)
+        if len(head) < 64 or head[:4] != b"\x7fELF":
+            raise BadKernels(f"{where}: not an ELF file")
+        if head[4] != 2 or head[5] != 1:
+            raise BadKernels(f"{where}: not a 64-bit little-endian ELF file")
+        shoff, = struct.unpack_from("<Q", head, 0x28)
+        shentsize, shnum, shstrndx = struct.unpack_from("<HHH", head, 0x3A)
+        if shnum == 0:  # no section table (or more than 65279 sections): cuobjdump decides
+            return set()
+        if shentsize != 64 or shoff + shnum * shentsize > size or shstrndx >= max(shnum, 1):
+            raise BadKernels(f"{where}: truncated or corrupt ELF (section headers at {shoff} beyond "
+                             f"the {size}-byte file)")
+        fh.seek(shoff)
+        table = fh.read(shnum * 64)
+        headers = [struct.unpack_from("<IIQQQQ", table, i * 64) for i in range(shnum)]
+        for _name, kind, _flags, _addr, offset, length in headers:
+            if kind != 8 and offset + length > size:  # 8 = SHT_NOBITS
+                raise BadKernels(f"{where}: truncated ELF (a section ends at {offset + length}, "
+                                 f"the file has {size} bytes)")
+        _, _, _, _, str_off, str_len = headers[shstrndx]
+        fh.seek(str_off)
+        strings = fh.read(str_len)
+    return {strings[n:strings.find(b"\0", n)].decode("ascii", "replace") for n, *_ in headers}
+
+
+TIMEOUT_ENV = "COMFYIMG_CUOBJDUMP_TIMEOUT"
+
+
+def cuobjdump_timeout() -> float:
+    """Seconds one cuobjdump run may take: ``$COMFYIMG_CUOBJDUMP_TIMEOUT``, 1 to 3600, default 600."""
+    raw = os.environ.get(TIMEOUT_ENV) or "600"
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 1 <= value <= 3600:  # NaN fails this too
+        raise BadKernels(f"{TIMEOUT_ENV}={raw!r} is out of range; expected seconds from 1 to 3600")
+    return value
+
+
+def _run_cuobjdump(args: list[str], where: str) -> subprocess.CompletedProcess[str]:
+    limit = cuobjdump_timeout()
+    try:
+        return subprocess.run(args, capture_output=True, text=True, errors="replace", timeout=limit)
+    except subprocess.TimeoutExpired:
+        raise WorkFailed(f"{where}: cuobjdump did not finish within {limit:g} s ({TIMEOUT_ENV}); "
+                         "it was stopped") from None
+
+
+def read_module(path: Path, name: str, where: str) -> Module:
+    """List one compiled module's SASS and PTX with cuobjdump."""
+    sections = _elf_sections(path, where)
+    tool, _ = cuobjdump()
+    proc = _run_cuobjdump([tool, "--list-elf", "--list-ptx", str(path)], where)
+    text = proc.stdout + proc.stderr
+    if "does not contain device code" in text and proc.returncode != 0:
+        if ".nv_fatbin" in sections:
+            raise BadKernels(f"{where}: has a .nv_fatbin section but cuobjdump finds no device code in it")
+        return Module(name)
+    if proc.returncode != 0 or "fatal" in text:
+        why = next((ln.split(":", 1)[-1].strip() for ln in text.splitlines() if "fatal" in ln),
+                   text.strip().splitlines()[-1] if text.strip() else f"exit {proc.returncode}")
+        raise BadKernels(f"{where}: cuobjdump cannot read its fatbin: {why}")
+    sass: set[str] = set()
+    ptx: set[str] = set()
+    for line in proc.stdout.splitlines():
+        if (m := _LISTED.match(line.strip())) and (a := _LISTED_ARCH.search(m[2])):
+            # cuobjdump names PTX "…sm_80.ptx"; it is compute_80 PTX.
+            (sass if m[1] == "ELF" else ptx).add(a[1] if m[1] == "ELF" else a[1].replace("sm_", "compute_"))
+    return Module(name, tuple(sorted(sass, key=Target.parse)), tuple(sorted(ptx, key=Target.parse)))
+
+
+# --------------------------------------------------------------------------- the package table
+
+
+@dataclass(frozen=True)
+class Dispatch:
+    kernel: str
+    modules: tuple[str, ...]
+    why: str
+    line: int | None = None  # the branch's line, when read from the wheel's Python
+    broken: str = ""  # why the call cannot work whatever the GPU code (read from the wheel's Python)
+
+
+@dataclass(frozen=True)
+class Rules:
+    """What one package version needs (an entry of ``probes/kernels.json``)."""
+
+    package: str
+    versions: str
+    entry: str
+    imports: tuple[str, ...]
+    dispatch: Mapping[str, Dispatch]
+    refused: str
+    serves: tuple[str, ...] | None
+    source: str = ""  # "this wheel's sageattention/core.py", or the table entry's label
+    default: Dispatch | None = None  # the arch chain's final else, when it calls a kernel
+    fallback: str = ""  # why the table is used instead of the wheel's Python
+    from_wheel: bool = False  # read from the package's Python (comfyimg.dispatch), not the table
+
+    def path(self, arch: str) -> Dispatch | None:
+        return self.dispatch.get(arch, self.default)
+
+    def prefix(self) -> str:
+        if not self.fallback:
+            return ""
+        return f"by the table for {self.source}, not read from this wheel: {self.fallback}; "
+
+
+@cache
+def table() -> dict[str, Any]:
+    return json.loads(TABLE.read_text(encoding="utf-8"))
+
+
+def _release(version: str) -> tuple[int, ...]:
+    return Version(version).release
+
+
+def rules_for(name: str, version: str | None) -> Rules | None:
+    """The table entry for ``name`` at ``version``; None when the table does not know it."""
+    entries = table()["packages"].get(canonicalize_name(name).replace("-", "_"), [])
+    try:
+        release = _release(version) if version else None
+    except InvalidVersion:
+        release = None
+    for e in entries:
+        lo, hi = e["versions"].get("min"), e["versions"].get("below")
+        if release is None or (lo and release < _release(lo)) or (hi and release >= _release(hi)):
+            continue
+        dispatch = {arch: Dispatch(p["kernel"], tuple(p["modules"]), p.get("why", ""))
+                    for arch, p in e["dispatch"].items()}
+        return Rules(name, f">={lo},<{hi}", e["entry"], tuple(e.get("import", ())), dispatch,
+                     e["refused"], tuple(e["serves"]) if "serves" in e else None, e.get("label", ""))
+    return None
+
+
+def recipe(filename: str) -> tuple[str, tuple[Module, ...]] | None:
+    """Coverage of a wheel by its published build recipe (not read from the wheel)."""
+    entry = table().get("recipes", {}).get(filename)
+    if not entry:
+        return None
+    mods = tuple(Module(n, tuple(m["sass"]), tuple(m["ptx"])) for n, m in sorted(entry["modules"].items()))
+    return entry["source"], mods
+
+
+# --------------------------------------------------------------------------- judging
+
+
+@dataclass(frozen=True)
+class Missing:
+    module: str
+    carries: str  # what the wheel has for that module ("not in the wheel" when absent)
+    needs: str  # the code the arch would need
+
+    def __str__(self) -> str:
+        if self.carries == "not in the wheel":
+            return f"{self.module}: not in the wheel (needs {self.needs})"
+        return f"{self.module}: needs {self.needs}; the wheel carries {self.carries}"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    arch: str
+    runnable: bool
+    by: str | None  # "sass", "ptx-jit", "triton", None
+    why: str
+    kernel: str | None = None
+    needs: tuple[str, ...] = ()
+    missing: tuple[Missing, ...] = ()
+    jit: tuple[str, ...] = ()
+
+    def as_json(self) -> dict[str, Any]:
+        return {"runnable": self.runnable, "by": self.by, "why": self.why, "kernel": self.kernel,
+                "needs": list(self.needs), "jit": list(self.jit),
+                "missing": [{"module": m.module, "carries": m.carries, "needs": m.needs} for m in self.missing]}
+
+
+def needed_code(arch: str) -> str:
+    major, minor = parse_arch(arch)
+    if minor == 0:
+        sass = f"sm_{major}0, sm_{major}0a or sm_{major}0f"
+    else:
+        sass = f"sm_{major}0…sm_{major}{minor}, sm_{major}{minor}a or a family sm_{major}Yf with Y ≤ {minor}"
+    return f"SASS for {arch} ({sass}) or PTX compute_XY ≤ {major}.{minor}"
+
+
+def _short(name: str) -> str:
+    return name.rsplit(".", 1)[-1]
+
+
+def _carry(by_name: Mapping[str, Module], needs: Sequence[str], arch: str) -> str:
+    """"both carry sm_100a" / "_qattn_sm89 carries sm_89, _fused carries sm_80": the code that runs."""
+    runs = {}
+    for n in needs:
+        mod = by_name[n]
+        sass = [t for t in mod.targets if not t.ptx and runs_on(t, arch)]
+        ptx = [t for t in mod.targets if t.ptx and runs_on(t, arch)]
+        runs[n] = str(max(sass)) if sass else (f"PTX {max(ptx)} (JIT)" if ptx else "host code only")
+    if len(set(runs.values())) == 1 and len(runs) > 1:
+        return f"{'both' if len(runs) == 2 else 'all'} carry {next(iter(runs.values()))}"
+    return ", ".join(f"{_short(n)} carries {c}" for n, c in runs.items())
+
+
+def _and(names: Sequence[str]) -> str:
+    names = [_short(n) for n in names]
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def judge(modules: Sequence[Module], arch: str, rules: Rules | None) -> Verdict:
+    """Can the wheel whose compiled ``modules`` are given run on ``arch``?"""
+    v = _judge(modules, arch, rules)
+    if rules is not None and rules.fallback:
+        return Verdict(v.arch, v.runnable, v.by, rules.prefix() + v.why, v.kernel, v.needs, v.missing, v.jit)
+    return v
+
+
+def _judge(modules: Sequence[Module], arch: str, rules: Rules | None) -> Verdict:
+    by_name = {m.name: m for m in modules}
+    if rules is None:
+        needs = tuple(m.name for m in modules if m.sass or m.ptx)
+        if not modules:
+            return Verdict(arch, True, "triton", "Triton only: the wheel has no compiled modules; "
+                           "Triton compiles its kernels on the first call")
+        kernel = None
+    else:
+        absent = [n for n in rules.imports if n not in by_name]
+        if absent:
+            return Verdict(arch, False, None, f"the import fails: {', '.join(absent)} is not in the wheel",
+                           needs=tuple(absent),
+                           missing=tuple(Missing(n, "not in the wheel", "the module") for n in absent))
+        path = rules.path(arch)
+        if path is None:
+            if rules.from_wheel:
+                return Verdict(arch, False, None, f"refused: {rules.refused.format(arch=arch)}")
+            return Verdict(arch, False, None, f"{rules.package} refuses {arch} at run time: "
+                           + rules.refused.format(arch=arch))
+        needs, kernel = path.modules, path.kernel
+        if path.broken:
+            return Verdict(arch, False, None, f"{rules.source} sends {arch} to {kernel} ({path.why.split(';')[0]}), "
+                           f"but {path.broken}", kernel, tuple(needs))
+        if not needs:
+            if rules.from_wheel:
+                return Verdict(arch, True, "triton", f"{rules.source} sends {arch} to {kernel} ({path.why}); "
+                               "no compiled module needed", kernel)
+            return Verdict(arch, True, "triton", f"{rules.entry} runs {kernel} on {arch}: Triton, "
+                           f"compiled on the first call; no compiled module needed ({path.why})", kernel)
+    missing: list[Missing] = []
+    jit: list[str] = []
+    for name in needs:
+        mod = by_name.get(name)
+        how = mod.on(arch) if mod else None
+        if how is None:
+            missing.append(Missing(name, mod.carries() if mod else "not in the wheel", needed_code(arch)))
+        elif how == "ptx":
+            jit.append(name)
+    if rules and kernel and rules.from_wheel:
+        where = rules.path(arch)
+        head = (f"{rules.source} sends {arch} to {kernel} ({where.why.split(';')[0] if where else '?'}), "
+                f"which needs {_and(needs)}")
+        if not missing:
+            head += f"; {_carry(by_name, needs, arch)}"
+    elif rules and kernel:
+        head = f"{rules.entry} runs {kernel} on {arch}" if kernel != rules.entry else f"{kernel} on {arch}"
+    else:
+        head = f"on {arch}"
+    if missing:
+        return Verdict(arch, False, None, f"{head}, but no kernel image: " + "; ".join(map(str, missing)),
+                       kernel, tuple(needs), tuple(missing), tuple(jit))
+    if jit:
+        return Verdict(arch, True, "ptx-jit", f"{head}: by PTX JIT for {', '.join(jit)} (the first call "
+                       "compiles it; expect a delay), SASS for the rest", kernel, tuple(needs), (), tuple(jit))
+    if rules and rules.from_wheel:
+        return Verdict(arch, True, "sass", head, kernel, tuple(needs))
+    what = ", ".join(needs) if needs else "no module with GPU code"
+    return Verdict(arch, True, "sass", f"{head}: SASS in {what}", kernel, tuple(needs))
+
+
+def judge_all(modules: Sequence[Module], archs: Iterable[str], rules: Rules | None) -> dict[str, Verdict]:
+    return {arch: judge(modules, arch, rules) for arch in archs}
+
+
+def sort_archs(archs: Iterable[str]) -> list[str]:
+    return sorted(set(archs), key=parse_arch)
+
+
+def modules_json(modules: Sequence[Module]) -> list[dict[str, Any]]:
+    return [{"module": m.name, "sass": list(m.sass), "ptx": list(m.ptx)} for m in modules]

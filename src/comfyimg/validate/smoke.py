@@ -1,0 +1,424 @@
+"""Smoke: the image boots ComfyUI as production starts it and renders a real workflow on the
+GPU, with ``--use-sage-attention`` and without, and the two renders agree.
+
+    python -m comfyimg.smoke --image IMAGE [--gpus auto|all|cdi|none] [--timeout S] [--steps N]
+
+1. A builder container (``python -m probes.smoke_model``) makes the model from ComfyUI's own classes
+   with seeded random weights into a host folder: no download.
+2. Twice (sage, then pytorch): the image starts with its own entrypoint, PUID/PGID and the
+   compose service's command (compose/complete-cuda.yml), ``--listen 127.0.0.1 --port P``
+   on ``--network host``; the smoke's custom node (``probes/comfyimg_smoke``) and the model
+   are mounted read-only. ``GET /system_stats`` until ready, a warm-up prompt, the timed
+   prompt (``POST /prompt``, ``GET /history``), the outputs through ``GET /view``, the
+   custom node's sageattn tally through ``GET /comfyimg_smoke/stats``.
+3. The judge (:func:`judge`): booted, finished, no fallback line, sageattn ran and agreed with
+   fp32 SDPA on the sampled calls, the two latents agree (cosine). Reports as validate_*.
+Every container is removed on every path.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import shutil
+import socket
+import struct
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+from comfyimg.build.docker import NO_DOCKER_CLI, ClientNotFoundError, DockerException, client, error_line
+from comfyimg.errors import BadInput, WorkFailed
+from comfyimg.output import out
+from comfyimg.validate.containers import (
+    PROBE_HOME,
+    PROBE_MOUNT,
+    PROBES_DIR,
+    image_probe_user,
+    probe_module,
+    remove_container,
+)
+from comfyimg.validate.gpuaccess import DEFAULT_CDI_KIND, choose_gpu_access, host_gpu
+from comfyimg.validate.reports import Outcome, print_table, write_reports
+
+COMFY_DIR = "/app/ComfyUI"
+COMPOSE_FILE = "compose/complete-cuda.yml"
+COMPOSE_SERVICE = "complete-cuda"
+NODE_MOUNT = f"{COMFY_DIR}/custom_nodes/comfyimg_smoke"
+UNET_FILE, VAE_FILE = "comfyimg-smoke-vega.safetensors", "comfyimg-smoke-vae.safetensors"
+FALLBACK = "Error running sage attention"
+LATENT_MIN_COSINE = 0.99  # the two final latents (sage vs PyTorch attention), same seed and steps
+CALL_MIN_COSINE = 0.99  # each sampled sageattn call against fp32 SDPA (measured 0.9992-0.9993 on H100/H200)
+DEFAULT_TIMEOUT = 300.0
+DEFAULT_STEPS = 10
+SIZE = 1024  # 128x128 latent: SDXL's own attention sizes (4096 and 1024 tokens, head dim 64)
+
+
+# --------------------------------------------------------------------------- the workflow
+
+
+def workflow(seed: int, steps: int, prefix: str, size: int = SIZE) -> dict[str, Any]:
+    """API-format txt2img: UNETLoader + seeded conditioning (no text encoder) + KSampler, the
+    latent saved (compared) and decoded by the VAE into a PNG (fetched)."""
+    return {
+        "1": {"class_type": "UNETLoader", "inputs": {"unet_name": UNET_FILE, "weight_dtype": "default"}},
+        "2": {"class_type": "ComfyimgSmokeConditioning", "inputs": {"seed": 1, "tokens": 77, "context_dim": 2048,
+                                                                    "pooled_dim": 1280}},
+        "3": {"class_type": "ComfyimgSmokeConditioning", "inputs": {"seed": 2, "tokens": 77, "context_dim": 2048,
+                                                                    "pooled_dim": 1280}},
+        "4": {"class_type": "EmptyLatentImage", "inputs": {"width": size, "height": size, "batch_size": 1}},
+        "5": {"class_type": "KSampler", "inputs": {"model": ["1", 0], "seed": seed, "steps": steps, "cfg": 5.0,
+                                                   "sampler_name": "euler", "scheduler": "normal",
+                                                   "positive": ["2", 0], "negative": ["3", 0],
+                                                   "latent_image": ["4", 0], "denoise": 1.0}},
+        "6": {"class_type": "SaveLatent", "inputs": {"samples": ["5", 0], "filename_prefix": f"{prefix}/latent"}},
+        "7": {"class_type": "VAELoader", "inputs": {"vae_name": VAE_FILE}},
+        "8": {"class_type": "VAEDecode", "inputs": {"samples": ["5", 0], "vae": ["7", 0]}},
+        "9": {"class_type": "SaveImage", "inputs": {"images": ["8", 0], "filename_prefix": f"{prefix}/image"}},
+    }
+
+
+def production_command(root: Path, port: int, sage: bool) -> list[str]:
+    """The compose service's command, listening on 127.0.0.1:port, with or without
+    --use-sage-attention."""
+    path = root / COMPOSE_FILE
+    try:
+        command = yaml.safe_load(path.read_text(encoding="utf-8"))["services"][COMPOSE_SERVICE]["command"]
+    except (OSError, yaml.YAMLError, KeyError, TypeError) as exc:
+        raise BadInput(f"{path}: services.{COMPOSE_SERVICE}.command: cannot read it ({exc})") from None
+    if not isinstance(command, list) or not all(isinstance(c, str) for c in command):
+        raise BadInput(f"{path}: services.{COMPOSE_SERVICE}.command: expected a list of strings")
+    words: list[str] = []
+    skip = False
+    for word in command:
+        if skip:
+            skip = False
+            continue
+        if word in ("--listen", "--port"):
+            skip = True
+            continue
+        if word == "--use-sage-attention":
+            continue
+        words.append(word)
+    return [*words, "--listen", "127.0.0.1", "--port", str(port), *(["--use-sage-attention"] if sage else [])]
+
+
+# --------------------------------------------------------------------------- reading the outputs
+
+
+def latent_values(data: bytes) -> list[float]:
+    """The ``latent_tensor`` of a SaveLatent file (safetensors: u64 header length, JSON header,
+    raw little-endian data) as floats."""
+    if len(data) < 8:
+        raise ValueError("latent file shorter than its header length")
+    (n,) = struct.unpack("<Q", data[:8])
+    if n > len(data) - 8 or n > 10_000_000:
+        raise ValueError("latent file header length out of range")
+    header = json.loads(data[8:8 + n])
+    entry = header.get("latent_tensor")
+    if not isinstance(entry, dict):
+        raise ValueError("no latent_tensor in the latent file")
+    start, end = entry["data_offsets"]
+    raw = data[8 + n + start:8 + n + end]
+    fmt = {"F32": ("f", 4), "F16": ("e", 2), "F64": ("d", 8)}.get(entry["dtype"])
+    if fmt is not None:
+        return list(struct.unpack(f"<{len(raw) // fmt[1]}{fmt[0]}", raw))
+    if entry["dtype"] == "BF16":
+        return [struct.unpack("<f", b"\0\0" + raw[i:i + 2])[0] for i in range(0, len(raw), 2)]
+    raise ValueError(f"latent dtype {entry['dtype']} not read here")
+
+
+def cosine(a: list[float], b: list[float]) -> float:
+    if len(a) != len(b) or not a:
+        return float("nan")
+    dot = sum(x * y for x, y in zip(a, b, strict=True))
+    na, nb = math.sqrt(sum(x * x for x in a)), math.sqrt(sum(y * y for y in b))
+    return dot / (na * nb) if na and nb else float("nan")
+
+
+def png_size(data: bytes) -> tuple[int, int] | None:
+    if data[:8] != b"\x89PNG\r\n\x1a\n" or data[12:16] != b"IHDR":
+        return None
+    return struct.unpack(">II", data[16:24])
+
+
+_TQDM = re.compile(r"(\d+)/(\d+) \[[^\]\r\n]*?([\d.]+)(it/s|s/it)\]", re.ASCII)
+
+
+def seconds_per_step(log: str, steps: int) -> float | None:
+    """From the last finished tqdm bar of ``steps`` steps in ComfyUI's log."""
+    for done, total, rate, unit in reversed(_TQDM.findall(log)):
+        if int(done) == int(total) == steps and float(rate) > 0:
+            return round(float(rate) if unit == "s/it" else 1.0 / float(rate), 5)
+    return None
+
+
+# What fails a run in ComfyUI's log: the fallback line, and an exception while a prompt ran
+# or in a thread. Start-up ERROR blocks (nodes that need kornia, the optional templates and
+# docs packages) are not failures: a prompt that needs something missing fails in /history.
+FATAL = (FALLBACK, "!!! Exception during processing", "Exception in thread")
+
+
+def log_problems(log: str) -> tuple[list[str], list[str]]:
+    """(failure lines, other ERROR lines noted in the report)."""
+    bad: list[str] = []
+    noted: list[str] = []
+    for line in log.splitlines():
+        if any(f in line for f in FATAL):
+            bad.append(line.strip()[:300])
+        elif "ERROR" in line or "IMPORT FAILED" in line:
+            noted.append(line.strip()[:300])
+    return bad, noted
+
+
+# --------------------------------------------------------------------------- one ComfyUI run
+
+
+@dataclass
+class Render:
+    """One container's run: with or without --use-sage-attention."""
+
+    sage: bool
+    booted_s: float | None = None
+    warmup_s: float | None = None
+    prompt_s: float | None = None
+    s_per_step: float | None = None
+    latent: list[float] | None = None
+    image: tuple[int, int] | None = None
+    stats: dict[str, Any] | None = None
+    log: str = ""
+    problem: str | None = None  # why the run could not finish: crash, hang, HTTP error
+    exit_code: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Gone(Exception):
+    """The container ended while the smoke waited on it."""
+
+
+def container_alive(docker, name: str) -> Callable[[], None]:
+    def alive() -> None:
+        state = docker.container.inspect(name).state
+        if not state.running:
+            raise Gone(f"the container exited ({state.exit_code}) before it answered")
+    return alive
+
+
+def wait_ready(http: httpx.Client, alive: Callable[[], None], deadline: float) -> None:
+    while True:
+        try:
+            if http.get("/system_stats").status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        alive()
+        if time.monotonic() > deadline:
+            raise TimeoutError("ComfyUI did not answer GET /system_stats before the deadline")
+        time.sleep(0.5)
+
+
+def run_prompt(http: httpx.Client, alive: Callable[[], None], graph: dict, deadline: float) -> dict:
+    reply = http.post("/prompt", json={"prompt": graph, "client_id": "comfyimg-smoke"})
+    if reply.status_code != 200:
+        raise RuntimeError(f"POST /prompt answered {reply.status_code}: {reply.text[:500]}")
+    prompt_id = reply.json()["prompt_id"]
+    while True:
+        entry = http.get(f"/history/{prompt_id}").json().get(prompt_id)
+        if entry and entry.get("status", {}).get("completed") is not None and (
+                entry["status"].get("completed") or entry["status"].get("status_str") == "error"):
+            if entry["status"].get("status_str") != "success":
+                msgs = [m for m in entry["status"].get("messages", []) if m and m[0] == "execution_error"]
+                detail = msgs[-1][1] if msgs else entry["status"]
+                raise RuntimeError(f"the prompt failed: {json.dumps(detail)[:800]}")
+            return dict(entry)
+        alive()
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"prompt {prompt_id} did not finish before the deadline")
+        time.sleep(0.25)
+
+
+def outputs(http: httpx.Client, entry: dict) -> tuple[list[float] | None, tuple[int, int] | None]:
+    latent = image = None
+    for node in entry.get("outputs", {}).values():
+        for kind, items in node.items():
+            for item in items if isinstance(items, list) else []:
+                if not isinstance(item, dict) or "filename" not in item:
+                    continue
+                data = http.get("/view", params={"filename": item["filename"], "subfolder": item.get("subfolder", ""),
+                                                 "type": item.get("type", "output")}).content
+                if item["filename"].endswith(".latent"):
+                    latent = latent_values(data)
+                elif kind == "images":
+                    image = png_size(data)
+    return latent, image
+
+
+def drive(result: Render, port: int, alive: Callable[[], None], steps: int, started: float,
+          deadline: float) -> None:
+    """The HTTP part of a run, against ComfyUI on 127.0.0.1:port (started at ``started``)."""
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30.0, trust_env=False) as http:
+        wait_ready(http, alive, deadline)
+        result.booted_s = round(time.monotonic() - started, 2)
+        t = time.monotonic()
+        run_prompt(http, alive, workflow(41, steps, "warmup"), deadline)  # loads the model, compiles
+        result.warmup_s = round(time.monotonic() - t, 2)
+        t = time.monotonic()
+        entry = run_prompt(http, alive, workflow(42, steps, "smoke"), deadline)
+        result.prompt_s = round(time.monotonic() - t, 2)
+        result.latent, result.image = outputs(http, entry)
+        stats = http.get("/comfyimg_smoke/stats")
+        result.stats = stats.json() if stats.status_code == 200 else None
+
+
+def render(docker, image: str, root: Path, sage: bool, mounts: list[tuple[str, str, str]], gpu_options: dict,
+           steps: int, deadline: float) -> Render:
+    result = Render(sage)
+    port = free_port()
+    name = f"comfyimg-smoke-{'sage' if sage else 'pytorch'}-{uuid.uuid4().hex[:8]}"
+    started = time.monotonic()
+    try:
+        docker.run(image, production_command(root, port, sage), name=name, detach=True, networks=["host"],
+                   envs={"PUID": "1000", "PGID": "1000"}, volumes=mounts, **gpu_options)
+        drive(result, port, container_alive(docker, name), steps, started, deadline)
+    except DockerException as exc:
+        result.problem = f"docker: {error_line(exc)}"
+    except (Gone, TimeoutError, RuntimeError, httpx.HTTPError, ValueError, KeyError) as exc:
+        result.problem = f"{type(exc).__name__}: {exc}" if not isinstance(exc, (Gone, TimeoutError)) else str(exc)
+    finally:
+        try:
+            result.log = docker.container.logs(name) if docker.container.exists(name) else ""
+            if result.problem and docker.container.exists(name):
+                result.exit_code = docker.container.inspect(name).state.exit_code
+        except DockerException:
+            pass
+        remove_container(docker, name)
+    result.s_per_step = seconds_per_step(result.log, steps)
+    return result
+
+
+# --------------------------------------------------------------------------- the judge
+
+
+def _row(name: str, ok: bool | None, detail: str) -> dict[str, str]:
+    return {"name": name, "status": "skip" if ok is None else ("pass" if ok else "fail"), "detail": detail}
+
+
+def judge(model: dict, sage: Render, plain: Render, steps: int, latent_min: float = LATENT_MIN_COSINE,
+          call_min: float = CALL_MIN_COSINE) -> tuple[bool, dict]:
+    rows = [_row("model built", model.get("status") == "pass",
+                 model.get("reason") or f"{model.get('detected_as')} {model.get('unet_parameters')} params in "
+                                        f"{model.get('total_s')} s")]
+    for r in (sage, plain):
+        tag = "sage" if r.sage else "pytorch"
+        rows.append(_row(f"{tag}: booted", r.booted_s is not None,
+                         f"GET /system_stats in {r.booted_s} s" if r.booted_s is not None else (r.problem or "?")))
+        rows.append(_row(f"{tag}: rendered", r.prompt_s is not None and r.latent is not None and r.image is not None,
+                         f"{steps} steps in {r.prompt_s} s ({r.s_per_step} s/step), image {r.image}"
+                         if r.prompt_s is not None else (r.problem or "no prompt time")))
+        bad, noted = log_problems(r.log)
+        rows.append(_row(f"{tag}: no fallback or error in the log", not bad, "; ".join(bad)[:600] or
+                         f"none ({len(noted)} start-up ERROR lines noted, not fatal)"))
+    st = sage.stats or {}
+    calls, checked, low = st.get("calls", 0), st.get("checked", 0), st.get("min_cosine")
+    ran = bool(st.get("wrapped")) and calls >= steps and not st.get("errors")
+    rows.append(_row("sage: sageattn ran", ran,
+                     f"{calls} calls ({calls / steps if steps else 0:.1f} per step over the timed and warm-up "
+                     f"prompts), {st.get('errors', 0)} errors, target {st.get('target')}, "
+                     f"sageattention {st.get('sageattention_version')}" if st else "no stats from the smoke node"))
+    rows.append(_row("sage: sampled calls agree with fp32 SDPA",
+                     checked > 0 and isinstance(low, (int, float)) and low >= call_min,
+                     f"{checked} calls checked, min cosine {low} (>= {call_min}), max rel L1 {st.get('max_rel_l1')}"))
+    pst = plain.stats or {}
+    rows.append(_row("pytorch: sageattn not called", pst.get("calls", 0) == 0,
+                     f"{pst.get('calls', 0)} calls without --use-sage-attention"))
+    cos = cosine(sage.latent, plain.latent) if sage.latent and plain.latent else float("nan")
+    rows.append(_row("outputs agree (latent cosine)", math.isfinite(cos) and cos >= latent_min,
+                     f"cosine {cos:.6f} (>= {latent_min}) over {len(sage.latent or [])} values"))
+    if model.get("status") != "pass":  # nothing after the model could run: one failure, not nine
+        rows = [rows[0], *({**r, "status": "skip", "detail": "not run: the model was not built"} for r in rows[1:])]
+    failed = [r for r in rows if r["status"] == "fail"]
+    timing: dict[str, Any] = {"sage": {k: getattr(sage, k) for k in ("booted_s", "warmup_s", "prompt_s", "s_per_step")},
+              "pytorch": {k: getattr(plain, k) for k in ("booted_s", "warmup_s", "prompt_s", "s_per_step")}}
+    if sage.s_per_step and plain.s_per_step:
+        timing["sage_speedup"] = round(plain.s_per_step / sage.s_per_step, 3)
+    verdict = {"status": "fail" if failed else "pass",
+               "reason": "; ".join(f"{r['name']}: {r['detail']}" for r in failed)[:1500] if failed
+               else f"booted and rendered both ways; {calls} sageattn calls; latent cosine {cos:.6f}",
+               "checks": rows, "bench": timing, "model": model, "latent_cosine": cos,
+               "sage_stats": st, "steps": steps,
+               "log_tail": {"sage": sage.log[-4000:], "pytorch": plain.log[-4000:]}}
+    return not failed, verdict
+
+
+# --------------------------------------------------------------------------- the command
+
+
+def build_model(docker, image: str, user: str, gpu_options: dict, folder: Path, deadline: float) -> dict:
+    name = f"comfyimg-smoke-model-{uuid.uuid4().hex[:8]}"
+    try:
+        docker.run(image, ["-m", probe_module("smoke_model.py"), "--comfyui", COMFY_DIR, "--out", "/out"],
+                   name=name, detach=True, entrypoint="python", networks=["none"], user=user, workdir=PROBE_HOME,
+                   envs={"HOME": "/out", "PYTHONDONTWRITEBYTECODE": "1"},
+                   volumes=[(str(PROBES_DIR), PROBE_MOUNT, "ro"), (str(folder), "/out", "rw")], **gpu_options)
+        while docker.container.inspect(name).state.running:
+            if time.monotonic() > deadline:
+                raise TimeoutError("the model builder did not finish before the deadline")
+            time.sleep(0.5)
+        text = docker.container.logs(name)
+        last = [ln for ln in text.splitlines() if ln.startswith("{")]
+        return json.loads(last[-1]) if last else {"status": "fail", "reason": f"builder printed no JSON: {text[-800:]}"}
+    except (DockerException, TimeoutError, ValueError) as exc:
+        return {"status": "fail", "reason": error_line(exc) if isinstance(exc, DockerException) else str(exc)}
+    finally:
+        remove_container(docker, name)
+
+
+def smoke(root: Path, image: str, *, gpus: str = "auto", cdi_kind: str = DEFAULT_CDI_KIND,
+          timeout: float = DEFAULT_TIMEOUT, steps: int = DEFAULT_STEPS) -> Outcome:
+    started = time.monotonic()
+    deadline = started + timeout
+    docker = client()
+    try:
+        if not docker.image.exists(image):
+            raise WorkFailed(f"image {image} not found in the engine; build it with `invoke bake` or pass --image")
+        access = choose_gpu_access(docker, gpus, cdi_kind)
+        user = image_probe_user(docker, image, None)
+    except ClientNotFoundError:
+        raise WorkFailed(NO_DOCKER_CLI) from None
+    except DockerException as exc:
+        raise WorkFailed(f"cannot reach the Docker engine: {error_line(exc)}") from None
+    gpu = {"mode": gpus, "access": access.flag or "none", "why": access.why, "host_gpu": host_gpu()}
+    folder = Path(tempfile.mkdtemp(prefix="comfyimg-smoke-"))
+    try:
+        folder.chmod(0o777)  # the builder runs as the image's user
+        model = build_model(docker, image, user, access.run_options(), folder, deadline)
+        mounts = [(str(PROBES_DIR / "comfyimg_smoke"), NODE_MOUNT, "ro"),
+                  (str(folder / "unet"), f"{COMFY_DIR}/models/diffusion_models", "ro"),
+                  (str(folder / "vae"), f"{COMFY_DIR}/models/vae", "ro")]
+        runs = [render(docker, image, root, sage, mounts, access.run_options(), steps, deadline)
+                if model.get("status") == "pass" else Render(sage, problem="no model")
+                for sage in (True, False)]
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    passed, verdict = judge(model, runs[0], runs[1], steps)
+    gpu["container_gpu"] = "ran" if runs[0].booted_s is not None and access.chosen != "none" else None
+    verdict["timing"] = {"whole_s": round(time.monotonic() - started, 2)}
+    outcome = Outcome("smoke", image, verdict, 0 if passed else 1, passed, time.monotonic() - started, gpu)
+    print_table(outcome)
+    for path in write_reports(root, outcome):
+        out().print(f"report: {path.relative_to(root) if path.is_relative_to(root) else path}")
+    return outcome

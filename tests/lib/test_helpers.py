@@ -1,0 +1,50 @@
+"""Tests of the shared helpers in tests/lib that tests/lib/test_lib.py does not cover."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from tests.lib.assertions import assert_failed_cleanly
+from tests.lib.basepins import BASE, BASE_LINES, edit, sub
+from tests.lib.github import FakeAsset, FakeGitHub, FakeRelease, asset_sha256
+
+
+def _run(code: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+
+
+def test_a_clean_failure_passes():
+    r = _run("import sys; print('error: wheels.toml:3: bad', file=sys.stderr); sys.exit(2)")
+    assert_failed_cleanly(r, 2, message=r"wheels.toml:3: bad", before={"a": b"1"}, after={"a": b"1"}, hidden=["tok"])
+
+
+@pytest.mark.parametrize(("code", "kwargs", "why"), [
+    ("import sys; sys.exit(1)", {"code": 2}, "exit code"),
+    ("1/0", {"code": 1}, "traceback"),
+    ("import sys; sys.exit(2)", {"code": 2, "message": "named field"}, "message"),
+    ("import sys; sys.exit(2)", {"code": 2, "before": {"a": b"1"}, "after": {"a": b"2"}}, "files changed"),
+    ("import sys; print('ghp_secret'); sys.exit(2)", {"code": 2, "hidden": ["ghp_secret"]}, "secret"),
+])
+def test_each_way_of_failing_uncleanly_is_caught(code, kwargs, why):
+    r = _run(code)
+    with pytest.raises(AssertionError):
+        assert_failed_cleanly(r, **kwargs)
+
+
+def test_asset_sha256_is_the_sha256_of_the_served_bytes():
+    with FakeGitHub() as fake:
+        fake.add_release("o/r", FakeRelease("v1", [FakeAsset("x.whl", data=b"abc")]))
+        assert asset_sha256(fake, "x.whl") == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        with pytest.raises(KeyError):
+            asset_sha256(fake, "missing.whl")
+
+
+def test_basepins_edits_replace_or_drop_numbered_lines():
+    assert BASE.splitlines() == BASE_LINES and BASE_LINES[17] == 'name = "sageattention"'
+    changed = edit({**sub(18, "sageattention", "other"), 1: None})
+    assert changed.splitlines() == [BASE_LINES[i] if i != 17 else 'name = "other"' for i in range(1, len(BASE_LINES))]
+    with pytest.raises(AssertionError):
+        sub(18, "not on that line", "x")
