@@ -45,9 +45,11 @@ pick() {  # first existing path
 unwheel() { "$py" -m zipfile -e "$1" "$2"; }
 
 HOST_MODULES="nox argcomplete attrs colorlog dependency_groups humanize packaging python_on_whales pydantic
-pydantic_core annotated_types typing_inspection typing_extensions rich tomlkit yaml"
+pydantic_core annotated_types typing_inspection typing_extensions rich tomlkit yaml invoke httpx httpcore h11 anyio
+sniffio certifi idna"  # python -m comfyimg imports the whole CLI (invoke, httpx) since the stage layout
 HOST_WHEELS="nox argcomplete attrs colorlog dependency-groups humanize packaging python-on-whales pydantic
-pydantic-core annotated-types typing-inspection typing-extensions rich tomlkit pyyaml"
+pydantic-core annotated-types typing-inspection typing-extensions rich tomlkit pyyaml invoke httpx httpcore h11 anyio
+sniffio certifi idna"
 IMAGE_WHEELS="einops psutil"  # pillow is 8 MB: carried only if it fits (see `wheels`)
 
 wheels() {

@@ -24,7 +24,7 @@ COMFY_WHEELS="av comfyui-frontend-package==1.27.10 sqlalchemy alembic mako green
 pydantic-settings python-dotenv soundfile"
 HOST_WHEELS="nox argcomplete attrs colorlog dependency-groups humanize packaging python-on-whales pydantic
 pydantic-core annotated-types typing-inspection typing-extensions rich markdown-it-py mdurl pygments tomlkit
-httpx httpcore h11 anyio sniffio certifi idna"
+httpx httpcore h11 anyio sniffio certifi idna invoke"
 
 pack() {
     mkdir -p .gpu/a/cw .gpu/b/hw
