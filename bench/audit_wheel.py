@@ -1,7 +1,7 @@
 """Benchmark: auditing a wheel's kernels vs reading every member once.
 
 Builds a wheel of at least ``--mb`` MB from the real nvcc-built objects
-(../shared/fixtures/cuda-objects, or $COMFYIMG_CUDA_OBJECTS): each object is padded with
+(tests/fixtures/cuda-objects, committed with the script that made them): each object is padded with
 random bytes after its ELF data (the way a large extension is mostly code the fatbin does
 not index), so the wheel stays that large deflated, with the real Python of pixeloven
 7bd3a0e (tests/vendor), so the audit also reads the wheel's own dispatch. Then times, in
@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 
 from tests.lib import vendored_sage_files
+from tests.lib.cudawheels import OBJECTS
 from tests.lib.project import REPO
 from tests.lib.wheels import build_wheel
 
@@ -36,8 +37,7 @@ SUFFIX = ".cpython-312-x86_64-linux-gnu.so"
 
 
 def objects() -> Path:
-    env = os.environ.get("COMFYIMG_CUDA_OBJECTS")
-    return Path(env) if env else REPO.parent / "shared" / "fixtures" / "cuda-objects"
+    return OBJECTS
 
 
 def make_wheel(directory: Path, mb: int) -> Path:
