@@ -210,8 +210,22 @@ def probe_user(image_user: str, asked: str | None = None) -> str:
 
 
 def image_probe_user(docker: DockerClient, image: str, asked: str | None) -> str:
-    """Who the probe runs as in ``image`` (see :func:`probe_user`); smoke uses it too."""
+    """Who the probe runs as in ``image`` (see :func:`probe_user`)."""
     return probe_user(docker.image.inspect(image).config.user or "", asked)
+
+
+def image_user_and_gpu(docker: DockerClient, image: str, user: str | None, gpus: str,
+                       cdi_kind: str) -> tuple[str, GpuAccess]:
+    """The image's run user and the GPU access for it, or one line: no image, no docker CLI,
+    no engine. validate and smoke both start here."""
+    try:
+        if not docker.image.exists(image):
+            raise WorkFailed(f"image {image} not found in the engine; build it with `invoke bake` or pass --image")
+        return image_probe_user(docker, image, user), choose_gpu_access(docker, gpus, cdi_kind)
+    except ClientNotFoundError:
+        raise WorkFailed(NO_DOCKER_CLI) from None
+    except DockerException as exc:
+        raise WorkFailed(f"cannot reach the Docker engine: {error_line(exc)}") from None
 
 
 def container_options(user: str, gpu: GpuAccess | None = None) -> dict[str, Any]:
@@ -512,15 +526,7 @@ def validate(root: Path, probe: str, *, image: str | None = None, target: str | 
             raise BadInput(f"no expected version for {spec.distribution}: pass --expect-version")
         host = host_gpu()
         docker = client()
-        try:
-            if not docker.image.exists(image):
-                raise WorkFailed(f"image {image} not found in the engine; build it with `invoke bake` or pass --image")
-            run_as = image_probe_user(docker, image, user)
-            access = choose_gpu_access(docker, gpus, cdi_kind)
-        except ClientNotFoundError:
-            raise WorkFailed(NO_DOCKER_CLI) from None
-        except DockerException as exc:
-            raise WorkFailed(f"cannot reach the Docker engine: {error_line(exc)}") from None
+        run_as, access = image_user_and_gpu(docker, image, user, gpus, cdi_kind)
         gpu = {"mode": gpus, "access": access.flag or "none", "why": access.why, "host_gpu": host}
         options = container_options(run_as, access)
         args = ["--expect-version", expect_version, *(["--require-gpu"] if require_gpu else []),

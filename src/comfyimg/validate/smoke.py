@@ -35,18 +35,18 @@ from typing import Any
 import httpx
 import yaml
 
-from comfyimg.build.docker import NO_DOCKER_CLI, ClientNotFoundError, DockerException, client, error_line
-from comfyimg.errors import BadInput, WorkFailed
+from comfyimg.build.docker import DockerException, client, error_line
+from comfyimg.errors import BadInput
 from comfyimg.output import out
 from comfyimg.validate.containers import (
     PROBE_HOME,
     PROBE_MOUNT,
     PROBES_DIR,
-    image_probe_user,
+    image_user_and_gpu,
     probe_module,
     remove_container,
 )
-from comfyimg.validate.gpuaccess import DEFAULT_CDI_KIND, choose_gpu_access, host_gpu
+from comfyimg.validate.gpuaccess import DEFAULT_CDI_KIND, host_gpu
 from comfyimg.validate.reports import Outcome, print_table, write_reports
 
 COMFY_DIR = "/app/ComfyUI"
@@ -392,15 +392,7 @@ def smoke(root: Path, image: str, *, gpus: str = "auto", cdi_kind: str = DEFAULT
     started = time.monotonic()
     deadline = started + timeout
     docker = client()
-    try:
-        if not docker.image.exists(image):
-            raise WorkFailed(f"image {image} not found in the engine; build it with `invoke bake` or pass --image")
-        access = choose_gpu_access(docker, gpus, cdi_kind)
-        user = image_probe_user(docker, image, None)
-    except ClientNotFoundError:
-        raise WorkFailed(NO_DOCKER_CLI) from None
-    except DockerException as exc:
-        raise WorkFailed(f"cannot reach the Docker engine: {error_line(exc)}") from None
+    user, access = image_user_and_gpu(docker, image, None, gpus, cdi_kind)
     gpu = {"mode": gpus, "access": access.flag or "none", "why": access.why, "host_gpu": host_gpu()}
     folder = Path(tempfile.mkdtemp(prefix="comfyimg-smoke-"))
     try:
