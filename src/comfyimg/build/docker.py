@@ -7,19 +7,22 @@ Every docker call of the package goes through python-on-whales: :func:`client` i
 
 from __future__ import annotations
 
+import os
+import shlex
+import subprocess
 from collections.abc import Iterable
 from functools import cache
-from typing import Any, cast
+from typing import Any
 
 from python_on_whales import ClientNotFoundError, DockerClient
 
 # python-on-whales has no public call for a docker command it does not wrap (`buildx bake
-# --allow`, `--call check`): its own runner is used, here only, and
+# --allow`, `--call check`): its own streaming runner is used for the build, here only, and
 # tests/unit/test_dependencies.py fails naming the python-on-whales version if it changes.
 from python_on_whales import utils as whales_utils
 from python_on_whales.exceptions import DockerException
 
-from comfyimg.errors import WorkFailed
+from comfyimg.errors import BadInput, WorkFailed
 
 NO_DOCKER_CLI = "the docker CLI was not found on PATH; install it (tools/engine/install.sh on Debian)"
 __all__ = ["NO_DOCKER_CLI", "ClientNotFoundError", "NoDockerCLI", "DockerException", "client", "command",
@@ -44,9 +47,39 @@ def command(*args: str) -> list[str]:
         raise NoDockerCLI(NO_DOCKER_CLI) from None
 
 
-def run(args: list[str], *, env: dict[str, str] | None = None) -> str:
-    """Run ``docker ARGS…`` (from :func:`command`); its stdout, or a ``DockerException``."""
-    return cast(str, whales_utils.run(args, env=env or {}))
+TIMEOUT_ENV = "COMFYIMG_DOCKER_TIMEOUT"
+
+
+def docker_timeout() -> float:
+    """Seconds one docker command run by :func:`run` (inspect, info, version, ``bake --print``,
+    ``--call check``) may take: ``$COMFYIMG_DOCKER_TIMEOUT``, 1 to 3600, default 300."""
+    raw = os.environ.get(TIMEOUT_ENV) or "300"
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 1 <= value <= 3600:  # NaN fails this too
+        raise BadInput(f"{TIMEOUT_ENV}={raw!r} is out of range; expected seconds from 1 to 3600")
+    return value
+
+
+def run(args: list[str], *, env: dict[str, str] | None = None, timeout: float | None = None) -> str:
+    """Run ``docker ARGS…`` (from :func:`command`, python-on-whales' own command line) within
+    ``timeout`` seconds (default :func:`docker_timeout`): its stdout without the last newline,
+    as python-on-whales returns it, or a ``DockerException``; past the limit, one line (exit 1)
+    naming the command and the setting. python-on-whales' runner has no timeout, hence this one."""
+    limit = docker_timeout() if timeout is None else timeout
+    try:
+        proc = subprocess.run(args, capture_output=True, env={**os.environ, **(env or {})}, timeout=limit,
+                              check=False)
+    except subprocess.TimeoutExpired:
+        shown = shlex.join(args[:4]) + (" …" if len(args) > 4 else "")
+        raise WorkFailed(f"`{shown}` did not finish within {limit:g} s ({TIMEOUT_ENV}); "
+                         "is the Docker engine answering?") from None
+    if proc.returncode:
+        raise DockerException(args, proc.returncode, proc.stdout, proc.stderr)
+    out = proc.stdout.decode(errors="replace")
+    return out[:-1] if out.endswith("\n") else out
 
 
 def stream_stdout_and_stderr(args: list[str], *, env: dict[str, str] | None = None) -> Iterable[tuple[str, bytes]]:
