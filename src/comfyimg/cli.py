@@ -11,6 +11,7 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from invoke import Task
 from invoke.exceptions import Exit
@@ -265,6 +266,28 @@ def _on_sigterm(signum, frame):  # noqa: ARG001
     raise containers.Terminated(signum)
 
 
+def _stoppable(what: str, removed: str, work: Callable[[], Any]) -> int:
+    """Run validate's or smoke's work: 0 pass, 1 fail; an error, Ctrl-C (130), SIGTERM (143) or
+    SIGHUP (129) is one line, after the containers were removed (their ``finally``)."""
+    previous = {s: signal.signal(s, _on_sigterm) for s in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        outcome = work()
+    except (UserError, OSError) as exc:  # e.g. reports/ not writable
+        message, code = failure(exc)  # type: ignore[misc]
+        err().print(message if message.startswith("error: ") else f"error: {message}")
+        return code
+    except KeyboardInterrupt:
+        err().print(f"interrupted: {what} stopped; {removed} removed")
+        return INTERRUPTED
+    except containers.Terminated as exc:
+        err().print(f"terminated: {what} stopped by {signal.Signals(exc.signum).name}; {removed} removed")
+        return 128 + exc.signum
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    return 0 if outcome.passed else 1
+
+
 def validate_main(argv: list[str] | None = None) -> int:
     """``python -m comfyimg validate PROBE [options] [-- PROBE ARGS]`` (the nox sessions call it)."""
     parser = argparse.ArgumentParser(prog="python -m comfyimg validate", description=containers.__doc__.splitlines()[0])
@@ -294,27 +317,10 @@ def validate_main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:
         return int(exc.code or 0) and 2
     comfyui = None if ns.comfyui.strip().lower() in ("", "none") else ns.comfyui
-    previous = {s: signal.signal(s, _on_sigterm) for s in (signal.SIGTERM, signal.SIGHUP)}
-    try:
-        outcome = containers.validate(ns.root.resolve(), ns.probe, image=ns.image, target=ns.target,
-                                      expect_version=ns.expect_version, require_gpu=ns.require_gpu,
-                                      probe_args=probe_args, gpus=ns.gpus, cdi_kind=ns.cdi_kind, comfyui=comfyui,
-                                      timeout=ns.timeout, user=ns.user)
-    except (UserError, OSError) as exc:  # e.g. reports/ not writable
-        message, code = failure(exc)  # type: ignore[misc]
-        err().print(message if message.startswith("error: ") else f"error: {message}")
-        return code
-    except KeyboardInterrupt:
-        err().print(f"interrupted: validate {ns.probe} stopped; its probe container was removed")
-        return INTERRUPTED
-    except containers.Terminated as exc:
-        name = signal.Signals(exc.signum).name
-        err().print(f"terminated: validate {ns.probe} stopped by {name}; its probe container was removed")
-        return 128 + exc.signum
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
-    return 0 if outcome.passed else 1
+    return _stoppable(f"validate {ns.probe}", "its probe container was", lambda: containers.validate(
+        ns.root.resolve(), ns.probe, image=ns.image, target=ns.target, expect_version=ns.expect_version,
+        require_gpu=ns.require_gpu, probe_args=probe_args, gpus=ns.gpus, cdi_kind=ns.cdi_kind, comfyui=comfyui,
+        timeout=ns.timeout, user=ns.user))
 
 
 def smoke_main(argv: list[str] | None = None) -> int:
@@ -334,23 +340,8 @@ def smoke_main(argv: list[str] | None = None) -> int:
     if not 1 <= ns.steps <= 200:
         err().print(f"error: --steps must be 1..200, got {ns.steps}")
         return BAD_INPUT
-    previous = signal.signal(signal.SIGTERM, _on_sigterm)
-    try:
-        outcome = smoke_mod.smoke(ns.root.resolve(), ns.image, gpus=ns.gpus, cdi_kind=ns.cdi_kind,
-                                  timeout=ns.timeout, steps=ns.steps)
-    except (UserError, OSError) as exc:
-        message, code = failure(exc)  # type: ignore[misc]
-        err().print(message if message.startswith("error: ") else f"error: {message}")
-        return code
-    except KeyboardInterrupt:
-        err().print("interrupted: smoke stopped; its containers were removed")
-        return INTERRUPTED
-    except containers.Terminated as exc:
-        err().print(f"terminated: smoke stopped by {signal.Signals(exc.signum).name}; its containers were removed")
-        return 128 + exc.signum
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-    return 0 if outcome.passed else 1
+    return _stoppable("smoke", "its containers were", lambda: smoke_mod.smoke(
+        ns.root.resolve(), ns.image, gpus=ns.gpus, cdi_kind=ns.cdi_kind, timeout=ns.timeout, steps=ns.steps))
 
 
 def audit_main(argv: Sequence[str] | None = None) -> int:

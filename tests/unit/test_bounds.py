@@ -242,3 +242,17 @@ def test_an_interrupt_after_a_replace_says_what_was_replaced(tmp_path):
     assert code == 130 and "every file is as it was" not in message
     assert message == f"interrupted (Ctrl-C); already replaced before the stop, each whole: {tmp_path}/generated/a.txt"
     fsutil.CHANGED.clear()
+
+
+def test_a_module_that_inflates_past_the_cap_stops_the_audit_before_the_disk_fills(tmp_path, monkeypatch):
+    from comfyimg.kernels import read
+    from comfyimg.kernels.wheel import BadKernels
+    from tests.lib.cudawheels import SEED_SAGE2, sage2_wheel
+
+    wheel = sage2_wheel(tmp_path, SEED_SAGE2)  # real objects of 18-30 KB each
+    monkeypatch.setattr(read, "MAX_MODULE_BYTES", 10_000)
+    with pytest.raises(BadKernels, match=r"sageattention/_\w+\.cpython-312-x86_64-linux-gnu\.so: the zip member "
+                                         r"inflates past 10000 bytes"):
+        read.read_wheel(wheel)
+    monkeypatch.setattr(read, "MAX_MODULE_BYTES", 4 << 30)
+    assert {m.name for m in read.read_wheel(wheel).modules} == {f"sageattention.{m}" for m in SEED_SAGE2}

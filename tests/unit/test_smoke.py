@@ -6,11 +6,16 @@ build machine: no torchvision there): tests/gpu/smoke_direct_h200.py and tests/g
 
 from __future__ import annotations
 
+import io
 import json
+import os
+import signal
+import time
 import struct
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 
 from comfyimg import cli
 from comfyimg.validate import smoke
@@ -180,3 +185,25 @@ def test_the_reports_carry_the_verdict_and_the_log_tail(tmp_path, monkeypatch):
 def test_bad_arguments_exit_2():
     assert cli.smoke_main(["--image", "x", "--steps", "0"]) == 2
     assert cli.smoke_main([]) == 2
+
+
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGHUP, 129)])
+def test_smoke_and_validate_end_in_one_line_on_sigterm_and_sighup(signum, code, monkeypatch):
+    """Both commands run their work through cli._stoppable: the signal unwinds the work (its
+    ``finally`` removes the containers), then one line and 128 + the signal."""
+    unwound = []
+
+    def work():
+        try:
+            os.kill(os.getpid(), signum)
+            time.sleep(5)
+        finally:
+            unwound.append(True)
+
+    said = io.StringIO()
+    monkeypatch.setattr(cli, "err", lambda: Console(file=said, markup=False, highlight=False, width=200))
+    before = signal.getsignal(signum)
+    assert cli._stoppable("smoke", "its containers were", work) == code
+    assert unwound == [True] and signal.getsignal(signum) is before
+    err = said.getvalue().strip().splitlines()
+    assert err == [f"terminated: smoke stopped by {signal.Signals(signum).name}; its containers were removed"], err

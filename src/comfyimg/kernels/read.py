@@ -4,11 +4,11 @@ the kernel its own Python sends each GPU to (:mod:`comfyimg.kernels.dispatch`), 
 from __future__ import annotations
 
 import hashlib
-import shutil
 import tempfile
 import zipfile
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import IO
 
 from comfyimg.kernels import dispatch
 from comfyimg.kernels.wheel import (
@@ -41,6 +41,21 @@ def _read_and_delete(part: Path, name: str, where: str) -> Module:
         part.unlink(missing_ok=True)
 
 
+# The largest compiled module read (real attention extensions are well under 1 GiB): a member
+# that inflates past it (a zip bomb) stops here instead of filling the disk.
+MAX_MODULE_BYTES = 4 << 30
+
+
+def _copy_capped(src: IO[bytes], dst: IO[bytes], where: str) -> None:
+    total = 0
+    while chunk := src.read(CHUNK):
+        total += len(chunk)
+        if total > MAX_MODULE_BYTES:
+            raise BadKernels(f"{where}: the zip member inflates past {MAX_MODULE_BYTES} bytes; "
+                             "not a compiled module this tool reads")
+        dst.write(chunk)
+
+
 def read_wheel(path: Path, name: str | None = None) -> WheelKernels:
     """Every compiled module of the wheel at ``path`` (named ``name``, default its file name)
     with its targets, and the wheel's sha256.
@@ -66,7 +81,7 @@ def read_wheel(path: Path, name: str | None = None) -> WheelKernels:
             part = Path(tmp) / f"module-{n}.so"
             try:
                 with zf.open(info) as src, open(part, "wb") as dst:
-                    shutil.copyfileobj(src, dst, CHUNK)
+                    _copy_capped(src, dst, where)
             except (zipfile.BadZipFile, EOFError, OSError, ValueError,
                     RuntimeError, NotImplementedError) as exc:  # encrypted; unsupported compression
                 raise BadKernels(f"{where}: the zip member cannot be read: {exc}") from None
