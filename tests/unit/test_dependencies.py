@@ -154,3 +154,10 @@ def test_a_failed_docker_command_is_a_docker_exception_with_its_output():
         dockerclient.run(["sh", "-c", "echo out; echo 'ERROR: no such thing' >&2; exit 3"])
     assert caught.value.return_code == 3
     assert dockerclient.error_line(caught.value) == "ERROR: no such thing"
+
+
+def test_docker_command_lines_may_hold_paths(tmp_path):
+    (tmp_path / "f").write_text("x")
+    assert dockerclient.run(["cat", tmp_path / "f"]) == "x"
+    with pytest.raises(dockerclient.DockerException):
+        dockerclient.run(["cat", tmp_path / "missing"])

@@ -63,12 +63,13 @@ def docker_timeout() -> float:
     return value
 
 
-def run(args: list[str], *, env: dict[str, str] | None = None, timeout: float | None = None) -> str:
+def run(args: list[Any], *, env: dict[str, str] | None = None, timeout: float | None = None) -> str:
     """Run ``docker ARGS…`` (from :func:`command`, python-on-whales' own command line) within
     ``timeout`` seconds (default :func:`docker_timeout`): its stdout without the last newline,
     as python-on-whales returns it, or a ``DockerException``; past the limit, one line (exit 1)
     naming the command and the setting. python-on-whales' runner has no timeout, hence this one."""
     limit = docker_timeout() if timeout is None else timeout
+    args = [str(a) for a in args]  # file paths among them, as python-on-whales accepts
     try:
         proc = subprocess.run(args, capture_output=True, env={**os.environ, **(env or {})}, timeout=limit,
                               check=False)
