@@ -7,6 +7,8 @@ without a traceback.  ``exit_code`` follows the project convention:
 
 from __future__ import annotations
 
+import os
+
 
 BAD_INPUT = 2
 FAILED = 1
@@ -35,3 +37,16 @@ class WorkFailed(UserError):
     """The input was fine but the work failed (exit 1)."""
 
     exit_code = FAILED
+
+
+def seconds_from_env(name: str, default: float, error: type[Exception] = BadInput) -> float:
+    """A timeout setting ``$NAME`` in seconds, 1 to 3600 (``default`` when unset); anything else,
+    NaN included, is ``error`` naming the setting and its value."""
+    raw = os.environ.get(name) or str(default)
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 1 <= value <= 3600:  # NaN fails this too
+        raise error(f"{name}={raw!r} is out of range; expected seconds from 1 to 3600")
+    return value

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import sys
 
 import pytest
 
+from tests.lib.engine import docker
 from tests.lib.project import REPO
 
 pytestmark = pytest.mark.engine
@@ -28,8 +28,7 @@ def test_an_image_that_cannot_build_the_model_fails_cleanly(main_image, tmp_path
     assert rep["passed"] is False
     assert rep["result"]["reason"].startswith("model built: ")
     assert {c["status"] for c in rep["result"]["checks"][1:]} == {"skip"}
-    left = subprocess.run(["docker", "ps", "-a", "--filter", "name=comfyimg-smoke", "--format", "{{.Names}}"],
-                          capture_output=True, text=True, timeout=60).stdout.split()
+    left = docker("ps", "-a", "--filter", "name=comfyimg-smoke", "--format", "{{.Names}}", timeout=60).stdout.split()
     assert left == []
 
 
@@ -48,8 +47,7 @@ def test_a_server_that_dies_at_start_is_a_crash_with_its_log_and_no_container_le
     assert "stand-in ComfyUI" in r.log  # the image's main.py ran, through its entrypoint, with:
     assert "'--listen', '127.0.0.1', '--port'" in r.log and "'--use-sage-attention']" in r.log
     assert time.monotonic() - started < 30
-    left = subprocess.run(["docker", "ps", "-a", "--filter", "name=comfyimg-smoke", "--format", "{{.Names}}"],
-                          capture_output=True, text=True, timeout=60).stdout.split()
+    left = docker("ps", "-a", "--filter", "name=comfyimg-smoke", "--format", "{{.Names}}", timeout=60).stdout.split()
     assert left == []
     passed, verdict = smoke.judge({"status": "pass"}, r, r, 2)
     assert not passed and "sage: booted: the container exited" in verdict["reason"]

@@ -22,7 +22,7 @@ from python_on_whales import ClientNotFoundError, DockerClient
 from python_on_whales import utils as whales_utils
 from python_on_whales.exceptions import DockerException
 
-from comfyimg.errors import BadInput, WorkFailed
+from comfyimg.errors import WorkFailed, seconds_from_env
 
 NO_DOCKER_CLI = "the docker CLI was not found on PATH; install it (tools/engine/install.sh on Debian)"
 __all__ = ["NO_DOCKER_CLI", "ClientNotFoundError", "NoDockerCLI", "DockerException", "client", "command",
@@ -53,14 +53,7 @@ TIMEOUT_ENV = "COMFYIMG_DOCKER_TIMEOUT"
 def docker_timeout() -> float:
     """Seconds one docker command run by :func:`run` (inspect, info, version, ``bake --print``,
     ``--call check``) may take: ``$COMFYIMG_DOCKER_TIMEOUT``, 1 to 3600, default 300."""
-    raw = os.environ.get(TIMEOUT_ENV) or "300"
-    try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
-    if not 1 <= value <= 3600:  # NaN fails this too
-        raise BadInput(f"{TIMEOUT_ENV}={raw!r} is out of range; expected seconds from 1 to 3600")
-    return value
+    return seconds_from_env(TIMEOUT_ENV, 300)
 
 
 def run(args: list[Any], *, env: dict[str, str] | None = None, timeout: float | None = None) -> str:

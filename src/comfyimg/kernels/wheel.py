@@ -44,7 +44,7 @@ from typing import Any
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from comfyimg.errors import BadInput, WorkFailed
+from comfyimg.errors import BadInput, WorkFailed, seconds_from_env
 
 TABLE = Path(__file__).parents[1] / "validate" / "probes" / "kernels.json"
 _TARGET = re.compile(r"^(sm|compute)_(\d+)(\d)([af]?)$", re.ASCII)
@@ -210,14 +210,7 @@ TIMEOUT_ENV = "COMFYIMG_CUOBJDUMP_TIMEOUT"
 
 def cuobjdump_timeout() -> float:
     """Seconds one cuobjdump run may take: ``$COMFYIMG_CUOBJDUMP_TIMEOUT``, 1 to 3600, default 600."""
-    raw = os.environ.get(TIMEOUT_ENV) or "600"
-    try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
-    if not 1 <= value <= 3600:  # NaN fails this too
-        raise BadKernels(f"{TIMEOUT_ENV}={raw!r} is out of range; expected seconds from 1 to 3600")
-    return value
+    return seconds_from_env(TIMEOUT_ENV, 600, BadKernels)
 
 
 def _run_cuobjdump(args: list[str], where: str) -> subprocess.CompletedProcess[str]:
