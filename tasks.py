@@ -11,38 +11,35 @@ ROOT = Path(__file__).resolve().parent
 task = partial(invoke.task, klass=cli.task_class())  # -n and -t only: one meaning per letter
 
 
-@task(help={"json": "print the result as one JSON object on stdout"})
+# check, render and audit are defined once in comfyimg.cli (help, options, the call), which
+# `python -m comfyimg check|render|audit` parses too; these tasks only name the parameters.
+
+
+@task(**cli.CHECK.task_options())
 def check(c, json=False):
     """Validate wheels.toml and verify generated/ is current (exit 1: drift, 2: bad input).
 
     invoke check [--json]    (fix drift with: invoke render)
     """
-    cli.run(cli.check, ROOT, json_out=json)
+    cli.run(cli.CHECK.call, ROOT, json=json)
 
 
-@task
+@task(**cli.RENDER.task_options())
 def render(c):
     """Regenerate generated/ (hash-pinned requirements, bake variables) from wheels.toml.
 
     invoke render    (no options; stale generated files are removed)
     """
-    cli.run(cli.render_files, ROOT)
+    cli.run(cli.RENDER.call, ROOT)
 
 
-@task(
-    iterable=["arch"],
-    help={
-        "wheel": "a wheel on disk to audit (default: every pin, from its recorded coverage)",
-        "arch": "GPU arch to judge, e.g. sm120; repeatable (default: the archs its pins serve)",
-        "json": "print one JSON object instead of tables",
-    },
-)
+@task(**cli.AUDIT.task_options())
 def audit(c, wheel=None, arch=None, json=False):
     """Which GPU archs can run a wheel's compiled kernels (exit 0 all, 1 one cannot, 2 bad input).
 
     invoke audit [--wheel PATH] [--arch smXY]... [--json]
     """
-    cli.run(cli.audit, ROOT, wheel, arch or [], json)
+    cli.run(cli.AUDIT.call, ROOT, wheel=wheel, arch=arch, json=json)
 
 
 @task(

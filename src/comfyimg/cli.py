@@ -1,5 +1,9 @@
-"""The commands behind ``tasks.py`` and ``noxfile.py``: each returns an exit code or raises
-:class:`~comfyimg.errors.UserError`; :func:`run` turns that into invoke's ``Exit``."""
+"""The one CLI layer: the commands behind ``tasks.py``, ``python -m comfyimg`` and ``noxfile.py``.
+
+Only this module parses arguments, prints, emits JSON (:func:`emit_json`) and turns errors into
+exit codes (:func:`failure`; each error class carries its code, :mod:`comfyimg.errors`). The
+domain functions it calls return data or raise; :func:`run` (invoke) and :func:`main`
+(``python -m comfyimg``) end a command the same way."""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ import shlex
 import signal
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,15 +28,15 @@ from comfyimg.build import checks as buildchecks
 from comfyimg.build.record import RECORD
 from comfyimg.bump import comfyui as comfyui_bump
 from comfyimg.bump import plan as bump_mod
-from comfyimg.errors import BAD_INPUT, FAILED, INTERRUPTED, BadInput, UserError
+from comfyimg.errors import BAD_INPUT, FAILED, INTERRUPTED, BadInput, Stopped, UserError
 from comfyimg.fsutil import changed_statement, read_bytes
 from comfyimg.kernels import coverage
 from comfyimg.output import SafeTable as Table
 from comfyimg.output import err, out, plain
 from comfyimg.pins import load as pins_mod
-from comfyimg.pins.hints import record_hash_command
+from comfyimg.pins.model import record_hash_command
 from comfyimg.untrusted import for_terminal
-from comfyimg.validate import containers
+from comfyimg.validate import containers, reports
 from comfyimg.validate import smoke as smoke_mod
 from comfyimg.validate.gpuaccess import DEFAULT_CDI_KIND, GPU_MODES
 
@@ -57,49 +62,63 @@ def task_class():
     return FixedShortFlags
 
 
-class Stopped(BaseException):
-    """SIGTERM or SIGHUP arrived: unwinds like Ctrl-C, so every ``finally`` (temporary
-    directories, partial downloads, probe containers) runs."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signum)
-        self.signum = signum
+def emit_json(data: object) -> None:
+    """``--json``: the one place a command writes JSON on stdout."""
+    print(json.dumps(data, indent=2))
 
 
 def _stop(signum: int, _frame: object) -> None:
     raise Stopped(signum)
 
 
-def failure(exc: BaseException) -> tuple[str, int] | None:
+ENDINGS = (UserError, OSError, KeyboardInterrupt, Stopped)  # what a command may end with: no traceback
+
+
+def failure(exc: BaseException, stopped: tuple[str, str] | None = None) -> tuple[str, int] | None:
     """The message and exit code a command ends with for ``exc``; None: a bug (traceback).
-    The one place where errors become exit codes (each :class:`UserError` carries its own)."""
+    The one place where errors become exit codes (each error class carries its own).
+    ``stopped``: (what stopped, what was removed) for validate's and smoke's Ctrl-C/signal line."""
     if isinstance(exc, UserError):
         return for_terminal(exc), exc.exit_code
     if isinstance(exc, OSError):  # disk full, permission denied: the work failed; writes are atomic
         return for_terminal(f"error: {exc}"), FAILED
     if isinstance(exc, KeyboardInterrupt):
+        if stopped:
+            return f"interrupted: {stopped[0]} stopped; {stopped[1]} removed", INTERRUPTED
         return f"interrupted (Ctrl-C); {changed_statement()}", INTERRUPTED
     if isinstance(exc, Stopped):
-        name = signal.Signals(exc.signum).name
-        return f"stopped by {name}; {changed_statement()}", 128 + exc.signum
+        if stopped:
+            return f"terminated: {stopped[0]} stopped by {exc.name}; {stopped[1]} removed", exc.exit_code
+        return f"stopped by {exc.name}; {changed_statement()}", exc.exit_code
     return None
 
 
-def run(fn: Callable[..., int | None], *args: object, **kwargs: object) -> None:
-    """Run a command; a :class:`UserError` becomes invoke's ``Exit`` (no traceback). SIGTERM
-    and SIGHUP end it like Ctrl-C: one line, temporary files removed, exit 143 / 129."""
+def _shown_before(exc: BaseException) -> None:
+    """What an error shows on stderr before its message: warnings and tables it carries, notes."""
+    for item in [*getattr(exc, "shown", ()), *getattr(exc, "__notes__", ())]:
+        err().print(item)
 
+
+def _ending(fn: Callable[..., int | None], *args: object, **kwargs: object) -> tuple[int, str | None]:
+    """Run a command under the SIGTERM/SIGHUP handler: (exit code, the one line to end with)."""
     previous = {s: signal.signal(s, _stop) for s in (signal.SIGTERM, signal.SIGHUP)}
     try:
-        code = fn(*args, **kwargs) or 0
-    except (UserError, OSError, KeyboardInterrupt, Stopped) as exc:
-        message, status = failure(exc)  # type: ignore[misc]
-        raise Exit(message, status) from None
+        return fn(*args, **kwargs) or 0, None
+    except ENDINGS as exc:
+        _shown_before(exc)
+        message, code = failure(exc)  # type: ignore[misc]
+        return code, message
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
+
+
+def run(fn: Callable[..., int | None], *args: object, **kwargs: object) -> None:
+    """Run a command for invoke; an error becomes invoke's ``Exit`` (one line, no traceback).
+    SIGTERM and SIGHUP end it like Ctrl-C: one line, temporary files removed."""
+    code, message = _ending(fn, *args, **kwargs)
     if code:
-        raise Exit(code=code)
+        raise Exit(message, code)
 
 
 def after_dashes(remainder: str | None) -> list[str]:
@@ -150,14 +169,14 @@ def check(root: Path, json_out: bool = False) -> int:
     built = buildchecks.run(root)  # bake --call check on every target, when an engine can
     if json_out:  # bad input never gets here: it is a one-line error on stderr, exit 2
 
-        print(json.dumps({
+        emit_json({
             "file": pins.path.name, "wheels": len(pins.wheels), "current": not drifts,
             "drift": [str(d.path) for d in drifts],
             "unhashed": [{"pin": p.key, "line": p.line, "targets": list(p.targets)} for p in pins.unhashed()],
             "coverage_unrecorded": [p.key for p in coverage.problems(pins)[1]],
             "build_checks": built.as_json(),
-        }, indent=2))
-        return 1 if drifts or built.status == "failed" else 0
+        })
+        return FAILED if drifts or built.status == "failed" else 0
     for warning in built.warnings:
         err().print(f"error: build check: {warning}")
     if built.status == "skipped":
@@ -167,16 +186,16 @@ def check(root: Path, json_out: bool = False) -> int:
             out().print(drift.diff, end="", soft_wrap=True)
         err().print(f"error: {len(drifts)} generated file(s) out of date with {pins.path.name}: "
                     f"{', '.join(str(d.path) for d in drifts)}. Run: invoke render")
-        return 1
+        return FAILED
     if built.status == "failed":
         err().print(f"error: {built.detail}")
-        return 1
+        return FAILED
     out().print(f"{pins.path.name}: {len(pins.wheels)} wheel(s) valid; generated files are current"
                 + ("; " + built.detail if built.status == "passed" else ""))
     return 0
 
 
-def audit(root: Path, wheel: str | None, archs: list[str], as_json: bool) -> int:
+def audit(root: Path, wheel: str | Path | None, archs: list[str], as_json: bool) -> int:
     """``invoke audit``: a wheel on disk (exit 0 runnable on every arch, 1 not, 2 bad input),
     or every pin from its recorded coverage."""
 
@@ -215,9 +234,49 @@ def bump(root: Path, names: Sequence[str] | None, remainder: str, **kwargs: obje
         if parse_names(names, remainder) or kwargs.get("verify") or kwargs.get("accept_new_bytes"):
             raise BadInput("--comfyui moves the ComfyUI pin alone; it takes no pin names, "
                            "--verify or --accept-new-bytes")
-        return comfyui_bump.bump(root, pre=bool(kwargs["pre"]), release=kwargs["release"],  # type: ignore[arg-type]
-                                  dry_run=bool(kwargs["dry_run"]), json_out=bool(kwargs["json_out"]))
-    return bump_mod.bump(root, parse_names(names, remainder), **kwargs)  # type: ignore[arg-type]
+        moved = comfyui_bump.bump(root, pre=bool(kwargs["pre"]), release=kwargs["release"],  # type: ignore[arg-type]
+                                  dry_run=bool(kwargs["dry_run"]))
+        show_comfyui_bump(moved, json_out=bool(kwargs["json_out"]))
+        return 0
+    json_out = bool(kwargs.pop("json_out", False))
+    show_bump(bump_mod.bump(root, parse_names(names, remainder), say=err().print, **kwargs),  # type: ignore[arg-type]
+              json_out=json_out)
+    return 0
+
+
+def show_bump(done: bump_mod.Bumped, *, json_out: bool) -> None:
+    """``invoke bump``'s output (its warnings went to stderr as they came): the table and what
+    changed, or ``--json``."""
+    if json_out:
+        emit_json(bump_mod.as_json(done.changes, dry_run=done.dry_run, wrote=done.wrote,
+                                   diff=done.diff if done.edits else ""))
+        return
+    out().print(bump_mod.table(done.changes))
+    if not done.edits:
+        out().print(f"up to date: {', '.join(sorted({c.pin.key for c in done.changes}))} "
+                    f"already at {', '.join(sorted({c.release.tag for c in done.changes}))}")
+    elif done.dry_run:
+        out().print(done.diff, end="", soft_wrap=True)
+        out().print(f"dry run: {done.edits} pin(s) would change; nothing written")
+    else:
+        out().print(f"bumped {done.edits} pin(s) in {done.seconds:.2f} s; wrote {', '.join(done.wrote)}")
+
+
+def show_comfyui_bump(moved: dict[str, Any], *, json_out: bool) -> None:
+    """``invoke bump --comfyui``'s output: one line (a diff on a dry run), or ``--json``."""
+    diff = moved.pop("diff", None)
+    if json_out:
+        emit_json(moved)
+        return
+    old, new = moved["comfyui"]["old"], moved["comfyui"]["new"]
+    if not moved["comfyui"]["changed"]:
+        out().print(f"up to date: ComfyUI {new['release']} at {new['commit']}")
+    elif diff is not None:
+        out().print(diff, end="", soft_wrap=True)
+        out().print("dry run: nothing written")
+    else:
+        out().print(f"ComfyUI: {old['release']} {old['commit'] or '(no commit)'} → {new['release']} "
+                    f"{new['commit']}; wrote {', '.join(moved['wrote'])}")
 
 
 def bake(root: Path, targets: Sequence[str] | None, remainder: str, *, load: bool, push: bool,
@@ -235,10 +294,10 @@ def bake(root: Path, targets: Sequence[str] | None, remainder: str, *, load: boo
         files=[Path(f).resolve() for f in files or []], **options)  # type: ignore[arg-type]
     pins = load_pins(root)
     if request.mode == "print":
-        resolved, _ = bake_mod.preflight(root, pins, request)
-        out().print_json(data=resolved) if not (plain() or json_out) else print(json.dumps(resolved, indent=2))
+        resolved, _ = bake_mod.preflight(root, pins, request, err().print)
+        out().print_json(data=resolved) if not (plain() or json_out) else emit_json(resolved)
         return 0
-    built = bake_mod.build(root, pins, request)
+    built = bake_mod.build(root, pins, request, err().print)
     if json_out:  # the build record itself; the build log went to stderr
         print(read_bytes(root / RECORD).decode("utf-8", "replace"), end="")
         return 0
@@ -262,30 +321,33 @@ def _positive_seconds(text: str) -> float:
     return value
 
 
-def _on_sigterm(signum, frame):  # noqa: ARG001
-    raise containers.Terminated(signum)
-
-
-def _stoppable(what: str, removed: str, work: Callable[[], Any]) -> int:
-    """Run validate's or smoke's work: 0 pass, 1 fail; an error, Ctrl-C (130), SIGTERM (143) or
-    SIGHUP (129) is one line, after the containers were removed (their ``finally``)."""
-    previous = {s: signal.signal(s, _on_sigterm) for s in (signal.SIGTERM, signal.SIGHUP)}
+def _stoppable(what: str, removed: str, work: Callable[[], Any], root: Path | None = None) -> int:
+    """Run validate's or smoke's work and show its outcome: 0 pass, 1 fail; an error, Ctrl-C or
+    SIGTERM/SIGHUP is one line, after the containers were removed (their ``finally``)."""
+    previous = {s: signal.signal(s, _stop) for s in (signal.SIGTERM, signal.SIGHUP)}
     try:
         outcome = work()
-    except (UserError, OSError) as exc:  # e.g. reports/ not writable
-        message, code = failure(exc)  # type: ignore[misc]
-        err().print(message if message.startswith("error: ") else f"error: {message}")
+    except ENDINGS as exc:  # e.g. reports/ not writable
+        _shown_before(exc)
+        message, code = failure(exc, (what, removed))  # type: ignore[misc]
+        plain_error = isinstance(exc, (UserError, OSError)) and not message.startswith("error: ")
+        err().print(f"error: {message}" if plain_error else message)
         return code
-    except KeyboardInterrupt:
-        err().print(f"interrupted: {what} stopped; {removed} removed")
-        return INTERRUPTED
-    except containers.Terminated as exc:
-        err().print(f"terminated: {what} stopped by {signal.Signals(exc.signum).name}; {removed} removed")
-        return 128 + exc.signum
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
-    return 0 if outcome.passed else 1
+    show_outcome(outcome, root or Path.cwd())
+    return 0 if outcome.passed else FAILED
+
+
+def show_outcome(outcome: reports.Outcome, root: Path) -> None:
+    """validate's and smoke's table, timing and verdict, then the reports they wrote."""
+    for shown in reports.summary(outcome):
+        out().print(shown)
+    for warning in outcome.warnings:
+        err().print(f"warning: {warning}")
+    for path in outcome.reports:
+        out().print(f"report: {path.relative_to(root) if path.is_relative_to(root) else path}")
 
 
 def validate_main(argv: list[str] | None = None) -> int:
@@ -312,15 +374,14 @@ def validate_main(argv: list[str] | None = None) -> int:
     if "--" in argv:
         probe_args = argv[argv.index("--") + 1:]
         argv = argv[: argv.index("--")]
-    try:
-        ns = parser.parse_args(argv)
-    except SystemExit as exc:
-        return int(exc.code or 0) and 2
+    ns = parse(parser, argv)
+    if isinstance(ns, int):
+        return ns
     comfyui = None if ns.comfyui.strip().lower() in ("", "none") else ns.comfyui
     return _stoppable(f"validate {ns.probe}", "its probe container was", lambda: containers.validate(
         ns.root.resolve(), ns.probe, image=ns.image, target=ns.target, expect_version=ns.expect_version,
         require_gpu=ns.require_gpu, probe_args=probe_args, gpus=ns.gpus, cdi_kind=ns.cdi_kind, comfyui=comfyui,
-        timeout=ns.timeout, user=ns.user))
+        timeout=ns.timeout, user=ns.user), ns.root.resolve())
 
 
 def smoke_main(argv: list[str] | None = None) -> int:
@@ -333,41 +394,101 @@ def smoke_main(argv: list[str] | None = None) -> int:
                         help="seconds for the whole smoke; containers are killed and removed after it")
     parser.add_argument("--steps", type=int, default=smoke_mod.DEFAULT_STEPS)
     parser.add_argument("--root", type=Path, default=Path.cwd())
-    try:
-        ns = parser.parse_args(argv)
-    except SystemExit as exc:
-        return int(exc.code or 0) and 2
+    ns = parse(parser, argv)
+    if isinstance(ns, int):
+        return ns
     if not 1 <= ns.steps <= 200:
         err().print(f"error: --steps must be 1..200, got {ns.steps}")
         return BAD_INPUT
     return _stoppable("smoke", "its containers were", lambda: smoke_mod.smoke(
-        ns.root.resolve(), ns.image, gpus=ns.gpus, cdi_kind=ns.cdi_kind, timeout=ns.timeout, steps=ns.steps))
+        ns.root.resolve(), ns.image, gpus=ns.gpus, cdi_kind=ns.cdi_kind, timeout=ns.timeout, steps=ns.steps),
+        ns.root.resolve())
 
 
-def audit_main(argv: Sequence[str] | None = None) -> int:
-    """``python -m comfyimg audit --wheel PATH [--arch smXY]... [--json]``: ``invoke audit``
-    without invoke (for machines that carry only the package and its dependencies)."""
+# --------------------------------------------------------------------------- one definition, two front ends
 
 
-    parser = argparse.ArgumentParser(prog="python -m comfyimg audit", description=audit_main.__doc__)
-    parser.add_argument("--wheel", type=Path, required=True)
-    parser.add_argument("--arch", action="append", default=[])
-    parser.add_argument("--json", action="store_true")
-    parser.add_argument("--root", type=Path, default=Path.cwd(), help="project root (default: .)")
+@dataclass(frozen=True)
+class Option:
+    """One option of a command that both invoke and ``python -m comfyimg`` expose."""
+
+    name: str  # the Python name; --json, --arch on the command line
+    help: str
+    many: bool = False  # repeatable: --arch sm90 --arch sm120
+    flag: bool = False  # on/off
+
+
+@dataclass(frozen=True)
+class Command:
+    """A command defined once: its options and help feed invoke's task (``tasks.py``) and the
+    argparse parser of ``python -m comfyimg NAME``, and both call :attr:`call` through the same
+    error handling."""
+
+    name: str
+    summary: str
+    options: tuple[Option, ...]
+    call: Callable[..., int | None]  # call(root, **{option.name: value})
+
+    def task_options(self) -> dict[str, Any]:
+        """The keywords of invoke's ``@task`` (help texts, repeatable options)."""
+        return {"help": {o.name.replace("_", "-"): o.help for o in self.options},
+                "iterable": [o.name for o in self.options if o.many]}
+
+    def parser(self) -> argparse.ArgumentParser:
+        parser = argparse.ArgumentParser(prog=f"python -m comfyimg {self.name}", description=self.summary)
+        for o in self.options:
+            flag = f"--{o.name.replace('_', '-')}"
+            if o.flag:
+                parser.add_argument(flag, dest=o.name, action="store_true", help=o.help)
+            elif o.many:
+                parser.add_argument(flag, dest=o.name, action="append", default=[], help=o.help)
+            else:
+                parser.add_argument(flag, dest=o.name, help=o.help)
+        parser.add_argument("--root", type=Path, default=Path.cwd(), help="project root (default: .)")
+        return parser
+
+    def main(self, argv: Sequence[str]) -> int:
+        ns = parse(self.parser(), argv)
+        if isinstance(ns, int):
+            return ns
+        options = vars(ns)
+        return ended(*_ending(self.call, options.pop("root").resolve(), **options))
+
+
+JSON = Option("json", "print the result as one JSON object on stdout", flag=True)
+CHECK = Command("check", "Validate wheels.toml and verify generated/ is current (exit 1: drift, 2: bad input).",
+                (JSON,), lambda root, json: check(root, json_out=json))
+RENDER = Command("render", "Regenerate generated/ (hash-pinned requirements, bake variables) from wheels.toml.",
+                 (), lambda root: render_files(root))
+AUDIT = Command(
+    "audit", "Which GPU archs can run a wheel's compiled kernels (exit 0 all, 1 one cannot, 2 bad input).",
+    (Option("wheel", "a wheel on disk to audit (default: every pin, from its recorded coverage)"),
+     Option("arch", "GPU arch to judge, e.g. sm120; repeatable (default: the archs its pins serve)", many=True),
+     Option("json", "print one JSON object instead of tables", flag=True)),
+    lambda root, wheel, arch, json: audit(root, wheel, list(arch or []), json))
+
+
+def parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace | int:
+    """The parsed arguments, or the exit code: 0 after --help, 2 (bad input) after argparse's
+    own usage error."""
     try:
-        ns = parser.parse_args(argv)
+        return parser.parse_args(argv)
     except SystemExit as exc:
-        return int(exc.code or 0) and 2
-    try:
-        return coverage.audit_wheel(ns.root, ns.wheel, ns.arch, as_json=ns.json)
-    except UserError as exc:
-        err().print(f"error: {exc}")
-        return exc.exit_code
-    finally:
-        sys.stdout.flush()
+        return BAD_INPUT if exc.code else 0
 
 
-COMMANDS = {"validate": validate_main, "smoke": smoke_main, "audit": audit_main}
+def ended(code: int, message: str | None) -> int:
+    """``python -m comfyimg``'s ending: the one line on stderr (``error: …``), then the code."""
+    sys.stdout.flush()
+    if message:
+        err().print(message if message.startswith(("error: ", "interrupted", "stopped")) else f"error: {message}")
+    return code
+
+
+COMMANDS: dict[str, Callable[[list[str]], int]] = {
+    "validate": validate_main, "smoke": smoke_main,
+    **{c.name: c.main for c in (CHECK, RENDER, AUDIT)},
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,19 +1,20 @@
-"""The one error type for user-facing failures.
+"""The error types of user-facing failures, each carrying its exit code.
 
-Every command catches :class:`UserError` at the top and prints its message
-without a traceback.  ``exit_code`` follows the project convention:
-2 for bad input or usage, 1 for work that failed.
+``cli`` catches them at the top and prints the message without a traceback; the code is the
+class's ``exit_code`` (as cibuildwheel's ``errors.py``): 2 for bad input or usage, 1 for work
+that failed, 130 for Ctrl-C, 128 + the signal for SIGTERM (143) and SIGHUP (129).
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
+import signal
 
 
 BAD_INPUT = 2
 FAILED = 1
-INTERRUPTED = 130  # 128 + SIGINT, as a shell reports Ctrl-C
-TERMINATED = 143  # 128 + SIGTERM
+INTERRUPTED = 128 + signal.SIGINT  # 130, as a shell reports Ctrl-C
 
 
 class UserError(Exception):
@@ -21,10 +22,11 @@ class UserError(Exception):
 
     exit_code = FAILED
 
-    def __init__(self, message: str, *, exit_code: int | None = None) -> None:
+    def __init__(self, message: str, *, exit_code: int | None = None, shown: Sequence[object] = ()) -> None:
         super().__init__(message)
         if exit_code is not None:
             self.exit_code = exit_code
+        self.shown = list(shown)  # shown on stderr before the message (warnings, a table)
 
 
 class BadInput(UserError):
@@ -37,6 +39,23 @@ class WorkFailed(UserError):
     """The input was fine but the work failed (exit 1)."""
 
     exit_code = FAILED
+
+
+class Stopped(BaseException):
+    """SIGTERM or SIGHUP arrived: unwinds like Ctrl-C, so every ``finally`` (temporary
+    directories, partial downloads, probe containers) runs; exit 128 + the signal."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+    @property
+    def name(self) -> str:
+        return signal.Signals(self.signum).name
 
 
 def seconds_from_env(name: str, default: float, error: type[Exception] = BadInput) -> float:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from functools import cache
+from collections.abc import Callable
 from typing import Any, TextIO
 
 from rich import box
@@ -50,6 +51,11 @@ class _Console(Console):
             super().print(*objects, **kwargs)  # type: ignore[arg-type]
         finally:
             self.width = saved
+
+
+# Where a long command's progress lines go (the build log, files rendered, coverage recorded):
+# the domain function takes one and ``cli`` passes ``err().print``; only cli prints.
+Say = Callable[[str], None]
 
 
 def plain() -> bool:

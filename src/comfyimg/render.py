@@ -19,8 +19,7 @@ from pathlib import Path
 from comfyimg.fsutil import CHANGED, atomic_write_many, read_bytes
 from comfyimg.kernels import coverage
 from comfyimg.pins import comfyui as comfyui_pin
-from comfyimg.pins.hints import record_hash_command
-from comfyimg.pins.load import Pin, Pins
+from comfyimg.pins.model import Pin, Pins, record_hash_command
 
 GENERATED = Path("generated")
 REQUIREMENTS = GENERATED / "requirements"
@@ -127,13 +126,19 @@ def check(pins: Pins, root: Path) -> list[Drift]:
     return drifts
 
 
+def changed(pins: Pins, root: Path, files: dict[Path, str] | None = None) -> dict[Path, bytes | str]:
+    """The generated files under ``root`` whose content ``pins`` changes: path → new content."""
+    files = render(pins) if files is None else files
+    return {root / rel: text for rel, text in files.items() if not is_current(root / rel, text)}
+
+
 def write(pins: Pins, root: Path) -> list[Path]:
     """Write every generated file that changed (atomically) and remove stale ones."""
     files = render(pins)
-    changed: dict[Path, bytes | str] = {root / rel: text for rel, text in files.items() if not is_current(root / rel, text)}
-    atomic_write_many(changed)
+    changed_files = changed(pins, root, files)
+    atomic_write_many(changed_files)
     stale = _stale(root, files)
     for rel in stale:
         (root / rel).unlink()
         CHANGED.append(root / rel)
-    return sorted([p.relative_to(root) for p in changed] + stale)
+    return sorted([p.relative_to(root) for p in changed_files] + stale)

@@ -247,7 +247,7 @@ def test_preflight_refuses_a_pin_without_sha256(served, engine_project):
     result = project.bake(pip_index=f"{served.server.url}/simple/")
     assert result.code == 2, result.output[-3000:]
     assert f"wheels.toml:{line}: sha256: sageattention in complete-cuda has no hash" in result.proc.stderr
-    from comfyimg.pins.hints import record_hash_command
+    from comfyimg.pins.model import record_hash_command
     from comfyimg.pins.load import load
 
     unhashed_pin = next(p for p in load(project.pins).wheels if p.sha256 is None)

@@ -82,7 +82,7 @@ def test_validate_checks_the_labels_against_the_build_record(main_image, engine_
 
 def test_validate_with_an_unlabelled_image_skips_the_label_check(main_image):
     # The stand-in core was not built by invoke bake: no pins label; with --image that is a skip.
-    from comfyimg.validate.containers import label_check
+    from comfyimg.validate.verdict import label_check
 
     check = label_check("local/core-standin:test", [{"name": "sageattention", "version": "2.2.0", "sha256": None}],
                         exact=False)

@@ -40,7 +40,9 @@ def test_records_coverage_of_a_hashed_pin(tmp_path, server, monkeypatch):
     pins = _project(tmp_path, server, sha)
     chosen = autocover.missing(pins, pins.wheels)
     assert [p.key for p in chosen] == ["sageattention"]
-    new = autocover.record(pins.path.parent, pins, chosen)
+    said: list[str] = []
+    new = autocover.record(pins.path.parent, pins, chosen, say=said.append)
+    assert said == [f"recorded the kernel coverage of sageattention (read from {NAME}, sha256 {sha[:12]}… verified)"]
     pin = new.wheels[0]
     assert pin.coverage is not None and pin.coverage.sha256 == sha
     assert {m.name for m in pin.coverage.modules} == {f"sageattention.{m}" for m in FULL_SAGE2}
@@ -55,7 +57,7 @@ def test_other_bytes_fail_and_write_nothing(tmp_path, server, monkeypatch):
     before = pins.path.read_bytes()
     with pytest.raises(WorkFailed, match=r"digest mismatch: " + NAME + r" .* but the sha256 pinned in "
                                          r"wheels\.toml says e{64} \(the asset was replaced"):
-        autocover.record(pins.path.parent, pins, autocover.missing(pins, pins.wheels))
+        autocover.record(pins.path.parent, pins, autocover.missing(pins, pins.wheels), say=print)
     assert pins.path.read_bytes() == before
 
 

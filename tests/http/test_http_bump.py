@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from tests.http.conftest import ARCHS, LINUX, NEW_SAGE, PERSM, SAGE, TOKEN, assert_unchanged, wheels_toml
+from tests.lib.bumpproject import ARCHS, LINUX, NEW_SAGE, PERSM, SAGE, TOKEN, assert_unchanged, wheels_toml
 from tests.lib.github import asset_sha256
 
 NEW_SAGE3 = f"sageattn3-1.0.1-290.129-{LINUX}.whl"
@@ -332,7 +332,7 @@ def test_record_hash_hint_is_a_working_command(project):
     import shlex
 
     from comfyimg.pins import load as pins
-    from comfyimg.pins.hints import record_hash_command
+    from comfyimg.pins.model import record_hash_command
 
     pin = next(p for p in pins.load(project.pins).wheels if p.arch == "sm90")
     argv = shlex.split(record_hash_command(pin))

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from comfyimg.pins import load as pins_mod
-from tests.http.conftest import ARCHS, BumpProject
+from tests.lib.bumpproject import ARCHS, BumpProject, assert_unchanged
 from tests.lib.cudawheels import FULL_SAGE2, PER_ARCH_SAGE2, sage2_wheel
 from tests.lib.index import PEP691, FakeIndex, IndexFile
 from tests.lib.pinfile import profile, wheel
@@ -77,26 +77,18 @@ def _populate(index: FakeIndex, d: Path) -> None:
 def wheels_toml(index: FakeIndex, *, helper_sha: str | None = None, pinned_sha: str | None = None) -> str:
     src = f'{{ index = "{index.simple}", project = "sageattention" }}'
     persm = "\n".join(
-        wheel("sageattention", "2.2.0", index.file_url(per_arch("2.2.0", sm)), arch=sm,
-              targets=["complete-cu130"], comment=f"pixeloven style, {sm}").replace(
-            "targets =", f"source = {src}\ntargets =")
+        wheel("sageattention", "2.2.0", index.file_url(per_arch("2.2.0", sm)), arch=sm, source=src,
+              targets=["complete-cu130"], comment=f"pixeloven style, {sm}")
         for sm in ARCHS)
     helper = wheel("helper", "0.1.0", index.file_url(HELPER), sha256=helper_sha, targets=["complete-cpu"],
                    comment="A plain URL pin (no source).")
-    sha = f'sha256 = "{pinned_sha}"\n' if pinned_sha else ""
+    comfy = wheel("sageattention", "2.2.0", index.file_url(OLD), sha256=pinned_sha, source=src,
+                  targets=["complete-cu130"], comment="Comfy-Org style, from its simple index.")
     return f"""\
 # Index pins.
 {profile("cu130", torch="2.11.0", torch_index="cu130", cuda="13.0", archs=ARCHS)}
 {profile("cpu", torch="2.11.0", torch_index="cpu")}
-# Comfy-Org style, from its simple index.
-[[wheel]]
-name = "sageattention"
-version = "2.2.0"
-url = "{index.file_url(OLD)}"
-{sha}source = {src}
-targets = ["complete-cu130"]
-provides = ["sageattention"]
-
+{comfy}
 {persm}
 {helper}"""
 
@@ -117,13 +109,6 @@ def project(tmp_path, index, fake_github) -> BumpProject:
 
 def _by_key(project: BumpProject) -> dict[str, pins_mod.Pin]:
     return {p.key: p for p in pins_mod.load(project.pins).wheels}
-
-
-def _unchanged(project, before, r, code, message) -> None:
-    assert r.returncode == code, r.stdout + r.stderr
-    assert "Traceback" not in r.stderr
-    assert re.search(message, r.stdout + r.stderr), r.stdout + r.stderr
-    assert project.snapshot() == before, "a failed bump changed files"
 
 
 def test_bump_picks_newest_fitting_file_with_the_index_hash(project, index):
@@ -170,7 +155,7 @@ def test_only_a_yanked_file_fits(project, index):
     index.file(OLD).yanked = True
     before = project.snapshot()
     r = project.bump("--name", "sageattention")
-    _unchanged(project, before, r, 1, r"no asset that fits")
+    assert_unchanged(project, before, r, 1, r"no asset that fits")
     assert re.search(re.escape(YANKED) + r": yanked \(PEP 592\)", r.stderr), r.stderr
     assert re.search(re.escape(comfy("2.2.1", "cu128torch2.11")) + r": CUDA 12\.8 ≠ 13\.0", r.stderr)
 
@@ -182,7 +167,7 @@ def test_bytes_that_do_not_match_the_index_hash_fail(project, index, verify):
     index.file(NEW).sha256 = "0" * 64
     before = project.snapshot()
     r = project.bump(*(["--verify"] if verify else []))
-    _unchanged(project, before, r, 1, r"digest mismatch: " + re.escape(NEW) + r" .*hashes to "
+    assert_unchanged(project, before, r, 1, r"digest mismatch: " + re.escape(NEW) + r" .*hashes to "
                + index.file(NEW).real_sha256() + r", but the index's sha256 says 0{64} \(the asset was replaced")
 
 
@@ -195,7 +180,7 @@ def test_a_replaced_file_fails_unless_accepted(project, index, index_wheels, tmp
     assert new_sha != old_sha
     before = project.snapshot()
     r = project.bump()
-    _unchanged(project, before, r, 1, re.escape(NEW) + r" was replaced under the same URL.*pinned sha256 "
+    assert_unchanged(project, before, r, 1, re.escape(NEW) + r" was replaced under the same URL.*pinned sha256 "
                + old_sha + r", now " + new_sha + r"[\s\S]*--accept-new-bytes")
     r = project.bump("--accept-new-bytes")
     assert r.returncode == 0, r.stdout + r.stderr
@@ -205,7 +190,7 @@ def test_a_replaced_file_fails_unless_accepted(project, index, index_wheels, tmp
 def test_plain_url_pin_by_name_with_verify(project, index):
     before = project.snapshot()
     r = project.bump("--name", "helper")
-    _unchanged(project, before, r, 2, r"helper has no source.*invoke bump --verify --name helper")
+    assert_unchanged(project, before, r, 2, r"helper has no source.*invoke bump --verify --name helper")
     r = project.bump("--verify", "--name", "helper")
     assert r.returncode == 0, r.stdout + r.stderr
     pins = _by_key(project)
@@ -216,7 +201,7 @@ def test_plain_url_pin_by_name_with_verify(project, index):
     index.file(HELPER).data = b"PK-other-bytes"
     before = project.snapshot()
     r = project.bump("--verify", "--name", "helper")
-    _unchanged(project, before, r, 1, r"helper-0\.1\.0-py3-none-any\.whl was replaced under the same URL")
+    assert_unchanged(project, before, r, 1, r"helper-0\.1\.0-py3-none-any\.whl was replaced under the same URL")
 
 
 def test_plain_url_pin_records_coverage(tmp_path, index, fake_github):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from tests.http.conftest import NEW_SAGE
+from tests.lib.bumpproject import NEW_SAGE
 from tests.lib.github import asset_sha256 as sha
 
 

@@ -11,7 +11,7 @@ import pytest
 from comfyimg.errors import BadInput, WorkFailed
 from comfyimg.bump.digests import parse_sums
 from comfyimg.bump.github import Asset, GitHub
-from tests.http.conftest import SAGE, TOKEN
+from tests.lib.bumpproject import SAGE, TOKEN
 from tests.lib.github import FakeAsset, FakeGitHub, FakeRelease
 
 

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.lib.pinfile import profile, wheel
 from tests.lib.project import REPO, Project, make_project
 from tests.lib.server import StaticServer, serve
 from tests.lib.wheels import build_wheel, sha256_file
@@ -143,25 +144,13 @@ def make_wheel(directory: Path, dist: str, version: str, files: dict[str, str]) 
 
 # --------------------------------------------------------------------------- wheels.toml
 
-PROFILES = '''\
-# TEST wheels.toml for the engine tests: the cuda profile matches the stand-in core
-# (Python 3.11 venv, torch 2.13.0 CPU build); the wheels come from a loopback server.
-# torch_index only feeds core-cuda, which these tests never build (the override swaps in
-# the stand-in), but it must still be a CUDA 12 index for a profile with cuda 12.9.
-[profiles.cuda]
-python = "cp311"
-platform = "linux_x86_64"
-torch = "2.13.0"
-torch_index = "cu128"
-cuda = "12.9"
-archs = ["sm80", "sm90"]
-
-[profiles.cpu]
-python = "cp311"
-platform = "linux_x86_64"
-torch = "2.13.0"
-torch_index = "cpu"
-'''
+# The cuda profile matches the stand-in core (Python 3.11 venv, torch 2.13.0 CPU build); the
+# wheels come from a loopback server. torch_index only feeds core-cuda, which these tests never
+# build (the override swaps in the stand-in), but it must still be a CUDA 12 index for a profile
+# with cuda 12.9.
+PROFILES = ("# TEST wheels.toml for the engine tests\n"
+            + profile("cuda", python="cp311", torch="2.13.0", torch_index="cu128", cuda="12.9", archs=["sm80", "sm90"])
+            + "\n" + profile("cpu", python="cp311", torch="2.13.0", torch_index="cpu"))
 
 
 @dataclass(frozen=True)
@@ -177,14 +166,8 @@ class WheelPin:
     serves: tuple[str, ...] = ()
 
     def toml(self) -> str:
-        lines = ["[[wheel]]", f'name = "{self.name}"', f'version = "{self.version}"', f'url = "{self.url}"']
-        if self.sha256:
-            lines.append(f'sha256 = "{self.sha256}"')
-        if self.arch:
-            lines.append(f'arch = "{self.arch}"')
-        lines += ['targets = ["complete-cuda"]', f"provides = {json.dumps(list(self.provides))}",
-                  f"serves = {json.dumps(list(self.serves))}"]
-        return "\n".join(lines) + "\n"
+        return wheel(self.name, self.version, self.url, sha256=self.sha256, arch=self.arch, targets=["complete-cuda"],
+                     provides=self.provides, extra=f"serves = {json.dumps(list(self.serves))}\n")
 
 
 def wheels_toml(pins: list[WheelPin]) -> str:

@@ -19,6 +19,7 @@ def _run(code: str) -> subprocess.CompletedProcess:
 def test_a_clean_failure_passes():
     r = _run("import sys; print('error: wheels.toml:3: bad', file=sys.stderr); sys.exit(2)")
     assert_failed_cleanly(r, 2, message=r"wheels.toml:3: bad", before={"a": b"1"}, after={"a": b"1"}, hidden=["tok"])
+    assert_failed_cleanly(r, (1, 2), stderr=r"^error: wheels\.toml:3: bad$")
 
 
 @pytest.mark.parametrize(("code", "kwargs", "why"), [
@@ -27,6 +28,8 @@ def test_a_clean_failure_passes():
     ("import sys; sys.exit(2)", {"code": 2, "message": "named field"}, "message"),
     ("import sys; sys.exit(2)", {"code": 2, "before": {"a": b"1"}, "after": {"a": b"2"}}, "files changed"),
     ("import sys; print('ghp_secret'); sys.exit(2)", {"code": 2, "hidden": ["ghp_secret"]}, "secret"),
+    ("import sys; print('wheels.toml:3: bad'); sys.exit(2)", {"code": 2, "stderr": "wheels.toml:3"}, "stdout, not stderr"),
+    ("import sys; sys.exit(2)", {"code": (0, 1)}, "none of the codes"),
 ])
 def test_each_way_of_failing_uncleanly_is_caught(code, kwargs, why):
     r = _run(code)

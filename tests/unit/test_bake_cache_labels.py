@@ -12,33 +12,15 @@ from comfyimg.build import bake
 from comfyimg.build.bake import BakeRequest, cache_entries, check_options, derived_args, oci_values
 from comfyimg.errors import BadInput
 from comfyimg.pins.load import loads
+from tests.lib.pinfile import profile, wheel
 
-TOML = '''
-[profiles.cuda]
-python = "cp312"
-platform = "linux_x86_64"
-torch = "2.13.0"
-torch_index = "cu130"
-cuda = "13.0"
-archs = ["sm80", "sm90"]
-
-[[wheel]]
-name = "sageattention"
-version = "2.2.0"
-url = "https://example.invalid/sageattention-2.2.0-2130.130-cp312-cp312-linux_x86_64.whl"
-sha256 = "%s"
-targets = ["complete-cuda"]
-provides = ["sageattention"]
-
-[[wheel]]
-name = "sageattention"
-version = "2.2.0+cu130.torch2.13.0.sm90"
-url = "https://example.invalid/sageattention-2.2.0+cu130.torch2.13.0.sm90-cp312-cp312-linux_x86_64.whl"
-sha256 = "%s"
-arch = "sm90"
-targets = ["complete-cuda"]
-provides = ["sageattention"]
-''' % ("a" * 64, "b" * 64)
+TOML = "\n".join([
+    "\n" + profile("cuda", torch="2.13.0", torch_index="cu130", cuda="13.0", archs=["sm80", "sm90"]),
+    wheel("sageattention", "2.2.0", "https://example.invalid/sageattention-2.2.0-2130.130-cp312-cp312-linux_x86_64.whl",
+          sha256="a" * 64, targets=["complete-cuda"]),
+    wheel("sageattention", "2.2.0+cu130.torch2.13.0.sm90", arch="sm90", sha256="b" * 64, targets=["complete-cuda"],
+          url="https://example.invalid/sageattention-2.2.0+cu130.torch2.13.0.sm90-cp312-cp312-linux_x86_64.whl"),
+])
 
 
 @pytest.mark.parametrize("spec,export,want", [
@@ -140,6 +122,6 @@ def test_the_bake_file_puts_the_oci_labels_on_every_target():
 def test_attestations_only_on_an_attesting_push(tmp_path, mode, attest, expected):
     """The one bake command line carries --sbom/--provenance exactly when pushing with a builder
     that can attest (preflight decides request.attest)."""
-    cmd = bake._bake_cmd(tmp_path, BakeRequest(mode=mode, attest=attest))
+    cmd = bake.bake_command(tmp_path, BakeRequest(mode=mode, attest=attest))
     assert ("--sbom=true" in cmd and "--provenance=mode=max" in cmd) is expected
     assert ("--sbom=true" in cmd) is ("--provenance=mode=max" in cmd)

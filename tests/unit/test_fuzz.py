@@ -16,8 +16,8 @@ from comfyimg.pins import load as pins
 from comfyimg.pins.abi import InvalidWheelName, parse_wheel
 from comfyimg.errors import BadInput, WorkFailed
 from comfyimg.bump.github import GitHub, Release
-from comfyimg.validate.containers import label_pins, parse_result
-from tests.unit.test_pins import BASE_LINES
+from comfyimg.validate.verdict import label_pins, parse_result
+from tests.lib.basepins import BASE_LINES
 
 BOUNDED = settings(max_examples=300, deadline=2000, derandomize=True, database=None,
                    suppress_health_check=[HealthCheck.too_slow])

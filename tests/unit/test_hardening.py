@@ -16,6 +16,7 @@ from comfyimg.pins.abi import fit, parse_wheel
 from comfyimg.build.bake import BakeRequest, check_options
 from comfyimg.errors import BadInput
 from comfyimg.untrusted import add_secret, for_markdown_cell, for_terminal, for_xml
+from tests.lib.assertions import assert_failed_cleanly
 from tests.lib.basepins import BAKE, BASE, edit, sub
 
 WHOLE = [  # (line, old, new, field): the value with a newline after it, or around it
@@ -70,10 +71,7 @@ def test_bad_files_are_exit_2_with_file_line_field(project_factory, case):
         project.pins.write_text(BASE + "x = " + "[" * 100_000 + "]" * 100_000 + "\n")
     before = project.snapshot()
     result = project.invoke("check")
-    assert result.returncode == 2, (result.stdout, result.stderr)
-    assert "Traceback" not in result.stdout + result.stderr
-    assert re.search(expect, result.stderr, re.M), result.stderr
-    assert project.snapshot() == before
+    assert_failed_cleanly(result, 2, stderr=expect, before=before, after=project.snapshot())
 
 
 def test_a_label_with_a_newline_fails_preflight():

@@ -20,7 +20,9 @@ PROBES = PACKAGE / "validate" / "probes"
 # pins comes after. bump moves the pins before build bakes them: bake's preflight downloads and
 # records missing coverage (build.autocover) through bump's GitHub client and digests, so bump
 # comes first. build.bakefile (the target names of docker-bake.hcl, which bump checks pins
-# against) reads only the file, so it sits before bump.
+# against, the pins a target installs and its label, which validate reads) needs only the file,
+# the pins and their coverage, so it sits before bump. Within a stage: pins.model before
+# pins.load; validate.verdict (parse, judge, labels) before validate.containers (jobs, cleanup).
 STAGES: list[tuple[str, ...]] = [
     ("comfyimg.errors", "comfyimg.untrusted", "comfyimg.fsutil", "comfyimg.output"),
     ("comfyimg.kernels.elf", "comfyimg.kernels.cuobjdump", "comfyimg.kernels.rules", "comfyimg.kernels.wheel",
@@ -99,7 +101,7 @@ def graph() -> dict[str, set[str]]:
 
 def test_the_graph_is_read():
     edges = graph()
-    assert "comfyimg.pins.load" in edges["comfyimg.build.bake"]  # the reader sees real edges
+    assert "comfyimg.pins.model" in edges["comfyimg.build.bake"]  # the reader sees real edges
     assert "comfyimg.validate.probes.sage2" not in edges  # the probes are scripts, not modules
 
 

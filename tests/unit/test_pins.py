@@ -13,6 +13,7 @@ from comfyimg.pins import edit as pinedit
 from comfyimg.pins import load as pins
 from comfyimg import render
 from comfyimg.errors import BadInput
+from tests.lib.assertions import assert_failed_cleanly
 from tests.lib.basepins import BAKE, BASE, BASE_LINES, HASH, edit, sub
 
 # id, wheels.toml content, expected line, expected field
@@ -113,10 +114,8 @@ def test_malformed(project_factory, content, line, field):
     project = project_factory(content, BAKE)
     before = project.snapshot()
     result = project.invoke("check")
-    assert result.returncode == 2, (result.stdout, result.stderr)
-    assert "Traceback" not in result.stdout + result.stderr
-    assert re.search(rf"^wheels\.toml:{line}: {re.escape(field)}: \S", result.stderr, re.M), result.stderr
-    assert project.snapshot() == before
+    assert_failed_cleanly(result, 2, stderr=rf"^wheels\.toml:{line}: {re.escape(field)}: \S", before=before,
+                          after=project.snapshot())
 
 
 def test_malformed_case_count():
@@ -126,9 +125,7 @@ def test_malformed_case_count():
 def test_missing_file(project_factory):
     project = project_factory(None, BAKE)
     result = project.invoke("check")
-    assert result.returncode == 2
-    assert re.search(r"^wheels\.toml:1: file: .*wheels\.toml does not exist", result.stderr, re.M)
-    assert "Traceback" not in result.stderr
+    assert_failed_cleanly(result, 2, stderr=r"^wheels\.toml:1: file: .*wheels\.toml does not exist")
     assert not project.pins.exists()
 
 
@@ -235,8 +232,7 @@ def test_check_compares_bytes_crlf_and_non_utf8_are_drift(valid):
     req.write_bytes(req.read_bytes().replace(b"\n", b"\r\n"))
     (valid.root / "generated/requirements/old.txt").write_bytes(b"\xff\n")
     result = valid.invoke("check")
-    assert result.returncode == 1, (result.stdout, result.stderr)
-    assert "Traceback" not in result.stdout + result.stderr
+    assert_failed_cleanly(result, 1)
     assert "complete-cuda.txt" in result.stderr and "old.txt" in result.stderr
     assert valid.invoke("render").returncode == 0
     assert b"\r\n" not in req.read_bytes()

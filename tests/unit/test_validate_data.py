@@ -16,7 +16,8 @@ import pytest
 
 from comfyimg.validate.gpuaccess import GpuAccess
 from comfyimg.validate.reports import Outcome, write_reports
-from comfyimg.validate.containers import judge, merge_comfyui, no_silent_skip, parse_result
+from comfyimg.validate.verdict import judge, merge_comfyui, no_silent_skip, parse_result
+from tests.lib.assertions import assert_failed_cleanly
 from tests.lib.project import REPO
 
 GOOD = {"schema": 1, "status": "pass", "reason": "ok", "gpu_checks": "skipped", "device": None,
@@ -86,7 +87,7 @@ def test_a_gpu_host_with_a_blind_container_fails_only_when_the_container_saw_no_
 
 
 def test_a_failed_comfyui_probe_fails_the_session_in_its_own_rows():
-    from comfyimg.validate.containers import Run
+    from comfyimg.validate.verdict import Run
 
     comfy = Run("c", {"status": "fail", "reason": "comfyui:numerics: fell back", "gpu_checks": "ran",
                       "checks": [{"name": "comfyui:attention_sage:fp16:HND:n77", "status": "fail",
@@ -117,10 +118,9 @@ def test_a_malformed_build_record_is_bad_input_and_still_writes_reports(tmp_path
     env = {**os.environ, "CI": "1", "PYTHONPATH": str(REPO / "src")}
     proc = subprocess.run([sys.executable, "-m", "comfyimg", "validate", "sage2", "--root", str(tmp_path)],
                           capture_output=True, text=True, env=env, timeout=60)
-    assert proc.returncode == 2, proc.stderr
+    assert_failed_cleanly(proc, 2)
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and "build/bake-record.json" in lines[0] and field in lines[0], proc.stderr
-    assert "Traceback" not in proc.stdout + proc.stderr
     report = json.loads((tmp_path / "reports" / "sage2.json").read_text())
     assert report["passed"] is False and field in report["result"]["reason"]
     assert ET.parse(tmp_path / "reports" / "sage2.junit.xml").getroot().get("failures") == "1"

@@ -6,7 +6,7 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from comfyimg.validate.reports import Outcome, _junit
-from comfyimg.validate.containers import judge
+from comfyimg.validate.verdict import judge
 
 PASS = {"schema": 1, "status": "pass", "reason": "ok", "gpu_checks": "ran",
         "checks": [{"name": "version", "status": "pass", "detail": "2.2.0"}]}

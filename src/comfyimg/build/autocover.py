@@ -19,15 +19,13 @@ from pathlib import Path
 
 from comfyimg import render
 from comfyimg.bump.digests import Digests
-from comfyimg.bump.github import Asset, GitHub, Release
-from comfyimg.errors import BadInput, WorkFailed
-from comfyimg.fsutil import atomic_write_many, exclusive, read_text
+from comfyimg.bump.github import Asset, GitHub, Release, borrowed
+from comfyimg.bump.plan import read_kernels
+from comfyimg.fsutil import exclusive
 from comfyimg.kernels import coverage
-from comfyimg.kernels import wheel as kernels
-from comfyimg.kernels.read import read_wheel
-from comfyimg.output import err, progress_factory
-from comfyimg.pins import load as pins_mod
-from comfyimg.pins.edit import dumps_with_changes
+from comfyimg.output import Say, progress_factory
+from comfyimg.pins import model as pins_mod
+from comfyimg.pins.edit import save_changes
 
 
 def missing(pins: pins_mod.Pins, candidates: Iterable[pins_mod.Pin]) -> list[pins_mod.Pin]:
@@ -41,49 +39,33 @@ def missing(pins: pins_mod.Pins, candidates: Iterable[pins_mod.Pin]) -> list[pin
     return found
 
 
-def _read(pin: pins_mod.Pin, part: Path) -> kernels.WheelKernels:
-    try:
-        return read_wheel(part, name=pin.filename)
-    except kernels.BadKernels as exc:
-        raise WorkFailed(f"cannot read the kernels of {pin.filename} ({pin.url}): {exc}") from None
-
-
 def record(root: Path, pins: pins_mod.Pins, chosen: list[pins_mod.Pin], *,
-           bake_targets: set[str] | None = None, client: GitHub | None = None) -> pins_mod.Pins:
-    """Record the coverage of ``chosen`` (see :func:`missing`) and return the reloaded pins."""
+           say: Say, bake_targets: set[str] | None = None, client: GitHub | None = None) -> pins_mod.Pins:
+    """Record the coverage of ``chosen`` (see :func:`missing`) and return the reloaded pins;
+    ``say`` gets a line for each pin recorded."""
     if not chosen:
         return pins
     path = pins.path
     edits: dict[int, dict[str, object]] = {}
-    own = client is None
-    client = client or GitHub.from_env()
-    try:
-        with exclusive(path, "invoke bake"), tempfile.TemporaryDirectory(prefix="comfyimg-cover-") as tmp:
-            text = read_text(path)
-            for pin in chosen:
-                assert pin.sha256 is not None
-                asset = Asset(id=pin.index + 1, name=pin.filename, size=0, digest=pin.sha256, url=pin.url,
-                              browser_download_url=pin.url, content_type="", state="uploaded",
-                              digest_from="wheels.toml")
-                rel = Release(id=0, tag=f"URL {pin.url}", name=pin.key, draft=False, prerelease=False,
-                              published_at=None, assets=(asset,))
-                digests = Digests(client, rel, Path(tmp), True, progress_factory())
-                _, _, found = digests.find(asset, lambda _sha: True, partial(_read, pin))
-                assert found is not None
-                edits[pin.index] = coverage.record_fields(found)
-                err().print(f"recorded the kernel coverage of {pin.key} (read from {pin.filename}, "
-                            f"sha256 {pin.sha256[:12]}… verified)")
-            new_text = dumps_with_changes(text, edits)
-            try:
-                new_pins = pins_mod.loads(new_text, path, bake_targets=bake_targets)
-            except BadInput as exc:
-                raise WorkFailed(f"recording coverage would leave {path.name} invalid:\n{exc}") from None
-            atomic_write_many({path: new_text})
-            render.write(new_pins, root)
-            return new_pins
-    finally:
-        if own:
-            client.close()
+    with (borrowed(client) as github, exclusive(path, "invoke bake"),
+          tempfile.TemporaryDirectory(prefix="comfyimg-cover-") as tmp):
+        for pin in chosen:
+            assert pin.sha256 is not None
+            asset = Asset(id=pin.index + 1, name=pin.filename, size=0, digest=pin.sha256, url=pin.url,
+                          browser_download_url=pin.url, content_type="", state="uploaded",
+                          digest_from="wheels.toml")
+            rel = Release(id=0, tag=f"URL {pin.url}", name=pin.key, draft=False, prerelease=False,
+                          published_at=None, assets=(asset,))
+            digests = Digests(github, rel, Path(tmp), True, progress_factory())
+            _, _, found = digests.find(asset, lambda _sha: True, partial(read_kernels, pin.filename, f"({pin.url})"))
+            assert found is not None
+            edits[pin.index] = coverage.record_fields(found)
+            say(f"recorded the kernel coverage of {pin.key} (read from {pin.filename}, "
+                f"sha256 {pin.sha256[:12]}… verified)")
+        new_pins = save_changes(pins, edits, bake_targets=bake_targets,
+                                failed=f"recording coverage would leave {path.name} invalid")
+        render.write(new_pins, root)
+        return new_pins
 
 
 __all__ = ["missing", "record"]

@@ -1,7 +1,7 @@
 """The only place that talks to ``docker buildx bake``, through python-on-whales.
 
 python-on-whales' ``bake()`` lacks ``--allow`` and runs a second ``--print`` after
-every build; :func:`_bake_cmd` builds the command once from python-on-whales'
+every build; :func:`bake_command` builds the command once from python-on-whales'
 client config (``docker.buildx.docker_cmd``) and runs it with its ``utils``
 helpers, so extra flags live here and nowhere else: the labels (OCI, pins) and the
 cache import/export of every target (:func:`derived_args`) included.
@@ -23,7 +23,7 @@ from typing import Any
 
 from comfyimg import render
 from comfyimg.build import autocover, record
-from comfyimg.build.bakefile import BAKE_FILE
+from comfyimg.build.bakefile import BAKE_FILE, PINS_LABEL, pins_for, pins_label
 from comfyimg.build.bakefile import targets as bake_targets
 from comfyimg.build.buildlog import pip_hash_mismatch
 from comfyimg.build.docker import (
@@ -40,12 +40,10 @@ from comfyimg.build.record import Built
 from comfyimg.errors import BadInput, WorkFailed
 from comfyimg.fsutil import read_bytes
 from comfyimg.kernels import coverage
-from comfyimg.output import err
-from comfyimg.pins.hints import record_hash_command
-from comfyimg.pins.load import Pin, Pins
+from comfyimg.output import Say
+from comfyimg.pins.model import Pin, Pins, record_hash_command
 from comfyimg.untrusted import loads_json
 
-_PER_ARCH = re.compile(r"^(?P<base>.+)-(?P<arch>sm\d{2,3}[a-z]?)$", re.ASCII)
 _VERTEX = re.compile(r"^#(\d+) \[(?P<target>[^\s\]]+)[\s\]]", re.ASCII)
 _LINE_ID = re.compile(r"^#(\d+) ", re.ASCII)
 
@@ -73,7 +71,7 @@ def _files(root: Path, request: BakeRequest) -> list[Path]:
 _OCI_VALUES: dict[Path, dict[str, str]] = {}  # once per command: the plan and the build agree on "created"
 
 
-def _variables(request: BakeRequest, root: Path | None = None) -> dict[str, str]:
+def variables(request: BakeRequest, root: Path | None = None) -> dict[str, str]:
     found = {"IMAGE_LABEL": request.label} if request.label else {}
     if root is not None:  # the OCI labels' values (docker-bake.hcl); the caller's environment wins
         if root not in _OCI_VALUES:
@@ -85,7 +83,7 @@ def _variables(request: BakeRequest, root: Path | None = None) -> dict[str, str]
 ATTESTATIONS = ["--sbom=true", "--provenance=mode=max"]
 
 
-def _bake_cmd(root: Path, request: BakeRequest, *extra: str, derived: Sequence[str] = ()) -> list[str]:
+def bake_command(root: Path, request: BakeRequest, *extra: str, derived: Sequence[str] = ()) -> list[str]:
     """The one ``docker buildx bake`` command line. ``derived``: options computed from the plan
     (:func:`derived_args`: labels, caches), after the user's own ``--set``s."""
     cmd = command("buildx", "bake")
@@ -105,8 +103,6 @@ def _bake_cmd(root: Path, request: BakeRequest, *extra: str, derived: Sequence[s
 
 
 # --------------------------------------------------------------------------- labels and caches
-
-PINS_LABEL = "io.comfyimg.pins"
 
 
 def _git(root: Path, *args: str) -> str | None:
@@ -130,20 +126,6 @@ def oci_values(root: Path) -> dict[str, str]:
         "IMAGE_REVISION": os.environ.get("GITHUB_SHA") or _git(root, "rev-parse", "HEAD") or "unknown",
         "IMAGE_CREATED": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-
-
-def served_archs(pins: Pins, pin: Pin) -> list[str]:
-    """The GPU archs a pin serves (coverage.serves): preflight has checked that its recorded
-    kernel coverage runs on each of them."""
-
-    return list(coverage.serves(pins, pin))
-
-
-def pins_label(pins: Pins, target: str, installed: list[Pin]) -> str:
-    """The ``io.comfyimg.pins`` label: what the image installs, as compact JSON."""
-    return json.dumps([{"name": p.name, "version": p.version, "sha256": p.sha256,
-                        "archs": served_archs(pins, p)} for p in installed],
-                      separators=(",", ":"), sort_keys=True)
 
 
 CACHE_BACKENDS = ("registry", "gha", "local", "inline", "image")
@@ -227,14 +209,14 @@ def check_cache(request: BakeRequest) -> None:
                        "docker-container --use), or an engine with the containerd image store")
 
 
-def check_attest(request: BakeRequest) -> bool:
+def check_attest(request: BakeRequest, say: Say) -> bool:
     """Whether the builder can attach attestations to pushed images; a warning when it cannot
     (the docker driver on the classic image store cannot: the images are pushed without)."""
     if builder_driver(request.builder) == "docker" and not _containerd_store():
-        err().print(f"warning: the builder {request.builder or '(default)'} uses the docker driver on the classic "
-                    "image store, which cannot attach attestations: the images are pushed WITHOUT an SBOM and "
-                    "provenance. Use a docker-container builder (docker buildx create --driver docker-container "
-                    "--use) or the containerd image store to attest them")
+        say(f"warning: the builder {request.builder or '(default)'} uses the docker driver on the classic "
+            "image store, which cannot attach attestations: the images are pushed WITHOUT an SBOM and "
+            "provenance. Use a docker-container builder (docker buildx create --driver docker-container "
+            "--use) or the containerd image store to attest them")
         return False
     return True
 
@@ -252,7 +234,7 @@ def check_engine() -> str:
     return f"docker CLI {client}, engine {server}"
 
 
-def _buildx_version() -> str | None:
+def buildx_version() -> str | None:
     try:
         return run(command("buildx", "version")).strip()
     except DockerException:
@@ -261,26 +243,16 @@ def _buildx_version() -> str | None:
 
 def plan(root: Path, request: BakeRequest, derived: Sequence[str] = ()) -> dict[str, Any]:
     """The resolved bake plan (``--print``), as JSON."""
-    cmd = _bake_cmd(root, request, "--print", derived=derived)
+    cmd = bake_command(root, request, "--print", derived=derived)
     try:
         with contextlib.chdir(root):  # bake resolves contexts against the working directory
-            return json.loads(run(cmd, env=_variables(request, root)))
+            return json.loads(run(cmd, env=variables(request, root)))
     except DockerException as exc:
-        if _buildx_version() is None:
+        if buildx_version() is None:
             raise WorkFailed(f"preflight: the buildx plugin is missing (docker CLI {versions()[0]}); "
                              f"install docker-buildx >= 0.17 ({error_line(exc)})") from None
         raise BadInput(f"bake: cannot evaluate {BAKE_FILE} for {' '.join(request.targets)}: "
                        f"{error_line(exc)}") from None
-
-
-def pins_for(pins: Pins, target: str) -> list[Pin] | None:
-    """The pins a resolved bake target installs; None when wheels.toml does not cover it."""
-    if target in pins.targets():
-        return pins.for_target(target)
-    m = _PER_ARCH.match(target)
-    if m and m["base"] in pins.targets():
-        return pins.for_target(m["base"], m["arch"])
-    return None
 
 
 PROGRESS_MODES = ("plain", "auto", "quiet", "rawjson")
@@ -318,32 +290,32 @@ def kernel_problems(pins: Pins, target: str, target_pins: list[Pin]) -> list[str
                      f"coverage; record it with: {coverage.record_command(p)}" for p in unrecorded]
 
 
-def preflight(root: Path, pins: Pins, request: BakeRequest) -> tuple[dict[str, Any], list[str]]:
+def preflight(root: Path, pins: Pins, request: BakeRequest, say: Say) -> tuple[dict[str, Any], list[str]]:
     """Everything checked before a build: returns the plan (labels and caches included) and the
-    options that put them there. Renders generated/ first."""
+    options that put them there. Renders generated/ first; ``say`` gets what it did and warnings."""
     try:
-        return _preflight(root, pins, request)
+        return _preflight(root, pins, request, say)
     except NoDockerCLI as exc:
         raise WorkFailed(f"preflight: {exc}") from None
 
 
-def _preflight(root: Path, pins: Pins, request: BakeRequest) -> tuple[dict[str, Any], list[str]]:
+def _preflight(root: Path, pins: Pins, request: BakeRequest, say: Say) -> tuple[dict[str, Any], list[str]]:
     check_options(request)
     changed = render.write(pins, root)
     for path in changed:
-        err().print(f"rendered {path}")
+        say(f"rendered {path}")
     if request.mode != "print":  # printing the plan needs no engine
         check_engine()
         if request.builder:
             check_builder(request.builder)
         check_cache(request)
     if request.mode == "push":
-        request.attest = check_attest(request)
+        request.attest = check_attest(request, say)
     resolved = plan(root, request)
     if request.mode != "print":  # record missing kernel coverage of hashed pins, then judge it
         wanted = [p for t in resolved.get("target", {}) for p in pins_for(pins, t) or []]
         pins = autocover.record(root, pins, autocover.missing(pins, wanted),
-                                bake_targets=bake_targets(root / BAKE_FILE))
+                                bake_targets=bake_targets(root / BAKE_FILE), say=say)
     problems: list[str] = []
     for target in sorted(resolved.get("target", {})):
         target_pins = pins_for(pins, target) or []
@@ -355,7 +327,7 @@ def _preflight(root: Path, pins: Pins, request: BakeRequest) -> tuple[dict[str, 
     if problems and request.mode != "print":
         raise BadInput("\n".join(problems))
     for problem in problems if request.mode == "print" else []:
-        err().print(f"warning: {problem}")
+        say(f"warning: {problem}")
     derived = derived_args(pins, request, resolved)
     if request.mode == "print":  # what buildx makes of it, exactly; a build saves this second plan
         return plan(root, request, derived), derived
@@ -396,8 +368,8 @@ def explain_failure(log: str) -> str:
     return error_line(log)
 
 
-def _stream(cmd: list[str], env: dict[str, str] | None = None) -> tuple[str, dict[str, tuple[float, float]]]:
-    """Run ``cmd``, echo its output, and time each target from the plain progress lines."""
+def _stream(cmd: list[str], env: dict[str, str] | None, say: Say) -> tuple[str, dict[str, tuple[float, float]]]:
+    """Run ``cmd``, hand each output line to ``say``, and time each target from the plain progress lines."""
     log: list[str] = []
     vertex_target: dict[str, str] = {}
     spans: dict[str, tuple[float, float]] = {}
@@ -406,7 +378,7 @@ def _stream(cmd: list[str], env: dict[str, str] | None = None) -> tuple[str, dic
             line = raw.decode(errors="replace").rstrip("\n")
             now = time.monotonic()
             log.append(line)
-            err().print(line)
+            say(line)
             if m := _VERTEX.match(line):
                 vertex_target.setdefault(m[1], m["target"])
             if (m := _LINE_ID.match(line)) and m[1] in vertex_target:
@@ -419,8 +391,9 @@ def _stream(cmd: list[str], env: dict[str, str] | None = None) -> tuple[str, dic
     return "\n".join(log), spans
 
 
-def build(root: Path, pins: Pins, request: BakeRequest) -> list[Built]:
-    resolved, derived = preflight(root, pins, request)
+def build(root: Path, pins: Pins, request: BakeRequest, say: Say) -> list[Built]:
+    """Preflight, build (the build log goes line by line to ``say``) and write the build record."""
+    resolved, derived = preflight(root, pins, request, say)
     extra = ["--progress", request.progress, f"--{request.mode}"]
     if request.no_cache:
         extra.append("--no-cache")
@@ -429,10 +402,10 @@ def build(root: Path, pins: Pins, request: BakeRequest) -> list[Built]:
             Path(spec.partition("=")[2]).mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         meta_file = Path(tmp) / "metadata.json"
-        cmd = _bake_cmd(root, request, *extra, "--metadata-file", str(meta_file), derived=derived)
+        cmd = bake_command(root, request, *extra, "--metadata-file", str(meta_file), derived=derived)
         started = time.monotonic()
         with contextlib.chdir(root):
-            _, spans = _stream(cmd, _variables(request, root))
+            _, spans = _stream(cmd, variables(request, root), say)
         total = time.monotonic() - started
         raw = loads_json(read_bytes(meta_file)) if meta_file.exists() else {}
         metadata: dict[str, Any] = raw if isinstance(raw, dict) else {}

@@ -1,6 +1,6 @@
 """``invoke check``'s build checks: ``docker buildx bake --call check`` on every target.
 
-Run through the one bake command line (:func:`comfyimg.build.bake._bake_cmd`) on every target of
+Run through the one bake command line (:func:`comfyimg.build.bake.bake_command`) on every target of
 the ``all`` group (matrix targets expanded by ``bake --print``), or every declared target
 when there is no such group. A warning from BuildKit's Dockerfile checks fails ``invoke
 check`` (exit 1), listing each one.
@@ -59,7 +59,7 @@ def run(root: Path) -> Result:
         engine = bake.check_engine()
     except (WorkFailed, NoDockerCLI) as exc:
         return Result("skipped", f"build checks skipped: {exc}")
-    if bake._buildx_version() is None:
+    if bake.buildx_version() is None:
         return Result("skipped", f"build checks skipped: no buildx plugin ({engine})")
     bake_file = root / bakefile.BAKE_FILE
     if not bake_file.exists():
@@ -77,11 +77,11 @@ def run(root: Path) -> Result:
         return Result("skipped", "build checks skipped: no target has a Dockerfile in this checkout"
                       + (f" ({', '.join(missing)})" if missing else ""), note=True)
     request = bake.BakeRequest(targets=targets)
-    cmd = bake._bake_cmd(root, request, "--call", "check", "--progress", "plain")
+    cmd = bake.bake_command(root, request, "--call", "check", "--progress", "plain")
     try:
         with contextlib.chdir(root):
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=TIMEOUT,
-                                  env={**os.environ, **bake._variables(request, root)}, check=False)
+                                  env={**os.environ, **bake.variables(request, root)}, check=False)
     except subprocess.TimeoutExpired:
         return Result("failed", f"build checks: no answer within {TIMEOUT:g} s")
     output = proc.stdout + proc.stderr

@@ -15,7 +15,7 @@ from typing import Any
 
 from comfyimg.errors import BadInput
 from comfyimg.fsutil import atomic_write, read_bytes
-from comfyimg.pins.load import Pin
+from comfyimg.pins.model import Pin
 from comfyimg.untrusted import loads_json
 
 RECORD = Path("build/bake-record.json")

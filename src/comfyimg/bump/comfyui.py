@@ -3,8 +3,6 @@ and record the commit its tag points at (the pin itself: :mod:`comfyimg.pins.com
 
 from __future__ import annotations
 
-import difflib
-import json
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -13,11 +11,12 @@ import tomlkit
 
 from comfyimg import render
 from comfyimg.build import bakefile
-from comfyimg.bump.github import GitHub
+from comfyimg.bump.github import borrowed
 from comfyimg.errors import BadInput, WorkFailed
 from comfyimg.fsutil import atomic_write_many, exclusive, read_text
-from comfyimg.output import out
 from comfyimg.pins import load as pins_mod
+from comfyimg.pins.edit import diff as toml_diff
+from comfyimg.pins.edit import reloaded
 from comfyimg.pins.comfyui import COMMIT, ComfyUI
 
 def resolve_commit(client: Any, repo: str, ref: str) -> str:
@@ -48,8 +47,9 @@ def newest_release(client: Any, repo: str, pre: bool, release: str | None) -> st
 
 
 def bump(root: Path, *, pre: bool = False, release: str | None = None, dry_run: bool = False,
-         json_out: bool = False, client: Any = None) -> int:
-    """``invoke bump --comfyui``: move ``[comfyui]`` to the newest release and record its commit."""
+         client: Any = None) -> dict[str, Any]:
+    """``invoke bump --comfyui``: move ``[comfyui]`` to the newest release and record its commit.
+    Returns what moved (:func:`as_json`, with the ``diff`` of a dry run); ``cli`` prints it."""
     path = root / "wheels.toml"
     with exclusive(path, "invoke bump"):
         bake_targets = bakefile.targets(root / bakefile.BAKE_FILE)
@@ -58,54 +58,28 @@ def bump(root: Path, *, pre: bool = False, release: str | None = None, dry_run: 
         if pin is None:
             raise BadInput(f"{path.name}: no [comfyui] table; add one, e.g.\n[comfyui]\n"
                            'github = "comfyanonymous/ComfyUI"\nrelease = "v0.3.66"')
-        own = client is None
-        client = client or GitHub.from_env()
-        try:
-            tag = newest_release(client, pin.github, pre, release)
-            commit = resolve_commit(client, pin.github, tag)
-        finally:
-            if own:
-                client.close()
+        with borrowed(client) as github:
+            tag = newest_release(github, pin.github, pre, release)
+            commit = resolve_commit(github, pin.github, tag)
         text = read_text(path)
         if (tag, commit) == (pin.release, pin.commit):
-            if json_out:
-                print(as_json(pin, tag, commit, []))
-            else:
-                out().print(f"up to date: ComfyUI {tag} at {commit}")
-            return 0
+            return as_json(pin, tag, commit, [])
         new_text = updated_text(text, tag, commit)
-        try:
-            new_pins = pins_mod.loads(new_text, path, bake_targets=bake_targets)
-        except BadInput as exc:
-            raise WorkFailed(f"the bumped {path.name} would not be valid:\n{exc}") from None
+        new_pins = reloaded(new_text, path, bake_targets=bake_targets,
+                            failed=f"the bumped {path.name} would not be valid")
         if dry_run:
-            diff = "".join(difflib.unified_diff(text.splitlines(keepends=True), new_text.splitlines(keepends=True),
-                                                f"a/{path.name}", f"b/{path.name}"))
-            if json_out:
-                print(as_json(pin, tag, commit, []))
-            else:
-                out().print(diff, end="", soft_wrap=True)
-                out().print("dry run: nothing written")
-            return 0
-        staged: dict[Path, bytes | str] = {path: new_text}
-        for rel, content in render.render(new_pins).items():
-            if not render.is_current(root / rel, content):
-                staged[root / rel] = content
+            return {**as_json(pin, tag, commit, []), "diff": toml_diff(text, new_text, path.name)}
+        staged: dict[Path, bytes | str] = {path: new_text, **render.changed(new_pins, root)}
         atomic_write_many(staged)
-        wrote = sorted(str(p.relative_to(root)) for p in staged)
-        if json_out:
-            print(as_json(pin, tag, commit, wrote))
-        else:
-            out().print(f"ComfyUI: {pin.release} {pin.commit or '(no commit)'} → {tag} {commit}; "
-                        f"wrote {', '.join(wrote)}")
-        return 0
+        return as_json(pin, tag, commit, sorted(str(p.relative_to(root)) for p in staged))
 
 
-def as_json(pin: ComfyUI, tag: str, commit: str, wrote: list[str]) -> str:
-    return json.dumps({"comfyui": {"old": {"release": pin.release, "commit": pin.commit},
-                                   "new": {"release": tag, "commit": commit},
-                                   "changed": (tag, commit) != (pin.release, pin.commit)},
-                       "wrote": wrote}, indent=2)
+def as_json(pin: ComfyUI, tag: str, commit: str, wrote: list[str]) -> dict[str, Any]:
+    """``invoke bump --comfyui --json``: the pin's old and new release and commit, the files written."""
+    return {"comfyui": {"old": {"release": pin.release, "commit": pin.commit},
+                        "new": {"release": tag, "commit": commit},
+                        "changed": (tag, commit) != (pin.release, pin.commit)},
+            "wrote": wrote}
 
 
 __all__ = ["as_json", "bump", "newest_release", "resolve_commit", "updated_text"]

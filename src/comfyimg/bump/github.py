@@ -15,6 +15,7 @@ retries, headers and body included, default 900, 1 to 3600), ``COMFYIMG_HTTP_MAX
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from collections.abc import Callable, Iterator
@@ -307,6 +308,16 @@ class GitHub:
 
     def fetch_small(self, asset: Asset, limit: int = 1 << 20) -> bytes:
         return download_mod.fetch_small(self.http, asset, limit)
+
+
+@contextlib.contextmanager
+def borrowed(client: GitHub | None) -> Iterator[GitHub]:
+    """``client`` as it is (the caller closes it), or one from the environment, closed at the end."""
+    if client is not None:
+        yield client
+        return
+    with GitHub.from_env() as own:
+        yield own
 
 
 __all__ = ["Asset", "Download", "GitHub", "NotFound", "Release"]

@@ -121,19 +121,8 @@ def _read(http: Transport, url: str, what: str) -> tuple[bytes, str, str]:
     """(the body, the final URL after redirects, the Content-Type)."""
     resp = http.get(url, accept=ACCEPT, what=what)
     http.check(resp, what)
-    body = bytearray()
-    try:
-        for chunk in resp.iter_bytes():
-            body += chunk
-            if len(body) > MAX_PAGE:
-                raise WorkFailed(f"{what}: larger than {MAX_PAGE >> 20} MiB; not an index page")
-    except httpx.TimeoutException:
-        raise WorkFailed(f"{what}: timed out reading the page") from None
-    except httpx.TransportError as exc:
-        raise WorkFailed(f"{what}: connection broke while reading ({type(exc).__name__})") from None
-    finally:
-        resp.close()
-    return bytes(body), str(resp.url), resp.headers.get("content-type", "")
+    body = http.read(resp, MAX_PAGE, what, "the page")  # within the deadline; closes the response
+    return body, str(resp.url), resp.headers.get("content-type", "")
 
 
 def project_files(http: Transport, index: str, project: str) -> list[IndexFile]:

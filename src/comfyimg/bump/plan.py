@@ -10,7 +10,7 @@ The flow, all of it before anything is written:
    the same release, else download and hash (``--verify``: always download, and
    disagreeing with the API or the SUMS file fails);
 5. apply the changes to wheels.toml through tomlkit, re-validate, render generated files;
-6. print the table (and, with ``--dry-run``, the diff and stop), then write every file.
+6. with ``--dry-run``, stop with the diff; else write every file (``cli`` prints the table).
 
 Any failure raises :class:`~comfyimg.errors.UserError` before step 6 writes, so a failed
 bump leaves every file byte-identical.
@@ -18,8 +18,6 @@ bump leaves every file byte-identical.
 
 from __future__ import annotations
 
-import difflib
-import json
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
@@ -35,7 +33,7 @@ from comfyimg import render
 from comfyimg.build import bakefile
 from comfyimg.bump import index as index_mod
 from comfyimg.bump.digests import DigestMismatch, Digests, replaced_in_place
-from comfyimg.bump.github import Asset, GitHub, Release
+from comfyimg.bump.github import Asset, GitHub, Release, borrowed
 from comfyimg.errors import BadInput, WorkFailed
 from comfyimg.fsutil import atomic_write_many, exclusive, read_text
 from comfyimg.kernels import coverage, dispatch
@@ -43,10 +41,11 @@ from comfyimg.kernels import wheel as kernels
 from comfyimg.kernels.read import read_wheel
 from comfyimg.kernels.wheel import Verdict, WheelKernels
 from comfyimg.output import SafeTable as Table
-from comfyimg.output import err, out, progress_factory
+from comfyimg.output import Say, progress_factory
 from comfyimg.pins import load as pins_mod
 from comfyimg.pins.abi import InvalidWheelName, fit, parse_wheel
-from comfyimg.pins.edit import dumps_with_changes
+from comfyimg.pins.edit import diff as toml_diff
+from comfyimg.pins.edit import dumps_with_changes, reloaded
 
 # --------------------------------------------------------------------------- selection
 
@@ -188,12 +187,13 @@ def _fields(pin: pins_mod.Pin, release: Release, asset: Asset, sha256: str,
     return changes
 
 
-def _read_kernels(asset: Asset, release: Release, part: Path) -> kernels.WheelKernels:
-    """The compiled kernels of a downloaded wheel, for its recorded coverage."""
+def read_kernels(name: str, where: str, part: Path) -> kernels.WheelKernels:
+    """The compiled kernels of the downloaded wheel ``name`` (from ``where``), for its recorded
+    coverage; an unreadable one fails the work."""
     try:
-        return read_wheel(part, name=asset.name)
+        return read_wheel(part, name=name)
     except kernels.BadKernels as exc:
-        raise WorkFailed(f"cannot read the kernels of {asset.name} of release {release.tag}: {exc}") from None
+        raise WorkFailed(f"cannot read the kernels of {name} {where}: {exc}") from None
 
 
 def _url_release(pin: pins_mod.Pin) -> Release:
@@ -263,7 +263,7 @@ def plan(pins: pins_mod.Pins, chosen: list[pins_mod.Pin], client: GitHub, *,
                 return bool(served) and (verify or pin.coverage is None or pin.coverage.sha256 != sha256)
 
             try:
-                sha256, source, found = digests.find(asset, wants, partial(_read_kernels, asset, rel))
+                sha256, source, found = digests.find(asset, wants, partial(read_kernels, asset.name, f"of release {rel.tag}"))
             except DigestMismatch as exc:  # name every tampered wheel, not just the first
                 mismatched.append(str(exc))
                 continue
@@ -311,16 +311,16 @@ def _moves(ch: Change) -> bool:
     return url != ch.pin.url
 
 
-def _refuse_uncovered(changes: list[Change]) -> None:
+def _refuse_uncovered(changes: list[Change], say: Say) -> None:
     """A pin moving to a wheel that cannot run on an arch it serves: a table of what fails, and
     exit 1. Recording the wheel a pin already names records the truth, with a warning
     (``invoke check`` and ``invoke bake`` then refuse it, naming the arch)."""
     for ch in changes:
         if not _moves(ch):
             for arch, v in ch.failing.items():
-                err().print(f"warning: {ch.pin.key}: {ch.asset.name} cannot run on {arch}, which it serves: "
-                            f"{v.why}; recorded as read. `invoke check` and `invoke bake` refuse it until "
-                            "its serves is narrowed or it moves to a wheel that covers " + arch)
+                say(f"warning: {ch.pin.key}: {ch.asset.name} cannot run on {arch}, which it serves: "
+                    f"{v.why}; recorded as read. `invoke check` and `invoke bake` refuse it until "
+                    "its serves is narrowed or it moves to a wheel that covers " + arch)
     failing = [(ch, arch, v) for ch in changes if _moves(ch) for arch, v in ch.failing.items()]
     if not failing:
         return
@@ -332,13 +332,14 @@ def _refuse_uncovered(changes: list[Change]) -> None:
         carries = "; ".join(f"{m.name}: {m.carries()}" for m in ch.kernels.modules) if ch.kernels else ""
         missing = "; ".join(f"{m.module} ({m.needs})" for m in v.missing) or v.why
         table.add_row(ch.pin.key, arch, ch.asset.name, carries or "no compiled modules", missing)
-    err().print(table)
     lines = [f"{ch.pin.key}: {ch.asset.name} of {ch.release.tag} cannot run on {arch}, which it serves: "
              f"{v.why}" for ch, arch, v in failing]
-    raise WorkFailed("\n".join(lines) + "\nnothing written; to serve fewer GPUs, set serves in wheels.toml")
+    raise WorkFailed("\n".join(lines) + "\nnothing written; to serve fewer GPUs, set serves in wheels.toml",
+                     shown=[table])
 
 
-def _table(changes: list[Change]) -> Table:
+def table(changes: list[Change]) -> Table:
+    """The bump table: each pin's old and new wheel, its digest's source, the archs it runs on."""
     table = Table(box=box.SIMPLE, show_edge=False, pad_edge=False)
     for col in ("package", "old", "new", "sha256", "digest from", "kernels for"):
         table.add_column(col, overflow="fold")
@@ -371,35 +372,41 @@ def as_json(changes: list[Change], *, dry_run: bool, wrote: list[str], diff: str
     }
 
 
-def bump(root: Path, names: Sequence[str] = (), *, release: str | None = None, pre: bool = False,
+@dataclass
+class Bumped:
+    """What a bump did or would do; ``cli`` prints it (a table and lines, or ``--json``)."""
+
+    changes: list[Change]
+    edits: int = 0  # pins whose fields change
+    dry_run: bool = False
+    diff: str = ""  # --dry-run: the wheels.toml diff
+    wrote: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def bump(root: Path, names: Sequence[str] = (), *, say: Say, release: str | None = None, pre: bool = False,
          dry_run: bool = False, verify: bool = False, accept_new_bytes: bool = False,
-         client: GitHub | None = None, json_out: bool = False) -> int:
-    """The command; returns 0 or raises :class:`UserError` (nothing written on failure).
-    One bump at a time per checkout: a second one fails at once (the lock on wheels.toml)."""
+         client: GitHub | None = None) -> Bumped:
+    """The command; returns what it did or raises :class:`UserError` (nothing written on failure);
+    ``say`` gets the warnings as they come. One bump at a time per checkout: a second one fails
+    at once (the lock on wheels.toml)."""
     with exclusive(root / "wheels.toml", "invoke bump"):
-        return _bump(root, names, release=release, pre=pre, dry_run=dry_run, verify=verify,
-                     accept_new_bytes=accept_new_bytes, client=client, json_out=json_out)
+        return _bump(root, names, say=say, release=release, pre=pre, dry_run=dry_run, verify=verify,
+                     accept_new_bytes=accept_new_bytes, client=client)
 
 
-def _bump(root: Path, names: Sequence[str], *, release: str | None, pre: bool, dry_run: bool,
-          verify: bool, accept_new_bytes: bool, client: GitHub | None, json_out: bool) -> int:
+def _bump(root: Path, names: Sequence[str], *, say: Say, release: str | None, pre: bool, dry_run: bool,
+          verify: bool, accept_new_bytes: bool, client: GitHub | None) -> Bumped:
     started = time.monotonic()
     path = root / "wheels.toml"
     bake_targets = bakefile.targets(root / bakefile.BAKE_FILE)
     text = read_text(path)  # read once: what is parsed is what the edit starts from
     pins = pins_mod.loads(text, path, bake_targets=bake_targets)
     chosen = choose_pins(pins, names, verify)
-    own_client = client is None
-    client = client or GitHub.from_env()
-    try:
-        with tempfile.TemporaryDirectory(prefix="comfyimg-bump-") as tmp:
-            changes = plan(pins, chosen, client, release=release, pre=pre, verify=verify,
-                           workdir=Path(tmp))
-    finally:
-        if own_client:
-            client.close()
+    with borrowed(client) as github, tempfile.TemporaryDirectory(prefix="comfyimg-bump-") as tmp:
+        changes = plan(pins, chosen, github, release=release, pre=pre, verify=verify, workdir=Path(tmp))
 
-    _refuse_uncovered(changes)
+    _refuse_uncovered(changes, say)
     replaced = [ch for ch in changes
                 if replaced_in_place(ch.pin.url, ch.pin.sha256, str(ch.fields.get("url", ch.pin.url)), ch.sha256)]
     lines = [f"{ch.pin.key}: {ch.asset.name} was replaced under the same URL in release "
@@ -408,54 +415,29 @@ def _bump(root: Path, names: Sequence[str], *, release: str | None, pre: bool, d
         raise WorkFailed("\n".join(lines + ["Nothing was written. If the new bytes are the ones you "
                                              "trust, run again with --accept-new-bytes"]))
     for line in lines:
-        err().print(f"warning: {line}; accepted (--accept-new-bytes)")
+        say(f"warning: {line}; accepted (--accept-new-bytes)")
 
+    done = Bumped(changes, dry_run=dry_run)
     edits = {ch.pin.index: ch.fields for ch in changes if ch.fields}
-    if not edits and json_out:
-        print(json.dumps(as_json(changes, dry_run=dry_run, wrote=[]), indent=2))
-        return 0
     if not edits:
-        out().print(_table(changes))
-        out().print(f"up to date: {', '.join(sorted({c.pin.key for c in changes}))} "
-                    f"already at {', '.join(sorted({c.release.tag for c in changes}))}")
-        return 0
+        return done
 
     # Validate and render everything before writing anything.
     new_text = dumps_with_changes(text, edits)
-    try:
-        new_pins = pins_mod.loads(new_text, path, bake_targets=bake_targets)
-    except BadInput as exc:
-        raise WorkFailed(f"the bumped {path.name} would not be valid:\n{exc}") from None
-    files = render.render(new_pins)
-
-    if not json_out:
-        out().print(_table(changes))
+    new_pins = reloaded(new_text, path, bake_targets=bake_targets, failed=f"the bumped {path.name} would not be valid")
+    staged: dict[Path, bytes | str] = {path: new_text, **render.changed(new_pins, root)}
+    done.edits = len(edits)
     if dry_run:
-        diff = "".join(difflib.unified_diff(text.splitlines(keepends=True), new_text.splitlines(keepends=True),
-                                            f"a/{path.name}", f"b/{path.name}"))
-        if json_out:
-            print(json.dumps(as_json(changes, dry_run=True, wrote=[], diff=diff), indent=2))
-            return 0
-        out().print(diff, end="", soft_wrap=True)
-        out().print(f"dry run: {len(edits)} pin(s) would change; nothing written")
-        return 0
-
-    staged: dict[Path, bytes | str] = {path: new_text}
-    for rel, content in files.items():
-        if not render.is_current(root / rel, content):
-            staged[root / rel] = content
+        done.diff = toml_diff(text, new_text, path.name)
+        return done
     if read_text(path) != text:  # an editor saved it meanwhile (editors do not take the lock)
         raise WorkFailed(f"{path.name}: changed since invoke bump read it; nothing was written, so that "
                          "edit is kept. Run invoke bump again")
     atomic_write_many(staged)
     render.write(new_pins, root)  # removes stale generated files; the rest is already current
-    wrote = sorted(str(p.relative_to(root)) for p in staged)
-    if json_out:
-        print(json.dumps(as_json(changes, dry_run=False, wrote=wrote), indent=2))
-        return 0
-    out().print(f"bumped {len(edits)} pin(s) in {time.monotonic() - started:.2f} s; "
-                f"wrote {', '.join(wrote)}")
-    return 0
+    done.wrote = sorted(str(p.relative_to(root)) for p in staged)
+    done.seconds = time.monotonic() - started
+    return done
 
 
-__all__ = ["Change", "bump", "choose_pins", "plan", "select_asset"]
+__all__ = ["Bumped", "Change", "bump", "choose_pins", "plan", "select_asset"]

@@ -296,12 +296,10 @@ class Transport:
         """Raise for a non-2xx response (the body is read for the message)."""
         if resp.status_code < 300:
             return
-        body = bytearray()
         try:
-            for chunk in self.body(resp, MAX_ERROR_BYTES):
-                body += chunk
-        except (httpx.TransportError, httpx.DecodingError, WorkFailed):
-            pass  # the status says enough; _api_message does without the body
+            body = self.read(resp, MAX_ERROR_BYTES, what)
+        except WorkFailed:
+            body = b""  # the status says enough; _api_message does without the body
         if msg := _rate_limit_message(resp, what, self.authenticated):
             raise WorkFailed(msg)
         if resp.status_code == 404:
@@ -313,24 +311,30 @@ class Transport:
                 hint = "the token was refused"
             else:
                 hint = "no token set (GITHUB_TOKEN / GH_TOKEN)"
-            raise WorkFailed(f"{what}: HTTP {resp.status_code} {_api_message(resp, bytes(body))} ({hint})")
-        raise WorkFailed(f"{what}: HTTP {resp.status_code} {_api_message(resp, bytes(body))}")
+            raise WorkFailed(f"{what}: HTTP {resp.status_code} {_api_message(resp, body)} ({hint})")
+        raise WorkFailed(f"{what}: HTTP {resp.status_code} {_api_message(resp, body)}")
+
+    def read(self, resp: httpx.Response, limit: int, what: str, answer: str = "the answer") -> bytes:
+        """The whole body of ``resp``, within ``limit`` bytes and the deadline (:meth:`body`);
+        a read that times out or breaks is one line naming ``what``."""
+        data = bytearray()
+        try:
+            for chunk in self.body(resp, limit):
+                data += chunk
+        except httpx.TimeoutException:
+            raise WorkFailed(f"{what}: timed out reading {answer}") from None
+        except httpx.DecodingError:
+            raise WorkFailed(f"{what}: {answer}'s compression is broken") from None
+        except httpx.TransportError as exc:
+            raise WorkFailed(f"{what}: connection broke while reading ({type(exc).__name__})") from None
+        return bytes(data)
 
     def json(self, url: str | httpx.URL, what: str) -> tuple[object, httpx.Response]:
         resp = self.get(url, what=what)
         self.check(resp, what)
-        data = bytearray()
+        data = self.read(resp, MAX_JSON_BYTES, what)
         try:
-            for chunk in self.body(resp, MAX_JSON_BYTES):
-                data += chunk
-        except httpx.TimeoutException:
-            raise WorkFailed(f"{what}: timed out reading the answer") from None
-        except httpx.DecodingError:
-            raise WorkFailed(f"{what}: the answer's compression is broken") from None
-        except httpx.TransportError as exc:
-            raise WorkFailed(f"{what}: connection broke while reading ({type(exc).__name__})") from None
-        try:
-            return loads_json(bytes(data)), resp
+            return loads_json(data), resp
         except ValueError as exc:
             raise WorkFailed(f"{what}: the answer is not usable JSON: {exc}") from None
 

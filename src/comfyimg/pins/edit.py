@@ -9,15 +9,20 @@ safely, tomlkit's own placement is used (valid, only less tidy).
 
 from __future__ import annotations
 
+import difflib
 import tomllib
 from collections.abc import Mapping
 from typing import Any
 
 import tomlkit
 
+from pathlib import Path
+
+from comfyimg.errors import BadInput, WorkFailed
 from comfyimg.fsutil import atomic_write, read_text
 from comfyimg.pins.lines import entry_end
-from comfyimg.pins.load import Pins, loads
+from comfyimg.pins.load import loads
+from comfyimg.pins.model import Pins
 
 
 def _item(value: Any) -> Any:
@@ -107,12 +112,31 @@ def dumps_with_changes(text: str, changes: Mapping[int, Mapping[str, Any]]) -> s
     return new_text
 
 
+def reloaded(new_text: str, path: Path, *, bake_targets: set[str] | None = None,
+             failed: str | None = None) -> Pins:
+    """The pins of an edited ``wheels.toml`` text, checked as the file itself is. Invalid: the
+    loader's :class:`BadInput`, or with ``failed`` a :class:`WorkFailed` that starts with it
+    (the edit a command made is at fault, not the user's file)."""
+    try:
+        return loads(new_text, path, bake_targets=bake_targets)
+    except BadInput as exc:
+        if failed is None:
+            raise
+        raise WorkFailed(f"{failed}:\n{exc}") from None
+
+
+def diff(text: str, new_text: str, name: str) -> str:
+    """The unified diff of an edit of the file ``name`` (``--dry-run``)."""
+    return "".join(difflib.unified_diff(text.splitlines(keepends=True), new_text.splitlines(keepends=True),
+                                        f"a/{name}", f"b/{name}"))
+
+
 def save_changes(pins: Pins, changes: Mapping[int, Mapping[str, Any]], *,
-                 bake_targets: set[str] | None = None) -> Pins:
-    """Validate the changed file *before* writing it, then write it atomically."""
+                 bake_targets: set[str] | None = None, failed: str | None = None) -> Pins:
+    """Validate the changed file *before* writing it (see :func:`reloaded`), then write it atomically."""
     text = read_text(pins.path)
     new_text = dumps_with_changes(text, changes)
-    new_pins = loads(new_text, pins.path, bake_targets=bake_targets)
+    new_pins = reloaded(new_text, pins.path, bake_targets=bake_targets, failed=failed)
     if new_text != text:
         atomic_write(pins.path, new_text)
     return new_pins

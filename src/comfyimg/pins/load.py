@@ -1,18 +1,16 @@
-"""``wheels.toml`` → typed, immutable pins: the model and the loader.
+"""``wheels.toml`` → the typed, immutable pins of :mod:`comfyimg.pins.model`: the loader.
 
 The loader is strict and reports *every* problem at once, each as
 ``wheels.toml:LINE: field: what is wrong and what is expected``.
 See ``docs/reference/wheels-toml.md`` for the schema.  Single-field checks live in
-:mod:`comfyimg.pinfields`, line numbers in :mod:`comfyimg.tomllines`, saving in
-:mod:`comfyimg.pinedit`, the bake file's target names in :mod:`comfyimg.bakefile`.
+:mod:`comfyimg.pins.fields`, line numbers in :mod:`comfyimg.pins.lines`, saving in
+:mod:`comfyimg.pins.edit`, the bake file's target names in :mod:`comfyimg.build.bakefile`.
 """
 
 from __future__ import annotations
 
 import re
 import tomllib
-from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -27,7 +25,6 @@ from comfyimg.kernels.wheel import Module, Target, parse_arch
 from comfyimg.pins import comfyui as comfyui_pin
 from comfyimg.pins import fields as F
 from comfyimg.pins.abi import SM, ImageABI, mismatches
-from comfyimg.pins.comfyui import ComfyUI
 from comfyimg.pins.fields import (
     check_url,
     index_vs_cuda,
@@ -37,9 +34,9 @@ from comfyimg.pins.fields import (
     sub_table,
     type_name,
     unknown_keys,
-    wheel_filename,
 )
 from comfyimg.pins.lines import Errors
+from comfyimg.pins.model import Coverage, IndexSource, Pin, Pins, Profile, Source
 
 PROFILE_KEYS = {"python", "platform", "torch", "torch_index", "cuda", "archs", "glibc"}
 WHEEL_KEYS = {"name", "version", "url", "sha256", "source", "targets", "provides", "arch", "serves",
@@ -50,109 +47,6 @@ COVERAGE_FROM_KEYS = {"tool", "sha256"}
 COVERAGE_KEYS = {"module", "sass", "ptx"}
 DISPATCH_FROM_KEYS = {"source", "file", "sha256", "entry", "imports", "why"}
 DISPATCH_KEYS = {"archs", "kernel", "modules", "line", "triton", "raise", "fakes"}
-
-
-@dataclass(frozen=True)
-class Profile:
-    """The ABI shared by every image of one profile (``cuda``: runtime-cuda → core-cuda → complete-cuda)."""
-
-    name: str
-    abi: ImageABI
-    torch_index: str
-    line: int
-
-
-@dataclass(frozen=True)
-class Source:
-    github: str  # "owner/repo"
-    release: str  # tag name
-
-
-@dataclass(frozen=True)
-class IndexSource:
-    """A PEP 503/691 simple index: ``invoke bump`` picks the newest fitting file of ``project``."""
-
-    index: str  # "https://…/simple"
-    project: str
-
-
-@dataclass(frozen=True)
-class Coverage:
-    """The compiled modules of the pinned wheel and their GPU code, as recorded by ``invoke bump``."""
-
-    tool: str  # "cuobjdump 13.5.37"
-    sha256: str  # of the wheel it was read from
-    modules: tuple[Module, ...]
-    line: int
-    # Where the dispatch (which kernel on which arch) came from: read from the wheel's Python,
-    # or the table (with why); None: not recorded (wheels.toml written before it was), unknown.
-    dispatch: WheelDispatch | FromTable | None = None
-
-
-@dataclass(frozen=True)
-class Pin:
-    index: int  # position in the [[wheel]] array, for saving
-    name: str
-    version: str
-    url: str
-    sha256: str | None
-    source: Source | IndexSource | None
-    targets: tuple[str, ...]
-    provides: tuple[str, ...]
-    arch: str | None
-    line: int
-    serves: tuple[str, ...] | None = None  # GPU archs it must run on; None: the default
-    coverage: Coverage | None = None
-
-    @property
-    def filename(self) -> str:
-        return wheel_filename(self.url)
-
-    @property
-    def key(self) -> str:
-        """A short unique label: ``sageattention`` or ``sageattention[sm90]``."""
-        return f"{self.name}[{self.arch}]" if self.arch else self.name
-
-
-@dataclass(frozen=True)
-class Pins:
-    path: Path
-    profiles: Mapping[str, Profile]
-    wheels: tuple[Pin, ...]
-    comfyui: ComfyUI | None = None  # [comfyui]: the ComfyUI release the core images check out
-
-    def profile_for(self, target: str) -> Profile:
-        return self.profiles[target.rsplit("-", 1)[-1]]
-
-    def targets(self) -> list[str]:
-        return sorted({t for pin in self.wheels for t in pin.targets})
-
-    def for_target(self, target: str, arch: str | None = None) -> list[Pin]:
-        """The pins installed in ``target``; with ``arch``, a per-arch pin replaces the
-        arch-independent pin of the same distribution."""
-        pins = [p for p in self.wheels if target in p.targets and p.arch in (None, arch)]
-        own = {canonicalize_name(p.name) for p in pins if p.arch}
-        pins = [p for p in pins if p.arch or canonicalize_name(p.name) not in own]
-        return sorted(pins, key=lambda p: (canonicalize_name(p.name), p.arch or ""))
-
-    def arch_only(self, target: str) -> dict[str, list[Pin]]:
-        """Distributions ``target`` has per-arch pins for but no pin without an arch: the
-        image built without an arch gets none of them."""
-        base = {canonicalize_name(p.name) for p in self.for_target(target)}
-        only: dict[str, list[Pin]] = {}
-        for pin in self.wheels:
-            if target in pin.targets and pin.arch and canonicalize_name(pin.name) not in base:
-                only.setdefault(pin.name, []).append(pin)
-        return only
-
-    def archs_for(self, target: str) -> list[str]:
-        return sorted({p.arch for p in self.wheels if target in p.targets and p.arch})
-
-    def unhashed(self, targets: list[str] | None = None) -> list[Pin]:
-        return [
-            p for p in self.wheels
-            if p.sha256 is None and (targets is None or set(p.targets) & set(targets))
-        ]
 
 
 def _load_profile(err: Errors, name: str, table: Any) -> Profile | None:

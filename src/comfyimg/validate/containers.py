@@ -1,4 +1,6 @@
-"""Run a validation probe inside a built image (python-on-whales ``docker.run``) and report.
+"""Run a validation probe inside a built image (python-on-whales ``docker.run``): the jobs side by
+side, each under one deadline, every container removed however the run ends. The verdict on
+what they printed is :mod:`comfyimg.validate.verdict`'s.
 
 The probes (``probes/sage2.py``, ``probes/sage3.py``, and ``probes/comfyui.py`` for
 ComfyUI's own attention path) print one JSON object and exit 0 pass, 1 fail, 3 skip.
@@ -27,23 +29,23 @@ from typing import Any
 from python_on_whales import DockerClient
 
 from comfyimg.build import record
-from comfyimg.build.bake import PINS_LABEL, pins_for
+from comfyimg.build.bakefile import pins_for
 from comfyimg.build.docker import NO_DOCKER_CLI, ClientNotFoundError, DockerException, client, error_line
 from comfyimg.errors import BadInput, UserError, WorkFailed
 from comfyimg.kernels import coverage
-from comfyimg.output import out
-from comfyimg.pins import comfyui as comfyui_pin
 from comfyimg.pins.load import load
-from comfyimg.untrusted import loads_json
-from comfyimg.validate.gpuaccess import (
-    DEFAULT_CDI_KIND,
-    GIVE_THE_ENGINE_THE_GPU,
-    GpuAccess,
-    choose_gpu_access,
-    host_gpu,
+from comfyimg.validate.gpuaccess import DEFAULT_CDI_KIND, GpuAccess, choose_gpu_access, host_gpu
+from comfyimg.validate.reports import Outcome, write_reports
+from comfyimg.validate.verdict import (
+    Run,
+    comfyui_label_check,
+    expected_pins,
+    judge,
+    label_check,
+    merge_comfyui,
+    no_silent_skip,
+    parse_result,
 )
-from comfyimg.validate.probes import contract
-from comfyimg.validate.reports import Outcome, clean, print_table, write_reports
 
 PROBES_DIR = Path(__file__).parent / "probes"
 PROBE_HOME = "/opt/comfyimg"  # the probes run as the package ``probes`` from here: python -m probes.sage2
@@ -84,14 +86,6 @@ class ProbeTimeout(Exception):
     pass
 
 
-class Terminated(BaseException):
-    """SIGTERM or SIGHUP, raised in the main thread so that ``finally`` blocks remove the container."""
-
-    def __init__(self, signum: int = signal.SIGTERM) -> None:
-        super().__init__(signum)
-        self.signum = signum
-
-
 # --------------------------------------------------------------------------- image + expectations
 
 
@@ -110,85 +104,6 @@ def expectations(root: Path, spec: ProbeSpec, target: str | None) -> list[str]:
         return []
     pins = load(root / "wheels.toml")
     return coverage.probe_args(pins, spec.distribution, pins_for(pins, target) or [])
-
-
-# --------------------------------------------------------------------------- labels
-
-
-def label_pins(raw: str) -> set[tuple[str, str, str | None]] | str:
-    """The (name, version, sha256) pins of an ``io.comfyimg.pins`` label, or what is wrong
-    with it: a label is written by whoever built the image, so every field is checked."""
-    try:
-        items = loads_json(raw)
-    except ValueError as exc:
-        return str(exc)
-    if not isinstance(items, list):
-        return f"a JSON {type(items).__name__}, not a list"
-    pins = set()
-    for i, p in enumerate(items):
-        if not isinstance(p, dict):
-            return f"[{i}] is a JSON {type(p).__name__}, not an object"
-        for key in ("name", "version"):
-            if not isinstance(p.get(key), str):
-                return f"[{i}].{key} is {type(p.get(key)).__name__}, not a string"
-        if p.get("sha256") is not None and not isinstance(p["sha256"], str):
-            return f"[{i}].sha256 is {type(p['sha256']).__name__}, not a string or null"
-        pins.add((p["name"], p["version"], p.get("sha256")))
-    return pins
-
-
-def label_check(image: str, expected: list[dict], *, exact: bool) -> dict:
-    """The image's ``io.comfyimg.pins`` label (written by ``invoke bake``) against the pins it
-    should hold, as one more check of the report. ``exact``: the label must list exactly
-    ``expected`` (an image from the build record); else each labelled pin named in
-    ``expected`` must be one of them (``--image``: wheels.toml's pins), and an image built
-    elsewhere, without the label, is a skip."""
-
-    name = "image labels match the pins"
-    try:
-        raw = (client().image.inspect(image).config.labels or {}).get(PINS_LABEL)
-    except DockerException as exc:
-        return {"name": name, "status": "fail", "detail": f"cannot inspect {image}: {error_line(exc)}"}
-    if raw is None:
-        status = "fail" if exact else "skip"
-        return {"name": name, "status": status, "detail": f"no {PINS_LABEL} label (not built by invoke bake)"}
-    labelled = label_pins(raw)
-    if isinstance(labelled, str):
-        return {"name": name, "status": "fail", "detail": f"{PINS_LABEL} is not a pin list: {labelled}"}
-    wanted = {(p["name"], p["version"], p["sha256"]) for p in expected}
-    names = {n for n, _, _ in wanted}
-    if not exact and not names:
-        return {"name": name, "status": "skip", "detail": "no wheels.toml pins to compare the label with"}
-    wrong = labelled ^ wanted if exact else {p for p in labelled if p[0] in names} - wanted
-    if wrong:
-        shown = "; ".join(f"{n} {v} {(h or 'no sha256')[:12]}" for n, v, h in sorted(wrong, key=str))
-        return {"name": name, "status": "fail", "detail": f"label and expected pins differ: {shown}"}
-    return {"name": name, "status": "pass", "detail": f"{len(labelled)} pin(s) labelled as expected"}
-
-
-def comfyui_label_check(root: Path, image: str) -> dict:
-    """The image's ``io.comfyimg.comfyui.*`` labels against ``[comfyui]`` in wheels.toml."""
-    try:
-        labels = client().image.inspect(image).config.labels or {}
-    except DockerException as exc:
-        return {"name": "ComfyUI label matches the pin", "status": "fail",
-                "detail": f"cannot inspect {image}: {error_line(exc)}"}
-    try:
-        pin = load(root / "wheels.toml").comfyui
-    except BadInput:
-        pin = None
-    return comfyui_pin.label_check(labels, pin)
-
-
-def expected_pins(root: Path, image_from_record: bool, target: str | None, spec: ProbeSpec) -> list[dict]:
-    if image_from_record:
-        built = record.read(root).get("targets", {})
-        return list(built[target].get("pins", [])) if target in built else []
-
-    if not (root / "wheels.toml").exists():  # --image from anywhere: nothing to expect
-        return []
-    return [{"name": p.name, "version": p.version, "sha256": p.sha256} for p in load(root / "wheels.toml").wheels
-            if p.name == spec.distribution and (target is None or target in p.targets)]
 
 
 # --------------------------------------------------------------------------- run
@@ -247,18 +162,6 @@ def container_options(user: str, gpu: GpuAccess | None = None) -> dict[str, Any]
         "workdir": PROBE_HOME,
         **(gpu.run_options() if gpu else {}),
     }
-
-
-@dataclass
-class Run:
-    """One probe container: its JSON (or None), exit code, stdout, and docker's own words."""
-
-    name: str
-    result: dict | None
-    code: int
-    stdout: str
-    problem: str | None = None  # why result is None: malformed JSON, docker could not start it, …
-    seconds: float = 0.0
 
 
 def _quietly(fn, *args, **kwargs) -> None:
@@ -395,115 +298,19 @@ def _docker_says(exc: DockerException) -> str:
     return said[:600]
 
 
-# --------------------------------------------------------------------------- the probe's JSON
-
-
-def parse_result(stdout: str) -> tuple[dict | None, str | None]:
-    """(the probe's JSON object, None) or (None, what is wrong with it)."""
-    lines = [ln for ln in (stdout or "").splitlines() if ln.strip()]
-    if not lines:
-        return None, "the probe printed nothing on stdout"
-    if len(lines) != 1:
-        return None, f"the probe printed {len(lines)} lines on stdout, not one JSON object"
-    try:
-        obj = loads_json(lines[0])
-    except ValueError as exc:
-        return None, f"the probe's output is not JSON: {exc}"
-    obj = clean(obj)
-    if not isinstance(obj, dict):
-        return None, f"the probe printed a JSON {type(obj).__name__}, not an object"
-    if obj.get("schema") != contract.SCHEMA:
-        return None, f"the probe's schema is {obj.get('schema')!r}; this host reads schema {contract.SCHEMA}"
-    if obj.get("status") not in contract.STATUSES:
-        return None, f"the probe's status is {obj.get('status')!r}, not pass, fail or skip"
-    checks = obj.get("checks", [])
-    if not isinstance(checks, list):
-        return None, f"the probe's checks are a JSON {type(checks).__name__}, not a list"
-    for i, check in enumerate(checks):
-        if not isinstance(check, dict):
-            return None, f"checks[{i}] is a JSON {type(check).__name__}, not an object"
-        if not isinstance(check.get("name"), str) or check.get("status") not in contract.STATUSES:
-            return None, f"checks[{i}] needs a string name and a status of pass, fail or skip"
-    obj["checks"] = checks
-    return obj, None
-
-
-_DOCKER_EXIT = {125: "the container did not start", 126: "the command could not be run",
-                127: "the command was not found"}
-
-
-def _ended(code: int) -> str:
-    if code in _DOCKER_EXIT:
-        return f"docker exit {code}: {_DOCKER_EXIT[code]}"
-    if code > 128 and (code - 128) in {int(s) for s in signal.Signals}:
-        return f"killed by {signal.Signals(code - 128).name}"
-    return f"exit code {code}"
-
-
-def judge(result: dict | None, code: int, require_gpu: bool, problem: str | None = None) -> tuple[bool, dict]:
-    """The host's verdict: a crash or malformed output is a failure, never a pass."""
-    if result is None or code not in contract.EXIT_FOR.values():
-        if result is None:
-            reason = problem if problem and problem.startswith("docker could not") else (
-                f"probe crashed ({_ended(code)}) without a valid JSON result" + (f": {problem}" if problem else ""))
-        else:
-            reason = f"probe ended with {_ended(code)} after printing its result ({result['status']})"
-        return False, {"status": "fail", "reason": reason, "checks": (result or {}).get("checks", []), "crash": True}
-    expected_code = contract.EXIT_FOR[result["status"]]
-    if code != expected_code:
-        return False, {**result, "status": "fail",
-                       "reason": f"probe said {result['status']} but exited {code}: {result.get('reason', '')}"}
-    if result["status"] == "fail":
-        return False, result
-    if require_gpu and (result["status"] == "skip" or result.get("gpu_checks") != "ran"):
-        return False, {**result, "status": "fail",
-                       "reason": f"--require-gpu: GPU checks were not run ({result.get('gpu_checks')}): "
-                                 f"{result.get('reason', '')}"}
-    return True, result
-
-
-def no_silent_skip(passed: bool, verdict: dict, host: str | None, access: GpuAccess) -> tuple[bool, dict]:
-    """A host with an NVIDIA GPU whose container saw none fails, and says how to fix it
-    (unless --gpus none asked for exactly that)."""
-    if (not passed or not host or access.mode == "none" or verdict.get("device")
-            or verdict.get("gpu_checks") == "ran"):
-        return passed, verdict
-    reason = (f"the host has an NVIDIA GPU ({host}) but the probe container saw none "
-              f"(GPU access: {access.describe()}); {GIVE_THE_ENGINE_THE_GPU}")
-    return False, {**verdict, "status": "fail", "reason": reason, "gpu_not_given": True}
-
-
-def merge_comfyui(passed: bool, verdict: dict, comfy: Run | None, require_gpu: bool) -> tuple[bool, dict]:
-    """The ComfyUI checks are rows of the same report; their failure fails the session."""
-    if comfy is None:
-        return passed, verdict
-    c_passed, c_verdict = judge(comfy.result, comfy.code, require_gpu, comfy.problem)
-    rows = [c if c["name"].startswith("comfyui") else {**c, "name": f"comfyui:{c['name']}"}
-            for c in c_verdict.get("checks") or []]  # e.g. its own scratch row
-    if c_verdict.get("crash"):
-        rows.append({"name": "comfyui", "kind": "install", "status": "fail", "detail": c_verdict["reason"]})
-    merged = {**verdict, "checks": [*(verdict.get("checks") or []), *rows],
-              "comfyui": {k: c_verdict.get(k) for k in ("status", "reason", "package", "device", "gpu_checks",
-                                                        "elapsed_s")}}
-    if c_passed:
-        return passed, merged
-    reason = f"comfyui: {c_verdict.get('reason', '')}"
-    merged["reason"] = f"{verdict.get('reason', '')}; {reason}" if not passed else reason
-    merged["status"] = "fail"
-    return False, merged
-
-
 # --------------------------------------------------------------------------- command
 
 
-def _failed(root: Path, probe: str, image: str, reason: str, code: int, started: float, gpu: dict) -> None:
-    """A session that could not judge the image still leaves reports that say why."""
+def _failed(root: Path, probe: str, image: str, reason: str, code: int, started: float, gpu: dict) -> list[str]:
+    """A session that could not judge the image still leaves reports that say why; returns
+    the warnings of writing them."""
     outcome = Outcome(probe, image, {"status": "fail", "reason": reason, "checks": [], "crash": True}, code,
                       False, time.monotonic() - started, gpu)
     try:
         write_reports(root, outcome)
     except OSError:
-        pass  # the error itself is printed by main; an unwritable reports/ must not hide it
+        pass  # the error itself is printed by cli; an unwritable reports/ must not hide it
+    return outcome.warnings
 
 
 def validate(root: Path, probe: str, *, image: str | None = None, target: str | None = None,
@@ -556,7 +363,8 @@ def validate(root: Path, probe: str, *, image: str | None = None, target: str | 
                 shutil.rmtree(gate, ignore_errors=True)
         main, comfy = runs[0], (runs[1] if comfyui else None)
     except UserError as exc:
-        _failed(root, probe, image or "?", str(exc), exc.exit_code, started, gpu)
+        for warning in _failed(root, probe, image or "?", str(exc), exc.exit_code, started, gpu):
+            exc.add_note(f"warning: {warning}")  # cli prints the notes before the error
         raise
     passed, verdict = judge(main.result, main.code, require_gpu, main.problem)
     if verdict.get("crash"):
@@ -577,14 +385,12 @@ def validate(root: Path, probe: str, *, image: str | None = None, target: str | 
     if not gpu["container_gpu"] and passed:
         why = "this host has no NVIDIA GPU" if not host else "--gpus none"
         verdict = {**verdict, "reason": f"{verdict.get('reason', '')}; GPU checks NOT run: {why}"}
-    labels = label_check(image, expected_pins(root, from_build_record, target, spec), exact=from_build_record)
+    labels = label_check(image, expected_pins(root, from_build_record, target, spec.distribution), exact=from_build_record)
     comfy_label = comfyui_label_check(root, image)
     verdict = {**verdict, "checks": [*(verdict.get("checks") or []), labels, comfy_label]}
     for check in (labels, comfy_label):
         if check["status"] == "fail" and passed:
             passed, verdict = False, {**verdict, "status": "fail", "reason": f"labels: {check['detail']}"}
     outcome = Outcome(probe, image, verdict, main.code, passed, time.monotonic() - started, gpu)
-    print_table(outcome)
-    for path in write_reports(root, outcome):
-        out().print(f"report: {path.relative_to(root) if path.is_relative_to(root) else path}")
+    write_reports(root, outcome)  # cli prints its summary and the paths
     return outcome

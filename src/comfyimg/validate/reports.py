@@ -1,5 +1,6 @@
 """The reports of a validation: JSON, JUnit XML, the GitHub step summary (Markdown) and the
-table on the terminal. Untrusted text (probe output, names) goes through :mod:`untrusted`."""
+table for the terminal (which ``cli`` prints). Untrusted text (probe output, names) goes through
+:mod:`untrusted`."""
 
 from __future__ import annotations
 
@@ -13,7 +14,6 @@ from xml.etree import ElementTree as ET
 
 from comfyimg.fsutil import atomic_write
 from comfyimg.output import SafeTable as Table
-from comfyimg.output import err, out
 from comfyimg.untrusted import for_markdown_cell, for_xml
 
 
@@ -26,6 +26,8 @@ class Outcome:
     passed: bool
     seconds: float
     gpu: dict[str, Any] = field(default_factory=dict)  # access chosen, host GPU, container GPU
+    reports: list[Path] = field(default_factory=list)  # the files write_reports wrote
+    warnings: list[str] = field(default_factory=list)  # what did not stop it (an unwritable summary)
 
 
 def clean(value: Any) -> Any:
@@ -119,19 +121,20 @@ def write_reports(root: Path, outcome: Outcome) -> list[Path]:
             with open(summary, "a", encoding="utf-8") as fh:
                 fh.write(_markdown(outcome))
         except OSError as exc:  # the verdict stands; the summary is a convenience
-            err().print(f"warning: GITHUB_STEP_SUMMARY={summary}: cannot append the summary ({exc.strerror})")
+            outcome.warnings.append(f"GITHUB_STEP_SUMMARY={summary}: cannot append the summary ({exc.strerror})")
+    outcome.reports = paths
     return paths
 
 
-def print_table(outcome: Outcome) -> None:
-
+def summary(outcome: Outcome) -> list[Table | str]:
+    """What the terminal shows: the table of checks, the timing, and the verdict line."""
     table = Table("check", "status", "detail", title=f"validate_{outcome.probe} · {outcome.image[:40]}",
                   caption=_gpu_line(outcome) or None)
     for check in outcome.result.get("checks") or []:
         table.add_row(str(check.get("name")), str(check.get("status")), str(check.get("detail", ""))[:160])
-    out().print(table)
+    shown: list[Table | str] = [table]
     bench = outcome.result.get("bench")
     if bench:
-        out().print(f"timing: {json.dumps(bench)}")
+        shown.append(f"timing: {json.dumps(bench)}")
     verdict = "PASS" if outcome.passed else "FAIL"
-    out().print(f"{verdict}: {outcome.probe}: {outcome.result.get('reason', '')}")
+    return [*shown, f"{verdict}: {outcome.probe}: {outcome.result.get('reason', '')}"]

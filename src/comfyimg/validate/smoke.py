@@ -36,8 +36,7 @@ import httpx
 import yaml
 
 from comfyimg.build.docker import DockerException, client, error_line
-from comfyimg.errors import BadInput
-from comfyimg.output import out
+from comfyimg.errors import FAILED, BadInput
 from comfyimg.validate.containers import (
     PROBE_HOME,
     PROBE_MOUNT,
@@ -47,7 +46,7 @@ from comfyimg.validate.containers import (
     remove_container,
 )
 from comfyimg.validate.gpuaccess import DEFAULT_CDI_KIND, host_gpu
-from comfyimg.validate.reports import Outcome, print_table, write_reports
+from comfyimg.validate.reports import Outcome, write_reports
 
 COMFY_DIR = "/app/ComfyUI"
 COMPOSE_FILE = "compose/complete-cuda.yml"
@@ -409,8 +408,6 @@ def smoke(root: Path, image: str, *, gpus: str = "auto", cdi_kind: str = DEFAULT
     passed, verdict = judge(model, runs[0], runs[1], steps)
     gpu["container_gpu"] = "ran" if runs[0].booted_s is not None and access.chosen != "none" else None
     verdict["timing"] = {"whole_s": round(time.monotonic() - started, 2)}
-    outcome = Outcome("smoke", image, verdict, 0 if passed else 1, passed, time.monotonic() - started, gpu)
-    print_table(outcome)
-    for path in write_reports(root, outcome):
-        out().print(f"report: {path.relative_to(root) if path.is_relative_to(root) else path}")
+    outcome = Outcome("smoke", image, verdict, 0 if passed else FAILED, passed, time.monotonic() - started, gpu)
+    write_reports(root, outcome)  # cli prints its summary and the paths
     return outcome
