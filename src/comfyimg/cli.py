@@ -74,12 +74,16 @@ def _stop(signum: int, _frame: object) -> None:
 ENDINGS = (UserError, OSError, KeyboardInterrupt, Stopped)  # what a command may end with: no traceback
 
 
-def failure(exc: BaseException, stopped: tuple[str, str] | None = None) -> tuple[str, int] | None:
+def failure(exc: BaseException, stopped: tuple[str, str] | None = None, *,
+            prefixed: bool = False) -> tuple[str, int] | None:
     """The message and exit code a command ends with for ``exc``; None: a bug (traceback).
     The one place where errors become exit codes (each error class carries its own).
-    ``stopped``: (what stopped, what was removed) for validate's and smoke's Ctrl-C/signal line."""
+    ``stopped``: (what stopped, what was removed) for validate's and smoke's Ctrl-C/signal line;
+    ``prefixed``: an error's line starts with ``error: `` (``python -m comfyimg``; invoke's
+    ``Exit`` prints the message as it is)."""
     if isinstance(exc, UserError):
-        return for_terminal(exc), exc.exit_code
+        message = for_terminal(exc)
+        return (f"error: {message}" if prefixed and not message.startswith("error: ") else message), exc.exit_code
     if isinstance(exc, OSError):  # disk full, permission denied: the work failed; writes are atomic
         return for_terminal(f"error: {exc}"), FAILED
     if isinstance(exc, KeyboardInterrupt):
@@ -99,14 +103,16 @@ def _shown_before(exc: BaseException) -> None:
         err().print(item)
 
 
-def _ending(fn: Callable[..., int | None], *args: object, **kwargs: object) -> tuple[int, str | None]:
-    """Run a command under the SIGTERM/SIGHUP handler: (exit code, the one line to end with)."""
+def _ending(work: Callable[[], int | None], *, stopped: tuple[str, str] | None = None,
+            prefixed: bool = False) -> tuple[int, str | None]:
+    """Run a command's work under the SIGTERM/SIGHUP handler (each unwinds like Ctrl-C, so
+    every ``finally`` runs): (exit code, the one line to end with, see :func:`failure`)."""
     previous = {s: signal.signal(s, _stop) for s in (signal.SIGTERM, signal.SIGHUP)}
     try:
-        return fn(*args, **kwargs) or 0, None
+        return work() or 0, None
     except ENDINGS as exc:
         _shown_before(exc)
-        message, code = failure(exc)  # type: ignore[misc]
+        message, code = failure(exc, stopped, prefixed=prefixed)  # type: ignore[misc]
         return code, message
     finally:
         for s, handler in previous.items():
@@ -114,11 +120,18 @@ def _ending(fn: Callable[..., int | None], *args: object, **kwargs: object) -> t
 
 
 def run(fn: Callable[..., int | None], *args: object, **kwargs: object) -> None:
-    """Run a command for invoke; an error becomes invoke's ``Exit`` (one line, no traceback).
-    SIGTERM and SIGHUP end it like Ctrl-C: one line, temporary files removed."""
-    code, message = _ending(fn, *args, **kwargs)
+    """Run a command for invoke; an error becomes invoke's ``Exit`` (one line, no traceback)."""
+    code, message = _ending(lambda: fn(*args, **kwargs))
     if code:
         raise Exit(message, code)
+
+
+def ended(code: int, message: str | None) -> int:
+    """``python -m comfyimg``'s ending: the one line on stderr, then the exit code."""
+    sys.stdout.flush()
+    if message:
+        err().print(message)
+    return code
 
 
 def after_dashes(remainder: str | None) -> list[str]:
@@ -321,23 +334,16 @@ def _positive_seconds(text: str) -> float:
     return value
 
 
-def _stoppable(what: str, removed: str, work: Callable[[], Any], root: Path | None = None) -> int:
-    """Run validate's or smoke's work and show its outcome: 0 pass, 1 fail; an error, Ctrl-C or
-    SIGTERM/SIGHUP is one line, after the containers were removed (their ``finally``)."""
-    previous = {s: signal.signal(s, _stop) for s in (signal.SIGTERM, signal.SIGHUP)}
-    try:
-        outcome = work()
-    except ENDINGS as exc:  # e.g. reports/ not writable
-        _shown_before(exc)
-        message, code = failure(exc, (what, removed))  # type: ignore[misc]
-        plain_error = isinstance(exc, (UserError, OSError)) and not message.startswith("error: ")
-        err().print(f"error: {message}" if plain_error else message)
-        return code
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
-    show_outcome(outcome, root or Path.cwd())
-    return 0 if outcome.passed else FAILED
+def _stoppable(what: str, removed: str, work: Callable[[], reports.Outcome], root: Path | None = None) -> int:
+    """Run validate's or smoke's work and show its outcome: 0 pass, 1 fail; an error (e.g.
+    reports/ not writable), Ctrl-C or SIGTERM/SIGHUP is one line, after the containers were
+    removed (their ``finally``)."""
+    outcomes: list[reports.Outcome] = []
+    code, message = _ending(lambda: outcomes.append(work()), stopped=(what, removed), prefixed=True)
+    if message:
+        return ended(code, message)
+    show_outcome(outcomes[0], root or Path.cwd())
+    return 0 if outcomes[0].passed else FAILED
 
 
 def show_outcome(outcome: reports.Outcome, root: Path) -> None:
@@ -452,7 +458,8 @@ class Command:
         if isinstance(ns, int):
             return ns
         options = vars(ns)
-        return ended(*_ending(self.call, options.pop("root").resolve(), **options))
+        root = options.pop("root").resolve()
+        return ended(*_ending(lambda: self.call(root, **options), prefixed=True))
 
 
 JSON = Option("json", "print the result as one JSON object on stdout", flag=True)
@@ -475,14 +482,6 @@ def parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argpar
         return parser.parse_args(argv)
     except SystemExit as exc:
         return BAD_INPUT if exc.code else 0
-
-
-def ended(code: int, message: str | None) -> int:
-    """``python -m comfyimg``'s ending: the one line on stderr (``error: …``), then the code."""
-    sys.stdout.flush()
-    if message:
-        err().print(message if message.startswith(("error: ", "interrupted", "stopped")) else f"error: {message}")
-    return code
 
 
 COMMANDS: dict[str, Callable[[list[str]], int]] = {
