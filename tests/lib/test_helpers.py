@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
+from comfyimg.pins.load import loads
 from tests.lib.assertions import assert_failed_cleanly
 from tests.lib.basepins import BASE, BASE_LINES, edit, sub
+from tests.lib.bumpproject import ARCHS, BAKE_HCL, wheels_toml
+from tests.lib.cudawheels import SEED_SAGE2, sage2_wheel
 from tests.lib.github import FakeAsset, FakeGitHub, FakeRelease, asset_sha256
+from tests.lib.pinfile import PROFILE_CUDA, pin_toml, recorded
+from tests.lib.wheels import sha256_file
 
 
 def _run(code: str) -> subprocess.CompletedProcess:
@@ -51,3 +57,22 @@ def test_basepins_edits_replace_or_drop_numbered_lines():
     assert changed.splitlines() == [BASE_LINES[i] if i != 17 else 'name = "other"' for i in range(1, len(BASE_LINES))]
     with pytest.raises(AssertionError):
         sub(18, "not on that line", "x")
+
+
+def test_the_bump_projects_wheels_toml_is_valid_and_holds_each_kind_of_pin():
+    targets = {line.split('"')[1] for line in BAKE_HCL.splitlines()}
+    pins = loads(wheels_toml(), Path("wheels.toml"), bake_targets=targets)
+    assert [p.key for p in pins.wheels] == ["sageattention", "sageattn3", *(f"sageattention[{a}]" for a in ARCHS),
+                                             "helper"]
+    assert [p.sha256 for p in pins.wheels if p.sha256] == ["a" * 64]  # only the source-less helper is hashed
+
+
+def test_pin_toml_pins_a_wheel_on_disk_and_recorded_records_its_kernels(tmp_path):
+    wheel = sage2_wheel(tmp_path, SEED_SAGE2)
+    text = PROFILE_CUDA + pin_toml("sageattention", "2.2.0", wheel, extra='serves = ["sm90"]\n')
+    pin = loads(text, tmp_path / "wheels.toml").wheels[0]
+    assert (pin.sha256, pin.serves, pin.coverage) == (sha256_file(wheel), ("sm90",), None)
+    with_coverage = recorded(text, tmp_path / "wheels.toml", wheel)
+    assert "# sageattention: a comment that must survive" in with_coverage
+    coverage = loads(with_coverage, tmp_path / "wheels.toml").wheels[0].coverage
+    assert coverage is not None and coverage.sha256 == sha256_file(wheel)
