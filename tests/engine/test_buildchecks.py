@@ -41,10 +41,10 @@ PINS = profile("cpu", torch="2.9.0", torch_index="cpu") + "\n" + wheel(
 CLEAN = "FROM runtime AS base\nCOPY a /b\n"
 
 
-def _project(tmp_path: Path, core_dockerfile: str) -> Project:
+def _project(tmp_path: Path, core_dockerfile: str, runtime_dockerfile: str = "FROM scratch\nCOPY a /a\n") -> Project:
     root = make_project(tmp_path / "p", PINS, BAKE)
     (root / "ctx").mkdir()
-    (root / "ctx" / "Dockerfile.runtime").write_text("FROM scratch\nCOPY a /a\n")
+    (root / "ctx" / "Dockerfile.runtime").write_text(runtime_dockerfile)
     (root / "ctx" / "Dockerfile").write_text(core_dockerfile)
     (root / "ctx" / "a").write_text("a\n")
     project = Project(root)
@@ -75,6 +75,20 @@ def test_a_clean_dockerfile_linked_through_a_target_context_passes(tmp_path):
     data = _checks(r)
     assert (r.returncode, data) == (0, {"status": "passed", "detail": "build checks passed on 2 target(s)",
                                          "warnings": []}), r.stderr
+
+
+def test_a_base_image_out_of_reach_is_said_not_checked_and_the_rest_passes(tmp_path):
+    """Like the public CUDA and Ubuntu bases on a machine that cannot reach their registry."""
+    project = _project(tmp_path, CLEAN, "FROM 127.0.0.1:9/nowhere/base:1\nCOPY a /a\n")
+    r = project.invoke("check", "--json")
+    data = _checks(r)
+    assert r.returncode == 0, r.stderr
+    assert data["status"] == "skipped" and data["warnings"] == [], data
+    assert data["detail"].startswith("build checks passed on 1 target(s) but were NOT run on runtime-cpu: "
+                                     "a base image cannot be resolved (127.0.0.1:9/nowhere/base:1: "), data
+    human = project.invoke("check")
+    assert human.returncode == 0
+    assert "warning: build checks passed on 1 target(s) but were NOT run on runtime-cpu" in human.stderr
 
 
 def test_the_projects_own_dockerfiles_pass_the_build_checks(tmp_path):

@@ -114,7 +114,29 @@ def run(root: Path) -> Result:
     if any(c in output for c in _CANNOT):
         return Result("skipped", "build checks NOT run: this engine's BuildKit cannot run Dockerfile checks "
                                  f"and could not fetch a frontend that can ({_last_error(output)})")
+    errors = _target_errors(proc.stdout, targets)
+    unresolved = {t: e for t, e in errors.items() if _UNRESOLVED in e}
+    if errors and errors == unresolved:  # only base images out of reach: the other targets passed
+        passed = [t for t in targets if t not in unresolved]
+        first = next(iter(unresolved.values()))
+        return Result("skipped", f"build checks passed on {len(passed)} target(s) but were NOT run on "
+                                 f"{', '.join(unresolved)}: a base image cannot be resolved ({first[:200]})")
     return Result("failed", f"build checks: {_last_error(output)}")
+
+
+_UNRESOLVED = "failed to resolve source metadata"
+
+
+def _target_errors(stdout: str, targets: list[str]) -> dict[str, str]:
+    """bake's per-target ``error: …`` lines: the report names each target on a line of its own."""
+    errors: dict[str, str] = {}
+    current = None
+    for line in stdout.splitlines():
+        if line.strip() in targets:
+            current = line.strip()
+        elif current and line.startswith("error: ") and current not in errors:
+            errors[current] = line.removeprefix("error: ").strip()
+    return errors
 
 
 __all__ = ["Result", "run"]
