@@ -103,10 +103,11 @@ else
         log "mirror: $MIRROR"
         mkdir -p "$CACHE_DIR/debs" "$CACHE_DIR/lists/partial"
         SRC="$CACHE_DIR/engine.sources"
+        SUITES=$(printf '%s\n' "$ENGINE_SUITE" "$COMPOSE_SUITE" "$BUILDX_SUITE" | sort -u | tr '\n' ' ')
         cat >"$SRC" <<EOF
 Types: deb
 URIs: $MIRROR
-Suites: $(printf '%s\n' "$ENGINE_SUITE" "$COMPOSE_SUITE" "$BUILDX_SUITE" | sort -u | tr '\n' ' ')
+Suites: $SUITES
 Components: main
 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 EOF
@@ -119,8 +120,12 @@ EOF
             -oDir::Cache::srcpkgcache=""
             -oAPT::Get::List-Cleanup=0
             -oAcquire::Languages=none
+            # sid's Release file carries a Valid-Until a few days ahead; a mirror that serves an
+            # older snapshot of it fails `apt-get update` as "expired". The signature is still
+            # checked, and only the named packages are taken from these lists.
+            -oAcquire::Check-Valid-Until=false
         )
-        log "apt-get update (private lists for $ENGINE_SUITE, $COMPOSE_SUITE, $BUILDX_SUITE)"
+        log "apt-get update (private lists for ${SUITES% })"
         apt-get -q "${APT_OPTS[@]}" update >/dev/null
 
         (
