@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.lib.engine import BASE
+from tests.lib.engine import BASE, docker
 from tests.lib.pinfile import profile, wheel
 from tests.lib.project import REPO, Project, make_project
 
@@ -39,6 +39,19 @@ PINS = profile("cpu", torch="2.9.0", torch_index="cpu") + "\n" + wheel(
     "helper", "0.1.0", "https://example.invalid/helper-0.1.0-py3-none-any.whl", sha256="a" * 64,
     targets=["core-cpu"])
 CLEAN = "FROM runtime AS base\nCOPY a /b\n"
+LINTS = (28, 0)  # the first dockerd whose built-in BuildKit was checked to run Dockerfile checks
+
+
+@pytest.fixture(autouse=True)
+def _engine_lints(request):
+    """Fail first, naming the version, on an engine that cannot lint (a setup bug, not a skip)."""
+    if request.node.name.startswith("test_without_docker"):
+        return
+    version = docker("version", "--format", "{{.Server.Version}}", timeout=30).stdout.strip()
+    numbers = tuple(int(n) for n in version.split("+")[0].split(".")[:2] if n.isdigit())
+    if numbers < LINTS:
+        pytest.fail(f"build checks need Docker Engine >= {'.'.join(map(str, LINTS))} (tools/engine/install.sh "
+                    f"installs it; restart the engine after upgrading); this engine is {version!r}", pytrace=False)
 
 
 def _project(tmp_path: Path, core_dockerfile: str, runtime_dockerfile: str = "FROM scratch\nCOPY a /a\n") -> Project:
