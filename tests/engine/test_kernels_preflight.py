@@ -8,7 +8,7 @@ import re
 import pytest
 
 from comfyimg.kernels import coverage
-from comfyimg.kernels import wheel as kernels
+from comfyimg.kernels import rules as kernels
 from comfyimg.kernels.read import read_wheel
 from comfyimg.pins import edit as pinedit
 from comfyimg.pins import load as pins

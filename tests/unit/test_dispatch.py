@@ -13,7 +13,7 @@ import zipfile
 import pytest
 
 from comfyimg.kernels import coverage, dispatch
-from comfyimg.kernels import wheel as kernels
+from comfyimg.kernels import rules as kernels
 from comfyimg.kernels.read import read_wheel
 from comfyimg.pins import load as pins
 from tests.lib import vendored_sage_files

@@ -16,9 +16,10 @@ from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel
 
 from comfyimg.errors import BadInput
 from comfyimg.kernels import dispatch
-from comfyimg.kernels import wheel as kernels
-from comfyimg.kernels.read import read_wheel
-from comfyimg.kernels.wheel import Module, Verdict, WheelKernels
+from comfyimg.kernels import rules as kernels
+from comfyimg.kernels.elf import BadKernels
+from comfyimg.kernels.read import WheelKernels, read_wheel
+from comfyimg.kernels.rules import Module, Verdict
 from comfyimg.output import SafeTable as Table
 from comfyimg.output import err, out
 from comfyimg.pins import load as pins_mod
@@ -302,7 +303,7 @@ def audit_wheel(root: Path, path: Path, archs: Sequence[str], *, as_json: bool) 
                            "name the archs with --arch smXY")
     try:
         found = read_wheel(path)
-    except kernels.BadKernels as exc:
+    except BadKernels as exc:
         raise BadInput(str(exc)) from None
     package = dist.replace("-", "_")
     how = found.dispatch.get(package)

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from comfyimg.kernels import wheel as kernels
+from comfyimg.kernels import rules as kernels
 
 MAX_FILE_BYTES = 256 << 10  # the real core.py files are 40-50 kB
 MAX_TOTAL_BYTES = 4 << 20

@@ -1,4 +1,4 @@
-"""Read a wheel: every compiled module with its targets (:mod:`comfyimg.kernels.wheel`) and
+"""Read a wheel: every compiled module with its targets (:mod:`comfyimg.kernels.cuobjdump`) and
 the kernel its own Python sends each GPU to (:mod:`comfyimg.kernels.dispatch`), in one pass."""
 
 from __future__ import annotations
@@ -7,21 +7,43 @@ import hashlib
 import tempfile
 import threading
 import zipfile
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from comfyimg.kernels import dispatch
-from comfyimg.kernels.wheel import (
-    CHUNK,
-    BadKernels,
-    Module,
-    WheelKernels,
-    cuobjdump,
-    is_module,
-    module_name,
-    read_module,
-)
+from comfyimg.kernels.cuobjdump import cuobjdump, read_module
+from comfyimg.kernels.elf import BadKernels
+from comfyimg.kernels.rules import Module
+
+CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class WheelKernels:
+    filename: str
+    sha256: str
+    tool: str
+    modules: tuple[Module, ...]
+    dispatch: Mapping[str, Any] = field(default_factory=dict)  # package -> dispatch.Found
+
+    def module(self, name: str) -> Module | None:
+        return next((m for m in self.modules if m.name == name), None)
+
+
+def module_name(member: str) -> str:
+    """``sageattention/_fused.cpython-312-x86_64-linux-gnu.so`` → ``sageattention._fused``."""
+    parts = member.split("/")
+    if len(parts) > 2 and parts[0].endswith(".data") and parts[1] in ("purelib", "platlib"):
+        parts = parts[2:]
+    return ".".join([*parts[:-1], parts[-1].split(".", 1)[0]])
+
+
+def is_module(member: str) -> bool:
+    base = member.rsplit("/", 1)[-1]
+    return base.endswith(".so") or ".so." in base
 
 
 def _sha256(path: Path, label: str) -> str:
@@ -106,4 +128,4 @@ def read_wheel(path: Path, name: str | None = None) -> WheelKernels:
     return WheelKernels(label, digest, version, tuple(sorted(modules, key=lambda m: m.name)), found)
 
 
-__all__ = ["read_wheel"]
+__all__ = ["WheelKernels", "is_module", "module_name", "read_wheel"]
