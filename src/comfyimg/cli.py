@@ -18,7 +18,7 @@ from comfyimg.build import bakefile
 from comfyimg.build.record import RECORD
 from comfyimg.errors import BAD_INPUT, FAILED, INTERRUPTED, BadInput, UserError
 from comfyimg.fsutil import changed_statement, read_bytes
-from comfyimg.kernels import coverage
+from comfyimg.kernels import coverage, report
 from comfyimg.output import SafeTable as Table
 from comfyimg.output import err, out, plain
 from comfyimg.pins import load as pins_mod
@@ -178,8 +178,29 @@ def audit(root: Path, wheel: str | None, archs: list[str], as_json: bool) -> int
     or every pin from its recorded coverage."""
 
     if wheel:
-        return coverage.audit_wheel(root, Path(wheel), archs, as_json=as_json)
-    return coverage.audit_pins(load_pins(root), archs, as_json=as_json)
+        return show_wheel_audit(coverage.audit_wheel(root, Path(wheel), archs), as_json)
+    pins = load_pins(root)
+    result = coverage.audit_pins(pins, archs)
+    if as_json:
+        print(json.dumps(report.pins_json(result), indent=2))
+    else:
+        for entry in result.pins:
+            if entry.modules is None:
+                err().print(f"{entry.pin.key} {entry.pin.version}: {coverage.unrecorded_message(pins, entry.pin)}")
+            else:
+                out().print(report.pin_table(entry, result.archs))
+    return 1 if result.failed else 0
+
+
+def show_wheel_audit(result: coverage.WheelAudit, as_json: bool) -> int:
+    """Exit 0: runnable on every arch asked; 1: not."""
+    if as_json:
+        print(json.dumps(report.wheel_json(result), indent=2))
+    else:
+        out().print(report.wheel_table(result))
+        for line in report.wheel_lines(result):
+            out().print(line)
+    return 0 if result.runnable else 1
 
 
 def render_files(root: Path) -> int:
@@ -365,7 +386,7 @@ def audit_main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:
         return int(exc.code or 0) and 2
     try:
-        return coverage.audit_wheel(ns.root, ns.wheel, ns.arch, as_json=ns.json)
+        return show_wheel_audit(coverage.audit_wheel(ns.root, ns.wheel, ns.arch), ns.json)
     except UserError as exc:
         err().print(f"error: {exc}")
         return exc.exit_code

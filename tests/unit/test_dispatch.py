@@ -12,7 +12,7 @@ import zipfile
 
 import pytest
 
-from comfyimg.kernels import coverage, dispatch
+from comfyimg.kernels import coverage, dispatch, report
 from comfyimg.kernels import rules as kernels
 from comfyimg.kernels.read import read_wheel
 from comfyimg.pins import load as pins
@@ -353,7 +353,7 @@ def test_serves_and_arch_take_any_arch_the_rules_know(tmp_path, project_factory)
     vs = coverage.verdicts(loaded.wheels[0], coverage.serves(loaded, loaded.wheels[0]))
     assert [a for a, v in vs.items() if v.runnable] == ["sm75", "sm87", "sm100"]
     assert "raises at core.py:172" in vs["sm103"].why
-    assert "sm103" in coverage.markdown(loaded)  # the docs show every served arch
+    assert "sm103" in report.markdown(loaded)  # the docs show every served arch
     project.pins.write_text(text.replace('serves = ["sm75"', 'serves = ["sm90a", "sm75"'))
     r = project.invoke("check")
     assert r.returncode == 2 and "'sm90a' is not a GPU arch" in r.stderr and "Traceback" not in r.stderr
