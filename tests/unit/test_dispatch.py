@@ -313,6 +313,22 @@ def test_the_recorded_dispatch_round_trips_and_lets_the_fork_serve_t4_and_b200(t
                     "--kernel", "sm75=sageattn_qk_int8_pv_fp16_triton", "--kernel", "sm100=sageattn_qk_int8_pv_fp8_cuda"]
 
 
+def test_the_probe_is_told_what_a_served_gpu_needs_even_where_the_wheel_has_no_code_for_it(tmp_path,
+                                                                                            project_factory):
+    # The seed's wheel on an RTX 50xx (sm120): the fork sends it to the fp8 CUDA kernel, and the
+    # wheel has no sm120 code. The probe gets that kernel's modules from the host (it then fails
+    # naming them), not its own table's guess and not nothing (which would read as Triton).
+    project, text = _fork_project(tmp_path, project_factory, ["sm100", "sm120"])
+    project.pins.write_text(text)
+    loaded = pins.load(project.pins)
+    assert not coverage.verdicts(loaded.wheels[0], ["sm120"])["sm120"].runnable
+    args = coverage.probe_args(loaded, "sageattention", loaded.wheels)
+    assert args == ["--serves", "sm100,sm120",
+                    "--needs", "sm100=sageattention._fused,sageattention._qattn_sm89",
+                    "--needs", "sm120=sageattention._fused,sageattention._qattn_sm89",
+                    "--kernel", "sm100=sageattn_qk_int8_pv_fp8_cuda", "--kernel", "sm120=sageattn_qk_int8_pv_fp8_cuda"]
+
+
 def test_a_wheels_toml_without_dispatch_from_is_judged_by_the_table(tmp_path, project_factory):
     project, text = _fork_project(tmp_path, project_factory, ["sm100"])
     old = text.split("dispatch_from")[0].rstrip() + "\n"

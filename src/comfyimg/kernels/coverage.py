@@ -277,17 +277,22 @@ def audit_pins(pins: Pins, archs: Sequence[str]) -> PinsAudit:
 
 def probe_args(pins: Pins, distribution: str, target_pins: Sequence[Pin]) -> list[str]:
     """``--serves`` (the archs the pin serves), ``--needs ARCH=MODULES`` (the modules whose
-    kernels each of those archs launches, from the pin's recorded coverage) and, when the dispatch
-    was read from the wheel, ``--kernel ARCH=FUNCTION`` (empty: refused) for a probe."""
+    kernels the dispatch launches on each of those archs, whether or not the wheel carries code
+    for it: the probe then fails naming them) and, when the dispatch was read from the wheel,
+    ``--kernel ARCH=FUNCTION`` (empty: refused) for a probe. With these the probe judges the GPU
+    at hand by this wheel's dispatch; its own copy of the table is only its fallback."""
     pin = next((p for p in target_pins if p.name == distribution), None)
     if pin is None or not (served := serves(pins, pin)):
         return []
     args = ["--serves", ",".join(served)]
     if pin.coverage is not None:
-        for arch, v in verdicts(pin, served).items():
-            if v.runnable:
-                args += ["--needs", f"{arch}={','.join(v.needs)}"]
         rules = rules_of(pin)
+        for arch, v in verdicts(pin, served).items():
+            path = rules.path(arch) if rules is not None else None
+            if path is not None:
+                args += ["--needs", f"{arch}={','.join(path.modules)}"]
+            elif rules is None and v.runnable:  # no dispatch known: every module with GPU code
+                args += ["--needs", f"{arch}={','.join(v.needs)}"]
         if rules is not None and rules.from_wheel:  # the wheel's own kernel on each GPU
             for arch in served:
                 path = rules.path(arch)
