@@ -12,7 +12,7 @@ import zipfile
 
 import pytest
 
-from comfyimg.kernels import coverage, dispatch, report
+from comfyimg.kernels import coverage, dispatch, record, report
 from comfyimg.kernels import rules as kernels
 from comfyimg.kernels.read import read_wheel
 from comfyimg.pins import load as pins
@@ -84,7 +84,7 @@ def test_the_seed_recipe_dispatch_in_the_table_is_the_forks():
     recipe = kernels.table()["recipes"]["sageattention-2.2.0-290.129-cp312-cp312-linux_x86_64.whl"]
     fork = read(FORK)
     assert recipe["dispatch_from"]["sha256"] == fork.sha256
-    assert recipe["dispatch"] == coverage.dispatch_records(fork)
+    assert recipe["dispatch"] == record.dispatch_records(fork)
 
 
 # --------------------------------------------------------------------------- verdicts on real wheels

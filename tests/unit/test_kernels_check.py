@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from comfyimg.kernels import coverage
+from comfyimg.kernels import coverage, record
 from comfyimg.kernels.report import DOC
 from comfyimg.kernels import rules as kernels
 from comfyimg.kernels.read import read_wheel
@@ -46,7 +46,7 @@ provides = ["{name}"]
 def recorded(text, project_pins, *wheels):
     """The text with each wheel's kernels recorded by the same code bump uses."""
     loaded = pins.loads(text, project_pins)
-    changes = {i: coverage.record_fields(read_wheel(w)) for i, w in enumerate(wheels) if w}
+    changes = {i: record.record_fields(read_wheel(w)) for i, w in enumerate(wheels) if w}
     return pinedit.dumps_with_changes(text, changes) if loaded else text
 
 

@@ -23,6 +23,7 @@ from comfyimg.bump.github import Asset, GitHub, Release
 from comfyimg.errors import BadInput, WorkFailed
 from comfyimg.fsutil import atomic_write_many, exclusive, read_text
 from comfyimg.kernels import coverage
+from comfyimg.kernels.record import record_fields
 from comfyimg.kernels.elf import BadKernels
 from comfyimg.kernels.read import WheelKernels, read_wheel
 from comfyimg.output import err, progress_factory
@@ -70,7 +71,7 @@ def record(root: Path, pins: pins_mod.Pins, chosen: list[pins_mod.Pin], *,
                 digests = Digests(client, rel, Path(tmp), True, progress_factory())
                 _, _, found = digests.find(asset, lambda _sha: True, partial(_read, pin))
                 assert found is not None
-                edits[pin.index] = coverage.record_fields(found)
+                edits[pin.index] = record_fields(found)
                 err().print(f"recorded the kernel coverage of {pin.key} (read from {pin.filename}, "
                             f"sha256 {pin.sha256[:12]}… verified)")
             new_text = dumps_with_changes(text, edits)

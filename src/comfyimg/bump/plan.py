@@ -38,7 +38,7 @@ from comfyimg.bump.digests import DigestMismatch, Digests, replaced_in_place
 from comfyimg.bump.github import Asset, GitHub, Release
 from comfyimg.errors import BadInput, WorkFailed
 from comfyimg.fsutil import atomic_write_many, exclusive, read_text
-from comfyimg.kernels import coverage, dispatch
+from comfyimg.kernels import coverage, dispatch, record
 from comfyimg.kernels import rules as kernels
 from comfyimg.kernels.elf import BadKernels
 from comfyimg.kernels.read import WheelKernels, read_wheel
@@ -275,7 +275,7 @@ def plan(pins: pins_mod.Pins, chosen: list[pins_mod.Pin], client: GitHub, *,
                 how = found.dispatch.get(pin.name.lower().replace("-", "_"))
                 rules = dispatch.rules(pin.name, version, how)
                 change.verdicts = kernels.judge_all(found.modules, served, rules)
-                recorded = coverage.record_fields(found, pin.name)
+                recorded = record.record_fields(found, pin.name)
                 old = pin.coverage
                 if old is None or old.sha256 != found.sha256 or old.tool != found.tool or \
                         old.modules != found.modules or old.dispatch != _as_loaded(how):
