@@ -87,7 +87,7 @@ def main() -> int:
         rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", r.stderr)[1]) / 1024
     b, a = statistics.median(base), statistics.median(audit)
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    print(f"wheel {size:.1f} MB, {len(SEED_SAGE2)} compiled modules; rounds {ns.rounds}; {os.cpu_count()} CPUs, "
+    print(f"wheel {size:.1f} MB, {len(SEED_SAGE2)} compiled modules; rounds {ns.rounds}; {len(os.sched_getaffinity(0))} CPUs to use, "
           f"load average at the end {load} (other work on a shared machine slows the two-thread audit more)")
     print(f"python -m zipfile -t: median {b:.2f} s ({', '.join(f'{x:.2f}' for x in base)})")
     print(f"python -m comfyimg audit --wheel: median {a:.2f} s ({', '.join(f'{x:.2f}' for x in audit)}); "

@@ -47,14 +47,11 @@ def is_module(member: str) -> bool:
 
 
 def _sha256(path: Path, label: str) -> str:
-    digest = hashlib.sha256()
     try:
         with open(path, "rb") as fh:
-            for chunk in iter(lambda: fh.read(CHUNK), b""):
-                digest.update(chunk)
+            return hashlib.file_digest(fh, "sha256").hexdigest()
     except OSError as exc:
         raise BadKernels(f"{label}: cannot read: {exc.strerror}") from None
-    return digest.hexdigest()
 
 
 def _read_and_delete(part: Path, name: str, where: str) -> Module:
