@@ -41,7 +41,7 @@ variable "COMFYUI_REF" {
 }
 
 variable "COMFYUI_TAG" {
-  default = "v0.3.66"
+  default = "v0.38.1"
 }
 
 variable "COMFYUI_COMMIT" {
