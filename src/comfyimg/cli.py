@@ -13,27 +13,21 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from invoke import Task
-from invoke.exceptions import Exit
-
 from comfyimg import render
-from comfyimg.build import bake as bake_mod
 from comfyimg.build import bakefile
-from comfyimg.build import checks as buildchecks
 from comfyimg.build.record import RECORD
-from comfyimg.bump import comfyui as comfyui_bump
-from comfyimg.bump import plan as bump_mod
 from comfyimg.errors import BAD_INPUT, FAILED, INTERRUPTED, BadInput, UserError
 from comfyimg.fsutil import changed_statement, read_bytes
-from comfyimg.kernels import coverage
+from comfyimg.kernels import coverage, report
 from comfyimg.output import SafeTable as Table
 from comfyimg.output import err, out, plain
 from comfyimg.pins import load as pins_mod
 from comfyimg.pins.hints import record_hash_command
 from comfyimg.untrusted import for_terminal
-from comfyimg.validate import containers
-from comfyimg.validate import smoke as smoke_mod
-from comfyimg.validate.gpuaccess import DEFAULT_CDI_KIND, GPU_MODES
+
+# `python -m comfyimg audit` stays within 2x of reading the wheel (docs/user-guides/performance.md):
+# the commands that drive docker (python-on-whales, pydantic), GitHub (httpx) or invoke import
+# them in their own function, marked "# optional:" (tests/unit/test_audit_imports.py).
 
 # Short flags, the same in every task: one letter never means two things (-p was --pre in
 # bump and --push in bake). Every other option is long only. -f after a task name is that
@@ -43,6 +37,7 @@ SHORT_FLAGS = {"name": "n", "target": "t", "file": "f"}
 
 def task_class():
     """invoke's ``Task``, with :data:`SHORT_FLAGS` instead of invoke's automatic short flags."""
+    from invoke import Task  # optional: invoke's own tasks only; `python -m comfyimg` runs without it
 
     class FixedShortFlags(Task):
         def __init__(self, *args: object, **kwargs: object) -> None:
@@ -88,6 +83,7 @@ def failure(exc: BaseException) -> tuple[str, int] | None:
 def run(fn: Callable[..., int | None], *args: object, **kwargs: object) -> None:
     """Run a command; a :class:`UserError` becomes invoke's ``Exit`` (no traceback). SIGTERM
     and SIGHUP end it like Ctrl-C: one line, temporary files removed, exit 143 / 129."""
+    from invoke.exceptions import Exit  # optional: invoke's own tasks only, as task_class
 
     previous = {s: signal.signal(s, _stop) for s in (signal.SIGTERM, signal.SIGHUP)}
     try:
@@ -143,6 +139,7 @@ def check_coverage(pins: pins_mod.Pins) -> None:
 def check(root: Path, json_out: bool = False) -> int:
     """Validate wheels.toml, verify the generated files are current, run the bake build checks
     when an engine can: 0 ok, 1 drift or a build-check warning, 2 bad input."""
+    from comfyimg.build import checks as buildchecks  # optional: the docker stack, for this command only
     pins = load_pins(root)
     check_coverage(pins)
     drifts = render.check(pins, root)
@@ -181,8 +178,29 @@ def audit(root: Path, wheel: str | None, archs: list[str], as_json: bool) -> int
     or every pin from its recorded coverage."""
 
     if wheel:
-        return coverage.audit_wheel(root, Path(wheel), archs, as_json=as_json)
-    return coverage.audit_pins(load_pins(root), archs, as_json=as_json)
+        return show_wheel_audit(coverage.audit_wheel(root, Path(wheel), archs), as_json)
+    pins = load_pins(root)
+    result = coverage.audit_pins(pins, archs)
+    if as_json:
+        print(json.dumps(report.pins_json(result), indent=2))
+    else:
+        for entry in result.pins:
+            if entry.modules is None:
+                err().print(f"{entry.pin.key} {entry.pin.version}: {coverage.unrecorded_message(pins, entry.pin)}")
+            else:
+                out().print(report.pin_table(entry, result.archs))
+    return 1 if result.failed else 0
+
+
+def show_wheel_audit(result: coverage.WheelAudit, as_json: bool) -> int:
+    """Exit 0: runnable on every arch asked; 1: not."""
+    if as_json:
+        print(json.dumps(report.wheel_json(result), indent=2))
+    else:
+        out().print(report.wheel_table(result))
+        for line in report.wheel_lines(result):
+            out().print(line)
+    return 0 if result.runnable else 1
 
 
 def render_files(root: Path) -> int:
@@ -210,6 +228,8 @@ def parse_names(names: Sequence[str] | None, remainder: str = "") -> list[str]:
 
 def bump(root: Path, names: Sequence[str] | None, remainder: str, **kwargs: object) -> int:
     """``invoke bump``: names from ``--name`` (repeatable, comma-separated) and after ``--``."""
+    from comfyimg.bump import comfyui as comfyui_bump  # optional: httpx, for this command only
+    from comfyimg.bump import plan as bump_mod  # optional: httpx, for this command only
 
     if kwargs.pop("comfyui", False):
         if parse_names(names, remainder) or kwargs.get("verify") or kwargs.get("accept_new_bytes"):
@@ -225,6 +245,7 @@ def bake(root: Path, targets: Sequence[str] | None, remainder: str, *, load: boo
          allow: Sequence[str] | None, json_out: bool = False, **options: object) -> int:
     """``invoke bake``: preflight, build through buildx bake, print a summary and write the
     build record (``--print``: print the resolved plan instead)."""
+    from comfyimg.build import bake as bake_mod  # optional: the docker stack, for this command only
 
     modes = [m for m, on in (("load", load), ("push", push), ("print", print_plan)) if on]
     if len(modes) > 1:
@@ -263,12 +284,14 @@ def _positive_seconds(text: str) -> float:
 
 
 def _on_sigterm(signum, frame):  # noqa: ARG001
+    from comfyimg.validate import containers  # optional: the docker stack, validate and smoke only
     raise containers.Terminated(signum)
 
 
 def _stoppable(what: str, removed: str, work: Callable[[], Any]) -> int:
     """Run validate's or smoke's work: 0 pass, 1 fail; an error, Ctrl-C (130), SIGTERM (143) or
     SIGHUP (129) is one line, after the containers were removed (their ``finally``)."""
+    from comfyimg.validate import containers  # optional: the docker stack, validate and smoke only
     previous = {s: signal.signal(s, _on_sigterm) for s in (signal.SIGTERM, signal.SIGHUP)}
     try:
         outcome = work()
@@ -290,6 +313,8 @@ def _stoppable(what: str, removed: str, work: Callable[[], Any]) -> int:
 
 def validate_main(argv: list[str] | None = None) -> int:
     """``python -m comfyimg validate PROBE [options] [-- PROBE ARGS]`` (the nox sessions call it)."""
+    from comfyimg.validate import containers  # optional: the docker stack, validate and smoke only
+    from comfyimg.validate.gpuaccess import DEFAULT_CDI_KIND, GPU_MODES  # optional: as above
     parser = argparse.ArgumentParser(prog="python -m comfyimg validate", description=containers.__doc__.splitlines()[0])
     parser.add_argument("probe", choices=sorted(containers.PROBES))
     parser.add_argument("--image", help="image to validate (default: the latest build record)")
@@ -325,6 +350,8 @@ def validate_main(argv: list[str] | None = None) -> int:
 
 def smoke_main(argv: list[str] | None = None) -> int:
     """``python -m comfyimg smoke --image IMAGE [options]`` (``nox -s smoke`` calls it)."""
+    from comfyimg.validate import smoke as smoke_mod  # optional: the docker stack, validate and smoke only
+    from comfyimg.validate.gpuaccess import DEFAULT_CDI_KIND, GPU_MODES  # optional: as above
     parser = argparse.ArgumentParser(prog="python -m comfyimg smoke", description=smoke_mod.__doc__.splitlines()[0])
     parser.add_argument("--image", required=True, help="the image to smoke-test")
     parser.add_argument("--gpus", choices=GPU_MODES, default="auto")
@@ -359,7 +386,7 @@ def audit_main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:
         return int(exc.code or 0) and 2
     try:
-        return coverage.audit_wheel(ns.root, ns.wheel, ns.arch, as_json=ns.json)
+        return show_wheel_audit(coverage.audit_wheel(ns.root, ns.wheel, ns.arch), ns.json)
     except UserError as exc:
         err().print(f"error: {exc}")
         return exc.exit_code

@@ -7,8 +7,9 @@ import re
 
 import pytest
 
-from comfyimg.kernels import coverage
-from comfyimg.kernels import wheel as kernels
+from comfyimg.kernels import coverage, record
+from comfyimg.kernels.report import DOC
+from comfyimg.kernels import rules as kernels
 from comfyimg.kernels.read import read_wheel
 from comfyimg.pins import edit as pinedit
 from comfyimg.pins import load as pins
@@ -45,7 +46,7 @@ provides = ["{name}"]
 def recorded(text, project_pins, *wheels):
     """The text with each wheel's kernels recorded by the same code bump uses."""
     loaded = pins.loads(text, project_pins)
-    changes = {i: coverage.record_fields(read_wheel(w)) for i, w in enumerate(wheels) if w}
+    changes = {i: record.record_fields(read_wheel(w)) for i, w in enumerate(wheels) if w}
     return pinedit.dumps_with_changes(text, changes) if loaded else text
 
 
@@ -87,7 +88,7 @@ def test_coverage_covering_every_served_arch_passes_and_sage3_serves_only_blackw
     assert r.returncode == 0 and "warning" not in r.stderr, r.stdout + r.stderr
     loaded = pins.load(project.pins)
     assert coverage.serves(loaded, loaded.wheels[1]) == ("sm120",)  # not sm80: sageattn3 serves Blackwell only
-    doc = (project.root / coverage.DOC).read_text()
+    doc = (project.root / DOC).read_text()
     assert "| complete-cuda | sageattention | sm80, sm86, sm89, sm90, sm120 | recorded |" in doc
     assert "| complete-cuda | sageattn3 | sm120 | recorded | NO | NO | NO | NO | NO | NO | yes | yes |" in doc
     audit = project.invoke("audit", "--json")

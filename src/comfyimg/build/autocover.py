@@ -23,8 +23,9 @@ from comfyimg.bump.github import Asset, GitHub, Release
 from comfyimg.errors import BadInput, WorkFailed
 from comfyimg.fsutil import atomic_write_many, exclusive, read_text
 from comfyimg.kernels import coverage
-from comfyimg.kernels import wheel as kernels
-from comfyimg.kernels.read import read_wheel
+from comfyimg.kernels.record import record_fields
+from comfyimg.kernels.elf import BadKernels
+from comfyimg.kernels.read import WheelKernels, read_wheel
 from comfyimg.output import err, progress_factory
 from comfyimg.pins import load as pins_mod
 from comfyimg.pins.edit import dumps_with_changes
@@ -41,10 +42,10 @@ def missing(pins: pins_mod.Pins, candidates: Iterable[pins_mod.Pin]) -> list[pin
     return found
 
 
-def _read(pin: pins_mod.Pin, part: Path) -> kernels.WheelKernels:
+def _read(pin: pins_mod.Pin, part: Path) -> WheelKernels:
     try:
         return read_wheel(part, name=pin.filename)
-    except kernels.BadKernels as exc:
+    except BadKernels as exc:
         raise WorkFailed(f"cannot read the kernels of {pin.filename} ({pin.url}): {exc}") from None
 
 
@@ -70,7 +71,7 @@ def record(root: Path, pins: pins_mod.Pins, chosen: list[pins_mod.Pin], *,
                 digests = Digests(client, rel, Path(tmp), True, progress_factory())
                 _, _, found = digests.find(asset, lambda _sha: True, partial(_read, pin))
                 assert found is not None
-                edits[pin.index] = coverage.record_fields(found)
+                edits[pin.index] = record_fields(found)
                 err().print(f"recorded the kernel coverage of {pin.key} (read from {pin.filename}, "
                             f"sha256 {pin.sha256[:12]}… verified)")
             new_text = dumps_with_changes(text, edits)

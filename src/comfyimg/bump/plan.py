@@ -38,10 +38,11 @@ from comfyimg.bump.digests import DigestMismatch, Digests, replaced_in_place
 from comfyimg.bump.github import Asset, GitHub, Release
 from comfyimg.errors import BadInput, WorkFailed
 from comfyimg.fsutil import atomic_write_many, exclusive, read_text
-from comfyimg.kernels import coverage, dispatch
-from comfyimg.kernels import wheel as kernels
-from comfyimg.kernels.read import read_wheel
-from comfyimg.kernels.wheel import Verdict, WheelKernels
+from comfyimg.kernels import coverage, dispatch, record
+from comfyimg.kernels import rules as kernels
+from comfyimg.kernels.elf import BadKernels
+from comfyimg.kernels.read import WheelKernels, read_wheel
+from comfyimg.kernels.rules import Verdict
 from comfyimg.output import SafeTable as Table
 from comfyimg.output import err, out, progress_factory
 from comfyimg.pins import load as pins_mod
@@ -188,11 +189,11 @@ def _fields(pin: pins_mod.Pin, release: Release, asset: Asset, sha256: str,
     return changes
 
 
-def _read_kernels(asset: Asset, release: Release, part: Path) -> kernels.WheelKernels:
+def _read_kernels(asset: Asset, release: Release, part: Path) -> WheelKernels:
     """The compiled kernels of a downloaded wheel, for its recorded coverage."""
     try:
         return read_wheel(part, name=asset.name)
-    except kernels.BadKernels as exc:
+    except BadKernels as exc:
         raise WorkFailed(f"cannot read the kernels of {asset.name} of release {release.tag}: {exc}") from None
 
 
@@ -274,7 +275,7 @@ def plan(pins: pins_mod.Pins, chosen: list[pins_mod.Pin], client: GitHub, *,
                 how = found.dispatch.get(pin.name.lower().replace("-", "_"))
                 rules = dispatch.rules(pin.name, version, how)
                 change.verdicts = kernels.judge_all(found.modules, served, rules)
-                recorded = coverage.record_fields(found, pin.name)
+                recorded = record.record_fields(found, pin.name)
                 old = pin.coverage
                 if old is None or old.sha256 != found.sha256 or old.tool != found.tool or \
                         old.modules != found.modules or old.dispatch != _as_loaded(how):
