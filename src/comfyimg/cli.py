@@ -16,29 +16,27 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-from invoke import Task
-from invoke.exceptions import Exit
+from typing import TYPE_CHECKING, Any
 
 from comfyimg import render
-from comfyimg.build import bake as bake_mod
 from comfyimg.build import bakefile
-from comfyimg.build import checks as buildchecks
 from comfyimg.build.record import RECORD
-from comfyimg.bump import comfyui as comfyui_bump
-from comfyimg.bump import plan as bump_mod
 from comfyimg.errors import BAD_INPUT, FAILED, INTERRUPTED, BadInput, Stopped, UserError
 from comfyimg.fsutil import changed_statement, read_bytes
-from comfyimg.kernels import coverage
+from comfyimg.kernels import coverage, report
 from comfyimg.output import SafeTable as Table
 from comfyimg.output import err, out, plain
 from comfyimg.pins import load as pins_mod
 from comfyimg.pins.model import record_hash_command
 from comfyimg.untrusted import for_terminal
-from comfyimg.validate import containers, reports
-from comfyimg.validate import smoke as smoke_mod
-from comfyimg.validate.gpuaccess import DEFAULT_CDI_KIND, GPU_MODES
+from comfyimg.validate import reports
+
+if TYPE_CHECKING:
+    from comfyimg.bump.plan import Bumped
+
+# `python -m comfyimg audit` stays within 2x of reading the wheel (docs/user-guides/performance.md):
+# the commands that drive docker (python-on-whales, pydantic), GitHub (httpx) or invoke import
+# them in their own function, marked "# optional:" (tests/unit/test_audit_imports.py).
 
 # Short flags, the same in every task: one letter never means two things (-p was --pre in
 # bump and --push in bake). Every other option is long only. -f after a task name is that
@@ -48,6 +46,7 @@ SHORT_FLAGS = {"name": "n", "target": "t", "file": "f"}
 
 def task_class():
     """invoke's ``Task``, with :data:`SHORT_FLAGS` instead of invoke's automatic short flags."""
+    from invoke import Task  # optional: invoke's own tasks only; `python -m comfyimg` runs without it
 
     class FixedShortFlags(Task):
         def __init__(self, *args: object, **kwargs: object) -> None:
@@ -121,6 +120,8 @@ def _ending(work: Callable[[], int | None], *, stopped: tuple[str, str] | None =
 
 def run(fn: Callable[..., int | None], *args: object, **kwargs: object) -> None:
     """Run a command for invoke; an error becomes invoke's ``Exit`` (one line, no traceback)."""
+    from invoke.exceptions import Exit  # optional: invoke's own tasks only, as task_class
+
     code, message = _ending(lambda: fn(*args, **kwargs))
     if code:
         raise Exit(message, code)
@@ -175,6 +176,7 @@ def check_coverage(pins: pins_mod.Pins) -> None:
 def check(root: Path, json_out: bool = False) -> int:
     """Validate wheels.toml, verify the generated files are current, run the bake build checks
     when an engine can: 0 ok, 1 drift or a build-check warning, 2 bad input."""
+    from comfyimg.build import checks as buildchecks  # optional: the docker stack, for this command only
     pins = load_pins(root)
     check_coverage(pins)
     drifts = render.check(pins, root)
@@ -213,8 +215,29 @@ def audit(root: Path, wheel: str | Path | None, archs: list[str], as_json: bool)
     or every pin from its recorded coverage."""
 
     if wheel:
-        return coverage.audit_wheel(root, Path(wheel), archs, as_json=as_json)
-    return coverage.audit_pins(load_pins(root), archs, as_json=as_json)
+        return show_wheel_audit(coverage.audit_wheel(root, Path(wheel), archs), as_json)
+    pins = load_pins(root)
+    result = coverage.audit_pins(pins, archs)
+    if as_json:
+        emit_json(report.pins_json(result))
+    else:
+        for entry in result.pins:
+            if entry.modules is None:
+                err().print(f"{entry.pin.key} {entry.pin.version}: {coverage.unrecorded_message(pins, entry.pin)}")
+            else:
+                out().print(report.pin_table(entry, result.archs))
+    return FAILED if result.failed else 0
+
+
+def show_wheel_audit(result: coverage.WheelAudit, as_json: bool) -> int:
+    """Exit 0: runnable on every arch asked; 1: not."""
+    if as_json:
+        emit_json(report.wheel_json(result))
+    else:
+        out().print(report.wheel_table(result))
+        for line in report.wheel_lines(result):
+            out().print(line)
+    return 0 if result.runnable else FAILED
 
 
 def render_files(root: Path) -> int:
@@ -242,6 +265,8 @@ def parse_names(names: Sequence[str] | None, remainder: str = "") -> list[str]:
 
 def bump(root: Path, names: Sequence[str] | None, remainder: str, **kwargs: object) -> int:
     """``invoke bump``: names from ``--name`` (repeatable, comma-separated) and after ``--``."""
+    from comfyimg.bump import comfyui as comfyui_bump  # optional: httpx, for this command only
+    from comfyimg.bump import plan as bump_mod  # optional: httpx, for this command only
 
     if kwargs.pop("comfyui", False):
         if parse_names(names, remainder) or kwargs.get("verify") or kwargs.get("accept_new_bytes"):
@@ -257,9 +282,10 @@ def bump(root: Path, names: Sequence[str] | None, remainder: str, **kwargs: obje
     return 0
 
 
-def show_bump(done: bump_mod.Bumped, *, json_out: bool) -> None:
+def show_bump(done: Bumped, *, json_out: bool) -> None:
     """``invoke bump``'s output (its warnings went to stderr as they came): the table and what
     changed, or ``--json``."""
+    from comfyimg.bump import plan as bump_mod  # optional: httpx, for this command only
     if json_out:
         emit_json(bump_mod.as_json(done.changes, dry_run=done.dry_run, wrote=done.wrote,
                                    diff=done.diff if done.edits else ""))
@@ -297,6 +323,7 @@ def bake(root: Path, targets: Sequence[str] | None, remainder: str, *, load: boo
          allow: Sequence[str] | None, json_out: bool = False, **options: object) -> int:
     """``invoke bake``: preflight, build through buildx bake, print a summary and write the
     build record (``--print``: print the resolved plan instead)."""
+    from comfyimg.build import bake as bake_mod  # optional: the docker stack, for this command only
 
     modes = [m for m, on in (("load", load), ("push", push), ("print", print_plan)) if on]
     if len(modes) > 1:
@@ -358,6 +385,8 @@ def show_outcome(outcome: reports.Outcome, root: Path) -> None:
 
 def validate_main(argv: list[str] | None = None) -> int:
     """``python -m comfyimg validate PROBE [options] [-- PROBE ARGS]`` (the nox sessions call it)."""
+    from comfyimg.validate import containers  # optional: the docker stack, validate and smoke only
+    from comfyimg.validate.gpuaccess import DEFAULT_CDI_KIND, GPU_MODES  # optional: as above
     parser = argparse.ArgumentParser(prog="python -m comfyimg validate", description=containers.__doc__.splitlines()[0])
     parser.add_argument("probe", choices=sorted(containers.PROBES))
     parser.add_argument("--image", help="image to validate (default: the latest build record)")
@@ -392,6 +421,8 @@ def validate_main(argv: list[str] | None = None) -> int:
 
 def smoke_main(argv: list[str] | None = None) -> int:
     """``python -m comfyimg smoke --image IMAGE [options]`` (``nox -s smoke`` calls it)."""
+    from comfyimg.validate import smoke as smoke_mod  # optional: the docker stack, validate and smoke only
+    from comfyimg.validate.gpuaccess import DEFAULT_CDI_KIND, GPU_MODES  # optional: as above
     parser = argparse.ArgumentParser(prog="python -m comfyimg smoke", description=smoke_mod.__doc__.splitlines()[0])
     parser.add_argument("--image", required=True, help="the image to smoke-test")
     parser.add_argument("--gpus", choices=GPU_MODES, default="auto")

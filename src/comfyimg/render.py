@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from comfyimg.fsutil import CHANGED, atomic_write_many, read_bytes
-from comfyimg.kernels import coverage
+from comfyimg.kernels import report
 from comfyimg.pins import comfyui as comfyui_pin
 from comfyimg.pins.model import Pin, Pins, record_hash_command
 
@@ -80,7 +80,7 @@ def render(pins: Pins) -> dict[Path, str]:
             files[REQUIREMENTS / f"{target}-{arch}.txt"] = requirements_text(pins, target, arch)
     files[BAKE_VARS] = json.dumps(bake_vars(pins), indent=2, sort_keys=True) + "\n"
 
-    files[coverage.DOC] = coverage.markdown(pins)
+    files[report.DOC] = report.markdown(pins)
     return files
 
 

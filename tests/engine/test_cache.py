@@ -70,10 +70,16 @@ def test_a_fresh_builder_importing_the_cache_rebuilds_every_step_cached(served, 
     assert cold.code == 0, cold.output[-4000:]
     cold_steps = _build_steps(cold)
     assert len(cold_steps) >= 3 and not any(cold_steps.values()), cold_steps  # really cold
+    # BuildKit 0.13 (Docker 26) exports the cache as an OCI index; later ones as an OCI image
+    # manifest whose config is the cache config (image-manifest=true by default).
     with urllib.request.urlopen(urllib.request.Request(
             f"{registry.url}/v2/comfyimg-cache/manifests/complete-cuda-cache",
-            headers={"Accept": "application/vnd.oci.image.index.v1+json"}), timeout=30) as resp:
+            headers={"Accept": "application/vnd.oci.image.index.v1+json, "
+                               "application/vnd.oci.image.manifest.v1+json"}), timeout=30) as resp:
         assert resp.status == 200
+        cache = json.load(resp)
+    assert (cache["mediaType"] == "application/vnd.oci.image.index.v1+json"
+            or cache["config"]["mediaType"] == "application/vnd.buildkit.cacheconfig.v0"), cache
     assert json.loads((local / "complete-cuda" / "index.json").read_text())["manifests"]
     layers = exporter.docker("image", "inspect", "--format", "{{json .RootFS.Layers}}", project.tag).stdout
 

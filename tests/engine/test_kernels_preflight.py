@@ -7,8 +7,8 @@ import re
 
 import pytest
 
-from comfyimg.kernels import coverage
-from comfyimg.kernels import wheel as kernels
+from comfyimg.kernels import coverage, record
+from comfyimg.kernels import rules as kernels
 from comfyimg.kernels.read import read_wheel
 from comfyimg.pins import edit as pinedit
 from comfyimg.pins import load as pins
@@ -37,7 +37,7 @@ def test_preflight_refuses_recorded_coverage_that_misses_a_served_arch(served, e
     # cp311 like the stand-in core; sm80 runs, sm90 has no _qattn_sm90.
     wheel = sage2_wheel(tmp_path, {k: v for k, v in SEED_SAGE2.items() if k != "_qattn_sm90"},
                         filename="sageattention-2.2.0-cp311-cp311-linux_x86_64.whl")
-    text = pinedit.dumps_with_changes(_pin(served, wheel), {1: coverage.record_fields(read_wheel(wheel))})
+    text = pinedit.dumps_with_changes(_pin(served, wheel), {1: record.record_fields(read_wheel(wheel))})
     project = engine_project("uncovered", text)
     result = project.bake(pip_index=f"{served.server.url}/simple/")
     _assert_refused(project, result, r"wheels\.toml:\d+: coverage: sageattention cannot run on sm90, which it "

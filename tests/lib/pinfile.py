@@ -8,7 +8,7 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from comfyimg.kernels import coverage
+from comfyimg.kernels import record
 from comfyimg.kernels.read import read_wheel
 from comfyimg.pins import edit as pinedit
 from comfyimg.pins import load as pins
@@ -68,5 +68,5 @@ def pin_toml(name: str, version: str, wheel_file: Path, *, sha: str | None = Non
 def recorded(text: str, path: Path, *wheels: Path | None) -> str:
     """``text`` with each wheel's kernels recorded by the same code bump uses (None: skip that pin)."""
     loaded = pins.loads(text, path)
-    changes = {i: coverage.record_fields(read_wheel(w)) for i, w in enumerate(wheels) if w}
+    changes = {i: record.record_fields(read_wheel(w)) for i, w in enumerate(wheels) if w}
     return pinedit.dumps_with_changes(text, changes) if loaded else text

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from comfyimg.kernels.wheel import cuobjdump
+from comfyimg.kernels.cuobjdump import cuobjdump
 from tests.lib import VENDOR, vendored_sage_files
 from tests.lib.cudawheels import LISTING, OBJECTS, SEED_SAGE2, sage2_wheel, so
 from tests.lib.wheels import build_wheel

@@ -403,6 +403,14 @@ def test_the_kernel_the_host_read_from_the_wheel_decides_the_dispatch_check():
     assert gone["status"] == "fail" and "needs sageattention._qattn_sm89, which does not load" in gone["detail"]
     spark = check({}, {"sm121": ""}, device={"sm": "sm121", "name": "NVIDIA GB10"})
     assert spark["status"] == "fail" and "this wheel's sageattn refuses sm121" in spark["detail"]
+    # Where the check's answer came from: the host's word, or the probe's own table as fallback.
+    assert ok["dispatch_from"] == "host" and "kernels.json" not in ok["detail"]
+    sage.sageattn_qk_int8_pv_fp8_cuda_sm90 = print
+    table = check({}, {}, device={"sm": "sm90", "name": "NVIDIA H200"}, ext={
+        "sageattention._qattn_sm90": (True, None), "sageattention._fused": (True, None)})
+    assert table["status"] == "pass" and table["dispatch_from"] == "table"
+    assert table["detail"].endswith("(by kernels.json, the probe's fallback: the host passed no --kernel/--needs "
+                                    "for sm90)")
 
 
 @pytest.mark.parametrize("value, ok", [("sm100=sageattn_qk_int8_pv_fp8_cuda", True), ("sm121=", True),

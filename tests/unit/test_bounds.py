@@ -240,7 +240,7 @@ def test_an_interrupt_after_a_replace_says_what_was_replaced(tmp_path):
 
 def test_a_module_that_inflates_past_the_cap_stops_the_audit_before_the_disk_fills(tmp_path, monkeypatch):
     from comfyimg.kernels import read
-    from comfyimg.kernels.wheel import BadKernels
+    from comfyimg.kernels.elf import BadKernels
     from tests.lib.cudawheels import SEED_SAGE2, sage2_wheel
 
     wheel = sage2_wheel(tmp_path, SEED_SAGE2)  # real objects of 18-30 KB each

@@ -12,8 +12,8 @@ import zipfile
 
 import pytest
 
-from comfyimg.kernels import coverage, dispatch
-from comfyimg.kernels import wheel as kernels
+from comfyimg.kernels import coverage, dispatch, record, report
+from comfyimg.kernels import rules as kernels
 from comfyimg.kernels.read import read_wheel
 from comfyimg.pins import load as pins
 from tests.lib import vendored_sage_files
@@ -88,7 +88,7 @@ def test_the_seed_recipe_dispatch_in_the_table_is_the_forks():
     recipe = kernels.table()["recipes"]["sageattention-2.2.0-290.129-cp312-cp312-linux_x86_64.whl"]
     fork = read(FORK)
     assert recipe["dispatch_from"]["sha256"] == fork.sha256
-    assert recipe["dispatch"] == coverage.dispatch_records(fork)
+    assert recipe["dispatch"] == record.dispatch_records(fork)
 
 
 # --------------------------------------------------------------------------- verdicts on real wheels
@@ -315,6 +315,22 @@ def test_the_recorded_dispatch_round_trips_and_lets_the_fork_serve_t4_and_b200(t
                     "--kernel", "sm75=sageattn_qk_int8_pv_fp16_triton", "--kernel", "sm100=sageattn_qk_int8_pv_fp8_cuda"]
 
 
+def test_the_probe_is_told_what_a_served_gpu_needs_even_where_the_wheel_has_no_code_for_it(tmp_path,
+                                                                                            project_factory):
+    # The seed's wheel on an RTX 50xx (sm120): the fork sends it to the fp8 CUDA kernel, and the
+    # wheel has no sm120 code. The probe gets that kernel's modules from the host (it then fails
+    # naming them), not its own table's guess and not nothing (which would read as Triton).
+    project, text = _fork_project(tmp_path, project_factory, ["sm100", "sm120"])
+    project.pins.write_text(text)
+    loaded = pins.load(project.pins)
+    assert not coverage.verdicts(loaded.wheels[0], ["sm120"])["sm120"].runnable
+    args = coverage.probe_args(loaded, "sageattention", loaded.wheels)
+    assert args == ["--serves", "sm100,sm120",
+                    "--needs", "sm100=sageattention._fused,sageattention._qattn_sm89",
+                    "--needs", "sm120=sageattention._fused,sageattention._qattn_sm89",
+                    "--kernel", "sm100=sageattn_qk_int8_pv_fp8_cuda", "--kernel", "sm120=sageattn_qk_int8_pv_fp8_cuda"]
+
+
 def test_a_wheels_toml_without_dispatch_from_is_judged_by_the_table(tmp_path, project_factory):
     project, text = _fork_project(tmp_path, project_factory, ["sm100"])
     old = text.split("dispatch_from")[0].rstrip() + "\n"
@@ -353,7 +369,7 @@ def test_serves_and_arch_take_any_arch_the_rules_know(tmp_path, project_factory)
     vs = coverage.verdicts(loaded.wheels[0], coverage.serves(loaded, loaded.wheels[0]))
     assert [a for a, v in vs.items() if v.runnable] == ["sm75", "sm87", "sm100"]
     assert "raises at core.py:172" in vs["sm103"].why
-    assert "sm103" in coverage.markdown(loaded)  # the docs show every served arch
+    assert "sm103" in report.markdown(loaded)  # the docs show every served arch
     project.pins.write_text(text.replace('serves = ["sm75"', 'serves = ["sm90a", "sm75"'))
     r = project.invoke("check")
     assert_failed_cleanly(r, 2, stderr=re.escape("'sm90a' is not a GPU arch"))

@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from comfyimg.kernels import wheel as kernels
+from comfyimg.kernels import dispatch
+from comfyimg.kernels import rules as kernels
+from comfyimg.kernels.cuobjdump import read_module
 from comfyimg.kernels.read import read_wheel
 from tests.lib.assertions import assert_failed_cleanly
 from tests.lib.cudawheels import (FULL_SAGE2, LISTING, PER_ARCH_SAGE2, SEED_SAGE2, objects_dir, sage2_wheel,
@@ -49,13 +51,57 @@ def runnable(verdicts) -> list[str]:
 # --------------------------------------------------------------------------- the reader
 
 
-def test_the_reader_agrees_with_the_recorded_cuobjdump_listing_on_every_fixture():
-    expected = listing()
+def targets_in_name(name: str) -> tuple[set[str], set[str]]:
+    """``r_89_120f_ptx80.so`` -> ({sm_89, sm_120f}, {compute_80}): what build.sh compiled."""
+    tokens = name.removesuffix(".so").removeprefix("r_").split("_")
+    return ({f"sm_{t}" for t in tokens if not t.startswith("ptx")},
+            {f"compute_{t[3:]}" for t in tokens if t.startswith("ptx")})
+
+
+def test_the_reader_finds_exactly_the_targets_each_fixture_was_compiled_for():
     objects = sorted(p.name for p in objects_dir().glob("*.so"))
-    assert sorted(expected) == objects and len(objects) >= 8
+    assert sorted(listing()) == objects and len(objects) >= 15
     for name in objects:
-        mod = kernels.read_module(objects_dir() / name, name, name)
-        assert (set(mod.sass), set(mod.ptx)) == expected[name], name
+        mod = read_module(objects_dir() / name, name, name)
+        assert (set(mod.sass), set(mod.ptx)) == targets_in_name(name), name
+
+
+def test_the_reader_agrees_with_the_listing_except_where_list_elf_drops_the_family_f():
+    # cuobjdump --list-elf names the sm_120f cubin "...sm_120.cubin"; the reader reads its header.
+    expected = listing()
+    assert expected["r_120f.so"] == ({"sm_120"}, set()) and expected["r_100f.so"] == ({"sm_100"}, set())
+    assert expected["r_ptx120f.so"] == (set(), {"compute_120f"})  # --list-ptx keeps the f
+    differ = {}
+    for name in expected:
+        mod = read_module(objects_dir() / name, name, name)
+        if (set(mod.sass), set(mod.ptx)) != expected[name]:
+            differ[name] = mod.sass
+    assert differ == {"r_100f.so": ("sm_100f",), "r_120f.so": ("sm_120f",)}
+
+
+@pytest.mark.parametrize(("obj", "yes", "no"), [
+    ("r_120f", ["sm120", "sm121"], ["sm100", "sm103", "sm90", "sm130"]),
+    ("r_100f", ["sm100", "sm103"], ["sm90", "sm110", "sm120", "sm121"]),
+])
+def test_a_family_specific_cubin_runs_on_its_family_from_its_minor_on(tmp_path, obj, yes, no):
+    modules = {m: obj for m in ("_qattn_sm80", "_qattn_sm89", "_qattn_sm90", "_fused")}
+    found = read_wheel(sage2_wheel(tmp_path, modules))
+    v = kernels.judge_all(found.modules, yes + no, None)  # every module with GPU code is needed
+    assert runnable(v) == yes
+    assert all(v[a].by == "sass" for a in yes)
+    family = f"sm_{obj[2:]}"
+    for arch in no:
+        assert all(m.carries == family for m in v[arch].missing), v[arch]  # labelled with its f
+
+
+def test_family_specific_ptx_is_jit_compiled_only_inside_its_family(tmp_path):
+    modules = {m: "r_ptx120f" for m in ("_qattn_sm80", "_qattn_sm89", "_qattn_sm90", "_fused")}
+    found = read_wheel(sage2_wheel(tmp_path, modules))
+    assert {m.ptx for m in found.modules} == {("compute_120f",)}
+    v = kernels.judge_all(found.modules, ["sm90", "sm100", "sm120", "sm121", "sm130"], None)
+    assert runnable(v) == ["sm120", "sm121"]
+    assert v["sm121"].by == "ptx-jit"
+    assert "compute_120f" in v["sm130"].why
 
 
 def test_a_wheel_lists_every_compiled_module_under_its_import_name(tmp_path):
@@ -238,3 +284,15 @@ def test_a_truncated_wheel_is_bad_input(tmp_path, project):
 def test_audit_bad_arguments_are_bad_input(project, args, message):
     r = _audit(project, *args)
     assert r.returncode == 2 and message in r.stderr, r.stdout + r.stderr
+
+
+def test_the_fork_on_dgx_spark_with_sm_120f_modules_says_so(tmp_path):
+    # The fork sends sm120 and sm121 to the fp8 CUDA kernel (_qattn_sm89 and _fused): sm_120f
+    # cubins serve both, and the verdict names the family target, not the listing's "sm_120".
+    modules = {"_qattn_sm80": "r_80", "_qattn_sm89": "r_120f", "_qattn_sm90": "r_90a", "_fused": "r_120f"}
+    found = read_wheel(sage2_wheel(tmp_path, modules, source="pixeloven-7bd3a0e"))
+    rules = dispatch.rules("sageattention", "2.2.0", found.dispatch.get("sageattention"))
+    v = kernels.judge_all(found.modules, ["sm100", "sm120", "sm121"], rules)
+    assert runnable(v) == ["sm120", "sm121"]
+    assert v["sm121"].why.endswith("both carry sm_120f"), v["sm121"].why
+    assert "the wheel carries sm_120f" in v["sm100"].why

@@ -8,6 +8,7 @@ import re
 import pytest
 
 from comfyimg.kernels import coverage
+from comfyimg.kernels.report import DOC
 from comfyimg.pins import load as pins
 from tests.lib.assertions import assert_failed_cleanly
 from tests.lib.cudawheels import FULL_SAGE2, SEED_SAGE2, sage2_wheel, sage3_wheel
@@ -53,7 +54,7 @@ def test_coverage_covering_every_served_arch_passes_and_sage3_serves_only_blackw
     assert r.returncode == 0 and "warning" not in r.stderr, r.stdout + r.stderr
     loaded = pins.load(project.pins)
     assert coverage.serves(loaded, loaded.wheels[1]) == ("sm120",)  # not sm80: sageattn3 serves Blackwell only
-    doc = (project.root / coverage.DOC).read_text()
+    doc = (project.root / DOC).read_text()
     assert "| complete-cuda | sageattention | sm80, sm86, sm89, sm90, sm120 | recorded |" in doc
     assert "| complete-cuda | sageattn3 | sm120 | recorded | NO | NO | NO | NO | NO | NO | yes | yes |" in doc
     audit = project.invoke("audit", "--json")

@@ -14,10 +14,11 @@ PACKAGE = SRC / "comfyimg"
 PROBES = PACKAGE / "validate" / "probes"
 
 # The stages in pipeline order. A module may import from its own stage or an earlier one.
-# kernels.wheel (what a wheel's compiled modules carry, NVIDIA's rules), kernels.dispatch (the
-# kernel the wheel's own Python picks per GPU) and kernels.read (both, in one pass over the wheel)
-# are facts about a wheel that a pin records, so they come before pins; the coverage that reads
-# pins comes after. bump moves the pins before build bakes them: bake's preflight downloads and
+# kernels.elf (the ELF checks), kernels.cuobjdump (what a wheel's compiled modules carry),
+# kernels.rules (NVIDIA's rules, the package table), kernels.dispatch (the kernel the wheel's own
+# Python picks per GPU) and kernels.read (all of them, in one pass over the wheel) are facts about
+# a wheel that a pin records, so they come before pins; the coverage that reads pins, and its
+# report, come after. bump moves the pins before build bakes them: bake's preflight downloads and
 # records missing coverage (build.autocover) through bump's GitHub client and digests, so bump
 # comes first. build.bakefile (the target names of docker-bake.hcl, which bump checks pins
 # against, the pins a target installs and its label, which validate reads) needs only the file,
@@ -25,8 +26,8 @@ PROBES = PACKAGE / "validate" / "probes"
 # pins.load; validate.verdict (parse, judge, labels) before validate.containers (jobs, cleanup).
 STAGES: list[tuple[str, ...]] = [
     ("comfyimg.errors", "comfyimg.untrusted", "comfyimg.fsutil", "comfyimg.output"),
-    ("comfyimg.kernels.elf", "comfyimg.kernels.cuobjdump", "comfyimg.kernels.rules", "comfyimg.kernels.wheel",
-     "comfyimg.kernels.dispatch", "comfyimg.kernels.read"),
+    ("comfyimg.kernels.elf", "comfyimg.kernels.rules", "comfyimg.kernels.cuobjdump", "comfyimg.kernels.dispatch",
+     "comfyimg.kernels.read"),
     ("comfyimg.pins",),
     ("comfyimg.kernels",),
     ("comfyimg.render", "comfyimg.build.bakefile"),

@@ -4,13 +4,21 @@
 #   sudo tools/engine/install.sh            # idempotent; prints versions at the end
 #
 # Debian 12's own docker.io (20.10) has no buildx, so the engine packages are
-# downloaded from newer suites (docker.io + docker-compose from trixie,
-# docker-buildx from sid) through a SEPARATE apt sources file and state dir:
+# downloaded from newer suites (docker.io 28 + tini-static and docker-buildx from
+# sid, docker-compose from trixie) through a SEPARATE apt sources file and state dir:
 # the machine's own apt configuration is never changed. The sources file
 # points at the same mirror URI the machine's apt sources already use (read at
 # run time; no registry host name is written into this repository).
 # apt then installs the downloaded .deb files and resolves their dependencies
-# (containerd, runc, tini, iptables, ...) from the machine's own suites.
+# (containerd, runc, iptables, ...) from the machine's own suites.
+#
+# Why Docker 28 (sid) and not trixie's 26.1: the BuildKit built into dockerd 26
+# cannot run Dockerfile build checks (`bake --call check` answers "unsupported
+# request frontend.lint" and would fetch docker/dockerfile:1.8 from Docker Hub);
+# dockerd 28.5 runs them itself. Checked on Debian 12: sid's dockerd and
+# containerd need only glibc >= 2.34, and dockerd 28.5 runs with bookworm's
+# containerd 1.6.20 and runc 1.1.5 (sid's runc needs glibc 2.38, so it is not
+# used). Its docker-init comes from sid's tini-static, which replaces tini.
 #
 # It also installs debootstrap (for tools/engine/base-image.sh) and Debian's
 # docker-registry package (for push tests; its service is stopped, disabled
@@ -20,12 +28,15 @@
 #   ENGINE_CACHE_DIR   where the .deb files and apt lists go (default /var/cache/comfyimg-engine)
 #   MIRROR_URI         override the mirror URI instead of parsing apt's sources
 #   MIN_BUILDX         minimum buildx version (default 0.17.0)
+#   MIN_DOCKERD        minimum dockerd version (default 28.0.0: build checks)
 set -euo pipefail
 
 CACHE_DIR=${ENGINE_CACHE_DIR:-/var/cache/comfyimg-engine}
 MIN_BUILDX=${MIN_BUILDX:-0.17.0}
-ENGINE_SUITE=trixie   # docker.io 26.1.x, docker-compose 2.26.x
-BUILDX_SUITE=sid      # docker-buildx 0.29.x
+MIN_DOCKERD=${MIN_DOCKERD:-28.0.0}
+ENGINE_SUITE=sid       # docker.io 28.5.x, tini-static (its docker-init)
+COMPOSE_SUITE=trixie   # docker-compose 2.26.x
+BUILDX_SUITE=sid       # docker-buildx 0.29.x
 
 log() { printf '[engine/install] %s\n' "$*" >&2; }
 die() { printf '[engine/install] ERROR: %s\n' "$*" >&2; exit 1; }
@@ -47,10 +58,16 @@ buildx_version() {
     docker buildx version 2>/dev/null | awk '{ v = $2; sub(/^v/, "", v); sub(/[+-].*/, "", v); print v; exit }'
 }
 
+dockerd_version() {
+    dockerd --version 2>/dev/null | awk '{ v = $3; sub(/,$/, "", v); sub(/[+~-].*/, "", v); print v; exit }'
+}
+
 engine_ok() {
     command -v dockerd >/dev/null 2>&1 || return 1
     dpkg-query -W -f='${Status}' docker.io 2>/dev/null | grep -q 'install ok installed' || return 1
-    local v
+    local v d
+    d=$(dockerd_version)
+    [ -n "$d" ] && version_ge "$d" "$MIN_DOCKERD" || return 1
     v=$(buildx_version)
     [ -n "$v" ] && version_ge "$v" "$MIN_BUILDX"
 }
@@ -77,7 +94,7 @@ trap unblock_services EXIT
 have_systemd() { [ -d /run/systemd/system ]; }
 
 if engine_ok && extras_ok; then
-    log "engine, buildx >= $MIN_BUILDX, docker-registry and debootstrap already installed; nothing to do"
+    log "dockerd >= $MIN_DOCKERD, buildx >= $MIN_BUILDX, docker-registry and debootstrap already installed; nothing to do"
 else
     block_services
 
@@ -86,10 +103,11 @@ else
         log "mirror: $MIRROR"
         mkdir -p "$CACHE_DIR/debs" "$CACHE_DIR/lists/partial"
         SRC="$CACHE_DIR/engine.sources"
+        SUITES=$(printf '%s\n' "$ENGINE_SUITE" "$COMPOSE_SUITE" "$BUILDX_SUITE" | sort -u | tr '\n' ' ')
         cat >"$SRC" <<EOF
 Types: deb
 URIs: $MIRROR
-Suites: $ENGINE_SUITE $BUILDX_SUITE
+Suites: $SUITES
 Components: main
 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 EOF
@@ -102,19 +120,24 @@ EOF
             -oDir::Cache::srcpkgcache=""
             -oAPT::Get::List-Cleanup=0
             -oAcquire::Languages=none
+            # sid's Release file carries a Valid-Until a few days ahead; a mirror that serves an
+            # older snapshot of it fails `apt-get update` as "expired". The signature is still
+            # checked, and only the named packages are taken from these lists.
+            -oAcquire::Check-Valid-Until=false
         )
-        log "apt-get update (private lists for $ENGINE_SUITE + $BUILDX_SUITE)"
+        log "apt-get update (private lists for ${SUITES% })"
         apt-get -q "${APT_OPTS[@]}" update >/dev/null
 
         (
             cd "$CACHE_DIR/debs"
-            rm -f docker.io_*.deb docker-buildx_*.deb docker-compose_*.deb
-            log "apt-get download docker.io/$ENGINE_SUITE docker-compose/$ENGINE_SUITE docker-buildx/$BUILDX_SUITE"
-            apt-get -q "${APT_OPTS[@]}" download \
-                "docker.io/$ENGINE_SUITE" "docker-compose/$ENGINE_SUITE" "docker-buildx/$BUILDX_SUITE"
+            rm -f docker.io_*.deb tini-static_*.deb docker-buildx_*.deb docker-compose_*.deb
+            log "apt-get download docker.io/$ENGINE_SUITE tini-static/$ENGINE_SUITE" \
+                "docker-compose/$COMPOSE_SUITE docker-buildx/$BUILDX_SUITE"
+            apt-get -q "${APT_OPTS[@]}" download "docker.io/$ENGINE_SUITE" "tini-static/$ENGINE_SUITE" \
+                "docker-compose/$COMPOSE_SUITE" "docker-buildx/$BUILDX_SUITE"
         )
-        ls "$CACHE_DIR"/debs/docker.io_*.deb "$CACHE_DIR"/debs/docker-buildx_*.deb \
-            "$CACHE_DIR"/debs/docker-compose_*.deb >/dev/null
+        ls "$CACHE_DIR"/debs/docker.io_*.deb "$CACHE_DIR"/debs/tini-static_*.deb \
+            "$CACHE_DIR"/debs/docker-buildx_*.deb "$CACHE_DIR"/debs/docker-compose_*.deb >/dev/null
 
         # The machine's own package lists are needed to resolve the dependencies.
         if [ -z "$(ls -A /var/lib/apt/lists 2>/dev/null | grep -v -e '^lock$' -e '^partial$' || true)" ] \
@@ -126,12 +149,12 @@ EOF
         (
             cd "$CACHE_DIR/debs"
             apt-get install -y -q --no-install-recommends \
-                ./docker.io_*.deb ./docker-buildx_*.deb ./docker-compose_*.deb
+                ./docker.io_*.deb ./tini-static_*.deb ./docker-buildx_*.deb ./docker-compose_*.deb
         ) || {
             log "install failed; refreshing the machine's package lists and retrying once"
             apt-get -q update >/dev/null
             (cd "$CACHE_DIR/debs" && apt-get install -y -q --no-install-recommends \
-                ./docker.io_*.deb ./docker-buildx_*.deb ./docker-compose_*.deb)
+                ./docker.io_*.deb ./tini-static_*.deb ./docker-buildx_*.deb ./docker-compose_*.deb)
         }
     fi
 
@@ -168,6 +191,8 @@ fi
 
 v=$(buildx_version)
 [ -n "$v" ] && version_ge "$v" "$MIN_BUILDX" || die "docker buildx ${v:-missing} < $MIN_BUILDX"
+d=$(dockerd_version)
+[ -n "$d" ] && version_ge "$d" "$MIN_DOCKERD" || die "dockerd ${d:-missing} < $MIN_DOCKERD"
 
 log "versions:"
 printf '  dockerd:         %s\n' "$(dockerd --version)"

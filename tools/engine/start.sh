@@ -47,7 +47,15 @@ elif ! grep -q '"cdi"' "$CONFIG"; then
 fi
 
 if docker info >/dev/null 2>&1; then
-    log "engine already answering: $(docker info --format '{{.ServerVersion}}')"
+    running=$(docker info --format '{{.ServerVersion}}')
+    log "engine already answering: $running"
+    # An engine started before tools/engine/install.sh upgraded dockerd keeps its old version
+    # (and, before 28, cannot run build checks) until it is restarted.
+    installed=$(dockerd --version 2>/dev/null | awk '{ v = $3; sub(/,$/, "", v); print v; exit }' || true)
+    if [ -z "${DOCKER_HOST:-}" ] && [ -n "$installed" ] && [ "$installed" != "$running" ]; then
+        log "note: the running engine is $running but the installed dockerd is $installed; stop the running" \
+            "dockerd and run this script again to use it"
+    fi
     exit 0
 fi
 

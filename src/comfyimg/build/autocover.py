@@ -23,6 +23,7 @@ from comfyimg.bump.github import Asset, GitHub, Release, borrowed
 from comfyimg.bump.plan import read_kernels
 from comfyimg.fsutil import exclusive
 from comfyimg.kernels import coverage
+from comfyimg.kernels.record import record_fields
 from comfyimg.output import Say, progress_factory
 from comfyimg.pins import model as pins_mod
 from comfyimg.pins.edit import save_changes
@@ -59,7 +60,7 @@ def record(root: Path, pins: pins_mod.Pins, chosen: list[pins_mod.Pin], *,
             digests = Digests(github, rel, Path(tmp), True, progress_factory())
             _, _, found = digests.find(asset, lambda _sha: True, partial(read_kernels, pin.filename, f"({pin.url})"))
             assert found is not None
-            edits[pin.index] = coverage.record_fields(found)
+            edits[pin.index] = record_fields(found)
             say(f"recorded the kernel coverage of {pin.key} (read from {pin.filename}, "
                 f"sha256 {pin.sha256[:12]}… verified)")
         new_pins = save_changes(pins, edits, bake_targets=bake_targets,

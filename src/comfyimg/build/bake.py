@@ -61,7 +61,7 @@ class BakeRequest:
     allow: list[str] = field(default_factory=list)  # buildx entitlements, e.g. network.host
     cache_to: list[str] = field(default_factory=list)  # BACKEND[=WHERE], see cache_entries()
     cache_from: list[str] = field(default_factory=list)
-    attest: bool = False  # push with SBOM + max provenance; preflight decides (the builder must support it)
+    attest: tuple[str, ...] = ()  # on a push: names in ATTESTATIONS; preflight decides what the builder can
 
 
 def _files(root: Path, request: BakeRequest) -> list[Path]:
@@ -80,7 +80,7 @@ def variables(request: BakeRequest, root: Path | None = None) -> dict[str, str]:
     return found
 
 
-ATTESTATIONS = ["--sbom=true", "--provenance=mode=max"]
+ATTESTATIONS = {"sbom": "--sbom=true", "provenance:max": "--provenance=mode=max"}  # record name → buildx option
 
 
 def bake_command(root: Path, request: BakeRequest, *extra: str, derived: Sequence[str] = ()) -> list[str]:
@@ -96,8 +96,8 @@ def bake_command(root: Path, request: BakeRequest, *extra: str, derived: Sequenc
     cmd += list(derived)
     for a in request.allow:
         cmd += ["--allow", a]
-    if request.mode == "push" and request.attest:  # pushed images carry an SBOM and max-mode provenance
-        cmd += ATTESTATIONS
+    if request.mode == "push":  # pushed images carry an SBOM and max-mode provenance, as the builder can
+        cmd += [ATTESTATIONS[name] for name in request.attest]
     cmd += list(extra)
     return cmd + list(request.targets)
 
@@ -209,16 +209,35 @@ def check_cache(request: BakeRequest) -> None:
                        "docker-container --use), or an engine with the containerd image store")
 
 
-def check_attest(request: BakeRequest, say: Say) -> bool:
-    """Whether the builder can attach attestations to pushed images; a warning when it cannot
-    (the docker driver on the classic image store cannot: the images are pushed without)."""
-    if builder_driver(request.builder) == "docker" and not _containerd_store():
-        say(f"warning: the builder {request.builder or '(default)'} uses the docker driver on the classic "
-            "image store, which cannot attach attestations: the images are pushed WITHOUT an SBOM and "
-            "provenance. Use a docker-container builder (docker buildx create --driver docker-container "
-            "--use) or the containerd image store to attest them")
+def _default_bridge() -> bool:
+    """Whether the engine has its default ``bridge`` network (``dockerd --bridge=none`` has none)."""
+    try:
+        run(command("network", "inspect", "--format", "{{.Name}}", "bridge"))
+    except DockerException:
         return False
     return True
+
+
+def check_attest(request: BakeRequest, say: Say) -> tuple[str, ...]:
+    """The attestations the builder can attach to pushed images (names in :data:`ATTESTATIONS`),
+    with a warning to ``say`` for each it cannot. The docker driver on the classic image store attaches
+    none. The docker driver runs BuildKit's SBOM generator on the engine's default bridge
+    network, so without one (``dockerd --bridge=none``) it attaches provenance only."""
+    who = f"the builder {request.builder or '(default)'} uses the docker driver"
+    if builder_driver(request.builder) != "docker":
+        return tuple(ATTESTATIONS)
+    if not _containerd_store():
+        say(f"warning: {who} on the classic image store, which cannot attach attestations: the images "
+            "are pushed WITHOUT an SBOM and provenance. Use a docker-container builder (docker buildx "
+            "create --driver docker-container --use) or the containerd image store to attest them")
+        return ()
+    if not _default_bridge():
+        say(f"warning: {who} on an engine without a default bridge network (dockerd --bridge=none), "
+            "where BuildKit cannot run the SBOM generator: the images are pushed with max-mode "
+            "provenance but WITHOUT an SBOM. Use a docker-container builder or an engine with a "
+            "bridge network to attach one")
+        return ("provenance:max",)
+    return tuple(ATTESTATIONS)
 
 
 # --------------------------------------------------------------------------- preflight
@@ -422,5 +441,5 @@ def build(root: Path, pins: Pins, request: BakeRequest, say: Say) -> list[Built]
             pins=pins_for(pins, target) or [],
             labels=dict(spec.get("labels", {})),
         ))
-    record.write(root, built, attested=request.attest if request.mode == "push" else None)
+    record.write(root, built, attested=list(request.attest) if request.mode == "push" else None)
     return built

@@ -6,9 +6,16 @@ when there is no such group. A warning from BuildKit's Dockerfile checks fails `
 check`` (exit 1), listing each one.
 
 The checks need an engine with buildx whose BuildKit can lint (its Dockerfile frontend
-supports ``--call check``, or can fetch one that does). Without an engine, or when its
-BuildKit cannot run the checks, they are **skipped and said to be skipped**, never counted
-as passed.
+supports ``--call check``, or can fetch one that does: Docker Engine 28 can, 26 cannot).
+Without an engine, or when its BuildKit cannot run the checks, they are **skipped and said
+to be skipped**, never counted as passed.
+
+A target linked to another through a ``target:`` named context (``FROM core``) cannot be
+checked as it is: buildx (0.29 and earlier, docker/buildx#3343) sends the ``target:`` link to
+the frontend unresolved under ``--call check`` and it fails with "unsupported context source
+target". So each such context is replaced, for the check only, by an empty folder: the
+Dockerfile is linted against a base with no image config (no ENV inherited from the linked
+stage, no platform to compare).
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ import contextlib
 import os
 import re
 import subprocess
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,8 +49,18 @@ class Result:
 
 
 def _last_error(output: str) -> str:
-    lines = [ln.strip() for ln in output.splitlines() if ln.strip().startswith("ERROR")]
+    """The error that stopped the check: bake's per-target ``error: …`` line, else its last ``ERROR``."""
+    lines = [ln.strip() for ln in output.splitlines() if ln.startswith("error: ")]
+    lines = lines or [ln.strip() for ln in output.splitlines() if ln.strip().startswith("ERROR")]
     return (lines[-1] if lines else (output.strip().splitlines() or ["no output"])[-1])[:300]
+
+
+def _unlinked(specs: dict, targets: list[str], stub: Path) -> tuple[list[str], list[str]]:
+    """``--set`` values that replace every ``target:`` named context of ``targets`` by ``stub``
+    (an empty folder), and the ``fs.read`` entitlement buildx wants for it."""
+    sets = [f"{t}.contexts.{name}={stub}" for t in targets
+            for name, value in sorted((specs[t].get("contexts") or {}).items()) if str(value).startswith("target:")]
+    return sets, ([f"fs.read={stub}"] if sets else [])
 
 
 def _dockerfile(root: Path, spec: dict) -> Path | None:
@@ -76,14 +94,16 @@ def run(root: Path) -> Result:
     if not targets:
         return Result("skipped", "build checks skipped: no target has a Dockerfile in this checkout"
                       + (f" ({', '.join(missing)})" if missing else ""), note=True)
-    request = bake.BakeRequest(targets=targets)
-    cmd = bake.bake_command(root, request, "--call", "check", "--progress", "plain")
-    try:
-        with contextlib.chdir(root):
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=TIMEOUT,
-                                  env={**os.environ, **bake.variables(request, root)}, check=False)
-    except subprocess.TimeoutExpired:
-        return Result("failed", f"build checks: no answer within {TIMEOUT:g} s")
+    with tempfile.TemporaryDirectory(prefix="comfyimg-check-") as stub:
+        sets, allow = _unlinked(specs, targets, Path(stub))
+        request = bake.BakeRequest(targets=targets, sets=sets, allow=allow)
+        cmd = bake.bake_command(root, request, "--call", "check", "--progress", "plain")
+        try:
+            with contextlib.chdir(root):
+                proc = subprocess.run(cmd, capture_output=True, text=True, timeout=TIMEOUT,
+                                      env={**os.environ, **bake.variables(request, root)}, check=False)
+        except subprocess.TimeoutExpired:
+            return Result("failed", f"build checks: no answer within {TIMEOUT:g} s")
     output = proc.stdout + proc.stderr
     warnings = _WARNING.findall(output)
     if warnings:
@@ -94,7 +114,29 @@ def run(root: Path) -> Result:
     if any(c in output for c in _CANNOT):
         return Result("skipped", "build checks NOT run: this engine's BuildKit cannot run Dockerfile checks "
                                  f"and could not fetch a frontend that can ({_last_error(output)})")
+    errors = _target_errors(proc.stdout, targets)
+    unresolved = {t: e for t, e in errors.items() if _UNRESOLVED in e}
+    if errors and errors == unresolved:  # only base images out of reach: the other targets passed
+        passed = [t for t in targets if t not in unresolved]
+        first = next(iter(unresolved.values()))
+        return Result("skipped", f"build checks passed on {len(passed)} target(s) but were NOT run on "
+                                 f"{', '.join(unresolved)}: a base image cannot be resolved ({first[:200]})")
     return Result("failed", f"build checks: {_last_error(output)}")
+
+
+_UNRESOLVED = "failed to resolve source metadata"
+
+
+def _target_errors(stdout: str, targets: list[str]) -> dict[str, str]:
+    """bake's per-target ``error: …`` lines: the report names each target on a line of its own."""
+    errors: dict[str, str] = {}
+    current = None
+    for line in stdout.splitlines():
+        if line.strip() in targets:
+            current = line.strip()
+        elif current and line.startswith("error: ") and current not in errors:
+            errors[current] = line.removeprefix("error: ").strip()
+    return errors
 
 
 __all__ = ["Result", "run"]

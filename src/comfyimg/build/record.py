@@ -33,12 +33,12 @@ class Built:
     labels: dict[str, str] = field(default_factory=dict)
 
 
-def write(root: Path, built: list[Built], *, attested: bool | None = None) -> Path:
-    """Record what was built, atomically. ``attested``: pushed with an SBOM and max-mode
-    provenance (True), pushed without (False), not pushed (None)."""
+def write(root: Path, built: list[Built], *, attested: list[str] | None = None) -> Path:
+    """Record what was built, atomically. ``attested``: the attestations attached to the pushed
+    images (``sbom``, ``provenance:max``; empty: pushed without), None when nothing was pushed."""
     record = {
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "attestations": None if attested is None else (["sbom", "provenance:max"] if attested else []),
+        "attestations": attested,
         "targets": {
             b.target: {
                 "image_id": b.image_id,

@@ -36,10 +36,11 @@ from comfyimg.bump.digests import DigestMismatch, Digests, replaced_in_place
 from comfyimg.bump.github import Asset, GitHub, Release, borrowed
 from comfyimg.errors import BadInput, WorkFailed
 from comfyimg.fsutil import atomic_write_many, exclusive, read_text
-from comfyimg.kernels import coverage, dispatch
-from comfyimg.kernels import wheel as kernels
-from comfyimg.kernels.read import read_wheel
-from comfyimg.kernels.wheel import Verdict, WheelKernels
+from comfyimg.kernels import coverage, dispatch, record
+from comfyimg.kernels import rules as kernels
+from comfyimg.kernels.elf import BadKernels
+from comfyimg.kernels.read import WheelKernels, read_wheel
+from comfyimg.kernels.rules import Verdict
 from comfyimg.output import SafeTable as Table
 from comfyimg.output import Say, progress_factory
 from comfyimg.pins import load as pins_mod
@@ -187,12 +188,12 @@ def _fields(pin: pins_mod.Pin, release: Release, asset: Asset, sha256: str,
     return changes
 
 
-def read_kernels(name: str, where: str, part: Path) -> kernels.WheelKernels:
+def read_kernels(name: str, where: str, part: Path) -> WheelKernels:
     """The compiled kernels of the downloaded wheel ``name`` (from ``where``), for its recorded
     coverage; an unreadable one fails the work."""
     try:
         return read_wheel(part, name=name)
-    except kernels.BadKernels as exc:
+    except BadKernels as exc:
         raise WorkFailed(f"cannot read the kernels of {name} {where}: {exc}") from None
 
 
@@ -274,7 +275,7 @@ def plan(pins: pins_mod.Pins, chosen: list[pins_mod.Pin], client: GitHub, *,
                 how = found.dispatch.get(pin.name.lower().replace("-", "_"))
                 rules = dispatch.rules(pin.name, version, how)
                 change.verdicts = kernels.judge_all(found.modules, served, rules)
-                recorded = coverage.record_fields(found, pin.name)
+                recorded = record.record_fields(found, pin.name)
                 old = pin.coverage
                 if old is None or old.sha256 != found.sha256 or old.tool != found.tool or \
                         old.modules != found.modules or old.dispatch != _as_loaded(how):

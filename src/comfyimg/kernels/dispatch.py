@@ -22,6 +22,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 import hashlib
+import operator
 import re
 import time
 import zipfile
@@ -30,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from comfyimg.kernels import wheel as kernels
+from comfyimg.kernels import rules as kernels
 
 MAX_FILE_BYTES = 256 << 10  # the real core.py files are 40-50 kB
 MAX_TOTAL_BYTES = 4 << 20
@@ -41,6 +42,9 @@ MAX_SECONDS = 5.0
 MAX_VISITS = 500_000
 _ARCH_LITERAL = re.compile(r"^sm\d+$", re.ASCII)
 _UNKNOWN: Any = object()
+# The comparisons a dispatch condition is decided by (``arch == "sm90"``, ``arch in {…}``, …).
+_COMPARE = {ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.In: lambda a, b: a in b,
+            ast.NotIn: lambda a, b: a not in b, ast.Is: operator.is_, ast.IsNot: operator.is_not}
 
 
 class Unreadable(ValueError):
@@ -345,10 +349,8 @@ class _Walker:
         self.r, self.m, self.acc = reader, m, acc
 
     def value(self, node: ast.expr, env: dict[str, Any]) -> Any:
-        if isinstance(node, ast.Constant):
-            return node.value
-        if isinstance(node, ast.Name):
-            return env.get(node.id, _UNKNOWN)
+        if isinstance(node, (ast.Constant, ast.Name)):
+            return _known(node, env)
         if isinstance(node, (ast.List, ast.Tuple, ast.Set)):
             vals = [self.value(e, env) for e in node.elts]
             return _UNKNOWN if any(v is _UNKNOWN for v in vals) else tuple(vals)
@@ -374,19 +376,9 @@ class _Walker:
             left, rv = self.value(node.left, env), self.value(right, env)
             if left is _UNKNOWN or rv is _UNKNOWN:
                 return _UNKNOWN
+            compare = _COMPARE.get(type(op))
             try:
-                if isinstance(op, ast.Eq):
-                    return left == rv
-                if isinstance(op, ast.NotEq):
-                    return left != rv
-                if isinstance(op, ast.In):
-                    return left in rv
-                if isinstance(op, ast.NotIn):
-                    return left not in rv
-                if isinstance(op, ast.Is):
-                    return left is rv
-                if isinstance(op, ast.IsNot):
-                    return left is not rv
+                return compare(left, rv) if compare else _UNKNOWN
             except TypeError:
                 return _UNKNOWN
         return _UNKNOWN
@@ -570,24 +562,25 @@ def _arm(body: list[ast.stmt], archs: tuple[str, ...], line: int, env: dict[str,
                      "does not end in `return kernel(…)` or `raise`")
 
 
+def _known(node: ast.expr, env: dict[str, Any]) -> Any:
+    """A constant's value, or what ``env`` knows of a name; anything else is unknown."""
+    if isinstance(node, ast.Constant):
+        return node.value
+    if isinstance(node, ast.Name):
+        return env.get(node.id, _UNKNOWN)
+    return _UNKNOWN
+
+
 def _call_env(call: ast.Call, fn: ast.FunctionDef | ast.AsyncFunctionDef, env: dict[str, Any]) -> dict[str, Any]:
     """The kernel's parameters the call fixes: constants, or names the caller knows."""
     out: dict[str, Any] = {}
-
-    def val(node: ast.expr) -> Any:
-        if isinstance(node, ast.Constant):
-            return node.value
-        if isinstance(node, ast.Name):
-            return env.get(node.id, _UNKNOWN)
-        return _UNKNOWN
-
     params = [a.arg for a in (*fn.args.posonlyargs, *fn.args.args)]
     for p, a in zip(params, call.args, strict=False):
-        out[p] = val(a)
+        out[p] = _known(a, env)
     for kw in call.keywords:
         if kw.arg is None:  # **kwargs: anything may be overridden
             return {p: _UNKNOWN for p in (*params, *(a.arg for a in fn.args.kwonlyargs))}
-        out[kw.arg] = val(kw.value)
+        out[kw.arg] = _known(kw.value, env)
     return out
 
 

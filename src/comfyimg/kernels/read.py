@@ -1,37 +1,57 @@
-"""Read a wheel: every compiled module with its targets (:mod:`comfyimg.kernels.wheel`) and
+"""Read a wheel: every compiled module with its targets (:mod:`comfyimg.kernels.cuobjdump`) and
 the kernel its own Python sends each GPU to (:mod:`comfyimg.kernels.dispatch`), in one pass."""
 
 from __future__ import annotations
 
 import hashlib
 import tempfile
+import threading
 import zipfile
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from comfyimg.kernels import dispatch
-from comfyimg.kernels.wheel import (
-    CHUNK,
-    BadKernels,
-    Module,
-    WheelKernels,
-    cuobjdump,
-    is_module,
-    module_name,
-    read_module,
-)
+from comfyimg.kernels.cuobjdump import cuobjdump, read_module
+from comfyimg.kernels.elf import BadKernels
+from comfyimg.kernels.rules import Module
+
+CHUNK = 1 << 16  # 64 KiB: larger reads cost more in page faults than they save in calls (bench/audit_wheel.py)
+
+
+@dataclass(frozen=True)
+class WheelKernels:
+    filename: str
+    sha256: str
+    tool: str
+    modules: tuple[Module, ...]
+    dispatch: Mapping[str, Any] = field(default_factory=dict)  # package -> dispatch.Found
+
+    def module(self, name: str) -> Module | None:
+        return next((m for m in self.modules if m.name == name), None)
+
+
+def module_name(member: str) -> str:
+    """``sageattention/_fused.cpython-312-x86_64-linux-gnu.so`` → ``sageattention._fused``."""
+    parts = member.split("/")
+    if len(parts) > 2 and parts[0].endswith(".data") and parts[1] in ("purelib", "platlib"):
+        parts = parts[2:]
+    return ".".join([*parts[:-1], parts[-1].split(".", 1)[0]])
+
+
+def is_module(member: str) -> bool:
+    base = member.rsplit("/", 1)[-1]
+    return base.endswith(".so") or ".so." in base
 
 
 def _sha256(path: Path, label: str) -> str:
-    digest = hashlib.sha256()
     try:
         with open(path, "rb") as fh:
-            for chunk in iter(lambda: fh.read(CHUNK), b""):
-                digest.update(chunk)
+            return hashlib.file_digest(fh, "sha256").hexdigest()
     except OSError as exc:
         raise BadKernels(f"{label}: cannot read: {exc.strerror}") from None
-    return digest.hexdigest()
 
 
 def _read_and_delete(part: Path, name: str, where: str) -> Module:
@@ -56,43 +76,53 @@ def _copy_capped(src: IO[bytes], dst: IO[bytes], where: str) -> None:
         dst.write(chunk)
 
 
+def _extract_and_read(zf: zipfile.ZipFile, info: zipfile.ZipInfo, part: Path, where: str) -> Module:
+    """Stream one member to ``part``, list it with cuobjdump, delete it."""
+    try:
+        with zf.open(info) as src, open(part, "wb") as dst:
+            _copy_capped(src, dst, where)
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError,
+            RuntimeError, NotImplementedError) as exc:  # encrypted; unsupported compression
+        part.unlink(missing_ok=True)
+        raise BadKernels(f"{where}: the zip member cannot be read: {exc}") from None
+    return _read_and_delete(part, module_name(info.filename), where)
+
+
+# Members inflated side by side: zlib and the CRC check release the GIL, so two threads use two
+# cores (the build machine has two); at most this many modules are on disk at a time.
+WORKERS = 2
+
+
 def read_wheel(path: Path, name: str | None = None) -> WheelKernels:
     """Every compiled module of the wheel at ``path`` (named ``name``, default its file name)
     with its targets, and the wheel's sha256.
 
-    One pass over the members: each ``.so`` is streamed to a temp file and listed by cuobjdump
-    while the next one is extracted (at most two on disk at a time); the sha256 is computed
-    alongside, so memory stays flat and the wall time stays close to one read of the wheel."""
+    Each ``.so`` is streamed to a temp file, listed by cuobjdump and deleted, two members side by
+    side (at most two on disk at a time); the sha256 and the dispatch (the wheel's own Python)
+    are read alongside, so memory stays flat and the wall time stays close to one read of the
+    wheel."""
     label = name or path.name
     _, version = cuobjdump()
-    modules: list[Module] = []
     try:
         zf = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError) as exc:
         raise BadKernels(f"{label}: not a readable wheel (zip): {exc}") from None
     with zf, tempfile.TemporaryDirectory(prefix="comfyimg-kernels-") as tmp, \
-            ThreadPoolExecutor(max_workers=3) as pool:
+            ThreadPoolExecutor(max_workers=2 + WORKERS) as pool:
         hashing = pool.submit(_sha256, path, label)
-        reading = pool.submit(dispatch.from_path, path)  # its own handle: overlaps cuobjdump
-        listing: Future[Module] | None = None
+        reading = pool.submit(dispatch.from_path, path)  # its own handle
         members = [i for i in zf.infolist() if not i.is_dir() and is_module(i.filename)]
-        for n, info in enumerate(members):
-            where = f"{label}: {info.filename}"
-            part = Path(tmp) / f"module-{n}.so"
-            try:
-                with zf.open(info) as src, open(part, "wb") as dst:
-                    _copy_capped(src, dst, where)
-            except (zipfile.BadZipFile, EOFError, OSError, ValueError,
-                    RuntimeError, NotImplementedError) as exc:  # encrypted; unsupported compression
-                raise BadKernels(f"{where}: the zip member cannot be read: {exc}") from None
-            if listing is not None:
-                modules.append(listing.result())
-            listing = pool.submit(_read_and_delete, part, module_name(info.filename), where)
-        if listing is not None:
-            modules.append(listing.result())
+        gate = threading.BoundedSemaphore(WORKERS)
+
+        def one(n: int, info: zipfile.ZipInfo) -> Module:
+            with gate:
+                return _extract_and_read(zf, info, Path(tmp) / f"module-{n}.so", f"{label}: {info.filename}")
+
+        listings = [pool.submit(one, n, info) for n, info in enumerate(members)]
+        modules = [f.result() for f in listings]
         digest = hashing.result()
         found = reading.result()
     return WheelKernels(label, digest, version, tuple(sorted(modules, key=lambda m: m.name)), found)
 
 
-__all__ = ["read_wheel"]
+__all__ = ["WheelKernels", "is_module", "module_name", "read_wheel"]

@@ -21,7 +21,7 @@ from packaging.version import InvalidVersion, Version
 from comfyimg.errors import BadInput
 from comfyimg.fsutil import read_text
 from comfyimg.kernels.dispatch import Branch, FromTable, WheelDispatch
-from comfyimg.kernels.wheel import Module, Target, parse_arch
+from comfyimg.kernels.rules import Module, Target, parse_arch
 from comfyimg.pins import comfyui as comfyui_pin
 from comfyimg.pins import fields as F
 from comfyimg.pins.abi import SM, ImageABI, mismatches

@@ -11,7 +11,7 @@ from pathlib import Path
 from packaging.utils import canonicalize_name
 
 from comfyimg.kernels.dispatch import FromTable, WheelDispatch
-from comfyimg.kernels.wheel import Module
+from comfyimg.kernels.rules import Module
 from comfyimg.pins.abi import ImageABI
 from comfyimg.pins.comfyui import ComfyUI
 from comfyimg.pins.fields import wheel_filename

@@ -79,6 +79,9 @@ def dispatch_check(report: Report, sage, device: dict, ext_status: dict, rules: 
     """Does the kernel that sageattn calls on this GPU load? The kernel and its modules come from
     the host (--kernel/--needs: the wheel's own dispatch, read from its Python), else the table."""
     sm = device["sm"]
+    source = "host" if (kernels and sm in kernels) or sm in needs else "table"
+    said = ("" if source == "host" else
+            f" (by kernels.json, the probe's fallback: the host passed no --kernel/--needs for {sm})")
     if kernels and sm in kernels:
         if not kernels[sm]:
             report.add("dispatch", "fail", f"{sm} ({device['name']}): this wheel's sageattn refuses {sm} "
@@ -94,8 +97,8 @@ def dispatch_check(report: Report, sage, device: dict, ext_status: dict, rules: 
         return
     path = rules["dispatch"].get(sm)
     if path is None:
-        report.add("dispatch", "fail", f"{sm} ({device['name']}): " + rules["refused"].format(arch=sm),
-                   kind="gpu", sm=sm)
+        report.add("dispatch", "fail", f"{sm} ({device['name']}): " + rules["refused"].format(arch=sm) + said,
+                   kind="gpu", sm=sm, dispatch_from=source)
         return
     kernel, flag = path["kernel"], path.get("flag")
     modules = needs.get(sm, path["modules"])
@@ -126,10 +129,11 @@ def dispatch_check(report: Report, sage, device: dict, ext_status: dict, rules: 
     ext = ", ".join(modules) or None
     if problems:
         report.add("dispatch", "fail", detail + " but " + "; ".join(problems) +
-                   " -- sageattn will fail on this GPU at the first call", kind="gpu", sm=sm, kernel=kernel,
-                   extension=ext)
+                   " -- sageattn will fail on this GPU at the first call" + said, kind="gpu", sm=sm, kernel=kernel,
+                   extension=ext, dispatch_from=source)
     else:
-        report.add("dispatch", "pass", detail + ", compiled in", kind="gpu", sm=sm, kernel=kernel, extension=ext)
+        report.add("dispatch", "pass", detail + ", compiled in" + said, kind="gpu", sm=sm, kernel=kernel,
+                   extension=ext, dispatch_from=source)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,5 +1,10 @@
-"""The package table (kernels.json, next to this file; the host reads the same file) and what the
-host expects: which compiled modules must load, and which GPUs the image serves."""
+"""What the host expects (which GPUs the image serves, which compiled modules the GPU at hand
+needs: ``--serves``, ``--needs``, ``--kernel``, from the wheel's own dispatch as the host read it),
+and the FALLBACK when the host passed nothing for the GPU at hand: the package table
+(kernels.json, next to this file; the host reads the same file). The host's
+``comfyimg.kernels.rules`` is the one implementation of the rules; what follows only looks up
+the table, in the stdlib (a probe runs in the image, without ``packaging``), and every check it
+decides says so ("by kernels.json")."""
 from __future__ import annotations
 
 import json

@@ -1,25 +1,23 @@
-"""A wheel's compiled kernels → which GPU archs can run it (NVIDIA's rules + the package table).
+"""NVIDIA's rules and the package table: can the code a compiled module carries run on a GPU
+arch, and does a wheel run on it, given the modules its dispatch needs there.
 
-Three steps, each pure except the first:
-
-1. :func:`read_wheel` streams the wheel one member at a time: each compiled module (``.so``)
-   is copied to a temp file, listed with NVIDIA's ``cuobjdump --list-elf --list-ptx`` (from
-   the PyPI package ``nvidia-cuda-cuobjdump``) and deleted, so memory stays flat for a
-   multi-GB wheel. A damaged zip, ``.so`` or fatbin raises :class:`BadKernels` naming the member.
-2. :func:`runs_on` applies NVIDIA's compatibility rules to one target and one GPU arch.
-3. :func:`judge` combines the modules the package needs on that arch (``probes/kernels.json``,
-   the one table the probes read too) with what the wheel carries: runnable by SASS, by PTX
-   JIT (the first call compiles), by Triton, or not, with the reason.
+:func:`runs_on` applies NVIDIA's compatibility rules to one target and one GPU arch.
+:func:`judge` combines the modules the package needs on that arch (the wheel's own dispatch,
+:mod:`comfyimg.kernels.dispatch`, or ``probes/kernels.json``, the one table the probes read too)
+with what the wheel carries: runnable by SASS, by PTX JIT (the first call compiles), by
+Triton, or not, with the reason.
 
 NVIDIA's rules, from the CUDA Programming Guide, §1.3 "The CUDA platform" (binary and PTX
 compatibility; compiler feature-set targets), https://docs.nvidia.com/cuda/cuda-programming-guide/01-introduction/cuda-platform.html,
-and NVIDIA's "Blackwell and CUDA 12.9 introduce family-specific architecture features" (2025):
+and NVIDIA's "Blackwell and CUDA 12.9 introduce family-specific architecture features" (2025,
+https://developer.nvidia.com/blog/nvidia-blackwell-and-nvidia-cuda-12-9-introduce-family-specific-architecture-features/):
 
 * SASS ``sm_XY`` runs on compute capability X.Z for every Z ≥ Y of the same major X
   (``sm_80`` runs on 8.6 and 8.9, never on 9.0 or 12.0);
 * SASS ``sm_XYa`` (architecture-specific) runs on X.Y only;
 * SASS ``sm_XYf`` (family-specific, CUDA 12.9+) runs on the same family at ≥ X.Y
-  (``sm_120f`` on 12.0 and 12.1);
+  (``sm_120f`` on 12.0 and 12.1, ``sm_100f`` on 10.0 and 10.3, neither on another major), the
+  same GPUs as a plain ``sm_XY`` cubin: the ``f`` allows the family's own instructions;
 * PTX ``compute_XY`` is JIT-compiled by the driver for any capability ≥ X.Y, at the first
   launch; ``compute_XYa`` PTX only for X.Y, ``compute_XYf`` for the family at ≥ X.Y;
 * with none of these, the first launch fails with "no kernel image is available for
@@ -28,15 +26,10 @@ and NVIDIA's "Blackwell and CUDA 12.9 introduce family-specific architecture fea
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
-import os
 import re
-import shutil
-import struct
-import subprocess
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -44,18 +37,9 @@ from typing import Any
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from comfyimg.errors import BadInput, WorkFailed, seconds_from_env
-
 TABLE = Path(__file__).parents[1] / "validate" / "probes" / "kernels.json"
 _TARGET = re.compile(r"^(sm|compute)_(\d+)(\d)([af]?)$", re.ASCII)
 _ARCH = re.compile(r"^sm(\d+)(\d)$", re.ASCII)
-_LISTED = re.compile(r"^(ELF|PTX) file\s+\d+:\s+(\S+)$", re.ASCII)
-_LISTED_ARCH = re.compile(r"\.(sm_\d+[af]?)\.(?:cubin|ptx)$", re.ASCII)
-CHUNK = 1 << 20
-
-
-class BadKernels(ValueError):
-    """A wheel, zip member, ELF file or fatbin that cannot be read (bad input: exit 2)."""
 
 
 # --------------------------------------------------------------------------- targets and rules
@@ -97,9 +81,6 @@ def runs_on(target: Target, arch: str) -> bool:
     return (major, minor) >= (target.major, target.minor)
 
 
-# --------------------------------------------------------------------------- reading a wheel
-
-
 @dataclass(frozen=True)
 class Module:
     """One compiled module of a wheel and the GPU code its fatbin carries."""
@@ -124,125 +105,6 @@ class Module:
         if any(runs_on(t, arch) for t in self.targets if t.ptx):
             return "ptx"
         return None
-
-
-@dataclass(frozen=True)
-class WheelKernels:
-    filename: str
-    sha256: str
-    tool: str
-    modules: tuple[Module, ...]
-    dispatch: Mapping[str, Any] = field(default_factory=dict)  # package -> dispatch.Found
-
-    def module(self, name: str) -> Module | None:
-        return next((m for m in self.modules if m.name == name), None)
-
-
-def module_name(member: str) -> str:
-    """``sageattention/_fused.cpython-312-x86_64-linux-gnu.so`` → ``sageattention._fused``."""
-    parts = member.split("/")
-    if len(parts) > 2 and parts[0].endswith(".data") and parts[1] in ("purelib", "platlib"):
-        parts = parts[2:]
-    return ".".join([*parts[:-1], parts[-1].split(".", 1)[0]])
-
-
-def is_module(member: str) -> bool:
-    base = member.rsplit("/", 1)[-1]
-    return base.endswith(".so") or ".so." in base
-
-
-@cache
-def cuobjdump() -> tuple[str, str]:
-    """(path, version) of NVIDIA's cuobjdump: ``$COMFYIMG_CUOBJDUMP``, the PyPI package
-    ``nvidia-cuda-cuobjdump`` (it lands at ``site-packages/nvidia/cu13/bin/cuobjdump``), or PATH."""
-    path = os.environ.get("COMFYIMG_CUOBJDUMP")
-    if not path:
-        try:
-            files = importlib.metadata.distribution("nvidia-cuda-cuobjdump").files or []
-            found = [f for f in files if f.name == "cuobjdump" and f.parent.name == "bin"]
-            path = str(found[0].locate()) if found else None
-        except importlib.metadata.PackageNotFoundError:
-            path = None
-    path = path or shutil.which("cuobjdump")
-    if not path or not os.access(path, os.X_OK):
-        raise BadInput("cuobjdump not found: install the project (pip install -e .; it depends on "
-                       "nvidia-cuda-cuobjdump), or set COMFYIMG_CUOBJDUMP to NVIDIA's cuobjdump")
-    try:
-        text = _run_cuobjdump([path, "--version"], f"cuobjdump at {path}").stdout
-    except OSError as exc:
-        raise BadInput(f"cuobjdump at {path} cannot run: {exc}") from None
-    m = re.search(r"release [\d.]+, V([\d.]+)", text)
-    return path, f"cuobjdump {m[1] if m else 'unknown'}"
-
-
-def _elf_sections(path: Path, where: str) -> set[str]:
-    """Section names of an ELF64 little-endian file; a cut-off or mangled ELF is :class:`BadKernels`.
-    cuobjdump reports a truncated file as "does not contain device code", like a host-only one."""
-    size = path.stat().st_size
-    with open(path, "rb") as fh:
-        head = fh.read(64)
-        if len(head) < 64 or head[:4] != b"\x7fELF":
-            raise BadKernels(f"{where}: not an ELF file")
-        if head[4] != 2 or head[5] != 1:
-            raise BadKernels(f"{where}: not a 64-bit little-endian ELF file")
-        shoff, = struct.unpack_from("<Q", head, 0x28)
-        shentsize, shnum, shstrndx = struct.unpack_from("<HHH", head, 0x3A)
-        if shnum == 0:  # no section table (or more than 65279 sections): cuobjdump decides
-            return set()
-        if shentsize != 64 or shoff + shnum * shentsize > size or shstrndx >= max(shnum, 1):
-            raise BadKernels(f"{where}: truncated or corrupt ELF (section headers at {shoff} beyond "
-                             f"the {size}-byte file)")
-        fh.seek(shoff)
-        table = fh.read(shnum * 64)
-        headers = [struct.unpack_from("<IIQQQQ", table, i * 64) for i in range(shnum)]
-        for _name, kind, _flags, _addr, offset, length in headers:
-            if kind != 8 and offset + length > size:  # 8 = SHT_NOBITS
-                raise BadKernels(f"{where}: truncated ELF (a section ends at {offset + length}, "
-                                 f"the file has {size} bytes)")
-        _, _, _, _, str_off, str_len = headers[shstrndx]
-        fh.seek(str_off)
-        strings = fh.read(str_len)
-    return {strings[n:strings.find(b"\0", n)].decode("ascii", "replace") for n, *_ in headers}
-
-
-TIMEOUT_ENV = "COMFYIMG_CUOBJDUMP_TIMEOUT"
-
-
-def cuobjdump_timeout() -> float:
-    """Seconds one cuobjdump run may take: ``$COMFYIMG_CUOBJDUMP_TIMEOUT``, 1 to 3600, default 600."""
-    return seconds_from_env(TIMEOUT_ENV, 600, BadKernels)
-
-
-def _run_cuobjdump(args: list[str], where: str) -> subprocess.CompletedProcess[str]:
-    limit = cuobjdump_timeout()
-    try:
-        return subprocess.run(args, capture_output=True, text=True, errors="replace", timeout=limit)
-    except subprocess.TimeoutExpired:
-        raise WorkFailed(f"{where}: cuobjdump did not finish within {limit:g} s ({TIMEOUT_ENV}); "
-                         "it was stopped") from None
-
-
-def read_module(path: Path, name: str, where: str) -> Module:
-    """List one compiled module's SASS and PTX with cuobjdump."""
-    sections = _elf_sections(path, where)
-    tool, _ = cuobjdump()
-    proc = _run_cuobjdump([tool, "--list-elf", "--list-ptx", str(path)], where)
-    text = proc.stdout + proc.stderr
-    if "does not contain device code" in text and proc.returncode != 0:
-        if ".nv_fatbin" in sections:
-            raise BadKernels(f"{where}: has a .nv_fatbin section but cuobjdump finds no device code in it")
-        return Module(name)
-    if proc.returncode != 0 or "fatal" in text:
-        why = next((ln.split(":", 1)[-1].strip() for ln in text.splitlines() if "fatal" in ln),
-                   text.strip().splitlines()[-1] if text.strip() else f"exit {proc.returncode}")
-        raise BadKernels(f"{where}: cuobjdump cannot read its fatbin: {why}")
-    sass: set[str] = set()
-    ptx: set[str] = set()
-    for line in proc.stdout.splitlines():
-        if (m := _LISTED.match(line.strip())) and (a := _LISTED_ARCH.search(m[2])):
-            # cuobjdump names PTX "…sm_80.ptx"; it is compute_80 PTX.
-            (sass if m[1] == "ELF" else ptx).add(a[1] if m[1] == "ELF" else a[1].replace("sm_", "compute_"))
-    return Module(name, tuple(sorted(sass, key=Target.parse)), tuple(sorted(ptx, key=Target.parse)))
 
 
 # --------------------------------------------------------------------------- the package table
