@@ -33,6 +33,7 @@ def _tasks():
 @pytest.mark.parametrize("command", SHARED, ids=[c.name for c in SHARED])
 def test_a_shared_command_is_defined_once_for_invoke_and_python_m(command):
     task = getattr(_tasks(), command.name)
+    assert task.body.__doc__.splitlines()[0] == command.summary  # invoke --list shows the same line
     arguments = {a.name: a for a in task.get_arguments()}
     assert set(arguments) == {o.name for o in command.options}
     for option in command.options:
