@@ -21,7 +21,7 @@ from comfyimg.kernels.elf import BadKernels
 from comfyimg.kernels.read import WheelKernels, read_wheel
 from comfyimg.kernels.rules import Module, Verdict
 from comfyimg.pins import load as pins_mod
-from comfyimg.pins.hints import record_hash_command
+from comfyimg.pins.model import record_hash_command
 from comfyimg.pins.load import Pin, Pins
 
 # The GPUs the coverage docs always show, by arch (labels only: any arch NVIDIA's rules know is judged).
