@@ -8,7 +8,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -127,3 +129,20 @@ def test_without_docker_the_checks_are_skipped_and_said_so(tmp_path):
     assert r.returncode == 0, r.stdout + r.stderr
     assert "warning: build checks skipped" in r.stderr, r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_a_check_run_past_the_docker_timeout_is_stopped_and_says_so(tmp_path):
+    """A base image on a registry that accepts the connection and never answers: the check run
+    is stopped at COMFYIMG_DOCKER_TIMEOUT (here 3 s), with one line naming the setting."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        port = silent.getsockname()[1]
+        project = _project(tmp_path, CLEAN, f"FROM 127.0.0.1:{port}/silent/base:1\nCOPY a /a\n")
+        started = time.monotonic()
+        r = project.invoke("check", "--json", env={"COMFYIMG_DOCKER_TIMEOUT": "3"})
+        took = time.monotonic() - started
+    data = _checks(r)
+    assert r.returncode == 1, (r.stdout, r.stderr)
+    assert data["status"] == "failed" and data["detail"] == "build checks: no answer within 3 s (COMFYIMG_DOCKER_TIMEOUT)"
+    assert took < 30, took

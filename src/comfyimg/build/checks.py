@@ -29,10 +29,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from comfyimg.build import bake, bakefile
-from comfyimg.build.docker import NoDockerCLI
+from comfyimg.build.docker import NoDockerCLI, TIMEOUT_ENV, docker_timeout
 from comfyimg.errors import BadInput, WorkFailed
 
-TIMEOUT = 300.0  # seconds for the whole check run
 _WARNING = re.compile(r"^WARNING: (\S+ - .*)$", re.M)
 _CANNOT = re.compile(r"unsupported request frontend\.lint|resolve image config for docker-image://[^\s/]+/docker/dockerfile")
 
@@ -94,16 +93,17 @@ def run(root: Path) -> Result:
     if not targets:
         return Result("skipped", "build checks skipped: no target has a Dockerfile in this checkout"
                       + (f" ({', '.join(missing)})" if missing else ""), note=True)
+    limit = docker_timeout()  # the whole check run, as every short docker command (bump.md)
     with tempfile.TemporaryDirectory(prefix="comfyimg-check-") as stub:
         sets, allow = _unlinked(specs, targets, Path(stub))
         request = bake.BakeRequest(targets=targets, sets=sets, allow=allow)
         cmd = bake.bake_command(root, request, "--call", "check", "--progress", "plain")
         try:
             with contextlib.chdir(root):
-                proc = subprocess.run(cmd, capture_output=True, text=True, timeout=TIMEOUT,
+                proc = subprocess.run(cmd, capture_output=True, text=True, timeout=limit,
                                       env={**os.environ, **bake.variables(request, root)}, check=False)
         except subprocess.TimeoutExpired:
-            return Result("failed", f"build checks: no answer within {TIMEOUT:g} s")
+            return Result("failed", f"build checks: no answer within {limit:g} s ({TIMEOUT_ENV})")
     output = proc.stdout + proc.stderr
     warnings = _WARNING.findall(output)
     if warnings:
