@@ -72,10 +72,11 @@ def lock(session):
 
 @nox.session
 def lint(session):
-    """ruff and mypy over src/, tasks.py and noxfile.py, at the locked versions."""
+    """ruff and mypy over src/, tasks.py and noxfile.py, ruff over tests/ and bench/ too (not the
+    vendored third-party files of tests/vendor), at the locked versions."""
     install_locked(session, "lint")
     targets = ["src", "tasks.py", "noxfile.py"]
-    session.run("ruff", "check", *targets)
+    session.run("ruff", "check", *targets, "tests", "bench", "--extend-exclude", "tests/vendor")
     session.run("mypy", *targets)
 
 

@@ -22,7 +22,6 @@ from pathlib import Path
 
 from tests.lib.engine import (
     OVERRIDE,
-    STANDIN,
     WheelPin,
     engine_problem,
     make_wheel,

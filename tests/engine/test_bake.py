@@ -22,7 +22,6 @@ from tests.lib.engine import (
     WheelPin,
     docker,
     free_port,
-    line_of,
     make_wheel,
     pip_list,
     sage2_files,

@@ -35,7 +35,7 @@ from tests.lib.project import REPO
 from tests.lib.server import StaticServer, serve
 from tests.lib.wheels import build_wheel
 
-from tests.lib.engine import BASE, LABEL, EngineProject, docker, make_engine_project, require_engine, wheels_toml
+from tests.lib.engine import BASE, EngineProject, docker, make_engine_project, require_engine, wheels_toml
 
 pytestmark = pytest.mark.engine
 

@@ -28,8 +28,8 @@ def _labels(image: str) -> dict[str, str]:
 def test_docker_inspect_shows_the_oci_labels_and_the_pins(main_image):
     labels = _labels(main_image.image)
     assert labels[OCI + "version"] == main_image.project.label
-    created = dt.datetime.strptime(labels[OCI + "created"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.timezone.utc)
-    assert abs((dt.datetime.now(dt.timezone.utc) - created).total_seconds()) < 3 * 3600
+    created = dt.datetime.strptime(labels[OCI + "created"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
+    assert abs((dt.datetime.now(dt.UTC) - created).total_seconds()) < 3 * 3600
     # The test project lives inside this checkout (build/ is git-ignored): its HEAD is the revision.
     head = subprocess.run(["git", "-C", str(main_image.project.root), "rev-parse", "HEAD"], capture_output=True,
                           text=True).stdout.strip()
