@@ -1,7 +1,7 @@
 """`python -m comfyimg smoke` against the real engine, on the real complete image built on the
 stand-in core (no ComfyUI there, no GPU here): the model builder fails, the smoke fails with
 that one reason, writes its reports, and leaves no container behind. The render itself runs
-only on the GPU machine (tests/gpu/smoke_h200.sh)."""
+only on the GPU machine (tests/gpu/fullpath_h200.sh)."""
 
 from __future__ import annotations
 

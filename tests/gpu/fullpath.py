@@ -34,8 +34,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(REPO), str(REPO / "src")]
 
+from tests.lib.dockercli import docker  # noqa: E402
 from tests.lib.github import FakeAsset, FakeGitHub, FakeRelease  # noqa: E402
-from tests.lib.project import make_project  # noqa: E402
+from tests.lib.project import Project, make_project  # noqa: E402
 from tests.lib.wheels import sha256_file  # noqa: E402
 
 GH_REPO = "thu-ml/SageAttention"
@@ -71,14 +72,13 @@ provides = ["sageattention"]
 
 class Steps:
     def __init__(self, out: Path, project: Path) -> None:
-        self.out, self.project, self.done = out, project, []  # type: ignore[var-annotated]
+        self.out, self.project, self.done = out, Project(project), []  # type: ignore[var-annotated]
 
-    def run(self, name: str, argv: list[str], *, want: int = 0, env: dict[str, str] | None = None,
+    def run(self, name: str, argv: list[str], *, want: int = 0, env: dict[str, str | None] | None = None,
             timeout: float = 900) -> subprocess.CompletedProcess[str]:
         t0 = time.monotonic()
         try:
-            proc = subprocess.run(argv, cwd=self.project, env={**os.environ, "CI": "1", **(env or {})}, text=True,
-                                  capture_output=True, timeout=timeout, check=False)
+            proc = self.project.run(*argv, env=env, timeout=timeout)
         except subprocess.TimeoutExpired as exc:
             proc = subprocess.CompletedProcess(argv, 124, str(exc.stdout or ""), f"timed out after {timeout} s")
         wall = round(time.monotonic() - t0, 1)
@@ -89,14 +89,16 @@ class Steps:
         print("\n".join((proc.stdout + proc.stderr).splitlines()[-25:]), flush=True)
         return proc
 
+    def keep(self, src: Path, name: str) -> dict:
+        """Copy a report or record into the evidence folder; its JSON ({} when it was not written)."""
+        if not src.exists():
+            return {}
+        shutil.copy(src, self.out / name)
+        return json.loads(src.read_text())
+
     def check(self, name: str, ok: bool, detail: str) -> None:
         self.done.append({"step": name, "ok": ok, "detail": detail})
         print(f"== {name}: {'OK' if ok else 'NOT OK'}: {detail}", flush=True)
-
-
-def report(project: Path, name: str) -> dict:
-    path = project / "reports" / f"{name}.json"
-    return json.loads(path.read_text()) if path.exists() else {}
 
 
 def main() -> int:
@@ -118,7 +120,7 @@ def main() -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     py = sys.executable
     # nox --no-venv runs session.run("python") from PATH: this Python, with the project's sources.
-    env = {"PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")]),
+    env: dict[str, str | None] = {"PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")]),
            "PATH": os.pathsep.join([str(Path(py).parent), os.environ.get("PATH", "")])}
 
     with FakeGitHub() as gh:
@@ -133,7 +135,7 @@ def main() -> int:
                             copy=("services", "compose", "tests/engine/override.hcl", "noxfile.py"))
         steps = Steps(args.out, root)
         before = (root / "wheels.toml").read_text()
-        env_gh = {**env, "GITHUB_API_URL": gh.api_url}
+        env_gh: dict[str, str | None] = {**env, "GITHUB_API_URL": gh.api_url}
 
         steps.run("1-bump", [py, "-m", "invoke", "bump", "--release", NEW_TAG, "--verify"], env=env_gh)
         after = (root / "wheels.toml").read_text()
@@ -147,9 +149,7 @@ def main() -> int:
         steps.run("2-bake", [py, "-m", "invoke", "bake", "-t", "complete-cuda", "--file", "tests/engine/override.hcl",
                              "--allow", "network.host", "--label", args.label],
                   env={**env_gh, "TEST_CORE_IMAGE": args.core_image, "TEST_PIP_INDEX_URL": "http://127.0.0.1:9/simple/"})
-        rec_path = root / "build" / "bake-record.json"
-        rec = json.loads(rec_path.read_text()) if rec_path.exists() else {}
-        shutil.copy(rec_path, args.out / "bake-record.json") if rec_path.exists() else None
+        rec = steps.keep(root / "build" / "bake-record.json", "bake-record.json")
         built = rec.get("targets", {}).get("complete-cuda", {})
         image = (built.get("tags") or [""])[0]
         steps.check("2-bake recorded", bool(image) and any(p.get("sha256") == sha for p in built.get("pins", [])),
@@ -157,8 +157,7 @@ def main() -> int:
 
         validate = [py, "-m", "nox", "--no-venv", "-f", "noxfile.py", "-s", "validate_sage2", "--"]
         steps.run("3-validate", validate + (["--require-gpu"] if args.require_gpu else []), env=env)
-        rep = report(root, "sage2")
-        shutil.copy(root / "reports" / "sage2.json", args.out / "validate-sage2.json") if rep else None
+        rep = steps.keep(root / "reports" / "sage2.json", "validate-sage2.json")
         checks = {c["name"]: c["status"] for c in rep.get("result", {}).get("checks", [])}
         steps.check("3-validate labels", checks.get("image labels match the pins") == "pass",
                     f"label check: {checks.get('image labels match the pins')}; passed {rep.get('passed')}, "
@@ -167,32 +166,27 @@ def main() -> int:
         if args.smoke and image:
             smoke = [py, "-m", "nox", "--no-venv", "-f", "noxfile.py", "-s", "smoke", "--", "--image"]
             steps.run("4-smoke", smoke + [image, "--timeout", args.smoke_timeout], env=env)
-            good = report(root, "smoke")
-            shutil.copy(root / "reports" / "smoke.json", args.out / "smoke-good.json") if good else None
+            steps.keep(root / "reports" / "smoke.json", "smoke-good.json")
             broken = f"{image}-broken"
-            where = subprocess.run(["docker", "run", "--rm", "--network", "none", "--entrypoint", "python", image, "-c",
-                                    "import sageattention; print(sageattention.__file__)"],
-                                   capture_output=True, text=True, check=False).stdout.strip()
-            made = subprocess.run(["docker", "run", "--name", "comfyimg-fullpath-break", "--network", "none", "--user",
-                                   "0", "--entrypoint", "/bin/sh", image, "-c", f"printf '%s' '{BROKEN_INIT}' >> {where}"],
-                                  capture_output=True, text=True, check=False)
-            cfg = json.loads(subprocess.run(["docker", "image", "inspect", image, "--format", "{{json .Config}}"],
-                                            capture_output=True, text=True, check=False).stdout or "{}")
+            box = "comfyimg-fullpath-break"
+            where = docker("run", "--rm", "--network", "none", "--entrypoint", "python", image, "-c",
+                           "import sageattention; print(sageattention.__file__)").stdout.strip()
+            made = docker("run", "--name", box, "--network", "none", "--user", "0", "--entrypoint", "/bin/sh", image,
+                          "-c", f"printf '%s' '{BROKEN_INIT}' >> {where}")
+            cfg = json.loads(docker("image", "inspect", image, "--format", "{{json .Config}}").stdout or "{}")
             changes = [f"ENTRYPOINT {json.dumps(cfg.get('Entrypoint') or [])}", f"CMD {json.dumps(cfg.get('Cmd') or [])}",
                        f"USER {cfg.get('User') or '0'}", f"WORKDIR {cfg.get('WorkingDir') or '/'}"]
-            commit = subprocess.run(["docker", "commit", *sum((["--change", c] for c in changes), []),
-                                     "comfyimg-fullpath-break", broken], capture_output=True, text=True, check=False)
-            subprocess.run(["docker", "rm", "-f", "comfyimg-fullpath-break"], capture_output=True, check=False)
+            commit = docker("commit", *sum((["--change", c] for c in changes), []), box, broken)
+            docker("rm", "-f", box)
             steps.check("5-broken image", bool(where) and made.returncode == 0 and commit.returncode == 0,
                         f"sageattn replaced in {where or '(not found)'}: {made.stderr.strip()[-200:]}"
                         f"{commit.stderr.strip()[-200:]}")
             steps.run("5-smoke-broken", smoke + [broken, "--timeout", args.smoke_timeout], want=1, env=env)
-            bad = report(root, "smoke")
-            shutil.copy(root / "reports" / "smoke.json", args.out / "smoke-broken.json") if bad else None
+            bad = steps.keep(root / "reports" / "smoke.json", "smoke-broken.json")
             reason = bad.get("result", {}).get("reason", "")
             steps.check("5-smoke-broken reason", any(w in reason for w in ("agree", "fallback")),
                         reason[:400])
-            subprocess.run(["docker", "image", "rm", "-f", broken], capture_output=True, check=False)
+            docker("image", "rm", "-f", broken)
 
     ok = all(s["ok"] for s in steps.done)
     (args.out / "steps.json").write_text(json.dumps(steps.done, indent=2) + "\n")

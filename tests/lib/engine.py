@@ -30,6 +30,7 @@ from pathlib import Path
 import pytest
 
 from tests.lib.pinfile import profile, wheel
+from tests.lib.dockercli import docker
 from tests.lib.project import REPO, Project, make_project
 from tests.lib.server import StaticServer, serve
 from tests.lib.wheels import build_wheel, sha256_file
@@ -47,13 +48,6 @@ WHEEL_TAG = "2130.129-cp311-cp311-linux_x86_64"  # build tag: torch 2.13.0 / CUD
 
 
 # --------------------------------------------------------------------------- engine gate
-
-
-def docker(*args: str, timeout: float = 300, check: bool = False, env: dict | None = None,
-           ) -> subprocess.CompletedProcess[str]:
-    """The docker CLI (tests only; the package talks to docker through python-on-whales)."""
-    return subprocess.run(["docker", *args], text=True, capture_output=True, timeout=timeout, check=check,
-                          env=env)
 
 
 @functools.cache

@@ -1,7 +1,7 @@
 """The smoke's custom node (probes/comfyimg_smoke) with real torch on the CPU: the counter sees
 every call, checks the sampled ones against fp32 SDPA in both of ComfyUI's layouts, catches a
 sageattn that returns q, and counts a call that raised. Without ComfyUI it installs nothing
-and logs why (ComfyUI itself is only on the GPU machine: tests/gpu/smoke_direct_h200.py)."""
+and logs why (ComfyUI itself is only on the GPU machine: tests/gpu/fullpath_h200.sh)."""
 
 from __future__ import annotations
 

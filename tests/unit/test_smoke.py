@@ -1,7 +1,7 @@
 """The smoke's judge, output readers and command line, on ComfyUI-shaped outputs.
 
 The HTTP client against a real ComfyUI runs only on the GPU machine (ComfyUI cannot boot on the
-build machine: no torchvision there): tests/gpu/smoke_direct_h200.py and tests/gpu/smoke_h200.sh.
+build machine: no torchvision there): tests/gpu/fullpath_h200.sh.
 """
 
 from __future__ import annotations
