@@ -19,11 +19,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from comfyimg import render
-from comfyimg.build import bakefile
-from comfyimg.build.record import RECORD
+from comfyimg.bake.record import RECORD
 from comfyimg.errors import BAD_INPUT, FAILED, INTERRUPTED, BadInput, Stopped, UserError
 from comfyimg.fsutil import changed_statement, read_bytes
-from comfyimg.kernels import coverage, report
+from comfyimg.audit import coverage, report
 from comfyimg.output import SafeTable as Table
 from comfyimg.output import err, out, plain
 from comfyimg.pins import load as pins_mod
@@ -145,7 +144,7 @@ def after_dashes(remainder: str | None) -> list[str]:
 
 def load_pins(root: Path) -> pins_mod.Pins:
     """``wheels.toml`` of the project at ``root``, its targets checked against the bake file."""
-    return pins_mod.load(root / "wheels.toml", bake_targets=bakefile.targets(root / bakefile.BAKE_FILE))
+    return pins_mod.load(root / "wheels.toml", bake_targets=render.targets(root / render.BAKE_FILE))
 
 
 def warn_unhashed(pins: pins_mod.Pins) -> None:
@@ -176,7 +175,7 @@ def check_coverage(pins: pins_mod.Pins) -> None:
 def check(root: Path, json_out: bool = False) -> int:
     """Validate wheels.toml, verify the generated files are current, run the bake build checks
     when an engine can: 0 ok, 1 drift or a build-check warning, 2 bad input."""
-    from comfyimg.build import checks as buildchecks  # optional: the docker stack, for this command only
+    from comfyimg.bake import checks as buildchecks  # optional: the docker stack, for this command only
     pins = load_pins(root)
     check_coverage(pins)
     drifts = render.check(pins, root)
@@ -323,7 +322,7 @@ def bake(root: Path, targets: Sequence[str] | None, remainder: str, *, load: boo
          allow: Sequence[str] | None, json_out: bool = False, **options: object) -> int:
     """``invoke bake``: preflight, build through buildx bake, print a summary and write the
     build record (``--print``: print the resolved plan instead)."""
-    from comfyimg.build import bake as bake_mod  # optional: the docker stack, for this command only
+    from comfyimg.bake import bake as bake_mod  # optional: the docker stack, for this command only
 
     modes = [m for m, on in (("load", load), ("push", push), ("print", print_plan)) if on]
     if len(modes) > 1:

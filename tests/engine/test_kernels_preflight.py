@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from comfyimg.kernels import record
+from comfyimg.audit import record
 from comfyimg.kernels.read import read_wheel
 from comfyimg.pins import edit as pinedit
 from comfyimg.pins import load as pins

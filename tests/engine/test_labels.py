@@ -35,7 +35,7 @@ def test_docker_inspect_shows_the_oci_labels_and_the_pins(main_image):
                           text=True).stdout.strip()
     assert labels[OCI + "revision"] == (head or "unknown")
     assert labels[OCI + "source"]
-    from comfyimg.kernels import coverage
+    from comfyimg.audit import coverage
     from comfyimg.pins.load import load
 
     pins = load(main_image.project.pins)

@@ -38,7 +38,7 @@ def test_a_server_that_dies_at_start_is_a_crash_with_its_log_and_no_container_le
     container end before it answered, keeps its log, removes it."""
     import time
 
-    from comfyimg.build.docker import client
+    from comfyimg.engine.docker import client
     from comfyimg.validate import smoke
 
     started = time.monotonic()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from comfyimg.build import autocover
+from comfyimg.bake import autocover
 from comfyimg.pins import load as pins_mod
 from comfyimg.errors import WorkFailed
 from tests.lib.cudawheels import FULL_SAGE2, sage2_wheel

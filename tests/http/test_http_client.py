@@ -9,8 +9,8 @@ import time
 import pytest
 
 from comfyimg.errors import BadInput, WorkFailed
-from comfyimg.bump.digests import parse_sums
-from comfyimg.bump.github import Asset, GitHub
+from comfyimg.sources.digests import parse_sums
+from comfyimg.sources.github import Asset, GitHub
 from tests.lib.bumpproject import SAGE, TOKEN
 from tests.lib.github import FakeAsset, FakeGitHub, FakeRelease
 

@@ -1,4 +1,4 @@
-"""The loopback index (tests/lib/index.py) and comfyimg.bump.index's reading of it: PEP 503 HTML
+"""The loopback index (tests/lib/index.py) and comfyimg.sources.index's reading of it: PEP 503 HTML
 and PEP 691 JSON give the same files, hashes and yanked flags; the name is normalized."""
 
 from __future__ import annotations
@@ -6,9 +6,9 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from comfyimg.bump import index as index_mod
+from comfyimg.sources import index as index_mod
 from comfyimg.errors import WorkFailed
-from comfyimg.bump.transport import Transport
+from comfyimg.net.transport import Transport
 from tests.lib.index import PEP691, FakeIndex, IndexFile
 
 A = "sageattention-2.2.0+cu130torch2.11-cp312-cp312-manylinux_2_34_x86_64.whl"

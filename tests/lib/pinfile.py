@@ -8,7 +8,7 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from comfyimg.kernels import record
+from comfyimg.audit import record
 from comfyimg.kernels.read import read_wheel
 from comfyimg.pins import edit as pinedit
 from comfyimg.pins import load as pins

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from comfyimg.build import bake
-from comfyimg.build.bake import BakeRequest, cache_entries, check_options, derived_args, oci_values
+from comfyimg.bake import bake
+from comfyimg.bake.bake import BakeRequest, cache_entries, check_options, derived_args, oci_values
 from comfyimg.errors import BadInput
 from comfyimg.pins.load import loads
 from tests.lib.pinfile import profile, wheel

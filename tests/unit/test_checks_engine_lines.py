@@ -1,10 +1,10 @@
-"""Which engine answers mean "this BuildKit cannot run build checks" (build/checks.py): the two
+"""Which engine answers mean "this BuildKit cannot run build checks" (bake/checks.py): the two
 lines Docker 26.1's BuildKit printed here on 2026-12-04, with the registry host elided as it is
 in every line of this repository, and lines that must not be read so."""
 
 import pytest
 
-from comfyimg.build.checks import _CANNOT
+from comfyimg.bake.checks import _CANNOT
 
 HOST = "registry.invalid"  # any host: the pattern must not depend on it
 

@@ -16,7 +16,7 @@ import invoke
 import pytest
 import python_on_whales.utils
 
-from comfyimg.build import docker as dockerclient
+from comfyimg.engine import docker as dockerclient
 from comfyimg.errors import BadInput, WorkFailed
 from comfyimg.cli import SHORT_FLAGS, task_class
 from tests.lib.project import REPO

@@ -12,7 +12,8 @@ import zipfile
 
 import pytest
 
-from comfyimg.kernels import coverage, dispatch, record, report
+from comfyimg.audit import coverage, record, report
+from comfyimg.kernels import dispatch
 from comfyimg.kernels import rules as kernels
 from comfyimg.kernels.read import read_wheel
 from comfyimg.pins import load as pins

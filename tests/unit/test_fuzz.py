@@ -11,11 +11,11 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from comfyimg.bump import digests
+from comfyimg.sources import digests
 from comfyimg.pins import load as pins
 from comfyimg.pins.abi import InvalidWheelName, parse_wheel
 from comfyimg.errors import BadInput, WorkFailed
-from comfyimg.bump.github import GitHub, Release
+from comfyimg.sources.github import GitHub, Release
 from comfyimg.validate.verdict import label_pins, parse_result
 from tests.lib.basepins import BASE_LINES
 

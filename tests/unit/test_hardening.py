@@ -13,7 +13,7 @@ from comfyimg import fsutil
 from comfyimg.pins import load as pins
 from comfyimg import render
 from comfyimg.pins.abi import fit, parse_wheel
-from comfyimg.build.bake import BakeRequest, check_options
+from comfyimg.bake.bake import BakeRequest, check_options
 from comfyimg.errors import BadInput
 from comfyimg.untrusted import add_secret, for_markdown_cell, for_terminal, for_xml
 from tests.lib.assertions import assert_failed_cleanly
@@ -130,7 +130,7 @@ def test_per_arch_only_pins_say_so_in_the_base_image_requirements(project_factor
 def test_pins_and_bump_share_one_fit_rule_for_arch():
     """A per-arch pin pointing at a wheel built for every arch: pins accepted it, bump refused."""
     from comfyimg.bump.plan import _reject_reason
-    from comfyimg.bump.github import Asset
+    from comfyimg.sources.github import Asset
 
     text = edit(sub(36, "%2Bcu129.torch2.9.0.sm90", "") | sub(35, "+cu129.torch2.9.0.sm90", "") | {20: None, 18: None,
                 19: None, 21: None, 22: None, 23: None, 24: None, 17: None, 16: None})

@@ -7,8 +7,8 @@ import re
 
 import pytest
 
-from comfyimg.kernels import coverage
-from comfyimg.kernels.report import DOC
+from comfyimg.audit import coverage
+from comfyimg.audit.report import DOC
 from comfyimg.pins import load as pins
 from tests.lib.assertions import assert_failed_cleanly
 from tests.lib.cudawheels import FULL_SAGE2, SEED_SAGE2, sage2_wheel, sage3_wheel
@@ -105,7 +105,7 @@ def test_bad_coverage_fields_name_file_line_and_field(tmp_path, project_factory,
 
 
 def test_the_host_passes_the_probe_what_each_served_gpu_needs_from_the_coverage(tmp_path, project_factory):
-    from comfyimg.build import bakefile
+    from comfyimg import render
     from comfyimg.validate import containers as validate
     from tests.lib.cudawheels import PER_ARCH_SAGE2
 
@@ -119,7 +119,7 @@ def test_the_host_passes_the_probe_what_each_served_gpu_needs_from_the_coverage(
     project.pins.write_text(recorded(text, project.pins, fat, per_arch))
     loaded = pins.load(project.pins)
     # The per-arch image: it serves sm90 only, and sm90 needs its _qattn_sm90 and _fused kernels.
-    assert coverage.probe_args(loaded, "sageattention", bakefile.pins_for(loaded, "complete-cuda-sm90")) == [
+    assert coverage.probe_args(loaded, "sageattention", render.pins_for(loaded, "complete-cuda-sm90")) == [
         "--serves", "sm90", "--needs", "sm90=sageattention._qattn_sm90,sageattention._fused"]
     fat_args = validate.expectations(project.root, validate.PROBES["sage2"], "complete-cuda")
     assert fat_args[:2] == ["--serves", "sm80,sm86,sm89,sm90,sm120"]

@@ -13,26 +13,19 @@ SRC = REPO / "src"
 PACKAGE = SRC / "comfyimg"
 PROBES = PACKAGE / "validate" / "probes"
 
-# The stages in pipeline order. A module may import from its own stage or an earlier one.
-# kernels.elf (the ELF checks), kernels.cuobjdump (what a wheel's compiled modules carry),
-# kernels.rules (NVIDIA's rules, the package table), kernels.dispatch (the kernel the wheel's own
-# Python picks per GPU) and kernels.read (all of them, in one pass over the wheel) are facts about
-# a wheel that a pin records, so they come before pins; the coverage that reads pins, and its
-# report, come after. bump moves the pins before build bakes them: bake's preflight downloads and
-# records missing coverage (build.autocover) through bump's GitHub client and digests, so bump
-# comes first. build.bakefile (the target names of docker-bake.hcl, which bump checks pins
-# against, the pins a target installs and its label, which validate reads) needs only the file,
-# the pins and their coverage, so it sits before bump. Within a stage: pins.model before
-# pins.load; validate.verdict (parse, judge, labels) before validate.containers (jobs, cleanup).
+# The stages in pipeline order, one folder (or top-level module) a line. A module may import
+# from its own stage or an earlier one; no exceptions.
 STAGES: list[tuple[str, ...]] = [
     ("comfyimg.errors", "comfyimg.untrusted", "comfyimg.fsutil", "comfyimg.output"),
-    ("comfyimg.kernels.elf", "comfyimg.kernels.rules", "comfyimg.kernels.cuobjdump", "comfyimg.kernels.dispatch",
-     "comfyimg.kernels.read"),
-    ("comfyimg.pins",),
+    ("comfyimg.net",),
+    ("comfyimg.engine",),
     ("comfyimg.kernels",),
-    ("comfyimg.render", "comfyimg.build.bakefile"),
+    ("comfyimg.pins",),
+    ("comfyimg.audit",),
+    ("comfyimg.render",),
+    ("comfyimg.sources",),
     ("comfyimg.bump",),
-    ("comfyimg.build",),
+    ("comfyimg.bake",),
     ("comfyimg.validate",),
     ("comfyimg.cli", "comfyimg.__main__"),
 ]
@@ -102,7 +95,7 @@ def graph() -> dict[str, set[str]]:
 
 def test_the_graph_is_read():
     edges = graph()
-    assert "comfyimg.pins.model" in edges["comfyimg.build.bake"]  # the reader sees real edges
+    assert "comfyimg.pins.model" in edges["comfyimg.bake.bake"]  # the reader sees real edges
     assert "comfyimg.validate.probes.sage2" not in edges  # the probes are scripts, not modules
 
 

@@ -8,10 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from comfyimg.build import bakefile
+from comfyimg import render
 from comfyimg.pins import edit as pinedit
 from comfyimg.pins import load as pins
-from comfyimg import render
 from comfyimg.errors import BadInput
 from tests.lib.assertions import assert_failed_cleanly
 from tests.lib.basepins import BAKE, BASE, BASE_LINES, HASH, edit, sub
@@ -250,7 +249,7 @@ def test_save_refuses_invalid_change_and_writes_nothing(valid):
 def test_repo_pins_are_valid_against_real_bake_file():
     from tests.lib.project import REPO  # noqa: PLC0415
 
-    loaded = pins.load(REPO / "wheels.toml", bake_targets=bakefile.targets(REPO / "docker-bake.hcl"))
+    loaded = pins.load(REPO / "wheels.toml", bake_targets=render.targets(REPO / "docker-bake.hcl"))
     assert {p.name for p in loaded.wheels} == {"sageattention", "sageattn3"}
     assert all(p.sha256 is None for p in loaded.wheels)  # unknown from here: never invented
     assert render.check(loaded, REPO) == []

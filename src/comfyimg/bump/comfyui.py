@@ -10,8 +10,7 @@ from urllib.parse import quote
 import tomlkit
 
 from comfyimg import render
-from comfyimg.build import bakefile
-from comfyimg.bump.github import borrowed
+from comfyimg.sources.github import borrowed
 from comfyimg.errors import BadInput, WorkFailed
 from comfyimg.fsutil import atomic_write_many, exclusive, read_text
 from comfyimg.pins import load as pins_mod
@@ -52,7 +51,7 @@ def bump(root: Path, *, pre: bool = False, release: str | None = None, dry_run: 
     Returns what moved (:func:`as_json`, with the ``diff`` of a dry run); ``cli`` prints it."""
     path = root / "wheels.toml"
     with exclusive(path, "invoke bump"):
-        bake_targets = bakefile.targets(root / bakefile.BAKE_FILE)
+        bake_targets = render.targets(root / render.BAKE_FILE)
         pins = pins_mod.load(path, bake_targets=bake_targets)
         pin = pins.comfyui
         if pin is None:

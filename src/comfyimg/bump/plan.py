@@ -30,13 +30,13 @@ from packaging.version import Version
 from rich import box
 
 from comfyimg import render
-from comfyimg.build import bakefile
-from comfyimg.bump import index as index_mod
-from comfyimg.bump.digests import DigestMismatch, Digests, replaced_in_place
-from comfyimg.bump.github import Asset, GitHub, Release, borrowed
+from comfyimg.sources import index as index_mod
+from comfyimg.sources.digests import DigestMismatch, Digests, replaced_in_place
+from comfyimg.sources.github import Asset, GitHub, Release, borrowed
 from comfyimg.errors import BadInput, WorkFailed
 from comfyimg.fsutil import atomic_write_many, exclusive, read_text
-from comfyimg.kernels import coverage, dispatch, record
+from comfyimg.audit import coverage, record
+from comfyimg.kernels import dispatch
 from comfyimg.kernels import rules as kernels
 from comfyimg.kernels.elf import BadKernels
 from comfyimg.kernels.read import WheelKernels, read_wheel
@@ -400,7 +400,7 @@ def _bump(root: Path, names: Sequence[str], *, say: Say, release: str | None, pr
           verify: bool, accept_new_bytes: bool, client: GitHub | None) -> Bumped:
     started = time.monotonic()
     path = root / "wheels.toml"
-    bake_targets = bakefile.targets(root / bakefile.BAKE_FILE)
+    bake_targets = render.targets(root / render.BAKE_FILE)
     text = read_text(path)  # read once: what is parsed is what the edit starts from
     pins = pins_mod.loads(text, path, bake_targets=bake_targets)
     chosen = choose_pins(pins, names, verify)

@@ -4,7 +4,7 @@ The loader is strict and reports *every* problem at once, each as
 ``wheels.toml:LINE: field: what is wrong and what is expected``.
 See ``docs/reference/wheels-toml.md`` for the schema.  Single-field checks live in
 :mod:`comfyimg.pins.fields`, line numbers in :mod:`comfyimg.pins.lines`, saving in
-:mod:`comfyimg.pins.edit`, the bake file's target names in :mod:`comfyimg.build.bakefile`.
+:mod:`comfyimg.pins.edit`, the bake file's target names in :mod:`comfyimg.render`.
 """
 
 from __future__ import annotations

@@ -28,11 +28,11 @@ from typing import Any
 
 from python_on_whales import DockerClient
 
-from comfyimg.build import record
-from comfyimg.build.bakefile import pins_for
-from comfyimg.build.docker import NO_DOCKER_CLI, ClientNotFoundError, DockerException, client, error_line
+from comfyimg.bake import record
+from comfyimg.render import pins_for
+from comfyimg.engine.docker import NO_DOCKER_CLI, ClientNotFoundError, DockerException, client, error_line
 from comfyimg.errors import BadInput, UserError, WorkFailed
-from comfyimg.kernels import coverage
+from comfyimg.audit import coverage
 from comfyimg.pins.load import load
 from comfyimg.validate.gpuaccess import DEFAULT_CDI_KIND, GpuAccess, choose_gpu_access, host_gpu
 from comfyimg.validate.reports import Outcome, write_reports

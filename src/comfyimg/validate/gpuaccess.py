@@ -14,8 +14,8 @@ from typing import Any
 import yaml
 from python_on_whales import DockerClient
 
-from comfyimg.build.docker import DockerException, error_line
-from comfyimg.build.docker import run as docker_run_cli
+from comfyimg.engine.docker import DockerException, error_line
+from comfyimg.engine.docker import run as docker_run_cli
 from comfyimg.errors import BadInput, WorkFailed
 from comfyimg.fsutil import read_bytes
 

@@ -35,7 +35,7 @@ from typing import Any
 import httpx
 import yaml
 
-from comfyimg.build.docker import DockerException, client, error_line
+from comfyimg.engine.docker import DockerException, client, error_line
 from comfyimg.errors import FAILED, BadInput
 from comfyimg.validate.containers import (
     PROBE_HOME,

@@ -9,9 +9,9 @@ import signal
 from dataclasses import dataclass
 from pathlib import Path
 
-from comfyimg.build import record
-from comfyimg.build.bakefile import PINS_LABEL
-from comfyimg.build.docker import DockerException, client, error_line
+from comfyimg.bake import record
+from comfyimg.render import PINS_LABEL
+from comfyimg.engine.docker import DockerException, client, error_line
 from comfyimg.errors import BadInput
 from comfyimg.pins import comfyui as comfyui_pin
 from comfyimg.pins.load import load

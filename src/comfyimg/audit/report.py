@@ -9,7 +9,7 @@ from typing import Any
 
 from comfyimg.kernels import dispatch
 from comfyimg.kernels import rules as kernels
-from comfyimg.kernels.coverage import (
+from comfyimg.audit.coverage import (
     GPUS,
     PinAudit,
     PinsAudit,

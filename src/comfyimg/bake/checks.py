@@ -1,6 +1,6 @@
 """``invoke check``'s build checks: ``docker buildx bake --call check`` on every target.
 
-Run through the one bake command line (:func:`comfyimg.build.bake.bake_command`) on every target of
+Run through the one bake command line (:func:`comfyimg.bake.bake.bake_command`) on every target of
 the ``all`` group (matrix targets expanded by ``bake --print``), or every declared target
 when there is no such group. A warning from BuildKit's Dockerfile checks fails ``invoke
 check`` (exit 1), listing each one.
@@ -28,8 +28,9 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from comfyimg.build import bake, bakefile
-from comfyimg.build.docker import NoDockerCLI, TIMEOUT_ENV, docker_timeout
+from comfyimg.bake import bake
+from comfyimg import render
+from comfyimg.engine.docker import NoDockerCLI, TIMEOUT_ENV, docker_timeout
 from comfyimg.errors import BadInput, WorkFailed
 
 _WARNING = re.compile(r"^WARNING: (\S+ - .*)$", re.M)
@@ -78,10 +79,10 @@ def run(root: Path) -> Result:
         return Result("skipped", f"build checks skipped: {exc}")
     if bake.buildx_version() is None:
         return Result("skipped", f"build checks skipped: no buildx plugin ({engine})")
-    bake_file = root / bakefile.BAKE_FILE
+    bake_file = root / render.BAKE_FILE
     if not bake_file.exists():
-        return Result("skipped", f"build checks skipped: no {bakefile.BAKE_FILE}")
-    declared = bakefile.targets(bake_file) or set()
+        return Result("skipped", f"build checks skipped: no {render.BAKE_FILE}")
+    declared = render.targets(bake_file) or set()
     has_all = re.search(r'^\s*group\s+"all"', bake_file.read_text(encoding="utf-8"), re.M)
     try:
         resolved = bake.plan(root, bake.BakeRequest(targets=["all"] if has_all else sorted(declared)))

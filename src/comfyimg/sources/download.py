@@ -11,9 +11,9 @@ from pathlib import Path
 
 import httpx
 
-from comfyimg.bump import digests
-from comfyimg.bump.digests import Asset
-from comfyimg.bump.transport import Transport
+from comfyimg.sources import digests
+from comfyimg.sources.digests import Asset
+from comfyimg.net.transport import Transport
 from comfyimg.errors import WorkFailed
 from comfyimg.output import Progress
 

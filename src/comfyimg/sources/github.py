@@ -25,10 +25,10 @@ from urllib.parse import quote
 
 import httpx
 
-from comfyimg.bump import digests
-from comfyimg.bump import download as download_mod
-from comfyimg.bump.download import Download
-from comfyimg.bump.transport import NotFound, Transport, token_problem
+from comfyimg.sources import digests
+from comfyimg.sources import download as download_mod
+from comfyimg.sources.download import Download
+from comfyimg.net.transport import NotFound, Transport, token_problem
 from comfyimg.errors import BadInput, WorkFailed
 from comfyimg.output import Progress
 from comfyimg.pins.fields import tag_problem

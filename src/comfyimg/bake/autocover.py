@@ -18,12 +18,12 @@ from functools import partial
 from pathlib import Path
 
 from comfyimg import render
-from comfyimg.bump.digests import Digests
-from comfyimg.bump.github import Asset, GitHub, Release, borrowed
+from comfyimg.sources.digests import Digests
+from comfyimg.sources.github import Asset, GitHub, Release, borrowed
 from comfyimg.bump.plan import read_kernels
 from comfyimg.fsutil import exclusive
-from comfyimg.kernels import coverage
-from comfyimg.kernels.record import record_fields
+from comfyimg.audit import coverage
+from comfyimg.audit.record import record_fields
 from comfyimg.output import Say, progress_factory
 from comfyimg.pins import model as pins_mod
 from comfyimg.pins.edit import save_changes

@@ -1,6 +1,6 @@
 """Kernel coverage per pin: which GPU archs a pin must serve, whether its recorded coverage
 covers them, and the audits (``invoke audit``) as data; their text, tables
-and JSON, and the generated docs table, are :mod:`comfyimg.kernels.report`'s.
+and JSON, and the generated docs table, are :mod:`comfyimg.audit.report`'s.
 
 The rules live in :mod:`comfyimg.kernels`; the package knowledge in ``probes/kernels.json``.
 """

@@ -22,9 +22,9 @@ from dataclasses import dataclass
 import httpx
 from packaging.utils import canonicalize_name
 
-from comfyimg.bump.digests import SHA256_HEX
-from comfyimg.bump.github import Asset, Release
-from comfyimg.bump.transport import Transport
+from comfyimg.sources.digests import SHA256_HEX
+from comfyimg.sources.github import Asset, Release
+from comfyimg.net.transport import Transport
 from comfyimg.errors import WorkFailed
 
 PEP691 = "application/vnd.pypi.simple.v1+json"

@@ -22,11 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from comfyimg import render
-from comfyimg.build import autocover, record
-from comfyimg.build.bakefile import BAKE_FILE, PINS_LABEL, pins_for, pins_label
-from comfyimg.build.bakefile import targets as bake_targets
-from comfyimg.build.buildlog import pip_hash_mismatch
-from comfyimg.build.docker import (
+from comfyimg.bake import autocover, record
+from comfyimg.render import BAKE_FILE, PINS_LABEL, pins_for, pins_label
+from comfyimg.render import targets as bake_targets
+from comfyimg.bake.buildlog import pip_hash_mismatch
+from comfyimg.engine.docker import (
     DockerException,
     NoDockerCLI,
     command,
@@ -36,10 +36,10 @@ from comfyimg.build.docker import (
     text,
     versions,
 )
-from comfyimg.build.record import Built
+from comfyimg.bake.record import Built
 from comfyimg.errors import BadInput, WorkFailed
 from comfyimg.fsutil import read_bytes
-from comfyimg.kernels import coverage
+from comfyimg.audit import coverage
 from comfyimg.output import Say
 from comfyimg.pins.model import Pin, Pins, record_hash_command
 from comfyimg.untrusted import loads_json
