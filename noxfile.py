@@ -131,7 +131,7 @@ def smoke(session):
     """Boot the image as production does and render a workflow on its GPU, with and without
     --use-sage-attention; the outputs must agree and sageattn must have run.
 
-    nox -s smoke -- --image IMAGE [--gpus auto|all|cdi|none] [--timeout S] [--steps N]
+    nox -s smoke -- --image IMAGE [--model sdxl|flux|wan|all] [--gpus auto|all|cdi|none] [--timeout S] [--steps N]
     """
     if session.venv_backend != "none":
         install_locked(session)

@@ -424,10 +424,12 @@ def smoke_main(argv: list[str] | None = None) -> int:
     from comfyimg.validate.gpuaccess import DEFAULT_CDI_KIND, GPU_MODES  # optional: as above
     parser = argparse.ArgumentParser(prog="python -m comfyimg smoke", description=smoke_mod.__doc__.splitlines()[0])
     parser.add_argument("--image", required=True, help="the image to smoke-test")
+    parser.add_argument("--model", choices=smoke_mod.MODEL_CHOICES, default="sdxl",
+                        help="the model shape to render: sdxl, flux, wan, or all of them in turn")
     parser.add_argument("--gpus", choices=GPU_MODES, default="auto")
     parser.add_argument("--cdi-kind", default=DEFAULT_CDI_KIND)
     parser.add_argument("--timeout", type=_positive_seconds, default=smoke_mod.DEFAULT_TIMEOUT,
-                        help="seconds for the whole smoke; containers are killed and removed after it")
+                        help="seconds for each model's smoke; containers are killed and removed after it")
     parser.add_argument("--steps", type=int, default=smoke_mod.DEFAULT_STEPS)
     parser.add_argument("--root", type=Path, default=Path.cwd())
     ns = parse(parser, argv)
@@ -437,7 +439,8 @@ def smoke_main(argv: list[str] | None = None) -> int:
         err().print(f"error: --steps must be 1..200, got {ns.steps}")
         return BAD_INPUT
     return _stoppable("smoke", "its containers were", lambda: smoke_mod.smoke(
-        ns.root.resolve(), ns.image, gpus=ns.gpus, cdi_kind=ns.cdi_kind, timeout=ns.timeout, steps=ns.steps),
+        ns.root.resolve(), ns.image, model=ns.model, gpus=ns.gpus, cdi_kind=ns.cdi_kind, timeout=ns.timeout,
+        steps=ns.steps),
         ns.root.resolve())
 
 

@@ -26,7 +26,7 @@ def test_an_image_that_cannot_build_the_model_fails_cleanly(main_image, tmp_path
     assert proc.returncode == 1, proc.stdout + proc.stderr
     rep = json.loads((tmp_path / "reports" / "smoke.json").read_text())
     assert rep["passed"] is False
-    assert rep["result"]["reason"].startswith("model built: ")
+    assert rep["result"]["reason"].startswith("sdxl: model built: ")  # --model sdxl, the default
     assert {c["status"] for c in rep["result"]["checks"][1:]} == {"skip"}
     left = docker("ps", "-a", "--filter", "name=comfyimg-smoke", "--format", "{{.Names}}", timeout=60).stdout.split()
     assert left == []

@@ -86,3 +86,24 @@ def test_the_conditioning_is_seeded_and_sdxl_shaped(caplog):
     (a,), (b,) = node.make(1, 77, 2048, 1280), node.make(1, 77, 2048, 1280)
     assert a[0][0].shape == (1, 77, 2048) and a[0][1]["pooled_output"].shape == (1, 1280)
     assert torch.equal(a[0][0], b[0][0])
+
+
+def test_a_new_shape_is_checked_and_no_call_is_checked_once_checks_are_off(caplog):
+    node = load_node(caplog)
+    wrapped = node._wrap(sdpa)
+    for seed in range(node.CHECK_FIRST):
+        wrapped(*(t.float() for t in qkv("HND", seed)), tensor_layout="HND")
+    cross = [torch.randn(2, 4, 64, 32), torch.randn(2, 4, 8, 32), torch.randn(2, 4, 8, 32)]  # k, v: 8 text tokens
+    wrapped(*cross, tensor_layout="HND")  # call 4, a shape not seen: checked although past CHECK_FIRST
+    assert node.STATS["checked"] == node.CHECK_FIRST + 1 and len(node.STATS["shapes"]) == 2
+    node.set_checking(False)
+    for _ in range(node.CHECK_EVERY):  # reaches a CHECK_EVERY call, and a new shape, with checks off
+        wrapped(*(t.float() for t in qkv("HND")), tensor_layout="HND")
+    wrapped(torch.randn(1, 2, 16, 32), torch.randn(1, 2, 16, 32), torch.randn(1, 2, 16, 32), tensor_layout="HND")
+    assert node.STATS["checked"] == node.CHECK_FIRST + 1 and node.STATS["calls"] == node.CHECK_FIRST + 2 + node.CHECK_EVERY
+
+
+def test_the_conditioning_has_no_pooled_output_when_asked_for_none(caplog):
+    node = load_node(caplog).ComfyimgSmokeConditioning()
+    ((context, extra),) = node.make(1, 512, 4096, 0)[0]
+    assert context.shape == (1, 512, 4096) and extra == {}

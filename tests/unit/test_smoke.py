@@ -19,6 +19,7 @@ from rich.console import Console
 
 from comfyimg import cli
 from comfyimg.validate import smoke
+from comfyimg.validate import reports
 from comfyimg.validate.reports import Outcome, write_reports
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -61,7 +62,8 @@ def render(sage: bool, log: str = START_UP, latent=None, calls=300, min_cos=0.99
     return r
 
 
-MODEL = {"status": "pass", "detected_as": "Segmind_Vega", "unet_parameters": 745_000_000, "total_s": 6.0}
+MODEL = {"status": "pass", "detected_as": "Segmind_Vega", "parameters": 745_000_000, "total_s": 6.0, "tokens": 4096,
+         "heads": 10, "head_dim": 64, "blocks": {"transformer_depth": [0, 0, 1, 1, 2, 2]}}
 
 
 def rows(verdict):
@@ -72,7 +74,7 @@ def test_a_good_pair_passes_and_start_up_errors_are_not_failures():
     passed, verdict = smoke.judge(MODEL, render(True), render(False), STEPS)
     assert passed, verdict["reason"]
     assert rows(verdict)["sage: no fallback or error in the log"]["detail"].startswith("none (")
-    assert verdict["bench"]["sage"]["s_per_step"] == 0.032
+    assert verdict["speed"][0]["s_per_step"] == {"sage": 0.032, "pytorch": 0.032}
     assert "Prompt executed" in verdict["log_tail"]["sage"]
 
 
@@ -168,7 +170,71 @@ def test_the_workflow_links_only_nodes_it_has():
         for value in node["inputs"].values():
             if isinstance(value, list):
                 assert value[0] in graph
-    assert graph["5"]["inputs"]["steps"] == STEPS and graph["1"]["inputs"]["unet_name"] == smoke.UNET_FILE
+    assert graph["5"]["inputs"]["steps"] == STEPS and graph["1"]["inputs"]["unet_name"] == smoke.SHAPES["sdxl"].unet
+    assert graph["9"]["class_type"] == "SaveImage"
+
+
+@pytest.mark.parametrize("name", ["flux", "wan"])
+def test_the_dit_workflows_save_the_latent_only_and_sample_with_cfg_1(name):
+    shape = smoke.SHAPES[name]
+    graph = smoke.workflow(42, STEPS, "smoke", shape)
+    assert set(graph) == {"1", "2", "3", "4", "5", "6"} and graph["1"]["inputs"]["unet_name"] == shape.unet
+    assert graph["5"]["inputs"]["cfg"] == 1.0 and graph["4"]["class_type"] == shape.latent[0]
+    assert graph["2"]["inputs"] == {"seed": 1, "tokens": 512, "context_dim": 4096, "pooled_dim": shape.pooled_dim}
+
+
+def test_model_all_is_every_shape_in_order_and_a_bad_one_is_bad_input():
+    from comfyimg.errors import BadInput
+
+    assert smoke.models_of("all") == ["sdxl", "flux", "wan"] and smoke.models_of("wan") == ["wan"]
+    with pytest.raises(BadInput, match="--model: expected one of sdxl, flux, wan, all"):
+        smoke.models_of("ltx")
+
+
+@pytest.mark.parametrize(("ratio", "said"), [(1.16, "use it"), (1.1, "use it"), (1.099, "no gain"), (0.97, "no gain"),
+                                             (0.91, "no gain"), (0.9, "slower"), (0.63, "slower"), (None, "unmeasured")])
+def test_the_advice_follows_the_measured_ratio(ratio, said):
+    assert smoke.advice(ratio) == said
+
+
+WAN = {"status": "pass", "detected_as": "WAN21_T2V", "parameters": 1_418_000_000, "tokens": 32760, "heads": 12,
+       "head_dim": 128, "blocks": {"num_layers": 30}, "dtype": "float16",
+       "kernel": {"status": "pass", "tokens": 32760, "heads": 12, "head_dim": 128, "sdpa_ms": 10.0,
+                  "sageattn_ms": 7.5, "ratio": 1.333}}
+WAN_LOG = START_UP.replace("10/10 [00:00<00:00, 31.25it/s]", "10/10 [00:06<00:00,  1.60it/s]")
+
+
+def test_a_dit_render_needs_no_image_and_its_speed_row_says_where_the_time_goes():
+    shapes = {"1x32760x12x128/1x32760x12x128": 600, "1x32760x12x128/1x512x12x128": 600}
+    sage = render(True, WAN_LOG.replace("1.60it/s", "2.00it/s"), calls=1200)
+    sage.image, sage.stats["shapes"] = None, shapes
+    plain = render(False, WAN_LOG)
+    plain.image = None
+    passed, verdict = smoke.judge(WAN, sage, plain, STEPS, shape=smoke.SHAPES["wan"])
+    assert passed, verdict["reason"]
+    (row,) = verdict["speed"]
+    assert row["s_per_step"] == {"sage": 0.5, "pytorch": 0.625} and row["ratio"] == 1.25 and row["advice"] == "use it"
+    assert row["sageattn_calls"] == 1200 and row["calls_per_step"] == 60.0 and row["tokens"] == 32760
+    # 30 self-attention calls a step at the kernel's 10 ms SDPA: 0.3 s of the 0.625 s PyTorch step
+    assert row["self_attention_calls_per_step"] == 30.0 and row["attention_share"] == 0.48
+    assert row["expected_ratio"] == round(1 / (0.52 + 0.48 / 1.333), 3)
+    assert "1.25x per step with SageAttention: use it" in verdict["reason"]
+    sage_missing_image = smoke.judge(MODEL, sage, plain, STEPS)[1]  # sdxl decodes: an image is required
+    assert rows(sage_missing_image)["sage: rendered"]["status"] == "fail"
+
+
+def test_all_models_make_one_report_with_one_speed_row_each(tmp_path):
+    good = smoke.judge(MODEL, render(True), render(False), STEPS)[1]
+    bad = smoke.judge(WAN, render(True, calls=0), render(False), STEPS, shape=smoke.SHAPES["wan"])[1]
+    passed, verdict = smoke.combine({"sdxl": good, "wan": bad})
+    assert not passed and verdict["reason"].startswith("wan: sage: sageattn ran")
+    assert [r["model"] for r in verdict["speed"]] == ["sdxl", "wan"]
+    assert "sdxl: sage: booted" in rows(verdict) and "wan: outputs agree (latent cosine)" in rows(verdict)
+    passed, verdict = smoke.combine({"sdxl": good})
+    assert passed and verdict["reason"].startswith("sdxl: 1.0x per step (no gain)")
+    outcome = Outcome("smoke", "img:tag", verdict, 0, passed, 40.0, {})
+    shown = reports.summary(outcome)
+    assert any(getattr(t, "title", None) == "per step, with and without --use-sage-attention" for t in shown)
 
 
 def test_the_reports_carry_the_verdict_and_the_log_tail(tmp_path, monkeypatch):
@@ -184,6 +250,7 @@ def test_the_reports_carry_the_verdict_and_the_log_tail(tmp_path, monkeypatch):
 
 def test_bad_arguments_exit_2():
     assert cli.smoke_main(["--image", "x", "--steps", "0"]) == 2
+    assert cli.smoke_main(["--image", "x", "--model", "ltx"]) == 2
     assert cli.smoke_main([]) == 2
 
 

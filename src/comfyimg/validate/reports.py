@@ -88,6 +88,25 @@ def _junit(outcome: Outcome) -> bytes:
     return ET.tostring(suite, encoding="utf-8", xml_declaration=True)
 
 
+SPEED_COLUMNS = ("model", "tokens", "boot s (sage/pytorch)", "s/step PyTorch", "s/step SageAttention", "ratio",
+                 "advice", "sageattn calls", "call cosine", "latent cosine", "kernel ratio", "attention share")
+
+
+def speed_cells(row: dict[str, Any]) -> list[str]:
+    """One smoke speed row (smoke.speed_row) as the table's cells: the terminal and the summary."""
+    def val(v: object) -> str:
+        return "—" if v is None else str(v)
+
+    kernel = row.get("kernel") or {}
+    return [val(row.get("model")), f"{val(row.get('tokens'))} (d{val(row.get('head_dim'))})",
+            f"{val(row.get('boot_s', {}).get('sage'))} / {val(row.get('boot_s', {}).get('pytorch'))}",
+            val(row.get("s_per_step", {}).get("pytorch")), val(row.get("s_per_step", {}).get("sage")),
+            f"{val(row.get('ratio'))}x", val(row.get("advice")), val(row.get("sageattn_calls")),
+            val(row.get("call_min_cosine")), val(row.get("latent_cosine")),
+            f"{kernel['ratio']}x" if kernel.get("status") == "pass" else val(kernel.get("reason")),
+            val(row.get("attention_share"))]
+
+
 def _md(value: object) -> str:
     return for_markdown_cell(value)
 
@@ -104,6 +123,10 @@ def _markdown(outcome: Outcome) -> str:
     bench = outcome.result.get("bench")
     if bench:
         lines += ["", f"Timing: `{_md(json.dumps(bench))}`"]
+    speed = outcome.result.get("speed")
+    if speed:
+        lines += ["", "| " + " | ".join(SPEED_COLUMNS) + " |", "|" + "---|" * len(SPEED_COLUMNS)]
+        lines += ["| " + " | ".join(_md(c) for c in speed_cells(row)) + " |" for row in speed]
     return "\n".join(lines) + "\n\n"
 
 
@@ -136,5 +159,11 @@ def summary(outcome: Outcome) -> list[Table | str]:
     bench = outcome.result.get("bench")
     if bench:
         shown.append(f"timing: {json.dumps(bench)}")
+    speed = outcome.result.get("speed")
+    if speed:
+        per_step = Table(*SPEED_COLUMNS, title="per step, with and without --use-sage-attention")
+        for row in speed:
+            per_step.add_row(*speed_cells(row))
+        shown.append(per_step)
     verdict = "PASS" if outcome.passed else "FAIL"
     return [*shown, f"{verdict}: {outcome.probe}: {outcome.result.get('reason', '')}"]

@@ -1,18 +1,29 @@
 """Smoke: the image boots ComfyUI as production starts it and renders a real workflow on the
-GPU, with ``--use-sage-attention`` and without, and the two renders agree.
+GPU, with ``--use-sage-attention`` and without, and the two renders agree; per model shape, how
+much faster SageAttention made each step, and the advice that follows.
 
-    python -m comfyimg.smoke --image IMAGE [--gpus auto|all|cdi|none] [--timeout S] [--steps N]
+    python -m comfyimg smoke --image IMAGE [--model sdxl|flux|wan|all] [--gpus auto|all|cdi|none]
+                             [--timeout S] [--steps N]
+
+Models (``SHAPES``, built by ``probes/smoke_model.py`` from ComfyUI's own classes): ``sdxl`` (an
+SDXL-shaped UNet at 1024x1024: 4,096 tokens, head dim 64), ``flux`` (a Flux.1-dev-shaped DiT,
+2 + 4 blocks, at 1024x1024: 4,096 + 512 tokens, head dim 128), ``wan`` (Wan 2.1 1.3B, its 30
+blocks, at 832x480 and 81 frames: 32,760 tokens, head dim 128). ``all`` smokes the three in turn.
+Per model, within its own ``--timeout``:
 
 1. A builder container (``python -m probes.smoke_model``) makes the model from ComfyUI's own classes
-   with seeded random weights into a host folder: no download.
+   with seeded random weights into a host folder: no download. It also times ``sageattn`` against
+   PyTorch SDPA at the model's self-attention shape (the kernel's own ratio).
 2. Twice (sage, then pytorch): the image starts with its own entrypoint, PUID/PGID and the
    compose service's command (compose/complete-cuda.yml), ``--listen 127.0.0.1 --port P``
    on ``--network host``; the smoke's custom node (``probes/comfyimg_smoke``) and the model
-   are mounted read-only. ``GET /system_stats`` until ready, a warm-up prompt, the timed
-   prompt (``POST /prompt``, ``GET /history``), the outputs through ``GET /view``, the
-   custom node's sageattn tally through ``GET /comfyimg_smoke/stats``.
+   are mounted read-only. ``GET /system_stats`` until ready, a warm-up prompt (sampled sageattn
+   calls checked against fp32 SDPA), the timed prompt (checks off; ``POST /prompt``, ``GET
+   /history``), the outputs through ``GET /view``, the custom node's tally through ``GET
+   /comfyimg_smoke/stats``.
 3. The judge (:func:`judge`): booted, finished, no fallback line, sageattn ran and agreed with
-   fp32 SDPA on the sampled calls, the two latents agree (cosine). Reports as validate_*.
+   fp32 SDPA on the sampled calls, the two latents agree (cosine); the speed row (:func:`speed_row`)
+   with the advice (:func:`advice`). Reports as validate_*.
 Every container is removed on every path.
 """
 
@@ -52,37 +63,83 @@ COMFY_DIR = "/app/ComfyUI"
 COMPOSE_FILE = "compose/complete-cuda.yml"
 COMPOSE_SERVICE = "complete-cuda"
 NODE_MOUNT = f"{COMFY_DIR}/custom_nodes/comfyimg_smoke"
-UNET_FILE, VAE_FILE = "comfyimg-smoke-vega.safetensors", "comfyimg-smoke-vae.safetensors"
+VAE_FILE = "comfyimg-smoke-vae.safetensors"
 FALLBACK = "Error running sage attention"
 LATENT_MIN_COSINE = 0.99  # the two final latents (sage vs PyTorch attention), same seed and steps
 CALL_MIN_COSINE = 0.99  # each sampled sageattn call against fp32 SDPA (measured 0.9992-0.9993 on H100/H200)
-DEFAULT_TIMEOUT = 300.0
+DEFAULT_TIMEOUT = 300.0  # per model
 DEFAULT_STEPS = 10
-SIZE = 1024  # 128x128 latent: SDXL's own attention sizes (4096 and 1024 tokens, head dim 64)
+USE_IT = 1.1  # the advice: "use it" from 1.1x faster per step, "slower" below 1/1.1, "no gain" between
+
+
+@dataclass(frozen=True)
+class Shape:
+    """One smoke model: its file (probes/smoke_model.py MODELS), the latent node and size, the
+    conditioning the smoke node makes (text tokens x width, pooled width; 0: none), the sampler."""
+
+    name: str
+    unet: str
+    latent: tuple[str, dict[str, int]]
+    tokens: int
+    context_dim: int
+    pooled_dim: int
+    cfg: float
+    scheduler: str
+    vae: bool  # decoded to a PNG (sdxl); the DiT shapes compare latents only
+
+
+SHAPES = {
+    "sdxl": Shape("sdxl", "comfyimg-smoke-vega.safetensors",
+                  ("EmptyLatentImage", {"width": 1024, "height": 1024, "batch_size": 1}), 77, 2048, 1280, 5.0,
+                  "normal", True),
+    "flux": Shape("flux", "comfyimg-smoke-flux.safetensors",
+                  ("EmptySD3LatentImage", {"width": 1024, "height": 1024, "batch_size": 1}), 512, 4096, 768, 1.0,
+                  "simple", False),
+    "wan": Shape("wan", "comfyimg-smoke-wan.safetensors",
+                 ("EmptyHunyuanLatentVideo", {"width": 832, "height": 480, "length": 81, "batch_size": 1}), 512, 4096,
+                 0, 1.0, "simple", False),
+}
+MODEL_CHOICES = (*SHAPES, "all")
+
+
+def models_of(choice: str) -> list[str]:
+    """``--model``: one shape or all of them, in order."""
+    if choice == "all":
+        return list(SHAPES)
+    if choice not in SHAPES:
+        raise BadInput(f"--model: expected one of {', '.join(MODEL_CHOICES)}, got {choice!r}")
+    return [choice]
 
 
 # --------------------------------------------------------------------------- the workflow
 
 
-def workflow(seed: int, steps: int, prefix: str, size: int = SIZE) -> dict[str, Any]:
+def workflow(seed: int, steps: int, prefix: str, shape: Shape = SHAPES["sdxl"]) -> dict[str, Any]:
     """API-format txt2img: UNETLoader + seeded conditioning (no text encoder) + KSampler, the
-    latent saved (compared) and decoded by the VAE into a PNG (fetched)."""
-    return {
-        "1": {"class_type": "UNETLoader", "inputs": {"unet_name": UNET_FILE, "weight_dtype": "default"}},
-        "2": {"class_type": "ComfyimgSmokeConditioning", "inputs": {"seed": 1, "tokens": 77, "context_dim": 2048,
-                                                                    "pooled_dim": 1280}},
-        "3": {"class_type": "ComfyimgSmokeConditioning", "inputs": {"seed": 2, "tokens": 77, "context_dim": 2048,
-                                                                    "pooled_dim": 1280}},
-        "4": {"class_type": "EmptyLatentImage", "inputs": {"width": size, "height": size, "batch_size": 1}},
-        "5": {"class_type": "KSampler", "inputs": {"model": ["1", 0], "seed": seed, "steps": steps, "cfg": 5.0,
-                                                   "sampler_name": "euler", "scheduler": "normal",
+    latent saved (compared) and, for sdxl, decoded by the VAE into a PNG (fetched)."""
+    def cond(seed: int) -> dict[str, Any]:
+        return {"class_type": "ComfyimgSmokeConditioning",
+                "inputs": {"seed": seed, "tokens": shape.tokens, "context_dim": shape.context_dim,
+                           "pooled_dim": shape.pooled_dim}}
+
+    graph: dict[str, Any] = {
+        "1": {"class_type": "UNETLoader", "inputs": {"unet_name": shape.unet, "weight_dtype": "default"}},
+        "2": cond(1),
+        "3": cond(2),
+        "4": {"class_type": shape.latent[0], "inputs": dict(shape.latent[1])},
+        "5": {"class_type": "KSampler", "inputs": {"model": ["1", 0], "seed": seed, "steps": steps, "cfg": shape.cfg,
+                                                   "sampler_name": "euler", "scheduler": shape.scheduler,
                                                    "positive": ["2", 0], "negative": ["3", 0],
                                                    "latent_image": ["4", 0], "denoise": 1.0}},
         "6": {"class_type": "SaveLatent", "inputs": {"samples": ["5", 0], "filename_prefix": f"{prefix}/latent"}},
-        "7": {"class_type": "VAELoader", "inputs": {"vae_name": VAE_FILE}},
-        "8": {"class_type": "VAEDecode", "inputs": {"samples": ["5", 0], "vae": ["7", 0]}},
-        "9": {"class_type": "SaveImage", "inputs": {"images": ["8", 0], "filename_prefix": f"{prefix}/image"}},
     }
+    if shape.vae:
+        graph.update({
+            "7": {"class_type": "VAELoader", "inputs": {"vae_name": VAE_FILE}},
+            "8": {"class_type": "VAEDecode", "inputs": {"samples": ["5", 0], "vae": ["7", 0]}},
+            "9": {"class_type": "SaveImage", "inputs": {"images": ["8", 0], "filename_prefix": f"{prefix}/image"}},
+        })
+    return graph
 
 
 def production_command(root: Path, port: int, sage: bool) -> list[str]:
@@ -267,16 +324,20 @@ def outputs(http: httpx.Client, entry: dict) -> tuple[list[float] | None, tuple[
 
 
 def drive(result: Render, port: int, alive: Callable[[], None], steps: int, started: float,
-          deadline: float) -> None:
+          deadline: float, shape: Shape = SHAPES["sdxl"]) -> None:
     """The HTTP part of a run, against ComfyUI on 127.0.0.1:port (started at ``started``)."""
     with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30.0, trust_env=False) as http:
         wait_ready(http, alive, deadline)
         result.booted_s = round(time.monotonic() - started, 2)
         t = time.monotonic()
-        run_prompt(http, alive, workflow(41, steps, "warmup"), deadline)  # loads the model, compiles
+        run_prompt(http, alive, workflow(41, steps, "warmup", shape), deadline)  # loads the model, compiles
         result.warmup_s = round(time.monotonic() - t, 2)
+        # the sampled fp32 checks ran in the warm-up; the timed prompt times the kernel alone
+        off = http.post("/comfyimg_smoke/checks", json={"on": False})
+        if off.status_code != 200:
+            raise RuntimeError(f"POST /comfyimg_smoke/checks answered {off.status_code}: {off.text[:200]}")
         t = time.monotonic()
-        entry = run_prompt(http, alive, workflow(42, steps, "smoke"), deadline)
+        entry = run_prompt(http, alive, workflow(42, steps, "smoke", shape), deadline)
         result.prompt_s = round(time.monotonic() - t, 2)
         result.latent, result.image = outputs(http, entry)
         stats = http.get("/comfyimg_smoke/stats")
@@ -284,15 +345,15 @@ def drive(result: Render, port: int, alive: Callable[[], None], steps: int, star
 
 
 def render(docker, image: str, root: Path, sage: bool, mounts: list[tuple[str, str, str]], gpu_options: dict,
-           steps: int, deadline: float) -> Render:
+           steps: int, deadline: float, shape: Shape = SHAPES["sdxl"]) -> Render:
     result = Render(sage)
     port = free_port()
-    name = f"comfyimg-smoke-{'sage' if sage else 'pytorch'}-{uuid.uuid4().hex[:8]}"
+    name = f"comfyimg-smoke-{shape.name}-{'sage' if sage else 'pytorch'}-{uuid.uuid4().hex[:8]}"
     started = time.monotonic()
     try:
         docker.run(image, production_command(root, port, sage), name=name, detach=True, networks=["host"],
                    envs={"PUID": "1000", "PGID": "1000"}, volumes=mounts, **gpu_options)
-        drive(result, port, container_alive(docker, name), steps, started, deadline)
+        drive(result, port, container_alive(docker, name), steps, started, deadline, shape)
     except DockerException as exc:
         result.problem = f"docker: {error_line(exc)}"
     except (Gone, TimeoutError, RuntimeError, httpx.HTTPError, ValueError, KeyError) as exc:
@@ -316,17 +377,71 @@ def _row(name: str, ok: bool | None, detail: str) -> dict[str, str]:
     return {"name": name, "status": "skip" if ok is None else ("pass" if ok else "fail"), "detail": detail}
 
 
+def advice(ratio: float | None) -> str:
+    """What the measured per-step ratio (PyTorch s/step / SageAttention s/step) tells a user:
+    "use it" from USE_IT, "slower" below 1/USE_IT (the same margin the other way), else "no gain"."""
+    if ratio is None or not math.isfinite(ratio):
+        return "unmeasured"
+    if ratio >= USE_IT:
+        return "use it"
+    return "no gain" if ratio >= 1 / USE_IT else "slower"
+
+
+def _self_attention_calls(stats: dict, tokens: int | None) -> int:
+    """Calls whose q and k both hold ``tokens`` tokens (either layout): the model's self-attention."""
+    if not tokens:
+        return 0
+    total = 0
+    for key, n in (stats.get("shapes") or {}).items():
+        q, _, k = key.partition("/")
+        if str(tokens) in q.split("x") and str(tokens) in k.split("x"):
+            total += n
+    return total
+
+
+def speed_row(name: str, model: dict, sage: Render, plain: Render, steps: int, cos: float) -> dict[str, Any]:
+    """The per-model figures users act on (the report's ``speed`` rows, the docs' table): boot,
+    warm-up, s/step both ways, the ratio and advice, sageattn's calls and agreement, and where the
+    time goes: the kernel's own ratio at the model's self-attention shape (the builder times it)
+    and the share of a PyTorch step that self-attention takes by that timing."""
+    st = sage.stats or {}
+    ratio = round(plain.s_per_step / sage.s_per_step, 3) if sage.s_per_step and plain.s_per_step else None
+    prompts = 2 * steps  # the warm-up and the timed prompt
+    row: dict[str, Any] = {
+        "model": name, "tokens": model.get("tokens"), "heads": model.get("heads"), "head_dim": model.get("head_dim"),
+        "blocks": model.get("blocks"), "parameters": model.get("parameters"), "dtype": model.get("dtype"),
+        "steps": steps, "boot_s": {"sage": sage.booted_s, "pytorch": plain.booted_s},
+        "warmup_s": {"sage": sage.warmup_s, "pytorch": plain.warmup_s},
+        "prompt_s": {"sage": sage.prompt_s, "pytorch": plain.prompt_s},
+        "s_per_step": {"sage": sage.s_per_step, "pytorch": plain.s_per_step}, "ratio": ratio, "advice": advice(ratio),
+        "sageattn_calls": st.get("calls", 0), "calls_per_step": round(st.get("calls", 0) / prompts, 2),
+        "call_min_cosine": st.get("min_cosine"), "calls_checked": st.get("checked", 0),
+        "latent_cosine": round(cos, 6) if math.isfinite(cos) else None, "kernel": model.get("kernel")}
+    kernel = model.get("kernel") or {}
+    self_calls = _self_attention_calls(st, model.get("tokens")) / prompts
+    if kernel.get("status") == "pass" and plain.s_per_step and self_calls:
+        share = min(1.0, self_calls * float(kernel["sdpa_ms"]) / 1000 / plain.s_per_step)
+        row["self_attention_calls_per_step"] = round(self_calls, 2)
+        row["attention_share"] = round(share, 3)  # of a PyTorch step, by the kernel timing
+        # what the step would gain if only self-attention changed, at the kernel's own ratio
+        row["expected_ratio"] = round(1 / ((1 - share) + share / float(kernel["ratio"])), 3)
+    return row
+
+
 def judge(model: dict, sage: Render, plain: Render, steps: int, latent_min: float = LATENT_MIN_COSINE,
-          call_min: float = CALL_MIN_COSINE) -> tuple[bool, dict]:
+          call_min: float = CALL_MIN_COSINE, shape: Shape = SHAPES["sdxl"]) -> tuple[bool, dict]:
     rows = [_row("model built", model.get("status") == "pass",
-                 model.get("reason") or f"{model.get('detected_as')} {model.get('unet_parameters')} params in "
-                                        f"{model.get('total_s')} s")]
+                 model.get("reason") or f"{model.get('detected_as')} {model.get('parameters')} params, blocks "
+                                        f"{model.get('blocks')}, {model.get('tokens')} tokens at head dim "
+                                        f"{model.get('head_dim')}, in {model.get('total_s')} s")]
     for r in (sage, plain):
         tag = "sage" if r.sage else "pytorch"
         rows.append(_row(f"{tag}: booted", r.booted_s is not None,
                          f"GET /system_stats in {r.booted_s} s" if r.booted_s is not None else (r.problem or "?")))
-        rows.append(_row(f"{tag}: rendered", r.prompt_s is not None and r.latent is not None and r.image is not None,
-                         f"{steps} steps in {r.prompt_s} s ({r.s_per_step} s/step), image {r.image}"
+        made = r.prompt_s is not None and r.latent is not None and (r.image is not None or not shape.vae)
+        rows.append(_row(f"{tag}: rendered", made,
+                         f"{steps} steps in {r.prompt_s} s ({r.s_per_step} s/step)"
+                         + (f", image {r.image}" if shape.vae else ", latent only")
                          if r.prompt_s is not None else (r.problem or "no prompt time")))
         bad, noted = log_problems(r.log)
         rows.append(_row(f"{tag}: no fallback or error in the log", not bad, "; ".join(bad)[:600] or
@@ -335,7 +450,7 @@ def judge(model: dict, sage: Render, plain: Render, steps: int, latent_min: floa
     calls, checked, low = st.get("calls", 0), st.get("checked", 0), st.get("min_cosine")
     ran = bool(st.get("wrapped")) and calls >= steps and not st.get("errors")
     rows.append(_row("sage: sageattn ran", ran,
-                     f"{calls} calls ({calls / steps if steps else 0:.1f} per step over the timed and warm-up "
+                     f"{calls} calls ({calls / (2 * steps) if steps else 0:.1f} per step over the warm-up and timed "
                      f"prompts), {st.get('errors', 0)} errors, target {st.get('target')}, "
                      f"sageattention {st.get('sageattention_version')}" if st else "no stats from the smoke node"))
     rows.append(_row("sage: sampled calls agree with fp32 SDPA",
@@ -350,26 +465,38 @@ def judge(model: dict, sage: Render, plain: Render, steps: int, latent_min: floa
     if model.get("status") != "pass":  # nothing after the model could run: one failure, not nine
         rows = [rows[0], *({**r, "status": "skip", "detail": "not run: the model was not built"} for r in rows[1:])]
     failed = [r for r in rows if r["status"] == "fail"]
-    timing: dict[str, Any] = {"sage": {k: getattr(sage, k) for k in ("booted_s", "warmup_s", "prompt_s", "s_per_step")},
-              "pytorch": {k: getattr(plain, k) for k in ("booted_s", "warmup_s", "prompt_s", "s_per_step")}}
-    if sage.s_per_step and plain.s_per_step:
-        timing["sage_speedup"] = round(plain.s_per_step / sage.s_per_step, 3)
+    speed = speed_row(shape.name, model, sage, plain, steps, cos)
     verdict = {"status": "fail" if failed else "pass",
                "reason": "; ".join(f"{r['name']}: {r['detail']}" for r in failed)[:1500] if failed
-               else f"booted and rendered both ways; {calls} sageattn calls; latent cosine {cos:.6f}",
-               "checks": rows, "bench": timing, "model": model, "latent_cosine": cos,
+               else f"booted and rendered both ways; {calls} sageattn calls; latent cosine {cos:.6f}; "
+                    f"{speed['ratio']}x per step with SageAttention: {speed['advice']}",
+               "checks": rows, "speed": [speed], "model": model, "latent_cosine": cos,
                "sage_stats": st, "steps": steps,
                "log_tail": {"sage": sage.log[-4000:], "pytorch": plain.log[-4000:]}}
     return not failed, verdict
 
 
+def combine(verdicts: dict[str, dict]) -> tuple[bool, dict]:
+    """One report for the models smoked: every check named after its model, one speed row each."""
+    failed = [m for m, v in verdicts.items() if v["status"] != "pass"]
+    speed = [row for v in verdicts.values() for row in v["speed"]]
+    reason = ("; ".join(f"{m}: {verdicts[m]['reason']}" for m in failed)[:2000] if failed else
+              "; ".join(f"{r['model']}: {r['ratio']}x per step ({r['advice']})" for r in speed)
+              + " -- every model booted, rendered both ways and agreed")
+    return not failed, {"status": "fail" if failed else "pass", "reason": reason,
+                        "checks": [{**c, "name": f"{m}: {c['name']}"} for m, v in verdicts.items() for c in v["checks"]],
+                        "speed": speed, "models": verdicts}
+
+
 # --------------------------------------------------------------------------- the command
 
 
-def build_model(docker, image: str, user: str, gpu_options: dict, folder: Path, deadline: float) -> dict:
+def build_model(docker, image: str, user: str, gpu_options: dict, folder: Path, deadline: float,
+                model: str = "sdxl") -> dict:
     name = f"comfyimg-smoke-model-{uuid.uuid4().hex[:8]}"
     try:
-        docker.run(image, ["-m", probe_module("smoke_model.py"), "--comfyui", COMFY_DIR, "--out", "/out"],
+        docker.run(image, ["-m", probe_module("smoke_model.py"), "--comfyui", COMFY_DIR, "--out", "/out",
+                           "--model", model],
                    name=name, detach=True, entrypoint="python", networks=["none"], user=user, workdir=PROBE_HOME,
                    envs={"HOME": "/out", "PYTHONDONTWRITEBYTECODE": "1"},
                    volumes=[(str(PROBES_DIR), PROBE_MOUNT, "ro"), (str(folder), "/out", "rw")], **gpu_options)
@@ -386,28 +513,47 @@ def build_model(docker, image: str, user: str, gpu_options: dict, folder: Path, 
         remove_container(docker, name)
 
 
-def smoke(root: Path, image: str, *, gpus: str = "auto", cdi_kind: str = DEFAULT_CDI_KIND,
-          timeout: float = DEFAULT_TIMEOUT, steps: int = DEFAULT_STEPS) -> Outcome:
-    started = time.monotonic()
-    deadline = started + timeout
-    docker = client()
-    user, access = image_user_and_gpu(docker, image, None, gpus, cdi_kind)
-    gpu = {"mode": gpus, "access": access.flag or "none", "why": access.why, "host_gpu": host_gpu()}
-    folder = Path(tempfile.mkdtemp(prefix="comfyimg-smoke-"))
+def smoke_model(docker, image: str, root: Path, user: str, gpu_options: dict, shape: Shape, steps: int,
+                deadline: float) -> tuple[bool, dict, list[Render]]:
+    """One model: build it, render it both ways, judge."""
+    folder = Path(tempfile.mkdtemp(prefix=f"comfyimg-smoke-{shape.name}-"))
     try:
         folder.chmod(0o777)  # the builder runs as the image's user
-        model = build_model(docker, image, user, access.run_options(), folder, deadline)
+        model = build_model(docker, image, user, gpu_options, folder, deadline, shape.name)
         mounts = [(str(PROBES_DIR / "comfyimg_smoke"), NODE_MOUNT, "ro"),
-                  (str(folder / "unet"), f"{COMFY_DIR}/models/diffusion_models", "ro"),
-                  (str(folder / "vae"), f"{COMFY_DIR}/models/vae", "ro")]
-        runs = [render(docker, image, root, sage, mounts, access.run_options(), steps, deadline)
+                  (str(folder / "unet"), f"{COMFY_DIR}/models/diffusion_models", "ro")]
+        if shape.vae:
+            mounts.append((str(folder / "vae"), f"{COMFY_DIR}/models/vae", "ro"))
+        runs = [render(docker, image, root, sage, mounts, gpu_options, steps, deadline, shape)
                 if model.get("status") == "pass" else Render(sage, problem="no model")
                 for sage in (True, False)]
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-    passed, verdict = judge(model, runs[0], runs[1], steps)
-    gpu["container_gpu"] = "ran" if runs[0].booted_s is not None and access.chosen != "none" else None
-    verdict["timing"] = {"whole_s": round(time.monotonic() - started, 2)}
+    passed, verdict = judge(model, runs[0], runs[1], steps, shape=shape)
+    return passed, verdict, runs
+
+
+def smoke(root: Path, image: str, *, model: str = "sdxl", gpus: str = "auto", cdi_kind: str = DEFAULT_CDI_KIND,
+          timeout: float = DEFAULT_TIMEOUT, steps: int = DEFAULT_STEPS) -> Outcome:
+    """Smoke ``model`` (one of SHAPES, or "all": each in turn, each within its own ``timeout``)."""
+    names = models_of(model)
+    started = time.monotonic()
+    docker = client()
+    user, access = image_user_and_gpu(docker, image, None, gpus, cdi_kind)
+    gpu = {"mode": gpus, "access": access.flag or "none", "why": access.why, "host_gpu": host_gpu()}
+    verdicts: dict[str, dict] = {}
+    seconds: dict[str, float] = {}
+    booted = False
+    for name in names:
+        t0 = time.monotonic()
+        _, verdicts[name], runs = smoke_model(docker, image, root, user, access.run_options(), SHAPES[name], steps,
+                                              t0 + timeout)
+        seconds[name] = round(time.monotonic() - t0, 2)
+        verdicts[name]["speed"][0]["model_s"] = seconds[name]
+        booted = booted or runs[0].booted_s is not None
+    passed, verdict = combine(verdicts)
+    gpu["container_gpu"] = "ran" if booted and access.chosen != "none" else None
+    verdict["timing"] = {"whole_s": round(time.monotonic() - started, 2), "per_model_s": seconds}
     outcome = Outcome("smoke", image, verdict, 0 if passed else FAILED, passed, time.monotonic() - started, gpu)
     write_reports(root, outcome)  # cli prints its summary and the paths
     return outcome

@@ -160,3 +160,107 @@ def numerics_checks(report: Report, torch, fn, call, args, *, layouts, hint_for_
                                batch=args.batch, heads=args.heads, seq_len=args.seq_len, min_cos=args.min_cosine,
                                max_rel_l1=args.max_rel_l1, seed=seed, hint_for_exception=hint_for_exception)
                 torch.cuda.empty_cache()
+
+
+# ----------------------------------------------------------------------------- long sequences
+
+LONG_SEQ_LENS = (65536, 131072, 262144)
+# bytes per element of q (batch x heads x tokens x head dim) a long row holds at its peak: q, k, v
+# and k's clone in the input dtype (4 x 2), the reference and the fp32 k, v (3 x 4), the output (2),
+# the compare's fp32 and fp64 copies of output and reference (2 x 4 + 2 x 8), and slack (8).
+LONG_BYTES_PER_ELEMENT = 8 + 12 + 2 + 24 + 8
+REFERENCE_CHUNK_BYTES = 256 * 2**20
+
+
+def chunked_reference(torch, q, k, v, chunk_bytes: int = REFERENCE_CHUNK_BYTES):
+    """fp32 SDPA of HND q, k, v computed a block of queries at a time (each query's row is
+    independent), so that no backend needs a tokens x tokens score matrix: at most
+    ``chunk_bytes`` of fp32 scores per block."""
+    batch, heads, n, head_dim = q.shape
+    kf, vf = k.float(), v.float()
+    rows = max(1, chunk_bytes // max(1, batch * heads * k.shape[2] * 4))
+    out = torch.empty(batch, heads, n, head_dim, dtype=torch.float32, device=q.device)
+    for start in range(0, n, rows):
+        out[:, :, start:start + rows] = torch.nn.functional.scaled_dot_product_attention(
+            q[:, :, start:start + rows].float(), kf, vf)
+    del kf, vf
+    return out
+
+
+def long_sequence_check(report: Report, torch, fn, call, *, dtype_name: str, seq_len: int, heads: int,
+                        head_dim: int, min_cos: float, max_rel_l1: float, seed: int, hint_for_exception,
+                        device: str = "cuda", free_bytes: int | None = None,
+                        chunk_bytes: int = REFERENCE_CHUNK_BYTES) -> None:
+    """One long call (batch 1, HND) against the chunked fp32 reference, with the thresholds of the
+    short rows. A row that does not fit the device's free memory (``free_bytes``, or an
+    out-of-memory error) is ``skip`` with the reason, never a pass."""
+    name = f"numerics-long:{dtype_name}:n{seq_len}"
+    shape = {"batch": 1, "heads": heads, "seq_len": seq_len, "head_dim": head_dim}
+    need = heads * seq_len * head_dim * LONG_BYTES_PER_ELEMENT
+    if free_bytes is not None and need > free_bytes:
+        report.add(name, "skip", f"does not fit: needs about {need / 2**30:.1f} GiB, {free_bytes / 2**30:.1f} GiB "
+                   "free on the device -- not checked", kind="gpu", **shape)
+        return
+    dtype = getattr(torch, DTYPES[dtype_name])
+    oom = getattr(getattr(torch, "cuda", None), "OutOfMemoryError", MemoryError)
+    try:
+        gen = torch.Generator(device=device).manual_seed(seed)
+        q, k, v = (torch.randn(1, heads, seq_len, head_dim, generator=gen, device=device, dtype=dtype)
+                   for _ in range(3))
+        ref = chunked_reference(torch, q, k, v, chunk_bytes)
+        k_arg = k.clone()
+        try:
+            out = call(fn, q, k_arg, v, "HND")
+            if device == "cuda":
+                torch.cuda.synchronize()
+        except oom:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            detail = f"call raised {type(exc).__name__}: {exc}"
+            hint = hint_for_exception(exc)
+            report.add(name, "fail", detail + (f" -- {hint}" if hint else ""), kind="gpu", **shape)
+            return
+        if isinstance(out, (tuple, list)):
+            out = out[0]
+        if not isinstance(out, torch.Tensor) or tuple(out.shape) != tuple(q.shape):
+            report.add(name, "fail", f"returned {getattr(out, 'shape', type(out).__name__)}, not the query's shape "
+                       f"{tuple(q.shape)}", kind="gpu", **shape)
+            return
+        m = compare(torch, out, ref, out)
+    except (oom, MemoryError) as exc:
+        report.add(name, "skip", f"does not fit: {type(exc).__name__}: {str(exc)[:200]} -- not checked", kind="gpu",
+                   **shape)
+        return
+    finally:
+        q = k = v = ref = k_arg = out = None  # noqa: F841 - release before the next row
+        if device == "cuda":
+            torch.cuda.empty_cache()
+    m.update(shape)
+    m["reference"] = "fp32 SDPA in query blocks"
+    problems = []
+    if not m["finite"]:
+        problems.append(f"{m['nonfinite_fraction']:.1%} of output values are NaN/Inf")
+    else:
+        if m["cosine"] < min_cos:
+            problems.append(f"cosine {m['cosine']:.4f} < {min_cos}")
+        if m["rel_l1"] > max_rel_l1:
+            problems.append(f"relative L1 {m['rel_l1']:.4f} > {max_rel_l1}")
+    if problems:
+        report.add(name, "fail", f"{seq_len} tokens: " + "; ".join(problems), kind="gpu", **m)
+    else:
+        report.add(name, "pass", f"{seq_len} tokens: cosine {m['cosine']:.4f} >= {min_cos}, relative L1 "
+                   f"{m['rel_l1']:.4f} <= {max_rel_l1}, all finite", kind="gpu", **m)
+
+
+def long_sequence_checks(report: Report, torch, fn, call, args, *, hint_for_exception) -> None:
+    """``--long-seq-lens`` x ``--dtypes``: the lengths where short checks cannot see a kernel that
+    turns to noise (reported upstream above about 160k tokens on sm120)."""
+    seed = 100
+    for seq_len in args.long_seq_lens:
+        for dtype_name in args.dtypes:
+            seed += 1
+            free, _total = torch.cuda.mem_get_info()
+            long_sequence_check(report, torch, fn, call, dtype_name=dtype_name, seq_len=seq_len,
+                                heads=args.long_heads, head_dim=128, min_cos=args.min_cosine,
+                                max_rel_l1=args.max_rel_l1, seed=seed, hint_for_exception=hint_for_exception,
+                                free_bytes=free)

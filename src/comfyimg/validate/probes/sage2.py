@@ -28,10 +28,10 @@ import re
 import sys
 
 
-from .args import LAYOUTS, add_expectation_args, choice_list, common_parser, csv_list
+from .args import LAYOUTS, add_expectation_args, choice_list, common_parser, csv_list, int_list
 from .benchmark import bench_from_args
 from .imports import classify_import_error, import_crash_check, import_module_check
-from .numerics import numerics_checks, start
+from .numerics import LONG_SEQ_LENS, long_sequence_checks, numerics_checks, start
 from .report import Report, main
 from .table import package_rules, required_modules, serves_check, table_modules
 
@@ -152,6 +152,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "Triton path for every GPU)")
     p.add_argument("--layouts", type=choice_list(LAYOUTS, "layout"), default=list(LAYOUTS), metavar="LAYOUTS",
                    help="tensor layouts to check (HND, NHD)")
+    p.add_argument("--long-seq-lens", type=int_list, default=list(LONG_SEQ_LENS), metavar="LENS",
+                   help="long-sequence rows: comma-separated token counts (batch 1, --long-heads heads, head dim "
+                        "128, each of --dtypes, HND) against an fp32 reference computed in query blocks; '' for none. "
+                        "A row that does not fit the GPU's memory is skip, never pass")
+    p.add_argument("--long-heads", type=int, default=4, help="heads of the long-sequence rows")
     return p
 
 
@@ -229,6 +234,7 @@ def probe_body(args, report: Report) -> None:
         return
     numerics_checks(report, torch, fn, call_sageattn, args, layouts=args.layouts,
                     hint_for_exception=sage2_exception_hint)
+    long_sequence_checks(report, torch, fn, call_sageattn, args, hint_for_exception=sage2_exception_hint)
     bench_from_args(report, torch, fn, call_sageattn, args, label="sageattn")
 
 if __name__ == "__main__":

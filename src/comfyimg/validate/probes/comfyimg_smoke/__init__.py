@@ -7,7 +7,10 @@ It does two things:
   name ``comfy.ldm.modules.attention.sageattn``, which ``attention_sage`` looks up at each
   call), and checks a sample of them against fp32 PyTorch SDPA on the same q/k/v: a kernel
   that ran and agrees is the positive sign, a count of 0 or a low cosine is a failure.
-  The tally is served at ``GET /comfyimg_smoke/stats`` and logged.
+  The tally is served at ``GET /comfyimg_smoke/stats`` and logged. The first call of each new
+  shape is checked too (a DiT's self- and cross-attention differ), and ``POST
+  /comfyimg_smoke/checks`` with ``{"on": false}`` stops the checks (the fp32 reference of a
+  32k-token call takes longer than the call) so that a timed prompt times the kernel alone.
 * gives the workflow a conditioning with no text encoder (``ComfyimgSmokeConditioning``):
   seeded random SDXL-shaped context (77 x 2048) and pooled output (1280).
 
@@ -27,7 +30,7 @@ CHECK_EVERY = 37
 CHECK_MAX = 24
 
 STATS: dict = {"wrapped": False, "target": None, "calls": 0, "errors": 0, "checked": 0, "min_cosine": None,
-         "max_rel_l1": None, "shapes": {}, "layouts": {}, "dtypes": {}}
+         "max_rel_l1": None, "shapes": {}, "layouts": {}, "dtypes": {}, "checking": True}
 _LOCK = threading.Lock()
 
 
@@ -61,11 +64,13 @@ def _wrap(original):
         with _LOCK:
             STATS["calls"] += 1
             n = STATS["calls"]
-            key = "x".join(str(s) for s in q.shape)
+            key = "x".join(str(s) for s in q.shape) + "/" + "x".join(str(s) for s in k.shape)
+            new = key not in STATS["shapes"]
             STATS["shapes"][key] = STATS["shapes"].get(key, 0) + 1
             STATS["layouts"][layout] = STATS["layouts"].get(layout, 0) + 1
             STATS["dtypes"][str(q.dtype)] = STATS["dtypes"].get(str(q.dtype), 0) + 1
-            due = STATS["checked"] < CHECK_MAX and (n <= CHECK_FIRST or n % CHECK_EVERY == 0)
+            due = STATS["checking"] and STATS["checked"] < CHECK_MAX and (
+                new or n <= CHECK_FIRST or n % CHECK_EVERY == 0)
         if due:
             cos, rel = _check(out, q, k, v, layout, kwargs.get("attn_mask"), kwargs.get("sm_scale"))
             with _LOCK:
@@ -78,6 +83,12 @@ def _wrap(original):
 
     counted_sageattn.comfyimg_smoke = True
     return counted_sageattn
+
+
+def set_checking(on: bool) -> None:
+    with _LOCK:
+        STATS["checking"] = on
+    logging.info("comfyimg-smoke: sampled checks %s", "on" if on else "off")
 
 
 def _install():
@@ -121,16 +132,28 @@ def _routes():
                      body["calls"], body["errors"], body["checked"], body["min_cosine"])
         return web.json_response(body)
 
+    @PromptServer.instance.routes.post("/comfyimg_smoke/checks")
+    async def checks(request):
+        try:
+            on = (await request.json())["on"]
+        except Exception:  # noqa: BLE001 - a bad body is the client's error
+            return web.json_response({"error": 'expected {"on": true|false}'}, status=400)
+        if not isinstance(on, bool):
+            return web.json_response({"error": 'expected {"on": true|false}'}, status=400)
+        set_checking(on)
+        return web.json_response({"checking": on})
+
 
 class ComfyimgSmokeConditioning:
-    """Seeded random SDXL-shaped conditioning: no text encoder, no download."""
+    """Seeded random conditioning (no text encoder, no download): context tokens x width and, when
+    pooled_dim > 0, a pooled output (SDXL 77 x 2048 + 1280; Flux 512 x 4096 + 768; Wan 512 x 4096)."""
 
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {"seed": ("INT", {"default": 1, "min": 0, "max": 2**31 - 1}),
                              "tokens": ("INT", {"default": 77, "min": 1, "max": 1024}),
                              "context_dim": ("INT", {"default": 2048, "min": 1, "max": 8192}),
-                             "pooled_dim": ("INT", {"default": 1280, "min": 1, "max": 8192})}}
+                             "pooled_dim": ("INT", {"default": 1280, "min": 0, "max": 8192})}}
 
     RETURN_TYPES = ("CONDITIONING",)
     FUNCTION = "make"
@@ -139,8 +162,8 @@ class ComfyimgSmokeConditioning:
     def make(self, seed, tokens, context_dim, pooled_dim):
         generator = torch.Generator().manual_seed(seed)
         context = torch.randn(1, tokens, context_dim, generator=generator)
-        pooled = torch.randn(1, pooled_dim, generator=generator)
-        return ([[context, {"pooled_output": pooled}]],)
+        extra = {"pooled_output": torch.randn(1, pooled_dim, generator=generator)} if pooled_dim else {}
+        return ([[context, extra]],)
 
 
 _install()
