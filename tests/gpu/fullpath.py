@@ -115,7 +115,9 @@ def main() -> int:
     ap.add_argument("--label", default="fullpath")
     ap.add_argument("--require-gpu", action="store_true")
     ap.add_argument("--smoke", action="store_true")
-    ap.add_argument("--smoke-timeout", default="240")
+    ap.add_argument("--smoke-timeout", default="240", help="seconds for each model's smoke")
+    ap.add_argument("--smoke-model", default="sdxl", help="the good image's smoke: sdxl, flux, wan or all")
+    ap.add_argument("--no-smoke-broken", action="store_true", help="skip step 5 (the broken image's sdxl smoke)")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     py = sys.executable
@@ -165,8 +167,15 @@ def main() -> int:
 
         if args.smoke and image:
             smoke = [py, "-m", "nox", "--no-venv", "-f", "noxfile.py", "-s", "smoke", "--", "--image"]
-            steps.run("4-smoke", smoke + [image, "--timeout", args.smoke_timeout], env=env)
-            steps.keep(root / "reports" / "smoke.json", "smoke-good.json")
+            steps.run("4-smoke", smoke + [image, "--model", args.smoke_model, "--timeout", args.smoke_timeout],
+                      env=env, timeout=900 * (3 if args.smoke_model == "all" else 1))
+            good = steps.keep(root / "reports" / "smoke.json", "smoke-good.json")
+            for row in good.get("result", {}).get("speed", []):
+                steps.check(f"4-smoke {row['model']} speed", row.get("ratio") is not None,
+                            f"{row['tokens']} tokens: s/step {row['s_per_step']} -> {row['ratio']}x "
+                            f"({row['advice']}); kernel {(row.get('kernel') or {}).get('ratio')}x, attention share "
+                            f"{row.get('attention_share')}, model {row.get('model_s')} s")
+        if args.smoke and image and not args.no_smoke_broken:
             broken = f"{image}-broken"
             box = "comfyimg-fullpath-break"
             where = docker("run", "--rm", "--network", "none", "--entrypoint", "python", image, "-c",
@@ -181,7 +190,8 @@ def main() -> int:
             steps.check("5-broken image", bool(where) and made.returncode == 0 and commit.returncode == 0,
                         f"sageattn replaced in {where or '(not found)'}: {made.stderr.strip()[-200:]}"
                         f"{commit.stderr.strip()[-200:]}")
-            steps.run("5-smoke-broken", smoke + [broken, "--timeout", args.smoke_timeout], want=1, env=env)
+            steps.run("5-smoke-broken", smoke + [broken, "--model", "sdxl", "--timeout", args.smoke_timeout], want=1,
+                      env=env)
             bad = steps.keep(root / "reports" / "smoke.json", "smoke-broken.json")
             reason = bad.get("result", {}).get("reason", "")
             steps.check("5-smoke-broken reason", any(w in reason for w in ("agree", "fallback")),

@@ -18,10 +18,19 @@
 #           run(command="bash tests/gpu/fullpath_h200.sh run", carry=[".gpu/fc"], timeout_s=600)
 # stage-b also builds SageAttention 2.2.0 (d1a57a5) for sm90 from source (~90 s).
 # `run` writes $OUT/fullpath-h200/ (steps.json, summary.md, every step's log and report).
+# Knobs (environment): COMFYIMG_GPU_PACK (the packs' folder, default .gpu; absolute, or relative to the
+# repository), COMFYIMG_SHARED (the vendor and tools folder pack reads, default ../shared),
+# COMFYIMG_SMOKE_MODEL (the good image's smoke: sdxl, flux, wan or all; default sdxl),
+# COMFYIMG_SMOKE_BROKEN=0 (skip the broken image's smoke). The speed proof (issue 31) runs
+#   COMFYIMG_GPU_PACK=$PWD/.gpu/speed-pack COMFYIMG_SMOKE_MODEL=all COMFYIMG_SMOKE_BROKEN=0 \
+#     bash .gpu/speed-src/tests/gpu/fullpath_h200.sh run
+# from a copy of the tree in .gpu/speed-src, carrying .gpu/speed-src and .gpu/speed-pack/fc.
 set -u -o pipefail
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$repo"
 STAGE=/tmp/comfyimg-fullpath-stage
+PACK=${COMFYIMG_GPU_PACK:-.gpu}
+SHARED=${COMFYIMG_SHARED:-../shared}
 PLAT="--no-deps --only-binary=:all: --python-version 3.12 --implementation cp --platform manylinux2014_x86_64
 --platform manylinux_2_17_x86_64 --platform manylinux_2_24_x86_64 --platform manylinux_2_27_x86_64
 --platform manylinux_2_28_x86_64"
@@ -32,31 +41,31 @@ pydantic-core annotated-types typing-inspection typing-extensions rich markdown-
 httpx httpcore h11 anyio sniffio certifi idna invoke python-hcl2 lark nvidia-cuda-cuobjdump pip"
 
 pack() {
-    rm -rf .gpu/fa .gpu/fb .gpu/fc && mkdir -p .gpu/fa/cw .gpu/fb/hw .gpu/fc
+    rm -rf "$PACK/fa" "$PACK/fb" "$PACK/fc" && mkdir -p "$PACK/fa/cw" "$PACK/fb/hw" "$PACK/fc"
     # shellcheck disable=SC2086
-    python3 -m pip download -q $PLAT -d .gpu/fa/cw $COMFY_WHEELS
+    python3 -m pip download -q $PLAT -d "$PACK/fa/cw" $COMFY_WHEELS
     # shellcheck disable=SC2086
-    python3 -m pip download -q $PLAT -d .gpu/fb/hw $HOST_WHEELS
-    cp ../shared/vendor/ComfyUI-a125cd84.tar.gz ../shared/vendor/SageAttention-d1a57a5.tar.gz .gpu/fb/
+    python3 -m pip download -q $PLAT -d "$PACK/fb/hw" $HOST_WHEELS
+    cp "$SHARED/vendor/ComfyUI-a125cd84.tar.gz" "$SHARED/vendor/SageAttention-d1a57a5.tar.gz" "$PACK/fb/"
     local tmp; tmp=$(mktemp -d)
     dpkg -x "${ENGINE_CACHE_DIR:-/var/cache/comfyimg-engine}"/debs/docker-buildx_*.deb "$tmp/x"
-    xz -9e -T2 -c "$tmp/x/usr/libexec/docker/cli-plugins/docker-buildx" >.gpu/fb/docker-buildx.xz
+    xz -9e -T2 -c "$tmp/x/usr/libexec/docker/cli-plugins/docker-buildx" >"$PACK/fb/docker-buildx.xz"
     # gpu-docker.sh's engine bundle, stripped and xz -9e: ~42 MB instead of 57
-    bash ../shared/tools/gpu-docker.sh bundle "$tmp/plain.tar.xz" >/dev/null && tar -C "$tmp" -xJf "$tmp/plain.tar.xz" \
-        && strip "$tmp"/bin/* 2>/dev/null; tar -C "$tmp" -cf - bin | xz -9e -T2 >.gpu/fc/docker.tar.xz
-    cp ../shared/tools/gpu-docker.sh .gpu/fc/
+    bash "$SHARED/tools/gpu-docker.sh" bundle "$tmp/plain.tar.xz" >/dev/null && tar -C "$tmp" -xJf "$tmp/plain.tar.xz" \
+        && strip "$tmp"/bin/* 2>/dev/null; tar -C "$tmp" -cf - bin | xz -9e -T2 >"$PACK/fc/docker.tar.xz"
+    cp "$SHARED/tools/gpu-docker.sh" "$PACK/fc/"
     rm -rf "$tmp"
-    du -sh .gpu/fa .gpu/fb .gpu/fc
+    du -sh "$PACK/fa" "$PACK/fb" "$PACK/fc"
 }
 
 stage_a() {
-    rm -rf "$STAGE" && mkdir -p "$STAGE" && cp -r .gpu/fa/cw "$STAGE/" && date +%s >"$STAGE/a"
+    rm -rf "$STAGE" && mkdir -p "$STAGE" && cp -r "$PACK/fa/cw" "$STAGE/" && date +%s >"$STAGE/a"
     ls "$STAGE/cw" | wc -l
 }
 
 stage_b() {
     [ -f "$STAGE/a" ] || { echo "FAIL: $STAGE/a missing: the machine went cold after stage-a"; return 2; }
-    cp -r .gpu/fb/. "$STAGE/" || return 1
+    cp -r "$PACK/fb/." "$STAGE/" || return 1
     local py=/opt/torch/.venv/bin/python; [ -x "$py" ] || py=$(command -v python3)
     local work=$STAGE/sa t0; t0=$(date +%s)
     rm -rf "$work" && mkdir -p "$work" && tar -C "$work" -xzf "$STAGE/SageAttention-d1a57a5.tar.gz"
@@ -119,7 +128,7 @@ run() {
     local work=/tmp/comfyimg-fullpath; rm -rf "$work"; mkdir -p "$work/deps"
     echo "== machine"; date -u; nvidia-smi -L; "$py" -c 'import torch; print("torch", torch.__version__)'
     echo "== engine + buildx"
-    eval "$(bash .gpu/fc/gpu-docker.sh start .gpu/fc/docker.tar.xz | tail -1)" || { echo "FAIL: engine"; return 1; }
+    eval "$(bash "$PACK/fc/gpu-docker.sh" start "$PACK/fc/docker.tar.xz" | tail -1)" || { echo "FAIL: engine"; return 1; }
     trap 'kill "$(cat /tmp/dockerd.pid 2>/dev/null)" 2>/dev/null' EXIT
     export DOCKER_CONFIG=$work/docker-config; mkdir -p "$DOCKER_CONFIG/cli-plugins"
     xz -dc "$STAGE/docker-buildx.xz" >"$DOCKER_CONFIG/cli-plugins/docker-buildx" && chmod 0755 "$DOCKER_CONFIG/cli-plugins/docker-buildx"
@@ -135,7 +144,8 @@ run() {
     local wheel; wheel=$(ls "$STAGE"/sageattention-*.whl | head -1)
     "$py" tests/gpu/fullpath.py --wheel "$wheel" --core-image local/core-gpu-standin:h200 --out "$out" \
         --work "$work" --arch sm90 --python cp312 --torch "$("$py" -c 'import torch; print(torch.__version__.split("+")[0])')" \
-        --torch-index cu130 --cuda 13.0 --label h200 --require-gpu --smoke
+        --torch-index cu130 --cuda 13.0 --label h200 --require-gpu --smoke --smoke-model "${COMFYIMG_SMOKE_MODEL:-sdxl}" \
+        $([ "${COMFYIMG_SMOKE_BROKEN:-1}" = 0 ] && echo --no-smoke-broken)
     local rc=$?
     docker ps -a --format '{{.Names}}' >"$out/leftover-containers.txt"
     echo "whole run $(( $(date +%s) - t0 )) s, rc $rc; leftover containers: $(wc -l <"$out/leftover-containers.txt")"

@@ -107,3 +107,12 @@ def test_the_conditioning_has_no_pooled_output_when_asked_for_none(caplog):
     node = load_node(caplog).ComfyimgSmokeConditioning()
     ((context, extra),) = node.make(1, 512, 4096, 0)[0]
     assert context.shape == (1, 512, 4096) and extra == {}
+
+
+@pytest.mark.parametrize("layout", ["NHD", "HND"])
+def test_the_reference_is_computed_in_blocks_of_queries_and_equals_sdpa(caplog, monkeypatch, layout):
+    node = load_node(caplog)
+    monkeypatch.setattr(node, "REFERENCE_BLOCK_BYTES", 2 * 4 * 64 * 4 * 5)  # 5 query rows a block: 13 blocks
+    q, k, v = (t.float() for t in qkv(layout))
+    ref = node._reference(q, k, v, layout, None, 0.1)
+    assert torch.allclose(ref, sdpa(q, k, v, tensor_layout=layout, sm_scale=0.1), atol=1e-6)

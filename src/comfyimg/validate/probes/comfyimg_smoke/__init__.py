@@ -34,13 +34,27 @@ STATS: dict = {"wrapped": False, "target": None, "calls": 0, "errors": 0, "check
 _LOCK = threading.Lock()
 
 
+REFERENCE_BLOCK_BYTES = 512 * 2**20  # fp32 scores per block of queries, whatever SDPA backend runs
+
+
 def _reference(q, k, v, layout, mask, scale):
-    """fp32 SDPA on the same inputs, in the kernel's layout (current ComfyUI passes sm_scale)."""
+    """fp32 SDPA on the same inputs, in the kernel's layout (current ComfyUI passes sm_scale),
+    a block of queries at a time: a 32k-token call must not need a tokens x tokens matrix."""
     if layout == "NHD":
         q, k, v = (t.transpose(1, 2) for t in (q, k, v))
     if mask is not None:
         mask = mask.float() if mask.dtype != torch.bool else mask
-    ref = torch.nn.functional.scaled_dot_product_attention(q.float(), k.float(), v.float(), attn_mask=mask, scale=scale)
+    batch, heads, n, _ = q.shape
+    rows = max(1, REFERENCE_BLOCK_BYTES // max(1, batch * heads * k.shape[2] * 4))
+    kf, vf = k.float(), v.float()
+    parts = []
+    for start in range(0, n, rows):
+        block_mask = mask
+        if mask is not None and mask.ndim >= 2 and mask.shape[-2] == n:
+            block_mask = mask[..., start:start + rows, :]
+        parts.append(torch.nn.functional.scaled_dot_product_attention(
+            q[:, :, start:start + rows].float(), kf, vf, attn_mask=block_mask, scale=scale))
+    ref = torch.cat(parts, dim=2)
     return ref.transpose(1, 2) if layout == "NHD" else ref
 
 
