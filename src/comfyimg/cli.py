@@ -31,17 +31,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar
 
-from comfyimg import render
-from comfyimg.bake.record import RECORD
 from comfyimg.errors import BAD_INPUT, FAILED, INTERRUPTED, BadInput, Stopped, UserError
 from comfyimg.fsutil import changed_statement, read_bytes
-from comfyimg.audit import coverage, report
 from comfyimg.output import SafeTable as Table
 from comfyimg.output import err, out, plain
-from comfyimg.pins import load as pins_mod
-from comfyimg.pins.model import record_hash_command
 from comfyimg.untrusted import for_terminal
-from comfyimg.validate import reports
 from comfyimg.validate.defaults import (
     COMFYUI_PATH,
     DEFAULT_CDI_KIND,
@@ -55,7 +49,14 @@ from comfyimg.validate.defaults import (
 if TYPE_CHECKING:
     from invoke import Task
 
+    from comfyimg.audit import coverage
     from comfyimg.bump.plan import Bumped
+    from comfyimg.pins import load as pins_mod
+    from comfyimg.validate import reports
+
+# Start-up (docs/dev/startup.md): this module imports only what parsing and printing need; each
+# command imports the stages it runs in its own function ("# optional: start-up"), so invoke
+# --list, --help and a command that needs little do not pay for the others.
 
 # `python -m comfyimg audit` stays within 2x of reading the wheel (docs/user-guides/performance.md):
 # the commands that drive docker (python-on-whales, pydantic), GitHub (httpx) or invoke import
@@ -169,11 +170,16 @@ def after_dashes(remainder: str | None) -> list[str]:
 
 def load_pins(root: Path) -> pins_mod.Pins:
     """``wheels.toml`` of the project at ``root``, its targets checked against the bake file."""
+    from comfyimg import render  # optional: start-up
+    from comfyimg.pins import load as pins_mod  # optional: start-up
+
     return pins_mod.load(root / "wheels.toml", bake_targets=render.targets(root / render.BAKE_FILE))
 
 
 def warn_unhashed(pins: pins_mod.Pins) -> None:
     """Warnings that do not stop a check: unrecorded hashes, images left without a wheel."""
+    from comfyimg.pins.model import record_hash_command  # optional: start-up
+
     for target in pins.targets():
         for name, per_arch in pins.arch_only(target).items():
             archs = ", ".join(p.arch for p in per_arch if p.arch)
@@ -189,6 +195,7 @@ def warn_unhashed(pins: pins_mod.Pins) -> None:
 def check_coverage(pins: pins_mod.Pins) -> None:
     """Recorded kernel coverage that misses an arch a pin serves: bad input (exit 2);
     no coverage recorded: a warning with the command that records it."""
+    from comfyimg.audit import coverage  # optional: start-up
 
     errors, unrecorded = coverage.problems(pins)
     for pin in unrecorded:
@@ -200,7 +207,10 @@ def check_coverage(pins: pins_mod.Pins) -> None:
 def check(root: Path, json_out: bool = False) -> int:
     """Validate wheels.toml, verify the generated files are current, run the bake build checks
     when an engine can: 0 ok, 1 drift or a build-check warning, 2 bad input."""
+    from comfyimg import render  # optional: start-up
+    from comfyimg.audit import coverage  # optional: start-up
     from comfyimg.bake import checks as buildchecks  # optional: the docker stack, for this command only
+
     pins = load_pins(root)
     check_coverage(pins)
     drifts = render.check(pins, root)
@@ -237,6 +247,7 @@ def check(root: Path, json_out: bool = False) -> int:
 def audit(root: Path, wheel: str | Path | None, archs: list[str], as_json: bool) -> int:
     """``invoke audit``: a wheel on disk (exit 0 runnable on every arch, 1 not, 2 bad input),
     or every pin from its recorded coverage."""
+    from comfyimg.audit import coverage, report  # optional: start-up
 
     if wheel:
         return show_wheel_audit(coverage.audit_wheel(root, Path(wheel), archs), as_json)
@@ -255,6 +266,8 @@ def audit(root: Path, wheel: str | Path | None, archs: list[str], as_json: bool)
 
 def show_wheel_audit(result: coverage.WheelAudit, as_json: bool) -> int:
     """Exit 0: runnable on every arch asked; 1: not."""
+    from comfyimg.audit import report  # optional: start-up
+
     if as_json:
         emit_json(report.wheel_json(result))
     else:
@@ -265,6 +278,8 @@ def show_wheel_audit(result: coverage.WheelAudit, as_json: bool) -> int:
 
 
 def render_files(root: Path) -> int:
+    from comfyimg import render  # optional: start-up
+
     pins = load_pins(root)
     changed = render.write(pins, root)
     for path in changed:
@@ -337,6 +352,7 @@ def _stoppable(what: str, removed: str, work: Callable[[], reports.Outcome], roo
 
 def show_outcome(outcome: reports.Outcome, root: Path) -> None:
     """validate's and smoke's table, timing and verdict, then the reports they wrote."""
+    from comfyimg.validate import reports  # optional: start-up
     for shown in reports.summary(outcome):
         out().print(shown)
     for warning in outcome.warnings:
@@ -671,6 +687,7 @@ def bake(root: Path, args: BakeArgs) -> int:
     """``invoke bake``: preflight, build through buildx bake, print a summary and write the
     build record (``--print``: print the resolved plan instead)."""
     from comfyimg.bake import bake as bake_mod  # optional: the docker stack, for this command only
+    from comfyimg.bake.record import RECORD  # optional: start-up
 
     modes = [m for m, on in (("load", args.load), ("push", args.push), ("print", args.print_plan)) if on]
     if len(modes) > 1:
