@@ -13,7 +13,7 @@ condition keeps both (a kernel that may run is needed). A name bound by an impor
 as imported.
 
 :func:`read` gives a :class:`WheelDispatch` or raises :class:`Unreadable` with the reason;
-the caller then falls back to the package table (``probes/kernels.json``) and says why.
+the caller then falls back to the package table (``kernels/kernels.json``) and says why.
 Bounded: each file is capped in bytes, AST nodes and depth; the whole read in time.
 """
 
