@@ -183,7 +183,7 @@ def _read_ptx(path: Path, target: Target, where: str) -> dict[str, _Function]:
 def names_kernel(symbol: str, attr: str) -> bool:
     """Does the Python name ``attr`` name the kernel ``symbol``: the same ``extern "C"`` name,
     or the identifier inside an Itanium-mangled one (``_Z11qk_fp8_attnPf``)?"""
-    return symbol == attr or re.search(rf"(?<!\d){len(attr)}{re.escape(attr)}(?![A-Za-z0-9_])", symbol) is not None
+    return symbol == attr or re.search(rf"(?<!\d){len(attr)}{re.escape(attr)}", symbol) is not None
 
 
 def _reaches(funcs: Mapping[str, _Function], start: _Function) -> tuple[str, str]:
