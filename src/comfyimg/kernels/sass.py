@@ -218,9 +218,10 @@ def read_code(path: Path, target: Target, calls: Iterable[str], where: str) -> C
     return CodeRead(str(target), len(read), bool(named), trapped, kernel, instruction)
 
 
-def wanted(module: Module, found: Mapping[str, dispatch.Found]) -> tuple[list[Target], set[str]]:
+def wanted(module: Module, found: Mapping[str, dispatch.Found],
+           only: Iterable[str] | None = None) -> tuple[list[Target], set[str]]:
     """The targets of ``module`` the driver picks on some GPU that a dispatch read from the wheel
-    sends to it, and the names the Python calls on the module."""
+    sends to it (of the archs ``only``, when given), and the names the Python calls on the module."""
     archs: set[str] = set()
     calls: set[str] = set()
     for how in found.values():
@@ -232,13 +233,17 @@ def wanted(module: Module, found: Mapping[str, dispatch.Found]) -> tuple[list[Ta
                 continue
             archs |= set(b.archs) if b.archs else {a for a in KNOWN_ARCHS if a not in named}
             calls |= {c.removeprefix(module.name + ".") for c in b.calls if c.startswith(module.name + ".")}
+    if only is not None:
+        archs &= set(only)
     targets = {t for a in archs if (t := module.code_for(a)) is not None}
     return sorted(targets), calls
 
 
-def read_module_code(path: Path, module: Module, found: Mapping[str, dispatch.Found], where: str) -> Module:
-    """``module`` with :attr:`Module.code`: each target the dispatch reaches, disassembled."""
-    targets, calls = wanted(module, found)
+def read_module_code(path: Path, module: Module, found: Mapping[str, dispatch.Found], where: str,
+                     only: Iterable[str] | None = None) -> Module:
+    """``module`` with :attr:`Module.code`: each target the dispatch reaches (on the archs
+    ``only``, when given), disassembled."""
+    targets, calls = wanted(module, found, only)
     if not targets:
         return module
     code = tuple(read_code(path, t, calls, where) for t in targets)
