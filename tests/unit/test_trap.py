@@ -142,3 +142,18 @@ def test_the_result_is_recorded_with_the_coverage_and_check_refuses_it(tmp_path,
 ])
 def test_a_kernel_is_named_by_its_extern_c_name_or_the_identifier_inside_its_mangled_name(symbol, attr, named):
     assert names_kernel(symbol, attr) is named
+
+
+def test_a_hanging_disassembly_is_stopped_with_one_line(tmp_path, project):
+    """cuobjdump lists the module, then hangs in -sass; its child (as nvdisasm would be) holds the
+    output open, so the whole process group is stopped at the timeout."""
+    real, _ = cuobjdump()
+    tool = tmp_path / "cuobjdump"
+    tool.write_text(f'#!/bin/sh\nfor a in "$@"; do [ "$a" = -sass ] && {{ sleep 600; exit 0; }}; done\n'
+                    f'exec "{real}" "$@"\n')
+    tool.chmod(0o755)
+    wheel = trap_wheel(tmp_path, "t_80")
+    r = project.invoke("audit", "--wheel", str(wheel), "--arch", "sm89", timeout=60,
+                       env={"COMFYIMG_CUOBJDUMP": str(tool), "COMFYIMG_CUOBJDUMP_TIMEOUT": "2"})
+    assert_failed_cleanly(r, 1, stderr=r"_qattn_sm89\.cpython-312-x86_64-linux-gnu\.so: cuobjdump did not finish "
+                                       r"disassembling within 2 s \(COMFYIMG_CUOBJDUMP_TIMEOUT\)")

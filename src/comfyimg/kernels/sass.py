@@ -23,10 +23,12 @@ each run within ``$COMFYIMG_CUOBJDUMP_TIMEOUT``, and only the targets some GPU i
 
 from __future__ import annotations
 
+import collections
 import importlib.util
 import os
 import re
 import shutil
+import signal
 import subprocess
 import threading
 from collections.abc import Iterable, Mapping
@@ -88,19 +90,32 @@ def _stream(args: list[str], where: str, line: Any) -> tuple[int, str]:
     Stopped at the timeout (:class:`WorkFailed`)."""
     limit = cuobjdump_timeout()
     env = {**os.environ, "NVDISASM_PATH": nvdisasm()}
-    try:
-        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    try:  # its own process group: a stop takes nvdisasm, which cuobjdump runs, with it
+        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+                                start_new_session=True)
     except OSError as exc:
         raise BadInput(f"cuobjdump at {args[0]} cannot run: {exc}") from None
     stopped = threading.Event()
 
+    def kill() -> None:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
     def stop() -> None:
         stopped.set()
-        proc.kill()
+        kill()
 
     timer = threading.Timer(limit, stop)
-    errors: list[bytes] = []
-    drain = threading.Thread(target=lambda: errors.extend(proc.stderr.readlines(MAX_LINE)), daemon=True)  # type: ignore[union-attr]
+    errors: collections.deque[bytes] = collections.deque(maxlen=8)  # the last lines of stderr
+
+    def drain_errors() -> None:
+        assert proc.stderr is not None
+        while line := proc.stderr.readline(MAX_LINE):
+            errors.append(line)
+
+    drain = threading.Thread(target=drain_errors, daemon=True)
     timer.start()
     drain.start()
     try:
@@ -111,7 +126,7 @@ def _stream(args: list[str], where: str, line: Any) -> tuple[int, str]:
     finally:
         timer.cancel()
         if proc.poll() is None:
-            proc.kill()
+            kill()
             proc.wait()
         drain.join(5)
     if stopped.is_set():
