@@ -232,3 +232,14 @@ def test_a_bad_option_value_is_one_line_and_exit_2_from_both_front_ends():
     assert request == cli.BumpRequest(name=("a,b", "c"), dry_run=True)
     with pytest.raises(dataclasses.FrozenInstanceError):
         request.release = "v1"  # type: ignore[misc]
+
+
+def test_the_nox_sessions_show_only_flags_their_command_defines():
+    """noxfile.py runs `python -m comfyimg validate|smoke` (the same definitions); the usage its
+    docstrings show must name flags those commands have (nox imports no comfyimg to generate it)."""
+    source = (REPO / "noxfile.py").read_text()
+    tree = ast.parse(source)
+    sessions = {n.name: ast.get_docstring(n) or "" for n in tree.body if isinstance(n, ast.FunctionDef)}
+    for session, command in (("validate_sage2", cli.VALIDATE), ("validate_sage3", cli.VALIDATE), ("smoke", cli.SMOKE)):
+        shown = set(re.findall(r"--([a-z][\w-]*)", sessions[session].split("-- ", 1)[-1]))
+        assert shown and shown <= set(command.long_flags()), (session, shown - set(command.long_flags()))
