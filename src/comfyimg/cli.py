@@ -446,6 +446,8 @@ class Command(Generic[R]):
         """The request from what a front end collected: ``given`` maps a long flag to None (not
         given), a bool, a list of words or one word; ``words``: those after ``--``."""
         values: dict[str, Any] = {}
+        if words and not any(spec.dashes for _, spec in self.fields()):
+            raise BadInput(f"{self.name} takes nothing after --: {shlex.join(words)}")
         for f, spec in self.fields():
             raw = given.get(self.flag(f, spec))
             if spec.dashes:
@@ -820,6 +822,13 @@ def top_help() -> str:
     ])
 
 
+class _Untrusted(logging.Formatter):
+    """-v's log lines are untrusted text too: controls made visible, secrets redacted."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return for_terminal(super().format(record))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m comfyimg [-q|-v] COMMAND [ARGS]`` (and the ``comfyimg`` console script)."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -827,7 +836,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if argv.pop(0) in ("-q", "--quiet"):
             _QUIET[0] = True
         else:
-            logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(name)s: %(message)s")
+            handler = logging.StreamHandler(sys.stderr)
+            handler.setFormatter(_Untrusted("%(name)s: %(message)s"))
+            logging.basicConfig(level=logging.INFO, handlers=[handler])
     if argv[:1] in (["-h"], ["--help"]):
         out().print(top_help(), soft_wrap=True)
         return 0
