@@ -136,8 +136,10 @@ def _ending(work: Callable[[], int | None], *, stopped: tuple[str, str] | None =
         return work() or 0, None
     except ENDINGS as exc:
         _shown_before(exc)
-        message, code = failure(exc, stopped, prefixed=prefixed)  # type: ignore[misc]
-        return code, message
+        ending = failure(exc, stopped, prefixed=prefixed)
+        if ending is None:  # failure() answers every one of ENDINGS; a bug keeps its traceback
+            raise
+        return ending[1], ending[0]
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
