@@ -225,6 +225,9 @@ def audit(root: Path, wheel: str | Path | None, archs: list[str], as_json: bool)
                 err().print(f"{entry.pin.key} {entry.pin.version}: {coverage.unrecorded_message(pins, entry.pin)}")
             else:
                 out().print(report.pin_table(entry, result.archs))
+        out().print("runs on, per image:")
+        for line in report.runs_lines(result.runs):
+            out().print(line, soft_wrap=True)
     return FAILED if result.failed else 0
 
 
@@ -346,6 +349,10 @@ def bake(root: Path, targets: Sequence[str] | None, remainder: str, *, load: boo
         table.add_row(b.target, "\n".join(b.tags), (b.image_id or "-")[:19], f"{b.seconds:.1f}s",
                       ", ".join(f"{p.name} {p.version}" for p in b.pins) or "-")
     out().print(table)
+    pins = load_pins(root)  # as the build left it (it may have recorded kernel coverage)
+    runs = [r for b in built for r in render.runs_for(pins, b.target, render.pins_for(pins, b.target) or [])]
+    for line in report.runs_lines(runs):
+        out().print(line, soft_wrap=True)
     out().print(f"build record: {RECORD}")
     return 0
 

@@ -23,7 +23,7 @@ from typing import Any
 
 from comfyimg import render
 from comfyimg.bake import autocover, record
-from comfyimg.render import BAKE_FILE, PINS_LABEL, pins_for, pins_label
+from comfyimg.render import BAKE_FILE, PINS_LABEL, RUNS_LABEL, pins_for, pins_label, runs_label
 from comfyimg.render import targets as bake_targets
 from comfyimg.bake.buildlog import pip_hash_mismatch
 from comfyimg.engine.docker import (
@@ -171,6 +171,7 @@ def derived_args(pins: Pins, request: BakeRequest, resolved: dict[str, Any]) -> 
         installed = pins_for(pins, target)
         if installed is not None:
             sets.append(f"{target}.labels.{PINS_LABEL}={pins_label(pins, target, installed)}")
+            sets.append(f"{target}.labels.{RUNS_LABEL}={runs_label(pins, target, installed)}")
         tags = list(spec.get("tags", []))
         for key, specs, export in (("cache-to", request.cache_to, True), ("cache-from", request.cache_from, False)):
             entries = [e for s in specs for e in cache_entries(s, target, tags, export=export)]
@@ -352,7 +353,9 @@ def _preflight(root: Path, pins: Pins, request: BakeRequest, say: Say) -> tuple[
         return plan(root, request, derived), derived
     for target, spec in resolved.get("target", {}).items():  # the labels the build will set
         if (installed := pins_for(pins, target)) is not None:
-            spec.setdefault("labels", {})[PINS_LABEL] = pins_label(pins, target, installed)
+            labels = spec.setdefault("labels", {})
+            labels[PINS_LABEL] = pins_label(pins, target, installed)
+            labels[RUNS_LABEL] = runs_label(pins, target, installed)
     return resolved, derived
 
 

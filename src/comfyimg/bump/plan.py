@@ -40,7 +40,7 @@ from comfyimg.kernels import dispatch
 from comfyimg.kernels import rules as kernels
 from comfyimg.kernels.elf import BadKernels
 from comfyimg.kernels.read import WheelKernels, read_wheel
-from comfyimg.kernels.rules import Verdict
+from comfyimg.kernels.rules import Rules, Verdict
 from comfyimg.output import SafeTable as Table
 from comfyimg.output import Say, progress_factory
 from comfyimg.pins import load as pins_mod
@@ -131,6 +131,7 @@ class Change:
     fields: dict[str, object] = field(default_factory=dict)
     kernels: WheelKernels | None = None
     verdicts: dict[str, Verdict] = field(default_factory=dict)  # served arch -> verdict
+    rules: Rules | None = None  # the dispatch the verdicts used
 
     @property
     def failing(self) -> dict[str, Verdict]:
@@ -275,6 +276,7 @@ def plan(pins: pins_mod.Pins, chosen: list[pins_mod.Pin], client: GitHub, *,
                 how = found.dispatch.get(pin.name.lower().replace("-", "_"))
                 rules = dispatch.rules(pin.name, version, how)
                 change.verdicts = kernels.judge_all(found.modules, served, rules)
+                change.rules = rules
                 recorded = record.record_fields(found, pin.name)
                 old = pin.coverage
                 if old is None or old.sha256 != found.sha256 or old.tool != found.tool or \
@@ -312,16 +314,21 @@ def _moves(ch: Change) -> bool:
     return url != ch.pin.url
 
 
-def _refuse_uncovered(changes: list[Change], say: Say) -> None:
+def _cannot(pins: pins_mod.Pins, ch: Change, arch: str, v: Verdict) -> str:
+    """One line: the image, the arch, the pin and wheel, the module, and the edit that fixes it."""
+    return (f"{coverage.images_of(ch.pin)} on {coverage.gpu(arch)}: {ch.pin.key} {ch.version} ({ch.asset.name} "
+            f"of {ch.release.tag}) cannot run: {coverage.brief(v, ch.rules)}; fix: {coverage.fix_for(pins, ch.pin, arch)}")
+
+
+def _refuse_uncovered(pins: pins_mod.Pins, changes: list[Change], say: Say) -> None:
     """A pin moving to a wheel that cannot run on an arch it serves: a table of what fails, and
     exit 1. Recording the wheel a pin already names records the truth, with a warning
     (``invoke check`` and ``invoke bake`` then refuse it, naming the arch)."""
     for ch in changes:
         if not _moves(ch):
-            for arch, v in ch.failing.items():
-                say(f"warning: {ch.pin.key}: {ch.asset.name} cannot run on {arch}, which it serves: "
-                    f"{v.why}; recorded as read. `invoke check` and `invoke bake` refuse it until "
-                    "its serves is narrowed or it moves to a wheel that covers " + arch)
+            for arch, v in ch.failing.items():  # recorded as read; check and bake refuse it until fixed
+                say(f"warning: {_cannot(pins, ch, arch, v)} (recorded as read; `invoke check` and "
+                    "`invoke bake` refuse it until then)")
     failing = [(ch, arch, v) for ch in changes if _moves(ch) for arch, v in ch.failing.items()]
     if not failing:
         return
@@ -333,10 +340,8 @@ def _refuse_uncovered(changes: list[Change], say: Say) -> None:
         carries = "; ".join(f"{m.name}: {m.carries()}" for m in ch.kernels.modules) if ch.kernels else ""
         missing = "; ".join(f"{m.module} ({m.needs})" for m in v.missing) or v.why
         table.add_row(ch.pin.key, arch, ch.asset.name, carries or "no compiled modules", missing)
-    lines = [f"{ch.pin.key}: {ch.asset.name} of {ch.release.tag} cannot run on {arch}, which it serves: "
-             f"{v.why}" for ch, arch, v in failing]
-    raise WorkFailed("\n".join(lines) + "\nnothing written; to serve fewer GPUs, set serves in wheels.toml",
-                     shown=[table])
+    lines = [_cannot(pins, ch, arch, v) for ch, arch, v in failing]
+    raise WorkFailed("\n".join(lines) + "\nnothing written", shown=[table])
 
 
 def table(changes: list[Change]) -> Table:
@@ -407,7 +412,7 @@ def _bump(root: Path, names: Sequence[str], *, say: Say, release: str | None, pr
     with borrowed(client) as github, tempfile.TemporaryDirectory(prefix="comfyimg-bump-") as tmp:
         changes = plan(pins, chosen, github, release=release, pre=pre, verify=verify, workdir=Path(tmp))
 
-    _refuse_uncovered(changes, say)
+    _refuse_uncovered(pins, changes, say)
     replaced = [ch for ch in changes
                 if replaced_in_place(ch.pin.url, ch.pin.sha256, str(ch.fields.get("url", ch.pin.url)), ch.sha256)]
     lines = [f"{ch.pin.key}: {ch.asset.name} was replaced under the same URL in release "
