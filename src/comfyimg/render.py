@@ -214,7 +214,8 @@ def runs_for(pins: Pins, target: str, installed: list[Pin]) -> list[coverage.Run
 
 def runs_label(pins: Pins, target: str, installed: list[Pin]) -> str:
     """The ``io.comfyimg.runs-on`` label, compact JSON: ``{"sageattention": {"runs_on": [...],
-    "falls_back": [...]}}`` (``invoke audit`` says why)."""
+    "falls_back": [...]}}``, and ``unknown`` archs while no coverage is recorded (``invoke audit`` says why)."""
     return json.dumps({r.pin.key: {"runs_on": [a.arch for a in r.having("runs")],
-                                   "falls_back": [a.arch for a in r.having("falls back")]}
+                                   "falls_back": [a.arch for a in r.having("falls back")],
+                                   **({"unknown": u} if (u := [a.arch for a in r.having("unknown")]) else {})}
                        for r in runs_for(pins, target, installed)}, separators=(",", ":"), sort_keys=True)
