@@ -56,21 +56,29 @@ def audit(c, wheel=None, arch=None, json=False):
         "json": "print the bump table as one JSON object on stdout instead",
         "comfyui": "move the [comfyui] pin to the newest ComfyUI release and record its commit "
                    "(instead of the wheels)",
+        "profile": "move this profile and every pin of it together (with --torch, --cuda, --python, "
+                   "--torch-index): each pin to the newest file that fits, in one edit, or nothing",
+        "torch": "with --profile: the torch version to move to, e.g. 2.11.0",
+        "cuda": "with --profile: the CUDA version the wheels are built with, e.g. 13.0 (torch_index follows)",
+        "python": "with --profile: the CPython tag, e.g. cp313",
+        "torch-index": "with --profile: the torch wheel index, e.g. cu130 (default: follows --cuda)",
     },
 )
 def bump(c, name, release=None, pre=False, dry_run=False, verify=False, accept_new_bytes=False, json=False,
-         comfyui=False):
+         comfyui=False, profile=None, torch=None, cuda=None, python=None, torch_index=None):
     """Move pins to a GitHub release: pick the asset fitting each ABI, record its sha256.
 
     invoke bump [--name NAME]... [--release TAG] [--pre] [--dry-run] [--verify] [-- NAME...]
     invoke bump --comfyui [--release TAG] [--pre] [--dry-run]
+    invoke bump --profile NAME [--torch V] [--cuda V] [--python cpXY] [--torch-index I] [--dry-run]
 
     Environment: GITHUB_TOKEN (or GH_TOKEN), optional, sent to the API host only;
     GITHUB_API_URL (default https://api.github.com); COMFYIMG_HTTP_TIMEOUT (s, default 30),
     COMFYIMG_HTTP_RETRIES (default 3), COMFYIMG_HTTP_BACKOFF (s, default 1).
     """
     cli.run(cli.bump, ROOT, name, c.remainder, release=release, pre=pre,
-            dry_run=dry_run, verify=verify, accept_new_bytes=accept_new_bytes, json_out=json, comfyui=comfyui)
+            dry_run=dry_run, verify=verify, accept_new_bytes=accept_new_bytes, json_out=json, comfyui=comfyui,
+            profile=profile, torch=torch, cuda=cuda, python=python, torch_index=torch_index)
 
 
 @task(

@@ -279,6 +279,12 @@ def bump(root: Path, names: Sequence[str] | None, remainder: str, **kwargs: obje
         show_comfyui_bump(moved, json_out=bool(kwargs["json_out"]))
         return 0
     json_out = bool(kwargs.pop("json_out", False))
+    profile = kwargs.pop("profile", None)
+    moved = {k: kwargs.pop(k, None) for k in ("torch", "cuda", "python", "torch_index")}
+    if profile:
+        kwargs["profile"] = bump_mod.ProfileMove(str(profile), **moved)
+    elif given := [f"--{k.replace('_', '-')}" for k, v in moved.items() if v]:
+        raise BadInput(f"{', '.join(given)} move a profile: name it with --profile NAME")
     show_bump(bump_mod.bump(root, parse_names(names, remainder), say=err().print, **kwargs),  # type: ignore[arg-type]
               json_out=json_out)
     return 0
@@ -290,17 +296,21 @@ def show_bump(done: Bumped, *, json_out: bool) -> None:
     from comfyimg.bump import plan as bump_mod  # optional: httpx, for this command only
     if json_out:
         emit_json(bump_mod.as_json(done.changes, dry_run=done.dry_run, wrote=done.wrote,
-                                   diff=done.diff if done.edits else ""))
+                                   diff=done.diff if done.edits or done.profile else "", profile=done.profile))
         return
     out().print(bump_mod.table(done.changes))
-    if not done.edits:
+    for key, (old, new) in done.profile.items():
+        out().print(f"profile: {key} {old} → {new}")
+    if not done.edits and not done.profile:
         out().print(f"up to date: {', '.join(sorted({c.pin.key for c in done.changes}))} "
                     f"already at {', '.join(sorted({c.release.tag for c in done.changes}))}")
     elif done.dry_run:
         out().print(done.diff, end="", soft_wrap=True)
-        out().print(f"dry run: {done.edits} pin(s) would change; nothing written")
+        out().print(f"dry run: {done.edits} pin(s){' and the profile' if done.profile else ''} would change; "
+                    "nothing written")
     else:
-        out().print(f"bumped {done.edits} pin(s) in {done.seconds:.2f} s; wrote {', '.join(done.wrote)}")
+        out().print(f"bumped {done.edits} pin(s){' and the profile' if done.profile else ''} in "
+                    f"{done.seconds:.2f} s; wrote {', '.join(done.wrote)}")
 
 
 def show_comfyui_bump(moved: dict[str, Any], *, json_out: bool) -> None:
