@@ -43,6 +43,9 @@ def test_the_seed_pins_bump_check_bake_and_say_where_they_run(seed_project):
     assert "warning" not in bumped.stderr, bumped.stderr  # the seed promises only what its wheels do
     text = project.pins.read_text()
     assert len(re.findall(r'^sha256 = "[0-9a-f]{64}"$', text, re.M)) == 2 and "coverage_from = " in text
+    # The comments that said the hashes were not recorded went with them; ComfyUI's stays (no commit yet).
+    assert text.count("not recorded yet") == 1 and "--name sageattention" not in text
+    assert "# SageAttention 3: its kernel runs on sm120/sm121 only" in text  # the rest is kept
 
     check = project.invoke("check")
     assert check.returncode == 0, check.stdout + check.stderr

@@ -113,14 +113,29 @@ def _git(root: Path, *args: str) -> str | None:
     return (proc.stdout.strip() or None) if proc.returncode == 0 else None
 
 
+def source_url(remote: str) -> str | None:
+    """The web address of a git remote for ``org.opencontainers.image.source``: an http(s) URL
+    without its credential, an ``ssh://`` or ``git@host:owner/repo`` remote as https; None for
+    a local path or ``file://`` (a clone of a clone: the label would name a directory)."""
+    if m := re.fullmatch(r"[\w.-]+@([\w.-]+):(?!/)(.+)", remote):  # scp-like: git@github.com:o/r.git
+        return f"https://{m[1]}/{m[2]}"
+    if m := re.fullmatch(r"(?:ssh|git)://(?:[^/@]*@)?([\w.-]+)(?::\d+)?/(.+)", remote):
+        return f"https://{m[1]}/{m[2]}"
+    if re.match(r"https?://[^/]", remote):
+        return re.sub(r"^(\w+://)[^/@]*@", r"\1", remote)  # never a credential in a label
+    return None
+
+
 def oci_values(root: Path) -> dict[str, str]:
-    """IMAGE_SOURCE, IMAGE_REVISION, IMAGE_CREATED: the bake variables behind the OCI labels."""
+    """IMAGE_SOURCE, IMAGE_REVISION, IMAGE_CREATED: the bake variables behind the OCI labels
+    (each set in the environment wins, see :func:`variables`). IMAGE_SOURCE: GitHub Actions'
+    repository, else the web address of the ``origin`` remote, else "unknown", never a path."""
     source = None
     if os.environ.get("GITHUB_REPOSITORY"):
         server = os.environ.get("GITHUB_SERVER_URL") or "https://github.com"
         source = f"{server}/{os.environ['GITHUB_REPOSITORY']}"
     elif remote := _git(root, "config", "--get", "remote.origin.url"):
-        source = re.sub(r"^(\w+://)[^/@]*@", r"\1", remote)  # never a credential in a label
+        source = source_url(remote)
     return {
         "IMAGE_SOURCE": source or "unknown",
         "IMAGE_REVISION": os.environ.get("GITHUB_SHA") or _git(root, "rev-parse", "HEAD") or "unknown",

@@ -52,7 +52,7 @@ def _last_error(output: str) -> str:
     """The error that stopped the check: bake's per-target ``error: …`` line, else its last ``ERROR``."""
     lines = [ln.strip() for ln in output.splitlines() if ln.startswith("error: ")]
     lines = lines or [ln.strip() for ln in output.splitlines() if ln.strip().startswith("ERROR")]
-    return (lines[-1] if lines else (output.strip().splitlines() or ["no output"])[-1])[:300]
+    return lines[-1] if lines else (output.strip().splitlines() or ["no output"])[-1]  # whole: never cut mid-word
 
 
 def _unlinked(specs: dict, targets: list[str], stub: Path) -> tuple[list[str], list[str]]:
@@ -121,7 +121,7 @@ def run(root: Path) -> Result:
         passed = [t for t in targets if t not in unresolved]
         first = next(iter(unresolved.values()))
         return Result("skipped", f"build checks passed on {len(passed)} target(s) but were NOT run on "
-                                 f"{', '.join(unresolved)}: a base image cannot be resolved ({first[:200]})")
+                                 f"{', '.join(unresolved)}: a base image cannot be resolved ({first})")
     return Result("failed", f"build checks: {_last_error(output)}")
 
 

@@ -49,7 +49,7 @@ from comfyimg.pins import fields as F
 from comfyimg.pins.abi import InvalidWheelName, fit, parse_wheel
 from comfyimg.pins.fields import index_vs_cuda
 from comfyimg.pins.edit import diff as toml_diff
-from comfyimg.pins.edit import dumps_with_changes, reloaded
+from comfyimg.pins.edit import drop_pending_notes, dumps_with_changes, reloaded
 
 # --------------------------------------------------------------------------- selection
 
@@ -583,6 +583,9 @@ def _bump(root: Path, names: Sequence[str], *, say: Say, release: str | None, pr
 
     # Validate and render everything before writing anything.
     new_text = dumps_with_changes(text, edits) if edits else text
+    for ch in sorted(changes, key=lambda c: -c.pin.index):  # a recorded sha256: its "not recorded yet" note goes
+        if ch.pin.sha256 is None and "sha256" in ch.fields:
+            new_text = drop_pending_notes(new_text, ("wheel", ch.pin.index))
     if move is not None and profile_fields:  # the profile and its pins in one edit
         new_text = with_profile(new_text, move.name, profile_fields)
     new_pins = reloaded(new_text, path, bake_targets=bake_targets, failed=f"the bumped {path.name} would not be valid")
