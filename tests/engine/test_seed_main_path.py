@@ -42,7 +42,9 @@ def test_the_seed_pins_bump_check_bake_and_say_where_they_run(seed_project):
     assert bumped.returncode == 0, bumped.stdout + bumped.stderr
     assert "warning" not in bumped.stderr, bumped.stderr  # the seed promises only what its wheels do
     text = project.pins.read_text()
-    assert len(re.findall(r'^sha256 = "[0-9a-f]{64}"$', text, re.M)) == 2 and "coverage_from = " in text
+    assert len(re.findall(r'^sha256 = "[0-9a-f]{64}"$', text, re.M)) == 2
+    # Both wheels' kernels are read and recorded, sageattn3's too though it serves no GPU.
+    assert text.count("coverage_from = ") == 2 and '{module = "fp4attn_cuda", sass = ["sm_100a"]' in text
     # The comments that said the hashes were not recorded went with them; ComfyUI's stays (no commit yet).
     assert text.count("not recorded yet") == 1 and "--name sageattention" not in text
     assert "# SageAttention 3: its kernel runs on sm120/sm121 only" in text  # the rest is kept
@@ -68,7 +70,9 @@ def test_the_seed_pins_bump_check_bake_and_say_where_they_run(seed_project):
             "sm89 (L4 / RTX 40xx), sm90 (H100 / H200)") in audit.stdout
     assert re.search(r"falls back to PyTorch attention on sm120 \(RTX 50xx\): not in serves; "
                      r".*sageattention\._qattn_sm89 carries only sm_89, sm_100a", shown), audit.stdout
-    assert "complete-cuda: sageattn3 1.0.0 runs on no GPU" in audit.stdout
+    assert "complete-cuda: sageattn3 1.0.0 runs on no GPU\n" in audit.stdout  # read from the wheel
+    assert re.search(r"falls back to PyTorch attention on sm120 \(RTX 50xx\): not in serves; fp4attn_cuda carries "
+                     r"only sm_100a", shown), audit.stdout
     report = json.loads(project.invoke("audit", "--json").stdout)
     sage = next(i for i in report["images"] if i["pin"] == "sageattention")
     assert sage["image"] == "complete-cuda" and sage["runs_on"] == ["sm80", "sm86", "sm89", "sm90"]

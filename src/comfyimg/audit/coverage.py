@@ -187,6 +187,7 @@ class Runs:
     image: str
     pin: Pin
     archs: tuple[ArchRun, ...]
+    known: str = "recorded"  # how its kernels are known: "recorded", "by recipe" (not read yet), "not recorded"
 
     def having(self, *status: str) -> list[ArchRun]:
         return [a for a in self.archs if a.status in status]
@@ -196,7 +197,8 @@ class Runs:
         runs = self.having("runs", "runs, not validated")
         named = ", ".join(gpu(a.arch) + (" (not validated: not in serves)" if a.status != "runs" else "")
                           for a in runs)
-        out = [f"{self.image}: {self.pin.key} {self.pin.version} runs on " + (named or "no GPU")]
+        out = [f"{self.image}: {self.pin.key} {self.pin.version} runs on " + (named or "no GPU")
+               + ("" if self.known == "recorded" else f" ({self.known}: its kernels are not read from the wheel yet)")]
         for status in ("falls back", "unknown"):
             grouped: dict[str, list[str]] = {}  # archs whose reason differs only by their name
             for a in self.having(status):
@@ -209,6 +211,7 @@ class Runs:
 
     def as_json(self) -> dict[str, Any]:
         return {"image": self.image, "pin": self.pin.key, "package": self.pin.name, "version": self.pin.version,
+                "known": self.known,
                 "runs_on": [a.arch for a in self.having("runs")],
                 "runs_not_validated": [a.arch for a in self.having("runs, not validated")],
                 "falls_back": {a.arch: a.why for a in self.having("falls back")},
@@ -233,7 +236,7 @@ def runs_in(pins: Pins, image: str, target: str, arch: str | None, installed: Se
     result = []
     for pin in installed:
         served = set(serves(pins, pin))
-        modules, _ = coverage_of(pin)
+        modules, how = coverage_of(pin)
         rules = rules_of(pin)
         found: list[ArchRun] = []
         for a, v in (verdicts(pin, archs, modules) if modules is not None else {}).items():
@@ -246,7 +249,7 @@ def runs_in(pins: Pins, image: str, target: str, arch: str | None, installed: Se
             why = f"no kernel coverage recorded; record it with: {record_command(pin)}"
             found = [ArchRun(a, "unknown", why) for a in archs]
         if modules is not None or served:
-            result.append(Runs(image, pin, tuple(found)))
+            result.append(Runs(image, pin, tuple(found), how.split(":")[0]))
     return result
 
 

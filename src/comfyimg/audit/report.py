@@ -18,6 +18,7 @@ from comfyimg.audit.coverage import (
     coverage_of,
     dispatch_of,
     doc_archs,
+    runs_on,
     serves,
     verdicts,
 )
@@ -105,6 +106,9 @@ def markdown(pins: Pins) -> str:
     out += ["", "An image serves the GPUs its profile lists (`archs` in wheels.toml); a pin serves "
             "its `serves` (default: the profile's archs, or its `arch`). `NO` on a GPU the pin serves "
             "fails `invoke check` once the coverage is recorded; `?`: nothing known yet.", ""]
+    out += ["## Runs on, per image", "", "The GPUs that run each attention package in each image, and "
+            "those where ComfyUI falls back to PyTorch attention, with why (`invoke audit` prints the same).",
+            "", "```", *runs_lines(runs_on(pins)), "```", ""]
     for pin, modules, how in shown:
         served = serves(pins, pin)
         out += [f"## {pin.key} {pin.version}", "", f"`{pin.filename}` serves {', '.join(served)}; "

@@ -268,8 +268,12 @@ def plan(pins: pins_mod.Pins, chosen: list[pins_mod.Pin], client: GitHub, *,
             served = coverage.serves(pins, pin)
 
             def wants(sha256: str, pin: pins_mod.Pin = pin, served: tuple[str, ...] = served) -> bool:
-                # Record coverage for a new wheel (or one never read) that must serve a GPU.
-                return bool(served) and (verify or pin.coverage is None or pin.coverage.sha256 != sha256)
+                # Record coverage for a new wheel (or one never read) that must serve a GPU, and,
+                # with --verify, of a known attention package that serves none (its facts then
+                # come from the wheel, not its recipe: `invoke audit` says where it runs).
+                new = verify or pin.coverage is None or pin.coverage.sha256 != sha256
+                known = kernels.rules_for(pin.name, pin.version) is not None
+                return new and (bool(served) or (verify and known))
 
             try:
                 sha256, source, found = digests.find(asset, wants, partial(read_kernels, asset.name, f"of release {rel.tag}"))
