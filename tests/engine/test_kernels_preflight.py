@@ -39,8 +39,10 @@ def test_preflight_refuses_recorded_coverage_that_misses_a_served_arch(served, e
     text = pinedit.dumps_with_changes(_pin(served, wheel), {1: record.record_fields(read_wheel(wheel))})
     project = engine_project("uncovered", text)
     result = project.bake(pip_index=f"{served.server.url}/simple/")
-    _assert_refused(project, result, r"wheels\.toml:\d+: coverage: sageattention cannot run on sm90, which it "
-                                     r"serves: .*sageattention\._qattn_sm90: not in the wheel \(needs SASS for sm90 ")
+    _assert_refused(project, result, r"wheels\.toml:\d+: coverage: complete-cuda on sm90 \(H100 / H200\): "
+                                     r"sageattention 2\.2\.0 cannot run: sageattention\._qattn_sm90 is not in the wheel; "
+                                     r"fix: serves = \[\"sm80\"\] in its \[\[wheel\]\] \(wheels\.toml:\d+\), or move it "
+                                     r"to a wheel built for sm90$")
 
 
 def test_bake_records_missing_coverage_of_a_hashed_pin_then_judges_it(served, engine_project, tmp_path):
@@ -51,7 +53,7 @@ def test_bake_records_missing_coverage_of_a_hashed_pin_then_judges_it(served, en
     project = engine_project("unrecorded", _pin(served, wheel))
     result = project.bake(pip_index=f"{served.server.url}/simple/")
     assert "recorded the kernel coverage of sageattention" in result.proc.stderr, result.proc.stderr
-    _assert_refused(project, result, r"wheels\.toml:\d+: coverage: sageattention cannot run on sm90")
+    _assert_refused(project, result, r"wheels\.toml:\d+: coverage: complete-cuda on sm90 .*: sageattention 2\.2\.0 cannot run")
     pin = next(p for p in pins.load(project.pins).wheels if p.name == "sageattention")
     assert pin.coverage is not None and pin.coverage.sha256 == sha256_file(wheel)
     assert "sageattention._qattn_sm90" not in {m.name for m in pin.coverage.modules}
