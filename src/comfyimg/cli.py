@@ -263,6 +263,9 @@ def audit(root: Path, wheel: str | Path | None, archs: list[str], as_json: bool)
                 err().print(f"{entry.pin.key} {entry.pin.version}: {coverage.unrecorded_message(pins, entry.pin)}")
             else:
                 out().print(report.pin_table(entry, result.archs))
+        out().print("runs on, per image:")
+        for line in report.runs_lines(result.runs):
+            out().print(line, soft_wrap=True)
     return FAILED if result.failed else 0
 
 
@@ -310,17 +313,21 @@ def show_bump(done: Bumped, *, json_out: bool) -> None:
     from comfyimg.bump import plan as bump_mod  # optional: httpx, for this command only
     if json_out:
         emit_json(bump_mod.as_json(done.changes, dry_run=done.dry_run, wrote=done.wrote,
-                                   diff=done.diff if done.edits else ""))
+                                   diff=done.diff if done.edits or done.profile else "", profile=done.profile))
         return
     out().print(bump_mod.table(done.changes))
-    if not done.edits:
+    for key, (old, new) in done.profile.items():
+        out().print(f"profile: {key} {old} → {new}")
+    if not done.edits and not done.profile:
         out().print(f"up to date: {', '.join(sorted({c.pin.key for c in done.changes}))} "
                     f"already at {', '.join(sorted({c.release.tag for c in done.changes}))}")
     elif done.dry_run:
         out().print(done.diff, end="", soft_wrap=True)
-        out().print(f"dry run: {done.edits} pin(s) would change; nothing written")
+        out().print(f"dry run: {done.edits} pin(s){' and the profile' if done.profile else ''} would change; "
+                    "nothing written")
     else:
-        out().print(f"bumped {done.edits} pin(s) in {done.seconds:.2f} s; wrote {', '.join(done.wrote)}")
+        out().print(f"bumped {done.edits} pin(s){' and the profile' if done.profile else ''} in "
+                    f"{done.seconds:.2f} s; wrote {', '.join(done.wrote)}")
 
 
 def show_comfyui_bump(moved: dict[str, Any], *, json_out: bool) -> None:
@@ -631,6 +638,15 @@ class BumpRequest:
     json: bool = option(False, JSON)
     comfyui: bool = option(False, "Move the [comfyui] pin to the newest ComfyUI release and record its commit "
                                   "(instead of the wheels).")
+    profile: str | None = option(None, "Move this profile and every pin of it together (with --torch, --cuda, "
+                                       "--python or --torch-index): each pin to the newest file that fits, in one "
+                                       "edit, or nothing.", metavar="NAME")
+    torch: str | None = option(None, "With --profile: the torch version to move to, e.g. 2.11.0.", metavar="V")
+    cuda: str | None = option(None, "With --profile: the CUDA version the wheels are built with, e.g. 13.0 "
+                                    "(torch_index follows it).", metavar="V")
+    python: str | None = option(None, "With --profile: the CPython tag, e.g. cp313.", metavar="cpXY")
+    torch_index: str | None = option(None, "With --profile: the torch wheel index, e.g. cu130 (default: it "
+                                           "follows --cuda).", metavar="INDEX")
 
 
 def bump(root: Path, request: BumpRequest) -> int:
@@ -640,15 +656,20 @@ def bump(root: Path, request: BumpRequest) -> int:
 
     names = parse_names(request.name)
     if request.comfyui:
-        if names or request.verify or request.accept_new_bytes:
+        if names or request.verify or request.accept_new_bytes or request.profile:
             raise BadInput("--comfyui moves the ComfyUI pin alone; it takes no pin names, "
-                           "--verify or --accept-new-bytes")
+                           "--verify, --accept-new-bytes or --profile")
         moved = comfyui_bump.bump(root, pre=request.pre, release=request.release, dry_run=request.dry_run)
         show_comfyui_bump(moved, json_out=request.json)
         return 0
+    moved = {"torch": request.torch, "cuda": request.cuda, "python": request.python,
+             "torch_index": request.torch_index}
+    if request.profile is None and (given := [f"--{k.replace('_', '-')}" for k, v in moved.items() if v]):
+        raise BadInput(f"{', '.join(given)} move a profile: name it with --profile NAME")
+    profile = bump_mod.ProfileMove(request.profile, **moved) if request.profile is not None else None
     show_bump(bump_mod.bump(root, names, say=progress, release=request.release, pre=request.pre,
                             dry_run=request.dry_run, verify=request.verify,
-                            accept_new_bytes=request.accept_new_bytes), json_out=request.json)
+                            accept_new_bytes=request.accept_new_bytes, profile=profile), json_out=request.json)
     return 0
 
 
@@ -656,6 +677,7 @@ BUMP = Command("bump", "Move pins to a GitHub release: pick the asset fitting ea
                BumpRequest, bump, """\
 invoke bump [--name NAME]... [--release TAG] [--pre] [--dry-run] [--verify] [-- NAME...]
 invoke bump --comfyui [--release TAG] [--pre] [--dry-run]
+invoke bump --profile NAME [--torch V] [--cuda V] [--python cpXY] [--torch-index INDEX] [--dry-run]
 
 Environment: GITHUB_TOKEN (or GH_TOKEN), optional, sent to the API host only;
 GITHUB_API_URL (default https://api.github.com); COMFYIMG_HTTP_TIMEOUT (s, default 30),
@@ -691,6 +713,8 @@ def bake(root: Path, args: BakeArgs) -> int:
     """``invoke bake``: preflight, build through buildx bake, print a summary and write the
     build record (``--print``: print the resolved plan instead)."""
     from comfyimg.bake import bake as bake_mod  # optional: the docker stack, for this command only
+    from comfyimg import render  # optional: start-up
+    from comfyimg.audit import report  # optional: start-up
     from comfyimg.bake.record import RECORD  # optional: start-up
 
     modes = [m for m, on in (("load", args.load), ("push", args.push), ("print", args.print_plan)) if on]
@@ -716,6 +740,10 @@ def bake(root: Path, args: BakeArgs) -> int:
         table.add_row(b.target, "\n".join(b.tags), (b.image_id or "-")[:19], f"{b.seconds:.1f}s",
                       ", ".join(f"{p.name} {p.version}" for p in b.pins) or "-")
     out().print(table)
+    pins = load_pins(root)  # as the build left it (it may have recorded kernel coverage)
+    runs = [r for b in built for r in render.runs_for(pins, b.target, render.pins_for(pins, b.target) or [])]
+    for line in report.runs_lines(runs):
+        out().print(line, soft_wrap=True)
     out().print(f"build record: {RECORD}")
     return 0
 

@@ -153,6 +153,7 @@ def write(pins: Pins, root: Path) -> list[Path]:
 
 BAKE_FILE = "docker-bake.hcl"
 PINS_LABEL = "io.comfyimg.pins"
+RUNS_LABEL = "io.comfyimg.runs-on"  # per attention package: the archs that run it, those that fall back
 _PER_ARCH = re.compile(r"^(?P<base>.+)-(?P<arch>sm\d{2,3}[a-z]?)$", re.ASCII)
 
 
@@ -327,3 +328,19 @@ def pins_label(pins: Pins, target: str, installed: list[Pin]) -> str:
     return json.dumps([{"name": p.name, "version": p.version, "sha256": p.sha256,
                         "archs": list(coverage.serves(pins, p))} for p in installed],
                       separators=(",", ":"), sort_keys=True)
+
+
+def runs_for(pins: Pins, target: str, installed: list[Pin]) -> list[coverage.Runs]:
+    """Where each attention package of a resolved bake target runs (``complete-cuda-sm90``: on sm90)."""
+    m = _PER_ARCH.match(target)
+    base, arch = (m["base"], m["arch"]) if m and target not in pins.targets() else (target, None)
+    return coverage.runs_in(pins, target, base, arch, installed)
+
+
+def runs_label(pins: Pins, target: str, installed: list[Pin]) -> str:
+    """The ``io.comfyimg.runs-on`` label, compact JSON: ``{"sageattention": {"runs_on": [...],
+    "falls_back": [...]}}``, and ``unknown`` archs while no coverage is recorded (``invoke audit`` says why)."""
+    return json.dumps({r.pin.key: {"runs_on": [a.arch for a in r.having("runs")],
+                                   "falls_back": [a.arch for a in r.having("falls back")],
+                                   **({"unknown": u} if (u := [a.arch for a in r.having("unknown")]) else {})}
+                       for r in runs_for(pins, target, installed)}, separators=(",", ":"), sort_keys=True)

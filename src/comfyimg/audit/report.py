@@ -13,10 +13,12 @@ from comfyimg.audit.coverage import (
     GPUS,
     PinAudit,
     PinsAudit,
+    Runs,
     WheelAudit,
     coverage_of,
     dispatch_of,
     doc_archs,
+    runs_on,
     serves,
     verdicts,
 )
@@ -42,11 +44,11 @@ def verdict_cell(v: Verdict) -> str:
     return {"sass": "yes", "ptx-jit": "yes (PTX JIT)", "triton": "yes (Triton)"}.get(v.by or "", "NO")
 
 
-def grid(pin: Pin, modules: Sequence[Module], archs: Sequence[str]) -> list[list[str]]:
-    """Rows of module × arch, then the verdict row."""
-    vs = verdicts(pin, archs, modules)
-    rows = [[m.name, *(cell(m, a) for a in archs)] for m in modules]
-    rows.append([f"{pin.name} {pin.version} runs", *(verdict_cell(vs[a]) for a in archs)])
+def grid(what: str, modules: Sequence[Module], vs: dict[str, Verdict]) -> list[list[str]]:
+    """Rows of module × arch, then the verdict row, from the verdicts ``vs`` (arch → verdict)
+    that the verdict lines and ``--json`` show too: one computed value."""
+    rows = [[m.name, *(cell(m, a) for a in vs)] for m in modules]
+    rows.append([f"{what} runs", *(verdict_cell(v) for v in vs.values())])
     return rows
 
 
@@ -104,12 +106,15 @@ def markdown(pins: Pins) -> str:
     out += ["", "An image serves the GPUs its profile lists (`archs` in wheels.toml); a pin serves "
             "its `serves` (default: the profile's archs, or its `arch`). `NO` on a GPU the pin serves "
             "fails `invoke check` once the coverage is recorded; `?`: nothing known yet.", ""]
+    out += ["## Runs on, per image", "", "The GPUs that run each attention package in each image, and "
+            "those where ComfyUI falls back to PyTorch attention, with why (`invoke audit` prints the same).",
+            "", "```", *runs_lines(runs_on(pins)), "```", ""]
     for pin, modules, how in shown:
         served = serves(pins, pin)
         out += [f"## {pin.key} {pin.version}", "", f"`{pin.filename}` serves {', '.join(served)}; "
                 f"coverage {how}; {dispatch_words(pin)}.", ""]
-        out += _md_table(["module", *map(_label, archs)], grid(pin, modules, archs))
         vs = verdicts(pin, archs, modules)
+        out += _md_table(["module", *map(_label, archs)], grid(f"{pin.name} {pin.version}", modules, vs))
         out += [""] + [f"- {_label(a)}: {verdict_cell(vs[a])}: {vs[a].why}" for a in archs] + [""]
     return "\n".join(out).rstrip("\n") + "\n"
 
@@ -140,10 +145,8 @@ def wheel_json(a: WheelAudit) -> dict[str, Any]:
 
 
 def wheel_table(a: WheelAudit) -> Table:
-    archs = list(a.verdicts)
-    pseudo = Pin(0, a.package, a.version, a.found.filename, a.found.sha256, None, (), (), None, 0)
-    table = Table("module", *archs, title=f"{a.found.filename} ({a.found.tool})")
-    for row in grid(pseudo, a.found.modules, archs):
+    table = Table("module", *a.verdicts, title=f"{a.found.filename} ({a.found.tool})")
+    for row in grid(f"{a.package} {a.version}", a.found.modules, a.verdicts):
         table.add_row(*row)
     return table
 
@@ -161,11 +164,16 @@ def pins_json(audit: PinsAudit) -> dict[str, Any]:
             entry["modules"] = kernels.modules_json(a.modules)
             entry["archs"] = {arch: _arch_json(v, a.rules, a.found) for arch, v in a.verdicts.items()}
         report[a.pin.key] = entry
-    return {"pins": report}
+    return {"pins": report, "images": [r.as_json() for r in audit.runs]}
+
+
+def runs_lines(runs: Sequence[Runs]) -> list[str]:
+    """"Runs on", per image: the archs whose GPUs run each attention package, and why the others fall back."""
+    return [line for r in runs for line in r.lines()]
 
 
 def pin_table(a: PinAudit, archs: Sequence[str]) -> Table:
     table = Table("module", *archs, title=f"{a.pin.key} {a.pin.version}: {a.how}")
-    for row in grid(a.pin, a.modules or (), archs):
+    for row in grid(f"{a.pin.name} {a.pin.version}", a.modules or (), a.verdicts):
         table.add_row(*row)
     return table

@@ -23,7 +23,7 @@ from typing import Any
 
 from comfyimg import render
 from comfyimg.bake import autocover, record
-from comfyimg.render import BAKE_FILE, PINS_LABEL, pins_for, pins_label
+from comfyimg.render import BAKE_FILE, PINS_LABEL, RUNS_LABEL, pins_for, pins_label, runs_label
 from comfyimg.render import targets as bake_targets
 from comfyimg.bake.buildlog import pip_hash_mismatch
 from comfyimg.engine.docker import (
@@ -115,14 +115,29 @@ def _git(root: Path, *args: str) -> str | None:
     return (proc.stdout.strip() or None) if proc.returncode == 0 else None
 
 
+def source_url(remote: str) -> str | None:
+    """The web address of a git remote for ``org.opencontainers.image.source``: an http(s) URL
+    without its credential, an ``ssh://`` or ``git@host:owner/repo`` remote as https; None for
+    a local path or ``file://`` (a clone of a clone: the label would name a directory)."""
+    if m := re.fullmatch(r"[\w.-]+@([\w.-]+):(?!/)(.+)", remote):  # scp-like: git@github.com:o/r.git
+        return f"https://{m[1]}/{m[2]}"
+    if m := re.fullmatch(r"(?:ssh|git)://(?:[^/@]*@)?([\w.-]+)(?::\d+)?/(.+)", remote):
+        return f"https://{m[1]}/{m[2]}"
+    if re.match(r"https?://[^/]", remote):
+        return re.sub(r"^(\w+://)[^/@]*@", r"\1", remote)  # never a credential in a label
+    return None
+
+
 def oci_values(root: Path) -> dict[str, str]:
-    """IMAGE_SOURCE, IMAGE_REVISION, IMAGE_CREATED: the bake variables behind the OCI labels."""
+    """IMAGE_SOURCE, IMAGE_REVISION, IMAGE_CREATED: the bake variables behind the OCI labels
+    (each set in the environment wins, see :func:`variables`). IMAGE_SOURCE: GitHub Actions'
+    repository, else the web address of the ``origin`` remote, else "unknown", never a path."""
     source = None
     if os.environ.get("GITHUB_REPOSITORY"):
         server = os.environ.get("GITHUB_SERVER_URL") or "https://github.com"
         source = f"{server}/{os.environ['GITHUB_REPOSITORY']}"
     elif remote := _git(root, "config", "--get", "remote.origin.url"):
-        source = re.sub(r"^(\w+://)[^/@]*@", r"\1", remote)  # never a credential in a label
+        source = source_url(remote)
     return {
         "IMAGE_SOURCE": source or "unknown",
         "IMAGE_REVISION": os.environ.get("GITHUB_SHA") or _git(root, "rev-parse", "HEAD") or "unknown",
@@ -173,6 +188,7 @@ def derived_args(pins: Pins, request: BakeRequest, resolved: dict[str, Any]) -> 
         installed = pins_for(pins, target)
         if installed is not None:
             sets.append(f"{target}.labels.{PINS_LABEL}={pins_label(pins, target, installed)}")
+            sets.append(f"{target}.labels.{RUNS_LABEL}={runs_label(pins, target, installed)}")
         tags = list(spec.get("tags", []))
         for key, specs, export in (("cache-to", request.cache_to, True), ("cache-from", request.cache_from, False)):
             entries = [e for s in specs for e in cache_entries(s, target, tags, export=export)]
@@ -357,7 +373,9 @@ def _preflight(root: Path, pins: Pins, request: BakeRequest,
         return plan(root, request, derived), derived, request
     for target, spec in resolved.get("target", {}).items():  # the labels the build will set
         if (installed := pins_for(pins, target)) is not None:
-            spec.setdefault("labels", {})[PINS_LABEL] = pins_label(pins, target, installed)
+            labels = spec.setdefault("labels", {})
+            labels[PINS_LABEL] = pins_label(pins, target, installed)
+            labels[RUNS_LABEL] = runs_label(pins, target, installed)
     return resolved, derived, request
 
 

@@ -53,7 +53,7 @@ def _last_error(output: str) -> str:
     """The error that stopped the check: bake's per-target ``error: …`` line, else its last ``ERROR``."""
     lines = [ln.strip() for ln in output.splitlines() if ln.startswith("error: ")]
     lines = lines or [ln.strip() for ln in output.splitlines() if ln.strip().startswith("ERROR")]
-    return lines[-1] if lines else (output.strip().splitlines() or ["no output"])[-1]
+    return lines[-1] if lines else (output.strip().splitlines() or ["no output"])[-1]  # whole: never cut mid-word
 
 
 def _unlinked(specs: dict, targets: list[str], stub: Path) -> tuple[list[str], list[str]]:
