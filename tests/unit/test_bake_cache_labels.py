@@ -65,7 +65,10 @@ def test_derived_args_label_the_pins_and_set_the_caches_per_target(tmp_path):
     sets = [args[i + 1] for i, a in enumerate(args) if a == "--set"]
     allows = [args[i + 1] for i, a in enumerate(args) if a == "--allow"]
     labels = {s.split(".labels.io.comfyimg.pins=")[0]: json.loads(s.split("=", 1)[1])
-              for s in sets if ".labels." in s}
+              for s in sets if ".labels.io.comfyimg.pins=" in s}
+    covered = {s.split(".labels.io.comfyimg.coverage=")[0]: json.loads(s.split("=", 1)[1])
+               for s in sets if ".labels.io.comfyimg.coverage=" in s}
+    assert covered == {"complete-cuda": {"sageattention": None}, "complete-cuda-sm90": {"sageattention": None}}
     assert labels == {
         "complete-cuda": [{"name": "sageattention", "version": "2.2.0", "sha256": "a" * 64, "archs": ["sm80", "sm90"]}],
         "complete-cuda-sm90": [{"name": "sageattention", "version": "2.2.0+cu130.torch2.13.0.sm90",

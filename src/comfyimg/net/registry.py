@@ -114,10 +114,11 @@ def fallback_tag(digest: str) -> str:
 
 
 @dataclass(frozen=True)
-class Blob:
-    digest: str
+class Manifest:
+    digest: str  # of the bytes read
     media_type: str
-    data: bytes
+    size: int
+    body: dict
 
 
 class Registry:
@@ -247,9 +248,9 @@ class Registry:
             raise WorkFailed(f"{what}: {self.host} refused the credentials (HTTP {resp.status_code})")
         try:
             answer = loads_json(resp.content[:MAX_ERROR])
-            token = answer.get("token") or answer.get("access_token")  # type: ignore[union-attr]
-        except (ValueError, AttributeError):
-            token = None
+        except ValueError:
+            answer = None
+        token = (answer.get("token") or answer.get("access_token")) if isinstance(answer, dict) else None
         if not isinstance(token, str) or not token or "\n" in token:
             raise WorkFailed(f"{what}: {self.host}'s token answer has no usable token")
         add_secret(token)
@@ -258,11 +259,12 @@ class Registry:
     def _fail(self, resp: httpx.Response, body: bytes, what: str) -> WorkFailed:
         message = ""
         try:
-            errors = loads_json(body).get("errors")  # type: ignore[union-attr]
-            if isinstance(errors, list) and errors and isinstance(errors[0], dict):
-                message = f": {one_line(errors[0].get('code', ''))} {one_line(errors[0].get('message', ''))[:160]}"
-        except (ValueError, AttributeError):
-            pass
+            answer = loads_json(body)
+        except ValueError:
+            answer = None
+        errors = answer.get("errors") if isinstance(answer, dict) else None
+        if isinstance(errors, list) and errors and isinstance(errors[0], dict):
+            message = f": {one_line(errors[0].get('code', ''))} {one_line(errors[0].get('message', ''))[:160]}"
         return WorkFailed(f"{what}: HTTP {resp.status_code} from {self.host}{message}")
 
     def _url(self, repo: str, kind: str, reference: str = "") -> str:
@@ -270,8 +272,8 @@ class Registry:
 
     # ------------------------------------------------------------------ reads
 
-    def manifest(self, ref: Ref, what: str | None = None) -> tuple[str, str, dict]:
-        """(digest, media type, manifest) of ``ref``; the digest is the one of the bytes read."""
+    def manifest(self, ref: Ref, what: str | None = None) -> Manifest:
+        """The manifest of ``ref``; its digest is the one of the bytes read."""
         what = what or f"manifest of {ref}"
         resp, body = self._send("GET", self._url(ref.repo, "manifests", ref.reference), what,
                                 headers={"Accept": ACCEPT})
@@ -289,10 +291,7 @@ class Registry:
         if not isinstance(manifest, dict):
             raise WorkFailed(f"{what}: a JSON {type(manifest).__name__}, not a manifest")
         media = manifest.get("mediaType") or resp.headers.get("content-type", "").split(";")[0]
-        return digest, str(media), manifest
-
-    def resolve(self, ref: Ref) -> str:
-        return self.manifest(ref)[0]
+        return Manifest(digest, str(media), len(body), manifest)
 
     def blob(self, repo: str, digest: str, cap: int, what: str) -> bytes:
         """A blob, read within ``cap`` bytes, checked against its digest."""
@@ -307,22 +306,22 @@ class Registry:
 
     def image_config(self, ref: Ref, platform: tuple[str, str] = ("linux", "amd64")) -> tuple[str, dict]:
         """(the digest ``ref`` resolves to, the image config of its ``platform`` manifest)."""
-        digest, media, manifest = self.manifest(ref)
-        top = digest
-        if media in (INDEX, DOCKER_LIST) or "manifests" in manifest:
+        found = self.manifest(ref)
+        manifest = found.body
+        if found.media_type in (INDEX, DOCKER_LIST) or "manifests" in manifest:
             entries = [m for m in manifest.get("manifests") or [] if isinstance(m, dict)
                        and (m.get("platform") or {}).get("os") == platform[0]
                        and (m.get("platform") or {}).get("architecture") == platform[1]]
             if not entries:
                 raise WorkFailed(f"{ref}: no {platform[0]}/{platform[1]} image in its index")
-            _, _, manifest = self.manifest(ref.at(str(entries[0].get("digest"))))
+            manifest = self.manifest(ref.at(str(entries[0].get("digest")))).body
         config = manifest.get("config") or {}
         data = self.blob(ref.repo, str(config.get("digest")), MAX_MANIFEST, f"image config of {ref}")
         try:
             parsed = loads_json(data)
         except ValueError as exc:
             raise WorkFailed(f"image config of {ref}: not JSON ({exc})") from None
-        return top, parsed if isinstance(parsed, dict) else {}
+        return found.digest, parsed if isinstance(parsed, dict) else {}
 
     def referrers(self, ref: Ref, digest: str, artifact_type: str | None = None) -> tuple[list[dict], str]:
         """The descriptors that refer to ``digest``, and how they were found: ``"referrers API"``
@@ -336,7 +335,7 @@ class Registry:
         if resp.status_code not in (200, 404, 405):
             raise self._fail(resp, body, what)
         try:
-            _, _, index = self.manifest(Ref(ref.host, ref.repo, fallback_tag(digest), None), what)
+            index = self.manifest(Ref(ref.host, ref.repo, fallback_tag(digest), None), what).body
         except WorkFailed as exc:
             if "HTTP 404" in str(exc):
                 return [], "tag schema"
@@ -375,28 +374,28 @@ class Registry:
             raise self._fail(resp, body, what)
         return digest_of(data), len(data), resp.headers
 
-    def attach(self, ref: Ref, subject: str, subject_media: str, subject_size: int, artifact_type: str,
-               payload: bytes, payload_type: str, annotations: dict[str, str]) -> tuple[str, str]:
+    def attach(self, ref: Ref, subject: Manifest, artifact_type: str, payload: bytes, payload_type: str,
+               annotations: dict[str, str]) -> tuple[str, str]:
         """Push ``payload`` as an OCI 1.1 artifact whose ``subject`` is ``subject``; on a registry
         without the referrers API, add it to the tag-schema index too. (artifact digest, how)."""
-        what = f"attach to {ref.repo}@{subject}"
+        what = f"attach to {ref.repo}@{subject.digest}"
         layer = self.put_blob(ref.repo, payload, what)
         self.put_blob(ref.repo, b"{}", what)
         manifest = {
             "schemaVersion": 2, "mediaType": MANIFEST, "artifactType": artifact_type,
             "config": {"mediaType": EMPTY, "digest": EMPTY_DIGEST, "size": 2},
             "layers": [{"mediaType": payload_type, "digest": layer, "size": len(payload)}],
-            "subject": {"mediaType": subject_media, "digest": subject, "size": subject_size},
+            "subject": {"mediaType": subject.media_type, "digest": subject.digest, "size": subject.size},
             "annotations": annotations,
         }
         digest, size, headers = self.put_manifest(ref.repo, None, manifest, what)
-        if headers.get("oci-subject") == subject:
+        if headers.get("oci-subject") == subject.digest:
             return digest, "referrers API"
         descriptor = {"mediaType": MANIFEST, "digest": digest, "size": size, "artifactType": artifact_type,
                       "annotations": annotations}
-        tag = fallback_tag(subject)
+        tag = fallback_tag(subject.digest)
         try:
-            _, _, index = self.manifest(Ref(ref.host, ref.repo, tag, None), what)
+            index = self.manifest(Ref(ref.host, ref.repo, tag, None), what).body
         except WorkFailed as exc:
             if "HTTP 404" not in str(exc):
                 raise
