@@ -42,6 +42,24 @@ def audit(c, wheel=None, arch=None, json=False):
     cli.run(cli.AUDIT.call, ROOT, wheel=wheel, arch=arch, json=json)
 
 
+@task(**cli.VERIFY.task_options())
+def verify(c, image, arch=None, gpu=None, require=None, json=False):
+    """Was this image proven on a GPU? Labels + attached reports, per package and arch (exit 1: short of --require or a report not trusted).
+
+    invoke verify HOST[:PORT]/REPO[:TAG] [--arch smXY | --gpu NAME] [--require static|measured] [--json]
+    """
+    cli.run(cli.VERIFY.call, ROOT, image=image, arch=arch, gpu=gpu, require=require, json=json)
+
+
+@task(**cli.ATTEST.task_options())
+def attest(c, image=None, report=None, json=False):
+    """Attach a validate or smoke report to the image's digest in its registry (in-toto, OCI artifact).
+
+    invoke attest --image HOST[:PORT]/REPO[:TAG] --report reports/sage2.json [--json]
+    """
+    cli.run(cli.ATTEST.call, ROOT, image=image, report=report, json=json)
+
+
 @task(
     iterable=["name"],
     help={

@@ -402,6 +402,7 @@ def validate_main(argv: list[str] | None = None) -> int:
                         help="seconds for the whole validation; the container is killed and removed after it")
     parser.add_argument("--user", default=None,
                         help="run the probe as this user (default: the image's USER, or comfy when that is root)")
+    parser.add_argument("--attest", action="store_true", help=ATTEST_HELP)
     parser.add_argument("--root", type=Path, default=Path.cwd(), help="project root (default: .)")
     argv = list(sys.argv[1:] if argv is None else argv)
     probe_args: list[str] = []
@@ -412,10 +413,13 @@ def validate_main(argv: list[str] | None = None) -> int:
     if isinstance(ns, int):
         return ns
     comfyui = None if ns.comfyui.strip().lower() in ("", "none") else ns.comfyui
-    return _stoppable(f"validate {ns.probe}", "its probe container was", lambda: containers.validate(
+    if (code := _attest_first(ns.attest, ns.image)) is not None:
+        return code
+    code = _stoppable(f"validate {ns.probe}", "its probe container was", lambda: containers.validate(
         ns.root.resolve(), ns.probe, image=ns.image, target=ns.target, expect_version=ns.expect_version,
         require_gpu=ns.require_gpu, probe_args=probe_args, gpus=ns.gpus, cdi_kind=ns.cdi_kind, comfyui=comfyui,
         timeout=ns.timeout, user=ns.user), ns.root.resolve())
+    return _attest_after(code, ns.attest, ns.image, ns.root.resolve() / "reports" / f"{ns.probe}.json")
 
 
 def smoke_main(argv: list[str] | None = None) -> int:
@@ -429,6 +433,7 @@ def smoke_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=_positive_seconds, default=smoke_mod.DEFAULT_TIMEOUT,
                         help="seconds for the whole smoke; containers are killed and removed after it")
     parser.add_argument("--steps", type=int, default=smoke_mod.DEFAULT_STEPS)
+    parser.add_argument("--attest", action="store_true", help=ATTEST_HELP)
     parser.add_argument("--root", type=Path, default=Path.cwd())
     ns = parse(parser, argv)
     if isinstance(ns, int):
@@ -436,9 +441,78 @@ def smoke_main(argv: list[str] | None = None) -> int:
     if not 1 <= ns.steps <= 200:
         err().print(f"error: --steps must be 1..200, got {ns.steps}")
         return BAD_INPUT
-    return _stoppable("smoke", "its containers were", lambda: smoke_mod.smoke(
+    if (code := _attest_first(ns.attest, ns.image)) is not None:
+        return code
+    code = _stoppable("smoke", "its containers were", lambda: smoke_mod.smoke(
         ns.root.resolve(), ns.image, gpus=ns.gpus, cdi_kind=ns.cdi_kind, timeout=ns.timeout, steps=ns.steps),
         ns.root.resolve())
+    return _attest_after(code, ns.attest, ns.image, ns.root.resolve() / "reports" / "smoke.json")
+
+
+# --------------------------------------------------------------------------- evidence on the digest
+
+ATTEST_HELP = ("attach the report to the image's digest in its registry (an in-toto statement, an OCI artifact "
+               "that refers to the image); needs --image HOST[:PORT]/REPO[:TAG]")
+
+
+def _attest_first(attest: bool, image: str | None) -> int | None:
+    """--attest needs a registry reference: refused before anything runs (exit 2)."""
+    if not attest:
+        return None
+    from comfyimg.net.registry import Ref  # optional: httpx, for --attest only
+
+    def check() -> None:
+        if not image:
+            raise BadInput("--attest needs --image HOST[:PORT]/REPO[:TAG]: the image in the registry to attach to")
+        Ref.parse(image)
+
+    code, message = _ending(check, prefixed=True)
+    return ended(code, message) if code else None
+
+
+def _attest_after(code: int, attest: bool, image: str | None, report: Path) -> int:
+    """After validate or smoke: attach the report they wrote, pass or fail (a failure is evidence too).
+    The command's own exit code stands unless attaching fails."""
+    if not attest or code not in (0, FAILED) or not report.exists():
+        return code
+    attached, message = _ending(lambda: attest_report(Path.cwd(), image or "", str(report), False), prefixed=True)
+    if attached:
+        return ended(attached, message)
+    return code
+
+
+def attest_report(root: Path, image: str, report: str, json_out: bool) -> int:
+    """``python -m comfyimg attest``: attach a reports/<probe>.json to the image's digest."""
+    from comfyimg.validate import verify as verify_mod  # optional: httpx and docker, for this command only
+
+    if not image or not report:
+        raise BadInput("give --image HOST[:PORT]/REPO[:TAG] and --report reports/<probe>.json")
+    done = verify_mod.attach_file(image, (root / report) if not Path(report).is_absolute() else Path(report))
+    if json_out:
+        emit_json(done)
+    else:
+        out().print(f"attached {done['kind']} report {done['artifact']} to {done['image']} ({done['stored_by']})")
+    return 0
+
+
+def verify(root: Path, image: str, arch: str | None, gpu: str | None, require: str | None, json_out: bool) -> int:
+    """``invoke verify``: one table per attention package, the verdict line; exit 1 short of --require."""
+    from comfyimg.validate import verify as verify_mod  # optional: httpx and docker, for this command only
+
+    if not image:
+        raise BadInput("give the image: invoke verify HOST[:PORT]/REPO[:TAG]")
+    found = verify_mod.verify(image, arch=arch, gpu=gpu, require=require)
+    if json_out:
+        emit_json(found.as_json())
+    else:
+        for package in found.packages:
+            table = Table("arch", "GPUs", "static verdict", "measured verdict", "answer",
+                          title=f"{package.name} {package.version} · {found.image[:60]}")
+            for row in package.rows:
+                table.add_row(row.arch, ", ".join(row.gpus) or "-", row.static, row.measured, row.answer)
+            out().print(table)
+        (out() if found.ok else err()).print(found.verdict())
+    return 0 if found.ok else FAILED
 
 
 # --------------------------------------------------------------------------- one definition, two front ends
@@ -452,6 +526,7 @@ class Option:
     help: str
     many: bool = False  # repeatable: --arch sm90 --arch sm120
     flag: bool = False  # on/off
+    positional: bool = False  # `verify REF`
 
 
 @dataclass(frozen=True)
@@ -474,7 +549,9 @@ class Command:
         parser = argparse.ArgumentParser(prog=f"python -m comfyimg {self.name}", description=self.summary)
         for o in self.options:
             flag = f"--{o.name.replace('_', '-')}"
-            if o.flag:
+            if o.positional:
+                parser.add_argument(o.name, help=o.help)
+            elif o.flag:
                 parser.add_argument(flag, dest=o.name, action="store_true", help=o.help)
             elif o.many:
                 parser.add_argument(flag, dest=o.name, action="append", default=[], help=o.help)
@@ -504,6 +581,20 @@ AUDIT = Command(
      Option("json", "print one JSON object instead of tables", flag=True)),
     lambda root, wheel, arch, json: audit(root, wheel, list(arch or []), json))
 
+ATTEST = Command(
+    "attest", "Attach a validate or smoke report to the image's digest in its registry (in-toto, OCI artifact).",
+    (Option("image", "the image in its registry: HOST[:PORT]/REPO[:TAG]"),
+     Option("report", "the report to attach: reports/sage2.json, reports/sage3.json or reports/smoke.json"), JSON),
+    lambda root, image, report, json: attest_report(root, image, report, json))
+VERIFY = Command(
+    "verify", "Was this image proven on a GPU? Labels + attached reports, per package and arch (exit 1: short of "
+              "--require or a report not trusted).",
+    (Option("image", "the image in its registry: HOST[:PORT]/REPO[:TAG][@sha256:DIGEST]", positional=True),
+     Option("arch", "the GPU arch to answer for, e.g. sm86"),
+     Option("gpu", "or the GPU by name, e.g. H100, RTX 4090"),
+     Option("require", "static or measured: exit 1 when the arch falls short of it"), JSON),
+    lambda root, image, arch, gpu, require, json: verify(root, image, arch, gpu, require, json))
+
 
 def parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace | int:
     """The parsed arguments, or the exit code: 0 after --help, 2 (bad input) after argparse's
@@ -516,7 +607,7 @@ def parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argpar
 
 COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "validate": validate_main, "smoke": smoke_main,
-    **{c.name: c.main for c in (CHECK, RENDER, AUDIT)},
+    **{c.name: c.main for c in (CHECK, RENDER, AUDIT, ATTEST, VERIFY)},
 }
 
 
