@@ -111,6 +111,7 @@ def attested(pushed, tmp_path_factory):
 def test_sm90_is_measured_and_the_table_says_so(attested):
     project, ref, digest = attested
     result = project.invoke("verify", ref, "--arch", "sm90", "--require", "measured")
+    print(result.stdout, result.stderr)  # pytest -s shows what a user sees
     assert result.returncode == 0, result.stdout + result.stderr
     assert "OK: sm90 is measured-proven" in result.stdout
     row = _row(result.stdout, "sm90")
@@ -127,6 +128,7 @@ def test_sm90_is_measured_and_the_table_says_so(attested):
 def test_sm86_is_static_only_and_falls_short_of_measured(attested):
     project, ref, _ = attested
     result = project.invoke("verify", ref, "--arch", "sm86", "--require", "measured")
+    print(result.stdout, result.stderr)
     assert result.returncode == 1, result.stdout + result.stderr
     assert "Traceback" not in result.stderr
     row = _row(result.stdout, "sm86")

@@ -112,10 +112,12 @@ def statement(report: dict, *, digest: str, ref: str, pins: list[dict], driver: 
     result = obj(report, "result")
     checks = [c for c in result.get("checks") or [] if isinstance(c, dict)]
     package = KINDS[kind]
+    pins = json.loads(json.dumps(pins))  # the statement's own copy
     dispatch = _dispatch(kind, result, checks)
     predicate = {
         "schema": SCHEMA, "kind": kind, "package": package,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),  # attached
+        "measured": report.get("finished") if isinstance(report.get("finished"), str) else None,  # the run
         "image": {"ref": ref, "digest": digest},
         "pins": pins,
         "gpu": _gpu(kind, report, driver),
@@ -146,7 +148,8 @@ class Evidence:
     artifact: str  # the artifact manifest's digest
     kind: str
     package: str
-    created: str
+    created: str  # when it was attached
+    measured: str | None  # when the report was written (None: a report from before that was recorded)
     gpu_name: str | None
     arch: str | None
     checks_ran: bool
@@ -160,6 +163,7 @@ class Evidence:
 
     def as_json(self) -> dict[str, Any]:
         return {"artifact": self.artifact, "kind": self.kind, "package": self.package, "created": self.created,
+                "measured": self.measured,
                 "gpu": {"name": self.gpu_name, "arch": self.arch, "driver": self.driver, "cuda": self.cuda,
                         "torch": self.torch},
                 "checks_ran": self.checks_ran, "passed": self.passed, "reason": self.reason,
@@ -240,7 +244,7 @@ def trusted(data: bytes, *, artifact: str, digest: str, pins: list[dict]) -> Evi
     if arch is not None and not _ARCH.match(arch):
         raise Untrusted(f"{where}: GPU arch {one_line(arch)[:20]!r} is not smXY")
     created = _str(pred.get("created")) or ""
-    return Evidence(artifact, kind, KINDS[kind], created, _str(gpu.get("name")), arch,
+    return Evidence(artifact, kind, KINDS[kind], created, _str(pred.get("measured")), _str(gpu.get("name")), arch,
                     gpu.get("checks_ran") is True, passed, _str(pred.get("reason")) or "",
                     obj(pred, "speed"),
                     obj(pred, "numerics"),

@@ -219,13 +219,14 @@ def _measured(found: list[Evidence]) -> tuple[str, bool | None]:
     if not ran:
         return ("GPU checks did not run" if found else "none"), None
     latest: dict[str, Evidence] = {}
-    for e in sorted(ran, key=lambda e: e.created):
+    for e in sorted(ran, key=lambda e: e.measured or e.created):
         latest[e.kind] = e
     parts = []
     for kind, e in sorted(latest.items()):
         speed = e.speed.get("speedup")
         ratio = f", {speed:.2f}x vs PyTorch" if isinstance(speed, int | float) else ""
-        parts.append(f"{kind} {e.created[:10]} {e.gpu_name or '?'}: {'pass' if e.passed else 'FAIL'}{ratio}")
+        when = e.measured[:10] if e.measured else f"attached {e.created[:10]}"
+        parts.append(f"{kind} {when} {one_line(e.gpu_name or '?')}: {'pass' if e.passed else 'FAIL'}{ratio}")
     return "; ".join(parts), all(e.passed for e in latest.values())
 
 
@@ -259,7 +260,7 @@ def verify(image_ref: str, *, arch: str | None = None, gpu: str | None = None,
             answer = ("measured" if measured_ok else "refused" if measured_ok is False
                       else "static only" if static_ok else "refused")
             names = [n.strip() for n in GPUS.get(a, "").split("/") if n.strip()]
-            names += sorted({e.gpu_name for e in found if e.gpu_name} - set(names))
+            names += sorted({one_line(e.gpu_name).removeprefix("NVIDIA ") for e in found if e.gpu_name} - set(names))
             rows.append(Row(a, names, static, static_ok, served, measured, measured_ok, answer, found))
         packages.append(Package(pin["name"], pin["version"], pin.get("sha256"), rows))
     shortfalls = _shortfalls(packages, arch, require)
