@@ -179,7 +179,7 @@ def audit_wheel(root: Path, path: Path, archs: Sequence[str]) -> WheelAudit:
             raise BadInput(f"{path.name}: no pin of {dist} in wheels.toml serves a GPU arch; "
                            "name the archs with --arch smXY")
     try:
-        found = read_wheel(path)
+        found = read_wheel(path, archs=archs)
     except BadKernels as exc:
         raise BadInput(str(exc)) from None
     how = found.dispatch.get(dist.replace("-", "_"))

@@ -79,7 +79,9 @@ def markdown(pins: Pins) -> str:
            "Read from each pinned wheel's compiled modules (SASS and PTX, listed by NVIDIA's cuobjdump) "
            "with NVIDIA's compatibility rules, and from the wheel's own Python: which kernel its "
            "`sageattention/core.py` sends each GPU to and which compiled modules that kernel needs (read "
-           "with `ast`, never imported). The package table (`src/comfyimg/validate/probes/kernels.json`) is the "
+           "with `ast`, never imported). Where the coverage records `code`, the code the driver picks for "
+           "each GPU was disassembled too, and a trap where the work should be (compiled out below an "
+           "`#if __CUDA_ARCH__` guard) is `NO`. The package table (`src/comfyimg/validate/probes/kernels.json`) is the "
            "fallback, and each section says which was used. "
            "`yes (PTX JIT)`: the driver compiles the kernel at the first call. `-`: no kernel for that GPU. "
            "`invoke audit` prints the same from wheels.toml.", ""]

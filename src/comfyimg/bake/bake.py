@@ -17,7 +17,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -48,8 +48,10 @@ _VERTEX = re.compile(r"^#(\d+) \[(?P<target>[^\s\]]+)[\s\]]", re.ASCII)
 _LINE_ID = re.compile(r"^#(\d+) ", re.ASCII)
 
 
-@dataclass
+@dataclass(frozen=True)
 class BakeRequest:
+    """What to bake and how; never changed once made (preflight returns a copy with ``attest`` decided)."""
+
     targets: list[str] = field(default_factory=lambda: ["default"])
     mode: str = "load"  # load | push | print
     label: str | None = None
@@ -310,16 +312,19 @@ def kernel_problems(pins: Pins, target: str, target_pins: list[Pin]) -> list[str
                      f"coverage; record it with: {coverage.record_command(p)}" for p in unrecorded]
 
 
-def preflight(root: Path, pins: Pins, request: BakeRequest, say: Say) -> tuple[dict[str, Any], list[str]]:
-    """Everything checked before a build: returns the plan (labels and caches included) and the
-    options that put them there. Renders generated/ first; ``say`` gets what it did and warnings."""
+def preflight(root: Path, pins: Pins, request: BakeRequest,
+              say: Say) -> tuple[dict[str, Any], list[str], BakeRequest]:
+    """Everything checked before a build: returns the plan (labels and caches included), the
+    options that put them there, and the request with its attestations decided (a push).
+    Renders generated/ first; ``say`` gets what it did and warnings."""
     try:
         return _preflight(root, pins, request, say)
     except NoDockerCLI as exc:
         raise WorkFailed(f"preflight: {exc}") from None
 
 
-def _preflight(root: Path, pins: Pins, request: BakeRequest, say: Say) -> tuple[dict[str, Any], list[str]]:
+def _preflight(root: Path, pins: Pins, request: BakeRequest,
+               say: Say) -> tuple[dict[str, Any], list[str], BakeRequest]:
     check_options(request)
     changed = render.write(pins, root)
     for path in changed:
@@ -330,7 +335,7 @@ def _preflight(root: Path, pins: Pins, request: BakeRequest, say: Say) -> tuple[
             check_builder(request.builder)
         check_cache(request)
     if request.mode == "push":
-        request.attest = check_attest(request, say)
+        request = replace(request, attest=check_attest(request, say))
     resolved = plan(root, request)
     if request.mode != "print":  # record missing kernel coverage of hashed pins, then judge it
         wanted = [p for t in resolved.get("target", {}) for p in pins_for(pins, t) or []]
@@ -350,12 +355,12 @@ def _preflight(root: Path, pins: Pins, request: BakeRequest, say: Say) -> tuple[
         say(f"warning: {problem}")
     derived = derived_args(pins, request, resolved)
     if request.mode == "print":  # what buildx makes of it, exactly; a build saves this second plan
-        return plan(root, request, derived), derived
+        return plan(root, request, derived), derived, request
     for target, spec in resolved.get("target", {}).items():  # the labels the build will set
         if (installed := pins_for(pins, target)) is not None:
             spec.setdefault("labels", {})[PINS_LABEL] = pins_label(pins, target, installed)
             spec["labels"][COVERAGE_LABEL] = coverage_label(pins, installed)
-    return resolved, derived
+    return resolved, derived, request
 
 
 # --------------------------------------------------------------------------- build
@@ -414,7 +419,7 @@ def _stream(cmd: list[str], env: dict[str, str] | None, say: Say) -> tuple[str, 
 
 def build(root: Path, pins: Pins, request: BakeRequest, say: Say) -> list[Built]:
     """Preflight, build (the build log goes line by line to ``say``) and write the build record."""
-    resolved, derived = preflight(root, pins, request, say)
+    resolved, derived, request = preflight(root, pins, request, say)
     extra = ["--progress", request.progress, f"--{request.mode}"]
     if request.no_cache:
         extra.append("--no-cache")

@@ -34,7 +34,8 @@ from comfyimg.engine.docker import NO_DOCKER_CLI, ClientNotFoundError, DockerExc
 from comfyimg.errors import BadInput, UserError, WorkFailed
 from comfyimg.audit import coverage
 from comfyimg.pins.load import load
-from comfyimg.validate.gpuaccess import DEFAULT_CDI_KIND, GpuAccess, choose_gpu_access, host_gpu
+from comfyimg.validate.defaults import COMFYUI_PATH, DEFAULT_CDI_KIND, VALIDATE_TIMEOUT
+from comfyimg.validate.gpuaccess import GpuAccess, choose_gpu_access, host_gpu
 from comfyimg.validate.reports import Outcome, write_reports
 from comfyimg.validate.verdict import (
     Run,
@@ -58,8 +59,7 @@ SCRATCH = "/run/comfyimg"
 # The bench gate: a host folder mounted read-only; its file appears when the ComfyUI probe,
 # which runs beside the probe and shares its GPU, has ended (probe option --bench-after).
 GATE_MOUNT, GATE_FILE = "/run/comfyimg-gate", "comfyui-ended"
-COMFYUI_PATH = "/app/ComfyUI"  # where services/comfy/core/dockerfile.comfy.core puts ComfyUI
-DEFAULT_TIMEOUT = 300.0
+DEFAULT_TIMEOUT = VALIDATE_TIMEOUT
 
 
 @dataclass(frozen=True)
