@@ -858,13 +858,13 @@ def verify(root: Path, request: VerifyRequest) -> int:
     return 0 if found.ok else FAILED
 
 
-ATTEST = Command("attest", "Attach a validate or smoke report to the image's digest in its registry (in-toto, "
-                           "OCI artifact).", AttestRequest, attest_report,
+ATTEST = Command("attest", "Attach a validate or smoke report to the image digest in its registry, as an OCI "
+                           "artifact.", AttestRequest, attest_report,
                  "invoke attest --image HOST[:PORT]/REPO[:TAG] --report reports/sage2.json [--json]\n\n"
                  "Environment: COMFYIMG_REGISTRY_USER, COMFYIMG_REGISTRY_PASSWORD (sent to the registry's host "
                  "only), COMFYIMG_REGISTRY_TIMEOUT (s, default 30).")
 VERIFY = Command("verify", "Was this image proven on a GPU? Labels and attached reports, per package and arch "
-                           "(exit 1: short of --require, or a report not trusted).", VerifyRequest, verify,
+                           "(exit 1: short of what was required, or a report not trusted).", VerifyRequest, verify,
                  "invoke verify IMAGE [--arch smXY | --gpu NAME] [--require static|measured] [--json]\n\n"
                  "Environment: as for invoke attest.")
 
