@@ -33,7 +33,7 @@ PREDICATE_ANNOTATION = "in-toto.io/predicate-type"
 MAX_STATEMENT = 1 << 20  # a statement is a few KiB; anything past 1 MiB is not read
 KINDS = {"validate_sage2": "sageattention", "validate_sage3": "sageattn3",
          "smoke": "sageattention"}  # ComfyUI's --use-sage-attention runs SageAttention 2
-_ARCH = re.compile(r"^sm\d{2,3}[a-z]?$", re.ASCII)
+ARCH = re.compile(r"^sm\d{2,3}[a-z]?$", re.ASCII)
 
 
 def obj(value: object, key: str) -> dict[str, Any]:
@@ -241,7 +241,7 @@ def trusted(data: bytes, *, artifact: str, digest: str, pins: list[dict]) -> Evi
                         f"{one_line(', '.join(failing) or 'no checks at all')[:160]}")
     gpu = obj(pred, "gpu")
     arch = _str(gpu.get("arch"))
-    if arch is not None and not _ARCH.match(arch):
+    if arch is not None and not ARCH.match(arch):
         raise Untrusted(f"{where}: GPU arch {one_line(arch)[:20]!r} is not smXY")
     created = _str(pred.get("created")) or ""
     return Evidence(artifact, kind, KINDS[kind], created, _str(pred.get("measured")), _str(gpu.get("name")), arch,

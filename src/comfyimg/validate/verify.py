@@ -10,6 +10,7 @@ Nothing attached is trusted unless it matches the image's digest, the schema and
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -181,7 +182,7 @@ class Verified:
                               "archs": [r.as_json() for r in p.rows]} for p in self.packages]}
 
 
-def arch_for_gpu(name: str, evidence_list: list[Evidence] = ()) -> str:  # type: ignore[assignment]
+def arch_for_gpu(name: str, evidence_list: Sequence[Evidence] = ()) -> str:
     """The arch of a GPU named like ``H100``, ``RTX 4090`` or ``NVIDIA H200``."""
     wanted = name.strip().lower().removeprefix("nvidia ").strip()
     for e in evidence_list:
@@ -236,7 +237,7 @@ def verify(image_ref: str, *, arch: str | None = None, gpu: str | None = None,
         raise BadInput("give --arch or --gpu, not both")
     if require is not None and require not in REQUIRE:
         raise BadInput(f"--require {one_line(require)!r}: use static or measured")
-    if arch is not None and not evidence._ARCH.match(arch):
+    if arch is not None and not evidence.ARCH.match(arch):
         raise BadInput(f"--arch {one_line(arch)!r}: give smXY, e.g. sm90")
     ref = Ref.parse(image_ref)
     with Registry(ref.host) as registry:
@@ -318,5 +319,5 @@ def _read_one(registry: Registry, ref: Ref, digest: str, descriptor: dict, pins:
         return evidence.trusted(data, artifact=artifact, digest=digest, pins=pins)
     except Untrusted as exc:
         raise WorkFailed(f"{ref.host}/{ref.repo}@{digest[:19]}…: {exc}; not trusted") from None
-    except WorkFailed as exc:
-        raise WorkFailed(f"{ref.host}/{ref.repo}@{digest[:19]}…: {where}: {exc}; not trusted") from None
+    except WorkFailed as exc:  # its message names the read (the report's manifest or layer)
+        raise WorkFailed(f"{ref.host}/{ref.repo}@{digest[:19]}…: {exc}; not trusted") from None
