@@ -230,3 +230,26 @@ def test_an_oversized_artifact_is_refused_without_reading_it(tamper, declared, b
     assert result.returncode == 1, result.stdout + result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and said in lines[0] and "not trusted" in lines[0], result.stderr
+
+
+def test_validate_attest_attaches_its_own_report_pass_or_fail(tamper):
+    """`--attest` on the real command: no registry reference is refused before any container runs;
+    with one, the report is attached after the run, whatever its verdict (here the stand-in's
+    sageattention cannot import its CPU-less kernels: a failure, attached as evidence)."""
+    project, ref, digest = tamper
+    _only(ref, digest)
+    for image, said in ((None, r"--attest needs --image HOST\[:PORT\]/REPO\[:TAG\]"),
+                        (project.tag, r"no registry host; give HOST\[:PORT\]/REPO\[:TAG\]")):
+        refused = _python(project, "validate", "sage2", "--attest", "--gpus", "none",
+                          *(["--image", image] if image else []))
+        assert refused.returncode == 2, refused.stdout + refused.stderr
+        assert re.search(said, refused.stderr) and len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+        assert not (project.root / "reports" / "sage2.json").exists(), "refused before any probe ran"
+    ran = _python(project, "validate", "sage2", "--image", ref, "--gpus", "none", "--comfyui", "none", "--attest")
+    assert ran.returncode == 1, ran.stdout + ran.stderr  # the validation failed; attaching did not
+    assert re.search(rf"attached validate_sage2 report sha256:[0-9a-f]{{64}} to \S+@{digest} \(tag schema\)",
+                     ran.stdout), ran.stdout
+    answer = json.loads(project.invoke("verify", ref, "--json").stdout)
+    assert answer["ok"] is True and answer["found_by"] == "tag schema"
+    sm90 = next(a for p in answer["packages"] if p["name"] == "sageattention" for a in p["archs"] if a["arch"] == "sm90")
+    assert sm90["answer"] == "static only", "a report whose GPU checks never ran measures no arch"
