@@ -165,10 +165,12 @@ def main() -> int:
         if args.registry and image:
             ref = f"{args.registry}/comfyui:{args.label}"
             tagged = docker("tag", image, ref)
+            t0 = time.monotonic()
             pushed = docker("push", ref, timeout=900)
             (args.out / "2b-push.log").write_text(pushed.stdout + "\n--- stderr\n" + pushed.stderr)
             steps.check("2b-push", tagged.returncode == 0 and pushed.returncode == 0,
-                        f"{ref}: {(pushed.stdout + pushed.stderr).strip().splitlines()[-1:]}")
+                        f"{ref} in {time.monotonic() - t0:.1f} s: "
+                        f"{(pushed.stdout + pushed.stderr).strip().splitlines()[-1:]}")
         attest = ["--image", ref, "--attest"] if ref else []
         validate = [py, "-m", "nox", "--no-venv", "-f", "noxfile.py", "-s", "validate_sage2", "--"]
         steps.run("3-validate", validate + attest + (["--require-gpu"] if args.require_gpu else []), env=env)
