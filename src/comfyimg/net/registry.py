@@ -223,35 +223,47 @@ class Registry:
         return bytes(data)
 
     def _answer(self, challenge: str, what: str, deadline: float) -> str:
-        """The Authorization header for a 401's challenge: Basic, or a Bearer token from the
-        realm (which must be on the registry's own host: the password goes nowhere else)."""
+        """The Authorization header for a 401's challenge: Basic with the credentials, or a Bearer
+        token from the realm the registry names: anonymous (public images), or with the
+        credentials only when the realm is on the registry's own host (the password goes nowhere
+        else)."""
         scheme, _, params = challenge.partition(" ")
-        if self._basic is None:
-            raise WorkFailed(f"{what}: {self.host} wants credentials (HTTP 401); set {USER_ENV} and {PASSWORD_ENV}")
-        basic = "Basic " + base64.b64encode(f"{self._basic[0]}:{self._basic[1]}".encode()).decode()
+        basic = None
+        if self._basic is not None:
+            basic = "Basic " + base64.b64encode(f"{self._basic[0]}:{self._basic[1]}".encode()).decode()
         if scheme.lower() == "basic":
+            if basic is None:
+                raise WorkFailed(f"{what}: {self.host} wants credentials (HTTP 401); set {USER_ENV} and "
+                                 f"{PASSWORD_ENV}")
             return basic
         fields = dict(re.findall(r'(\w+)="([^"]*)"', params))
-        realm = httpx.URL(fields.get("realm", ""))
-        if scheme.lower() != "bearer" or realm.host != httpx.URL(self.base).host or realm.scheme != \
-                httpx.URL(self.base).scheme:
-            raise WorkFailed(f"{what}: {self.host} asks for credentials at another host or by an unknown scheme; "
-                             f"refused (the password goes to the registry's own host only)")
-        query = {k: v for k, v in fields.items() if k in ("service", "scope")}
         try:
-            resp = next(_bounded(deadline, lambda: iter([self._http.get(realm, params=query,
-                                                                          headers={"Authorization": basic})]),
+            realm = httpx.URL(fields.get("realm", ""))
+        except httpx.InvalidURL:
+            realm = httpx.URL("")
+        if scheme.lower() != "bearer" or realm.scheme not in ("https", httpx.URL(self.base).scheme) \
+                or not realm.host or host_problem(str(realm)):
+            raise WorkFailed(f"{what}: {self.host} asks for credentials by an unknown scheme or at an unusable "
+                             f"token URL; refused")
+        own = (realm.scheme, realm.host) == (httpx.URL(self.base).scheme, httpx.URL(self.base).host)
+        headers = {"Authorization": basic} if basic and own else {}
+        query = {k: v for k, v in fields.items() if k in ("service", "scope")}
+        request = self._http.build_request("GET", realm, params=query, headers=headers)
+        try:
+            resp = next(_bounded(deadline, lambda: iter([self._http.send(request, stream=True)]),
                                  self._late(str(realm), what)))
         except httpx.HTTPError as exc:
             raise WorkFailed(f"{what}: the token request failed ({type(exc).__name__})") from None
+        body = self._read(resp, MAX_ERROR, what, deadline)
         if resp.status_code != 200:
-            raise WorkFailed(f"{what}: {self.host} refused the credentials (HTTP {resp.status_code})")
+            hint = "" if basic else f"; set {USER_ENV} and {PASSWORD_ENV} if the image is private"
+            raise WorkFailed(f"{what}: {self.host}'s token service refused (HTTP {resp.status_code}){hint}")
         try:
-            answer = loads_json(resp.content[:MAX_ERROR])
+            answer = loads_json(body)
         except ValueError:
             answer = None
         token = (answer.get("token") or answer.get("access_token")) if isinstance(answer, dict) else None
-        if not isinstance(token, str) or not token or "\n" in token:
+        if not isinstance(token, str) or not token or "\n" in token or not token.isascii():
             raise WorkFailed(f"{what}: {self.host}'s token answer has no usable token")
         add_secret(token)
         return f"Bearer {token}"
