@@ -1,12 +1,14 @@
-"""Where the registry password goes (net/registry.py): a registry on 127.0.0.1 that answers 401
-with a Bearer challenge, and token services on its own host and on another (127.0.0.2). The
-password goes to the registry's own token service only; another host's gets an anonymous
-request (public images); the token is never printed."""
+"""The registry client (net/registry.py) against loopback servers. Where the password goes: a
+registry on 127.0.0.1 that answers 401 with a Bearer challenge, and token services on its own
+host and on another (127.0.0.2): the password goes to the registry's own token service only,
+another host's gets an anonymous request (public images), the token is never printed. Bounds: a
+blob with no length is read only up to its cap, and one that drips ends at the deadline."""
 
 from __future__ import annotations
 
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -112,3 +114,46 @@ def test_a_refused_token_is_one_line_that_names_the_variables(registry_with, mon
     message = str(caught.value)
     assert "token service refused (HTTP 403); set COMFYIMG_REGISTRY_USER and COMFYIMG_REGISTRY_PASSWORD" in message
     assert "\n" not in message
+
+
+class Chunked(BaseHTTPRequestHandler):
+    """A registry whose blob is an endless chunked body (no Content-Length), or one that drips."""
+
+    protocol_version = "HTTP/1.1"
+    drip = False
+
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        try:
+            for _ in range(10_000):
+                chunk = b"x" * (1 if self.drip else 64 << 10)
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                self.wfile.flush()
+                if self.drip:
+                    time.sleep(0.5)
+        except OSError:  # the client stopped reading: what the test wants
+            pass
+
+
+class Drip(Chunked):
+    drip = True
+
+
+@pytest.mark.parametrize(("handler", "said"), [
+    (Chunked, r"the answer from 127\.0\.0\.1:\d+ is larger than the 1048576 byte limit; stopped"),
+    (Drip, r"no complete answer from .* within 2 s; stopped"),
+], ids=["endless", "drip"])
+def test_a_blob_without_a_length_is_read_within_its_cap_and_the_deadline(handler, said):
+    server = _serve("127.0.0.1", handler)
+    host = f"127.0.0.1:{server.server_address[1]}"
+    try:
+        with Registry(host, deadline=2) as reg, pytest.raises(WorkFailed, match=said):
+            reg.blob("r", "sha256:" + "0" * 64, 1 << 20, "attached report")
+    finally:
+        server.shutdown()
+        server.server_close()
