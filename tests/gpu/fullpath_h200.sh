@@ -21,7 +21,10 @@
 # `run` also starts Debian's docker-registry (carried in .gpu/fc, from the build machine's
 # /usr/bin/docker-registry) on 127.0.0.1: the image is pushed there, validated and smoked with
 # --attest, and `invoke verify` must answer sm90 `measured` (tests/gpu/fullpath.py, step 6).
-# COMFYIMG_FULLPATH_REGISTRY=0 skips that.
+# COMFYIMG_FULLPATH_REGISTRY=0 skips that (the run as before issue 30). The push of the
+# stand-in image (the machine's Python and torch, several GB) adds its own minutes: its time is
+# in summary.md (2b-push). Evidence: unpack $OUT/fullpath-h200.tar.gz into
+# docs/evidence/h200/<date>/fullpath-attest/ (verify.json and 6-verify*.log hold the answer).
 set -u -o pipefail
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$repo"
