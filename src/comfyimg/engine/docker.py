@@ -25,12 +25,22 @@ from python_on_whales.exceptions import DockerException
 from comfyimg.errors import WorkFailed, seconds_from_env
 
 NO_DOCKER_CLI = "the docker CLI was not found on PATH; install it (tools/engine/install.sh on Debian)"
-__all__ = ["NO_DOCKER_CLI", "ClientNotFoundError", "NoDockerCLI", "DockerException", "client", "command",
+__all__ = ["NO_DOCKER_CLI", "ClientNotFoundError", "NoDockerCLI", "DockerException", "DockerTimeout", "client", "command",
            "error_line", "run", "stream_stdout_and_stderr", "text", "versions"]
 
 
 class NoDockerCLI(WorkFailed):
     """No docker executable on PATH."""
+
+
+class DockerTimeout(WorkFailed):
+    """A docker command ran past its limit (and was killed): one line naming it and the setting."""
+
+    def __init__(self, args: list[str], limit: float) -> None:
+        shown = shlex.join(args[:4]) + (" …" if len(args) > 4 else "")
+        super().__init__(f"`{shown}` did not finish within {limit:g} s ({TIMEOUT_ENV}); "
+                         "is the Docker engine answering?")
+        self.limit = limit
 
 
 @cache
@@ -67,9 +77,7 @@ def run(args: list[Any], *, env: dict[str, str] | None = None, timeout: float | 
         proc = subprocess.run(args, capture_output=True, env={**os.environ, **(env or {})}, timeout=limit,
                               check=False)
     except subprocess.TimeoutExpired:
-        shown = shlex.join(args[:4]) + (" …" if len(args) > 4 else "")
-        raise WorkFailed(f"`{shown}` did not finish within {limit:g} s ({TIMEOUT_ENV}); "
-                         "is the Docker engine answering?") from None
+        raise DockerTimeout(args, limit) from None
     if proc.returncode:
         raise DockerException(args, proc.returncode, proc.stdout, proc.stderr)
     out = proc.stdout.decode(errors="replace")
