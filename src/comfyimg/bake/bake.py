@@ -32,7 +32,7 @@ from comfyimg.engine.docker import (
     command,
     error_line,
     run,
-    stream_stdout_and_stderr,
+    stream,
     text,
     versions,
 )
@@ -42,6 +42,7 @@ from comfyimg.fsutil import read_bytes
 from comfyimg.audit import coverage
 from comfyimg.output import Say
 from comfyimg.pins.model import Pin, Pins, record_hash_command
+from comfyimg import untrusted
 from comfyimg.untrusted import loads_json
 
 _VERTEX = re.compile(r"^#(\d+) \[(?P<target>[^\s\]]+)[\s\]]", re.ASCII)
@@ -78,6 +79,47 @@ def variables(request: BakeRequest, root: Path | None = None) -> dict[str, str]:
             _OCI_VALUES[root] = oci_values(root)
         found.update({k: v for k, v in _OCI_VALUES[root].items() if not os.environ.get(k)})
     return found
+
+
+# The environment buildx gets, decided here and nowhere else (#27): what docker and buildx need
+# to find the engine and their own settings, and the variables the bake files of this command
+# declare (docker-bake.hcl, generated/, any --file) — never a name that holds a credential,
+# never a value that is a known secret. Nothing else of the caller's environment reaches a
+# build: a token in the environment cannot become a build arg, a label or a line of the log.
+ENGINE_ENV = ("PATH", "HOME", "USER", "LANG", "LC_ALL", "TZ", "TMPDIR", "XDG_RUNTIME_DIR", "XDG_CONFIG_HOME",
+              "DOCKER_HOST", "DOCKER_CONFIG", "DOCKER_CONTEXT", "DOCKER_CERT_PATH", "DOCKER_TLS_VERIFY",
+              "DOCKER_API_VERSION", "DOCKER_BUILDKIT", "BUILDX_CONFIG", "BUILDX_BUILDER", "BUILDKIT_PROGRESS",
+              "BUILDX_NO_DEFAULT_ATTESTATIONS", "SOURCE_DATE_EPOCH")
+_DECLARED = re.compile(r'^\s*variable\s+"([A-Za-z_][A-Za-z0-9_]*)"', re.M)
+
+
+def declared_variables(files: Sequence[Path]) -> set[str]:
+    """The variable names the bake files declare (HCL ``variable "NAME"``, JSON ``"variable": {…}``)."""
+    names: set[str] = set()
+    for path in files:
+        try:
+            text = read_bytes(path).decode("utf-8", errors="replace")
+        except (OSError, BadInput):
+            continue
+        if path.suffix == ".json":
+            try:
+                declared = json.loads(text).get("variable", {})
+            except (ValueError, AttributeError):
+                declared = {}
+            names |= {n for n in declared if isinstance(n, str)} if isinstance(declared, dict) else set()
+        else:
+            names |= set(_DECLARED.findall(text))
+    return names
+
+
+def environment(request: BakeRequest, root: Path) -> dict[str, str]:
+    """The whole environment of a buildx command: allow-listed (ENGINE_ENV, the declared bake
+    variables), without credentials, plus the values this command sets (:func:`variables`);
+    every bake variable passes the one redaction (``user:password@`` in a URL becomes ``***@``)."""
+    wanted = set(ENGINE_ENV) | declared_variables(_files(root, request))
+    env = {k: v for k, v in os.environ.items()
+           if k in wanted and not untrusted.secret_name(k) and not untrusted.is_secret(v)}
+    return {k: v if k in ENGINE_ENV else untrusted.redact(v) for k, v in {**env, **variables(request, root)}.items()}
 
 
 ATTESTATIONS = {"sbom": "--sbom=true", "provenance:max": "--provenance=mode=max"}  # record name → buildx option
@@ -265,7 +307,7 @@ def plan(root: Path, request: BakeRequest, derived: Sequence[str] = ()) -> dict[
     cmd = bake_command(root, request, "--print", derived=derived)
     try:
         with contextlib.chdir(root):  # bake resolves contexts against the working directory
-            return json.loads(run(cmd, env=variables(request, root)))
+            return json.loads(run(cmd, env=environment(request, root)))
     except DockerException as exc:
         if buildx_version() is None:
             raise WorkFailed(f"preflight: the buildx plugin is missing (docker CLI {versions()[0]}); "
@@ -387,13 +429,14 @@ def explain_failure(log: str) -> str:
     return error_line(log)
 
 
-def _stream(cmd: list[str], env: dict[str, str] | None, say: Say) -> tuple[str, dict[str, tuple[float, float]]]:
+def _stream(cmd: list[str], env: dict[str, str], say: Say) -> tuple[str, dict[str, tuple[float, float]]]:
     """Run ``cmd``, hand each output line to ``say``, and time each target from the plain progress lines."""
     log: list[str] = []
     vertex_target: dict[str, str] = {}
     spans: dict[str, tuple[float, float]] = {}
     try:
-        for _source, raw in stream_stdout_and_stderr(cmd, env=env or None):
+        for _source, raw in stream(cmd, env=env, stopped=lambda pid: say(
+                f"stopping: sent SIGTERM to docker buildx bake (pid {pid}); the build was cancelled")):
             line = raw.decode(errors="replace").rstrip("\n")
             now = time.monotonic()
             log.append(line)
@@ -424,7 +467,7 @@ def build(root: Path, pins: Pins, request: BakeRequest, say: Say) -> list[Built]
         cmd = bake_command(root, request, *extra, "--metadata-file", str(meta_file), derived=derived)
         started = time.monotonic()
         with contextlib.chdir(root):
-            _, spans = _stream(cmd, variables(request, root), say)
+            _, spans = _stream(cmd, environment(request, root), say)
         total = time.monotonic() - started
         raw = loads_json(read_bytes(meta_file)) if meta_file.exists() else {}
         metadata: dict[str, Any] = raw if isinstance(raw, dict) else {}

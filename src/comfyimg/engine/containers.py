@@ -32,7 +32,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from comfyimg.engine.docker import DockerException, DockerTimeout, command, docker_timeout, run
+from comfyimg.engine.docker import DockerException, DockerTimeout, command, complete, docker_timeout, run
 
 LABEL = "comfyimg.confined=1"  # every container and volume made here carries it
 OUTPUT_CAP = 64 * 1024 * 1024  # bytes of a container's stdout kept on disk; the rest is cut
@@ -319,6 +319,24 @@ def image_user(image: str) -> str | None:
     return user if isinstance(user, str) else ""
 
 
+LABELS_CAP = 1024 * 1024  # bytes of an image's labels read (a hostile image can carry megabytes)
+
+
+def image_labels(image: str) -> dict[str, str]:
+    """The image's labels (strings only); DockerException when it cannot be inspected."""
+    done = complete(command("image", "inspect", "--format", "{{json .Config.Labels}}", image))
+    if done.code:
+        raise DockerException(command("image", "inspect", image), done.code, done.stdout, done.stderr)
+    if len(done.stdout) > LABELS_CAP:
+        raise DockerException(command("image", "inspect", image), 1, b"",
+                              f"the image's labels are over {LABELS_CAP // 1024} KiB".encode())
+    try:
+        labels = json.loads(done.stdout or b"null")
+    except ValueError:
+        return {}
+    return {k: v for k, v in labels.items() if isinstance(v, str)} if isinstance(labels, dict) else {}
+
+
 def exists(name: str) -> bool:
     try:
         run(command("container", "inspect", "--format", "{{.Id}}", name), timeout=30)
@@ -328,5 +346,5 @@ def exists(name: str) -> bool:
 
 
 __all__ = ["LABEL", "OUTPUT_CAP", "Captured", "DockerTimeout", "Refused", "Sandbox", "capture", "check_host_path",
-           "exec_capture", "exists", "image_user", "is_root", "kill", "logs", "read_head", "read_tail", "remove", "start", "state",
+           "exec_capture", "exists", "image_labels", "image_user", "is_root", "kill", "logs", "read_head", "read_tail", "remove", "start", "state",
            "volume_create", "volume_remove", "wait"]

@@ -26,6 +26,7 @@ from comfyimg.sources.digests import SHA256_HEX
 from comfyimg.sources.github import Asset, Release
 from comfyimg.net.transport import Transport
 from comfyimg.errors import WorkFailed
+from comfyimg.untrusted import strip_credentials
 
 PEP691 = "application/vnd.pypi.simple.v1+json"
 PEP503_HTML = "application/vnd.pypi.simple.v1+html"
@@ -142,7 +143,7 @@ def project_files(http: Transport, index: str, project: str) -> list[IndexFile]:
 def as_release(files: list[IndexFile], index: str, project: str) -> Release:
     """The files as the assets of one pseudo-release, which ``invoke bump`` selects from."""
     assets = tuple(
-        Asset(id=n, name=f.filename, size=0, digest=f.sha256, url=f.url, browser_download_url=f.url,
+        Asset(id=n, name=f.filename, size=0, digest=f.sha256, url=f.url, browser_download_url=strip_credentials(f.url),
               content_type="", state="yanked" if f.yanked else "uploaded", digest_from="index")
         for n, f in enumerate(files, 1))
     return Release(id=0, tag=f"index page {page_url(index, project)}", name=project, draft=False,
