@@ -125,9 +125,47 @@ def environment(request: BakeRequest, root: Path) -> dict[str, str]:
 ATTESTATIONS = {"sbom": "--sbom=true", "provenance:max": "--provenance=mode=max"}  # record name → buildx option
 
 
+# What may reach buildx's own grammar (#27): a target is a name, never an option; a value that
+# lands in a comma-separated option (a cache ref, scope or folder) holds no ',', '=', quote or
+# line break, so it cannot add options of its own.
+_TARGET = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,199}")
+_REF = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:@-]{0,254}")  # registry/repo[:tag][@digest]
+_SCOPE = re.compile(r"[A-Za-z0-9_.-]{1,100}")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def check_value(value: str, what: str, pattern: re.Pattern[str] | None = None) -> str:
+    """``value`` as given, or BadInput naming ``what`` and the rule it breaks."""
+    if _CONTROL.search(value):
+        raise BadInput(f"{what} {value!r}: a line break or control character cannot reach buildx")
+    if pattern is not None and not pattern.fullmatch(value):
+        rule = {_TARGET: "a target name: letters, digits, '_', '.', '-' (not first)",
+                _REF: "an image reference: letters, digits, '.', '_', '/', ':', '@', '-' (no ',' or '=')",
+                _SCOPE: "a scope: letters, digits, '_', '.', '-'"}.get(pattern, pattern.pattern)
+        raise BadInput(f"{what} {value!r}: expected {rule}")
+    return value
+
+
+def _folder(value: str, what: str) -> str:
+    check_value(value, what)
+    if any(c in value for c in ',="\''):
+        raise BadInput(f"{what} {value!r}: a cache folder cannot hold ',', '=' or quotes (buildx reads them as options)")
+    return value
+
+
 def bake_command(root: Path, request: BakeRequest, *extra: str, derived: Sequence[str] = ()) -> list[str]:
     """The one ``docker buildx bake`` command line. ``derived``: options computed from the plan
-    (:func:`derived_args`: labels, caches), after the user's own ``--set``s."""
+    (:func:`derived_args`: labels, caches), after the user's own ``--set``s. Every value from the
+    user or a bake file is checked against buildx's grammar first (:func:`check_value`)."""
+    for t in request.targets:
+        check_value(t, "target", _TARGET)
+    for value, what in ((request.builder, "--builder"), *((s, "--set") for s in request.sets),
+                        *((a, "--allow") for a in request.allow), *((str(f), "--file") for f in request.files),
+                        *((d, "option") for d in derived)):
+        if value:
+            check_value(value, what)
+    if request.builder and request.builder.startswith("-"):
+        raise BadInput(f"--builder {request.builder!r}: a builder name, not an option")
     cmd = command("buildx", "bake")
     for f in _files(root, request):
         cmd += ["--file", str(f)]
@@ -180,10 +218,11 @@ def cache_entries(spec: str, target: str, tags: list[str], *, export: bool) -> l
     (DIR/TARGET), ``inline`` (export only: the cache rides in the image), ``image`` (import
     only: the target's own tags, e.g. pushed with inline cache), or a raw buildx spec
     ``type=…`` passed as it is."""
-    if spec.startswith("type="):
-        return [spec]
-    backend, _, where = spec.partition("=")
     option = "--cache-to" if export else "--cache-from"
+    check_value(spec, option)
+    if spec.startswith("type="):
+        return [spec]  # the user's own raw buildx spec, commas and all (no line break: checked)
+    backend, _, where = spec.partition("=")
     if backend not in CACHE_BACKENDS:
         raise BadInput(f"{option} {spec!r}: unknown cache backend {backend!r}; "
                        f"expected one of {', '.join(CACHE_BACKENDS)} or a buildx spec type=…")
@@ -191,18 +230,22 @@ def cache_entries(spec: str, target: str, tags: list[str], *, export: bool) -> l
     if backend == "registry":
         if not where:
             raise BadInput(f"{option} {spec!r}: registry needs a repository, e.g. registry=ghcr.io/acme/cache")
-        return [f"type=registry,ref={where}:{target}-cache{mode}"]
+        check_value(where, f"{option} registry", _REF)
+        return [f"type=registry,ref={where}:{check_value(target, 'target', _TARGET)}-cache{mode}"]
     if backend == "gha":
-        return [f"type=gha,scope={where or 'comfyimg'}-{target}{mode}"]
+        scope = check_value(where or "comfyimg", f"{option} gha scope", _SCOPE)
+        return [f"type=gha,scope={scope}-{check_value(target, 'target', _TARGET)}{mode}"]
     if backend == "local":
         if not where:
             raise BadInput(f"{option} {spec!r}: local needs a directory, e.g. local=build/cache")
-        directory = Path(where).resolve() / target
+        directory = Path(_folder(where, f"{option} local")).resolve() / check_value(target, "target", _TARGET)
+        _folder(str(directory), f"{option} local")
         return [f"type=local,dest={directory}{mode}" if export else f"type=local,src={directory}"]
     if (backend == "inline") != export:
         raise BadInput(f"{option} {spec!r}: {backend} is for "
                        f"{'--cache-to' if backend == 'inline' else '--cache-from'} only")
-    return ["type=inline"] if export else [f"type=registry,ref={tag}" for tag in tags]
+    return ["type=inline"] if export else [f"type=registry,ref={check_value(tag, 'tag of ' + target, _REF)}"
+                                           for tag in tags]
 
 
 def derived_args(pins: Pins, request: BakeRequest, resolved: dict[str, Any]) -> list[str]:
