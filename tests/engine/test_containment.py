@@ -89,6 +89,17 @@ WORKDIR /app/ComfyUI
 """
 
 
+def build_image(context: Path, python: str, main: str, name: str) -> str:
+    context.mkdir()
+    (context / "python").write_text(python)
+    (context / "main.py").write_text(main)
+    (context / "Dockerfile").write_text(DOCKERFILE)
+    tag = f"local/comfyimg-{name}:{LABEL}"
+    built = docker("build", "--network", "none", "-q", "-t", tag, str(context), timeout=300)
+    assert built.returncode == 0, built.stderr
+    return tag
+
+
 class Listener:
     """A TCP port on the host's 127.0.0.1 that counts who dials it."""
 
@@ -117,15 +128,9 @@ def hostile(tmp_path):
     token = f"HOSTSECRET-{secrets.token_hex(8)}"
     (secret_dir / "secret.txt").write_text(token)
     listener = Listener()
-    context = tmp_path / "image"
-    context.mkdir()
-    (context / "python").write_text(BUILDER.replace("@SECRET_DIR@", str(secret_dir)))
-    (context / "main.py").write_text(COMFYUI.replace("@SECRET_DIR@", str(secret_dir))
-                                     .replace("@HOST_PORT@", str(listener.port)))
-    (context / "Dockerfile").write_text(DOCKERFILE)
-    tag = f"local/comfyimg-hostile:{LABEL}"
-    built = docker("build", "--network", "none", "-q", "-t", tag, str(context), timeout=300)
-    assert built.returncode == 0, built.stderr
+    tag = build_image(tmp_path / "image", BUILDER.replace("@SECRET_DIR@", str(secret_dir)),
+                      COMFYUI.replace("@SECRET_DIR@", str(secret_dir)).replace("@HOST_PORT@", str(listener.port)),
+                      "hostile")
     yield tag, token, listener
     listener.sock.close()
     docker("image", "rm", "-f", tag, timeout=120)
@@ -194,3 +199,91 @@ def test_the_sandbox_refuses_what_would_reach_the_host(tmp_path):
         Sandbox(user="comfy", gpu=("--network", "host")).args()
     sock.close()
     assert Path(tmp_path).exists()
+
+
+# --------------------------------------------------------------------------- memory and drip
+
+FLOOD = """#!/bin/sh
+# A probe that prints 200 MB on one line, then more lines: the host keeps at most its cap.
+case "$*" in
+  *probes.*) head -c 200000000 /dev/zero | tr '\\0' x; echo; echo '{"schema": 1}'; exit 0 ;;
+esac
+exec python3 "$@"
+"""
+
+DRIP_MAIN = r"""
+import http.server, sys, time
+port = int(sys.argv[sys.argv.index("--port") + 1])
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200); self.send_header("Content-Length", "2"); self.end_headers(); self.wfile.write(b"{}")
+    def do_POST(self):  # the answer drips: one byte every 2 s, never ending within the smoke's timeout
+        self.send_response(200); self.send_header("Content-Length", "100000"); self.end_headers()
+        while True:
+            self.wfile.write(b" "); self.wfile.flush(); time.sleep(2)
+http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler).serve_forever()
+"""
+
+MODEL_OK = """#!/bin/sh
+case "$*" in
+  *smoke_model*) echo '{"status": "pass", "detected_as": "Segmind_Vega", "unet_parameters": 1}'; exit 0 ;;
+esac
+exec python3 "$@"
+"""
+
+PEAK_RSS = ("import resource, subprocess, sys\n"
+            "p = subprocess.run(sys.argv[1:], capture_output=True, text=True)\n"
+            "sys.stdout.write(p.stdout[-4000:]); sys.stderr.write(p.stderr[-4000:])\n"
+            "print('PEAK_KB', resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, 'RC', p.returncode)\n")
+
+
+def measured(root: Path, *args: str, timeout: float) -> tuple[int, int, str]:
+    """Run ``python -m comfyimg ARGS`` in a child whose own child is the command: (exit code, the
+    command's peak RSS in MB, its output)."""
+    import subprocess
+
+    proc = subprocess.run([sys.executable, "-c", PEAK_RSS, sys.executable, "-m", "comfyimg", *args],
+                          cwd=root, text=True, capture_output=True, timeout=timeout,
+                          env={**__import__("os").environ, "COMFYIMG_HOST_GPU": "0"})
+    last = proc.stdout.strip().splitlines()[-1].split()
+    assert last[0] == "PEAK_KB", proc.stdout + proc.stderr
+    return int(last[3]), int(last[1]) // 1024, proc.stdout + proc.stderr
+
+
+def test_a_probe_that_floods_its_output_is_one_line_and_memory_stays_bounded(tmp_path):
+    tag = build_image(tmp_path / "image", FLOOD, "", "flood")
+    try:
+        code, peak_mb, out = measured(tmp_path, "validate", "sage2", "--image", tag, "--expect-version", "2.2.0",
+                                      "--comfyui", "none", "--gpus", "none", "--timeout", "240",
+                                      "--root", str(tmp_path), timeout=400)
+        assert code == 1, out
+        assert peak_mb < 300, f"peak RSS {peak_mb} MB"
+        assert "Traceback" not in out
+        reason = json.loads((tmp_path / "reports" / "sage2.json").read_text())["result"]["reason"]
+        assert "more than 16 MiB on stdout" in reason, reason
+        boxes = docker("ps", "-a", "--filter", "name=comfyimg-validate", "--format", "{{.Names}}", timeout=60)
+        assert boxes.stdout.split() == []
+    finally:
+        docker("image", "rm", "-f", tag, timeout=120)
+
+
+def test_a_port_that_drips_its_answer_is_bounded_by_the_smokes_timeout(tmp_path):
+    import time
+
+    tag = build_image(tmp_path / "image", MODEL_OK, DRIP_MAIN, "drip")
+    root = tmp_path / "project"
+    (root / "compose").mkdir(parents=True)
+    shutil.copy(REPO / "compose" / "complete-cuda.yml", root / "compose")
+    try:
+        started = time.monotonic()
+        code, peak_mb, out = measured(root, "smoke", "--image", tag, "--gpus", "none", "--timeout", "45",
+                                      "--root", str(root), timeout=300)
+        took = time.monotonic() - started
+        assert code == 1, out
+        assert took < 45 + 60, f"the smoke took {took:.0f} s for --timeout 45"  # + container starts and removal
+        reason = json.loads((root / "reports" / "smoke.json").read_text())["result"]["reason"]
+        assert "POST /prompt" in reason and ("deadline" in reason or "--timeout" in reason), reason
+        assert peak_mb < 300
+        assert left_behind() == ([], [])
+    finally:
+        docker("image", "rm", "-f", tag, timeout=120)

@@ -46,7 +46,7 @@ class DockerTimeout(WorkFailed):
     """A docker command ran past its limit (and was killed): one line naming it and the setting."""
 
     def __init__(self, args: list[str], limit: float) -> None:
-        shown = shlex.join(args[:4]) + (" …" if len(args) > 4 else "")
+        shown = shlex.join(str(a) for a in args[:4]) + (" …" if len(args) > 4 else "")
         super().__init__(f"`{shown}` did not finish within {limit:g} s ({TIMEOUT_ENV}); "
                          "is the Docker engine answering?")
         self.limit = limit
@@ -61,7 +61,7 @@ def command(*args: str) -> list[str]:
     """``docker ARGS…`` as python-on-whales would run it; no docker CLI is a clear failure."""
     try:
         # docker_cmd itself raises ClientNotFoundError when no docker is on PATH.
-        return [*client().docker_cmd, *args]
+        return [str(a) for a in (*client().docker_cmd, *args)]  # its first word is a Path
     except (ClientNotFoundError, FileNotFoundError, OSError):
         raise NoDockerCLI(NO_DOCKER_CLI) from None
 
