@@ -405,7 +405,7 @@ def _bump(root: Path, names: Sequence[str], *, say: Say, release: str | None, pr
     text = read_text(path)  # read once: what is parsed is what the edit starts from
     pins = pins_mod.loads(text, path, bake_targets=bake_targets)
     chosen = choose_pins(pins, names, verify)
-    with borrowed(client) as github, tempfile.TemporaryDirectory(prefix="comfyimg-bump-") as tmp:
+    with borrowed(client, notice=say) as github, tempfile.TemporaryDirectory(prefix="comfyimg-bump-") as tmp:
         changes = plan(pins, chosen, github, release=release, pre=pre, verify=verify, workdir=Path(tmp))
 
     _refuse_uncovered(changes, say)
