@@ -17,9 +17,7 @@ from comfyimg.engine.docker import run as docker_run_cli
 from comfyimg.errors import BadInput, WorkFailed
 from comfyimg.fsutil import read_bytes
 
-DEFAULT_CDI_KIND = "nvidia.com/gpu"
 HOST_GPU_ENV = "COMFYIMG_HOST_GPU"  # auto (default) | 1 | 0: what the host has, for tests and odd hosts
-GPU_MODES = ("auto", "all", "cdi", "none")
 GIVE_THE_ENGINE_THE_GPU = (
     "give the engine the GPU: install the NVIDIA Container Toolkit and register its runtime "
     "(nvidia-ctk runtime configure --runtime=docker), or generate a CDI spec "
@@ -71,6 +69,20 @@ def host_gpu() -> str | None:
         if first:
             return f"nvidia-smi -L: {first}"
     return None
+
+
+def host_driver() -> str | None:
+    """The NVIDIA driver version of this host (``nvidia-smi``), or None where it cannot be read."""
+    smi = shutil.which("nvidia-smi")
+    if not smi:
+        return None
+    try:
+        listed = subprocess.run([smi, "--query-gpu=driver_version", "--format=csv,noheader"], capture_output=True,
+                                text=True, timeout=15).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    first = listed.strip().splitlines()[0].strip() if listed.strip() else ""
+    return first[:40] if first and first.replace(".", "").isdigit() else None
 
 
 def _engine_info() -> dict[str, Any]:
