@@ -31,17 +31,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar
 
-from comfyimg import render
-from comfyimg.bake.record import RECORD
 from comfyimg.errors import BAD_INPUT, FAILED, INTERRUPTED, BadInput, Stopped, UserError
 from comfyimg.fsutil import changed_statement, read_bytes
-from comfyimg.audit import coverage, report
 from comfyimg.output import SafeTable as Table
 from comfyimg.output import err, out, plain
-from comfyimg.pins import load as pins_mod
-from comfyimg.pins.model import record_hash_command
 from comfyimg.untrusted import for_terminal
-from comfyimg.validate import reports
 from comfyimg.validate.defaults import (
     COMFYUI_PATH,
     DEFAULT_CDI_KIND,
@@ -55,7 +49,14 @@ from comfyimg.validate.defaults import (
 if TYPE_CHECKING:
     from invoke import Task
 
+    from comfyimg.audit import coverage
     from comfyimg.bump.plan import Bumped
+    from comfyimg.pins import load as pins_mod
+    from comfyimg.validate import reports
+
+# Start-up (docs/dev/startup.md): this module imports only what parsing and printing need; each
+# command imports the stages it runs in its own function ("# optional: start-up"), so invoke
+# --list, --help and a command that needs little do not pay for the others.
 
 # `python -m comfyimg audit` stays within 2x of reading the wheel (docs/user-guides/performance.md):
 # the commands that drive docker (python-on-whales, pydantic), GitHub (httpx) or invoke import
@@ -169,11 +170,16 @@ def after_dashes(remainder: str | None) -> list[str]:
 
 def load_pins(root: Path) -> pins_mod.Pins:
     """``wheels.toml`` of the project at ``root``, its targets checked against the bake file."""
+    from comfyimg import render  # optional: start-up
+    from comfyimg.pins import load as pins_mod  # optional: start-up
+
     return pins_mod.load(root / "wheels.toml", bake_targets=render.targets(root / render.BAKE_FILE))
 
 
 def warn_unhashed(pins: pins_mod.Pins) -> None:
     """Warnings that do not stop a check: unrecorded hashes, images left without a wheel."""
+    from comfyimg.pins.model import record_hash_command  # optional: start-up
+
     for target in pins.targets():
         for name, per_arch in pins.arch_only(target).items():
             archs = ", ".join(p.arch for p in per_arch if p.arch)
@@ -189,6 +195,7 @@ def warn_unhashed(pins: pins_mod.Pins) -> None:
 def check_coverage(pins: pins_mod.Pins) -> None:
     """Recorded kernel coverage that misses an arch a pin serves: bad input (exit 2);
     no coverage recorded: a warning with the command that records it."""
+    from comfyimg.audit import coverage  # optional: start-up
 
     errors, unrecorded = coverage.problems(pins)
     for pin in unrecorded:
@@ -200,7 +207,10 @@ def check_coverage(pins: pins_mod.Pins) -> None:
 def check(root: Path, json_out: bool = False) -> int:
     """Validate wheels.toml, verify the generated files are current, run the bake build checks
     when an engine can: 0 ok, 1 drift or a build-check warning, 2 bad input."""
+    from comfyimg import render  # optional: start-up
+    from comfyimg.audit import coverage  # optional: start-up
     from comfyimg.bake import checks as buildchecks  # optional: the docker stack, for this command only
+
     pins = load_pins(root)
     check_coverage(pins)
     drifts = render.check(pins, root)
@@ -237,6 +247,7 @@ def check(root: Path, json_out: bool = False) -> int:
 def audit(root: Path, wheel: str | Path | None, archs: list[str], as_json: bool) -> int:
     """``invoke audit``: a wheel on disk (exit 0 runnable on every arch, 1 not, 2 bad input),
     or every pin from its recorded coverage."""
+    from comfyimg.audit import coverage, report  # optional: start-up
 
     if wheel:
         return show_wheel_audit(coverage.audit_wheel(root, Path(wheel), archs), as_json)
@@ -258,6 +269,8 @@ def audit(root: Path, wheel: str | Path | None, archs: list[str], as_json: bool)
 
 def show_wheel_audit(result: coverage.WheelAudit, as_json: bool) -> int:
     """Exit 0: runnable on every arch asked; 1: not."""
+    from comfyimg.audit import report  # optional: start-up
+
     if as_json:
         emit_json(report.wheel_json(result))
     else:
@@ -268,6 +281,8 @@ def show_wheel_audit(result: coverage.WheelAudit, as_json: bool) -> int:
 
 
 def render_files(root: Path) -> int:
+    from comfyimg import render  # optional: start-up
+
     pins = load_pins(root)
     changed = render.write(pins, root)
     for path in changed:
@@ -344,6 +359,7 @@ def _stoppable(what: str, removed: str, work: Callable[[], reports.Outcome], roo
 
 def show_outcome(outcome: reports.Outcome, root: Path) -> None:
     """validate's and smoke's table, timing and verdict, then the reports they wrote."""
+    from comfyimg.validate import reports  # optional: start-up
     for shown in reports.summary(outcome):
         out().print(shown)
     for warning in outcome.warnings:
@@ -501,6 +517,7 @@ class Command(Generic[R]):
         import invoke  # optional: invoke's own tasks only, as task_class
 
         fields = [(f, s, self.flag(f, s)) for f, s in self.fields() if self.flag(f, s) and not s.positional]
+        positional = [(f, s, self.flag(f, s)) for f, s in self.fields() if s.positional]
 
         def body(c: invoke.Context, **given: Any) -> None:
             run(lambda: self.call(root, self.request_from(
@@ -509,11 +526,14 @@ class Command(Generic[R]):
         body.__name__ = body.__qualname__ = self.name
         body.__doc__ = f"{self.summary}\n\n{self.usage}".rstrip() + "\n"
         params = [inspect.Parameter("c", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+        params += [inspect.Parameter(flag.replace("-", "_"), inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None)
+                   for _, _, flag in positional]  # invoke verify REF
         params += [inspect.Parameter(flag.replace("-", "_"), inspect.Parameter.KEYWORD_ONLY,
                                      default=False if isinstance(f.default, bool) else None)
                    for f, _, flag in fields]
         vars(body)["__signature__"] = inspect.Signature(params)  # what invoke reads the parameters from
-        return task_class()(body, help={flag: s.help for _, s, flag in fields},
+        return task_class()(body, help={flag: s.help for _, s, flag in [*positional, *fields]},
+                            positional=[flag.replace("-", "_") for _, _, flag in positional],
                             iterable=[flag.replace("-", "_") for f, _, flag in fields if isinstance(f.default, tuple)])
 
     def long_flags(self) -> list[str]:
@@ -693,6 +713,9 @@ def bake(root: Path, args: BakeArgs) -> int:
     """``invoke bake``: preflight, build through buildx bake, print a summary and write the
     build record (``--print``: print the resolved plan instead)."""
     from comfyimg.bake import bake as bake_mod  # optional: the docker stack, for this command only
+    from comfyimg import render  # optional: start-up
+    from comfyimg.audit import report  # optional: start-up
+    from comfyimg.bake.record import RECORD  # optional: start-up
 
     modes = [m for m, on in (("load", args.load), ("push", args.push), ("print", args.print_plan)) if on]
     if len(modes) > 1:
@@ -751,6 +774,8 @@ class ValidateRequest:
     timeout: float = option(VALIDATE_TIMEOUT, TIMEOUT)
     user: str | None = option(None, "Run the probe as this user (default: the image's USER, or comfy when "
                                     "that is root).")
+    attest: bool = option(False, "Attach the report to the image's digest in its registry (an in-toto statement, "
+                                 "an OCI artifact that refers to the image); needs --image HOST[:PORT]/REPO[:TAG].")
     probe_args: tuple[str, ...] = option((), "Arguments for the probe itself.", flag="", dashes=True)
 
 
@@ -761,10 +786,12 @@ def validate(root: Path, request: ValidateRequest) -> int:
     if not request.probe:
         raise BadInput(f"validate: name the probe to run: one of {', '.join(_probes())}")
     comfyui = None if request.comfyui.strip().lower() in ("", "none") else request.comfyui
-    return _stoppable(f"validate {request.probe}", "its probe container was", lambda: containers.validate(
+    _attest_first(request.attest, request.image)
+    code = _stoppable(f"validate {request.probe}", "its probe container was", lambda: containers.validate(
         root, request.probe, image=request.image, target=request.target, expect_version=request.expect_version,
         require_gpu=request.require_gpu, probe_args=list(request.probe_args), gpus=request.gpus,
         cdi_kind=request.cdi_kind, comfyui=comfyui, timeout=request.timeout, user=request.user), root)
+    return _attest_after(code, request.attest, request.image, root / "reports" / f"{request.probe}.json")
 
 
 @dataclass(frozen=True)
@@ -774,6 +801,8 @@ class SmokeRequest:
     cdi_kind: str = option(DEFAULT_CDI_KIND, CDI_KIND)
     timeout: float = option(SMOKE_TIMEOUT, TIMEOUT)
     steps: int = option(SMOKE_STEPS, f"Sampling steps of each render, 1 to {MAX_STEPS}.", parse=_steps)
+    attest: bool = option(False, "Attach the report to the image's digest in its registry (an in-toto statement, "
+                                 "an OCI artifact that refers to the image).")
 
 
 def smoke(root: Path, request: SmokeRequest) -> int:
@@ -782,9 +811,11 @@ def smoke(root: Path, request: SmokeRequest) -> int:
 
     if not request.image:
         raise BadInput("smoke: name the image to smoke-test: --image IMAGE")
-    return _stoppable("smoke", "its containers were", lambda: smoke_mod.smoke(
+    _attest_first(request.attest, request.image)
+    code = _stoppable("smoke", "its containers were", lambda: smoke_mod.smoke(
         root, request.image, gpus=request.gpus, cdi_kind=request.cdi_kind, timeout=request.timeout,
         steps=request.steps), root)
+    return _attest_after(code, request.attest, request.image, root / "reports" / "smoke.json")
 
 
 VALIDATE = Command("validate", "Run a probe (sage2, sage3) inside the built image, on its GPU: 0 pass, 1 fail.",
@@ -793,10 +824,101 @@ SMOKE = Command("smoke", "Boot the image as production does and render a workflo
                 SmokeRequest, smoke)
 
 
+# --------------------------------------------------------------------------- evidence on the digest
+
+
+def _attest_first(attest: bool, image: str | None) -> None:
+    """--attest needs a registry reference: refused (exit 2) before any container runs."""
+    if not attest:
+        return
+    from comfyimg.net.registry import Ref  # optional: httpx, for --attest only
+
+    if not image:
+        raise BadInput("--attest needs --image HOST[:PORT]/REPO[:TAG]: the image in the registry to attach to")
+    Ref.parse(image)
+
+
+def _attest_after(code: int, attest: bool, image: str | None, report: Path) -> int:
+    """After validate or smoke: attach the report they wrote, pass or fail (a failure is evidence
+    too). Their exit code stands unless attaching fails (one line, its own code)."""
+    if not attest or code not in (0, FAILED) or not report.exists():
+        return code
+    attached, message = _ending(lambda: attest_report(report.parent.parent, AttestRequest(
+        image=image or "", report=str(report))), prefixed=True)
+    return ended(attached, message) if attached else code
+
+
+@dataclass(frozen=True)
+class AttestRequest:
+    image: str = option("", "The image in its registry: HOST[:PORT]/REPO[:TAG] (required).")
+    report: str = option("", "The report to attach: reports/sage2.json, reports/sage3.json or reports/smoke.json "
+                             "(required).", metavar="PATH")
+    json: bool = option(False, JSON)
+
+
+def attest_report(root: Path, request: AttestRequest) -> int:
+    """``invoke attest``: attach a reports/<probe>.json to the image's digest."""
+    from comfyimg.validate import verify as verify_mod  # optional: httpx and docker, for this command only
+
+    if not request.image or not request.report:
+        raise BadInput("attest: give --image HOST[:PORT]/REPO[:TAG] and --report reports/<probe>.json")
+    path = Path(request.report)
+    done = verify_mod.attach_file(request.image, path if path.is_absolute() else root / path)
+    if request.json:
+        emit_json(done)
+    else:
+        out().print(f"attached {done['kind']} report {done['artifact']} to {done['image']} ({done['stored_by']})")
+    return 0
+
+
+@dataclass(frozen=True)
+class VerifyRequest:
+    image: str = option("", "The image in its registry: HOST[:PORT]/REPO[:TAG][@sha256:DIGEST].", positional=True,
+                        metavar="IMAGE")
+    arch: str | None = option(None, "The GPU arch to answer for, e.g. sm86.", metavar="smXY")
+    gpu: str | None = option(None, "Or the GPU by name, e.g. H100 or RTX 4090.", metavar="NAME")
+    require: str | None = option(None, "Exit 1 when the arch falls short of it: static (its kernels run, nothing "
+                                       "measured failed) or measured (a report on that arch passed).",
+                                 choices=("static", "measured"))
+    json: bool = option(False, JSON)
+
+
+def verify(root: Path, request: VerifyRequest) -> int:
+    """``invoke verify``: one table per attention package, the verdict line; exit 1 short of --require."""
+    from comfyimg.validate import verify as verify_mod  # optional: httpx and docker, for this command only
+
+    if not request.image:
+        raise BadInput("verify: name the image: invoke verify HOST[:PORT]/REPO[:TAG]")
+    found = verify_mod.verify(request.image, arch=request.arch, gpu=request.gpu, require=request.require)
+    if request.json:
+        emit_json(found.as_json())
+    else:
+        for package in found.packages:
+            table = Table("arch", "GPUs", "static verdict", "measured verdict", "answer",
+                          title=f"{package.name} {package.version} · {found.image[:60]}")
+            for row in package.rows:
+                table.add_row(row.arch, ", ".join(row.gpus) or "-", row.static, row.measured, row.answer)
+            out().print(table)
+        (out() if found.ok else err()).print(found.verdict())
+    return 0 if found.ok else FAILED
+
+
+ATTEST = Command("attest", "Attach a validate or smoke report to the image digest in its registry, as an OCI "
+                           "artifact.", AttestRequest, attest_report,
+                 "invoke attest --image HOST[:PORT]/REPO[:TAG] --report reports/sage2.json [--json]\n\n"
+                 "Environment: COMFYIMG_REGISTRY_USER, COMFYIMG_REGISTRY_PASSWORD (sent to the registry's host "
+                 "only), COMFYIMG_REGISTRY_TIMEOUT (s, default 30).")
+VERIFY = Command("verify", "Was this image proven on a GPU? Labels and attached reports, per package and arch "
+                           "(exit 1: short of what was required, or a report not trusted).", VerifyRequest, verify,
+                 "invoke verify IMAGE [--arch smXY | --gpu NAME] [--require static|measured] [--json]\n\n"
+                 "Environment: as for invoke attest.")
+
+
 # --------------------------------------------------------------------------- python -m comfyimg
 
-COMMANDS: dict[str, Command[Any]] = {c.name: c for c in (CHECK, RENDER, AUDIT, BUMP, BAKE, VALIDATE, SMOKE)}
-INVOKE_COMMANDS = (CHECK, RENDER, AUDIT, BUMP, BAKE)  # tasks.py; nox runs validate and smoke
+COMMANDS: dict[str, Command[Any]] = {c.name: c for c in (CHECK, RENDER, AUDIT, BUMP, BAKE, VALIDATE, SMOKE, ATTEST,
+                                                           VERIFY)}
+INVOKE_COMMANDS = (CHECK, RENDER, AUDIT, BUMP, BAKE, ATTEST, VERIFY)  # tasks.py; nox runs validate and smoke
 
 _QUIET = [False]
 
@@ -820,7 +942,7 @@ def top_help() -> str:
     width = max(len(n) for n in COMMANDS)
     return "\n".join([
         "usage: python -m comfyimg [-q|-v] COMMAND [ARGS]   (or: comfyimg COMMAND; --help after a command)",
-        "", "The commands behind `invoke check|render|audit|bump|bake` and `nox -s validate_*|smoke`.", "",
+        "", "The commands behind `invoke check|render|audit|bump|bake|attest|verify` and `nox -s validate_*|smoke`.", "",
         "commands:", *(f"  {n:<{width}}  {c.summary}" for n, c in COMMANDS.items()), "",
         "options:", "  -h, --help     show this help and exit",
         "  --version      show the version of comfyimg and exit",

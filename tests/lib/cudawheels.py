@@ -107,12 +107,12 @@ def sageattn_fp8(q, k, v):
 
 
 def trap_wheel(directory: Path, obj: str, *, python: Mapping[str, str] | None = None,
-               modules: Mapping[str, str] | None = None) -> Path:
+               modules: Mapping[str, str] | None = None, filename: str | None = None) -> Path:
     """A sageattention wheel whose ``_qattn_sm89`` is the cuda-trap object ``obj``; its Python is
     :data:`TRAP_PYTHON` (or ``python``); ``modules``: more cuda-objects fixtures by module."""
     files: dict[str, str | bytes] = dict(python or TRAP_PYTHON)
     files[f"sageattention/_qattn_sm89{SUFFIX}"] = (TRAP_OBJECTS / f"{obj}.so").read_bytes()
     files.update({f"sageattention/{mod}{SUFFIX}": so(o) for mod, o in (modules or {}).items()})
     return build_wheel(directory, "sageattention", "2.2.0",
-                       filename="sageattention-2.2.0-290.129-cp312-cp312-linux_x86_64.whl",
+                       filename=filename or "sageattention-2.2.0-290.129-cp312-cp312-linux_x86_64.whl",
                        files=files)

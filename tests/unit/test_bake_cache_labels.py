@@ -72,6 +72,9 @@ def test_derived_args_label_the_pins_and_set_the_caches_per_target(tmp_path):
         "complete-cuda": {"sageattention": {"runs_on": [], "falls_back": [], "unknown": ["sm80", "sm90"]}},
         "complete-cuda-sm90": {"sageattention[sm90]": {"runs_on": [], "falls_back": [], "unknown": ["sm90"]}},
     }
+    covered = {s.split(".labels.io.comfyimg.coverage=")[0]: json.loads(s.split("=", 1)[1])
+               for s in sets if ".labels.io.comfyimg.coverage=" in s}
+    assert covered == {"complete-cuda": {"sageattention": None}, "complete-cuda-sm90": {"sageattention": None}}
     assert labels == {
         "complete-cuda": [{"name": "sageattention", "version": "2.2.0", "sha256": "a" * 64, "archs": ["sm80", "sm90"]}],
         "complete-cuda-sm90": [{"name": "sageattention", "version": "2.2.0+cu130.torch2.13.0.sm90",

@@ -39,14 +39,16 @@ def test_a_shared_command_is_defined_once_for_invoke_and_python_m(command):
     task = getattr(_tasks(), command.name)
     assert task.body.__doc__.splitlines()[0] == command.summary  # invoke --list shows the same line
     arguments = {a.names[0]: a for a in task.get_arguments()}  # the long flag
-    assert set(arguments) == set(command.long_flags())
+    positional = {command.flag(f, s) for f, s in command.fields() if s.positional}  # invoke verify IMAGE
+    assert {a.name for a in task.get_arguments() if a.positional} == positional
+    assert set(arguments) == set(command.long_flags()) | positional
     for f, spec in command.fields():
         flag = command.flag(f, spec)
         assert arguments[flag].help == spec.help
         assert (arguments[flag].kind is list) == isinstance(f.default, tuple)
         assert (arguments[flag].kind is bool) == isinstance(f.default, bool)
     parsed = command.parser().parse_args([])
-    assert set(vars(parsed)) == set(command.long_flags()) | {"root"}
+    assert set(vars(parsed)) == set(command.long_flags()) | positional | {"root"}
     assert cli.COMMANDS[command.name] is command
 
 
@@ -232,3 +234,14 @@ def test_a_bad_option_value_is_one_line_and_exit_2_from_both_front_ends():
     assert request == cli.BumpRequest(name=("a,b", "c"), dry_run=True)
     with pytest.raises(dataclasses.FrozenInstanceError):
         request.release = "v1"  # type: ignore[misc]
+
+
+def test_the_nox_sessions_show_only_flags_their_command_defines():
+    """noxfile.py runs `python -m comfyimg validate|smoke` (the same definitions); the usage its
+    docstrings show must name flags those commands have (nox imports no comfyimg to generate it)."""
+    source = (REPO / "noxfile.py").read_text()
+    tree = ast.parse(source)
+    sessions = {n.name: ast.get_docstring(n) or "" for n in tree.body if isinstance(n, ast.FunctionDef)}
+    for session, command in (("validate_sage2", cli.VALIDATE), ("validate_sage3", cli.VALIDATE), ("smoke", cli.SMOKE)):
+        shown = set(re.findall(r"--([a-z][\w-]*)", sessions[session].split("-- ", 1)[-1]))
+        assert shown and shown <= set(command.long_flags()), (session, shown - set(command.long_flags()))

@@ -2,7 +2,7 @@
 covers them, and the audits (``invoke audit``) as data; their text, tables
 and JSON, and the generated docs table, are :mod:`comfyimg.audit.report`'s.
 
-The rules live in :mod:`comfyimg.kernels`; the package knowledge in ``probes/kernels.json``.
+The rules live in :mod:`comfyimg.kernels`; the package knowledge in ``kernels/kernels.json``.
 """
 
 from __future__ import annotations

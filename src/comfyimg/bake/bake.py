@@ -23,7 +23,16 @@ from typing import Any
 
 from comfyimg import render
 from comfyimg.bake import autocover, record
-from comfyimg.render import BAKE_FILE, PINS_LABEL, RUNS_LABEL, pins_for, pins_label, runs_label
+from comfyimg.render import (
+    BAKE_FILE,
+    COVERAGE_LABEL,
+    PINS_LABEL,
+    RUNS_LABEL,
+    coverage_label,
+    pins_for,
+    pins_label,
+    runs_label,
+)
 from comfyimg.render import targets as bake_targets
 from comfyimg.bake.buildlog import pip_hash_mismatch
 from comfyimg.engine.docker import (
@@ -189,6 +198,7 @@ def derived_args(pins: Pins, request: BakeRequest, resolved: dict[str, Any]) -> 
         if installed is not None:
             sets.append(f"{target}.labels.{PINS_LABEL}={pins_label(pins, target, installed)}")
             sets.append(f"{target}.labels.{RUNS_LABEL}={runs_label(pins, target, installed)}")
+            sets.append(f"{target}.labels.{COVERAGE_LABEL}={coverage_label(pins, installed)}")
         tags = list(spec.get("tags", []))
         for key, specs, export in (("cache-to", request.cache_to, True), ("cache-from", request.cache_from, False)):
             entries = [e for s in specs for e in cache_entries(s, target, tags, export=export)]
@@ -376,6 +386,7 @@ def _preflight(root: Path, pins: Pins, request: BakeRequest,
             labels = spec.setdefault("labels", {})
             labels[PINS_LABEL] = pins_label(pins, target, installed)
             labels[RUNS_LABEL] = runs_label(pins, target, installed)
+            labels[COVERAGE_LABEL] = coverage_label(pins, installed)
     return resolved, derived, request
 
 

@@ -13,8 +13,13 @@ condition keeps both (a kernel that may run is needed). A name bound by an impor
 as imported.
 
 :func:`read` gives a :class:`WheelDispatch` or raises :class:`Unreadable` with the reason;
-the caller then falls back to the package table (``probes/kernels.json``) and says why.
+the caller then falls back to the package table (``kernels/kernels.json``) and says why.
 Bounded: each file is capped in bytes, AST nodes and depth; the whole read in time.
+
+Over 500 lines on purpose: it is one reader. The name resolution across the package's files
+(``_Reader``, ``_Module``), the walk through a kernel function (``_Walker``) and the analysis of the
+``if``/``elif`` chain share private state and bounds; split, those private classes would become
+an API between modules that nothing else uses.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@ arch, and does a wheel run on it, given the modules its dispatch needs there.
 
 :func:`runs_on` applies NVIDIA's compatibility rules to one target and one GPU arch.
 :func:`judge` combines the modules the package needs on that arch (the wheel's own dispatch,
-:mod:`comfyimg.kernels.dispatch`, or ``probes/kernels.json``, the one table the probes read too)
+:mod:`comfyimg.kernels.dispatch`, or ``kernels/kernels.json``, the one table the probes read too)
 with what the wheel carries: runnable by SASS, by PTX JIT (the first call compiles), by
 Triton, or not, with the reason.
 
@@ -38,7 +38,7 @@ from typing import Any
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-TABLE = Path(__file__).parents[1] / "validate" / "probes" / "kernels.json"
+TABLE = Path(__file__).parent / "kernels.json"  # this stage's data; validate mounts it beside the probes
 _TARGET = re.compile(r"^(sm|compute)_(\d+)(\d)([af]?)$", re.ASCII)
 _ARCH = re.compile(r"^sm(\d+)(\d)$", re.ASCII)
 
@@ -161,7 +161,7 @@ class Dispatch:
 
 @dataclass(frozen=True)
 class Rules:
-    """What one package version needs (an entry of ``probes/kernels.json``)."""
+    """What one package version needs (an entry of ``kernels/kernels.json``)."""
 
     package: str
     versions: str

@@ -239,6 +239,7 @@ def wanted(module: Module, found: Mapping[str, dispatch.Found],
     sends to it (of the archs ``only``, when given), and the names the Python calls on the module."""
     archs: set[str] = set()
     calls: set[str] = set()
+    only = set(only) if only is not None else None
     for how in found.values():
         if not isinstance(how, dispatch.WheelDispatch):
             continue
@@ -246,7 +247,7 @@ def wanted(module: Module, found: Mapping[str, dispatch.Found],
         for b in (*how.branches, *([how.otherwise] if how.otherwise else [])):
             if b.kernel is None or module.name not in b.modules:
                 continue
-            archs |= set(b.archs) if b.archs else {a for a in KNOWN_ARCHS if a not in named}
+            archs |= set(b.archs) if b.archs else {a for a in (only or KNOWN_ARCHS) if a not in named}
             calls |= {c.removeprefix(module.name + ".") for c in b.calls if c.startswith(module.name + ".")}
     if only is not None:
         archs &= set(only)

@@ -33,6 +33,7 @@ from comfyimg.render import pins_for
 from comfyimg.engine.docker import NO_DOCKER_CLI, ClientNotFoundError, DockerException, client, error_line
 from comfyimg.errors import BadInput, UserError, WorkFailed
 from comfyimg.audit import coverage
+from comfyimg.kernels import rules
 from comfyimg.pins.load import load
 from comfyimg.validate.defaults import COMFYUI_PATH, DEFAULT_CDI_KIND, VALIDATE_TIMEOUT
 from comfyimg.validate.gpuaccess import GpuAccess, choose_gpu_access, host_gpu
@@ -49,6 +50,7 @@ from comfyimg.validate.verdict import (
 )
 
 PROBES_DIR = Path(__file__).parent / "probes"
+KERNELS_TABLE = rules.TABLE  # the probes' fallback table (probes/table.py), mounted beside them
 PROBE_HOME = "/opt/comfyimg"  # the probes run as the package ``probes`` from here: python -m probes.sage2
 PROBE_MOUNT = f"{PROBE_HOME}/probes"
 # The probe's own writable, exec-able scratch (HOME, TMPDIR, Triton's cache). Not /tmp:
@@ -158,7 +160,7 @@ def container_options(user: str, gpu: GpuAccess | None = None) -> dict[str, Any]
         "envs": {"HOME": SCRATCH, "TMPDIR": SCRATCH, "TRITON_CACHE_DIR": f"{SCRATCH}/triton",
                  "XDG_CACHE_HOME": f"{SCRATCH}/cache", "COMFYIMG_SCRATCH": SCRATCH,
                  "PYTHONDONTWRITEBYTECODE": "1"},
-        "volumes": [(str(PROBES_DIR), PROBE_MOUNT, "ro")],
+        "volumes": [(str(PROBES_DIR), PROBE_MOUNT, "ro"), (str(KERNELS_TABLE), f"{PROBE_HOME}/kernels.json", "ro")],
         "workdir": PROBE_HOME,
         **(gpu.run_options() if gpu else {}),
     }

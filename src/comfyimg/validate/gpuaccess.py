@@ -72,6 +72,20 @@ def host_gpu() -> str | None:
     return None
 
 
+def host_driver() -> str | None:
+    """The NVIDIA driver version of this host (``nvidia-smi``), or None where it cannot be read."""
+    smi = shutil.which("nvidia-smi")
+    if not smi:
+        return None
+    try:
+        listed = subprocess.run([smi, "--query-gpu=driver_version", "--format=csv,noheader"], capture_output=True,
+                                text=True, timeout=15).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    first = listed.strip().splitlines()[0].strip() if listed.strip() else ""
+    return first[:40] if first and first.replace(".", "").isdigit() else None
+
+
 def _engine_info(docker: DockerClient) -> dict[str, Any]:
     """``docker info`` as JSON (python-on-whales' model drops CDISpecDirs)."""
     try:
