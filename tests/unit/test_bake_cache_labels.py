@@ -139,6 +139,30 @@ def test_attestations_only_on_an_attesting_push(tmp_path, mode, attest, expected
     assert [a for a in map(str, cmd) if a.startswith(("--sbom", "--provenance"))] == expected
 
 
+@pytest.mark.parametrize("field,spec,message", [
+    ("cache_to", "registry=r.example/cache,type=local,dest=/tmp/x", "image reference"),  # a comma adds options
+    ("cache_from", "registry=r.example/cache\nref=evil", "line break"),
+    ("cache_to", "registry=r.example/a=b", "image reference"),
+    ("cache_to", "gha=main,url=http://x", "scope"),
+    ("cache_to", "local=build/cache,mode=max", "cannot hold ','"),
+    ("cache_to", "type=registry,ref=r/x\n--push", "line break"),
+])
+def test_cache_values_cannot_smuggle_buildx_options(field, spec, message):
+    with pytest.raises(BadInput, match=message):
+        check_options(BakeRequest(**{field: [spec]}))
+
+
+@pytest.mark.parametrize("targets", [["--set=*.args.X=1"], ["-f"], ["core\n--push"], ["a,b"]])
+def test_a_target_is_a_name_never_an_option(tmp_path, targets):
+    with pytest.raises(BadInput, match="target"):
+        bake.bake_command(tmp_path, BakeRequest(targets=targets))
+
+
+def test_a_bake_files_tag_cannot_smuggle_cache_options():
+    with pytest.raises(BadInput, match="tag of complete-cuda"):
+        cache_entries("image", "complete-cuda", ["r/comfyui:dev,type=local,dest=/etc"], export=False)
+
+
 @pytest.mark.parametrize(("remote", "label"), [
     ("https://user:s3cret@git.example/acme/comfy.git", "https://git.example/acme/comfy.git"),
     ("git@github.example:acme/comfy.git", "https://github.example/acme/comfy.git"),

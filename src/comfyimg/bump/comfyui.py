@@ -86,7 +86,7 @@ def bump(root: Path, *, pre: bool = False, release: str | None = None, dry_run: 
         if dry_run:
             return {**as_json(pin, tag, commit, []), "diff": toml_diff(text, new_text, path.name)}
         staged: dict[Path, bytes | str] = {path: new_text, **render.changed(new_pins, root)}
-        atomic_write_many(staged)
+        atomic_write_many(staged, verbatim={path})
         return as_json(pin, tag, commit, sorted(str(p.relative_to(root)) for p in staged))
 
 
