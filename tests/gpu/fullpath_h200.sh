@@ -18,12 +18,19 @@
 #           run(command="bash tests/gpu/fullpath_h200.sh run", carry=[".gpu/fc"], timeout_s=600)
 # stage-b also builds SageAttention 2.2.0 (d1a57a5) for sm90 from source (~90 s).
 # `run` writes $OUT/fullpath-h200/ (steps.json, summary.md, every step's log and report).
+# `run` also starts Debian's docker-registry (carried in .gpu/fc, from the build machine's
+# /usr/bin/docker-registry) on 127.0.0.1: the image is pushed there, validated and smoked with
+# --attest, and `invoke verify` must answer sm90 `measured` (tests/gpu/fullpath.py, step 6).
+# COMFYIMG_FULLPATH_REGISTRY=0 skips that (the run as before issue 30). The push of the
+# stand-in image (the machine's Python and torch, several GB) adds its own minutes: its time is
+# in summary.md (2b-push). Evidence: unpack $OUT/fullpath-h200.tar.gz into
+# docs/evidence/h200/<date>/fullpath-attest/ (verify.json and 6-verify*.log hold the answer).
 # Knobs (environment): COMFYIMG_GPU_PACK (the packs' folder, default .gpu; absolute, or relative to the
 # repository), COMFYIMG_SHARED (the vendor and tools folder pack reads, default ../shared),
 # COMFYIMG_SMOKE_MODEL (the good image's smoke: sdxl, flux, wan or all; default sdxl),
-# COMFYIMG_SMOKE_BROKEN=0 (skip the broken image's smoke). The speed proof (issue 31) runs
+# COMFYIMG_SMOKE_BROKEN=0 (skip the broken image's smoke). Issue 31's speed proof is meant to run
 #   COMFYIMG_GPU_PACK=$PWD/.gpu/speed-pack COMFYIMG_SMOKE_MODEL=all COMFYIMG_SMOKE_BROKEN=0 \
-#     bash .gpu/speed-src/tests/gpu/fullpath_h200.sh run
+#     COMFYIMG_FULLPATH_REGISTRY=0 bash .gpu/speed-src/tests/gpu/fullpath_h200.sh run
 # from a copy of the tree in .gpu/speed-src, carrying .gpu/speed-src and .gpu/speed-pack/fc.
 set -u -o pipefail
 repo=$(cd "$(dirname "$0")/../.." && pwd)
@@ -41,31 +48,32 @@ pydantic-core annotated-types typing-inspection typing-extensions rich markdown-
 httpx httpcore h11 anyio sniffio certifi idna invoke python-hcl2 lark nvidia-cuda-cuobjdump pip"
 
 pack() {
-    rm -rf "$PACK/fa" "$PACK/fb" "$PACK/fc" && mkdir -p "$PACK/fa/cw" "$PACK/fb/hw" "$PACK/fc"
+    rm -rf "$PACK"/fa "$PACK"/fb "$PACK"/fc && mkdir -p "$PACK"/fa/cw "$PACK"/fb/hw "$PACK"/fc
     # shellcheck disable=SC2086
-    python3 -m pip download -q $PLAT -d "$PACK/fa/cw" $COMFY_WHEELS
+    python3 -m pip download -q $PLAT -d "$PACK"/fa/cw $COMFY_WHEELS
     # shellcheck disable=SC2086
-    python3 -m pip download -q $PLAT -d "$PACK/fb/hw" $HOST_WHEELS
-    cp "$SHARED/vendor/ComfyUI-a125cd84.tar.gz" "$SHARED/vendor/SageAttention-d1a57a5.tar.gz" "$PACK/fb/"
+    python3 -m pip download -q $PLAT -d "$PACK"/fb/hw $HOST_WHEELS
+    cp "$SHARED"/vendor/ComfyUI-a125cd84.tar.gz "$SHARED"/vendor/SageAttention-d1a57a5.tar.gz "$PACK"/fb/
     local tmp; tmp=$(mktemp -d)
     dpkg -x "${ENGINE_CACHE_DIR:-/var/cache/comfyimg-engine}"/debs/docker-buildx_*.deb "$tmp/x"
-    xz -9e -T2 -c "$tmp/x/usr/libexec/docker/cli-plugins/docker-buildx" >"$PACK/fb/docker-buildx.xz"
+    xz -9e -T2 -c "$tmp/x/usr/libexec/docker/cli-plugins/docker-buildx" >"$PACK"/fb/docker-buildx.xz
     # gpu-docker.sh's engine bundle, stripped and xz -9e: ~42 MB instead of 57
-    bash "$SHARED/tools/gpu-docker.sh" bundle "$tmp/plain.tar.xz" >/dev/null && tar -C "$tmp" -xJf "$tmp/plain.tar.xz" \
-        && strip "$tmp"/bin/* 2>/dev/null; tar -C "$tmp" -cf - bin | xz -9e -T2 >"$PACK/fc/docker.tar.xz"
-    cp "$SHARED/tools/gpu-docker.sh" "$PACK/fc/"
+    bash "$SHARED"/tools/gpu-docker.sh bundle "$tmp/plain.tar.xz" >/dev/null && tar -C "$tmp" -xJf "$tmp/plain.tar.xz" \
+        && strip "$tmp"/bin/* 2>/dev/null; tar -C "$tmp" -cf - bin | xz -9e -T2 >"$PACK"/fc/docker.tar.xz
+    cp "$SHARED"/tools/gpu-docker.sh "$PACK"/fc/
+    xz -9e -T2 -c "$(command -v docker-registry || echo /usr/bin/docker-registry)" >"$PACK"/fc/docker-registry.xz
     rm -rf "$tmp"
-    du -sh "$PACK/fa" "$PACK/fb" "$PACK/fc"
+    du -sh "$PACK"/fa "$PACK"/fb "$PACK"/fc
 }
 
 stage_a() {
-    rm -rf "$STAGE" && mkdir -p "$STAGE" && cp -r "$PACK/fa/cw" "$STAGE/" && date +%s >"$STAGE/a"
+    rm -rf "$STAGE" && mkdir -p "$STAGE" && cp -r "$PACK"/fa/cw "$STAGE/" && date +%s >"$STAGE/a"
     ls "$STAGE/cw" | wc -l
 }
 
 stage_b() {
     [ -f "$STAGE/a" ] || { echo "FAIL: $STAGE/a missing: the machine went cold after stage-a"; return 2; }
-    cp -r "$PACK/fb/." "$STAGE/" || return 1
+    cp -r "$PACK"/fb/. "$STAGE/" || return 1
     local py=/opt/torch/.venv/bin/python; [ -x "$py" ] || py=$(command -v python3)
     local work=$STAGE/sa t0; t0=$(date +%s)
     rm -rf "$work" && mkdir -p "$work" && tar -C "$work" -xzf "$STAGE/SageAttention-d1a57a5.tar.gz"
@@ -118,6 +126,22 @@ core_image() {  # core_image IMG WORK: the stand-in core (see the header)
         || { echo "FAIL: the stand-in core has no working /app/.venv"; return 1; }
 }
 
+registry_start() {  # registry_start WORK OUT: docker-registry on 127.0.0.1:<free port>; sets REGISTRY_HOST
+    local work=$1 out=$2 port
+    xz -dc "$PACK"/fc/docker-registry.xz >"$work/docker-registry" && chmod 0755 "$work/docker-registry" || return 1
+    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    printf 'version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: %s\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:%s\n  secret: fullpath-only\n' \
+        "$work/registry-data" "$port" >"$work/registry.yml"
+    setsid "$work/docker-registry" serve "$work/registry.yml" >"$out/registry.log" 2>&1 &
+    echo $! >"$work/registry.pid"
+    REGISTRY_HOST=127.0.0.1:$port
+    local i; for i in $(seq 50); do
+        python3 -c "import urllib.request as u; u.urlopen('http://$REGISTRY_HOST/v2/', timeout=1)" 2>/dev/null && return 0
+        sleep 0.2
+    done
+    echo "FAIL: docker-registry did not answer on $REGISTRY_HOST"; tail "$out/registry.log"; return 1
+}
+
 run() {
     local out=${OUT:?the device tool sets OUT}/fullpath-h200
     mkdir -p "$out"
@@ -128,7 +152,7 @@ run() {
     local work=/tmp/comfyimg-fullpath; rm -rf "$work"; mkdir -p "$work/deps"
     echo "== machine"; date -u; nvidia-smi -L; "$py" -c 'import torch; print("torch", torch.__version__)'
     echo "== engine + buildx"
-    eval "$(bash "$PACK/fc/gpu-docker.sh" start "$PACK/fc/docker.tar.xz" | tail -1)" || { echo "FAIL: engine"; return 1; }
+    eval "$(bash "$PACK"/fc/gpu-docker.sh start "$PACK"/fc/docker.tar.xz | tail -1)" || { echo "FAIL: engine"; return 1; }
     trap 'kill "$(cat /tmp/dockerd.pid 2>/dev/null)" 2>/dev/null' EXIT
     export DOCKER_CONFIG=$work/docker-config; mkdir -p "$DOCKER_CONFIG/cli-plugins"
     xz -dc "$STAGE/docker-buildx.xz" >"$DOCKER_CONFIG/cli-plugins/docker-buildx" && chmod 0755 "$DOCKER_CONFIG/cli-plugins/docker-buildx"
@@ -140,12 +164,19 @@ run() {
     local t1; t1=$(date +%s)
     core_image local/core-gpu-standin:h200 "$work" "$py" "$out" || return 1
     echo "core image in $(( $(date +%s) - t1 )) s"
+    local registry=()
+    if [ "${COMFYIMG_FULLPATH_REGISTRY:-1}" != 0 ]; then
+        echo "== loopback registry (docker-registry, distribution 2.8: no referrers API)"
+        registry_start "$work" "$out" || return 1
+        registry=(--registry "$REGISTRY_HOST")
+        trap 'kill "$(cat /tmp/dockerd.pid 2>/dev/null)" "$(cat "$work/registry.pid" 2>/dev/null)" 2>/dev/null' EXIT
+    fi
     echo "== the project's commands"
     local wheel; wheel=$(ls "$STAGE"/sageattention-*.whl | head -1)
     "$py" tests/gpu/fullpath.py --wheel "$wheel" --core-image local/core-gpu-standin:h200 --out "$out" \
         --work "$work" --arch sm90 --python cp312 --torch "$("$py" -c 'import torch; print(torch.__version__.split("+")[0])')" \
-        --torch-index cu130 --cuda 13.0 --label h200 --require-gpu --smoke --smoke-model "${COMFYIMG_SMOKE_MODEL:-sdxl}" \
-        $([ "${COMFYIMG_SMOKE_BROKEN:-1}" = 0 ] && echo --no-smoke-broken)
+        --torch-index cu130 --cuda 13.0 --label h200 --require-gpu --smoke "${registry[@]}" \
+        --smoke-model "${COMFYIMG_SMOKE_MODEL:-sdxl}" $([ "${COMFYIMG_SMOKE_BROKEN:-1}" = 0 ] && echo --no-smoke-broken)
     local rc=$?
     docker ps -a --format '{{.Names}}' >"$out/leftover-containers.txt"
     echo "whole run $(( $(date +%s) - t0 )) s, rc $rc; leftover containers: $(wc -l <"$out/leftover-containers.txt")"

@@ -33,9 +33,13 @@ def test_recorded_coverage_that_misses_a_served_arch_fails_check(tmp_path, proje
     r = project.invoke("check")
     assert_failed_cleanly(r, 2)
     line = next(i for i, ln in enumerate(text.splitlines(), 1) if ln.startswith("coverage_from"))
-    assert re.search(rf"wheels\.toml:{line}: coverage: sageattention cannot run on sm120, which it serves: "
-                     r".*sageattention\._qattn_sm89: needs SASS for sm120 .*the wheel carries sm_89, sm_100a", r.stderr)
-    assert "sm80" not in r.stderr.split("cannot run on")[1].split(",")[0]
+    # One line: the image, the arch, the pin, the module, and the edit that fixes it.
+    refusals = [ln for ln in r.stderr.splitlines() if ": coverage: " in ln]
+    assert len(refusals) == 1 and re.fullmatch(
+        rf"wheels\.toml:{line}: coverage: complete-cuda on sm120 \(RTX 50xx\): sageattention 2\.2\.0 cannot run: "
+        r".*sageattention\._qattn_sm89 carries only sm_89, sm_100a.*; fix: serves = "
+        r'\["sm80", "sm86", "sm89", "sm90"\] in its \[\[wheel\]\] \(wheels\.toml:\d+\), or move it to a wheel '
+        r"built for sm120", refusals[0]), r.stderr
     # Serving fewer GPUs, declared on the pin, makes the same record pass.
     project.pins.write_text(text.replace('provides = ["sageattention"]',
                                          'provides = ["sageattention"]\nserves = ["sm80", "sm86", "sm89", "sm90"]'))
@@ -137,3 +141,19 @@ def test_audit_of_a_wheel_defaults_to_the_archs_its_pins_serve(tmp_path, project
     r = project.invoke("audit", "--wheel", str(other))
     assert r.returncode == 2 and "no pin of sageattn3 in wheels.toml serves a GPU arch; name the archs with --arch" \
         in r.stderr, r.stdout + r.stderr
+
+
+def test_a_per_arch_pin_that_misses_its_arch_is_refused_naming_its_image_and_the_fix(tmp_path, project_factory):
+    from tests.lib.cudawheels import PER_ARCH_SAGE2
+
+    name = "sageattention-2.2.0+cu129.torch2.9.0.sm90-cp312-cp312-linux_x86_64.whl"
+    wrong = sage2_wheel(tmp_path, PER_ARCH_SAGE2["sm89"], version="2.2.0+cu129.torch2.9.0.sm90", filename=name)
+    project = project_factory(None, bake_hcl=BAKE)
+    text = (PROFILE + pin_toml("sageattention", "2.2.0+cu129.torch2.9.0.sm90", wrong, extra='arch = "sm90"\n')
+            .replace(name, name.replace("+", "%2B")))
+    project.pins.write_text(recorded(text, project.pins, wrong))
+    errors, _ = coverage.problems(pins.load(project.pins))
+    assert len(errors) == 1 and re.fullmatch(
+        r"wheels\.toml:\d+: coverage: complete-cuda-sm90 on sm90 \(H100 / H200\): sageattention\[sm90\] "
+        r"2\.2\.0\+cu129\.torch2\.9\.0\.sm90 cannot run: .*sageattention\._qattn_sm90 is not in the wheel.*; "
+        r"fix: move it to a wheel built for sm90, or remove the pin \(wheels\.toml:\d+\)", errors[0]), errors

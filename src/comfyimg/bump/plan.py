@@ -14,6 +14,9 @@ The flow, all of it before anything is written:
 
 Any failure raises :class:`~comfyimg.errors.UserError` before step 6 writes, so a failed
 bump leaves every file byte-identical.
+
+Which file fits is :mod:`comfyimg.bump.select`'s; a profile move (``--profile``) finds its
+releases in :mod:`comfyimg.bump.profile` and then goes through the same steps 4 to 6.
 """
 
 from __future__ import annotations
@@ -25,11 +28,13 @@ from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 
-from packaging.utils import canonicalize_name, parse_wheel_filename
+from packaging.utils import canonicalize_name
 from packaging.version import Version
 from rich import box
 
 from comfyimg import render
+from comfyimg.bump.profile import ProfileMove, fitting_groups, with_profile
+from comfyimg.bump.select import select_asset
 from comfyimg.sources import index as index_mod
 from comfyimg.sources.digests import DigestMismatch, Digests, replaced_in_place
 from comfyimg.sources.github import Asset, GitHub, Release, borrowed
@@ -40,82 +45,14 @@ from comfyimg.kernels import dispatch
 from comfyimg.kernels import rules as kernels
 from comfyimg.kernels.elf import BadKernels
 from comfyimg.kernels.read import WheelKernels, read_wheel
-from comfyimg.kernels.rules import Verdict
+from comfyimg.kernels.rules import Rules, Verdict
 from comfyimg.output import SafeTable as Table
 from comfyimg.output import Say, progress_factory
 from comfyimg.pins import load as pins_mod
-from comfyimg.pins.abi import InvalidWheelName, fit, parse_wheel
+from comfyimg.pins.abi import parse_wheel
 from comfyimg.pins.edit import diff as toml_diff
-from comfyimg.pins.edit import dumps_with_changes, reloaded
-
-# --------------------------------------------------------------------------- selection
-
-
-@dataclass(frozen=True)
-class Rejected:
-    asset: str
-    reason: str
-
-
-def _reject_reason(asset: Asset, pin: pins_mod.Pin, profile: pins_mod.Profile,
-                   pre: bool = True) -> str | None:
-    """Why ``asset`` is not the wheel for ``pin`` in ``profile``; None when it fits."""
-    if not asset.name.endswith(".whl"):
-        return "not a wheel"
-    try:
-        wheel = parse_wheel(asset.name)
-    except InvalidWheelName as exc:
-        return str(exc)
-    if wheel.name != canonicalize_name(pin.name):
-        return f"distribution {wheel.name} ≠ {canonicalize_name(pin.name)}"
-    reasons = fit(wheel, profile.abi, pin.arch)
-    if asset.state == "yanked":
-        reasons.append("yanked (PEP 592)")
-    elif asset.state != "uploaded":
-        reasons.append(f"upload not finished (state {asset.state!r})")
-    if not pre and wheel.version.is_prerelease:
-        reasons.append(f"{wheel.version} is a prerelease (pass --pre to take it)")
-    return "; ".join(reasons) or None
-
-
-def _newest(fits: list[Asset]) -> list[Asset]:
-    """The fitting files of the highest version (then build tag): an index lists every version."""
-    def key(a: Asset) -> tuple[Version, tuple[int, str] | tuple[()]]:
-        _, version, build, _ = parse_wheel_filename(a.name)
-        return version, build
-    top = max(key(a) for a in fits)
-    return [a for a in fits if key(a) == top]
-
-
-def select_asset(release: Release, pin: pins_mod.Pin, profile: pins_mod.Profile,
-                 target: str, *, newest: bool = False, pre: bool = True) -> Asset:
-    """The one asset of ``release`` that fits ``pin`` in ``profile``; else an error naming every asset.
-    ``newest`` (an index page): of several that fit, the one of the highest version."""
-    fits: list[Asset] = []
-    rejected: list[Rejected] = []
-    for asset in release.assets:
-        reason = _reject_reason(asset, pin, profile, pre)
-        if reason is None:
-            fits.append(asset)
-        else:
-            rejected.append(Rejected(asset.name, reason))
-    if newest and len(fits) > 1:
-        older = fits
-        fits = _newest(fits)
-        rejected += [Rejected(a.name, "fits, but a newer version does") for a in older if a not in fits]
-    if len(fits) == 1:
-        return fits[0]
-    head = (f"{pin.key}: release {release.tag} has "
-            + ("no asset that fits" if not fits else f"{len(fits)} assets that fit")
-            + f" {target} ({profile.abi.describe()}"
-            + (f", {pin.arch}" if pin.arch else "") + ")")
-    lines = [head + ("; rejected:" if not fits else "; ambiguous:")]
-    lines += [f"  {a.name}: fits (ambiguous)" for a in fits]
-    lines += [f"  {r.asset}: {r.reason}" for r in rejected]
-    if not release.assets:
-        lines.append("  (the release has no assets)")
-    raise WorkFailed("\n".join(lines))
-
+from comfyimg.pins.edit import drop_pending_notes, dumps_with_changes, reloaded
+from comfyimg.untrusted import strip_credentials
 
 # --------------------------------------------------------------------------- the command
 
@@ -131,6 +68,7 @@ class Change:
     fields: dict[str, object] = field(default_factory=dict)
     kernels: WheelKernels | None = None
     verdicts: dict[str, Verdict] = field(default_factory=dict)  # served arch -> verdict
+    rules: Rules | None = None  # the dispatch the verdicts used
 
     @property
     def failing(self) -> dict[str, Verdict]:
@@ -175,7 +113,7 @@ def _new_version(pin: pins_mod.Pin, asset: Asset) -> str:
 
 def _fields(pin: pins_mod.Pin, release: Release, asset: Asset, sha256: str,
             version: str) -> dict[str, object]:
-    url = asset.browser_download_url or asset.url
+    url = strip_credentials(asset.browser_download_url or asset.url)  # a pin never stores credentials
     changes: dict[str, object] = {}
     if url != pin.url:
         changes["url"] = url
@@ -237,9 +175,13 @@ def _github_release(client: GitHub, repo: str, release: str | None, pre: bool) -
 
 
 def plan(pins: pins_mod.Pins, chosen: list[pins_mod.Pin], client: GitHub, *,
-         release: str | None, pre: bool, verify: bool, workdir: Path) -> list[Change]:
+         release: str | None, pre: bool, verify: bool, workdir: Path,
+         groups: list[tuple[Release, bool, list[pins_mod.Pin]]] | None = None) -> list[Change]:
+    """The change of every pin of ``chosen``: its asset, sha256 and coverage (``groups``: the
+    releases already chosen per pin, as :func:`fitting_groups` finds them for a profile move)."""
     changes: list[Change] = []
-    for rel, newest, group_pins in _groups(pins, chosen, client, release=release, pre=pre):
+    sources = groups if groups is not None else _groups(pins, chosen, client, release=release, pre=pre)
+    for rel, newest, group_pins in sources:
         # Select every asset of this release first: all or nothing.
         picked: list[tuple[pins_mod.Pin, Asset]] = []
         for pin in group_pins:
@@ -260,8 +202,12 @@ def plan(pins: pins_mod.Pins, chosen: list[pins_mod.Pin], client: GitHub, *,
             served = coverage.serves(pins, pin)
 
             def wants(sha256: str, pin: pins_mod.Pin = pin, served: tuple[str, ...] = served) -> bool:
-                # Record coverage for a new wheel (or one never read) that must serve a GPU.
-                return bool(served) and (verify or pin.coverage is None or pin.coverage.sha256 != sha256)
+                # Record coverage for a new wheel (or one never read) that must serve a GPU, and,
+                # with --verify, of a known attention package that serves none (its facts then
+                # come from the wheel, not its recipe: `invoke audit` says where it runs).
+                new = verify or pin.coverage is None or pin.coverage.sha256 != sha256
+                known = kernels.rules_for(pin.name, pin.version) is not None
+                return new and (bool(served) or (verify and known))
 
             try:
                 sha256, source, found = digests.find(asset, wants, partial(read_kernels, asset.name, f"of release {rel.tag}"))
@@ -275,6 +221,7 @@ def plan(pins: pins_mod.Pins, chosen: list[pins_mod.Pin], client: GitHub, *,
                 how = found.dispatch.get(pin.name.lower().replace("-", "_"))
                 rules = dispatch.rules(pin.name, version, how)
                 change.verdicts = kernels.judge_all(found.modules, served, rules)
+                change.rules = rules
                 recorded = record.record_fields(found, pin.name)
                 old = pin.coverage
                 if old is None or old.sha256 != found.sha256 or old.tool != found.tool or \
@@ -306,22 +253,27 @@ def _old_ref(pin: pins_mod.Pin) -> str | None:
 
 def _moves(ch: Change) -> bool:
     """Does the change move the pin to another wheel (not just record the one it names)?"""
-    url = ch.asset.browser_download_url or ch.asset.url
+    url = strip_credentials(ch.asset.browser_download_url or ch.asset.url)
     if isinstance(ch.pin.source, pins_mod.Source):
         return not (ch.release.tag == ch.pin.source.release and ch.asset.name == ch.pin.filename)
     return url != ch.pin.url
 
 
-def _refuse_uncovered(changes: list[Change], say: Say) -> None:
+def _cannot(pins: pins_mod.Pins, ch: Change, arch: str, v: Verdict) -> str:
+    """One line: the image, the arch, the pin and wheel, the module, and the edit that fixes it."""
+    return (f"{coverage.images_of(ch.pin)} on {coverage.gpu(arch)}: {ch.pin.key} {ch.version} ({ch.asset.name} "
+            f"of {ch.release.tag}) cannot run: {coverage.brief(v, ch.rules)}; fix: {coverage.fix_for(pins, ch.pin, arch)}")
+
+
+def _refuse_uncovered(pins: pins_mod.Pins, changes: list[Change], say: Say) -> None:
     """A pin moving to a wheel that cannot run on an arch it serves: a table of what fails, and
     exit 1. Recording the wheel a pin already names records the truth, with a warning
     (``invoke check`` and ``invoke bake`` then refuse it, naming the arch)."""
     for ch in changes:
         if not _moves(ch):
-            for arch, v in ch.failing.items():
-                say(f"warning: {ch.pin.key}: {ch.asset.name} cannot run on {arch}, which it serves: "
-                    f"{v.why}; recorded as read. `invoke check` and `invoke bake` refuse it until "
-                    "its serves is narrowed or it moves to a wheel that covers " + arch)
+            for arch, v in ch.failing.items():  # recorded as read; check and bake refuse it until fixed
+                say(f"warning: {_cannot(pins, ch, arch, v)} (recorded as read; `invoke check` and "
+                    "`invoke bake` refuse it until then)")
     failing = [(ch, arch, v) for ch in changes if _moves(ch) for arch, v in ch.failing.items()]
     if not failing:
         return
@@ -333,10 +285,8 @@ def _refuse_uncovered(changes: list[Change], say: Say) -> None:
         carries = "; ".join(f"{m.name}: {m.carries()}" for m in ch.kernels.modules) if ch.kernels else ""
         missing = "; ".join(f"{m.module} ({m.needs})" for m in v.missing) or v.why
         table.add_row(ch.pin.key, arch, ch.asset.name, carries or "no compiled modules", missing)
-    lines = [f"{ch.pin.key}: {ch.asset.name} of {ch.release.tag} cannot run on {arch}, which it serves: "
-             f"{v.why}" for ch, arch, v in failing]
-    raise WorkFailed("\n".join(lines) + "\nnothing written; to serve fewer GPUs, set serves in wheels.toml",
-                     shown=[table])
+    lines = [_cannot(pins, ch, arch, v) for ch, arch, v in failing]
+    raise WorkFailed("\n".join(lines) + "\nnothing written", shown=[table])
 
 
 def table(changes: list[Change]) -> Table:
@@ -354,13 +304,15 @@ def table(changes: list[Change]) -> Table:
     return table
 
 
-def as_json(changes: list[Change], *, dry_run: bool, wrote: list[str], diff: str = "") -> dict[str, object]:
+def as_json(changes: list[Change], *, dry_run: bool, wrote: list[str], diff: str = "",
+            profile: dict[str, tuple[str | None, str]] | None = None) -> dict[str, object]:
     """``invoke bump --json``: what the table shows, for scripts (the bump workflow's PR)."""
     return {
-        "changed": any(ch.fields for ch in changes),
+        "changed": any(ch.fields for ch in changes) or bool(profile),
         "dry_run": dry_run,
         "wrote": wrote,
         **({"diff": diff} if diff else {}),
+        **({"profile": {k: {"old": old, "new": new} for k, (old, new) in profile.items()}} if profile else {}),
         "pins": [{
             "pin": ch.pin.key, "name": ch.pin.name, "arch": ch.pin.arch, "changed": bool(ch.fields),
             "old": {"release": _old_ref(ch.pin), "file": ch.pin.filename,
@@ -383,31 +335,48 @@ class Bumped:
     diff: str = ""  # --dry-run: the wheels.toml diff
     wrote: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    profile: dict[str, tuple[str | None, str]] = field(default_factory=dict)  # --profile: key -> (old, new)
 
 
 def bump(root: Path, names: Sequence[str] = (), *, say: Say, release: str | None = None, pre: bool = False,
          dry_run: bool = False, verify: bool = False, accept_new_bytes: bool = False,
-         client: GitHub | None = None) -> Bumped:
+         client: GitHub | None = None, profile: ProfileMove | None = None) -> Bumped:
     """The command; returns what it did or raises :class:`UserError` (nothing written on failure);
     ``say`` gets the warnings as they come. One bump at a time per checkout: a second one fails
-    at once (the lock on wheels.toml)."""
+    at once (the lock on wheels.toml). ``profile``: move that profile and every pin of it
+    together, each pin to the newest file that fits the moved profile, in one edit."""
     with exclusive(root / "wheels.toml", "invoke bump"):
         return _bump(root, names, say=say, release=release, pre=pre, dry_run=dry_run, verify=verify,
-                     accept_new_bytes=accept_new_bytes, client=client)
+                     accept_new_bytes=accept_new_bytes, client=client, move=profile)
 
 
 def _bump(root: Path, names: Sequence[str], *, say: Say, release: str | None, pre: bool, dry_run: bool,
-          verify: bool, accept_new_bytes: bool, client: GitHub | None) -> Bumped:
+          verify: bool, accept_new_bytes: bool, client: GitHub | None, move: ProfileMove | None) -> Bumped:
     started = time.monotonic()
     path = root / "wheels.toml"
     bake_targets = render.targets(root / render.BAKE_FILE)
     text = read_text(path)  # read once: what is parsed is what the edit starts from
     pins = pins_mod.loads(text, path, bake_targets=bake_targets)
-    chosen = choose_pins(pins, names, verify)
-    with borrowed(client) as github, tempfile.TemporaryDirectory(prefix="comfyimg-bump-") as tmp:
-        changes = plan(pins, chosen, github, release=release, pre=pre, verify=verify, workdir=Path(tmp))
+    profile_fields: dict[str, str] = {}
+    old_profile: dict[str, str | None] = {}
+    if move is not None:
+        if names or release:
+            raise BadInput("--profile moves every pin of the profile to the newest file that fits; "
+                           "it takes no pin names and no --release")
+        profile_fields = move.fields(pins)
+        before = pins.profiles[move.name]
+        old_profile = {"torch": before.abi.torch, "cuda": before.abi.cuda, "python": before.abi.python,
+                       "torch_index": before.torch_index}
+        chosen = [p for p in pins.wheels if any(pins.profile_for(t).name == move.name for t in p.targets)]
+        pins = move.moved(pins, profile_fields)
+    else:
+        chosen = choose_pins(pins, names, verify)
+    with borrowed(client, notice=say) as github, tempfile.TemporaryDirectory(prefix="comfyimg-bump-") as tmp:
+        groups = fitting_groups(pins, chosen, github, pre) if move is not None else None
+        changes = plan(pins, chosen, github, release=release, pre=pre, verify=verify, workdir=Path(tmp),
+                       groups=groups)
 
-    _refuse_uncovered(changes, say)
+    _refuse_uncovered(pins, changes, say)
     replaced = [ch for ch in changes
                 if replaced_in_place(ch.pin.url, ch.pin.sha256, str(ch.fields.get("url", ch.pin.url)), ch.sha256)]
     lines = [f"{ch.pin.key}: {ch.asset.name} was replaced under the same URL in release "
@@ -418,13 +387,18 @@ def _bump(root: Path, names: Sequence[str], *, say: Say, release: str | None, pr
     for line in lines:
         say(f"warning: {line}; accepted (--accept-new-bytes)")
 
-    done = Bumped(changes, dry_run=dry_run)
+    done = Bumped(changes, dry_run=dry_run, profile={k: (old_profile[k], v) for k, v in profile_fields.items()})
     edits = {ch.pin.index: ch.fields for ch in changes if ch.fields}
-    if not edits:
+    if not edits and not profile_fields:
         return done
 
     # Validate and render everything before writing anything.
-    new_text = dumps_with_changes(text, edits)
+    new_text = dumps_with_changes(text, edits) if edits else text
+    for ch in sorted(changes, key=lambda c: -c.pin.index):  # a recorded sha256: its "not recorded yet" note goes
+        if ch.pin.sha256 is None and "sha256" in ch.fields:
+            new_text = drop_pending_notes(new_text, ("wheel", ch.pin.index))
+    if move is not None and profile_fields:  # the profile and its pins in one edit
+        new_text = with_profile(new_text, move.name, profile_fields)
     new_pins = reloaded(new_text, path, bake_targets=bake_targets, failed=f"the bumped {path.name} would not be valid")
     staged: dict[Path, bytes | str] = {path: new_text, **render.changed(new_pins, root)}
     done.edits = len(edits)
@@ -434,11 +408,11 @@ def _bump(root: Path, names: Sequence[str], *, say: Say, release: str | None, pr
     if read_text(path) != text:  # an editor saved it meanwhile (editors do not take the lock)
         raise WorkFailed(f"{path.name}: changed since invoke bump read it; nothing was written, so that "
                          "edit is kept. Run invoke bump again")
-    atomic_write_many(staged)
+    atomic_write_many(staged, verbatim={path})
     render.write(new_pins, root)  # removes stale generated files; the rest is already current
     done.wrote = sorted(str(p.relative_to(root)) for p in staged)
     done.seconds = time.monotonic() - started
     return done
 
 
-__all__ = ["Bumped", "Change", "bump", "choose_pins", "plan", "select_asset"]
+__all__ = ["Bumped", "Change", "bump", "choose_pins", "plan"]

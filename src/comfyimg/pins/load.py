@@ -21,7 +21,7 @@ from packaging.version import InvalidVersion, Version
 from comfyimg.errors import BadInput
 from comfyimg.fsutil import read_text
 from comfyimg.kernels.dispatch import Branch, FromTable, WheelDispatch
-from comfyimg.kernels.rules import Module, Target, parse_arch
+from comfyimg.kernels.rules import CodeRead, Module, Target, parse_arch
 from comfyimg.pins import comfyui as comfyui_pin
 from comfyimg.pins import fields as F
 from comfyimg.pins.abi import SM, ImageABI, mismatches
@@ -44,7 +44,8 @@ WHEEL_KEYS = {"name", "version", "url", "sha256", "source", "targets", "provides
 SOURCE_KEYS = {"github", "release"}
 INDEX_SOURCE_KEYS = {"index", "project"}
 COVERAGE_FROM_KEYS = {"tool", "sha256"}
-COVERAGE_KEYS = {"module", "sass", "ptx"}
+COVERAGE_KEYS = {"module", "sass", "ptx", "code"}
+CODE_KEYS = {"target", "kernels", "named", "trapped", "kernel", "instruction"}
 DISPATCH_FROM_KEYS = {"source", "file", "sha256", "entry", "imports", "why"}
 DISPATCH_KEYS = {"archs", "kernel", "modules", "line", "triton", "raise", "fakes"}
 
@@ -264,12 +265,47 @@ def _load_coverage(err: Errors, where: tuple[Any, ...], table: dict) -> Coverage
                             f"{t!r} is {'PTX' if parsed.ptx else 'SASS'}; expected {'compute_XY' if ptx else 'sm_XY'}")
                     ok = False
             lists[key] = tuple(got)
+        code, code_ok = _load_code(err, where + ("coverage",), f, entry, (*lists["sass"], *lists["ptx"]))
+        ok = ok and code_ok
         if mod:
-            modules.append(Module(mod, lists["sass"], lists["ptx"]))
+            modules.append(Module(mod, lists["sass"], lists["ptx"], code))
     if not (ok and tool and digest):
         return None
     return Coverage(tool, digest, tuple(modules), err.line(*where, "coverage_from"),
                     _load_dispatch(err, where, table, tool and digest and ok))
+
+
+def _load_code(err: Errors, where: tuple[Any, ...], f: str, entry: dict,
+               carried: tuple[str, ...]) -> tuple[tuple[CodeRead, ...], bool]:
+    """``code = [{ target, kernels, named, trapped, kernel, instruction }, …]`` of one coverage
+    entry (what the disassembly of each target the dispatch reaches found; optional)."""
+    raw = entry.get("code", [])
+    if not isinstance(raw, list) or not all(isinstance(c, dict) for c in raw):
+        err.add(where, f + "code", f"expected an array of tables {{ target, kernels, named, trapped, kernel, "
+                f"instruction }}, got {type_name(raw)}")
+        return (), False
+    out: list[CodeRead] = []
+    ok = True
+    for n, c in enumerate(raw):
+        fc = f"{f}code[{n}]."
+        unknown_keys(err, where, fc, c, CODE_KEYS)
+        target = string(err, where, fc + "target", c, "target")
+        if target is not None and target not in carried:
+            err.add(where, fc + "target", f"{target!r} is not among the module's sass and ptx")
+            ok = False
+        kernels, named = c.get("kernels"), c.get("named")
+        if not isinstance(kernels, int) or isinstance(kernels, bool) or kernels < 0:
+            err.add(where, fc + "kernels", f"expected a count of entry points, got {type_name(kernels)}")
+            ok = False
+        if not isinstance(named, bool):
+            err.add(where, fc + "named", f"expected true or false, got {type_name(named)}")
+            ok = False
+        trapped = str_list(err, where, fc + "trapped", c, "trapped", required=False) or ()
+        kernel = string(err, where, fc + "kernel", c, "kernel", required=False) or ""
+        instruction = string(err, where, fc + "instruction", c, "instruction", required=False) or ""
+        if ok and target:
+            out.append(CodeRead(target, kernels, named, trapped, kernel, instruction))
+    return tuple(out), ok
 
 
 def _load_dispatch(err: Errors, where: tuple[Any, ...], table: dict, recorded: Any) -> WheelDispatch | FromTable | None:

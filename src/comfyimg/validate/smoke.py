@@ -12,7 +12,7 @@ blocks, at 832x480 and 81 frames: 32,760 tokens, head dim 128). ``all`` smokes t
 Per model, within its own ``--timeout``:
 
 1. A builder container (``python -m probes.smoke_model``) makes the model from ComfyUI's own classes
-   with seeded random weights into a host folder: no download. It also times ``sageattn`` against
+   with seeded random weights into a fresh volume: no download. It also times ``sageattn`` against
    PyTorch SDPA at the model's self-attention shape (the kernel's own ratio).
 2. Twice (sage, then pytorch): the image starts with its own entrypoint, PUID/PGID and the
    compose service's command (compose/complete-cuda.yml), ``--listen 127.0.0.1 --port P``
@@ -25,6 +25,9 @@ Per model, within its own ``--timeout``:
    fp32 SDPA on the sampled calls, the two latents agree (cosine); the speed row (:func:`speed_row`)
    with the advice (:func:`advice`). Reports as validate_*.
 Every container is removed on every path.
+
+Over 500 lines for now: the three steps above share the deadline, the containers and the
+judge's thresholds; the HTTP exchange with ComfyUI (step 2) is the part to move out first.
 """
 
 from __future__ import annotations
@@ -33,30 +36,34 @@ import json
 import math
 import re
 import shutil
-import socket
 import struct
 import tempfile
 import time
+import urllib.parse
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
 import yaml
 
-from comfyimg.engine.docker import DockerException, client, error_line
-from comfyimg.errors import FAILED, BadInput
+from comfyimg.engine import containers as sandbox
+from comfyimg.engine.docker import DockerException, DockerTimeout, error_line
+from comfyimg.errors import FAILED, BadInput, WorkFailed
+from comfyimg.untrusted import loads_json, one_line
 from comfyimg.validate.containers import (
     PROBE_HOME,
     PROBE_MOUNT,
     PROBES_DIR,
+    SCRATCH,
     image_user_and_gpu,
     probe_module,
     remove_container,
 )
-from comfyimg.validate.gpuaccess import DEFAULT_CDI_KIND, host_gpu
+from comfyimg.validate.reports import clean
+from comfyimg.validate.defaults import DEFAULT_CDI_KIND, SMOKE_MODELS, SMOKE_STEPS, SMOKE_TIMEOUT
+from comfyimg.validate.gpuaccess import host_gpu
 from comfyimg.validate.reports import Outcome, write_reports
 
 COMFY_DIR = "/app/ComfyUI"
@@ -67,8 +74,7 @@ VAE_FILE = "comfyimg-smoke-vae.safetensors"
 FALLBACK = "Error running sage attention"
 LATENT_MIN_COSINE = 0.99  # the two final latents (sage vs PyTorch attention), same seed and steps
 CALL_MIN_COSINE = 0.99  # each sampled sageattn call against fp32 SDPA (measured 0.9992-0.9993 on H100/H200)
-DEFAULT_TIMEOUT = 300.0  # per model
-DEFAULT_STEPS = 10
+DEFAULT_TIMEOUT, DEFAULT_STEPS = SMOKE_TIMEOUT, SMOKE_STEPS  # the timeout: per model
 USE_IT = 1.1  # the advice: "use it" from 1.1x faster per step, "slower" below 1/1.1, "no gain" between
 
 
@@ -100,6 +106,7 @@ SHAPES = {
                  0, 1.0, "simple", False),
 }
 MODEL_CHOICES = (*SHAPES, "all")
+assert MODEL_CHOICES == SMOKE_MODELS, "validate/defaults.py SMOKE_MODELS names the SHAPES"
 
 
 def models_of(choice: str) -> list[str]:
@@ -256,30 +263,113 @@ class Render:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class Gone(Exception):
     """The container ended while the smoke waited on it."""
 
 
-def container_alive(docker, name: str) -> Callable[[], None]:
+class NoAnswer(Exception):
+    """ComfyUI's port did not answer (not listening yet, connection refused)."""
+
+
+# The HTTP client run inside the smoke's container (``docker exec``): the container has no
+# network but its own loopback, so no port is published and the host network is never given.
+# stdlib only; its answer is the status line and the body on stdout (capped and checked here).
+CLIENT = """\
+import sys, urllib.error, urllib.request
+method, url, timeout = sys.argv[1], sys.argv[2], float(sys.argv[3])
+data = sys.stdin.buffer.read() if method == "POST" else None
+opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+try:
+    with opener.open(req, timeout=timeout) as r:
+        code, body = r.status, r.read()
+except urllib.error.HTTPError as e:
+    code, body = e.code, e.read()
+except Exception as e:
+    sys.stderr.write(type(e).__name__ + ": " + str(e)[:300])
+    sys.exit(3)
+sys.stdout.buffer.write(b"%d\\n" % code + body)
+"""
+ANSWER_CAP = 64 * 1024 * 1024  # bytes of one HTTP answer (a 1024x1024 PNG is a few MB)
+READ_LIMIT = 30.0  # seconds one HTTP exchange may take, within the smoke's --timeout
+
+
+@dataclass(frozen=True)
+class Reply:
+    status_code: int
+    content: bytes
+    what: str  # "GET /history/ID", for errors
+
+    @property
+    def text(self) -> str:
+        return self.content.decode(errors="replace")
+
+    def json_object(self) -> dict[str, Any]:
+        """The body as a JSON object, or ValueError naming the request and what came instead."""
+        try:
+            value = loads_json(self.content)
+        except ValueError as exc:
+            raise ValueError(f"{self.what} answered no JSON ({one_line(exc)[:200]})") from None
+        if not isinstance(value, dict):
+            raise ValueError(f"{self.what} answered a JSON {type(value).__name__}, not an object")
+        return value
+
+
+class ExecHTTP:
+    """HTTP to ComfyUI on the container's own 127.0.0.1:PORT, each exchange through ``docker exec``
+    under the smoke's deadline (at most READ_LIMIT s each) with its answer capped at ANSWER_CAP."""
+
+    def __init__(self, name: str, port: int, deadline: float, folder: Path) -> None:
+        self.name, self.port, self.deadline, self.folder = name, port, deadline, folder
+        self.count = 0
+
+    def request(self, method: str, path: str, body: bytes | None = None) -> Reply:
+        what = f"{method} {path.split('?')[0]}"
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError(f"{what}: the smoke's deadline (--timeout) has passed")
+        limit = min(READ_LIMIT, left)
+        self.count += 1
+        out = self.folder / f"{self.name}.http{self.count}"
+        try:
+            got = sandbox.exec_capture(self.name, ["python", "-c", CLIENT, method, f"http://127.0.0.1:{self.port}{path}",
+                                                   f"{limit:.1f}"], out, timeout=limit + 5, cap=ANSWER_CAP,
+                                       stdin=body if method == "POST" else None)
+            if got.cut:
+                raise ValueError(f"{what} answered more than {ANSWER_CAP // (1024 * 1024)} MiB")
+            if got.code != 0:
+                raise NoAnswer(f"{what}: {one_line(got.stderr.strip()[-300:]) or f'exit {got.code}'}")
+            data, _ = sandbox.read_head(out, ANSWER_CAP)
+        except DockerTimeout:
+            raise TimeoutError(f"{what}: no answer within {limit:.0f} s (--timeout)") from None
+        finally:
+            out.unlink(missing_ok=True)
+        head, _, content = data.partition(b"\n")
+        if not head.isdigit() or len(head) > 3:
+            raise ValueError(f"{what}: the in-container client printed no status line")
+        return Reply(int(head), content, what)
+
+    def get(self, path: str, params: dict[str, str] | None = None) -> Reply:
+        return self.request("GET", path + (f"?{urllib.parse.urlencode(params)}" if params else ""))
+
+    def post(self, path: str, payload: object) -> Reply:
+        return self.request("POST", path, json.dumps(payload).encode())
+
+
+def container_alive(name: str) -> Callable[[], None]:
     def alive() -> None:
-        state = docker.container.inspect(name).state
-        if not state.running:
-            raise Gone(f"the container exited ({state.exit_code}) before it answered")
+        running, code = sandbox.state(name)
+        if not running:
+            raise Gone(f"the container exited ({code}) before it answered")
     return alive
 
 
-def wait_ready(http: httpx.Client, alive: Callable[[], None], deadline: float) -> None:
+def wait_ready(http: ExecHTTP, alive: Callable[[], None], deadline: float) -> None:
     while True:
         try:
             if http.get("/system_stats").status_code == 200:
                 return
-        except httpx.HTTPError:
+        except NoAnswer:
             pass
         alive()
         if time.monotonic() > deadline:
@@ -287,19 +377,33 @@ def wait_ready(http: httpx.Client, alive: Callable[[], None], deadline: float) -
         time.sleep(0.5)
 
 
-def run_prompt(http: httpx.Client, alive: Callable[[], None], graph: dict, deadline: float) -> dict:
-    reply = http.post("/prompt", json={"prompt": graph, "client_id": "comfyimg-smoke"})
+def _history_entry(reply: Reply, prompt_id: str) -> dict | None:
+    entry = reply.json_object().get(prompt_id)
+    if entry is None:
+        return None
+    if not isinstance(entry, dict) or not isinstance(entry.get("status", {}), dict):
+        raise ValueError(f"{reply.what}: the history entry is not an object with a status object")
+    return entry
+
+
+def run_prompt(http: ExecHTTP, alive: Callable[[], None], graph: dict, deadline: float) -> dict:
+    reply = http.post("/prompt", {"prompt": graph, "client_id": "comfyimg-smoke"})
     if reply.status_code != 200:
-        raise RuntimeError(f"POST /prompt answered {reply.status_code}: {reply.text[:500]}")
-    prompt_id = reply.json()["prompt_id"]
+        raise RuntimeError(f"POST /prompt answered {reply.status_code}: {one_line(reply.text[:500])}")
+    prompt_id = reply.json_object().get("prompt_id")
+    if not isinstance(prompt_id, str) or not prompt_id.replace("-", "").isalnum() or len(prompt_id) > 100:
+        raise ValueError(f"POST /prompt answered prompt_id {one_line(repr(prompt_id))[:100]}, not an id")
     while True:
-        entry = http.get(f"/history/{prompt_id}").json().get(prompt_id)
-        if entry and entry.get("status", {}).get("completed") is not None and (
-                entry["status"].get("completed") or entry["status"].get("status_str") == "error"):
-            if entry["status"].get("status_str") != "success":
-                msgs = [m for m in entry["status"].get("messages", []) if m and m[0] == "execution_error"]
-                detail = msgs[-1][1] if msgs else entry["status"]
-                raise RuntimeError(f"the prompt failed: {json.dumps(detail)[:800]}")
+        entry = _history_entry(http.get(f"/history/{prompt_id}"), prompt_id)
+        status = (entry or {}).get("status", {})
+        if entry and status.get("completed") is not None and (
+                status.get("completed") or status.get("status_str") == "error"):
+            if status.get("status_str") != "success":
+                messages = status.get("messages")
+                msgs = [m for m in (messages if isinstance(messages, list) else [])
+                        if isinstance(m, list) and m and m[0] == "execution_error"]
+                detail = msgs[-1][1] if msgs and len(msgs[-1]) > 1 else status
+                raise RuntimeError(f"the prompt failed: {one_line(json.dumps(detail))[:800]}")
             return dict(entry)
         alive()
         if time.monotonic() > deadline:
@@ -307,15 +411,16 @@ def run_prompt(http: httpx.Client, alive: Callable[[], None], graph: dict, deadl
         time.sleep(0.25)
 
 
-def outputs(http: httpx.Client, entry: dict) -> tuple[list[float] | None, tuple[int, int] | None]:
+def outputs(http: ExecHTTP, entry: dict) -> tuple[list[float] | None, tuple[int, int] | None]:
     latent = image = None
-    for node in entry.get("outputs", {}).values():
-        for kind, items in node.items():
+    nodes = entry.get("outputs", {})
+    for node in nodes.values() if isinstance(nodes, dict) else []:
+        for kind, items in node.items() if isinstance(node, dict) else []:
             for item in items if isinstance(items, list) else []:
-                if not isinstance(item, dict) or "filename" not in item:
+                if not isinstance(item, dict) or not isinstance(item.get("filename"), str):
                     continue
-                data = http.get("/view", params={"filename": item["filename"], "subfolder": item.get("subfolder", ""),
-                                                 "type": item.get("type", "output")}).content
+                params = {k: str(item.get(k, d)) for k, d in (("filename", ""), ("subfolder", ""), ("type", "output"))}
+                data = http.get("/view", params).content
                 if item["filename"].endswith(".latent"):
                     latent = latent_values(data)
                 elif kind == "images":
@@ -323,49 +428,71 @@ def outputs(http: httpx.Client, entry: dict) -> tuple[list[float] | None, tuple[
     return latent, image
 
 
-def drive(result: Render, port: int, alive: Callable[[], None], steps: int, started: float,
+def drive(result: Render, http: ExecHTTP, alive: Callable[[], None], steps: int, started: float,
           deadline: float, shape: Shape = SHAPES["sdxl"]) -> None:
-    """The HTTP part of a run, against ComfyUI on 127.0.0.1:port (started at ``started``)."""
-    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30.0, trust_env=False) as http:
-        wait_ready(http, alive, deadline)
-        result.booted_s = round(time.monotonic() - started, 2)
-        t = time.monotonic()
-        run_prompt(http, alive, workflow(41, steps, "warmup", shape), deadline)  # loads the model, compiles
-        result.warmup_s = round(time.monotonic() - t, 2)
-        # the sampled fp32 checks ran in the warm-up; the timed prompt times the kernel alone
-        off = http.post("/comfyimg_smoke/checks", json={"on": False})
-        if off.status_code != 200:
-            raise RuntimeError(f"POST /comfyimg_smoke/checks answered {off.status_code}: {off.text[:200]}")
-        t = time.monotonic()
-        entry = run_prompt(http, alive, workflow(42, steps, "smoke", shape), deadline)
-        result.prompt_s = round(time.monotonic() - t, 2)
-        result.latent, result.image = outputs(http, entry)
-        stats = http.get("/comfyimg_smoke/stats")
-        result.stats = stats.json() if stats.status_code == 200 else None
+    """The HTTP part of a run, against ComfyUI in the container (started at ``started``)."""
+    wait_ready(http, alive, deadline)
+    result.booted_s = round(time.monotonic() - started, 2)
+    t = time.monotonic()
+    run_prompt(http, alive, workflow(41, steps, "warmup", shape), deadline)  # loads the model, compiles
+    result.warmup_s = round(time.monotonic() - t, 2)
+    # the sampled fp32 checks ran in the warm-up; the timed prompt times the kernel alone
+    off = http.post("/comfyimg_smoke/checks", {"on": False})
+    if off.status_code != 200:
+        raise RuntimeError(f"POST /comfyimg_smoke/checks answered {off.status_code}: {one_line(off.text[:200])}")
+    t = time.monotonic()
+    entry = run_prompt(http, alive, workflow(42, steps, "smoke", shape), deadline)
+    result.prompt_s = round(time.monotonic() - t, 2)
+    result.latent, result.image = outputs(http, entry)
+    stats = http.get("/comfyimg_smoke/stats")
+    result.stats = stats.json_object() if stats.status_code == 200 else None
 
 
-def render(docker, image: str, root: Path, sage: bool, mounts: list[tuple[str, str, str]], gpu_options: dict,
-           steps: int, deadline: float, shape: Shape = SHAPES["sdxl"]) -> Render:
+LOG_TAIL = 1024 * 1024  # bytes of a ComfyUI log read back (judged, and its end reported)
+PORT = 8188  # inside the container's own network namespace: nothing else listens there
+
+
+def comfyui_sandbox(user: str, volume: str, gpu: tuple[str, ...]) -> sandbox.Sandbox:
+    """The production start (the image's own entrypoint and the compose command), confined:
+    as the image's non-root user (the entrypoint's ``--user`` path), read-only root, ComfyUI's
+    data folders and HOME as the container's own tmpfs, the smoke node read-only, the model
+    volume read-only."""
+    return sandbox.Sandbox(
+        user=user, allow_root=sandbox.is_root(user),
+        envs={"HOME": SCRATCH, "TMPDIR": SCRATCH, "TRITON_CACHE_DIR": f"{SCRATCH}/triton",
+              "XDG_CACHE_HOME": f"{SCRATCH}/cache"},
+        tmpfs=(f"{SCRATCH}:exec,mode=1777", "/tmp:exec,mode=1777",
+               *(f"{COMFY_DIR}/{d}" for d in ("output", "temp", "user", "input"))),
+        read_only_binds=((str(PROBES_DIR / "comfyimg_smoke"), NODE_MOUNT),),
+        volumes=((volume, MODELS_DIR, False),) if volume else (),
+        gpu=gpu)
+
+
+def render(image: str, root: Path, sage: bool, options: sandbox.Sandbox, steps: int, deadline: float,
+           folder: Path, shape: Shape = SHAPES["sdxl"]) -> Render:
     result = Render(sage)
-    port = free_port()
     name = f"comfyimg-smoke-{shape.name}-{'sage' if sage else 'pytorch'}-{uuid.uuid4().hex[:8]}"
     started = time.monotonic()
     try:
-        docker.run(image, production_command(root, port, sage), name=name, detach=True, networks=["host"],
-                   envs={"PUID": "1000", "PGID": "1000"}, volumes=mounts, **gpu_options)
-        drive(result, port, container_alive(docker, name), steps, started, deadline, shape)
+        sandbox.start(image, production_command(root, PORT, sage), options, name)
+        drive(result, ExecHTTP(name, PORT, deadline, folder), container_alive(name), steps, started, deadline,
+              shape)
     except DockerException as exc:
-        result.problem = f"docker: {error_line(exc)}"
-    except (Gone, TimeoutError, RuntimeError, httpx.HTTPError, ValueError, KeyError) as exc:
-        result.problem = f"{type(exc).__name__}: {exc}" if not isinstance(exc, (Gone, TimeoutError)) else str(exc)
+        result.problem = f"docker: {one_line(error_line(exc))}"
+    except (Gone, TimeoutError) as exc:
+        result.problem = str(exc)
+    except (NoAnswer, RuntimeError, ValueError, KeyError, TypeError, AttributeError, DockerTimeout) as exc:
+        result.problem = f"{type(exc).__name__}: {one_line(str(exc))[:800]}"
     finally:
         try:
-            result.log = docker.container.logs(name) if docker.container.exists(name) else ""
-            if result.problem and docker.container.exists(name):
-                result.exit_code = docker.container.inspect(name).state.exit_code
-        except DockerException:
+            if sandbox.exists(name):
+                captured = sandbox.logs(name, folder, timeout=60, merged=True)
+                result.log = sandbox.read_tail(captured.path, LOG_TAIL)
+                if result.problem:
+                    result.exit_code = sandbox.state(name)[1]
+        except (DockerException, DockerTimeout, OSError):
             pass
-        remove_container(docker, name)
+        remove_container(name)
     result.s_per_step = seconds_per_step(result.log, steps)
     return result
 
@@ -491,43 +618,57 @@ def combine(verdicts: dict[str, dict]) -> tuple[bool, dict]:
 # --------------------------------------------------------------------------- the command
 
 
-def build_model(docker, image: str, user: str, gpu_options: dict, folder: Path, deadline: float,
+MODELS_DIR = f"{COMFY_DIR}/models"  # the fresh volume: the builder writes unet/ and vae/ (ComfyUI reads both)
+BUILDER_TAIL = 64 * 1024
+
+
+def build_model(image: str, user: str, gpu: tuple[str, ...], volume: str, deadline: float, folder: Path,
                 model: str = "sdxl") -> dict:
+    """The builder container writes the model into the fresh volume (never a host folder)."""
     name = f"comfyimg-smoke-model-{uuid.uuid4().hex[:8]}"
+    options = sandbox.Sandbox(
+        user=user, allow_root=sandbox.is_root(user), entrypoint="python", workdir=PROBE_HOME,
+        envs={"HOME": SCRATCH, "TMPDIR": SCRATCH, "PYTHONDONTWRITEBYTECODE": "1"},
+        tmpfs=(f"{SCRATCH}:exec,mode=1777", "/tmp:exec,mode=1777"),
+        read_only_binds=((str(PROBES_DIR), PROBE_MOUNT),), volumes=((volume, MODELS_DIR, True),), gpu=gpu)
     try:
-        docker.run(image, ["-m", probe_module("smoke_model.py"), "--comfyui", COMFY_DIR, "--out", "/out",
-                           "--model", model],
-                   name=name, detach=True, entrypoint="python", networks=["none"], user=user, workdir=PROBE_HOME,
-                   envs={"HOME": "/out", "PYTHONDONTWRITEBYTECODE": "1"},
-                   volumes=[(str(PROBES_DIR), PROBE_MOUNT, "ro"), (str(folder), "/out", "rw")], **gpu_options)
-        while docker.container.inspect(name).state.running:
-            if time.monotonic() > deadline:
-                raise TimeoutError("the model builder did not finish before the deadline")
-            time.sleep(0.5)
-        text = docker.container.logs(name)
+        sandbox.start(image, ["-m", probe_module("smoke_model.py"), "--comfyui", COMFY_DIR, "--out", MODELS_DIR,
+                              "--model", model], options, name)
+        try:
+            sandbox.wait(name, deadline - time.monotonic())
+        except DockerTimeout:
+            raise TimeoutError("the model builder did not finish before the deadline (--timeout)") from None
+        text = sandbox.read_tail(sandbox.logs(name, folder, timeout=60).path, BUILDER_TAIL)
         last = [ln for ln in text.splitlines() if ln.startswith("{")]
-        return json.loads(last[-1]) if last else {"status": "fail", "reason": f"builder printed no JSON: {text[-800:]}"}
-    except (DockerException, TimeoutError, ValueError) as exc:
-        return {"status": "fail", "reason": error_line(exc) if isinstance(exc, DockerException) else str(exc)}
+        if not last:
+            return {"status": "fail", "reason": f"builder printed no JSON: {one_line(text[-800:])}"}
+        built = loads_json(last[-1])
+        if not isinstance(built, dict):
+            return {"status": "fail", "reason": "the builder printed a JSON value that is not an object"}
+        return clean(built)
+    except (DockerException, DockerTimeout, TimeoutError, ValueError) as exc:
+        return {"status": "fail", "reason": one_line(error_line(exc)) if isinstance(exc, DockerException)
+                else one_line(str(exc))[:800]}
     finally:
-        remove_container(docker, name)
+        remove_container(name)
 
 
-def smoke_model(docker, image: str, root: Path, user: str, gpu_options: dict, shape: Shape, steps: int,
+def smoke_model(image: str, root: Path, user: str, gpu_args: tuple[str, ...], shape: Shape, steps: int,
                 deadline: float) -> tuple[bool, dict, list[Render]]:
-    """One model: build it, render it both ways, judge."""
-    folder = Path(tempfile.mkdtemp(prefix=f"comfyimg-smoke-{shape.name}-"))
+    """One model: build it into a fresh volume, render it both ways, judge."""
+    volume = f"comfyimg-smoke-models-{uuid.uuid4().hex[:10]}"
+    folder = Path(tempfile.mkdtemp(prefix=f"comfyimg-smoke-{shape.name}-"))  # the host's own: capped logs, answers
     try:
-        folder.chmod(0o777)  # the builder runs as the image's user
-        model = build_model(docker, image, user, gpu_options, folder, deadline, shape.name)
-        mounts = [(str(PROBES_DIR / "comfyimg_smoke"), NODE_MOUNT, "ro"),
-                  (str(folder / "unet"), f"{COMFY_DIR}/models/diffusion_models", "ro")]
-        if shape.vae:
-            mounts.append((str(folder / "vae"), f"{COMFY_DIR}/models/vae", "ro"))
-        runs = [render(docker, image, root, sage, mounts, gpu_options, steps, deadline, shape)
+        sandbox.volume_create(volume)
+        model = build_model(image, user, gpu_args, volume, deadline, folder, shape.name)
+        options = comfyui_sandbox(user, volume, gpu_args)
+        runs = [render(image, root, sage, options, steps, deadline, folder, shape)
                 if model.get("status") == "pass" else Render(sage, problem="no model")
                 for sage in (True, False)]
+    except DockerException as exc:
+        raise WorkFailed(f"the Docker engine failed during the smoke: {one_line(error_line(exc))}") from None
     finally:
+        sandbox.volume_remove(volume)
         shutil.rmtree(folder, ignore_errors=True)
     passed, verdict = judge(model, runs[0], runs[1], steps, shape=shape)
     return passed, verdict, runs
@@ -538,16 +679,14 @@ def smoke(root: Path, image: str, *, model: str = "sdxl", gpus: str = "auto", cd
     """Smoke ``model`` (one of SHAPES, or "all": each in turn, each within its own ``timeout``)."""
     names = models_of(model)
     started = time.monotonic()
-    docker = client()
-    user, access = image_user_and_gpu(docker, image, None, gpus, cdi_kind)
+    user, access = image_user_and_gpu(image, None, gpus, cdi_kind)
     gpu = {"mode": gpus, "access": access.flag or "none", "why": access.why, "host_gpu": host_gpu()}
     verdicts: dict[str, dict] = {}
     seconds: dict[str, float] = {}
     booted = False
     for name in names:
         t0 = time.monotonic()
-        _, verdicts[name], runs = smoke_model(docker, image, root, user, access.run_options(), SHAPES[name], steps,
-                                              t0 + timeout)
+        _, verdicts[name], runs = smoke_model(image, root, user, access.run_args(), SHAPES[name], steps, t0 + timeout)
         seconds[name] = round(time.monotonic() - t0, 2)
         verdicts[name]["speed"][0]["model_s"] = seconds[name]
         booted = booted or runs[0].booted_s is not None

@@ -196,6 +196,14 @@ def kernel_timing(shape, dtype, warmup=3, iters=10):
             "ratio": round(sdpa_ms / sage_ms, 3), "timing": f"CUDA events, median of {iters} after {warmup}"}
 
 
+def _gpu(torch, device):
+    """The GPU the smoke ran on (name, smXY, CUDA of torch): the evidence says which arch it proves."""
+    if device != "cuda" or not torch.cuda.is_available():
+        return None
+    major, minor = torch.cuda.get_device_capability()
+    return {"name": torch.cuda.get_device_name(), "sm": f"sm{major}{minor}", "cuda": torch.version.cuda}
+
+
 def save(tensors, path, seed):
     from safetensors.torch import save_file
 
@@ -226,7 +234,7 @@ def build(comfyui, out, model, seed, device, size="full", check_only=False):
     result = {"status": "pass", "model": model, "class": m["cls"], "parameters": params, "dtype": m["dtype"],
               "seed": seed, "device": device, "size": size, "blocks": blocks, "latent": s["latent"],
               "context": s["context"], "pooled": s["pooled"], "tokens": tokens, "heads": heads, "head_dim": head_dim,
-              "torch": torch.__version__}
+              "torch": torch.__version__, "gpu": _gpu(torch, device)}
     result["step"] = one_step(net, step_inputs(model, s, device, dtype, generator))
     if not (result["step"]["finite"] and result["step"]["same_shape"]):
         return {**result, "status": "fail", "reason": f"one step of the {model} model is not usable: {result['step']}"}
