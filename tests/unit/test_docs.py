@@ -23,7 +23,7 @@ PROSE = [d for d in DOCS if not (d.is_relative_to(EVIDENCE) and d.name != "READM
 GENERATED = {REPO / "docs" / "reference" / "gpu-coverage.md", REPO / "docs" / "reference" / "kernels-table.md"}
 GUIDES = sorted((REPO / "docs" / "user-guides").glob("*.md"))
 TOP = {p.name for p in REPO.iterdir()} - {".venv", ".git", "build"}
-OUTPUTS = ("build/", "reports/", "compose/data")  # written by the commands, not part of the repository
+OUTPUTS = ("build/", "reports/", "compose/data", ".gpu/")  # written by the commands and the GPU scripts, git-ignored
 COMMIT = re.compile(r"\b(?=[0-9a-f]*\d)(?=[0-9a-f]*[a-f])[0-9a-f]{7,40}\b")
 PATH = re.compile(r"[\w.\-]+(?:/[\w.\-]+)+/?")
 MAX_PARAGRAPH = 800
