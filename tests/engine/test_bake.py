@@ -119,6 +119,33 @@ def test_print_evaluates_every_target_of_the_real_bake_file(engine_project):
     assert "Traceback" not in proc.stderr
 
 
+def test_print_is_what_buildx_prints_with_the_same_options(engine_project):
+    """``--print`` runs buildx once and adds the labels itself: the plan is, in content, what
+    ``docker buildx bake --print`` prints given the same ``--set`` options (the user's, then the
+    derived labels), on the project's own bake file."""
+    from comfyimg.bake.bake import BakeRequest, derived_args
+    from comfyimg.pins.load import load
+    from comfyimg.render import BAKE_FILE, BAKE_VARS, targets
+
+    project = engine_project("print-same", (REPO / "wheels.toml").read_text(encoding="utf-8"))
+    shutil.copytree(REPO / "generated", project.root / "generated")
+    env = {"IMAGE_SOURCE": "https://example.invalid/o/r", "IMAGE_REVISION": "0" * 40,
+           "IMAGE_CREATED": "2026-12-07T00:00:00Z"}  # the same values for both runs
+    user_set = "runtime-cpu.labels.extra=from the user"
+    proc = project.invoke("bake", "--print", "-t", "all", "--label", project.label, "--set", user_set, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ours = json.loads(proc.stdout)
+
+    pins = load(project.root / "wheels.toml", bake_targets=targets(project.root / BAKE_FILE))
+    derived = derived_args(pins, BakeRequest(targets=["all"], mode="print"), ours)
+    assert any("labels." in a for a in derived), derived  # the labels are there to compare
+    raw = project.run("docker", "buildx", "bake", "--print", "--file", BAKE_FILE, "--file", BAKE_VARS,
+                      "--set", user_set, *derived, "all", env={**env, "IMAGE_LABEL": project.label})
+    assert raw.returncode == 0, raw.stderr[-3000:]
+    assert ours == json.loads(raw.stdout)
+    assert ours["target"]["runtime-cpu"]["labels"]["extra"] == "from the user"
+
+
 def test_per_arch_pins_add_a_per_arch_target_that_builds(served, engine_project, tmp_path):
     arch_version = "2.2.0+cu129.torch2.13.0.sm90"
     wheel = make_wheel(served.server.root / "arch", "sageattention", arch_version, sage2_files(arch_version))

@@ -468,9 +468,12 @@ def _preflight(root: Path, pins: Pins, request: BakeRequest,
     for problem in problems if request.mode == "print" else []:
         say(f"warning: {problem}")
     derived = derived_args(pins, request, resolved)
-    if request.mode == "print":  # what buildx makes of it, exactly; a build saves this second plan
+    if request.mode == "print" and (request.cache_to or request.cache_from):
+        # buildx prints a cache entry in its own parsed form (attributes as keys): let it.
         return plan(root, request, derived), derived, request
-    for target, spec in resolved.get("target", {}).items():  # the labels the build will set
+    # The labels the build will set: what buildx prints for the same --set options (one
+    # --print run, not two; tests/engine/test_bake.py compares the two).
+    for target, spec in resolved.get("target", {}).items():
         if (installed := pins_for(pins, target)) is not None:
             labels = spec.setdefault("labels", {})
             labels[PINS_LABEL] = pins_label(pins, target, installed)
