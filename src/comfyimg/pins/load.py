@@ -36,10 +36,10 @@ from comfyimg.pins.fields import (
     unknown_keys,
 )
 from comfyimg.pins.lines import Errors
-from comfyimg.pins.model import Coverage, IndexSource, Pin, Pins, Profile, Source
+from comfyimg.pins.model import DEFAULT_PLATFORM, DOCKER_PLATFORMS, Coverage, IndexSource, Pin, Pins, Profile, Source
 
-PROFILE_KEYS = {"python", "platform", "torch", "torch_index", "cuda", "archs", "glibc"}
-WHEEL_KEYS = {"name", "version", "url", "sha256", "source", "targets", "provides", "arch", "serves",
+PROFILE_KEYS = {"python", "platform", "platforms", "torch", "torch_index", "cuda", "archs", "glibc"}
+WHEEL_KEYS = {"name", "version", "url", "sha256", "source", "targets", "provides", "arch", "platform", "serves",
               "coverage", "coverage_from", "dispatch_from", "dispatch"}
 SOURCE_KEYS = {"github", "release"}
 INDEX_SOURCE_KEYS = {"index", "project"}
@@ -64,9 +64,8 @@ def _load_profile(err: Errors, name: str, table: Any) -> Profile | None:
     python, good = matching(err, where, f + "python", table, "python", F.PY,
                             "a CPython tag; expected e.g. 'cp312'")
     ok &= good
-    platform, good = matching(err, where, f + "platform", table, "platform", F.PLATFORM,
-                              "a wheel platform tag; expected e.g. 'linux_x86_64'")
-    ok &= good
+    platforms = _profile_platforms(err, where, f, table)
+    ok &= bool(platforms)
     torch = string(err, where, f + "torch", table, "torch")
     if torch:
         try:
@@ -103,10 +102,38 @@ def _load_profile(err: Errors, name: str, table: Any) -> Profile | None:
         else:
             err.add(where + ("glibc",), f + "glibc", f"{glibc_raw!r} is not a glibc version; expected e.g. '2.39'")
             ok = False
-    if not (ok and python and platform and torch and index):
+    if not (ok and python and platforms and torch and index):
         return None
-    abi = ImageABI(python, platform, torch, cuda, tuple(archs), glibc)
-    return Profile(name, abi, index, err.line(*where))
+    abi = ImageABI(python, platforms[0], torch, cuda, tuple(archs), glibc)
+    return Profile(name, abi, index, err.line(*where), platforms)
+
+
+def _known_platform(err: Errors, where: tuple[Any, ...], field: str, value: str) -> bool:
+    if value in DOCKER_PLATFORMS:
+        return True
+    err.add(where, field, f"{value!r} is not a platform the images are built for; expected one of "
+            f"{', '.join(sorted(DOCKER_PLATFORMS))}")
+    return False
+
+
+def _profile_platforms(err: Errors, where: tuple[Any, ...], f: str, table: dict) -> tuple[str, ...] | None:
+    """``platform = "linux_x86_64"`` or ``platforms = ["linux_x86_64", "linux_aarch64"]`` (the
+    first builds the targets without a suffix, each other one the ``-<arch>`` targets)."""
+    if "platform" in table and "platforms" in table:
+        err.add(where + ("platforms",), f + "platforms",
+                "give platform (one) or platforms (several), not both")
+        return None
+    if "platforms" in table:
+        listed = str_list(err, where, f + "platforms", table, "platforms")
+        if not listed:
+            return None
+        known = [_known_platform(err, where + ("platforms",), f + "platforms", p) for p in listed]
+        return listed if all(known) and len(set(listed)) == len(listed) else None
+    one, good = matching(err, where, f + "platform", table, "platform", F.PLATFORM,
+                         "a wheel platform tag; expected e.g. 'linux_x86_64'")
+    if not (good and one and _known_platform(err, where + ("platform",), f + "platform", one)):
+        return None
+    return (one,)
 
 
 def _load_index_source(err: Errors, where: tuple[Any, ...], raw: dict) -> IndexSource | None:
@@ -186,6 +213,9 @@ def _load_wheel(err: Errors, i: int, table: Any, profiles: dict[str, Profile | N
     if arch is not None and not SM.fullmatch(arch):
         err.add(where + ("arch",), "arch", f"{arch!r} is not a GPU arch; expected e.g. 'sm90'")
         arch = None
+    platform = string(err, where, "platform", table, "platform", required=False)
+    if platform is not None and not _known_platform(err, where + ("platform",), "platform", platform):
+        platform = None
     serves = str_list(err, where, "serves", table, "serves", required=False)
     for sm in serves or ():
         try:  # any arch NVIDIA's rules know: smXY, e.g. sm75, sm100, sm121
@@ -195,6 +225,7 @@ def _load_wheel(err: Errors, i: int, table: Any, profiles: dict[str, Profile | N
             serves = None
     coverage = _load_coverage(err, where, table)
     wheel = check_url(err, where, name, version, arch, url) if url else None
+    on = platform or _first_platform(err, where, targets or (), profiles)
     for target in targets or ():
         if bake_targets is not None and target not in bake_targets:
             err.add(where + ("targets",), "targets",
@@ -212,14 +243,32 @@ def _load_wheel(err: Errors, i: int, table: Any, profiles: dict[str, Profile | N
         if arch and profile.abi.archs and arch not in profile.abi.archs:
             err.add(where + ("arch",), "arch",
                     f"{arch} is not among profiles.{profile.name}.archs ({', '.join(profile.abi.archs)})")
-        if wheel is not None:
-            for reason in mismatches(wheel, profile.abi):
+        if on not in profile.all_platforms:
+            err.add(where + ("platform",), "platform",
+                    f"{on} is not among profiles.{profile.name}'s platforms ({', '.join(profile.all_platforms)}); "
+                    f"add it there or pin {target} for one of them")
+        elif wheel is not None:
+            abi = profile.abi_for(on)
+            for reason in mismatches(wheel, abi):
                 err.add(where + ("url",), "url",
-                        f"{wheel.filename} does not fit {target} ({profile.abi.describe()}): {reason}")
-    if not (name and raw_version and version and url and wheel and targets and provides):
+                        f"{wheel.filename} does not fit {target} ({abi.describe()}): {reason}")
+    if not (name and raw_version and version and url and wheel and targets and provides and on):
         return None
     return Pin(i, name, raw_version, url, sha256, source, targets, provides, arch, err.line(*where),
-               serves, coverage)
+               serves, coverage, on)
+
+
+def _first_platform(err: Errors, where: tuple[Any, ...], targets: tuple[str, ...],
+                    profiles: dict[str, Profile | None]) -> str | None:
+    """A pin without ``platform`` is for its profile's first platform; targets of profiles whose
+    first platforms differ must say which."""
+    firsts = {p.all_platforms[0] for t in targets if (p := profiles.get(t.rsplit("-", 1)[-1]))}
+    if len(firsts) > 1:
+        err.add(where + ("targets",), "platform",
+                f"missing; the targets' profiles start with different platforms ({', '.join(sorted(firsts))}): "
+                "name the one this wheel is for")
+        return None
+    return firsts.pop() if firsts else DEFAULT_PLATFORM
 
 
 def _load_coverage(err: Errors, where: tuple[Any, ...], table: dict) -> Coverage | None:
@@ -381,6 +430,7 @@ def loads(text: str, path: Path, *, bake_targets: set[str] | None = None) -> Pin
         raw_wheels = []
     wheels = [w for i, t in enumerate(raw_wheels) if (w := _load_wheel(err, i, t, profiles, bake_targets))]
     _check_duplicates(err, wheels)
+    _check_platforms(err, wheels, profiles)
     err.raise_if_any()
     return Pins(path, {k: v for k, v in profiles.items() if v}, tuple(wheels), comfyui)
 
@@ -398,7 +448,7 @@ def _deep_line(text: str, limit: int = 50) -> int:
 
 
 def _check_duplicates(err: Errors, wheels: list[Pin]) -> None:
-    seen_key: dict[tuple[str, str, str | None], Pin] = {}
+    seen_key: dict[tuple[str, str, str | None, str], Pin] = {}
     seen_url: dict[str, Pin] = {}
     for pin in wheels:
         where = ("wheel", pin.index)
@@ -406,12 +456,34 @@ def _check_duplicates(err: Errors, wheels: list[Pin]) -> None:
             err.add(where + ("url",), "url", f"the same URL is pinned at line {first.line}")
         seen_url.setdefault(pin.url, pin)
         for target in pin.targets:
-            k = (canonicalize_name(pin.name), target, pin.arch)
+            k = (canonicalize_name(pin.name), target, pin.arch, pin.platform)
             if first := seen_key.get(k):
                 arch = f" for {pin.arch}" if pin.arch else ""
+                arch += f" on {pin.platform}" if pin.platform != DEFAULT_PLATFORM else ""
                 err.add(where + ("name",), "name",
                         f"duplicate pin of {pin.name}{arch} in {target} (first at line {first.line})")
             seen_key.setdefault(k, pin)
+
+
+def _check_platforms(err: Errors, wheels: list[Pin], profiles: dict[str, Profile | None]) -> None:
+    """A target built for several platforms installs the same distributions on each: a
+    distribution pinned for one platform and not for another is refused (with the fix)."""
+    on: dict[tuple[str, str], dict[str, Pin]] = {}  # (target, distribution) -> platform -> first pin
+    for pin in wheels:
+        for target in pin.targets:
+            on.setdefault((target, canonicalize_name(pin.name)), {}).setdefault(pin.platform, pin)
+    for (target, _), have in sorted(on.items()):
+        profile = profiles.get(target.rsplit("-", 1)[-1])
+        if profile is None:
+            continue
+        first = min(have.values(), key=lambda p: p.index)
+        for platform in profile.all_platforms:
+            if platform not in have:
+                err.add(("wheel", first.index, "platform"), "platform",
+                        f"{target} installs {first.name} on {', '.join(sorted(have))} but no pin has it for "
+                        f"{platform} (profiles.{profile.name}.platforms names it); add a [[wheel]] with "
+                        f'platform = "{platform}" and targets = ["{target}"], or drop {platform} from '
+                        f"profiles.{profile.name}.platforms")
 
 
 def load(path: Path, *, bake_targets: set[str] | None = None) -> Pins:
