@@ -13,9 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from packaging.utils import InvalidWheelFilename, parse_wheel_filename
+from packaging.version import InvalidVersion
+
 from comfyimg.kernels import dispatch
 from comfyimg.kernels.cuobjdump import cuobjdump, read_module
-from comfyimg.kernels.elf import BadKernels
+from comfyimg.kernels.elf import MACHINES, BadKernels
 from comfyimg.kernels.rules import Module
 
 CHUNK = 1 << 16  # 64 KiB: larger reads cost more in page faults than they save in calls (bench/audit_wheel.py)
@@ -54,9 +57,20 @@ def _sha256(path: Path, label: str) -> str:
         raise BadKernels(f"{label}: cannot read: {exc.strerror}") from None
 
 
-def _read_and_delete(part: Path, name: str, where: str) -> Module:
+def wheel_machine(filename: str) -> str | None:
+    """The one ELF machine a wheel's platform tags name (``…-linux_aarch64.whl`` → ``aarch64``);
+    None for ``any``, several, or a name that is not a wheel's."""
     try:
-        return read_module(part, name, where)
+        _, _, _, tags = parse_wheel_filename(filename)
+    except (InvalidWheelFilename, InvalidVersion):
+        return None
+    found = {m for t in tags for m in MACHINES.values() if t.platform.endswith("_" + m)}
+    return found.pop() if len(found) == 1 else None
+
+
+def _read_and_delete(part: Path, name: str, where: str, machine: str | None = None) -> Module:
+    try:
+        return read_module(part, name, where, machine)
     finally:
         part.unlink(missing_ok=True)
 
@@ -76,7 +90,8 @@ def _copy_capped(src: IO[bytes], dst: IO[bytes], where: str) -> None:
         dst.write(chunk)
 
 
-def _extract_and_read(zf: zipfile.ZipFile, info: zipfile.ZipInfo, part: Path, where: str) -> Module:
+def _extract_and_read(zf: zipfile.ZipFile, info: zipfile.ZipInfo, part: Path, where: str,
+                      machine: str | None = None) -> Module:
     """Stream one member to ``part``, list it with cuobjdump, delete it."""
     try:
         with zf.open(info) as src, open(part, "wb") as dst:
@@ -85,7 +100,7 @@ def _extract_and_read(zf: zipfile.ZipFile, info: zipfile.ZipInfo, part: Path, wh
             RuntimeError, NotImplementedError) as exc:  # encrypted; unsupported compression
         part.unlink(missing_ok=True)
         raise BadKernels(f"{where}: the zip member cannot be read: {exc}") from None
-    return _read_and_delete(part, module_name(info.filename), where)
+    return _read_and_delete(part, module_name(info.filename), where, machine)
 
 
 # Members inflated side by side: zlib and the CRC check release the GIL, so two threads use two
@@ -102,6 +117,7 @@ def read_wheel(path: Path, name: str | None = None) -> WheelKernels:
     are read alongside, so memory stays flat and the wall time stays close to one read of the
     wheel."""
     label = name or path.name
+    machine = wheel_machine(label)  # an aarch64 wheel holds aarch64 ELFs: the same fatbins
     _, version = cuobjdump()
     try:
         zf = zipfile.ZipFile(path)
@@ -116,7 +132,8 @@ def read_wheel(path: Path, name: str | None = None) -> WheelKernels:
 
         def one(n: int, info: zipfile.ZipInfo) -> Module:
             with gate:
-                return _extract_and_read(zf, info, Path(tmp) / f"module-{n}.so", f"{label}: {info.filename}")
+                return _extract_and_read(zf, info, Path(tmp) / f"module-{n}.so", f"{label}: {info.filename}",
+                                         machine)
 
         listings = [pool.submit(one, n, info) for n, info in enumerate(members)]
         modules = [f.result() for f in listings]
