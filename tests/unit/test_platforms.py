@@ -106,3 +106,27 @@ def test_invoke_check_refuses_a_platform_without_a_pin(project_factory):
     assert result.returncode == 2, result.stderr
     lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and "no pin has it for linux_aarch64" in lines[0], result.stderr
+
+
+def test_render_writes_one_requirements_file_per_platform_and_arch():
+    from comfyimg import render
+
+    arm90 = "sageattention-2.2.0+cu129.torch2.9.0.sm90-cp312-cp312-linux_aarch64.whl"
+    loaded = pins.loads(_toml(_pin(X86), _pin(ARM, "linux_aarch64"), _pin(arm90, "linux_aarch64", arch="sm90")),
+                        Path("wheels.toml"))
+    files = {str(k): v for k, v in render.render(loaded).items()}
+    assert {k for k in files if k.startswith("generated/requirements/")} == {
+        "generated/requirements/complete-cuda.txt", "generated/requirements/complete-cuda-arm64.txt",
+        "generated/requirements/complete-cuda-sm90-arm64.txt"}
+    arm = files["generated/requirements/complete-cuda-arm64.txt"]
+    assert "Image: complete-cuda-arm64; ABI cp312/linux_aarch64/torch 2.9.0/CUDA 12.9" in arm
+    assert ARM in arm and X86 not in arm
+    assert arm90 in files["generated/requirements/complete-cuda-sm90-arm64.txt"]
+    assert X86 in files["generated/requirements/complete-cuda.txt"]
+    # A resolved bake target → the pins it installs and the platform its label names.
+    for target, want, platform in (("complete-cuda", [X86], "linux_x86_64"), ("complete-cuda-arm64", [ARM], "linux_aarch64"),
+                                   ("complete-cuda-sm90-arm64", [arm90], "linux_aarch64")):
+        assert [p.filename for p in render.pins_for(loaded, target) or []] == want, target
+        assert render.platform_for(loaded, target) == platform
+    assert render.pins_for(loaded, "complete-cuda-amd64") is None  # the first platform has no suffix
+    assert render.pins_for(loaded, "core-cuda-arm64") is None

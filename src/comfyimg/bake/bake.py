@@ -23,7 +23,7 @@ from typing import Any
 
 from comfyimg import render
 from comfyimg.bake import autocover, record
-from comfyimg.render import BAKE_FILE, PINS_LABEL, pins_for, pins_label
+from comfyimg.render import BAKE_FILE, PINS_LABEL, PLATFORM_LABEL, pins_for, pins_label, platform_for
 from comfyimg.render import targets as bake_targets
 from comfyimg.bake.buildlog import pip_hash_mismatch
 from comfyimg.engine.docker import (
@@ -171,6 +171,7 @@ def derived_args(pins: Pins, request: BakeRequest, resolved: dict[str, Any]) -> 
         installed = pins_for(pins, target)
         if installed is not None:
             sets.append(f"{target}.labels.{PINS_LABEL}={pins_label(pins, target, installed)}")
+            sets.append(f"{target}.labels.{PLATFORM_LABEL}={platform_for(pins, target)}")
         tags = list(spec.get("tags", []))
         for key, specs, export in (("cache-to", request.cache_to, True), ("cache-from", request.cache_from, False)):
             entries = [e for s in specs for e in cache_entries(s, target, tags, export=export)]
@@ -353,6 +354,7 @@ def _preflight(root: Path, pins: Pins, request: BakeRequest, say: Say) -> tuple[
     for target, spec in resolved.get("target", {}).items():  # the labels the build will set
         if (installed := pins_for(pins, target)) is not None:
             spec.setdefault("labels", {})[PINS_LABEL] = pins_label(pins, target, installed)
+            spec["labels"][PLATFORM_LABEL] = platform_for(pins, target)
     return resolved, derived
 
 
