@@ -225,6 +225,7 @@ def audit(root: Path, wheel: str | Path | None, archs: list[str], as_json: bool)
                 err().print(f"{entry.pin.key} {entry.pin.version}: {coverage.unrecorded_message(pins, entry.pin)}")
             else:
                 out().print(report.pin_table(entry, result.archs))
+                out().print(report.pin_runs_on(entry))
     return FAILED if result.failed else 0
 
 

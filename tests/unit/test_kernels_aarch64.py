@@ -99,3 +99,68 @@ def test_an_x86_64_module_in_an_aarch64_wheel_is_refused(tmp_path, project):
                         filename="sageattention-2.2.0-290.129-cp312-cp312-linux_aarch64.whl")
     r = project.invoke("audit", "--wheel", str(wheel), "--arch", "sm90")
     assert_failed_cleanly(r, 2, stderr="an ELF for x86_64 in a wheel whose platform tag says aarch64")
+
+
+# --------------------------------------------------------------------------- coverage per platform
+
+X86_NAME = "sageattention-2.2.0-290.129-cp312-cp312-linux_x86_64.whl"
+ARM_NAME = "sageattention-2.2.0-290.129-cp312-cp312-linux_aarch64.whl"
+
+
+def _recorded_two_platforms(tmp_path):
+    """An x86-64 pin (sm90 and sm120 kernels) and an aarch64 pin (sm90 and sm121 kernels), both
+    recorded from their wheels as bump records them; the profile serves sm90, sm120 and sm121."""
+    from tests.lib.cudawheels import FULL_SAGE2
+    from tests.lib.pinfile import profile, recorded, wheel
+    from tests.lib.wheels import sha256_file
+
+    x86 = sage2_wheel(tmp_path / "x86", FULL_SAGE2, filename=X86_NAME)
+    arm = sage2_wheel(tmp_path / "arm", {"_qattn_sm80": "r_121a", "_qattn_sm89": "r_121a", "_qattn_sm90": "r_90a",
+                                         "_fused": "r_90a"}, source="d1a57a5", aarch64=True, filename=ARM_NAME)
+    text = profile("cuda", torch="2.9.0", torch_index="cu128", cuda="12.9", archs=["sm90", "sm120", "sm121"],
+                   platforms=["linux_x86_64", "linux_aarch64"])
+    for w, platform in ((x86, None), (arm, "linux_aarch64")):
+        text += "\n" + wheel("sageattention", "2.2.0", f"https://example.invalid/{w.name}", sha256=sha256_file(w),
+                             targets=["complete-cuda"], platform=platform)
+    path = tmp_path / "wheels.toml"
+    return recorded(text, path, x86, arm)
+
+
+def test_the_coverage_doc_has_arm64_rows_named_for_arm64_machines(tmp_path):
+    from pathlib import Path
+
+    from comfyimg.audit import report
+    from comfyimg.pins import load as pins
+
+    loaded = pins.loads(_recorded_two_platforms(tmp_path), Path("wheels.toml"))
+    doc = report.markdown(loaded)
+    head = "| image | pin | serves | coverage | sm90 (GH200) | sm100 (GB200) | sm121 (GB10 / DGX Spark) |"
+    assert head in doc
+    # _fused carries sm_90a only: GH200 runs it; on GB10 main's dispatch needs _fused too, which lacks sm_121a.
+    assert "| complete-cuda-arm64 | sageattention[linux_aarch64] | sm90, sm120, sm121 | recorded | yes | NO | NO |" in doc
+    x86_row = next(ln for ln in doc.splitlines() if ln.startswith("| complete-cuda | sageattention |"))
+    assert "GH200" not in x86_row
+    section = doc.split("## sageattention[linux_aarch64] 2.2.0", 1)[1]
+    assert "- sm90 (GH200): yes:" in section and "- sm121 (GB10 / DGX Spark): NO:" in section
+    assert "H100" not in section
+
+
+def test_audit_says_per_platform_which_gpus_run_each_pin(tmp_path, project_factory):
+    project = project_factory(_recorded_two_platforms(tmp_path), 'target "complete-cuda" {}\n')
+    r = project.invoke("audit", "--json")
+    assert r.returncode == 1, r.stdout + r.stderr  # each pin fails an arch it serves
+    pins = json.loads(r.stdout)["pins"]
+    assert pins["sageattention[linux_aarch64]"]["platform"] == "linux_aarch64"
+    assert pins["sageattention[linux_aarch64]"]["runs_on"] == ["sm90 (GH200)"]
+    assert pins["sageattention"]["platform"] == "linux_x86_64"
+    assert pins["sageattention"]["runs_on"] == ["sm90 (H100 / H200)", "sm120 (RTX 50xx)"]
+    text = project.invoke("audit")
+    assert "sageattention[linux_aarch64] (linux_aarch64) runs on: sm90 (GH200)" in text.stdout, text.stdout
+
+
+def test_audit_of_an_aarch64_wheel_names_the_arm64_machines(tmp_path, project):
+    wheel = sage2_wheel(tmp_path, PER_ARCH_SAGE2["sm90"], aarch64=True)
+    r = project.invoke("audit", "--wheel", str(wheel), "--arch", "sm90", "--arch", "sm100", "--arch", "sm121")
+    assert r.returncode == 1
+    assert "sm90 (GH200): runnable" in r.stdout and "sm100 (GB200): NOT runnable" in r.stdout
+    assert "sm121 (GB10 / DGX Spark): NOT runnable" in r.stdout

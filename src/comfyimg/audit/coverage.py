@@ -27,6 +27,21 @@ from comfyimg.pins.load import Pin, Pins
 # The GPUs the coverage docs always show, by arch (labels only: any arch NVIDIA's rules know is judged).
 GPUS = {"sm75": "T4", "sm80": "A100", "sm86": "A10 / RTX 30xx", "sm89": "L4 / RTX 40xx",
         "sm90": "H100 / H200", "sm100": "B200", "sm120": "RTX 50xx", "sm121": "DGX Spark"}
+# The arm64 (linux_aarch64) machines NVIDIA builds around each arch: Grace Hopper, Grace Blackwell
+# and the DGX Spark desk machine. The arm64 rows of the coverage docs show these.
+ARM64_GPUS = {"sm90": "GH200", "sm100": "GB200", "sm121": "GB10 / DGX Spark"}
+ARM64 = "linux_aarch64"
+
+
+def gpu_names(platform: str | None) -> dict[str, str]:
+    """Arch → the GPU it stands for on ``platform`` (an aarch64 wheel runs on GH200, not H100)."""
+    return ARM64_GPUS if platform == ARM64 else GPUS
+
+
+def runs_on(vs: dict[str, Verdict], platform: str | None) -> list[str]:
+    """The GPUs ``vs`` says run the kernels, named for ``platform``: ``sm90 (GH200)``."""
+    names = gpu_names(platform)
+    return [f"{a} ({names[a]})" if a in names else a for a, v in vs.items() if v.runnable]
 
 
 def serves(pins: Pins, pin: Pin) -> tuple[str, ...]:
@@ -198,6 +213,11 @@ class PinAudit:
     found: dispatch.Found | None
     rules: kernels.Rules | None
     verdicts: dict[str, Verdict]
+
+    @property
+    def runs_on(self) -> list[str]:
+        """The GPUs it serves that run its kernels, named for its platform (``sm90 (GH200)``)."""
+        return runs_on({a: v for a, v in self.verdicts.items() if a in self.served}, self.pin.platform)
 
 
 @dataclass(frozen=True)
