@@ -67,7 +67,7 @@ variable "TORCH_INDEX_BASE" {
 
 # OCI labels (org.opencontainers.image.*) on every image. `invoke bake` fills these
 # from the environment or git (IMAGE_SOURCE: GITHUB_SERVER_URL/GITHUB_REPOSITORY or
-# the origin remote; IMAGE_REVISION: GITHUB_SHA or HEAD; IMAGE_CREATED: now) and adds
+# the origin remote's web address, never a path; IMAGE_REVISION: GITHUB_SHA or HEAD; IMAGE_CREATED: now) and adds
 # io.comfyimg.pins, the pins each image installs. Labels are image config, not
 # layers: they never invalidate the build cache.
 variable "IMAGE_SOURCE" {

@@ -1,5 +1,6 @@
 """Sessions: ``nox --list``.  Thin: install from the lock (uv.lock), then call pytest or comfyimg."""
 
+import os
 from pathlib import Path
 
 import nox
@@ -16,9 +17,17 @@ def uv() -> str:
     from uv import find_uv_bin
 
     return find_uv_bin()
-# torch for the probe tests: the CPU build these machines carry (PyPI's torch is the CUDA
-# one). Its own dependencies are locked in the test group; torch goes in without them.
+# torch for the probe tests: the CPU build, from torch's CPU index by default (PyPI's torch is
+# the CUDA one, which does not import on a machine without CUDA's libraries, such as a stock
+# GitHub runner). COMFYIMG_TEST_TORCH_INDEX names another index; set it empty to use pip's own
+# configuration (a machine whose index or find-links carry the CPU build). Its own dependencies
+# are locked in the test group; torch goes in without them.
 TORCH = "torch==2.13.0"
+TORCH_INDEX = os.environ.get("COMFYIMG_TEST_TORCH_INDEX", "https://download.pytorch.org/whl/cpu")
+
+
+def install_torch(session):
+    session.install("--no-deps", *(["--index-url", TORCH_INDEX] if TORCH_INDEX else []), TORCH)
 
 
 def install_locked(session, *groups):
@@ -46,7 +55,7 @@ def tests(session):
     """
     session.run(uv(), "lock", "--check", env={"UV_SYSTEM_CERTS": "1"}, external=True)
     install_locked(session, "test")
-    session.install("--no-deps", TORCH)
+    install_torch(session)
     session.run("pytest", *session.posargs)
 
 
@@ -59,7 +68,7 @@ def tests_latest(session):
     """
     session.run_install(uv(), "pip", "install", "--python", session.virtualenv.location, "--upgrade",
                         "-e", ".", "--group", "test", env={"UV_SYSTEM_CERTS": "1"}, external=True)
-    session.install("--no-deps", TORCH)
+    install_torch(session)
     session.run("python", "-m", "pip", "list", "--format=freeze")
     session.run("pytest", "-m", "not lock", "tests/unit", "tests/http", "tests/lib", *session.posargs)
 

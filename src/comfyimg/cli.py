@@ -3,35 +3,60 @@
 Only this module parses arguments, prints, emits JSON (:func:`emit_json`) and turns errors into
 exit codes (:func:`failure`; each error class carries its code, :mod:`comfyimg.errors`). The
 domain functions it calls return data or raise; :func:`run` (invoke) and :func:`main`
-(``python -m comfyimg``) end a command the same way."""
+(``python -m comfyimg``) end a command the same way.
+
+Every command is defined once (the end of this module): a frozen dataclass of its options, each
+with its help (:func:`option`), and a :class:`Command` that names it, its summary and the function
+that runs it. One parser (:meth:`Command.request_from`) builds the request for invoke's task
+(:meth:`Command.task`, which ``tasks.py`` lists), for ``python -m comfyimg NAME`` (:meth:`Command.main`)
+and so for nox, which runs ``python -m comfyimg``. How to add one: docs/dev/commands.md.
+
+Over 500 lines on purpose: the boundary puts all parsing, printing and exit codes here and
+nowhere else, so this module holds each command's options and output."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import inspect
 import json
+import logging
 import math
+import re
 import shlex
 import signal
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar
 
-from comfyimg import render
-from comfyimg.bake.record import RECORD
 from comfyimg.errors import BAD_INPUT, FAILED, INTERRUPTED, BadInput, Stopped, UserError
 from comfyimg.fsutil import changed_statement, read_bytes
-from comfyimg.audit import coverage, report
 from comfyimg.output import SafeTable as Table
 from comfyimg.output import err, out, plain
-from comfyimg.pins import load as pins_mod
-from comfyimg.pins.model import record_hash_command
 from comfyimg.untrusted import for_terminal
-from comfyimg.validate import reports
+from comfyimg.validate.defaults import (
+    COMFYUI_PATH,
+    DEFAULT_CDI_KIND,
+    GPU_MODES,
+    MAX_STEPS,
+    SMOKE_STEPS,
+    SMOKE_TIMEOUT,
+    VALIDATE_TIMEOUT,
+)
 
 if TYPE_CHECKING:
+    from invoke import Task
+
+    from comfyimg.audit import coverage
     from comfyimg.bump.plan import Bumped
+    from comfyimg.pins import load as pins_mod
+    from comfyimg.validate import reports
+
+# Start-up (docs/dev/startup.md): this module imports only what parsing and printing need; each
+# command imports the stages it runs in its own function ("# optional: start-up"), so invoke
+# --list, --help and a command that needs little do not pay for the others.
 
 # `python -m comfyimg audit` stays within 2x of reading the wheel (docs/user-guides/performance.md):
 # the commands that drive docker (python-on-whales, pydantic), GitHub (httpx) or invoke import
@@ -43,13 +68,14 @@ if TYPE_CHECKING:
 SHORT_FLAGS = {"name": "n", "target": "t", "file": "f"}
 
 
-def task_class():
+def task_class() -> type[Task]:
     """invoke's ``Task``, with :data:`SHORT_FLAGS` instead of invoke's automatic short flags."""
     from invoke import Task  # optional: invoke's own tasks only; `python -m comfyimg` runs without it
 
     class FixedShortFlags(Task):
-        def __init__(self, *args: object, **kwargs: object) -> None:
-            super().__init__(*args, **{**kwargs, "auto_shortflags": False})  # type: ignore[arg-type]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.auto_shortflags = False
 
         def arg_opts(self, name: str, default: str, taken_names: set[str]) -> dict:
             opts = super().arg_opts(name, default, taken_names)
@@ -117,11 +143,11 @@ def _ending(work: Callable[[], int | None], *, stopped: tuple[str, str] | None =
             signal.signal(s, handler)
 
 
-def run(fn: Callable[..., int | None], *args: object, **kwargs: object) -> None:
+def run(work: Callable[[], int | None]) -> None:
     """Run a command for invoke; an error becomes invoke's ``Exit`` (one line, no traceback)."""
     from invoke.exceptions import Exit  # optional: invoke's own tasks only, as task_class
 
-    code, message = _ending(lambda: fn(*args, **kwargs))
+    code, message = _ending(work)
     if code:
         raise Exit(message, code)
 
@@ -144,11 +170,16 @@ def after_dashes(remainder: str | None) -> list[str]:
 
 def load_pins(root: Path) -> pins_mod.Pins:
     """``wheels.toml`` of the project at ``root``, its targets checked against the bake file."""
+    from comfyimg import render  # optional: start-up
+    from comfyimg.pins import load as pins_mod  # optional: start-up
+
     return pins_mod.load(root / "wheels.toml", bake_targets=render.targets(root / render.BAKE_FILE))
 
 
 def warn_unhashed(pins: pins_mod.Pins) -> None:
     """Warnings that do not stop a check: unrecorded hashes, images left without a wheel."""
+    from comfyimg.pins.model import record_hash_command  # optional: start-up
+
     for target in pins.targets():
         for name, per_arch in pins.arch_only(target).items():
             archs = ", ".join(p.arch for p in per_arch if p.arch)
@@ -164,6 +195,7 @@ def warn_unhashed(pins: pins_mod.Pins) -> None:
 def check_coverage(pins: pins_mod.Pins) -> None:
     """Recorded kernel coverage that misses an arch a pin serves: bad input (exit 2);
     no coverage recorded: a warning with the command that records it."""
+    from comfyimg.audit import coverage  # optional: start-up
 
     errors, unrecorded = coverage.problems(pins)
     for pin in unrecorded:
@@ -175,7 +207,10 @@ def check_coverage(pins: pins_mod.Pins) -> None:
 def check(root: Path, json_out: bool = False) -> int:
     """Validate wheels.toml, verify the generated files are current, run the bake build checks
     when an engine can: 0 ok, 1 drift or a build-check warning, 2 bad input."""
+    from comfyimg import render  # optional: start-up
+    from comfyimg.audit import coverage  # optional: start-up
     from comfyimg.bake import checks as buildchecks  # optional: the docker stack, for this command only
+
     pins = load_pins(root)
     check_coverage(pins)
     drifts = render.check(pins, root)
@@ -212,6 +247,7 @@ def check(root: Path, json_out: bool = False) -> int:
 def audit(root: Path, wheel: str | Path | None, archs: list[str], as_json: bool) -> int:
     """``invoke audit``: a wheel on disk (exit 0 runnable on every arch, 1 not, 2 bad input),
     or every pin from its recorded coverage."""
+    from comfyimg.audit import coverage, report  # optional: start-up
 
     if wheel:
         return show_wheel_audit(coverage.audit_wheel(root, Path(wheel), archs), as_json)
@@ -226,11 +262,16 @@ def audit(root: Path, wheel: str | Path | None, archs: list[str], as_json: bool)
             else:
                 out().print(report.pin_table(entry, result.archs))
                 out().print(report.pin_runs_on(entry))
+        out().print("runs on, per image:")
+        for line in report.runs_lines(result.runs):
+            out().print(line, soft_wrap=True)
     return FAILED if result.failed else 0
 
 
 def show_wheel_audit(result: coverage.WheelAudit, as_json: bool) -> int:
     """Exit 0: runnable on every arch asked; 1: not."""
+    from comfyimg.audit import report  # optional: start-up
+
     if as_json:
         emit_json(report.wheel_json(result))
     else:
@@ -241,6 +282,8 @@ def show_wheel_audit(result: coverage.WheelAudit, as_json: bool) -> int:
 
 
 def render_files(root: Path) -> int:
+    from comfyimg import render  # optional: start-up
+
     pins = load_pins(root)
     changed = render.write(pins, root)
     for path in changed:
@@ -251,35 +294,16 @@ def render_files(root: Path) -> int:
     return 0
 
 
-def parse_names(names: Sequence[str] | None, remainder: str = "") -> list[str]:
+def parse_names(names: Sequence[str]) -> list[str]:
     """``--name a --name b,c`` and ``-- a b`` → ``[a, b, c]``; given but empty is bad input
     (``--name ""`` must not mean "all")."""
     parsed: list[str] = []
-    for raw in [*(names or ()), *after_dashes(remainder)]:
+    for raw in names:
         parsed += [n.strip() for n in raw.split(",") if n.strip()]
-    if not parsed and (names or (remainder or "").strip()):
+    if not parsed and names:
         raise BadInput("the pin names given are empty; name a pin (e.g. --name sageattention), "
                        "or give none to bump every pin with a source")
     return parsed
-
-
-def bump(root: Path, names: Sequence[str] | None, remainder: str, **kwargs: object) -> int:
-    """``invoke bump``: names from ``--name`` (repeatable, comma-separated) and after ``--``."""
-    from comfyimg.bump import comfyui as comfyui_bump  # optional: httpx, for this command only
-    from comfyimg.bump import plan as bump_mod  # optional: httpx, for this command only
-
-    if kwargs.pop("comfyui", False):
-        if parse_names(names, remainder) or kwargs.get("verify") or kwargs.get("accept_new_bytes"):
-            raise BadInput("--comfyui moves the ComfyUI pin alone; it takes no pin names, "
-                           "--verify or --accept-new-bytes")
-        moved = comfyui_bump.bump(root, pre=bool(kwargs["pre"]), release=kwargs["release"],  # type: ignore[arg-type]
-                                  dry_run=bool(kwargs["dry_run"]))
-        show_comfyui_bump(moved, json_out=bool(kwargs["json_out"]))
-        return 0
-    json_out = bool(kwargs.pop("json_out", False))
-    show_bump(bump_mod.bump(root, parse_names(names, remainder), say=err().print, **kwargs),  # type: ignore[arg-type]
-              json_out=json_out)
-    return 0
 
 
 def show_bump(done: Bumped, *, json_out: bool) -> None:
@@ -288,17 +312,21 @@ def show_bump(done: Bumped, *, json_out: bool) -> None:
     from comfyimg.bump import plan as bump_mod  # optional: httpx, for this command only
     if json_out:
         emit_json(bump_mod.as_json(done.changes, dry_run=done.dry_run, wrote=done.wrote,
-                                   diff=done.diff if done.edits else ""))
+                                   diff=done.diff if done.edits or done.profile else "", profile=done.profile))
         return
     out().print(bump_mod.table(done.changes))
-    if not done.edits:
+    for key, (old, new) in done.profile.items():
+        out().print(f"profile: {key} {old} → {new}")
+    if not done.edits and not done.profile:
         out().print(f"up to date: {', '.join(sorted({c.pin.key for c in done.changes}))} "
                     f"already at {', '.join(sorted({c.release.tag for c in done.changes}))}")
     elif done.dry_run:
         out().print(done.diff, end="", soft_wrap=True)
-        out().print(f"dry run: {done.edits} pin(s) would change; nothing written")
+        out().print(f"dry run: {done.edits} pin(s){' and the profile' if done.profile else ''} would change; "
+                    "nothing written")
     else:
-        out().print(f"bumped {done.edits} pin(s) in {done.seconds:.2f} s; wrote {', '.join(done.wrote)}")
+        out().print(f"bumped {done.edits} pin(s){' and the profile' if done.profile else ''} in "
+                    f"{done.seconds:.2f} s; wrote {', '.join(done.wrote)}")
 
 
 def show_comfyui_bump(moved: dict[str, Any], *, json_out: bool) -> None:
@@ -318,49 +346,6 @@ def show_comfyui_bump(moved: dict[str, Any], *, json_out: bool) -> None:
                     f"{new['commit']}; wrote {', '.join(moved['wrote'])}")
 
 
-def bake(root: Path, targets: Sequence[str] | None, remainder: str, *, load: bool, push: bool,
-         print_plan: bool, files: Sequence[str] | None, sets: Sequence[str] | None,
-         allow: Sequence[str] | None, json_out: bool = False, **options: object) -> int:
-    """``invoke bake``: preflight, build through buildx bake, print a summary and write the
-    build record (``--print``: print the resolved plan instead)."""
-    from comfyimg.bake import bake as bake_mod  # optional: the docker stack, for this command only
-
-    modes = [m for m, on in (("load", load), ("push", push), ("print", print_plan)) if on]
-    if len(modes) > 1:
-        raise BadInput(f"choose one of --load, --push, --print (got {', '.join(modes)})")
-    request = bake_mod.BakeRequest(
-        targets=[*(targets or []), *after_dashes(remainder)] or ["default"],
-        mode=(modes or ["load"])[0], sets=list(sets or []), allow=list(allow or []),
-        files=[Path(f).resolve() for f in files or []], **options)  # type: ignore[arg-type]
-    pins = load_pins(root)
-    if request.mode == "print":
-        resolved, _ = bake_mod.preflight(root, pins, request, err().print)
-        out().print_json(data=resolved) if not (plain() or json_out) else emit_json(resolved)
-        return 0
-    built = bake_mod.build(root, pins, request, err().print)
-    if json_out:  # the build record itself; the build log went to stderr
-        print(read_bytes(root / RECORD).decode("utf-8", "replace"), end="")
-        return 0
-
-    table = Table("target", "tags", "image id", "duration", "pins", title="bake")
-    for b in built:
-        table.add_row(b.target, "\n".join(b.tags), (b.image_id or "-")[:19], f"{b.seconds:.1f}s",
-                      ", ".join(f"{p.name} {p.version}" for p in b.pins) or "-")
-    out().print(table)
-    out().print(f"build record: {RECORD}")
-    return 0
-
-
-def _positive_seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not math.isfinite(value) or value <= 0 or value > 86400:
-        raise argparse.ArgumentTypeError(f"--timeout must be between 0 and 86400 seconds, got {text!r}")
-    return value
-
-
 def _stoppable(what: str, removed: str, work: Callable[[], reports.Outcome], root: Path | None = None) -> int:
     """Run validate's or smoke's work and show its outcome: 0 pass, 1 fail; an error (e.g.
     reports/ not writable), Ctrl-C or SIGTERM/SIGHUP is one line, after the containers were
@@ -375,6 +360,7 @@ def _stoppable(what: str, removed: str, work: Callable[[], reports.Outcome], roo
 
 def show_outcome(outcome: reports.Outcome, root: Path) -> None:
     """validate's and smoke's table, timing and verdict, then the reports they wrote."""
+    from comfyimg.validate import reports  # optional: start-up
     for shown in reports.summary(outcome):
         out().print(shown)
     for warning in outcome.warnings:
@@ -383,127 +369,172 @@ def show_outcome(outcome: reports.Outcome, root: Path) -> None:
         out().print(f"report: {path.relative_to(root) if path.is_relative_to(root) else path}")
 
 
-def validate_main(argv: list[str] | None = None) -> int:
-    """``python -m comfyimg validate PROBE [options] [-- PROBE ARGS]`` (the nox sessions call it)."""
-    from comfyimg.validate import containers  # optional: the docker stack, validate and smoke only
-    from comfyimg.validate.gpuaccess import DEFAULT_CDI_KIND, GPU_MODES  # optional: as above
-    parser = argparse.ArgumentParser(prog="python -m comfyimg validate", description=containers.__doc__.splitlines()[0])
-    parser.add_argument("probe", choices=sorted(containers.PROBES))
-    parser.add_argument("--image", help="image to validate (default: the latest build record)")
-    parser.add_argument("--target", help="bake target to take from the build record / wheels.toml")
-    parser.add_argument("--expect-version", help="override the pinned version")
-    parser.add_argument("--require-gpu", action="store_true", help="a skipped GPU check fails")
-    parser.add_argument("--gpus", choices=GPU_MODES, default="auto",
-                        help="how the container gets the GPU: auto (nvidia runtime → --gpus all, else a CDI "
-                             "device → --device KIND=all, else none), all, cdi, none")
-    parser.add_argument("--cdi-kind", default=DEFAULT_CDI_KIND, help="the CDI device kind to look for")
-    parser.add_argument("--comfyui", default=containers.COMFYUI_PATH, metavar="PATH|none",
-                        help="the image's ComfyUI, whose own attention path is checked too ('none': skip)")
-    parser.add_argument("--timeout", type=_positive_seconds, default=containers.DEFAULT_TIMEOUT,
-                        help="seconds for the whole validation; the container is killed and removed after it")
-    parser.add_argument("--user", default=None,
-                        help="run the probe as this user (default: the image's USER, or comfy when that is root)")
-    parser.add_argument("--root", type=Path, default=Path.cwd(), help="project root (default: .)")
-    argv = list(sys.argv[1:] if argv is None else argv)
-    probe_args: list[str] = []
-    if "--" in argv:
-        probe_args = argv[argv.index("--") + 1:]
-        argv = argv[: argv.index("--")]
-    ns = parse(parser, argv)
-    if isinstance(ns, int):
-        return ns
-    comfyui = None if ns.comfyui.strip().lower() in ("", "none") else ns.comfyui
-    return _stoppable(f"validate {ns.probe}", "its probe container was", lambda: containers.validate(
-        ns.root.resolve(), ns.probe, image=ns.image, target=ns.target, expect_version=ns.expect_version,
-        require_gpu=ns.require_gpu, probe_args=probe_args, gpus=ns.gpus, cdi_kind=ns.cdi_kind, comfyui=comfyui,
-        timeout=ns.timeout, user=ns.user), ns.root.resolve())
 
 
-def smoke_main(argv: list[str] | None = None) -> int:
-    """``python -m comfyimg smoke --image IMAGE [options]`` (``nox -s smoke`` calls it)."""
-    from comfyimg.validate import smoke as smoke_mod  # optional: the docker stack, validate and smoke only
-    from comfyimg.validate.gpuaccess import DEFAULT_CDI_KIND, GPU_MODES  # optional: as above
-    parser = argparse.ArgumentParser(prog="python -m comfyimg smoke", description=smoke_mod.__doc__.splitlines()[0])
-    parser.add_argument("--image", required=True, help="the image to smoke-test")
-    parser.add_argument("--gpus", choices=GPU_MODES, default="auto")
-    parser.add_argument("--cdi-kind", default=DEFAULT_CDI_KIND)
-    parser.add_argument("--timeout", type=_positive_seconds, default=smoke_mod.DEFAULT_TIMEOUT,
-                        help="seconds for the whole smoke; containers are killed and removed after it")
-    parser.add_argument("--steps", type=int, default=smoke_mod.DEFAULT_STEPS)
-    parser.add_argument("--root", type=Path, default=Path.cwd())
-    ns = parse(parser, argv)
-    if isinstance(ns, int):
-        return ns
-    if not 1 <= ns.steps <= 200:
-        err().print(f"error: --steps must be 1..200, got {ns.steps}")
-        return BAD_INPUT
-    return _stoppable("smoke", "its containers were", lambda: smoke_mod.smoke(
-        ns.root.resolve(), ns.image, gpus=ns.gpus, cdi_kind=ns.cdi_kind, timeout=ns.timeout, steps=ns.steps),
-        ns.root.resolve())
-
-
-# --------------------------------------------------------------------------- one definition, two front ends
+# --------------------------------------------------------------------------- one definition per command
+#
+# A command's options are the fields of a frozen dataclass, each made by option() with its help
+# beside it; the kind of an option follows from its default: False is an on/off flag, () a
+# repeatable option (a tuple of words), anything else takes one value. One parser
+# (Command.request_from) turns what invoke or argparse collected into that dataclass, so both
+# front ends check values the same way and a bad one is exit 2 in one line.
 
 
 @dataclass(frozen=True)
-class Option:
-    """One option of a command that both invoke and ``python -m comfyimg`` expose."""
+class Spec:
+    """How one option appears on the command line."""
 
-    name: str  # the Python name; --json, --arch on the command line
-    help: str
-    many: bool = False  # repeatable: --arch sm90 --arch sm120
-    flag: bool = False  # on/off
+    help: str  # one or more full sentences
+    flag: str | None = None  # the long flag without "--" (default: the field name, "_" → "-"); "" none
+    parse: Callable[[str], object] | None = None  # a value's text → the value; raises BadInput
+    choices: tuple[str, ...] | Callable[[], Sequence[str]] = ()  # a callable: looked up when parsing
+    metavar: str | None = None
+    positional: bool = False  # python -m comfyimg validate PROBE
+    dashes: bool = False  # also takes the words after `--`
+
+
+def option(default: Any, spec: Spec | str, **how: Any) -> Any:
+    """A field of a request: its default and its :class:`Spec` (a help text, or a shared Spec)."""
+    shown = Spec(spec, **how) if isinstance(spec, str) else dataclasses.replace(spec, **how)
+    return field(default=default, metadata={"spec": shown})
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise BadInput(f"--timeout: not a number of seconds: {text!r}") from None
+    if not math.isfinite(value) or value <= 0 or value > 86400:
+        raise BadInput(f"--timeout must be between 0 and 86400 seconds, got {text!r}")
+    return value
+
+
+def _steps(text: str) -> int:
+    if not text.strip().isdigit() or not 1 <= int(text) <= MAX_STEPS:
+        raise BadInput(f"--steps must be 1..{MAX_STEPS}, got {text!r}")
+    return int(text)
+
+
+# The options several commands share, defined once.
+JSON = Spec("Print the result as one JSON object on stdout instead of tables and lines.")
+GPUS = Spec("How the container gets the GPU: auto (the nvidia runtime gives --gpus all, else a CDI device "
+            "gives --device KIND=all, else none), all, cdi or none.", choices=GPU_MODES)
+CDI_KIND = Spec("The CDI device kind to look for when --gpus is auto or cdi.")
+TIMEOUT = Spec("Seconds for the whole run; its containers are killed and removed after it.", parse=_seconds)
+ROOT = "The project root, the folder of wheels.toml (default: the current folder)."
+
+class Request(Protocol):
+    """A command's request: a (frozen) dataclass."""
+
+    __dataclass_fields__: ClassVar[dict[str, dataclasses.Field[Any]]]
+
+
+R = TypeVar("R", bound=Request)
 
 
 @dataclass(frozen=True)
-class Command:
-    """A command defined once: its options and help feed invoke's task (``tasks.py``) and the
-    argparse parser of ``python -m comfyimg NAME``, and both call :attr:`call` through the same
-    error handling."""
+class Command(Generic[R]):
+    """A command defined once: ``tasks.py`` lists :meth:`task`, ``python -m comfyimg NAME`` runs
+    :meth:`main`; both build the same request and call :attr:`call` through the same endings."""
 
     name: str
-    summary: str
-    options: tuple[Option, ...]
-    call: Callable[..., int | None]  # call(root, **{option.name: value})
+    summary: str  # one full sentence: invoke --list, python -m comfyimg --help
+    request: type[R]  # the frozen dataclass of its options
+    call: Callable[[Path, R], int | None]
+    usage: str = ""  # more lines for invoke --help NAME (environment, examples)
 
-    def task_options(self) -> dict[str, Any]:
-        """The keywords of invoke's ``@task`` (help texts, repeatable options)."""
-        return {"help": {o.name.replace("_", "-"): o.help for o in self.options},
-                "iterable": [o.name for o in self.options if o.many]}
+    def fields(self) -> list[tuple[dataclasses.Field[Any], Spec]]:
+        return [(f, f.metadata["spec"]) for f in dataclasses.fields(self.request)]
+
+    @staticmethod
+    def flag(f: dataclasses.Field[Any], spec: Spec) -> str:
+        return f.name.replace("_", "-") if spec.flag is None else spec.flag
+
+    def request_from(self, given: dict[str, Any], words: Sequence[str] = ()) -> R:
+        """The request from what a front end collected: ``given`` maps a long flag to None (not
+        given), a bool, a list of words or one word; ``words``: those after ``--``."""
+        values: dict[str, Any] = {}
+        for f, spec in self.fields():
+            raw = given.get(self.flag(f, spec))
+            if spec.dashes:
+                raw = [*(raw or []), *words] if isinstance(f.default, tuple) else (raw or None)
+            if raw is None or raw == []:
+                continue
+            if isinstance(f.default, bool):
+                values[f.name] = bool(raw)
+            elif isinstance(f.default, tuple):
+                values[f.name] = tuple(str(w) for w in raw)
+            else:
+                values[f.name] = self.value(f, spec, str(raw))
+        return self.request(**values)
+
+    def value(self, f: dataclasses.Field[Any], spec: Spec, text: str) -> object:
+        choices = spec.choices() if callable(spec.choices) else spec.choices
+        if choices and text not in choices:
+            where = f.name if spec.positional else f"--{self.flag(f, spec)}"
+            raise BadInput(f"{self.name} {where} {text!r}: expected one of {', '.join(choices)}")
+        return spec.parse(text) if spec.parse else text
+
+    # ---- python -m comfyimg NAME
 
     def parser(self) -> argparse.ArgumentParser:
-        parser = argparse.ArgumentParser(prog=f"python -m comfyimg {self.name}", description=self.summary)
-        for o in self.options:
-            flag = f"--{o.name.replace('_', '-')}"
-            if o.flag:
-                parser.add_argument(flag, dest=o.name, action="store_true", help=o.help)
-            elif o.many:
-                parser.add_argument(flag, dest=o.name, action="append", default=[], help=o.help)
+        parser = argparse.ArgumentParser(prog=f"python -m comfyimg {self.name}", description=self.summary,
+                                         allow_abbrev=False)
+        for f, spec in self.fields():
+            flag = self.flag(f, spec)
+            if spec.positional:
+                parser.add_argument(flag, nargs="?", help=spec.help, metavar=spec.metavar)
+            elif not flag:
+                continue  # only after --
+            elif isinstance(f.default, bool):
+                parser.add_argument(f"--{flag}", dest=flag, action="store_true", help=spec.help)
             else:
-                parser.add_argument(flag, dest=o.name, help=o.help)
-        parser.add_argument("--root", type=Path, default=Path.cwd(), help="project root (default: .)")
+                parser.add_argument(f"--{flag}", dest=flag, help=spec.help, metavar=spec.metavar,
+                                    action="append" if isinstance(f.default, tuple) else "store")
+        parser.add_argument("--root", type=Path, default=Path.cwd(), help=ROOT)
+        if any(spec.dashes for _, spec in self.fields()):
+            parser.epilog = "Words after -- go to " + ", ".join(
+                f"--{self.flag(f, s)}" if self.flag(f, s) else f.name for f, s in self.fields() if s.dashes) + "."
         return parser
 
     def main(self, argv: Sequence[str]) -> int:
+        argv = list(argv)
+        words: list[str] = []
+        if "--" in argv:
+            argv, words = argv[: argv.index("--")], argv[argv.index("--") + 1:]
+        if refused := refused_letter(self, argv):
+            return ended(BAD_INPUT, f"error: {refused}")
         ns = parse(self.parser(), argv)
         if isinstance(ns, int):
             return ns
-        options = vars(ns)
-        root = options.pop("root").resolve()
-        return ended(*_ending(lambda: self.call(root, **options), prefixed=True))
+        given = vars(ns)
+        root = given.pop("root").resolve()
+        return ended(*_ending(lambda: self.call(root, self.request_from(given, words)), prefixed=True))
 
+    # ---- invoke NAME
 
-JSON = Option("json", "print the result as one JSON object on stdout", flag=True)
-CHECK = Command("check", "Validate wheels.toml and verify generated/ is current (exit 1: drift, 2: bad input).",
-                (JSON,), lambda root, json: check(root, json_out=json))
-RENDER = Command("render", "Regenerate generated/ (hash-pinned requirements, bake variables) from wheels.toml.",
-                 (), lambda root: render_files(root))
-AUDIT = Command(
-    "audit", "Which GPU archs can run a wheel's compiled kernels (exit 0 all, 1 one cannot, 2 bad input).",
-    (Option("wheel", "a wheel on disk to audit (default: every pin, from its recorded coverage)"),
-     Option("arch", "GPU arch to judge, e.g. sm120; repeatable (default: the archs its pins serve)", many=True),
-     Option("json", "print one JSON object instead of tables", flag=True)),
-    lambda root, wheel, arch, json: audit(root, wheel, list(arch or []), json))
+    def task(self, root: Path) -> Task:
+        """invoke's task: its parameters are this command's long flags, its help theirs."""
+        import invoke  # optional: invoke's own tasks only, as task_class
+
+        fields = [(f, s, self.flag(f, s)) for f, s in self.fields() if self.flag(f, s) and not s.positional]
+
+        def body(c: invoke.Context, **given: Any) -> None:
+            run(lambda: self.call(root, self.request_from(
+                {flag.replace("_", "-"): value for flag, value in given.items()}, after_dashes(c.remainder))))
+
+        body.__name__ = body.__qualname__ = self.name
+        body.__doc__ = f"{self.summary}\n\n{self.usage}".rstrip() + "\n"
+        params = [inspect.Parameter("c", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+        params += [inspect.Parameter(flag.replace("-", "_"), inspect.Parameter.KEYWORD_ONLY,
+                                     default=False if isinstance(f.default, bool) else None)
+                   for f, _, flag in fields]
+        vars(body)["__signature__"] = inspect.Signature(params)  # what invoke reads the parameters from
+        return task_class()(body, help={flag: s.help for _, s, flag in fields},
+                            iterable=[flag.replace("-", "_") for f, _, flag in fields if isinstance(f.default, tuple)])
+
+    def long_flags(self) -> list[str]:
+        return [self.flag(f, s) for f, s in self.fields() if self.flag(f, s) and not s.positional]
 
 
 def parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace | int:
@@ -515,16 +546,324 @@ def parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argpar
         return BAD_INPUT if exc.code else 0
 
 
-COMMANDS: dict[str, Callable[[list[str]], int]] = {
-    "validate": validate_main, "smoke": smoke_main,
-    **{c.name: c.main for c in (CHECK, RENDER, AUDIT)},
-}
+# invoke's own letters (invoke --help): after a task name they would silently mean invoke's flag.
+INVOKE_LETTERS = {"c": "--collection", "d": "--debug", "e": "--echo", "f": "--config", "h": "--help", "l": "--list",
+                  "p": "--pty", "r": "--search-root", "w": "--warn-only", "D": "--list-depth",
+                  "F": "--list-format", "R": "--dry", "T": "--command-timeout", "V": "--version"}
+
+
+def refused_letter(command: Command[Any], argv: Sequence[str]) -> str | None:
+    """The one-line refusal of a short flag that is not the command's own (``bump -d``: -d is
+    invoke's --debug, never --dry-run), naming the long flag meant; None when there is none."""
+    own = {SHORT_FLAGS[f] for f in command.long_flags() if f in SHORT_FLAGS}
+    for word in argv:
+        if word == "--":
+            break
+        if not re.fullmatch(r"-[A-Za-z]\S*", word) or word[1] in own or word in ("-h",):
+            continue
+        letter = word[1]
+        meant = [f"--{f}" for f in command.long_flags() if f.startswith(letter.lower())]
+        why = f" (invoke reads -{letter} as its own {INVOKE_LETTERS[letter]})" if letter in INVOKE_LETTERS else ""
+        fix = (f"write the long flag: {' or '.join(meant)}" if meant else
+               f"its options are long only: {', '.join('--' + f for f in command.long_flags()) or 'none'}")
+        return f"-{letter} is not an option of {command.name}{why}; {fix}. Nothing was changed."
+    return None
+
+
+def refuse_invoke_letters(argv: Sequence[str], commands: dict[str, Command[Any]]) -> None:
+    """For ``tasks.py``, before invoke parses: a short flag after a task name that the task does
+    not own ends the run with exit 2 and one line naming the long flag. invoke itself would take
+    -d, -p, -r as its own flags and run the task anyway, or stop with exit 1 on others (-v)."""
+    current: Command[Any] | None = None
+    for i, word in enumerate(argv[1:], 1):
+        if word == "--":
+            return
+        if word in commands and not (i > 1 and re.fullmatch(r"-[cfrT]|--(collection|config|search-root)", argv[i - 1])):
+            current = commands[word]
+        elif current is not None and (refused := refused_letter(current, [word])):
+            err().print(f"error: {refused}")
+            raise SystemExit(BAD_INPUT)
+
+
+# --------------------------------------------------------------------------- check, render, audit
+
+
+@dataclass(frozen=True)
+class CheckRequest:
+    json: bool = option(False, JSON)
+
+
+@dataclass(frozen=True)
+class RenderRequest:
+    pass
+
+
+@dataclass(frozen=True)
+class AuditRequest:
+    wheel: Path | None = option(None, "A wheel on disk to audit (default: every pin, from its recorded coverage).",
+                                parse=Path, metavar="PATH")
+    arch: tuple[str, ...] = option((), "A GPU arch to judge, e.g. sm120; repeat it for several (default: the "
+                                       "archs its pins serve).", metavar="smXY")
+    json: bool = option(False, JSON)
+
+
+CHECK = Command("check", "Validate wheels.toml and verify generated/ is current (exit 1: drift, 2: bad input).",
+                CheckRequest, lambda root, r: check(root, json_out=r.json),
+                "invoke check [--json]    (fix drift with: invoke render)")
+RENDER = Command("render", "Regenerate generated/ (hash-pinned requirements, bake variables) from wheels.toml.",
+                 RenderRequest, lambda root, _: render_files(root),
+                 "invoke render    (no options; stale generated files are removed)")
+AUDIT = Command("audit", "Which GPU archs can run a wheel's compiled kernels (exit 0 all, 1 one cannot, 2 bad input).",
+                AuditRequest, lambda root, r: audit(root, r.wheel, list(r.arch), r.json),
+                "invoke audit [--wheel PATH] [--arch smXY]... [--json]")
+
+
+# --------------------------------------------------------------------------- bump
+
+
+@dataclass(frozen=True)
+class BumpRequest:
+    name: tuple[str, ...] = option(
+        (), "A pin to bump: a wheel name (all its arch pins) or NAME[smXX]; repeatable and comma-separated, "
+            "or give names after `--`. Default: every pin with a source.", dashes=True, metavar="NAME")
+    release: str | None = option(None, "The release tag to move to (default: the latest release).", metavar="TAG")
+    pre: bool = option(False, "Consider prereleases (and allow a prerelease --release).")
+    dry_run: bool = option(False, "Print the table and the wheels.toml diff; write nothing.")
+    verify: bool = option(False, "Always download and hash; fail if the API digest or SHA256SUMS disagree.")
+    accept_new_bytes: bool = option(False, "A pinned asset whose bytes changed under the same URL is a failure; "
+                                           "with this flag, record the new sha256 instead.")
+    json: bool = option(False, JSON)
+    comfyui: bool = option(False, "Move the [comfyui] pin to the newest ComfyUI release and record its commit "
+                                  "(instead of the wheels).")
+    profile: str | None = option(None, "Move this profile and every pin of it together (with --torch, --cuda, "
+                                       "--python or --torch-index): each pin to the newest file that fits, in one "
+                                       "edit, or nothing.", metavar="NAME")
+    torch: str | None = option(None, "With --profile: the torch version to move to, e.g. 2.11.0.", metavar="V")
+    cuda: str | None = option(None, "With --profile: the CUDA version the wheels are built with, e.g. 13.0 "
+                                    "(torch_index follows it).", metavar="V")
+    python: str | None = option(None, "With --profile: the CPython tag, e.g. cp313.", metavar="cpXY")
+    torch_index: str | None = option(None, "With --profile: the torch wheel index, e.g. cu130 (default: it "
+                                           "follows --cuda).", metavar="INDEX")
+
+
+def bump(root: Path, request: BumpRequest) -> int:
+    """``invoke bump``: names from ``--name`` (repeatable, comma-separated) and after ``--``."""
+    from comfyimg.bump import comfyui as comfyui_bump  # optional: httpx, for this command only
+    from comfyimg.bump import plan as bump_mod  # optional: httpx, for this command only
+
+    names = parse_names(request.name)
+    if request.comfyui:
+        if names or request.verify or request.accept_new_bytes or request.profile:
+            raise BadInput("--comfyui moves the ComfyUI pin alone; it takes no pin names, "
+                           "--verify, --accept-new-bytes or --profile")
+        moved = comfyui_bump.bump(root, pre=request.pre, release=request.release, dry_run=request.dry_run)
+        show_comfyui_bump(moved, json_out=request.json)
+        return 0
+    moved = {"torch": request.torch, "cuda": request.cuda, "python": request.python,
+             "torch_index": request.torch_index}
+    if request.profile is None and (given := [f"--{k.replace('_', '-')}" for k, v in moved.items() if v]):
+        raise BadInput(f"{', '.join(given)} move a profile: name it with --profile NAME")
+    profile = bump_mod.ProfileMove(request.profile, **moved) if request.profile is not None else None
+    show_bump(bump_mod.bump(root, names, say=progress, release=request.release, pre=request.pre,
+                            dry_run=request.dry_run, verify=request.verify,
+                            accept_new_bytes=request.accept_new_bytes, profile=profile), json_out=request.json)
+    return 0
+
+
+BUMP = Command("bump", "Move pins to a GitHub release: pick the asset fitting each ABI and record its sha256.",
+               BumpRequest, bump, """\
+invoke bump [--name NAME]... [--release TAG] [--pre] [--dry-run] [--verify] [-- NAME...]
+invoke bump --comfyui [--release TAG] [--pre] [--dry-run]
+invoke bump --profile NAME [--torch V] [--cuda V] [--python cpXY] [--torch-index INDEX] [--dry-run]
+
+Environment: GITHUB_TOKEN (or GH_TOKEN), optional, sent to the API host only;
+GITHUB_API_URL (default https://api.github.com); COMFYIMG_HTTP_TIMEOUT (s, default 30),
+COMFYIMG_HTTP_RETRIES (default 3), COMFYIMG_HTTP_BACKOFF (s, default 1).""")
+
+
+# --------------------------------------------------------------------------- bake
+
+
+@dataclass(frozen=True)
+class BakeArgs:
+    target: tuple[str, ...] = option((), "A bake target or group; repeat it for several, or give them after `--` "
+                                         "(default: the 'default' group).", dashes=True, metavar="TARGET")
+    load: bool = option(False, "Load the images into the engine (the default).")
+    push: bool = option(False, "Push the images to the registry (the REGISTRY variable, or --label).")
+    print_plan: bool = option(False, "Print the resolved bake plan as JSON and build nothing.", flag="print")
+    label: str | None = option(None, "The image tag label (the IMAGE_LABEL bake variable).")
+    builder: str | None = option(None, "The buildx builder to use.")
+    sets: tuple[str, ...] = option((), "Override a target value, TARGET.KEY=VALUE (repeatable).", flag="set")
+    no_cache: bool = option(False, "Build without the cache.")
+    progress: str = option("plain", "The buildx progress output: plain (the default), auto, quiet or rawjson.")
+    file: tuple[str, ...] = option((), "An extra bake file applied after docker-bake.hcl (repeatable).",
+                                   metavar="PATH")
+    allow: tuple[str, ...] = option((), "A buildx entitlement, e.g. network.host (repeatable).")
+    cache_to: tuple[str, ...] = option((), "Export the build cache: registry=REF, gha[=SCOPE], local=DIR or "
+                                           "inline (repeatable).")
+    cache_from: tuple[str, ...] = option((), "Import a build cache: registry=REF, gha[=SCOPE] or local=DIR "
+                                             "(repeatable).")
+    json: bool = option(False, "Print the bake summary (the build record) as JSON on stdout.")
+
+
+def bake(root: Path, args: BakeArgs) -> int:
+    """``invoke bake``: preflight, build through buildx bake, print a summary and write the
+    build record (``--print``: print the resolved plan instead)."""
+    from comfyimg.bake import bake as bake_mod  # optional: the docker stack, for this command only
+    from comfyimg import render  # optional: start-up
+    from comfyimg.audit import report  # optional: start-up
+    from comfyimg.bake.record import RECORD  # optional: start-up
+
+    modes = [m for m, on in (("load", args.load), ("push", args.push), ("print", args.print_plan)) if on]
+    if len(modes) > 1:
+        raise BadInput(f"choose one of --load, --push, --print (got {', '.join(modes)})")
+    request = bake_mod.BakeRequest(
+        targets=list(args.target) or ["default"], mode=(modes or ["load"])[0], label=args.label,
+        builder=args.builder, sets=list(args.sets), no_cache=args.no_cache, progress=args.progress,
+        files=[Path(f).resolve() for f in args.file], allow=list(args.allow), cache_to=list(args.cache_to),
+        cache_from=list(args.cache_from))
+    pins = load_pins(root)
+    if request.mode == "print":
+        resolved, _, _ = bake_mod.preflight(root, pins, request, progress)
+        out().print_json(data=resolved) if not (plain() or args.json) else emit_json(resolved)
+        return 0
+    built = bake_mod.build(root, pins, request, progress)
+    if args.json:  # the build record itself; the build log went to stderr
+        print(read_bytes(root / RECORD).decode("utf-8", "replace"), end="")
+        return 0
+
+    table = Table("target", "tags", "image id", "duration", "pins", title="bake")
+    for b in built:
+        table.add_row(b.target, "\n".join(b.tags), (b.image_id or "-")[:19], f"{b.seconds:.1f}s",
+                      ", ".join(f"{p.name} {p.version}" for p in b.pins) or "-")
+    out().print(table)
+    pins = load_pins(root)  # as the build left it (it may have recorded kernel coverage)
+    runs = [r for b in built for r in render.runs_for(pins, b.target, render.pins_for(pins, b.target) or [])]
+    for line in report.runs_lines(runs):
+        out().print(line, soft_wrap=True)
+    out().print(f"build record: {RECORD}")
+    return 0
+
+
+BAKE = Command("bake", "Render generated/, preflight, and build the images with docker buildx bake.",
+               BakeArgs, bake, "invoke bake [-t TARGET]... [--load|--push|--print] ... [-- TARGET...]")
+
+
+# --------------------------------------------------------------------------- validate, smoke (nox runs them)
+
+
+def _probes() -> list[str]:
+    from comfyimg.validate import containers  # optional: the docker stack, validate and smoke only
+    return sorted(containers.PROBES)
+
+
+@dataclass(frozen=True)
+class ValidateRequest:
+    probe: str = option("", "The probe to run inside the image.", positional=True, choices=_probes)
+    image: str | None = option(None, "The image to validate (default: the latest build record).")
+    target: str | None = option(None, "The bake target to take from the build record and wheels.toml.")
+    expect_version: str | None = option(None, "The version to expect instead of the pinned one.")
+    require_gpu: bool = option(False, "A GPU check that is skipped fails the validation.")
+    gpus: str = option("auto", GPUS)
+    cdi_kind: str = option(DEFAULT_CDI_KIND, CDI_KIND)
+    comfyui: str = option(COMFYUI_PATH, "The image's ComfyUI, whose own attention path is checked too "
+                                        "('none' skips it).", metavar="PATH|none")
+    timeout: float = option(VALIDATE_TIMEOUT, TIMEOUT)
+    user: str | None = option(None, "Run the probe as this user (default: the image's USER, or comfy when "
+                                    "that is root).")
+    probe_args: tuple[str, ...] = option((), "Arguments for the probe itself.", flag="", dashes=True)
+
+
+def validate(root: Path, request: ValidateRequest) -> int:
+    """``python -m comfyimg validate PROBE [options] [-- PROBE ARGS]`` (the nox sessions call it)."""
+    from comfyimg.validate import containers  # optional: the docker stack, validate and smoke only
+
+    if not request.probe:
+        raise BadInput(f"validate: name the probe to run: one of {', '.join(_probes())}")
+    comfyui = None if request.comfyui.strip().lower() in ("", "none") else request.comfyui
+    return _stoppable(f"validate {request.probe}", "its probe container was", lambda: containers.validate(
+        root, request.probe, image=request.image, target=request.target, expect_version=request.expect_version,
+        require_gpu=request.require_gpu, probe_args=list(request.probe_args), gpus=request.gpus,
+        cdi_kind=request.cdi_kind, comfyui=comfyui, timeout=request.timeout, user=request.user), root)
+
+
+@dataclass(frozen=True)
+class SmokeRequest:
+    image: str = option("", "The image to smoke-test (required).")
+    gpus: str = option("auto", GPUS)
+    cdi_kind: str = option(DEFAULT_CDI_KIND, CDI_KIND)
+    timeout: float = option(SMOKE_TIMEOUT, TIMEOUT)
+    steps: int = option(SMOKE_STEPS, f"Sampling steps of each render, 1 to {MAX_STEPS}.", parse=_steps)
+
+
+def smoke(root: Path, request: SmokeRequest) -> int:
+    """``python -m comfyimg smoke --image IMAGE [options]`` (``nox -s smoke`` calls it)."""
+    from comfyimg.validate import smoke as smoke_mod  # optional: the docker stack, validate and smoke only
+
+    if not request.image:
+        raise BadInput("smoke: name the image to smoke-test: --image IMAGE")
+    return _stoppable("smoke", "its containers were", lambda: smoke_mod.smoke(
+        root, request.image, gpus=request.gpus, cdi_kind=request.cdi_kind, timeout=request.timeout,
+        steps=request.steps), root)
+
+
+VALIDATE = Command("validate", "Run a probe (sage2, sage3) inside the built image, on its GPU: 0 pass, 1 fail.",
+                   ValidateRequest, validate)
+SMOKE = Command("smoke", "Boot the image as production does and render a workflow with and without SageAttention.",
+                SmokeRequest, smoke)
+
+
+# --------------------------------------------------------------------------- python -m comfyimg
+
+COMMANDS: dict[str, Command[Any]] = {c.name: c for c in (CHECK, RENDER, AUDIT, BUMP, BAKE, VALIDATE, SMOKE)}
+INVOKE_COMMANDS = (CHECK, RENDER, AUDIT, BUMP, BAKE)  # tasks.py; nox runs validate and smoke
+
+_QUIET = [False]
+
+
+def progress(line: str) -> None:
+    """Where a long command's progress lines go (the build log, files rendered): stderr, unless -q."""
+    if not _QUIET[0]:
+        err().print(line)
+
+
+def version() -> str:
+    import importlib.metadata  # optional: --version only (reading the installed metadata costs start-up)
+
+    try:
+        return importlib.metadata.version("comfyimg")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+def top_help() -> str:
+    width = max(len(n) for n in COMMANDS)
+    return "\n".join([
+        "usage: python -m comfyimg [-q|-v] COMMAND [ARGS]   (or: comfyimg COMMAND; --help after a command)",
+        "", "The commands behind `invoke check|render|audit|bump|bake` and `nox -s validate_*|smoke`.", "",
+        "commands:", *(f"  {n:<{width}}  {c.summary}" for n, c in COMMANDS.items()), "",
+        "options:", "  -h, --help     show this help and exit",
+        "  --version      show the version of comfyimg and exit",
+        "  -q, --quiet    hide progress lines (the build log, files rendered); warnings and errors stay",
+        "  -v, --verbose  also log each HTTP request and other library events on stderr",
+    ])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m comfyimg COMMAND [ARGS]``: the commands that run without invoke."""
+    """``python -m comfyimg [-q|-v] COMMAND [ARGS]`` (and the ``comfyimg`` console script)."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    while argv and argv[0] in ("-q", "--quiet", "-v", "--verbose"):
+        if argv.pop(0) in ("-q", "--quiet"):
+            _QUIET[0] = True
+        else:
+            logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(name)s: %(message)s")
+    if argv[:1] in (["-h"], ["--help"]):
+        out().print(top_help(), soft_wrap=True)
+        return 0
+    if argv[:1] == ["--version"]:
+        out().print(f"comfyimg {version()}")
+        return 0
     if not argv or argv[0] not in COMMANDS:
-        err().print(f"usage: python -m comfyimg {{{','.join(COMMANDS)}}} [ARGS]  (--help after a command)")
+        err().print(f"usage: python -m comfyimg {{{','.join(COMMANDS)}}} [ARGS]  (--help lists them)")
         return BAD_INPUT
-    return COMMANDS[argv[0]](argv[1:])
+    return COMMANDS[argv[0]].main(argv[1:])

@@ -7,8 +7,8 @@
   profile, the per-arch targets), read by ``docker-bake.hcl``.
 * The targets of ``docker-bake.hcl`` and the labels they carry: the names it declares (pins
   name them in ``targets``), the pins a resolved target installs, and its ``io.comfyimg.pins``
-  label. Read with a real HCL parser (python-hcl2), not a pattern: a ``target "x" {`` line
-  inside a heredoc or a comment is text, not a target. ``invoke check`` needs no Docker engine
+  label. Read with a small HCL scanner (:func:`parse_targets`), not a pattern: a ``target "x" {``
+  line inside a heredoc, a string or a comment is text, not a target. ``invoke check`` needs no Docker engine
   for it; ``invoke bake`` checks the same names again against buildx's own evaluation.
 
 Output is deterministic: rendering twice gives byte-identical files.
@@ -45,20 +45,10 @@ def _requirement(pin: Pin) -> list[str]:
     return [f"{pin.name} @ {pin.url} --hash=sha256:{pin.sha256}"]
 
 
-def image_name(pins: Pins, target: str, arch: str | None = None, platform: str | None = None) -> str:
-    """The bake target that builds ``target`` for ``arch`` on ``platform``: ``complete-cuda``,
-    ``complete-cuda-sm90``, ``complete-cuda-arm64``, ``complete-cuda-sm90-arm64`` (a profile's
-    first platform has no suffix)."""
-    name = f"{target}-{arch}" if arch else target
-    if platform and platform != pins.platform_of(target, None):
-        name += f"-{docker_arch(platform)}"
-    return name
-
-
 def requirements_text(pins: Pins, target: str, arch: str | None = None, platform: str | None = None) -> str:
     profile = pins.profile_for(target)
     abi = profile.abi_for(platform)
-    name = image_name(pins, target, arch, platform)
+    name = pins.image_name(target, arch, platform)
     lines = [
         "# GENERATED FILE - do not edit.",
         f"# From {pins.path.name} by `invoke render` (checked by `invoke check`).",
@@ -70,7 +60,7 @@ def requirements_text(pins: Pins, target: str, arch: str | None = None, platform
     for dist, per_arch in ({} if arch else pins.arch_only(target, platform)).items():
         archs = ", ".join(p.arch for p in per_arch if p.arch)
         lines.append(f"# NOTE: {dist} is pinned per GPU arch only ({archs}): this image, built without an "
-                     f"arch, has NO {dist}; the {image_name(pins, target, '<arch>', platform)} images have it.")
+                     f"arch, has NO {dist}; the {pins.image_name(target, '<arch>', platform)} images have it.")
     return "\n".join(lines) + "\n"
 
 
@@ -100,10 +90,10 @@ def render(pins: Pins) -> dict[Path, str]:
     files: dict[Path, str] = {}
     for target in pins.targets():
         for platform in pins.platforms_for(target):
-            files[REQUIREMENTS / f"{image_name(pins, target, None, platform)}.txt"] = \
+            files[REQUIREMENTS / f"{pins.image_name(target, None, platform)}.txt"] = \
                 requirements_text(pins, target, None, platform)
             for arch in pins.archs_for(target, platform):
-                files[REQUIREMENTS / f"{image_name(pins, target, arch, platform)}.txt"] = \
+                files[REQUIREMENTS / f"{pins.image_name(target, arch, platform)}.txt"] = \
                     requirements_text(pins, target, arch, platform)
     files[BAKE_VARS] = json.dumps(bake_vars(pins), indent=2, sort_keys=True) + "\n"
 
@@ -173,31 +163,157 @@ def write(pins: Pins, root: Path) -> list[Path]:
 BAKE_FILE = "docker-bake.hcl"
 PINS_LABEL = "io.comfyimg.pins"
 PLATFORM_LABEL = "io.comfyimg.pins.platform"  # which platform's pins the image carries: linux_aarch64
+RUNS_LABEL = "io.comfyimg.runs-on"  # per attention package: the archs that run it, those that fall back
 _PER_ARCH = re.compile(r"^(?P<base>.+)-(?P<arch>sm\d{2,3}[a-z]?)$", re.ASCII)
 _SUFFIX = {docker_arch(p): p for p in DOCKER_PLATFORMS}  # arm64 -> linux_aarch64
 
 
-def _label(raw: str) -> str:
-    """A block label as python-hcl2 gives it (``'"name"'``) → ``name``."""
-    return raw[1:-1] if len(raw) >= 2 and raw[0] == raw[-1] == '"' else raw
+# --------------------------------------------------------------------------- the bake file's targets
+# A small HCL scanner, not a pattern over lines: it knows HCL's comments (#, //, /* */), quoted
+# strings with their ${ } and %{ } templates (which hold strings of their own) and heredocs
+# (<<EOT, <<-EOT), so a `target "x" {` inside any of them is text, not a target. It checks what
+# a reader of block names must trust (every bracket closed by its partner, every string, comment
+# and heredoc ended) and names the line of the first fault; the rest of HCL's grammar is
+# buildx's to judge when it evaluates the file (invoke bake compares the names with buildx's own
+# plan). It replaced python-hcl2, whose import and parse cost 0.7 s on every command that reads
+# the bake file (docs/dev/startup.md).
+
+_WORD = re.compile(r"[A-Za-z_][\w-]*|\d[\w.]*")
+_HEREDOC = re.compile(r"<<-?([A-Za-z_][\w-]*)[ \t]*\r?\n")
+_CLOSER = {"{": "}", "[": "]", "(": ")"}
+
+
+class _Fault(Exception):
+    def __init__(self, line: int, why: str) -> None:
+        super().__init__(why)
+        self.line = line
+
+
+class _Scanner:
+    def __init__(self, text: str) -> None:
+        self.text, self.i, self.line = text, 0, 1
+
+    def skip_to(self, end: int) -> None:
+        self.line += self.text.count("\n", self.i, end)
+        self.i = end
+
+    def string(self) -> str:
+        """A quoted string from its opening quote: its text (templates scanned, not evaluated)."""
+        text, start, opened = self.text, self.i + 1, self.line
+        self.i += 1
+        while self.i < len(text):
+            c = text[self.i]
+            if c == "\\":
+                self.i += 2
+            elif c == '"':
+                self.i += 1
+                return text[start:self.i - 1]
+            elif c == "\n":
+                raise _Fault(opened, "a string is not closed on its line")
+            elif text.startswith(("${", "%{"), self.i) and not text.startswith(("$${", "%%{"), self.i - 1):
+                self.i += 2
+                self.expression("}")
+            else:
+                self.i += 1
+        raise _Fault(opened, "a string is never closed")
+
+    def expression(self, closer: str) -> None:
+        """Scan up to and past ``closer`` (a template's ``}``), through nested strings and brackets."""
+        stack = [closer]
+        opened = self.line
+        while self.i < len(self.text):
+            c = self.text[self.i]
+            if c == '"':
+                self.string()
+                continue
+            if c == "\n":
+                self.line += 1
+            elif c in _CLOSER:
+                stack.append(_CLOSER[c])
+            elif c in ")]}":
+                if c != stack.pop():
+                    raise _Fault(self.line, f"{c!r} closes a bracket it does not match")
+                if not stack:
+                    self.i += 1
+                    return
+            self.i += 1
+        raise _Fault(opened, "a ${ } template is never closed")
+
+    def comment_or_heredoc(self) -> bool:
+        """Skip a comment or heredoc at the scanner's place; False when there is none."""
+        text, i = self.text, self.i
+        if text[i] == "#" or text.startswith("//", i):
+            end = text.find("\n", i)
+            self.i = len(text) if end < 0 else end
+            return True
+        if text.startswith("/*", i):
+            end = text.find("*/", i + 2)
+            if end < 0:
+                raise _Fault(self.line, "a /* comment is never closed")
+            self.skip_to(end + 2)
+            return True
+        if m := _HEREDOC.match(text, i):
+            marker, opened = m[1], self.line
+            self.skip_to(m.end())
+            while self.i < len(text):
+                end = text.find("\n", self.i)
+                end = len(text) if end < 0 else end
+                if text[self.i:end].strip() == marker:
+                    self.skip_to(end)
+                    return True
+                self.skip_to(min(end + 1, len(text)))
+            raise _Fault(opened, f"the heredoc <<{marker} is never ended by a line {marker}")
+        return False
 
 
 def parse_targets(text: str, name: str = BAKE_FILE) -> set[str]:
-    """Target names declared in bake-file ``text``; malformed HCL is bad input with its line."""
-    import hcl2  # optional: imported here, commands that never read the bake file do without the parser
-    from lark.exceptions import LarkError, UnexpectedInput  # optional: python-hcl2's parser, as above
-
+    """Target names declared in bake-file ``text``; a malformed file is bad input with its line."""
     try:
-        tree = hcl2.loads(text)
-    except UnexpectedInput as exc:
-        raise BadInput(f"{one_line(name)}:{exc.line}: syntax: not valid HCL "
-                       f"({one_line(str(exc).strip().splitlines()[0])})") from None
-    except (LarkError, ValueError, RecursionError) as exc:
-        raise BadInput(f"{one_line(name)}:1: syntax: not valid HCL ({type(exc).__name__})") from None
-    found: set[str] = set()
-    for block in tree.get("target", []) if isinstance(tree, dict) else []:
-        if isinstance(block, dict):
-            found.update(_label(str(key)) for key in block if not str(key).startswith("__"))
+        return _targets(text)
+    except _Fault as fault:
+        raise BadInput(f"{one_line(name)}:{fault.line}: syntax: not valid HCL ({fault})") from None
+
+
+def _targets(text: str) -> set[str]:
+    scan, found = _Scanner(text), set()
+    open_brackets: list[tuple[str, int]] = []
+    head: list[str] = []  # the words and labels of the top-level statement so far
+    while scan.i < len(text):
+        c = text[scan.i]
+        if c == "\n":
+            scan.line += 1
+            scan.i += 1
+            if not open_brackets:
+                head = []
+        elif c in " \t\r,=":
+            scan.i += 1
+        elif scan.comment_or_heredoc():
+            continue
+        elif c == '"':
+            label = scan.string()
+            if not open_brackets:
+                head.append(label)
+        elif c in _CLOSER:
+            if c == "{" and not open_brackets and len(head) >= 2 and head[0] == "target":
+                found.add(head[1])
+            open_brackets.append((c, scan.line))
+            scan.i += 1
+        elif c in ")]}":
+            if not open_brackets or _CLOSER[open_brackets[-1][0]] != c:
+                raise _Fault(scan.line, f"{c!r} closes nothing that is open")
+            open_brackets.pop()
+            scan.i += 1
+            if not open_brackets:
+                head = []
+        elif m := _WORD.match(text, scan.i):
+            if not open_brackets:
+                head.append(m[0])
+            scan.i = m.end()
+        else:
+            scan.i += 1
+    if open_brackets:
+        bracket, line = open_brackets[-1]
+        raise _Fault(line, f"the {bracket!r} opened here is never closed")
     return found
 
 
@@ -245,3 +361,19 @@ def pins_label(pins: Pins, target: str, installed: list[Pin]) -> str:
     return json.dumps([{"name": p.name, "version": p.version, "sha256": p.sha256,
                         "archs": list(coverage.serves(pins, p))} for p in installed],
                       separators=(",", ":"), sort_keys=True)
+
+
+def runs_for(pins: Pins, target: str, installed: list[Pin]) -> list[coverage.Runs]:
+    """Where each attention package of a resolved bake target runs (``complete-cuda-sm90``: on sm90)."""
+    found = image_of(pins, target)
+    base, arch = (found[0], found[1]) if found else (target, None)
+    return coverage.runs_in(pins, target, base, arch, installed)
+
+
+def runs_label(pins: Pins, target: str, installed: list[Pin]) -> str:
+    """The ``io.comfyimg.runs-on`` label, compact JSON: ``{"sageattention": {"runs_on": [...],
+    "falls_back": [...]}}``, and ``unknown`` archs while no coverage is recorded (``invoke audit`` says why)."""
+    return json.dumps({r.pin.key: {"runs_on": [a.arch for a in r.having("runs")],
+                                   "falls_back": [a.arch for a in r.having("falls back")],
+                                   **({"unknown": u} if (u := [a.arch for a in r.having("unknown")]) else {})}
+                       for r in runs_for(pins, target, installed)}, separators=(",", ":"), sort_keys=True)

@@ -80,6 +80,7 @@ def test_a_dockerfile_warning_fails_check_naming_it(tmp_path):
     assert data["status"] == "failed", data
     assert [w.split(" - ")[0] for w in data["warnings"]] == ["FromAsCasing"], data
     assert data["detail"] == "build checks: 1 warning(s) in 2 target(s)", data
+    assert set(data["targets"]) == {"runtime-cpu", "core-cpu"} and "failed: 1 warning(s)" in data["targets"].values(), data
     human = project.invoke("check")
     assert human.returncode == 1
     assert "error: build check: FromAsCasing - " in human.stderr, human.stderr
@@ -89,7 +90,8 @@ def test_a_clean_dockerfile_linked_through_a_target_context_passes(tmp_path):
     r = _project(tmp_path, CLEAN).invoke("check", "--json")
     data = _checks(r)
     assert (r.returncode, data) == (0, {"status": "passed", "detail": "build checks passed on 2 target(s)",
-                                         "warnings": []}), r.stderr
+                                         "warnings": [], "targets": {"runtime-cpu": "passed", "core-cpu": "passed"}}), \
+        r.stderr
 
 
 def test_a_base_image_out_of_reach_is_said_not_checked_and_the_rest_passes(tmp_path):
@@ -101,6 +103,9 @@ def test_a_base_image_out_of_reach_is_said_not_checked_and_the_rest_passes(tmp_p
     assert data["status"] == "skipped" and data["warnings"] == [], data
     assert data["detail"].startswith("build checks passed on 1 target(s) but were NOT run on runtime-cpu: "
                                      "a base image cannot be resolved (127.0.0.1:9/nowhere/base:1: "), data
+    # Each target says its own: the one that passed, the one not run (issue 28: "skipped" hid it).
+    assert data["targets"]["core-cpu"] == "passed", data
+    assert data["targets"]["runtime-cpu"].startswith("not run: a base image cannot be resolved (127.0.0.1:9/"), data
     human = project.invoke("check")
     assert human.returncode == 0
     assert "warning: build checks passed on 1 target(s) but were NOT run on runtime-cpu" in human.stderr
@@ -116,7 +121,9 @@ def test_the_projects_own_dockerfiles_pass_the_build_checks(tmp_path):
     r = project.invoke("check", "--json", env={"CUDA_BASE_IMAGE": BASE, "CPU_BASE_IMAGE": BASE})
     data = _checks(r)
     # 7: runtime, core and complete-cuda, runtime-cpu and core-cpu for x86-64 and arm64 (profiles.cpu.platforms)
-    assert data == {"status": "passed", "detail": "build checks passed on 7 target(s)", "warnings": []}, data
+    assert data == {"status": "passed", "detail": "build checks passed on 7 target(s)", "warnings": [],
+                    "targets": dict.fromkeys(data["targets"], "passed")}, data
+    assert len(data["targets"]) == 7, data
     assert r.returncode == 0, r.stderr
 
 

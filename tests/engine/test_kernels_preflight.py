@@ -12,17 +12,17 @@ from comfyimg.kernels.read import read_wheel
 from comfyimg.pins import edit as pinedit
 from comfyimg.pins import load as pins
 from tests.lib.assertions import assert_failed_cleanly
-from tests.lib.cudawheels import SEED_SAGE2, sage2_wheel
+from tests.lib.cudawheels import SEED_SAGE2, sage2_wheel, trap_wheel
 from tests.lib.engine import WheelPin, wheels_toml
 from tests.lib.wheels import sha256_file
 
 pytestmark = pytest.mark.engine
 
 
-def _pin(served, wheel):
+def _pin(served, wheel, serves=("sm80", "sm90")):
     sage3 = served.pin("sage3")
     seedlike = WheelPin("sageattention", "2.2.0", f"{served.server.url}/{wheel.name}", sha256_file(wheel),
-                        ("sageattention",), serves=("sm80", "sm90"))
+                        ("sageattention",), serves=serves)
     return wheels_toml([sage3, seedlike])
 
 
@@ -39,8 +39,10 @@ def test_preflight_refuses_recorded_coverage_that_misses_a_served_arch(served, e
     text = pinedit.dumps_with_changes(_pin(served, wheel), {1: record.record_fields(read_wheel(wheel))})
     project = engine_project("uncovered", text)
     result = project.bake(pip_index=f"{served.server.url}/simple/")
-    _assert_refused(project, result, r"wheels\.toml:\d+: coverage: sageattention cannot run on sm90, which it "
-                                     r"serves: .*sageattention\._qattn_sm90: not in the wheel \(needs SASS for sm90 ")
+    _assert_refused(project, result, r"wheels\.toml:\d+: coverage: complete-cuda on sm90 \(H100 / H200\): "
+                                     r"sageattention 2\.2\.0 cannot run: sageattention\._qattn_sm90 is not in the wheel; "
+                                     r"fix: serves = \[\"sm80\"\] in its \[\[wheel\]\] \(wheels\.toml:\d+\), or move it "
+                                     r"to a wheel built for sm90$")
 
 
 def test_bake_records_missing_coverage_of_a_hashed_pin_then_judges_it(served, engine_project, tmp_path):
@@ -51,10 +53,24 @@ def test_bake_records_missing_coverage_of_a_hashed_pin_then_judges_it(served, en
     project = engine_project("unrecorded", _pin(served, wheel))
     result = project.bake(pip_index=f"{served.server.url}/simple/")
     assert "recorded the kernel coverage of sageattention" in result.proc.stderr, result.proc.stderr
-    _assert_refused(project, result, r"wheels\.toml:\d+: coverage: sageattention cannot run on sm90")
+    _assert_refused(project, result, r"wheels\.toml:\d+: coverage: complete-cuda on sm90 .*: sageattention 2\.2\.0 cannot run")
     pin = next(p for p in pins.load(project.pins).wheels if p.name == "sageattention")
     assert pin.coverage is not None and pin.coverage.sha256 == sha256_file(wheel)
     assert "sageattention._qattn_sm90" not in {m.name for m in pin.coverage.modules}
+
+
+def test_bake_records_a_kernel_compiled_out_for_a_served_arch_and_refuses_it(served, engine_project, tmp_path):
+    """Issue 29: the preflight records what the disassembly found with the coverage, and judges by
+    it: this wheel's _qattn_sm89 is sm_80 SASS whose FP8 kernel is a breakpoint, so sm89 is refused."""
+    wheel = trap_wheel(served.server.root, "t_80", filename="sageattention-2.2.0+trap80-cp311-cp311-linux_x86_64.whl")
+    project = engine_project("compiled-out", _pin(served, wheel, serves=("sm89",)))
+    result = project.bake(pip_index=f"{served.server.url}/simple/")
+    assert "recorded the kernel coverage of sageattention" in result.proc.stderr, result.proc.stderr
+    _assert_refused(project, result, r"wheels\.toml:\d+: coverage: sageattention cannot run on sm89, which it serves: "
+                                     r".*compiled out for sm89: sageattention\._qattn_sm89's kernel qk_fp8_attn, "
+                                     r"built for sm_80, holds BPT\.TRAP")
+    text = project.pins.read_text()
+    assert 'code = [{target = "sm_80", kernels = 1, named = true, trapped = ["qk_fp8_attn"]' in text, text
 
 
 def test_bake_never_trusts_bytes_without_a_sha256(served, engine_project, tmp_path):

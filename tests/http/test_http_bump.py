@@ -429,7 +429,10 @@ def test_a_release_whose_wheel_misses_a_served_arch_is_refused_and_nothing_writt
     _release_of(project, tmp_path, "v2.2.0-seedlike", SEED_SAGE2, "r_100a")
     before = project.snapshot()
     r = project.bump("--release", "v2.2.0-seedlike", "--name", "sageattn3")
-    assert_unchanged(project, before, r, code=1, message=r"sageattn3: sageattn3-1\.0\.1-.*cannot run on sm120")
+    assert_unchanged(project, before, r, code=1, message=r"complete-cuda on sm120 \(RTX 50xx\): sageattn3 1\.0\.1 "
+                   r"\(sageattn3-1\.0\.1-290\.129-cp312-cp312-linux_x86_64\.whl of v2\.2\.0-seedlike\) cannot run: "
+                   r"fp4attn_cuda carries only sm_100a; fp4quant_cuda carries only sm_100a; fix: serves = \[\] in its "
+                   r"\[\[wheel\]\] \(wheels\.toml:\d+\), or move it to a wheel built for sm120")
     assert "fp4attn_cuda" in r.stderr and "sm_100a" in r.stderr  # what it carries
     assert "SASS for sm120" in r.stderr  # what is missing
     assert "nothing written" in r.stderr
@@ -480,16 +483,19 @@ def test_recording_the_wheel_a_pin_already_names_records_the_truth_and_check_ref
     project.render()
     r = project.bump("--release", "v2.2.0-build.16", "--verify")
     assert r.returncode == 0, r.stdout + r.stderr
-    assert "warning: sageattention: sageattention-2.2.0-290.129" in r.stderr and "cannot run on sm120" in r.stderr
-    assert "warning: sageattn3: " in r.stderr
+    assert re.search(r"warning: complete-cuda on sm120 \(RTX 50xx\): sageattention 2\.2\.0 \(sageattention-2\.2\.0-290"
+                     r"\.129-cp312-cp312-linux_x86_64\.whl of v2\.2\.0-build\.16\) cannot run: .*; fix: serves = ", r.stderr)
+    assert re.search(r"warning: complete-cuda on sm120 \(RTX 50xx\): sageattn3 1\.0\.0 .* cannot run: ", r.stderr)
     text = project.pins.read_text()
     assert text.count("coverage_from = ") == 2 and '{module = "fp4attn_cuda", sass = ["sm_100a"], ptx = []}' in text
     check = subprocess.run([sys.executable, "-m", "invoke", "check"], cwd=project.root, env=project.env(),
                            text=True, capture_output=True, timeout=60)
     assert check.returncode == 2, check.stdout + check.stderr
-    assert re.search(r"coverage: sageattention cannot run on sm120, which it serves: .*sageattention\._qattn_sm89", check.stderr)
-    assert re.search(r"coverage: sageattn3 cannot run on sm120, which it serves: .*fp4attn_cuda: needs SASS for sm120",
-                     check.stderr)
+    assert re.search(r"coverage: complete-cuda on sm120 \(RTX 50xx\): sageattention 2\.2\.0 cannot run: .*"
+                     r"sageattention\._qattn_sm89 carries only sm_89, sm_100a.*; fix: serves = \[\"sm80\", \"sm86\", "
+                     r"\"sm89\", \"sm90\"\] in its \[\[wheel\]\]", check.stderr)
+    assert re.search(r"coverage: complete-cuda on sm120 \(RTX 50xx\): sageattn3 1\.0\.0 cannot run: fp4attn_cuda "
+                     r"carries only sm_100a; .*fix: serves = \[\] in its", check.stderr)
 
 
 def test_bump_records_the_dispatch_read_from_the_wheel_and_a_second_verify_changes_nothing(project, tmp_path):

@@ -119,3 +119,25 @@ def test_label_check():
     tag_only = L.ComfyUI(REPO, "v0.3.66", None, 1)
     assert L.label_check({L.LABEL_TAG: "v0.3.66", L.LABEL_COMMIT: "", L.LABEL_REF: "v0.3.66"},
                          tag_only)["status"] == "pass"
+
+
+def test_the_commit_goes_inside_comfyui_and_the_not_recorded_note_goes(project):
+    """A new ``commit =`` lands right after ``[comfyui]``'s last key, not below the comments that
+    introduce the next ``[[wheel]]``; the comment saying it is not recorded yet is removed."""
+    text = toml().replace("# ComfyUI: checked out by the core images.\n", (
+        "# ComfyUI: checked out by the core images.\n"
+        "# The commit it points at is not recorded yet (no GitHub here):\n"
+        "# until it is, the images build from the tag.\n"
+        "# Record it with: invoke bump --comfyui --release v0.3.66\n")).replace(
+        "[[wheel]]", "# helper: a pure-Python pin\n# (its comment block)\n[[wheel]]")
+    project.pins.write_text(text)
+    project.render()
+    r = project.bump("--comfyui")
+    assert r.returncode == 0, r.stdout + r.stderr
+    lines = project.pins.read_text().splitlines()
+    at = lines.index("[comfyui]")
+    assert lines[at + 1:at + 4] == [f'github = "{REPO}"   # upstream', 'release = "v0.3.70"', f'commit = "{B}"']
+    assert lines[at - 1] == "# ComfyUI: checked out by the core images."  # the rest of the comment stays
+    assert "not recorded yet" not in "\n".join(lines) and "Record it with" not in "\n".join(lines)
+    assert lines[lines.index("[[wheel]]") - 2:lines.index("[[wheel]]")] == [
+        "# helper: a pure-Python pin", "# (its comment block)"]

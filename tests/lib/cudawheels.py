@@ -106,3 +106,51 @@ def sage3_wheel(directory: Path, obj: str, *, version: str = "1.0.0", filename: 
     return build_wheel(directory, "sageattn3", version,
                        filename=filename or f"sageattn3-{version}-290.129-cp312-cp312-linux_x86_64.whl",
                        files=files)
+
+
+# --------------------------------------------------------------------------- compiled out below the guard
+
+# tests/fixtures/cuda-trap (see its README and build.sh): trap.cu's FP8 MMA guarded by
+# `#if __CUDA_ARCH__ >= 890`, a breakpoint below, compiled for sm_80 (t_80), sm_80 + sm_89
+# (t_80_89), PTX compute_80 (t_ptx80); t_only_80 holds only the guarded kernel.
+TRAP_OBJECTS = REPO / "tests" / "fixtures" / "cuda-trap"
+
+# A sageattention whose dispatch sends sm89 to _qattn_sm89.qk_fp8_attn, the guarded kernel by name.
+TRAP_PYTHON = {
+    "sageattention/__init__.py": "from .core import sageattn\n",
+    "sageattention/core.py": '''import torch
+
+from . import _qattn_sm89
+
+
+def get_cuda_arch():
+    major, minor = torch.cuda.get_device_capability(0)
+    return f"sm{major}{minor}"
+
+
+def sageattn(q, k, v):
+    arch = get_cuda_arch()
+    if arch == "sm89":
+        return sageattn_fp8(q, k, v)
+    else:
+        raise ValueError(f"Unsupported CUDA architecture: {arch}")
+
+
+def sageattn_fp8(q, k, v):
+    out = torch.empty_like(q)
+    _qattn_sm89.qk_fp8_attn(out, q, k)
+    return out
+''',
+}
+
+
+def trap_wheel(directory: Path, obj: str, *, python: Mapping[str, str] | None = None,
+               modules: Mapping[str, str] | None = None, filename: str | None = None) -> Path:
+    """A sageattention wheel whose ``_qattn_sm89`` is the cuda-trap object ``obj``; its Python is
+    :data:`TRAP_PYTHON` (or ``python``); ``modules``: more cuda-objects fixtures by module."""
+    files: dict[str, str | bytes] = dict(python or TRAP_PYTHON)
+    files[f"sageattention/_qattn_sm89{SUFFIX}"] = (TRAP_OBJECTS / f"{obj}.so").read_bytes()
+    files.update({f"sageattention/{mod}{SUFFIX}": so(o) for mod, o in (modules or {}).items()})
+    return build_wheel(directory, "sageattention", "2.2.0",
+                       filename=filename or "sageattention-2.2.0-290.129-cp312-cp312-linux_x86_64.whl",
+                       files=files)

@@ -65,7 +65,13 @@ def test_derived_args_label_the_pins_and_set_the_caches_per_target(tmp_path):
     sets = [args[i + 1] for i, a in enumerate(args) if a == "--set"]
     allows = [args[i + 1] for i, a in enumerate(args) if a == "--allow"]
     labels = {s.split(".labels.io.comfyimg.pins=")[0]: json.loads(s.split("=", 1)[1])
-              for s in sets if ".labels." in s}
+              for s in sets if ".labels.io.comfyimg.pins=" in s}
+    runs = {s.split(".labels.io.comfyimg.runs-on=")[0]: json.loads(s.split("=", 1)[1])
+            for s in sets if ".labels.io.comfyimg.runs-on=" in s}
+    assert runs == {  # no coverage recorded: where they run is not known yet
+        "complete-cuda": {"sageattention": {"runs_on": [], "falls_back": [], "unknown": ["sm80", "sm90"]}},
+        "complete-cuda-sm90": {"sageattention[sm90]": {"runs_on": [], "falls_back": [], "unknown": ["sm90"]}},
+    }
     assert labels == {
         "complete-cuda": [{"name": "sageattention", "version": "2.2.0", "sha256": "a" * 64, "archs": ["sm80", "sm90"]}],
         "complete-cuda-sm90": [{"name": "sageattention", "version": "2.2.0+cu130.torch2.13.0.sm90",
@@ -128,3 +134,22 @@ def test_attestations_only_on_an_attesting_push(tmp_path, mode, attest, expected
     builder can attest (preflight decides request.attest)."""
     cmd = bake.bake_command(tmp_path, BakeRequest(mode=mode, attest=attest))
     assert [a for a in map(str, cmd) if a.startswith(("--sbom", "--provenance"))] == expected
+
+
+@pytest.mark.parametrize(("remote", "label"), [
+    ("https://user:s3cret@git.example/acme/comfy.git", "https://git.example/acme/comfy.git"),
+    ("git@github.example:acme/comfy.git", "https://github.example/acme/comfy.git"),
+    ("ssh://git@git.example:2222/acme/comfy.git", "https://git.example/acme/comfy.git"),
+    ("/work/main", None), ("../main", None), ("file:///srv/git/comfy.git", None), ("C:/repos/comfy", None),
+])
+def test_the_source_label_is_a_web_address_never_a_path(remote, label):
+    assert bake.source_url(remote) == label
+
+
+def test_a_clone_of_a_local_path_labels_its_source_unknown(monkeypatch, tmp_path):
+    for var in ("GITHUB_REPOSITORY", "GITHUB_SHA"):
+        monkeypatch.delenv(var, raising=False)
+    git = ["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "remote", "add", "origin", str(tmp_path.parent / "upstream")], check=True)
+    assert oci_values(tmp_path)["IMAGE_SOURCE"] == "unknown"

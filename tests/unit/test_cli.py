@@ -4,11 +4,15 @@
 from __future__ import annotations
 
 import ast
+import dataclasses
+import importlib.metadata
 import importlib.util
 import json
+import re
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -19,7 +23,7 @@ from tests.lib.pinfile import BAKE_COMPLETE_CUDA, PROFILE_CUDA, pin_toml
 from tests.lib.project import REPO
 
 PACKAGE = REPO / "src" / "comfyimg"
-SHARED = [cli.CHECK, cli.RENDER, cli.AUDIT]
+SHARED = list(cli.INVOKE_COMMANDS)
 
 
 def _tasks():
@@ -34,15 +38,16 @@ def _tasks():
 def test_a_shared_command_is_defined_once_for_invoke_and_python_m(command):
     task = getattr(_tasks(), command.name)
     assert task.body.__doc__.splitlines()[0] == command.summary  # invoke --list shows the same line
-    arguments = {a.name: a for a in task.get_arguments()}
-    assert set(arguments) == {o.name for o in command.options}
-    for option in command.options:
-        assert arguments[option.name].help == option.help
-        assert (arguments[option.name].kind is list) == option.many
-        assert (arguments[option.name].kind is bool) == option.flag
+    arguments = {a.names[0]: a for a in task.get_arguments()}  # the long flag
+    assert set(arguments) == set(command.long_flags())
+    for f, spec in command.fields():
+        flag = command.flag(f, spec)
+        assert arguments[flag].help == spec.help
+        assert (arguments[flag].kind is list) == isinstance(f.default, tuple)
+        assert (arguments[flag].kind is bool) == isinstance(f.default, bool)
     parsed = command.parser().parse_args([])
-    assert set(vars(parsed)) == {o.name for o in command.options} | {"root"}
-    assert cli.COMMANDS[command.name] == command.main
+    assert set(vars(parsed)) == set(command.long_flags()) | {"root"}
+    assert cli.COMMANDS[command.name] is command
 
 
 def _module(project, *args: str) -> subprocess.CompletedProcess[str]:
@@ -138,3 +143,103 @@ def test_exit_codes_are_not_written_as_numbers_outside_errors():
                     and rel in ("cli.py",):
                 found.append(f"{rel}:{node.lineno}")
     assert found == []
+
+
+# --------------------------------------------------------------------------- one letter, one meaning (issue 28)
+
+
+@pytest.mark.parametrize(("args", "long_flag"), [
+    (["bump", "-d"], "--dry-run"),  # invoke's --debug: the bump used to run and write wheels.toml
+    (["bump", "-r", "v9"], "--release"),  # invoke's --search-root: the newest release was taken
+    (["bump", "-p"], "--pre"),  # invoke's --pty
+    (["bump", "-v"], "--verify"),  # not invoke's either: exit 1 "No idea what '-v' is!"
+    (["bump", "--name", "sageattention", "-d"], "--dry-run"),
+    (["bake", "-p"], "--push or --print"),
+    (["check", "-d"], "long only: --json"),
+])
+def test_a_letter_invoke_owns_after_a_task_name_is_refused_naming_the_long_flag(tmp_path, project_factory,
+                                                                                 args, long_flag):
+    wheel = sage2_wheel(tmp_path, SEED_SAGE2)
+    project = project_factory(PROFILE_CUDA + pin_toml("sageattention", "2.2.0", wheel), BAKE_COMPLETE_CUDA)
+    before = project.snapshot()
+    letter = next(a for a in args if re.fullmatch(r"-\w", a))
+    for r in (project.invoke(*args), _module(project, *args)):
+        assert_failed_cleanly(r, 2, stderr=rf"^error: {letter} is not an option of {args[0]}\b.*"
+                                           rf"{re.escape(long_flag)}", before=before, after=project.snapshot())
+    # Before the task name a letter stays invoke's own: -d is --debug there, and the task runs.
+    r = project.invoke("-d", "render")
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_the_task_letters_and_long_flags_still_work(project_factory):
+    project = project_factory(None, BAKE_COMPLETE_CUDA)
+    r = project.invoke("bump", "-n", "", "--dry-run")  # -n is --name: an empty name is bad input
+    assert_failed_cleanly(r, 2, stderr="the pin names given are empty")
+
+
+# --------------------------------------------------------------------------- python -m comfyimg, complete
+
+
+def test_python_m_help_lists_every_command_with_its_summary_and_exits_0(project_factory):
+    project = project_factory(None, BAKE_COMPLETE_CUDA)
+    r = _module(project, "--help")
+    assert r.returncode == 0, r.stderr
+    for command in cli.COMMANDS.values():
+        assert re.search(rf"^  {command.name} +{re.escape(command.summary)}$", r.stdout, re.M), r.stdout
+        sub = _module(project, command.name, "--help")
+        assert sub.returncode == 0 and command.summary in " ".join(sub.stdout.split()), sub.stdout + sub.stderr
+    version = _module(project, "--version")
+    assert version.returncode == 0 and version.stdout.strip() == f"comfyimg {importlib.metadata.version('comfyimg')}"
+
+
+def test_the_console_script_is_the_same_main():
+    (script,) = [e for e in importlib.metadata.entry_points(group="console_scripts") if e.name == "comfyimg"]
+    assert script.load() is cli.main
+    r = subprocess.run([str(Path(sys.executable).parent / "comfyimg"), "--help"], capture_output=True, text=True,
+                       timeout=60, check=False)
+    assert r.returncode == 0 and "bump" in r.stdout, r.stderr
+
+
+def test_bump_and_bake_run_through_python_m(tmp_path, project_factory):
+    wheel = sage2_wheel(tmp_path, SEED_SAGE2)
+    project = project_factory(PROFILE_CUDA + pin_toml("sageattention", "2.2.0", wheel), BAKE_COMPLETE_CUDA)
+    before = project.snapshot()
+    # The pin has no source: bump says so (bad input) the same way through both front ends.
+    via_invoke, via_module = project.invoke("bump", "--dry-run"), _module(project, "bump", "--dry-run")
+    assert via_invoke.returncode == via_module.returncode, via_module.stderr
+    assert via_module.stderr.removeprefix("error: ") == via_invoke.stderr.removeprefix("error: ")
+    # Two bake modes at once: refused before anything runs, by the same request check.
+    assert_failed_cleanly(_module(project, "bake", "--push", "--print"), 2, stderr="choose one of --load, --push, --print")
+    assert project.snapshot() == before
+
+
+def test_quiet_hides_progress_lines_and_keeps_the_result(monkeypatch):
+    said = []
+    monkeypatch.setattr(cli, "err", lambda: type("C", (), {"print": staticmethod(said.append)}))
+    cli.progress("rendered generated/x")
+    monkeypatch.setattr(cli, "_QUIET", [True])
+    cli.progress("rendered generated/y")
+    assert said == ["rendered generated/x"]
+
+
+def test_a_bad_option_value_is_one_line_and_exit_2_from_both_front_ends():
+    assert cli.SMOKE.main(["--image", "x", "--gpus", "bogus"]) == 2
+    with pytest.raises(errors.BadInput, match=r"smoke --gpus 'bogus': expected one of auto, all, cdi, none"):
+        cli.SMOKE.request_from({"image": "x", "gpus": "bogus"})
+    with pytest.raises(errors.BadInput, match=r"--timeout must be between 0 and 86400 seconds"):
+        cli.SMOKE.request_from({"image": "x", "timeout": "-1"})
+    request = cli.BUMP.request_from({"name": ["a,b"], "dry-run": True}, ["c"])
+    assert request == cli.BumpRequest(name=("a,b", "c"), dry_run=True)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        request.release = "v1"  # type: ignore[misc]
+
+
+def test_the_nox_sessions_show_only_flags_their_command_defines():
+    """noxfile.py runs `python -m comfyimg validate|smoke` (the same definitions); the usage its
+    docstrings show must name flags those commands have (nox imports no comfyimg to generate it)."""
+    source = (REPO / "noxfile.py").read_text()
+    tree = ast.parse(source)
+    sessions = {n.name: ast.get_docstring(n) or "" for n in tree.body if isinstance(n, ast.FunctionDef)}
+    for session, command in (("validate_sage2", cli.VALIDATE), ("validate_sage3", cli.VALIDATE), ("smoke", cli.SMOKE)):
+        shown = set(re.findall(r"--([a-z][\w-]*)", sessions[session].split("-- ", 1)[-1]))
+        assert shown and shown <= set(command.long_flags()), (session, shown - set(command.long_flags()))

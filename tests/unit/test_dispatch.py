@@ -339,7 +339,7 @@ def test_a_wheels_toml_without_dispatch_from_is_judged_by_the_table(tmp_path, pr
     assert project.invoke("render").returncode == 0
     r = project.invoke("check")
     assert r.returncode == 2, r.stdout + r.stderr
-    assert "cannot run on sm100, which it serves: sageattention refuses sm100 at run time" in r.stderr
+    assert "on sm100 (B200): sageattention 2.2.0 cannot run: sageattention refuses sm100 at run time" in r.stderr
     assert pins.load(project.pins).wheels[0].coverage.dispatch is None
 
 

@@ -151,9 +151,9 @@ def test_audit_says_per_platform_which_gpus_run_each_pin(tmp_path, project_facto
     assert r.returncode == 1, r.stdout + r.stderr  # each pin fails an arch it serves
     pins = json.loads(r.stdout)["pins"]
     assert pins["sageattention[linux_aarch64]"]["platform"] == "linux_aarch64"
-    assert pins["sageattention[linux_aarch64]"]["runs_on"] == ["sm90 (GH200)"]
+    assert pins["sageattention[linux_aarch64]"]["gpus"] == ["sm90 (GH200)"]
     assert pins["sageattention"]["platform"] == "linux_x86_64"
-    assert pins["sageattention"]["runs_on"] == ["sm90 (H100 / H200)", "sm120 (RTX 50xx)"]
+    assert pins["sageattention"]["gpus"] == ["sm90 (H100 / H200)", "sm120 (RTX 50xx)"]
     text = project.invoke("audit")
     assert "sageattention[linux_aarch64] (linux_aarch64) runs on: sm90 (GH200)" in text.stdout, text.stdout
 

@@ -33,9 +33,13 @@ def test_recorded_coverage_that_misses_a_served_arch_fails_check(tmp_path, proje
     r = project.invoke("check")
     assert_failed_cleanly(r, 2)
     line = next(i for i, ln in enumerate(text.splitlines(), 1) if ln.startswith("coverage_from"))
-    assert re.search(rf"wheels\.toml:{line}: coverage: sageattention cannot run on sm120, which it serves: "
-                     r".*sageattention\._qattn_sm89: needs SASS for sm120 .*the wheel carries sm_89, sm_100a", r.stderr)
-    assert "sm80" not in r.stderr.split("cannot run on")[1].split(",")[0]
+    # One line: the image, the arch, the pin, the module, and the edit that fixes it.
+    refusals = [ln for ln in r.stderr.splitlines() if ": coverage: " in ln]
+    assert len(refusals) == 1 and re.fullmatch(
+        rf"wheels\.toml:{line}: coverage: complete-cuda on sm120 \(RTX 50xx\): sageattention 2\.2\.0 cannot run: "
+        r".*sageattention\._qattn_sm89 carries only sm_89, sm_100a.*; fix: serves = "
+        r'\["sm80", "sm86", "sm89", "sm90"\] in its \[\[wheel\]\] \(wheels\.toml:\d+\), or move it to a wheel '
+        r"built for sm120", refusals[0]), r.stderr
     # Serving fewer GPUs, declared on the pin, makes the same record pass.
     project.pins.write_text(text.replace('provides = ["sageattention"]',
                                          'provides = ["sageattention"]\nserves = ["sm80", "sm86", "sm89", "sm90"]'))

@@ -60,7 +60,8 @@ def test_check_json(project_factory):
     report = json.loads(r.stdout)
     assert report["current"] is True and report["drift"] == [] and report["wheels"] >= 2
     assert {u["pin"] for u in report["unhashed"]} >= {"sageattention", "sageattn3"}  # the seed pins
-    assert set(report["coverage_unrecorded"]) >= {"sageattention", "sageattn3"}
+    # sageattn3 serves no GPU in the seed (its build runs on none): no coverage is needed for it
+    assert set(report["coverage_unrecorded"]) == {"sageattention"}
 
     (project.root / "generated" / "requirements" / "complete-cuda.txt").write_text("stale\n")
     drift = project.invoke("check", "--json")

@@ -183,8 +183,8 @@ def test_the_reports_carry_the_verdict_and_the_log_tail(tmp_path, monkeypatch):
 
 
 def test_bad_arguments_exit_2():
-    assert cli.smoke_main(["--image", "x", "--steps", "0"]) == 2
-    assert cli.smoke_main([]) == 2
+    assert cli.SMOKE.main(["--image", "x", "--steps", "0"]) == 2
+    assert cli.SMOKE.main([]) == 2
 
 
 @pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGHUP, 129)])

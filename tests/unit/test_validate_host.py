@@ -57,3 +57,20 @@ def test_junit_null_reason_and_require_gpu_verdict():
     names = [c.get("name") for c in suite.findall("testcase")]
     assert names == ["version", "gpu", "verdict"]
     assert suite.get("tests") == "3" and suite.get("failures") == "1"
+
+
+def test_the_probes_find_the_kernels_table_where_the_host_mounts_it():
+    """kernels.json is the kernels stage's data (src/comfyimg/kernels); a probe runs standalone in
+    the image, so the host mounts the table where the probe looks first: beside its folder."""
+    import posixpath
+
+    from comfyimg.kernels import rules
+    from comfyimg.validate import containers
+
+    source = (containers.PROBES_DIR / "table.py").read_text()
+    assert 'os.path.join(_HERE, "..", "kernels.json")' in source  # the first place a probe looks
+    mounts = {target: host for host, target, _ in containers.container_options("comfy")["volumes"]}
+    in_image = posixpath.normpath(posixpath.join(containers.PROBE_MOUNT, "..", "kernels.json"))
+    assert mounts[in_image] == str(rules.TABLE) and rules.TABLE.is_file()
+    assert mounts[containers.PROBE_MOUNT] == str(containers.PROBES_DIR)
+    assert not (containers.PROBES_DIR / "kernels.json").exists()  # one table, not a copy

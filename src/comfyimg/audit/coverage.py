@@ -2,11 +2,12 @@
 covers them, and the audits (``invoke audit``) as data; their text, tables
 and JSON, and the generated docs table, are :mod:`comfyimg.audit.report`'s.
 
-The rules live in :mod:`comfyimg.kernels`; the package knowledge in ``probes/kernels.json``.
+The rules live in :mod:`comfyimg.kernels`; the package knowledge in ``kernels/kernels.json``.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,10 +39,9 @@ def gpu_names(platform: str | None) -> dict[str, str]:
     return ARM64_GPUS if platform == ARM64 else GPUS
 
 
-def runs_on(vs: dict[str, Verdict], platform: str | None) -> list[str]:
+def gpus_running(vs: dict[str, Verdict], platform: str | None) -> list[str]:
     """The GPUs ``vs`` says run the kernels, named for ``platform``: ``sm90 (GH200)``."""
-    names = gpu_names(platform)
-    return [f"{a} ({names[a]})" if a in names else a for a, v in vs.items() if v.runnable]
+    return [gpu(a, platform) for a, v in vs.items() if v.runnable]
 
 
 def serves(pins: Pins, pin: Pin) -> tuple[str, ...]:
@@ -98,8 +98,43 @@ def record_command(pin: Pin) -> str:
     return record_hash_command(pin)
 
 
+def images_of(pins: Pins, pin: Pin) -> str:
+    """The images a pin goes into: its targets (``complete-cuda-sm90`` for a per-arch pin,
+    ``complete-cuda-arm64`` for one of a profile's other platforms)."""
+    return ", ".join(pins.image_name(t, pin.arch, pin.platform) for t in pin.targets)
+
+
+def gpu(arch: str, platform: str | None = None) -> str:
+    """``sm120 (RTX 50xx)``: an arch with the GPUs it stands for on ``platform``, where known
+    (``sm90 (GH200)`` on linux_aarch64)."""
+    names = gpu_names(platform)
+    return f"{arch} ({names[arch]})" if arch in names else arch
+
+
+def brief(v: Verdict, rules: kernels.Rules | None) -> str:
+    """Why ``v`` cannot run, in one clause: the module and what it carries, or the refusal."""
+    if v.missing:
+        return "; ".join(f"{m.module} is not in the wheel" if m.carries == "not in the wheel"
+                         else f"{m.module} carries only {m.carries}" for m in v.missing)
+    return v.why.removeprefix(rules.prefix()) if rules is not None else v.why
+
+
+def fix_for(pins: Pins, pin: Pin, arch: str) -> str:
+    """The edit that makes a pin stop promising ``arch``, or the move that makes it keep it."""
+    rest = [a for a in serves(pins, pin) if a != arch]
+    return (f"serves = {json.dumps(rest)} in its [[wheel]] ({pins.path.name}:{pin.line}), "
+            f"or move it to a wheel built for {arch}")
+
+
+def refusal(pins: Pins, pin: Pin, arch: str, v: Verdict, line: int) -> str:
+    """One line: the image, the arch, the pin, the module, and the edit that fixes it."""
+    return (f"{pins.path.name}:{line}: coverage: {images_of(pins, pin)} on {gpu(arch, pin.platform)}: {pin.key} {pin.version} "
+            f"cannot run: {brief(v, rules_of(pin))}; fix: {fix_for(pins, pin, arch)}")
+
+
 def problems(pins: Pins, chosen: Iterable[Pin] | None = None) -> tuple[list[str], list[Pin]]:
-    """(errors, pins with no coverage recorded). An error names the pin, the arch and the missing code."""
+    """(errors, pins with no coverage recorded). An error names the image, the arch, the pin,
+    the missing code and the fix (:func:`refusal`)."""
     errors: list[str] = []
     unrecorded: list[Pin] = []
     name = pins.path.name
@@ -118,8 +153,7 @@ def problems(pins: Pins, chosen: Iterable[Pin] | None = None) -> tuple[list[str]
             continue
         for arch, v in verdicts(pin, archs).items():
             if not v.runnable:
-                errors.append(f"{name}:{cov.line}: coverage: {pin.key} cannot run on {arch}, which it "
-                              f"serves: {v.why}")
+                errors.append(refusal(pins, pin, arch, v, cov.line))
     return errors, unrecorded
 
 
@@ -146,6 +180,112 @@ def coverage_of(pin: Pin) -> tuple[Sequence[Module] | None, str]:
     if (found := kernels.recipe(pin.filename)) is not None:
         return found[1], f"by recipe: not read from the wheel yet; from {found[0]}"
     return None, "not recorded"
+
+
+# --------------------------------------------------------------------------- runs on, per image
+
+
+@dataclass(frozen=True)
+class ArchRun:
+    """One GPU arch in one image, for one attention package."""
+
+    arch: str
+    status: str  # "runs", "runs, not validated", "falls back", "unknown"
+    why: str
+
+    def as_json(self) -> dict[str, str]:
+        return {"arch": self.arch, "gpu": GPUS.get(self.arch, ""), "status": self.status, "why": self.why}
+
+
+@dataclass(frozen=True)
+class Runs:
+    """Where one pinned attention package runs in one image: every arch the image is for."""
+
+    image: str
+    pin: Pin
+    archs: tuple[ArchRun, ...]
+    known: str = "recorded"  # how its kernels are known: "recorded", "by recipe" (not read yet), "not recorded"
+
+    def having(self, *status: str) -> list[ArchRun]:
+        return [a for a in self.archs if a.status in status]
+
+    def lines(self) -> list[str]:
+        """The summary line, then one line per reason that some archs fall back (or are unknown)."""
+        runs = self.having("runs", "runs, not validated")
+        named = ", ".join(gpu(a.arch, self.pin.platform) + (" (not validated: not in serves)" if a.status != "runs" else "")
+                          for a in runs)
+        out = [f"{self.image}: {self.pin.key} {self.pin.version} runs on " + (named or "no GPU")
+               + ("" if self.known == "recorded" else f" ({self.known}: its kernels are not read from the wheel yet)")]
+        for status in ("falls back", "unknown"):
+            grouped: dict[str, list[str]] = {}  # archs whose reason differs only by their name
+            for a in self.having(status):
+                grouped.setdefault(a.why.replace(a.arch, "{arch}"), []).append(a.arch)
+            for why, archs in grouped.items():
+                head = "falls back to PyTorch attention on" if status == "falls back" else "unknown on"
+                out.append(f"  {head} {', '.join(gpu(a, self.pin.platform) for a in archs)}: "
+                           + why.replace("{arch}", archs[0] if len(archs) == 1 else "each"))
+        return out
+
+    def as_json(self) -> dict[str, Any]:
+        return {"image": self.image, "pin": self.pin.key, "package": self.pin.name, "version": self.pin.version,
+                "known": self.known,
+                "runs_on": [a.arch for a in self.having("runs")],
+                "runs_not_validated": [a.arch for a in self.having("runs, not validated")],
+                "falls_back": {a.arch: a.why for a in self.having("falls back")},
+                "unknown": {a.arch: a.why for a in self.having("unknown")},
+                "archs": [a.as_json() for a in self.archs]}
+
+
+def image_archs(pins: Pins, installed: Sequence[Pin], target: str, arch: str | None) -> list[str]:
+    """The GPU archs an image is for: its own arch (``complete-cuda-sm90``), else its profile's
+    ``archs`` and every arch one of its pins serves."""
+    if arch:
+        return [arch]
+    found = set(pins.profile_for(target).abi.archs)
+    for pin in installed:
+        found.update(serves(pins, pin))
+    return kernels.sort_archs(found)
+
+
+def runs_in(pins: Pins, image: str, target: str, arch: str | None, installed: Sequence[Pin]) -> list[Runs]:
+    """Per attention package of one image: which of its archs run it, and why the others fall back."""
+    archs = image_archs(pins, installed, target, arch)
+    result = []
+    for pin in installed:
+        served = set(serves(pins, pin))
+        modules, how = coverage_of(pin)
+        rules = rules_of(pin)
+        found: list[ArchRun] = []
+        for a, v in (verdicts(pin, archs, modules) if modules is not None else {}).items():
+            if v.runnable:
+                found.append(ArchRun(a, "runs" if a in served else "runs, not validated", v.by or ""))
+            else:
+                why = brief(v, rules)
+                found.append(ArchRun(a, "falls back", why if a in served else f"not in serves; {why}"))
+        if modules is None:
+            why = f"no kernel coverage recorded; record it with: {record_command(pin)}"
+            found = [ArchRun(a, "unknown", why) for a in archs]
+        if modules is not None or served:
+            result.append(Runs(image, pin, tuple(found), how.split(":")[0]))
+    return result
+
+
+def images(pins: Pins) -> list[tuple[str, str, str | None, list[Pin]]]:
+    """Every image wheels.toml installs pins into: (image, target, arch, its pins)."""
+    found: list[tuple[str, str, str | None, list[Pin]]] = []
+    for target in pins.targets():
+        for platform in pins.platforms_for(target):  # complete-cuda, then complete-cuda-arm64
+            found.append((pins.image_name(target, None, platform), target, None,
+                          pins.for_target(target, None, platform)))
+            found += [(pins.image_name(target, a, platform), target, a, pins.for_target(target, a, platform))
+                      for a in pins.archs_for(target, platform)]
+    return found
+
+
+def runs_on(pins: Pins) -> list[Runs]:
+    """Per image and attention package: the archs whose GPUs run it, and those that fall back."""
+    return [r for image, target, arch, installed in images(pins)
+            for r in runs_in(pins, image, target, arch, installed)]
 
 
 # --------------------------------------------------------------------------- invoke audit
@@ -194,7 +334,7 @@ def audit_wheel(root: Path, path: Path, archs: Sequence[str]) -> WheelAudit:
             raise BadInput(f"{path.name}: no pin of {dist} in wheels.toml serves a GPU arch; "
                            "name the archs with --arch smXY")
     try:
-        found = read_wheel(path)
+        found = read_wheel(path, archs=archs)
     except BadKernels as exc:
         raise BadInput(str(exc)) from None
     how = found.dispatch.get(dist.replace("-", "_"))
@@ -215,15 +355,16 @@ class PinAudit:
     verdicts: dict[str, Verdict]
 
     @property
-    def runs_on(self) -> list[str]:
+    def gpus(self) -> list[str]:
         """The GPUs it serves that run its kernels, named for its platform (``sm90 (GH200)``)."""
-        return runs_on({a: v for a, v in self.verdicts.items() if a in self.served}, self.pin.platform)
+        return gpus_running({a: v for a, v in self.verdicts.items() if a in self.served}, self.pin.platform)
 
 
 @dataclass(frozen=True)
 class PinsAudit:
     archs: list[str]
     pins: tuple[PinAudit, ...]
+    runs: tuple[Runs, ...] = ()  # per image: where each attention package runs (runs_on)
 
     @property
     def failed(self) -> bool:
@@ -243,7 +384,7 @@ def audit_pins(pins: Pins, archs: Sequence[str]) -> PinsAudit:
         modules, how = coverage_of(pin)
         vs = verdicts(pin, archs, modules) if modules is not None else {}
         audited.append(PinAudit(pin, served, modules, how, dispatch_of(pin), rules_of(pin), vs))
-    return PinsAudit(archs, tuple(audited))
+    return PinsAudit(archs, tuple(audited), tuple(runs_on(pins)))
 
 
 # --------------------------------------------------------------------------- the probe's expectations

@@ -10,6 +10,7 @@ import tomlkit
 
 from comfyimg.kernels import dispatch
 from comfyimg.kernels.read import WheelKernels
+from comfyimg.kernels.rules import CodeRead
 
 
 def dispatch_records(d: dispatch.WheelDispatch) -> list[dict[str, Any]]:
@@ -27,6 +28,14 @@ def dispatch_records(d: dispatch.WheelDispatch) -> list[dict[str, Any]]:
     return out
 
 
+def code_record(c: CodeRead) -> Any:
+    """One disassembled target as wheels.toml records it (an inline table)."""
+    t = tomlkit.inline_table()
+    t.update({"target": c.target, "kernels": c.kernels, "named": c.named, "trapped": list(c.trapped),
+              "kernel": c.kernel, "instruction": c.instruction})
+    return t
+
+
 def record_fields(found: WheelKernels, package: str | None = None) -> dict[str, Any]:
     """The wheels.toml keys that record ``found`` (tomlkit items: one module per line): the
     coverage, and where the dispatch of ``package`` (default: the one package found) came from."""
@@ -34,6 +43,8 @@ def record_fields(found: WheelKernels, package: str | None = None) -> dict[str, 
     for m in found.modules:
         entry = tomlkit.inline_table()
         entry.update({"module": m.name, "sass": list(m.sass), "ptx": list(m.ptx)})
+        if m.code:  # what the disassembly found in the code the dispatch reaches (kernels.sass)
+            entry["code"] = [code_record(c) for c in m.code]
         array.append(entry)
     array.multiline(bool(found.modules))
     fields: dict[str, Any] = {"coverage_from": {"tool": found.tool, "sha256": found.sha256}, "coverage": array}

@@ -16,17 +16,18 @@ import tempfile
 from collections.abc import Iterable
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from comfyimg import render
-from comfyimg.sources.digests import Digests
-from comfyimg.sources.github import Asset, GitHub, Release, borrowed
-from comfyimg.bump.plan import read_kernels
 from comfyimg.fsutil import exclusive
 from comfyimg.audit import coverage
 from comfyimg.audit.record import record_fields
 from comfyimg.output import Say, progress_factory
 from comfyimg.pins import model as pins_mod
 from comfyimg.pins.edit import save_changes
+
+if TYPE_CHECKING:
+    from comfyimg.sources.github import GitHub
 
 
 def missing(pins: pins_mod.Pins, candidates: Iterable[pins_mod.Pin]) -> list[pins_mod.Pin]:
@@ -46,6 +47,12 @@ def record(root: Path, pins: pins_mod.Pins, chosen: list[pins_mod.Pin], *,
     ``say`` gets a line for each pin recorded."""
     if not chosen:
         return pins
+    # Only a bake that records coverage downloads: the HTTP client (httpx) is not imported
+    # by one that has nothing to record, nor by `bake --print` (docs/dev/startup.md).
+    from comfyimg.bump.plan import read_kernels  # optional: start-up, as above
+    from comfyimg.sources.digests import Digests  # optional: start-up, as above
+    from comfyimg.sources.github import Asset, Release, borrowed  # optional: start-up, as above
+
     path = pins.path
     edits: dict[int, dict[str, object]] = {}
     with (borrowed(client) as github, exclusive(path, "invoke bake"),

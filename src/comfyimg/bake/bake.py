@@ -17,13 +17,14 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from comfyimg import render
 from comfyimg.bake import autocover, record
-from comfyimg.render import BAKE_FILE, PINS_LABEL, PLATFORM_LABEL, pins_for, pins_label, platform_for
+from comfyimg.render import (BAKE_FILE, PINS_LABEL, PLATFORM_LABEL, RUNS_LABEL, pins_for, pins_label, platform_for,
+                              runs_label)
 from comfyimg.render import targets as bake_targets
 from comfyimg.bake.buildlog import pip_hash_mismatch
 from comfyimg.engine.docker import (
@@ -48,8 +49,10 @@ _VERTEX = re.compile(r"^#(\d+) \[(?P<target>[^\s\]]+)[\s\]]", re.ASCII)
 _LINE_ID = re.compile(r"^#(\d+) ", re.ASCII)
 
 
-@dataclass
+@dataclass(frozen=True)
 class BakeRequest:
+    """What to bake and how; never changed once made (preflight returns a copy with ``attest`` decided)."""
+
     targets: list[str] = field(default_factory=lambda: ["default"])
     mode: str = "load"  # load | push | print
     label: str | None = None
@@ -113,14 +116,29 @@ def _git(root: Path, *args: str) -> str | None:
     return (proc.stdout.strip() or None) if proc.returncode == 0 else None
 
 
+def source_url(remote: str) -> str | None:
+    """The web address of a git remote for ``org.opencontainers.image.source``: an http(s) URL
+    without its credential, an ``ssh://`` or ``git@host:owner/repo`` remote as https; None for
+    a local path or ``file://`` (a clone of a clone: the label would name a directory)."""
+    if m := re.fullmatch(r"[\w.-]+@([\w.-]+):(?!/)(.+)", remote):  # scp-like: git@github.com:o/r.git
+        return f"https://{m[1]}/{m[2]}"
+    if m := re.fullmatch(r"(?:ssh|git)://(?:[^/@]*@)?([\w.-]+)(?::\d+)?/(.+)", remote):
+        return f"https://{m[1]}/{m[2]}"
+    if re.match(r"https?://[^/]", remote):
+        return re.sub(r"^(\w+://)[^/@]*@", r"\1", remote)  # never a credential in a label
+    return None
+
+
 def oci_values(root: Path) -> dict[str, str]:
-    """IMAGE_SOURCE, IMAGE_REVISION, IMAGE_CREATED: the bake variables behind the OCI labels."""
+    """IMAGE_SOURCE, IMAGE_REVISION, IMAGE_CREATED: the bake variables behind the OCI labels
+    (each set in the environment wins, see :func:`variables`). IMAGE_SOURCE: GitHub Actions'
+    repository, else the web address of the ``origin`` remote, else "unknown", never a path."""
     source = None
     if os.environ.get("GITHUB_REPOSITORY"):
         server = os.environ.get("GITHUB_SERVER_URL") or "https://github.com"
         source = f"{server}/{os.environ['GITHUB_REPOSITORY']}"
     elif remote := _git(root, "config", "--get", "remote.origin.url"):
-        source = re.sub(r"^(\w+://)[^/@]*@", r"\1", remote)  # never a credential in a label
+        source = source_url(remote)
     return {
         "IMAGE_SOURCE": source or "unknown",
         "IMAGE_REVISION": os.environ.get("GITHUB_SHA") or _git(root, "rev-parse", "HEAD") or "unknown",
@@ -172,6 +190,7 @@ def derived_args(pins: Pins, request: BakeRequest, resolved: dict[str, Any]) -> 
         if installed is not None:
             sets.append(f"{target}.labels.{PINS_LABEL}={pins_label(pins, target, installed)}")
             sets.append(f"{target}.labels.{PLATFORM_LABEL}={platform_for(pins, target)}")
+            sets.append(f"{target}.labels.{RUNS_LABEL}={runs_label(pins, target, installed)}")
         tags = list(spec.get("tags", []))
         for key, specs, export in (("cache-to", request.cache_to, True), ("cache-from", request.cache_from, False)):
             entries = [e for s in specs for e in cache_entries(s, target, tags, export=export)]
@@ -310,16 +329,19 @@ def kernel_problems(pins: Pins, target: str, target_pins: list[Pin]) -> list[str
                      f"coverage; record it with: {coverage.record_command(p)}" for p in unrecorded]
 
 
-def preflight(root: Path, pins: Pins, request: BakeRequest, say: Say) -> tuple[dict[str, Any], list[str]]:
-    """Everything checked before a build: returns the plan (labels and caches included) and the
-    options that put them there. Renders generated/ first; ``say`` gets what it did and warnings."""
+def preflight(root: Path, pins: Pins, request: BakeRequest,
+              say: Say) -> tuple[dict[str, Any], list[str], BakeRequest]:
+    """Everything checked before a build: returns the plan (labels and caches included), the
+    options that put them there, and the request with its attestations decided (a push).
+    Renders generated/ first; ``say`` gets what it did and warnings."""
     try:
         return _preflight(root, pins, request, say)
     except NoDockerCLI as exc:
         raise WorkFailed(f"preflight: {exc}") from None
 
 
-def _preflight(root: Path, pins: Pins, request: BakeRequest, say: Say) -> tuple[dict[str, Any], list[str]]:
+def _preflight(root: Path, pins: Pins, request: BakeRequest,
+               say: Say) -> tuple[dict[str, Any], list[str], BakeRequest]:
     check_options(request)
     changed = render.write(pins, root)
     for path in changed:
@@ -330,7 +352,7 @@ def _preflight(root: Path, pins: Pins, request: BakeRequest, say: Say) -> tuple[
             check_builder(request.builder)
         check_cache(request)
     if request.mode == "push":
-        request.attest = check_attest(request, say)
+        request = replace(request, attest=check_attest(request, say))
     resolved = plan(root, request)
     if request.mode != "print":  # record missing kernel coverage of hashed pins, then judge it
         wanted = [p for t in resolved.get("target", {}) for p in pins_for(pins, t) or []]
@@ -350,12 +372,14 @@ def _preflight(root: Path, pins: Pins, request: BakeRequest, say: Say) -> tuple[
         say(f"warning: {problem}")
     derived = derived_args(pins, request, resolved)
     if request.mode == "print":  # what buildx makes of it, exactly; a build saves this second plan
-        return plan(root, request, derived), derived
+        return plan(root, request, derived), derived, request
     for target, spec in resolved.get("target", {}).items():  # the labels the build will set
         if (installed := pins_for(pins, target)) is not None:
-            spec.setdefault("labels", {})[PINS_LABEL] = pins_label(pins, target, installed)
-            spec["labels"][PLATFORM_LABEL] = platform_for(pins, target)
-    return resolved, derived
+            labels = spec.setdefault("labels", {})
+            labels[PINS_LABEL] = pins_label(pins, target, installed)
+            labels[PLATFORM_LABEL] = platform_for(pins, target)
+            labels[RUNS_LABEL] = runs_label(pins, target, installed)
+    return resolved, derived, request
 
 
 # --------------------------------------------------------------------------- build
@@ -414,7 +438,7 @@ def _stream(cmd: list[str], env: dict[str, str] | None, say: Say) -> tuple[str, 
 
 def build(root: Path, pins: Pins, request: BakeRequest, say: Say) -> list[Built]:
     """Preflight, build (the build log goes line by line to ``say``) and write the build record."""
-    resolved, derived = preflight(root, pins, request, say)
+    resolved, derived, request = preflight(root, pins, request, say)
     extra = ["--progress", request.progress, f"--{request.mode}"]
     if request.no_cache:
         extra.append("--no-cache")

@@ -43,16 +43,17 @@ class Result:
     detail: str
     warnings: list[str] = field(default_factory=list)
     note: bool = False  # nothing here to check (no Dockerfile in this checkout): a note, not a warning
+    targets: dict[str, str] = field(default_factory=dict)  # target → its own status (_per_target)
 
     def as_json(self) -> dict[str, object]:
-        return {"status": self.status, "detail": self.detail, "warnings": self.warnings}
+        return {"status": self.status, "detail": self.detail, "warnings": self.warnings, "targets": self.targets}
 
 
 def _last_error(output: str) -> str:
     """The error that stopped the check: bake's per-target ``error: …`` line, else its last ``ERROR``."""
     lines = [ln.strip() for ln in output.splitlines() if ln.startswith("error: ")]
     lines = lines or [ln.strip() for ln in output.splitlines() if ln.strip().startswith("ERROR")]
-    return (lines[-1] if lines else (output.strip().splitlines() or ["no output"])[-1])[:300]
+    return lines[-1] if lines else (output.strip().splitlines() or ["no output"])[-1]  # whole: never cut mid-word
 
 
 def _unlinked(specs: dict, targets: list[str], stub: Path) -> tuple[list[str], list[str]]:
@@ -107,25 +108,69 @@ def run(root: Path) -> Result:
             return Result("failed", f"build checks: no answer within {limit:g} s ({TIMEOUT_ENV})")
     output = proc.stdout + proc.stderr
     warnings = _WARNING.findall(output)
+    per = _per_target(proc.stdout, targets, missing, ok=proc.returncode == 0 and not warnings)
     if warnings:
-        return Result("failed", f"build checks: {len(warnings)} warning(s) in {len(targets)} target(s)", warnings)
+        return Result("failed", f"build checks: {len(warnings)} warning(s) in {len(targets)} target(s)", warnings,
+                      targets=per)
     if proc.returncode == 0:
         unchecked = f"; not checked (no Dockerfile here): {', '.join(missing)}" if missing else ""
-        return Result("passed", f"build checks passed on {len(targets)} target(s){unchecked}")
+        return Result("passed", f"build checks passed on {len(targets)} target(s){unchecked}", targets=per)
     if _CANNOT.search(output):
         return Result("skipped", "build checks NOT run: this engine's BuildKit cannot run Dockerfile checks "
-                                 f"and could not fetch a frontend that can ({_last_error(output)})")
+                                 f"and could not fetch a frontend that can ({_last_error(output)})",
+                      targets=dict.fromkeys(targets, "not run: this engine cannot run build checks") | {
+                          t: per[t] for t in missing})
     errors = _target_errors(proc.stdout, targets)
     unresolved = {t: e for t, e in errors.items() if _UNRESOLVED in e}
     if errors and errors == unresolved:  # only base images out of reach: the other targets passed
         passed = [t for t in targets if t not in unresolved]
         first = next(iter(unresolved.values()))
         return Result("skipped", f"build checks passed on {len(passed)} target(s) but were NOT run on "
-                                 f"{', '.join(unresolved)}: a base image cannot be resolved ({first[:200]})")
-    return Result("failed", f"build checks: {_last_error(output)}")
+                                 f"{', '.join(unresolved)}: a base image cannot be resolved ({first})", targets=per)
+    return Result("failed", f"build checks: {_last_error(output)}", targets=per)
 
 
 _UNRESOLVED = "failed to resolve source metadata"
+
+
+NO_DOCKERFILE = "not checked: no Dockerfile in this checkout"
+
+
+def _sections(stdout: str, targets: list[str]) -> dict[str, list[str]]:
+    """bake's report, target by target: it names each target on a line of its own."""
+    found: dict[str, list[str]] = {}
+    current = None
+    for line in stdout.splitlines():
+        if line.strip() in targets:
+            current = line.strip()
+            found.setdefault(current, [])
+        elif current:
+            found[current].append(line)
+    return found
+
+
+def _per_target(stdout: str, targets: list[str], missing: list[str], *, ok: bool) -> dict[str, str]:
+    """Each target's own status (``check --json``): passed; failed (its error, or its warnings);
+    not run (a base image out of reach); not checked (no Dockerfile here). A target bake did not
+    report on by name (a single target) takes the run's own outcome."""
+    found = _sections(stdout, targets)
+    status: dict[str, str] = {}
+    for target in targets:
+        lines = found.get(target)
+        if lines is None:
+            status[target] = "passed" if ok else "failed: see the build checks' detail"
+            continue
+        error = next((ln.removeprefix("error: ").strip() for ln in lines if ln.startswith("error: ")), None)
+        warned = [ln for ln in lines if _WARNING.match(ln)]
+        if error and _UNRESOLVED in error:
+            status[target] = f"not run: a base image cannot be resolved ({error})"
+        elif error:
+            status[target] = f"failed: {error}"
+        elif warned:
+            status[target] = f"failed: {len(warned)} warning(s)"
+        else:
+            status[target] = "passed"
+    return status | dict.fromkeys(missing, NO_DOCKERFILE)
 
 
 def _target_errors(stdout: str, targets: list[str]) -> dict[str, str]:

@@ -3,6 +3,7 @@ and record the commit its tag points at (the pin itself: :mod:`comfyimg.pins.com
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -15,7 +16,8 @@ from comfyimg.errors import BadInput, WorkFailed
 from comfyimg.fsutil import atomic_write_many, exclusive, read_text
 from comfyimg.pins import load as pins_mod
 from comfyimg.pins.edit import diff as toml_diff
-from comfyimg.pins.edit import reloaded
+from comfyimg.pins.edit import drop_pending_notes, reloaded
+from comfyimg.pins.lines import entry_end
 from comfyimg.pins.comfyui import COMMIT, ComfyUI
 
 def resolve_commit(client: Any, repo: str, ref: str) -> str:
@@ -31,12 +33,27 @@ def resolve_commit(client: Any, repo: str, ref: str) -> str:
 
 
 def updated_text(text: str, release: str, commit: str) -> str:
-    """``wheels.toml`` with ``[comfyui]`` moved to ``release``/``commit``; comments kept."""
+    """``wheels.toml`` with ``[comfyui]`` moved to ``release``/``commit``; comments kept. A new
+    ``commit`` goes right after the table's last key (tomlkit would append it after the comments
+    that introduce the next table); the note that it is not recorded yet goes."""
     doc = tomlkit.parse(text)
     table = doc["comfyui"]
     table["release"] = release
-    table["commit"] = commit
-    return tomlkit.dumps(doc)
+    if "commit" in table:
+        table["commit"] = commit
+        return drop_pending_notes(tomlkit.dumps(doc), ("comfyui",))
+    moved = tomlkit.dumps(doc)
+    end = entry_end(moved, ("comfyui",))
+    lines = moved.split("\n")
+    placed = "\n".join([*lines[:end], f'commit = "{commit}"', *lines[end:]]) if end else ""
+    try:
+        fits = bool(placed) and tomllib.loads(placed)["comfyui"] == {**tomllib.loads(moved)["comfyui"], "commit": commit}
+    except tomllib.TOMLDecodeError:
+        fits = False
+    if not fits:  # a layout the line edit cannot place: tomlkit's own placement
+        table["commit"] = commit
+        placed = tomlkit.dumps(doc)
+    return drop_pending_notes(placed, ("comfyui",))
 
 
 def newest_release(client: Any, repo: str, pre: bool, release: str | None) -> str:

@@ -25,8 +25,9 @@ from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 
+import tomlkit
 from packaging.utils import canonicalize_name, parse_wheel_filename
-from packaging.version import Version
+from packaging.version import InvalidVersion, Version
 from rich import box
 
 from comfyimg import render
@@ -40,13 +41,15 @@ from comfyimg.kernels import dispatch
 from comfyimg.kernels import rules as kernels
 from comfyimg.kernels.elf import BadKernels
 from comfyimg.kernels.read import WheelKernels, read_wheel
-from comfyimg.kernels.rules import Verdict
+from comfyimg.kernels.rules import Rules, Verdict
 from comfyimg.output import SafeTable as Table
 from comfyimg.output import Say, progress_factory
 from comfyimg.pins import load as pins_mod
+from comfyimg.pins import fields as F
 from comfyimg.pins.abi import InvalidWheelName, fit, parse_wheel
+from comfyimg.pins.fields import index_vs_cuda
 from comfyimg.pins.edit import diff as toml_diff
-from comfyimg.pins.edit import dumps_with_changes, reloaded
+from comfyimg.pins.edit import drop_pending_notes, dumps_with_changes, reloaded
 
 # --------------------------------------------------------------------------- selection
 
@@ -131,6 +134,7 @@ class Change:
     fields: dict[str, object] = field(default_factory=dict)
     kernels: WheelKernels | None = None
     verdicts: dict[str, Verdict] = field(default_factory=dict)  # served arch -> verdict
+    rules: Rules | None = None  # the dispatch the verdicts used
 
     @property
     def failing(self) -> dict[str, Verdict]:
@@ -237,9 +241,13 @@ def _github_release(client: GitHub, repo: str, release: str | None, pre: bool) -
 
 
 def plan(pins: pins_mod.Pins, chosen: list[pins_mod.Pin], client: GitHub, *,
-         release: str | None, pre: bool, verify: bool, workdir: Path) -> list[Change]:
+         release: str | None, pre: bool, verify: bool, workdir: Path,
+         groups: list[tuple[Release, bool, list[pins_mod.Pin]]] | None = None) -> list[Change]:
+    """The change of every pin of ``chosen``: its asset, sha256 and coverage (``groups``: the
+    releases already chosen per pin, as :func:`fitting_groups` finds them for a profile move)."""
     changes: list[Change] = []
-    for rel, newest, group_pins in _groups(pins, chosen, client, release=release, pre=pre):
+    sources = groups if groups is not None else _groups(pins, chosen, client, release=release, pre=pre)
+    for rel, newest, group_pins in sources:
         # Select every asset of this release first: all or nothing.
         picked: list[tuple[pins_mod.Pin, Asset]] = []
         for pin in group_pins:
@@ -260,8 +268,12 @@ def plan(pins: pins_mod.Pins, chosen: list[pins_mod.Pin], client: GitHub, *,
             served = coverage.serves(pins, pin)
 
             def wants(sha256: str, pin: pins_mod.Pin = pin, served: tuple[str, ...] = served) -> bool:
-                # Record coverage for a new wheel (or one never read) that must serve a GPU.
-                return bool(served) and (verify or pin.coverage is None or pin.coverage.sha256 != sha256)
+                # Record coverage for a new wheel (or one never read) that must serve a GPU, and,
+                # with --verify, of a known attention package that serves none (its facts then
+                # come from the wheel, not its recipe: `invoke audit` says where it runs).
+                new = verify or pin.coverage is None or pin.coverage.sha256 != sha256
+                known = kernels.rules_for(pin.name, pin.version) is not None
+                return new and (bool(served) or (verify and known))
 
             try:
                 sha256, source, found = digests.find(asset, wants, partial(read_kernels, asset.name, f"of release {rel.tag}"))
@@ -275,6 +287,7 @@ def plan(pins: pins_mod.Pins, chosen: list[pins_mod.Pin], client: GitHub, *,
                 how = found.dispatch.get(pin.name.lower().replace("-", "_"))
                 rules = dispatch.rules(pin.name, version, how)
                 change.verdicts = kernels.judge_all(found.modules, served, rules)
+                change.rules = rules
                 recorded = record.record_fields(found, pin.name)
                 old = pin.coverage
                 if old is None or old.sha256 != found.sha256 or old.tool != found.tool or \
@@ -284,6 +297,133 @@ def plan(pins: pins_mod.Pins, chosen: list[pins_mod.Pin], client: GitHub, *,
         if mismatched:
             raise WorkFailed("\n".join(mismatched))
     return changes
+
+
+# --------------------------------------------------------------------------- a profile move
+
+
+def _fits_now(pins: pins_mod.Pins, pin: pins_mod.Pin) -> bool:
+    """Does the file the pin names already fit every profile of its targets?"""
+    try:
+        wheel = parse_wheel(pin.filename)
+    except InvalidWheelName:
+        return False
+    return all(not fit(wheel, pins.profile_for(t).abi_for(pin.platform), pin.arch) for t in pin.targets)
+
+
+def _newest_fit(pins: pins_mod.Pins, pin: pins_mod.Pin, client: GitHub, pre: bool) -> tuple[Release, bool] | str:
+    """The newest release (or index page) with the one file that fits ``pin`` in the moved
+    profile: (release, pick the newest of the page?), or why there is none."""
+    target = pin.targets[0]
+    profile = pins.profile_for(target)
+    if isinstance(pin.source, pins_mod.IndexSource):
+        page = index_mod.as_release(index_mod.project_files(client.http, pin.source.index, pin.source.project),
+                                    pin.source.index, pin.source.project)
+        try:
+            select_asset(page, pin, profile, target, newest=True, pre=pre)
+        except WorkFailed as exc:
+            return str(exc).splitlines()[0]
+        return page, True
+    if not isinstance(pin.source, pins_mod.Source):
+        return (f"{pin.key}: {pin.filename} does not fit {target} ({profile.abi_for(pin.platform).describe()}) and the pin has "
+                "no source to search; give it a source = { github, release } or edit its url")
+    newest: Release | None = None
+    for rel in client.releases(pin.source.github):
+        if rel.draft or (rel.prerelease and not pre):
+            continue
+        newest = newest or rel
+        try:
+            select_asset(rel, pin, profile, target, pre=pre)
+        except WorkFailed as exc:
+            if "ambiguous" in str(exc).splitlines()[0]:
+                return str(exc).splitlines()[0]
+            continue
+        return rel, False
+    if newest is None:
+        return f"{pin.key}: {pin.source.github} has no published release" + ("" if pre else " (--pre: prereleases too)")
+    near = [f"{a.name} ({why})" for a in newest.assets
+            if (why := _reject_reason(a, pin, profile, pre)) and not why.startswith(("not a wheel", "distribution"))]
+    return (f"{pin.key}: no release of {pin.source.github} has a file that fits {target} "
+            f"({profile.abi_for(pin.platform).describe()}{', ' + pin.arch if pin.arch else ''}); newest release {newest.tag}: "
+            + ("; ".join(near) or f"no {pin.name} file"))
+
+
+def fitting_groups(pins: pins_mod.Pins, chosen: list[pins_mod.Pin], client: GitHub,
+                   pre: bool) -> list[tuple[Release, bool, list[pins_mod.Pin]]]:
+    """For each pin, the newest release that has a file fitting its (moved) profile; a pin
+    whose file already fits and that has no source stays. None fits for some pin: an error
+    that lists each such pin and why, before anything is downloaded."""
+    groups: list[tuple[Release, bool, list[pins_mod.Pin]]] = []
+    missing: list[str] = []
+    for pin in chosen:
+        if pin.source is None and _fits_now(pins, pin):
+            continue
+        found = _newest_fit(pins, pin, client, pre)
+        if isinstance(found, str):
+            missing.append(found)
+        else:
+            groups.append((found[0], found[1], [pin]))
+    if missing:
+        raise WorkFailed("\n".join(missing) + "\nnothing written: a profile moves with all its pins or not at all")
+    return groups
+
+
+@dataclass(frozen=True)
+class ProfileMove:
+    """``--profile NAME [--torch V] [--cuda V] [--python cpXY] [--torch-index I]``."""
+
+    name: str
+    torch: str | None = None
+    cuda: str | None = None
+    python: str | None = None
+    torch_index: str | None = None
+
+    def fields(self, pins: pins_mod.Pins) -> dict[str, str]:
+        """The profile's keys that change; bad values are bad input naming the option."""
+        profile = pins.profiles.get(self.name)
+        if profile is None:
+            raise BadInput(f"--profile {self.name}: {pins.path.name} has no [profiles.{self.name}]; "
+                           f"profiles: {', '.join(sorted(pins.profiles))}")
+        if not (self.torch or self.cuda or self.python or self.torch_index):
+            raise BadInput("--profile moves a profile: give --torch, --cuda, --python or --torch-index")
+        if self.torch:
+            try:
+                if Version(self.torch).local:
+                    raise InvalidVersion
+            except InvalidVersion:
+                raise BadInput(f"--torch {self.torch!r} is not a plain torch version; expected e.g. 2.11.0") from None
+        if self.cuda and not F.CUDA.fullmatch(self.cuda):
+            raise BadInput(f"--cuda {self.cuda!r} is not a CUDA version; expected MAJOR.MINOR, e.g. 13.0")
+        if self.cuda and profile.abi.cuda is None:
+            raise BadInput(f"--cuda: [profiles.{self.name}] is a CPU profile (no cuda)")
+        if self.python and not F.PY.fullmatch(self.python):
+            raise BadInput(f"--python {self.python!r} is not a CPython tag; expected e.g. cp313")
+        if self.torch_index and not F.INDEX.fullmatch(self.torch_index):
+            raise BadInput(f"--torch-index {self.torch_index!r} is not a torch wheel index; expected cpu, cu130, …")
+        new = {"torch": self.torch, "cuda": self.cuda, "python": self.python, "torch_index": self.torch_index}
+        index = self.torch_index or profile.torch_index
+        if self.cuda and not self.torch_index and index_vs_cuda(index, self.cuda):
+            new["torch_index"] = "cu" + self.cuda.replace(".", "")  # torch's index for that CUDA
+        old = {"torch": profile.abi.torch, "cuda": profile.abi.cuda, "python": profile.abi.python,
+               "torch_index": profile.torch_index}
+        return {k: v for k, v in new.items() if v is not None and v != old[k]}
+
+    def moved(self, pins: pins_mod.Pins, fields: dict[str, str]) -> pins_mod.Pins:
+        """``pins`` with the profile moved (in memory: its pins do not fit it yet)."""
+        profile = pins.profiles[self.name]
+        abi = replace(profile.abi, torch=fields.get("torch", profile.abi.torch),
+                      cuda=fields.get("cuda", profile.abi.cuda), python=fields.get("python", profile.abi.python))
+        new = replace(profile, abi=abi, torch_index=fields.get("torch_index", profile.torch_index))
+        return replace(pins, profiles={**pins.profiles, self.name: new})
+
+
+def with_profile(text: str, name: str, fields: dict[str, str]) -> str:
+    """``wheels.toml`` with ``[profiles.NAME]``'s keys set; comments and order kept (tomlkit)."""
+    doc = tomlkit.parse(text)
+    table = doc["profiles"][name]
+    for key, value in fields.items():
+        table[key] = value
+    return tomlkit.dumps(doc)
 
 
 def _as_loaded(how: dispatch.Found | None) -> dispatch.Found | None:
@@ -312,16 +452,21 @@ def _moves(ch: Change) -> bool:
     return url != ch.pin.url
 
 
-def _refuse_uncovered(changes: list[Change], say: Say) -> None:
+def _cannot(pins: pins_mod.Pins, ch: Change, arch: str, v: Verdict) -> str:
+    """One line: the image, the arch, the pin and wheel, the module, and the edit that fixes it."""
+    return (f"{coverage.images_of(pins, ch.pin)} on {coverage.gpu(arch, ch.pin.platform)}: {ch.pin.key} {ch.version} ({ch.asset.name} "
+            f"of {ch.release.tag}) cannot run: {coverage.brief(v, ch.rules)}; fix: {coverage.fix_for(pins, ch.pin, arch)}")
+
+
+def _refuse_uncovered(pins: pins_mod.Pins, changes: list[Change], say: Say) -> None:
     """A pin moving to a wheel that cannot run on an arch it serves: a table of what fails, and
     exit 1. Recording the wheel a pin already names records the truth, with a warning
     (``invoke check`` and ``invoke bake`` then refuse it, naming the arch)."""
     for ch in changes:
         if not _moves(ch):
-            for arch, v in ch.failing.items():
-                say(f"warning: {ch.pin.key}: {ch.asset.name} cannot run on {arch}, which it serves: "
-                    f"{v.why}; recorded as read. `invoke check` and `invoke bake` refuse it until "
-                    "its serves is narrowed or it moves to a wheel that covers " + arch)
+            for arch, v in ch.failing.items():  # recorded as read; check and bake refuse it until fixed
+                say(f"warning: {_cannot(pins, ch, arch, v)} (recorded as read; `invoke check` and "
+                    "`invoke bake` refuse it until then)")
     failing = [(ch, arch, v) for ch in changes if _moves(ch) for arch, v in ch.failing.items()]
     if not failing:
         return
@@ -333,10 +478,8 @@ def _refuse_uncovered(changes: list[Change], say: Say) -> None:
         carries = "; ".join(f"{m.name}: {m.carries()}" for m in ch.kernels.modules) if ch.kernels else ""
         missing = "; ".join(f"{m.module} ({m.needs})" for m in v.missing) or v.why
         table.add_row(ch.pin.key, arch, ch.asset.name, carries or "no compiled modules", missing)
-    lines = [f"{ch.pin.key}: {ch.asset.name} of {ch.release.tag} cannot run on {arch}, which it serves: "
-             f"{v.why}" for ch, arch, v in failing]
-    raise WorkFailed("\n".join(lines) + "\nnothing written; to serve fewer GPUs, set serves in wheels.toml",
-                     shown=[table])
+    lines = [_cannot(pins, ch, arch, v) for ch, arch, v in failing]
+    raise WorkFailed("\n".join(lines) + "\nnothing written", shown=[table])
 
 
 def table(changes: list[Change]) -> Table:
@@ -354,13 +497,15 @@ def table(changes: list[Change]) -> Table:
     return table
 
 
-def as_json(changes: list[Change], *, dry_run: bool, wrote: list[str], diff: str = "") -> dict[str, object]:
+def as_json(changes: list[Change], *, dry_run: bool, wrote: list[str], diff: str = "",
+            profile: dict[str, tuple[str | None, str]] | None = None) -> dict[str, object]:
     """``invoke bump --json``: what the table shows, for scripts (the bump workflow's PR)."""
     return {
-        "changed": any(ch.fields for ch in changes),
+        "changed": any(ch.fields for ch in changes) or bool(profile),
         "dry_run": dry_run,
         "wrote": wrote,
         **({"diff": diff} if diff else {}),
+        **({"profile": {k: {"old": old, "new": new} for k, (old, new) in profile.items()}} if profile else {}),
         "pins": [{
             "pin": ch.pin.key, "name": ch.pin.name, "arch": ch.pin.arch, "changed": bool(ch.fields),
             "old": {"release": _old_ref(ch.pin), "file": ch.pin.filename,
@@ -383,31 +528,48 @@ class Bumped:
     diff: str = ""  # --dry-run: the wheels.toml diff
     wrote: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    profile: dict[str, tuple[str | None, str]] = field(default_factory=dict)  # --profile: key -> (old, new)
 
 
 def bump(root: Path, names: Sequence[str] = (), *, say: Say, release: str | None = None, pre: bool = False,
          dry_run: bool = False, verify: bool = False, accept_new_bytes: bool = False,
-         client: GitHub | None = None) -> Bumped:
+         client: GitHub | None = None, profile: ProfileMove | None = None) -> Bumped:
     """The command; returns what it did or raises :class:`UserError` (nothing written on failure);
     ``say`` gets the warnings as they come. One bump at a time per checkout: a second one fails
-    at once (the lock on wheels.toml)."""
+    at once (the lock on wheels.toml). ``profile``: move that profile and every pin of it
+    together, each pin to the newest file that fits the moved profile, in one edit."""
     with exclusive(root / "wheels.toml", "invoke bump"):
         return _bump(root, names, say=say, release=release, pre=pre, dry_run=dry_run, verify=verify,
-                     accept_new_bytes=accept_new_bytes, client=client)
+                     accept_new_bytes=accept_new_bytes, client=client, move=profile)
 
 
 def _bump(root: Path, names: Sequence[str], *, say: Say, release: str | None, pre: bool, dry_run: bool,
-          verify: bool, accept_new_bytes: bool, client: GitHub | None) -> Bumped:
+          verify: bool, accept_new_bytes: bool, client: GitHub | None, move: ProfileMove | None) -> Bumped:
     started = time.monotonic()
     path = root / "wheels.toml"
     bake_targets = render.targets(root / render.BAKE_FILE)
     text = read_text(path)  # read once: what is parsed is what the edit starts from
     pins = pins_mod.loads(text, path, bake_targets=bake_targets)
-    chosen = choose_pins(pins, names, verify)
+    profile_fields: dict[str, str] = {}
+    old_profile: dict[str, str | None] = {}
+    if move is not None:
+        if names or release:
+            raise BadInput("--profile moves every pin of the profile to the newest file that fits; "
+                           "it takes no pin names and no --release")
+        profile_fields = move.fields(pins)
+        before = pins.profiles[move.name]
+        old_profile = {"torch": before.abi.torch, "cuda": before.abi.cuda, "python": before.abi.python,
+                       "torch_index": before.torch_index}
+        chosen = [p for p in pins.wheels if any(pins.profile_for(t).name == move.name for t in p.targets)]
+        pins = move.moved(pins, profile_fields)
+    else:
+        chosen = choose_pins(pins, names, verify)
     with borrowed(client) as github, tempfile.TemporaryDirectory(prefix="comfyimg-bump-") as tmp:
-        changes = plan(pins, chosen, github, release=release, pre=pre, verify=verify, workdir=Path(tmp))
+        groups = fitting_groups(pins, chosen, github, pre) if move is not None else None
+        changes = plan(pins, chosen, github, release=release, pre=pre, verify=verify, workdir=Path(tmp),
+                       groups=groups)
 
-    _refuse_uncovered(changes, say)
+    _refuse_uncovered(pins, changes, say)
     replaced = [ch for ch in changes
                 if replaced_in_place(ch.pin.url, ch.pin.sha256, str(ch.fields.get("url", ch.pin.url)), ch.sha256)]
     lines = [f"{ch.pin.key}: {ch.asset.name} was replaced under the same URL in release "
@@ -418,13 +580,18 @@ def _bump(root: Path, names: Sequence[str], *, say: Say, release: str | None, pr
     for line in lines:
         say(f"warning: {line}; accepted (--accept-new-bytes)")
 
-    done = Bumped(changes, dry_run=dry_run)
+    done = Bumped(changes, dry_run=dry_run, profile={k: (old_profile[k], v) for k, v in profile_fields.items()})
     edits = {ch.pin.index: ch.fields for ch in changes if ch.fields}
-    if not edits:
+    if not edits and not profile_fields:
         return done
 
     # Validate and render everything before writing anything.
-    new_text = dumps_with_changes(text, edits)
+    new_text = dumps_with_changes(text, edits) if edits else text
+    for ch in sorted(changes, key=lambda c: -c.pin.index):  # a recorded sha256: its "not recorded yet" note goes
+        if ch.pin.sha256 is None and "sha256" in ch.fields:
+            new_text = drop_pending_notes(new_text, ("wheel", ch.pin.index))
+    if move is not None and profile_fields:  # the profile and its pins in one edit
+        new_text = with_profile(new_text, move.name, profile_fields)
     new_pins = reloaded(new_text, path, bake_targets=bake_targets, failed=f"the bumped {path.name} would not be valid")
     staged: dict[Path, bytes | str] = {path: new_text, **render.changed(new_pins, root)}
     done.edits = len(edits)
@@ -441,4 +608,4 @@ def _bump(root: Path, names: Sequence[str], *, say: Say, release: str | None, pr
     return done
 
 
-__all__ = ["Bumped", "Change", "bump", "choose_pins", "plan", "select_asset"]
+__all__ = ["Bumped", "Change", "ProfileMove", "bump", "choose_pins", "fitting_groups", "plan", "select_asset"]

@@ -13,8 +13,13 @@ condition keeps both (a kernel that may run is needed). A name bound by an impor
 as imported.
 
 :func:`read` gives a :class:`WheelDispatch` or raises :class:`Unreadable` with the reason;
-the caller then falls back to the package table (``probes/kernels.json``) and says why.
+the caller then falls back to the package table (``kernels/kernels.json``) and says why.
 Bounded: each file is capped in bytes, AST nodes and depth; the whole read in time.
+
+Over 500 lines on purpose: it is one reader. The name resolution across the package's files
+(``_Reader``, ``_Module``), the walk through a kernel function (``_Walker``) and the analysis of the
+``if``/``elif`` chain share private state and bounds; split, those private classes would become
+an API between modules that nothing else uses.
 """
 
 from __future__ import annotations
@@ -62,6 +67,9 @@ class Branch:
     triton: bool = False
     text: str = ""  # for a refusal: the raise statement
     fakes: tuple[str, ...] = ()  # register_fake implementations the kernel calls (file:line name)
+    # What the kernel calls on its compiled modules ("sageattention._qattn_sm89.qk_…"): the names
+    # its kernels' entry points are looked up by (kernels.sass); read from the wheel, not recorded.
+    calls: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -171,7 +179,7 @@ class _Reader:
         self.parsed: dict[str, _Module] = {}
         self.deadline = time.monotonic() + MAX_SECONDS
         self.visits = 0
-        self.done: dict[tuple[str, str], tuple[frozenset[str], bool, frozenset[str]]] = {}
+        self.done: dict[tuple[str, str], tuple[frozenset[str], bool, frozenset[str], frozenset[str]]] = {}
 
     def tick(self) -> None:
         self.visits += 1
@@ -277,6 +285,8 @@ class _Reader:
         elif ref.kind == "module":
             if self.is_compiled(ref.module):
                 acc.modules.add(ref.module)
+                if attr:
+                    acc.calls.add(f"{ref.module}.{attr}")
             elif self.is_py(ref.module):
                 m = self.module(ref.module)
                 if attr and attr in m.binds:
@@ -295,10 +305,11 @@ class _Reader:
         key = (mod, name)
         if not env:
             if key in self.done:  # a helper already followed for another branch
-                modules, triton, fakes = self.done[key]
+                modules, triton, fakes, calls = self.done[key]
                 acc.modules |= modules
                 acc.triton |= triton
                 acc.fakes |= fakes
+                acc.calls |= calls
                 return
             if key in acc.seen:
                 return
@@ -316,10 +327,11 @@ class _Reader:
                 local.setdefault(param, default)
             _Walker(self, m, sub).block(fn.body, local)
         if not env:
-            self.done[key] = (frozenset(sub.modules), sub.triton, frozenset(sub.fakes))
+            self.done[key] = (frozenset(sub.modules), sub.triton, frozenset(sub.fakes), frozenset(sub.calls))
         acc.modules |= sub.modules
         acc.triton |= sub.triton
         acc.fakes |= sub.fakes
+        acc.calls |= sub.calls
 
 
 @dataclass
@@ -328,6 +340,7 @@ class _Reach:
     triton: bool = False
     seen: set[tuple[str, str]] = field(default_factory=set)
     fakes: set[str] = field(default_factory=set)
+    calls: set[str] = field(default_factory=set)
 
 
 def _defaults(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> dict[str, Any]:
@@ -651,7 +664,8 @@ def _kernel_branch(r: _Reader, m: _Module, body: list[ast.stmt], archs: tuple[st
     target = r.module(ref.module)
     fn = target.funcs[ref.name]
     r.reach_func(ref.module, ref.name, _call_env(call, fn, local), acc)
-    return Branch(archs, kernel, branch.line, tuple(sorted(acc.modules)), acc.triton, fakes=tuple(sorted(acc.fakes)))
+    return Branch(archs, kernel, branch.line, tuple(sorted(acc.modules)), acc.triton, fakes=tuple(sorted(acc.fakes)),
+                  calls=tuple(sorted(acc.calls)))
 
 
 def _is_fake(decorator: ast.expr) -> bool:

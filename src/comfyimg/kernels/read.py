@@ -7,7 +7,7 @@ import hashlib
 import tempfile
 import threading
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Callable, Collection, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +16,7 @@ from typing import IO, Any
 from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 from packaging.version import InvalidVersion
 
-from comfyimg.kernels import dispatch
+from comfyimg.kernels import dispatch, sass
 from comfyimg.kernels.cuobjdump import cuobjdump, read_module
 from comfyimg.kernels.elf import MACHINES, BadKernels
 from comfyimg.kernels.rules import Module
@@ -68,9 +68,16 @@ def wheel_machine(filename: str) -> str | None:
     return found.pop() if len(found) == 1 else None
 
 
-def _read_and_delete(part: Path, name: str, where: str, machine: str | None = None) -> Module:
+def _read_and_delete(part: Path, name: str, where: str, reached: Callable[[], Mapping[str, Any]],
+                     archs: Collection[str] | None, machine: str | None = None) -> Module:
+    """List the module (an ELF for ``machine``, when the wheel names one); then, with the wheel's
+    dispatch (``reached``), disassemble the code it reaches on ``archs`` (None: every arch it sends
+    there; :mod:`comfyimg.kernels.sass`); delete it."""
     try:
-        return read_module(part, name, where, machine)
+        module = read_module(part, name, where, machine)
+        if module.sass or module.ptx:
+            module = sass.read_module_code(part, module, reached(), where, archs)
+        return module
     finally:
         part.unlink(missing_ok=True)
 
@@ -91,8 +98,9 @@ def _copy_capped(src: IO[bytes], dst: IO[bytes], where: str) -> None:
 
 
 def _extract_and_read(zf: zipfile.ZipFile, info: zipfile.ZipInfo, part: Path, where: str,
+                      reached: Callable[[], Mapping[str, Any]], archs: Collection[str] | None,
                       machine: str | None = None) -> Module:
-    """Stream one member to ``part``, list it with cuobjdump, delete it."""
+    """Stream one member to ``part``, list and disassemble it with cuobjdump, delete it."""
     try:
         with zf.open(info) as src, open(part, "wb") as dst:
             _copy_capped(src, dst, where)
@@ -100,7 +108,7 @@ def _extract_and_read(zf: zipfile.ZipFile, info: zipfile.ZipInfo, part: Path, wh
             RuntimeError, NotImplementedError) as exc:  # encrypted; unsupported compression
         part.unlink(missing_ok=True)
         raise BadKernels(f"{where}: the zip member cannot be read: {exc}") from None
-    return _read_and_delete(part, module_name(info.filename), where, machine)
+    return _read_and_delete(part, module_name(info.filename), where, reached, archs, machine)
 
 
 # Members inflated side by side: zlib and the CRC check release the GIL, so two threads use two
@@ -108,14 +116,16 @@ def _extract_and_read(zf: zipfile.ZipFile, info: zipfile.ZipInfo, part: Path, wh
 WORKERS = 2
 
 
-def read_wheel(path: Path, name: str | None = None) -> WheelKernels:
+def read_wheel(path: Path, name: str | None = None, archs: Collection[str] | None = None) -> WheelKernels:
     """Every compiled module of the wheel at ``path`` (named ``name``, default its file name)
-    with its targets, and the wheel's sha256.
+    with its targets, and the wheel's sha256; the code its dispatch reaches is disassembled on
+    ``archs`` (None, when recording: every arch the dispatch sends to a module).
 
-    Each ``.so`` is streamed to a temp file, listed by cuobjdump and deleted, two members side by
-    side (at most two on disk at a time); the sha256 and the dispatch (the wheel's own Python)
-    are read alongside, so memory stays flat and the wall time stays close to one read of the
-    wheel."""
+    Each ``.so`` is streamed to a temp file, listed by cuobjdump, the code the dispatch reaches
+    disassembled (:mod:`comfyimg.kernels.sass`; it waits for the dispatch, read alongside) and
+    deleted, two members side by side (at most two on disk at a time); the sha256 and the
+    dispatch (the wheel's own Python) are read alongside, so memory stays flat and the wall time
+    stays close to one read of the wheel."""
     label = name or path.name
     machine = wheel_machine(label)  # an aarch64 wheel holds aarch64 ELFs: the same fatbins
     _, version = cuobjdump()
@@ -133,7 +143,7 @@ def read_wheel(path: Path, name: str | None = None) -> WheelKernels:
         def one(n: int, info: zipfile.ZipInfo) -> Module:
             with gate:
                 return _extract_and_read(zf, info, Path(tmp) / f"module-{n}.so", f"{label}: {info.filename}",
-                                         machine)
+                                         reading.result, archs, machine)
 
         listings = [pool.submit(one, n, info) for n, info in enumerate(members)]
         modules = [f.result() for f in listings]

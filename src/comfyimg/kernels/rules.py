@@ -3,7 +3,7 @@ arch, and does a wheel run on it, given the modules its dispatch needs there.
 
 :func:`runs_on` applies NVIDIA's compatibility rules to one target and one GPU arch.
 :func:`judge` combines the modules the package needs on that arch (the wheel's own dispatch,
-:mod:`comfyimg.kernels.dispatch`, or ``probes/kernels.json``, the one table the probes read too)
+:mod:`comfyimg.kernels.dispatch`, or ``kernels/kernels.json``, the one table the probes read too)
 with what the wheel carries: runnable by SASS, by PTX JIT (the first call compiles), by
 Triton, or not, with the reason.
 
@@ -26,6 +26,7 @@ https://developer.nvidia.com/blog/nvidia-blackwell-and-nvidia-cuda-12-9-introduc
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -37,7 +38,7 @@ from typing import Any
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-TABLE = Path(__file__).parents[1] / "validate" / "probes" / "kernels.json"
+TABLE = Path(__file__).parent / "kernels.json"  # this stage's data; validate mounts it beside the probes
 _TARGET = re.compile(r"^(sm|compute)_(\d+)(\d)([af]?)$", re.ASCII)
 _ARCH = re.compile(r"^sm(\d+)(\d)$", re.ASCII)
 
@@ -82,12 +83,51 @@ def runs_on(target: Target, arch: str) -> bool:
 
 
 @dataclass(frozen=True)
+class CodeRead:
+    """What the disassembly of one target of a module (the cubin or PTX the driver picks for
+    some GPU the dispatch sends there) found in the kernels the dispatch launches
+    (:mod:`comfyimg.kernels.sass`)."""
+
+    target: str  # "sm_80" (SASS) or "compute_80" (PTX)
+    kernels: int  # entry points read
+    named: bool  # those read are the ones the wheel's Python calls by name; else every entry point
+    trapped: tuple[str, ...]  # the kernels read that hold a trap (BPT.TRAP; PTX trap/brkpt)
+    kernel: str  # the kernel the verdict names
+    instruction: str  # found in it: its trap, or its first MMA-class instruction ("": neither)
+
+    @property
+    def compiled_out(self) -> bool:
+        """A trap in place of the work: in a kernel the Python calls by name, or, when no kernel
+        is named, in every entry point (a module with one trapping helper among working
+        kernels is not refused on a guess)."""
+        return bool(self.trapped) and (self.named or len(self.trapped) == self.kernels)
+
+    def as_json(self) -> dict[str, Any]:
+        return {"target": self.target, "kernels": self.kernels, "named": self.named,
+                "trapped": list(self.trapped), "kernel": self.kernel, "instruction": self.instruction,
+                "compiled_out": self.compiled_out}
+
+
+@dataclass(frozen=True)
 class Module:
     """One compiled module of a wheel and the GPU code its fatbin carries."""
 
     name: str  # importable name, e.g. sageattention._qattn_sm80
     sass: tuple[str, ...] = ()
     ptx: tuple[str, ...] = ()
+    code: tuple[CodeRead, ...] = ()  # the targets the dispatch reaches, disassembled
+
+    def code_for(self, arch: str) -> Target | None:
+        """The code the driver picks on ``arch``: the newest SASS that runs there, else the
+        newest PTX (JIT); None: no kernel image."""
+        sass = [t for t in self.targets if not t.ptx and runs_on(t, arch)]
+        if sass:
+            return max(sass)
+        ptx = [t for t in self.targets if t.ptx and runs_on(t, arch)]
+        return max(ptx) if ptx else None
+
+    def read_of(self, target: Target) -> CodeRead | None:
+        return next((c for c in self.code if c.target == str(target)), None)
 
     @property
     def targets(self) -> list[Target]:
@@ -121,7 +161,7 @@ class Dispatch:
 
 @dataclass(frozen=True)
 class Rules:
-    """What one package version needs (an entry of ``probes/kernels.json``)."""
+    """What one package version needs (an entry of ``kernels/kernels.json``)."""
 
     package: str
     versions: str
@@ -205,11 +245,13 @@ class Verdict:
     needs: tuple[str, ...] = ()
     missing: tuple[Missing, ...] = ()
     jit: tuple[str, ...] = ()
+    code: tuple[tuple[str, CodeRead], ...] = ()  # (module, what its picked code holds), where read
 
     def as_json(self) -> dict[str, Any]:
         return {"runnable": self.runnable, "by": self.by, "why": self.why, "kernel": self.kernel,
                 "needs": list(self.needs), "jit": list(self.jit),
-                "missing": [{"module": m.module, "carries": m.carries, "needs": m.needs} for m in self.missing]}
+                "missing": [{"module": m.module, "carries": m.carries, "needs": m.needs} for m in self.missing],
+                "code": [{"module": name, **read.as_json()} for name, read in self.code]}
 
 
 def needed_code(arch: str) -> str:
@@ -247,8 +289,19 @@ def judge(modules: Sequence[Module], arch: str, rules: Rules | None) -> Verdict:
     """Can the wheel whose compiled ``modules`` are given run on ``arch``?"""
     v = _judge(modules, arch, rules)
     if rules is not None and rules.fallback:
-        return Verdict(v.arch, v.runnable, v.by, rules.prefix() + v.why, v.kernel, v.needs, v.missing, v.jit)
+        return dataclasses.replace(v, why=rules.prefix() + v.why)
     return v
+
+
+def _compiled_out(arch: str, out: Sequence[tuple[str, CodeRead]]) -> str:
+    """``…, but compiled out for sm89: _qattn_sm89's kernel qk_fp8_attn, built for sm_80, holds
+    BPT.TRAP 0x1 where the work should be``."""
+    parts = []
+    for name, read in out:
+        how = (f"holds {read.instruction}" if read.named else
+               f"holds {read.instruction}, as every one of its {read.kernels} entry point(s) does,")
+        parts.append(f"{name}'s kernel {read.kernel}, built for {read.target}, {how} where the work should be")
+    return f"compiled out for {arch}: " + "; ".join(parts)
 
 
 def _judge(modules: Sequence[Module], arch: str, rules: Rules | None) -> Verdict:
@@ -300,16 +353,28 @@ def _judge(modules: Sequence[Module], arch: str, rules: Rules | None) -> Verdict
         head = f"{rules.entry} runs {kernel} on {arch}" if kernel != rules.entry else f"{kernel} on {arch}"
     else:
         head = f"on {arch}"
+    code: list[tuple[str, CodeRead]] = []
+    for name in needs:
+        mod = by_name.get(name)
+        target = mod.code_for(arch) if mod else None
+        read = mod.read_of(target) if mod and target else None
+        if read is not None:
+            code.append((name, read))
     if missing:
         return Verdict(arch, False, None, f"{head}, but no kernel image: " + "; ".join(map(str, missing)),
-                       kernel, tuple(needs), tuple(missing), tuple(jit))
+                       kernel, tuple(needs), tuple(missing), tuple(jit), tuple(code))
+    out = [(n, r) for n, r in code if r.compiled_out]
+    if out:
+        return Verdict(arch, False, None, f"{head}, but {_compiled_out(arch, out)}", kernel, tuple(needs),
+                       (), tuple(jit), tuple(code))
     if jit:
         return Verdict(arch, True, "ptx-jit", f"{head}: by PTX JIT for {', '.join(jit)} (the first call "
-                       "compiles it; expect a delay), SASS for the rest", kernel, tuple(needs), (), tuple(jit))
+                       "compiles it; expect a delay), SASS for the rest", kernel, tuple(needs), (), tuple(jit),
+                       tuple(code))
     if rules and rules.from_wheel:
-        return Verdict(arch, True, "sass", head, kernel, tuple(needs))
+        return Verdict(arch, True, "sass", head, kernel, tuple(needs), code=tuple(code))
     what = ", ".join(needs) if needs else "no module with GPU code"
-    return Verdict(arch, True, "sass", f"{head}: SASS in {what}", kernel, tuple(needs))
+    return Verdict(arch, True, "sass", f"{head}: SASS in {what}", kernel, tuple(needs), code=tuple(code))
 
 
 def judge_all(modules: Sequence[Module], archs: Iterable[str], rules: Rules | None) -> dict[str, Verdict]:
@@ -321,4 +386,5 @@ def sort_archs(archs: Iterable[str]) -> list[str]:
 
 
 def modules_json(modules: Sequence[Module]) -> list[dict[str, Any]]:
-    return [{"module": m.name, "sass": list(m.sass), "ptx": list(m.ptx)} for m in modules]
+    return [{"module": m.name, "sass": list(m.sass), "ptx": list(m.ptx),
+             **({"code": [c.as_json() for c in m.code]} if m.code else {})} for m in modules]

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from comfyimg.errors import BadInput, WorkFailed
 from comfyimg.fsutil import atomic_write, read_text
-from comfyimg.pins.lines import entry_end
+from comfyimg.pins.lines import entry_end, line_index
 from comfyimg.pins.load import loads
 from comfyimg.pins.model import Pins
 
@@ -110,6 +110,25 @@ def dumps_with_changes(text: str, changes: Mapping[int, Mapping[str, Any]]) -> s
     if crlf:  # keep a CRLF file CRLF
         new_text = new_text.replace("\n", "\r\n")
     return new_text
+
+
+def drop_pending_notes(text: str, table: tuple[Any, ...]) -> str:
+    """``text`` without the comment that says ``table``'s hash or commit is "not recorded yet"
+    (from that line through its "Record it with:" line) in the comments just above its header:
+    once recorded, that comment would be false."""
+    header = line_index(text).get(table)
+    if header is None:
+        return text
+    lines = text.split("\n")
+    top = header - 1  # 0-based index of the header line; walk up its comment block
+    while top > 0 and lines[top - 1].lstrip().startswith("#"):
+        top -= 1
+    block = range(top, header - 1)
+    start = next((i for i in block if "not recorded yet" in lines[i]), None)
+    if start is None:
+        return text
+    end = next((i for i in range(start, header - 1) if "record it with:" in lines[i].lower()), start)
+    return "\n".join(lines[:start] + lines[end + 1:])
 
 
 def reloaded(new_text: str, path: Path, *, bake_targets: set[str] | None = None,

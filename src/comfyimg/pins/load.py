@@ -21,9 +21,10 @@ from packaging.version import InvalidVersion, Version
 from comfyimg.errors import BadInput
 from comfyimg.fsutil import read_text
 from comfyimg.kernels.dispatch import Branch, FromTable, WheelDispatch
-from comfyimg.kernels.rules import Module, Target, parse_arch
+from comfyimg.kernels.rules import CodeRead, Module, Target, parse_arch
 from comfyimg.pins import comfyui as comfyui_pin
 from comfyimg.pins import fields as F
+from comfyimg.pins import platforms as P
 from comfyimg.pins.abi import SM, ImageABI, mismatches
 from comfyimg.pins.fields import (
     check_url,
@@ -36,7 +37,7 @@ from comfyimg.pins.fields import (
     unknown_keys,
 )
 from comfyimg.pins.lines import Errors
-from comfyimg.pins.model import DEFAULT_PLATFORM, DOCKER_PLATFORMS, Coverage, IndexSource, Pin, Pins, Profile, Source
+from comfyimg.pins.model import DEFAULT_PLATFORM, Coverage, IndexSource, Pin, Pins, Profile, Source
 
 PROFILE_KEYS = {"python", "platform", "platforms", "torch", "torch_index", "cuda", "archs", "glibc"}
 WHEEL_KEYS = {"name", "version", "url", "sha256", "source", "targets", "provides", "arch", "platform", "serves",
@@ -44,7 +45,8 @@ WHEEL_KEYS = {"name", "version", "url", "sha256", "source", "targets", "provides
 SOURCE_KEYS = {"github", "release"}
 INDEX_SOURCE_KEYS = {"index", "project"}
 COVERAGE_FROM_KEYS = {"tool", "sha256"}
-COVERAGE_KEYS = {"module", "sass", "ptx"}
+COVERAGE_KEYS = {"module", "sass", "ptx", "code"}
+CODE_KEYS = {"target", "kernels", "named", "trapped", "kernel", "instruction"}
 DISPATCH_FROM_KEYS = {"source", "file", "sha256", "entry", "imports", "why"}
 DISPATCH_KEYS = {"archs", "kernel", "modules", "line", "triton", "raise", "fakes"}
 
@@ -64,7 +66,7 @@ def _load_profile(err: Errors, name: str, table: Any) -> Profile | None:
     python, good = matching(err, where, f + "python", table, "python", F.PY,
                             "a CPython tag; expected e.g. 'cp312'")
     ok &= good
-    platforms = _profile_platforms(err, where, f, table)
+    platforms = P.profile_platforms(err, where, f, table)
     ok &= bool(platforms)
     torch = string(err, where, f + "torch", table, "torch")
     if torch:
@@ -106,34 +108,6 @@ def _load_profile(err: Errors, name: str, table: Any) -> Profile | None:
         return None
     abi = ImageABI(python, platforms[0], torch, cuda, tuple(archs), glibc)
     return Profile(name, abi, index, err.line(*where), platforms)
-
-
-def _known_platform(err: Errors, where: tuple[Any, ...], field: str, value: str) -> bool:
-    if value in DOCKER_PLATFORMS:
-        return True
-    err.add(where, field, f"{value!r} is not a platform the images are built for; expected one of "
-            f"{', '.join(sorted(DOCKER_PLATFORMS))}")
-    return False
-
-
-def _profile_platforms(err: Errors, where: tuple[Any, ...], f: str, table: dict) -> tuple[str, ...] | None:
-    """``platform = "linux_x86_64"`` or ``platforms = ["linux_x86_64", "linux_aarch64"]`` (the
-    first builds the targets without a suffix, each other one the ``-<arch>`` targets)."""
-    if "platform" in table and "platforms" in table:
-        err.add(where + ("platforms",), f + "platforms",
-                "give platform (one) or platforms (several), not both")
-        return None
-    if "platforms" in table:
-        listed = str_list(err, where, f + "platforms", table, "platforms")
-        if not listed:
-            return None
-        known = [_known_platform(err, where + ("platforms",), f + "platforms", p) for p in listed]
-        return listed if all(known) and len(set(listed)) == len(listed) else None
-    one, good = matching(err, where, f + "platform", table, "platform", F.PLATFORM,
-                         "a wheel platform tag; expected e.g. 'linux_x86_64'")
-    if not (good and one and _known_platform(err, where + ("platform",), f + "platform", one)):
-        return None
-    return (one,)
 
 
 def _load_index_source(err: Errors, where: tuple[Any, ...], raw: dict) -> IndexSource | None:
@@ -214,7 +188,7 @@ def _load_wheel(err: Errors, i: int, table: Any, profiles: dict[str, Profile | N
         err.add(where + ("arch",), "arch", f"{arch!r} is not a GPU arch; expected e.g. 'sm90'")
         arch = None
     platform = string(err, where, "platform", table, "platform", required=False)
-    if platform is not None and not _known_platform(err, where + ("platform",), "platform", platform):
+    if platform is not None and not P.known_platform(err, where + ("platform",), "platform", platform):
         platform = None
     serves = str_list(err, where, "serves", table, "serves", required=False)
     for sm in serves or ():
@@ -225,7 +199,7 @@ def _load_wheel(err: Errors, i: int, table: Any, profiles: dict[str, Profile | N
             serves = None
     coverage = _load_coverage(err, where, table)
     wheel = check_url(err, where, name, version, arch, url) if url else None
-    on = platform or _first_platform(err, where, targets or (), profiles)
+    on = platform or P.first_platform(err, where, targets or (), profiles)
     for target in targets or ():
         if bake_targets is not None and target not in bake_targets:
             err.add(where + ("targets",), "targets",
@@ -256,19 +230,6 @@ def _load_wheel(err: Errors, i: int, table: Any, profiles: dict[str, Profile | N
         return None
     return Pin(i, name, raw_version, url, sha256, source, targets, provides, arch, err.line(*where),
                serves, coverage, on)
-
-
-def _first_platform(err: Errors, where: tuple[Any, ...], targets: tuple[str, ...],
-                    profiles: dict[str, Profile | None]) -> str | None:
-    """A pin without ``platform`` is for its profile's first platform; targets of profiles whose
-    first platforms differ must say which."""
-    firsts = {p.all_platforms[0] for t in targets if (p := profiles.get(t.rsplit("-", 1)[-1]))}
-    if len(firsts) > 1:
-        err.add(where + ("targets",), "platform",
-                f"missing; the targets' profiles start with different platforms ({', '.join(sorted(firsts))}): "
-                "name the one this wheel is for")
-        return None
-    return firsts.pop() if firsts else DEFAULT_PLATFORM
 
 
 def _load_coverage(err: Errors, where: tuple[Any, ...], table: dict) -> Coverage | None:
@@ -313,12 +274,47 @@ def _load_coverage(err: Errors, where: tuple[Any, ...], table: dict) -> Coverage
                             f"{t!r} is {'PTX' if parsed.ptx else 'SASS'}; expected {'compute_XY' if ptx else 'sm_XY'}")
                     ok = False
             lists[key] = tuple(got)
+        code, code_ok = _load_code(err, where + ("coverage",), f, entry, (*lists["sass"], *lists["ptx"]))
+        ok = ok and code_ok
         if mod:
-            modules.append(Module(mod, lists["sass"], lists["ptx"]))
+            modules.append(Module(mod, lists["sass"], lists["ptx"], code))
     if not (ok and tool and digest):
         return None
     return Coverage(tool, digest, tuple(modules), err.line(*where, "coverage_from"),
                     _load_dispatch(err, where, table, tool and digest and ok))
+
+
+def _load_code(err: Errors, where: tuple[Any, ...], f: str, entry: dict,
+               carried: tuple[str, ...]) -> tuple[tuple[CodeRead, ...], bool]:
+    """``code = [{ target, kernels, named, trapped, kernel, instruction }, …]`` of one coverage
+    entry (what the disassembly of each target the dispatch reaches found; optional)."""
+    raw = entry.get("code", [])
+    if not isinstance(raw, list) or not all(isinstance(c, dict) for c in raw):
+        err.add(where, f + "code", f"expected an array of tables {{ target, kernels, named, trapped, kernel, "
+                f"instruction }}, got {type_name(raw)}")
+        return (), False
+    out: list[CodeRead] = []
+    ok = True
+    for n, c in enumerate(raw):
+        fc = f"{f}code[{n}]."
+        unknown_keys(err, where, fc, c, CODE_KEYS)
+        target = string(err, where, fc + "target", c, "target")
+        if target is not None and target not in carried:
+            err.add(where, fc + "target", f"{target!r} is not among the module's sass and ptx")
+            ok = False
+        kernels, named = c.get("kernels"), c.get("named")
+        if not isinstance(kernels, int) or isinstance(kernels, bool) or kernels < 0:
+            err.add(where, fc + "kernels", f"expected a count of entry points, got {type_name(kernels)}")
+            ok = False
+        if not isinstance(named, bool):
+            err.add(where, fc + "named", f"expected true or false, got {type_name(named)}")
+            ok = False
+        trapped = str_list(err, where, fc + "trapped", c, "trapped", required=False) or ()
+        kernel = string(err, where, fc + "kernel", c, "kernel", required=False) or ""
+        instruction = string(err, where, fc + "instruction", c, "instruction", required=False) or ""
+        if ok and target:
+            out.append(CodeRead(target, kernels, named, trapped, kernel, instruction))
+    return tuple(out), ok
 
 
 def _load_dispatch(err: Errors, where: tuple[Any, ...], table: dict, recorded: Any) -> WheelDispatch | FromTable | None:
@@ -430,7 +426,7 @@ def loads(text: str, path: Path, *, bake_targets: set[str] | None = None) -> Pin
         raw_wheels = []
     wheels = [w for i, t in enumerate(raw_wheels) if (w := _load_wheel(err, i, t, profiles, bake_targets))]
     _check_duplicates(err, wheels)
-    _check_platforms(err, wheels, profiles)
+    P.check_platforms(err, wheels, profiles)
     err.raise_if_any()
     return Pins(path, {k: v for k, v in profiles.items() if v}, tuple(wheels), comfyui)
 
@@ -463,27 +459,6 @@ def _check_duplicates(err: Errors, wheels: list[Pin]) -> None:
                 err.add(where + ("name",), "name",
                         f"duplicate pin of {pin.name}{arch} in {target} (first at line {first.line})")
             seen_key.setdefault(k, pin)
-
-
-def _check_platforms(err: Errors, wheels: list[Pin], profiles: dict[str, Profile | None]) -> None:
-    """A target built for several platforms installs the same distributions on each: a
-    distribution pinned for one platform and not for another is refused (with the fix)."""
-    on: dict[tuple[str, str], dict[str, Pin]] = {}  # (target, distribution) -> platform -> first pin
-    for pin in wheels:
-        for target in pin.targets:
-            on.setdefault((target, canonicalize_name(pin.name)), {}).setdefault(pin.platform, pin)
-    for (target, _), have in sorted(on.items()):
-        profile = profiles.get(target.rsplit("-", 1)[-1])
-        if profile is None:
-            continue
-        first = min(have.values(), key=lambda p: p.index)
-        for platform in profile.all_platforms:
-            if platform not in have:
-                err.add(("wheel", first.index, "platform"), "platform",
-                        f"{target} installs {first.name} on {', '.join(sorted(have))} but no pin has it for "
-                        f"{platform} (profiles.{profile.name}.platforms names it); add a [[wheel]] with "
-                        f'platform = "{platform}" and targets = ["{target}"], or drop {platform} from '
-                        f"profiles.{profile.name}.platforms")
 
 
 def load(path: Path, *, bake_targets: set[str] | None = None) -> Pins:

@@ -144,6 +144,15 @@ class Pins:
         return sorted({p.arch for p in self.wheels if target in p.targets and p.arch
                        and (on is None or p.platform == on)})
 
+    def image_name(self, target: str, arch: str | None = None, platform: str | None = None) -> str:
+        """The bake target that builds ``target`` for ``arch`` on ``platform``: ``complete-cuda``,
+        ``complete-cuda-sm90``, ``complete-cuda-arm64``, ``complete-cuda-sm90-arm64`` (a profile's
+        first platform has no suffix)."""
+        name = f"{target}-{arch}" if arch else target
+        if platform and platform != self.platform_of(target, None):
+            name += f"-{docker_arch(platform)}"
+        return name
+
     def platforms_for(self, target: str) -> tuple[str, ...]:
         """The wheel platforms ``target`` is built for: its profile's."""
         return self.profile_for(target).all_platforms

@@ -33,8 +33,10 @@ from comfyimg.render import pins_for
 from comfyimg.engine.docker import NO_DOCKER_CLI, ClientNotFoundError, DockerException, client, error_line
 from comfyimg.errors import BadInput, UserError, WorkFailed
 from comfyimg.audit import coverage
+from comfyimg.kernels import rules
 from comfyimg.pins.load import load
-from comfyimg.validate.gpuaccess import DEFAULT_CDI_KIND, GpuAccess, choose_gpu_access, host_gpu
+from comfyimg.validate.defaults import COMFYUI_PATH, DEFAULT_CDI_KIND, VALIDATE_TIMEOUT
+from comfyimg.validate.gpuaccess import GpuAccess, choose_gpu_access, host_gpu
 from comfyimg.validate.reports import Outcome, write_reports
 from comfyimg.validate.verdict import (
     Run,
@@ -48,6 +50,7 @@ from comfyimg.validate.verdict import (
 )
 
 PROBES_DIR = Path(__file__).parent / "probes"
+KERNELS_TABLE = rules.TABLE  # the probes' fallback table (probes/table.py), mounted beside them
 PROBE_HOME = "/opt/comfyimg"  # the probes run as the package ``probes`` from here: python -m probes.sage2
 PROBE_MOUNT = f"{PROBE_HOME}/probes"
 # The probe's own writable, exec-able scratch (HOME, TMPDIR, Triton's cache). Not /tmp:
@@ -58,8 +61,7 @@ SCRATCH = "/run/comfyimg"
 # The bench gate: a host folder mounted read-only; its file appears when the ComfyUI probe,
 # which runs beside the probe and shares its GPU, has ended (probe option --bench-after).
 GATE_MOUNT, GATE_FILE = "/run/comfyimg-gate", "comfyui-ended"
-COMFYUI_PATH = "/app/ComfyUI"  # where services/comfy/core/dockerfile.comfy.core puts ComfyUI
-DEFAULT_TIMEOUT = 300.0
+DEFAULT_TIMEOUT = VALIDATE_TIMEOUT
 
 
 @dataclass(frozen=True)
@@ -158,7 +160,7 @@ def container_options(user: str, gpu: GpuAccess | None = None) -> dict[str, Any]
         "envs": {"HOME": SCRATCH, "TMPDIR": SCRATCH, "TRITON_CACHE_DIR": f"{SCRATCH}/triton",
                  "XDG_CACHE_HOME": f"{SCRATCH}/cache", "COMFYIMG_SCRATCH": SCRATCH,
                  "PYTHONDONTWRITEBYTECODE": "1"},
-        "volumes": [(str(PROBES_DIR), PROBE_MOUNT, "ro")],
+        "volumes": [(str(PROBES_DIR), PROBE_MOUNT, "ro"), (str(KERNELS_TABLE), f"{PROBE_HOME}/kernels.json", "ro")],
         "workdir": PROBE_HOME,
         **(gpu.run_options() if gpu else {}),
     }

@@ -19,9 +19,7 @@ from comfyimg.engine.docker import run as docker_run_cli
 from comfyimg.errors import BadInput, WorkFailed
 from comfyimg.fsutil import read_bytes
 
-DEFAULT_CDI_KIND = "nvidia.com/gpu"
 HOST_GPU_ENV = "COMFYIMG_HOST_GPU"  # auto (default) | 1 | 0: what the host has, for tests and odd hosts
-GPU_MODES = ("auto", "all", "cdi", "none")
 GIVE_THE_ENGINE_THE_GPU = (
     "give the engine the GPU: install the NVIDIA Container Toolkit and register its runtime "
     "(nvidia-ctk runtime configure --runtime=docker), or generate a CDI spec "

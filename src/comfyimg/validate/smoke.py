@@ -45,7 +45,8 @@ from comfyimg.validate.containers import (
     probe_module,
     remove_container,
 )
-from comfyimg.validate.gpuaccess import DEFAULT_CDI_KIND, host_gpu
+from comfyimg.validate.defaults import DEFAULT_CDI_KIND, SMOKE_STEPS, SMOKE_TIMEOUT
+from comfyimg.validate.gpuaccess import host_gpu
 from comfyimg.validate.reports import Outcome, write_reports
 
 COMFY_DIR = "/app/ComfyUI"
@@ -56,8 +57,7 @@ UNET_FILE, VAE_FILE = "comfyimg-smoke-vega.safetensors", "comfyimg-smoke-vae.saf
 FALLBACK = "Error running sage attention"
 LATENT_MIN_COSINE = 0.99  # the two final latents (sage vs PyTorch attention), same seed and steps
 CALL_MIN_COSINE = 0.99  # each sampled sageattn call against fp32 SDPA (measured 0.9992-0.9993 on H100/H200)
-DEFAULT_TIMEOUT = 300.0
-DEFAULT_STEPS = 10
+DEFAULT_TIMEOUT, DEFAULT_STEPS = SMOKE_TIMEOUT, SMOKE_STEPS
 SIZE = 1024  # 128x128 latent: SDXL's own attention sizes (4096 and 1024 tokens, head dim 64)
 
 

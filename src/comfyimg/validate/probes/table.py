@@ -1,7 +1,8 @@
 """What the host expects (which GPUs the image serves, which compiled modules the GPU at hand
 needs: ``--serves``, ``--needs``, ``--kernel``, from the wheel's own dispatch as the host read it),
 and the FALLBACK when the host passed nothing for the GPU at hand: the package table
-(kernels.json, next to this file; the host reads the same file). The host's
+(kernels.json: the kernels stage's table, which the host reads too and mounts beside the probes,
+see :data:`TABLES`). The host's
 ``comfyimg.kernels.rules`` is the one implementation of the rules; what follows only looks up
 the table, in the stdlib (a probe runs in the image, without ``packaging``), and every check it
 decides says so ("by kernels.json")."""
@@ -14,7 +15,15 @@ import re
 from .report import Report
 
 
-TABLE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "kernels.json")
+_HERE = os.path.dirname(os.path.abspath(__file__))
+# Where the table is: in the image, beside the probes folder (the host mounts
+# src/comfyimg/kernels/kernels.json at /opt/comfyimg/kernels.json); in a checkout, the kernels
+# stage's own file.
+TABLES = (os.path.join(_HERE, "..", "kernels.json"), os.path.join(_HERE, "..", "..", "kernels", "kernels.json"))
+
+
+def _table() -> str:
+    return os.path.normpath(next((t for t in TABLES if os.path.isfile(t)), TABLES[0]))
 
 
 def _release(version: str) -> tuple[int, ...]:
@@ -25,7 +34,7 @@ def _release(version: str) -> tuple[int, ...]:
 def package_rules(dist: str, version: str | None) -> dict | None:
     """The kernels.json entry for ``dist`` at ``version`` (dispatch per GPU arch, modules that
     must load everywhere), or None when the table does not know that version."""
-    with open(TABLE, encoding="utf-8") as fh:
+    with open(_table(), encoding="utf-8") as fh:
         entries = json.load(fh)["packages"].get(dist, [])
     release = _release(version) if version else ()
     for entry in entries:
@@ -38,7 +47,7 @@ def package_rules(dist: str, version: str | None) -> dict | None:
 
 def newest_rules(dist: str) -> dict | None:
     """The table's newest entry for ``dist`` (entries are listed newest first)."""
-    with open(TABLE, encoding="utf-8") as fh:
+    with open(_table(), encoding="utf-8") as fh:
         entries = json.load(fh)["packages"].get(dist, [])
     return entries[0] if entries else None
 
