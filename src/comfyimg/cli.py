@@ -261,7 +261,6 @@ def audit(root: Path, wheel: str | Path | None, archs: list[str], as_json: bool)
                 err().print(f"{entry.pin.key} {entry.pin.version}: {coverage.unrecorded_message(pins, entry.pin)}")
             else:
                 out().print(report.pin_table(entry, result.archs))
-                out().print(report.pin_runs_on(entry))
         out().print("runs on, per image:")
         for line in report.runs_lines(result.runs):
             out().print(line, soft_wrap=True)

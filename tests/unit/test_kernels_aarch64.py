@@ -149,13 +149,20 @@ def test_audit_says_per_platform_which_gpus_run_each_pin(tmp_path, project_facto
     project = project_factory(_recorded_two_platforms(tmp_path), 'target "complete-cuda" {}\n')
     r = project.invoke("audit", "--json")
     assert r.returncode == 1, r.stdout + r.stderr  # each pin fails an arch it serves
-    pins = json.loads(r.stdout)["pins"]
-    assert pins["sageattention[linux_aarch64]"]["platform"] == "linux_aarch64"
-    assert pins["sageattention[linux_aarch64]"]["gpus"] == ["sm90 (GH200)"]
-    assert pins["sageattention"]["platform"] == "linux_x86_64"
-    assert pins["sageattention"]["gpus"] == ["sm90 (H100 / H200)", "sm120 (RTX 50xx)"]
+    data = json.loads(r.stdout)
+    assert data["pins"]["sageattention[linux_aarch64]"]["platform"] == "linux_aarch64"
+    assert data["pins"]["sageattention"]["platform"] == "linux_x86_64"
+    images = {(i["image"], i["pin"]): i for i in data["images"]}
+    arm = images[("complete-cuda-arm64", "sageattention[linux_aarch64]")]
+    assert arm["platform"] == "linux_aarch64" and arm["runs_on"] == ["sm90"] and arm["gpus"] == ["sm90 (GH200)"]
+    x86 = images[("complete-cuda", "sageattention")]
+    assert x86["gpus"] == ["sm90 (H100 / H200)", "sm120 (RTX 50xx)"]
     text = project.invoke("audit")
-    assert "sageattention[linux_aarch64] (linux_aarch64) runs on: sm90 (GH200)" in text.stdout, text.stdout
+    # Runs on, per image: the arm64 image is named, and its GPUs are the arm64 machines.
+    assert "complete-cuda-arm64: sageattention[linux_aarch64] 2.2.0 runs on sm90 (GH200)" in text.stdout, text.stdout
+    assert "GB10 / DGX Spark" in text.stdout
+    x86 = next(ln for ln in text.stdout.splitlines() if ln.startswith("complete-cuda: sageattention 2.2.0 runs on"))
+    assert "sm90 (H100 / H200)" in x86 and "GH200" not in x86
 
 
 def test_audit_of_an_aarch64_wheel_names_the_arm64_machines(tmp_path, project):

@@ -39,11 +39,6 @@ def gpu_names(platform: str | None) -> dict[str, str]:
     return ARM64_GPUS if platform == ARM64 else GPUS
 
 
-def gpus_running(vs: dict[str, Verdict], platform: str | None) -> list[str]:
-    """The GPUs ``vs`` says run the kernels, named for ``platform``: ``sm90 (GH200)``."""
-    return [gpu(a, platform) for a, v in vs.items() if v.runnable]
-
-
 def serves(pins: Pins, pin: Pin) -> tuple[str, ...]:
     """The GPU archs ``pin`` must run on: its ``serves``; else its ``arch``; else its profiles'
     ``archs``, narrowed to the archs the package table says the package serves at all."""
@@ -229,7 +224,9 @@ class Runs:
     def as_json(self) -> dict[str, Any]:
         return {"image": self.image, "pin": self.pin.key, "package": self.pin.name, "version": self.pin.version,
                 "known": self.known,
+                "platform": self.pin.platform,
                 "runs_on": [a.arch for a in self.having("runs")],
+                "gpus": [gpu(a.arch, self.pin.platform) for a in self.having("runs")],
                 "runs_not_validated": [a.arch for a in self.having("runs, not validated")],
                 "falls_back": {a.arch: a.why for a in self.having("falls back")},
                 "unknown": {a.arch: a.why for a in self.having("unknown")},
@@ -353,11 +350,6 @@ class PinAudit:
     found: dispatch.Found | None
     rules: kernels.Rules | None
     verdicts: dict[str, Verdict]
-
-    @property
-    def gpus(self) -> list[str]:
-        """The GPUs it serves that run its kernels, named for its platform (``sm90 (GH200)``)."""
-        return gpus_running({a: v for a, v in self.verdicts.items() if a in self.served}, self.pin.platform)
 
 
 @dataclass(frozen=True)

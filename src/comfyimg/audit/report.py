@@ -186,7 +186,7 @@ def pins_json(audit: PinsAudit) -> dict[str, Any]:
     for a in audit.pins:
         entry: dict[str, Any] = {"serves": list(a.served), "coverage": a.how.split(":")[0], "archs": {},
                                  "dispatch_from": a.found.as_json() if a.found else None,
-                                 "platform": a.pin.platform, "gpus": a.gpus}
+                                 "platform": a.pin.platform}
         if a.modules is not None:
             entry["modules"] = kernels.modules_json(a.modules)
             entry["archs"] = {arch: _arch_json(v, a.rules, a.found) for arch, v in a.verdicts.items()}
@@ -197,11 +197,6 @@ def pins_json(audit: PinsAudit) -> dict[str, Any]:
 def runs_lines(runs: Sequence[Runs]) -> list[str]:
     """"Runs on", per image: the archs whose GPUs run each attention package, and why the others fall back."""
     return [line for r in runs for line in r.lines()]
-
-
-def pin_runs_on(a: PinAudit) -> str:
-    """The "runs on" line under a pin's table: the GPUs of its platform that run its kernels."""
-    return f"{a.pin.key} ({a.pin.platform}) runs on: {', '.join(a.gpus) or 'none of the GPUs it serves'}"
 
 
 def pin_table(a: PinAudit, archs: Sequence[str]) -> Table:
