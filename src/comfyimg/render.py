@@ -366,8 +366,9 @@ def pins_label(pins: Pins, target: str, installed: list[Pin]) -> str:
 def runs_for(pins: Pins, target: str, installed: list[Pin]) -> list[coverage.Runs]:
     """Where each attention package of a resolved bake target runs (``complete-cuda-sm90``: on sm90)."""
     found = image_of(pins, target)
-    base, arch = (found[0], found[1]) if found else (target, None)
-    return coverage.runs_in(pins, target, base, arch, installed)
+    if found is None:  # wheels.toml installs nothing there (core-cpu-arm64): no attention package runs
+        return []
+    return coverage.runs_in(pins, target, found[0], found[1], installed)
 
 
 def runs_label(pins: Pins, target: str, installed: list[Pin]) -> str:

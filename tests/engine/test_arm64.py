@@ -174,3 +174,16 @@ def test_core_cpu_arm64_builds_under_emulation_and_runs_aarch64(arm64_core):
     assert arm64_core.image in record["targets"]["core-cpu-arm64"]["tags"]
     assert "[runtime-cpu-arm64" not in arm64_core.output  # the runtime came from the arm64 base image
     print(f"core-cpu-arm64 built under emulation in {arm64_core.seconds:.0f} s")
+
+
+def test_the_arm64_script_is_idempotent_and_leaves_an_f_flag_handler():
+    """tools/engine/arm64.sh, run again on a machine where it ran (bootstrap --test-images): it
+    changes nothing, says where the handler points, and the handler can serve containers (F)."""
+    import subprocess
+
+    proc = subprocess.run(["bash", str(REPO / "tools/engine/arm64.sh")], capture_output=True, text=True,
+                          timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert "arm64 emulation ready" in proc.stderr and "registered" not in proc.stderr, proc.stderr
+    flags = next(ln for ln in BINFMT.read_text().splitlines() if ln.startswith("flags:"))
+    assert "F" in flags and BINFMT.read_text().startswith("enabled")

@@ -130,3 +130,13 @@ def test_render_writes_one_requirements_file_per_platform_and_arch():
         assert render.platform_for(loaded, target) == platform
     assert render.pins_for(loaded, "complete-cuda-amd64") is None  # the first platform has no suffix
     assert render.pins_for(loaded, "core-cuda-arm64") is None
+
+
+def test_runs_on_for_an_arm64_image_without_pins_is_empty_not_an_error():
+    """bake prints "runs on" for every image it built: an arm64 core image installs no pin."""
+    from comfyimg import render
+
+    loaded = pins.loads(_toml(_pin(X86), _pin(ARM, "linux_aarch64")), Path("wheels.toml"))
+    assert render.runs_for(loaded, "core-cuda-arm64", []) == []
+    runs = render.runs_for(loaded, "complete-cuda-arm64", render.pins_for(loaded, "complete-cuda-arm64") or [])
+    assert [(r.image, r.pin.key) for r in runs] == [("complete-cuda-arm64", "sageattention[linux_aarch64]")]
