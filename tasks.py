@@ -22,3 +22,5 @@ render = cli.RENDER.task(ROOT)
 audit = cli.AUDIT.task(ROOT)
 bump = cli.BUMP.task(ROOT)  # --release: cli.BumpRequest.release → cli.bump → comfyimg.bump.plan.bump
 bake = cli.BAKE.task(ROOT)
+attest = cli.ATTEST.task(ROOT)
+verify = cli.VERIFY.task(ROOT)  # invoke verify IMAGE: cli.VerifyRequest → cli.verify → comfyimg.validate.verify

@@ -136,8 +136,10 @@ def _ending(work: Callable[[], int | None], *, stopped: tuple[str, str] | None =
         return work() or 0, None
     except ENDINGS as exc:
         _shown_before(exc)
-        message, code = failure(exc, stopped, prefixed=prefixed)  # type: ignore[misc]
-        return code, message
+        ending = failure(exc, stopped, prefixed=prefixed)
+        if ending is None:  # failure() answers every one of ENDINGS; a bug keeps its traceback
+            raise
+        return ending[1], ending[0]
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
@@ -453,6 +455,8 @@ class Command(Generic[R]):
         """The request from what a front end collected: ``given`` maps a long flag to None (not
         given), a bool, a list of words or one word; ``words``: those after ``--``."""
         values: dict[str, Any] = {}
+        if words and not any(spec.dashes for _, spec in self.fields()):
+            raise BadInput(f"{self.name} takes nothing after --: {shlex.join(words)}")
         for f, spec in self.fields():
             raw = given.get(self.flag(f, spec))
             if spec.dashes:
@@ -517,6 +521,7 @@ class Command(Generic[R]):
         import invoke  # optional: invoke's own tasks only, as task_class
 
         fields = [(f, s, self.flag(f, s)) for f, s in self.fields() if self.flag(f, s) and not s.positional]
+        positional = [(f, s, self.flag(f, s)) for f, s in self.fields() if s.positional]
 
         def body(c: invoke.Context, **given: Any) -> None:
             run(lambda: self.call(root, self.request_from(
@@ -525,11 +530,14 @@ class Command(Generic[R]):
         body.__name__ = body.__qualname__ = self.name
         body.__doc__ = f"{self.summary}\n\n{self.usage}".rstrip() + "\n"
         params = [inspect.Parameter("c", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+        params += [inspect.Parameter(flag.replace("-", "_"), inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None)
+                   for _, _, flag in positional]  # invoke verify REF
         params += [inspect.Parameter(flag.replace("-", "_"), inspect.Parameter.KEYWORD_ONLY,
                                      default=False if isinstance(f.default, bool) else None)
                    for f, _, flag in fields]
         vars(body)["__signature__"] = inspect.Signature(params)  # what invoke reads the parameters from
-        return task_class()(body, help={flag: s.help for _, s, flag in fields},
+        return task_class()(body, help={flag: s.help for _, s, flag in [*positional, *fields]},
+                            positional=[flag.replace("-", "_") for _, _, flag in positional],
                             iterable=[flag.replace("-", "_") for f, _, flag in fields if isinstance(f.default, tuple)])
 
     def long_flags(self) -> list[str]:
@@ -770,6 +778,8 @@ class ValidateRequest:
     timeout: float = option(VALIDATE_TIMEOUT, TIMEOUT)
     user: str | None = option(None, "Run the probe as this user (default: the image's USER, or comfy when "
                                     "that is root).")
+    attest: bool = option(False, "Attach the report to the image's digest in its registry (an in-toto statement, "
+                                 "an OCI artifact that refers to the image); needs --image HOST[:PORT]/REPO[:TAG].")
     probe_args: tuple[str, ...] = option((), "Arguments for the probe itself.", flag="", dashes=True)
 
 
@@ -780,10 +790,12 @@ def validate(root: Path, request: ValidateRequest) -> int:
     if not request.probe:
         raise BadInput(f"validate: name the probe to run: one of {', '.join(_probes())}")
     comfyui = None if request.comfyui.strip().lower() in ("", "none") else request.comfyui
-    return _stoppable(f"validate {request.probe}", "its probe container was", lambda: containers.validate(
+    _attest_first(request.attest, request.image)
+    code = _stoppable(f"validate {request.probe}", "its probe container was", lambda: containers.validate(
         root, request.probe, image=request.image, target=request.target, expect_version=request.expect_version,
         require_gpu=request.require_gpu, probe_args=list(request.probe_args), gpus=request.gpus,
         cdi_kind=request.cdi_kind, comfyui=comfyui, timeout=request.timeout, user=request.user), root)
+    return _attest_after(code, request.attest, request.image, root / "reports" / f"{request.probe}.json")
 
 
 @dataclass(frozen=True)
@@ -793,6 +805,8 @@ class SmokeRequest:
     cdi_kind: str = option(DEFAULT_CDI_KIND, CDI_KIND)
     timeout: float = option(SMOKE_TIMEOUT, TIMEOUT)
     steps: int = option(SMOKE_STEPS, f"Sampling steps of each render, 1 to {MAX_STEPS}.", parse=_steps)
+    attest: bool = option(False, "Attach the report to the image's digest in its registry (an in-toto statement, "
+                                 "an OCI artifact that refers to the image).")
 
 
 def smoke(root: Path, request: SmokeRequest) -> int:
@@ -801,9 +815,11 @@ def smoke(root: Path, request: SmokeRequest) -> int:
 
     if not request.image:
         raise BadInput("smoke: name the image to smoke-test: --image IMAGE")
-    return _stoppable("smoke", "its containers were", lambda: smoke_mod.smoke(
+    _attest_first(request.attest, request.image)
+    code = _stoppable("smoke", "its containers were", lambda: smoke_mod.smoke(
         root, request.image, gpus=request.gpus, cdi_kind=request.cdi_kind, timeout=request.timeout,
         steps=request.steps), root)
+    return _attest_after(code, request.attest, request.image, root / "reports" / "smoke.json")
 
 
 VALIDATE = Command("validate", "Run a probe (sage2, sage3) inside the built image, on its GPU: 0 pass, 1 fail.",
@@ -812,10 +828,101 @@ SMOKE = Command("smoke", "Boot the image as production does and render a workflo
                 SmokeRequest, smoke)
 
 
+# --------------------------------------------------------------------------- evidence on the digest
+
+
+def _attest_first(attest: bool, image: str | None) -> None:
+    """--attest needs a registry reference: refused (exit 2) before any container runs."""
+    if not attest:
+        return
+    from comfyimg.net.registry import Ref  # optional: httpx, for --attest only
+
+    if not image:
+        raise BadInput("--attest needs --image HOST[:PORT]/REPO[:TAG]: the image in the registry to attach to")
+    Ref.parse(image)
+
+
+def _attest_after(code: int, attest: bool, image: str | None, report: Path) -> int:
+    """After validate or smoke: attach the report they wrote, pass or fail (a failure is evidence
+    too). Their exit code stands unless attaching fails (one line, its own code)."""
+    if not attest or code not in (0, FAILED) or not report.exists():
+        return code
+    attached, message = _ending(lambda: attest_report(report.parent.parent, AttestRequest(
+        image=image or "", report=str(report))), prefixed=True)
+    return ended(attached, message) if attached else code
+
+
+@dataclass(frozen=True)
+class AttestRequest:
+    image: str = option("", "The image in its registry: HOST[:PORT]/REPO[:TAG] (required).")
+    report: str = option("", "The report to attach: reports/sage2.json, reports/sage3.json or reports/smoke.json "
+                             "(required).", metavar="PATH")
+    json: bool = option(False, JSON)
+
+
+def attest_report(root: Path, request: AttestRequest) -> int:
+    """``invoke attest``: attach a reports/<probe>.json to the image's digest."""
+    from comfyimg.validate import verify as verify_mod  # optional: httpx and docker, for this command only
+
+    if not request.image or not request.report:
+        raise BadInput("attest: give --image HOST[:PORT]/REPO[:TAG] and --report reports/<probe>.json")
+    path = Path(request.report)
+    done = verify_mod.attach_file(request.image, path if path.is_absolute() else root / path)
+    if request.json:
+        emit_json(done)
+    else:
+        out().print(f"attached {done['kind']} report {done['artifact']} to {done['image']} ({done['stored_by']})")
+    return 0
+
+
+@dataclass(frozen=True)
+class VerifyRequest:
+    image: str = option("", "The image in its registry: HOST[:PORT]/REPO[:TAG][@sha256:DIGEST].", positional=True,
+                        metavar="IMAGE")
+    arch: str | None = option(None, "The GPU arch to answer for, e.g. sm86.", metavar="smXY")
+    gpu: str | None = option(None, "Or the GPU by name, e.g. H100 or RTX 4090.", metavar="NAME")
+    require: str | None = option(None, "Exit 1 when the arch falls short of it: static (its kernels run, nothing "
+                                       "measured failed) or measured (a report on that arch passed).",
+                                 choices=("static", "measured"))
+    json: bool = option(False, JSON)
+
+
+def verify(root: Path, request: VerifyRequest) -> int:
+    """``invoke verify``: one table per attention package, the verdict line; exit 1 short of --require."""
+    from comfyimg.validate import verify as verify_mod  # optional: httpx and docker, for this command only
+
+    if not request.image:
+        raise BadInput("verify: name the image: invoke verify HOST[:PORT]/REPO[:TAG]")
+    found = verify_mod.verify(request.image, arch=request.arch, gpu=request.gpu, require=request.require)
+    if request.json:
+        emit_json(found.as_json())
+    else:
+        for package in found.packages:
+            table = Table("arch", "GPUs", "static verdict", "measured verdict", "answer",
+                          title=f"{package.name} {package.version} · {found.image[:60]}")
+            for row in package.rows:
+                table.add_row(row.arch, ", ".join(row.gpus) or "-", row.static, row.measured, row.answer)
+            out().print(table)
+        (out() if found.ok else err()).print(found.verdict())
+    return 0 if found.ok else FAILED
+
+
+ATTEST = Command("attest", "Attach a validate or smoke report to the image digest in its registry, as an OCI "
+                           "artifact.", AttestRequest, attest_report,
+                 "invoke attest --image HOST[:PORT]/REPO[:TAG] --report reports/sage2.json [--json]\n\n"
+                 "Environment: COMFYIMG_REGISTRY_USER, COMFYIMG_REGISTRY_PASSWORD (sent to the registry's host "
+                 "only), COMFYIMG_REGISTRY_TIMEOUT (s, default 30).")
+VERIFY = Command("verify", "Was this image proven on a GPU? Labels and attached reports, per package and arch "
+                           "(exit 1: short of what was required, or a report not trusted).", VerifyRequest, verify,
+                 "invoke verify IMAGE [--arch smXY | --gpu NAME] [--require static|measured] [--json]\n\n"
+                 "Environment: as for invoke attest.")
+
+
 # --------------------------------------------------------------------------- python -m comfyimg
 
-COMMANDS: dict[str, Command[Any]] = {c.name: c for c in (CHECK, RENDER, AUDIT, BUMP, BAKE, VALIDATE, SMOKE)}
-INVOKE_COMMANDS = (CHECK, RENDER, AUDIT, BUMP, BAKE)  # tasks.py; nox runs validate and smoke
+COMMANDS: dict[str, Command[Any]] = {c.name: c for c in (CHECK, RENDER, AUDIT, BUMP, BAKE, VALIDATE, SMOKE, ATTEST,
+                                                           VERIFY)}
+INVOKE_COMMANDS = (CHECK, RENDER, AUDIT, BUMP, BAKE, ATTEST, VERIFY)  # tasks.py; nox runs validate and smoke
 
 _QUIET = [False]
 
@@ -839,13 +946,20 @@ def top_help() -> str:
     width = max(len(n) for n in COMMANDS)
     return "\n".join([
         "usage: python -m comfyimg [-q|-v] COMMAND [ARGS]   (or: comfyimg COMMAND; --help after a command)",
-        "", "The commands behind `invoke check|render|audit|bump|bake` and `nox -s validate_*|smoke`.", "",
+        "", "The commands behind `invoke check|render|audit|bump|bake|attest|verify` and `nox -s validate_*|smoke`.", "",
         "commands:", *(f"  {n:<{width}}  {c.summary}" for n, c in COMMANDS.items()), "",
         "options:", "  -h, --help     show this help and exit",
         "  --version      show the version of comfyimg and exit",
         "  -q, --quiet    hide progress lines (the build log, files rendered); warnings and errors stay",
         "  -v, --verbose  also log each HTTP request and other library events on stderr",
     ])
+
+
+class _Untrusted(logging.Formatter):
+    """-v's log lines are untrusted text too: controls made visible, secrets redacted."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return for_terminal(super().format(record))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -855,7 +969,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if argv.pop(0) in ("-q", "--quiet"):
             _QUIET[0] = True
         else:
-            logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(name)s: %(message)s")
+            handler = logging.StreamHandler(sys.stderr)
+            handler.setFormatter(_Untrusted("%(name)s: %(message)s"))
+            logging.basicConfig(level=logging.INFO, handlers=[handler])
     if argv[:1] in (["-h"], ["--help"]):
         out().print(top_help(), soft_wrap=True)
         return 0

@@ -16,11 +16,12 @@ import os
 import shutil
 import stat
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from comfyimg.errors import BadInput, WorkFailed
+from comfyimg.untrusted import redact
 
 
 CHANGED: list[Path] = []  # every file this process replaced or removed, for an honest interrupt message
@@ -35,9 +36,9 @@ def changed_statement() -> str:
     return f"already replaced before the stop, each whole: {shown}"
 
 
-def atomic_write(path: Path, data: bytes | str) -> None:
+def atomic_write(path: Path, data: bytes | str, *, verbatim: bool = False) -> None:
     """Write ``data`` to ``path`` via a temp file in the same directory + ``os.replace``."""
-    atomic_write_many({path: data})
+    atomic_write_many({path: data}, verbatim={path} if verbatim else ())
 
 
 def _backup(path: Path) -> str | None:
@@ -54,16 +55,18 @@ def _backup(path: Path) -> str | None:
     return backup
 
 
-def atomic_write_many(files: dict[Path, bytes | str]) -> None:
-    """Write several files, all or nothing: every temp file is written and synced before the
+def atomic_write_many(files: dict[Path, bytes | str], *, verbatim: Collection[Path] = ()) -> None:
+    """Write several files, all or nothing. Text passes the one redaction
+    (:func:`comfyimg.untrusted.redact`: known secrets, ``user:password@`` in URLs) unless its path
+    is ``verbatim`` (wheels.toml: the user's own file, written back as they wrote it): every temp file is written and synced before the
     first replace, and a failure while replacing puts back every file already replaced."""
     staged: list[tuple[str, Path]] = []
     replaced: list[tuple[Path, str | None]] = []
     try:
         for link, data in files.items():
             path = Path(os.path.realpath(link))  # through a symlink, to its target
-            if isinstance(data, str):
-                data = data.encode("utf-8")
+            if isinstance(data, str):  # text the project writes (records, reports, generated/): never a secret
+                data = (data if link in verbatim else redact(data)).encode("utf-8")
             path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
             staged.append((tmp, path))

@@ -164,6 +164,7 @@ BAKE_FILE = "docker-bake.hcl"
 PINS_LABEL = "io.comfyimg.pins"
 PLATFORM_LABEL = "io.comfyimg.pins.platform"  # which platform's pins the image carries: linux_aarch64
 RUNS_LABEL = "io.comfyimg.runs-on"  # per attention package: the archs that run it, those that fall back
+COVERAGE_LABEL = "io.comfyimg.coverage"
 _PER_ARCH = re.compile(r"^(?P<base>.+)-(?P<arch>sm\d{2,3}[a-z]?)$", re.ASCII)
 _SUFFIX = {docker_arch(p): p for p in DOCKER_PLATFORMS}  # arm64 -> linux_aarch64
 
@@ -378,3 +379,17 @@ def runs_label(pins: Pins, target: str, installed: list[Pin]) -> str:
                                    "falls_back": [a.arch for a in r.having("falls back")],
                                    **({"unknown": u} if (u := [a.arch for a in r.having("unknown")]) else {})}
                        for r in runs_for(pins, target, installed)}, separators=(",", ":"), sort_keys=True)
+
+
+def coverage_label(pins: Pins, installed: list[Pin]) -> str:
+    """The ``io.comfyimg.coverage`` label: per pin, per arch it serves, whether its kernels run
+    there (recorded coverage + the wheel's dispatch) and by which kernel; null where no coverage
+    is recorded. ``invoke verify`` shows it as the static verdict."""
+    labelled: dict[str, dict[str, dict[str, object]] | None] = {}
+    for p in installed:
+        if coverage.coverage_of(p)[0] is None:
+            labelled[p.name] = None
+            continue
+        labelled[p.name] = {arch: {"runnable": v.runnable, "by": v.by, "kernel": v.kernel}
+                            for arch, v in coverage.verdicts(p, coverage.serves(pins, p)).items()}
+    return json.dumps(labelled, separators=(",", ":"), sort_keys=True)

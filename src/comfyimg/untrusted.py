@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import re
 
 _SECRETS: set[str] = set()
@@ -32,10 +33,40 @@ def add_secret(value: str | None) -> None:
         _SECRETS.add(value)
 
 
+# An environment variable whose name says it holds a credential: its value is a known secret
+# (:func:`register_env_secrets`) and it never reaches a build (bake/bake.py's environment()).
+_SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSW|CREDENTIAL|API_?KEY|PRIVATE_KEY|AUTH", re.I)
+# ``scheme://user:password@`` in any URL: the credentials are cut, whoever wrote them.
+_URL_CREDENTIALS = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@:]+:[^/\s@]*@")
+
+
+def secret_name(name: str) -> bool:
+    return bool(_SECRET_NAME.search(name))
+
+
+def is_secret(value: str) -> bool:
+    return value in _SECRETS
+
+
+def register_env_secrets(environ: dict[str, str] | None = None) -> None:
+    """Every value of a credential-named environment variable (``GITHUB_TOKEN``, ``*_PASSWORD``…)
+    is a known secret from the start of a command (cli.py calls this once)."""
+    for name, value in (os.environ if environ is None else environ).items():
+        if secret_name(name):
+            add_secret(value)
+
+
+def strip_credentials(url: str) -> str:
+    """``https://user:password@host/x`` -> ``https://host/x``: what a pin URL stores."""
+    return _URL_CREDENTIALS.sub(r"\1", url)
+
+
 def redact(text: str) -> str:
+    """The one redaction of every output path: known secrets become ``***``, and so does the
+    ``user:password`` of any URL."""
     for secret in sorted(_SECRETS, key=len, reverse=True):
         text = text.replace(secret, "***")
-    return text
+    return _URL_CREDENTIALS.sub(r"\1***@", text)
 
 
 def _escape(ch: str) -> str:
@@ -95,3 +126,6 @@ def loads_json(data: str | bytes, max_depth: int = MAX_JSON_DEPTH) -> object:
         raise ValueError(f"nested more than {max_depth} deep") from None
     except ValueError as exc:
         raise ValueError(f"not JSON ({exc})") from None
+
+
+register_env_secrets()  # every process of the package knows its environment's credentials from the start

@@ -32,17 +32,17 @@ def test_an_image_that_cannot_build_the_model_fails_cleanly(main_image, tmp_path
     assert left == []
 
 
-def test_a_server_that_dies_at_start_is_a_crash_with_its_log_and_no_container_left(main_image):
+def test_a_server_that_dies_at_start_is_a_crash_with_its_log_and_no_container_left(main_image, tmp_path):
     """The production start (entrypoint, PUID/PGID, the compose command on 127.0.0.1) of the image
     built on the stand-in core, whose main.py prints its arguments and exits: the smoke sees the
     container end before it answered, keeps its log, removes it."""
     import time
 
-    from comfyimg.engine.docker import client
     from comfyimg.validate import smoke
 
     started = time.monotonic()
-    r = smoke.render(client(), main_image.image, REPO, True, [], {}, 2, time.monotonic() + 60)
+    r = smoke.render(main_image.image, REPO, True, smoke.comfyui_sandbox("comfy", "", ()), 2,
+                     time.monotonic() + 60, tmp_path)
     assert r.booted_s is None and r.problem and r.problem.startswith("the container exited (")
     assert "stand-in ComfyUI" in r.log  # the image's main.py ran, through its entrypoint, with:
     assert "'--listen', '127.0.0.1', '--port'" in r.log and "'--use-sage-attention']" in r.log

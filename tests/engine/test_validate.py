@@ -158,7 +158,9 @@ def test_probe_container_can_load_compiled_code_from_its_cache(main_image):
     dlopen()s them. Under the probe's exact container options (read-only root), a shared
     library copied there must load; Docker's default tmpfs is noexec and would refuse it
     ("failed to map segment from shared object"), failing every Triton kernel on a GPU."""
-    from python_on_whales import DockerClient
+    import dataclasses
+
+    from tests.lib.dockercli import docker
 
     from comfyimg.validate import containers as validate_mod
 
@@ -170,10 +172,10 @@ def test_probe_container_can_load_compiled_code_from_its_cache(main_image):
             "    ctypes.CDLL(dst); print('loaded', dst)\n"
             "except OSError as exc:\n"
             "    print('refused', exc)\n")
-    options = {**validate_mod.container_options("comfy"), "remove": True}
-    docker_ = DockerClient()
-    loaded = docker_.run(main_image.image, ["-c", code], **options).strip()
+    options = validate_mod.container_options("comfy")
+    loaded = docker("run", "--rm", *options.args(), main_image.image, "-c", code, timeout=120).stdout.strip()
     assert loaded == f"loaded {validate_mod.SCRATCH}/triton/launcher.so"
     # The same load under Docker's default (noexec) tmpfs is refused: the test can tell.
-    refused = docker_.run(main_image.image, ["-c", code], **{**options, "tmpfs": [validate_mod.SCRATCH]})
+    noexec = dataclasses.replace(options, tmpfs=(validate_mod.SCRATCH,))
+    refused = docker("run", "--rm", *noexec.args(), main_image.image, "-c", code, timeout=120).stdout
     assert "failed to map segment from shared object" in refused, refused

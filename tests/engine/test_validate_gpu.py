@@ -243,15 +243,14 @@ def test_dockers_own_reason_for_a_failed_start_reaches_the_report(images, tmp_pa
 def test_an_image_whose_tmp_is_not_writable_still_validates(main_image, tmp_path):
     """Docker keeps the mode of the image's own /tmp even with mode=1777: the probe's
     HOME, TMPDIR and Triton cache live in its own tmpfs instead."""
-    from python_on_whales import DockerClient
-
     from comfyimg.validate import containers as validate_mod
 
     tag = f"local/comfyimg-tmp0755:{LABEL}"
     commit_image(tag, "chmod 0755 /tmp", base=main_image.image)
     try:
-        options = {**validate_mod.container_options("comfy"), "remove": True}
-        said = DockerClient().run(tag, ["-c", "import os; print(os.access('/tmp', os.W_OK))"], **options)
+        options = validate_mod.container_options("comfy")
+        said = docker("run", "--rm", *options.args(), tag, "-c", "import os; print(os.access('/tmp', os.W_OK))",
+                      timeout=120).stdout
         assert said.strip() == "False"  # the hostile image is hostile under the probe's own options
         proc = run_validate(tmp_path, "--image", tag, "--comfyui", "none")
         assert proc.returncode == 0, proc.stdout + proc.stderr

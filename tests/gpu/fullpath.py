@@ -8,10 +8,15 @@
    with ``--require-hashes`` from the loopback GitHub;
 4. ``nox -s validate_sage2`` on the image of the build record, the label check included;
 5. with ``--smoke``: ``nox -s smoke`` on that image, then on the same image with a broken
-   ``sageattn`` (returns q), which must fail naming the divergence or the fallback.
+   ``sageattn`` (returns q), which must fail naming the divergence or the fallback;
+6. with ``--registry HOST:PORT`` (a registry on 127.0.0.1 that fullpath_h200.sh starts): the
+   image is pushed there after step 2, steps 3 and 4 run on that reference with ``--attest``
+   (each report attached to the digest), and ``invoke verify REF --arch ARCH --require measured``
+   must exit 0, ``--arch sm86 --require measured`` 1 (static only: nothing measured there).
 
     python tests/gpu/fullpath.py --wheel W --core-image IMG --out DIR [--arch sm90]
         [--python cp312 --torch 2.11.0 --torch-index cu130 --cuda 13.0] [--require-gpu] [--smoke]
+        [--registry 127.0.0.1:PORT]
 
 Every step's command, exit code, wall time and output go to DIR (steps.json, summary.md,
 one log per step). Exit 0 only if every step went as expected. tests/gpu/fullpath_h200.sh runs
@@ -116,6 +121,7 @@ def main() -> int:
     ap.add_argument("--require-gpu", action="store_true")
     ap.add_argument("--smoke", action="store_true")
     ap.add_argument("--smoke-timeout", default="240")
+    ap.add_argument("--registry", help="a loopback registry HOST:PORT: push, --attest, invoke verify (step 6)")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     py = sys.executable
@@ -155,8 +161,19 @@ def main() -> int:
         steps.check("2-bake recorded", bool(image) and any(p.get("sha256") == sha for p in built.get("pins", [])),
                     f"image {image} {built.get('image_id', '')[:19]}, pins {built.get('pins')}")
 
+        ref = None
+        if args.registry and image:
+            ref = f"{args.registry}/comfyui:{args.label}"
+            tagged = docker("tag", image, ref)
+            t0 = time.monotonic()
+            pushed = docker("push", ref, timeout=900)
+            (args.out / "2b-push.log").write_text(pushed.stdout + "\n--- stderr\n" + pushed.stderr)
+            steps.check("2b-push", tagged.returncode == 0 and pushed.returncode == 0,
+                        f"{ref} in {time.monotonic() - t0:.1f} s: "
+                        f"{(pushed.stdout + pushed.stderr).strip().splitlines()[-1:]}")
+        attest = ["--image", ref, "--attest"] if ref else []
         validate = [py, "-m", "nox", "--no-venv", "-f", "noxfile.py", "-s", "validate_sage2", "--"]
-        steps.run("3-validate", validate + (["--require-gpu"] if args.require_gpu else []), env=env)
+        steps.run("3-validate", validate + attest + (["--require-gpu"] if args.require_gpu else []), env=env)
         rep = steps.keep(root / "reports" / "sage2.json", "validate-sage2.json")
         checks = {c["name"]: c["status"] for c in rep.get("result", {}).get("checks", [])}
         steps.check("3-validate labels", checks.get("image labels match the pins") == "pass",
@@ -165,8 +182,10 @@ def main() -> int:
 
         if args.smoke and image:
             smoke = [py, "-m", "nox", "--no-venv", "-f", "noxfile.py", "-s", "smoke", "--", "--image"]
-            steps.run("4-smoke", smoke + [image, "--timeout", args.smoke_timeout], env=env)
+            steps.run("4-smoke", smoke + [ref or image, "--timeout", args.smoke_timeout]
+                      + (["--attest"] if ref else []), env=env)
             steps.keep(root / "reports" / "smoke.json", "smoke-good.json")
+
             broken = f"{image}-broken"
             box = "comfyimg-fullpath-break"
             where = docker("run", "--rm", "--network", "none", "--entrypoint", "python", image, "-c",
@@ -187,6 +206,24 @@ def main() -> int:
             steps.check("5-smoke-broken reason", any(w in reason for w in ("agree", "fallback")),
                         reason[:400])
             docker("image", "rm", "-f", broken)
+
+        if ref:  # on the GPU, sm90 measured; a dry run without a GPU attaches reports that measure nothing
+            verify = [py, "-m", "invoke", "verify", ref]
+            steps.run("6-verify", verify + ["--arch", args.arch, "--require", "measured"],
+                      want=0 if args.require_gpu else 1, env=env)
+            steps.run("6-verify-sm86", verify + ["--arch", "sm86", "--require", "measured"], want=1, env=env)
+            answer = steps.run("6-verify-json", verify + ["--arch", args.arch, "--json"], env=env)
+            (args.out / "verify.json").write_text(answer.stdout)
+            try:
+                found = json.loads(answer.stdout)
+                row = next(a for p in found["packages"] if p["name"] == "sageattention"
+                           for a in p["archs"] if a["arch"] == args.arch)
+            except (ValueError, KeyError, StopIteration):
+                row = {}
+            kinds = {e["kind"] for e in row.get("evidence", [])}
+            want = ({"validate_sage2", "smoke"} if args.smoke else {"validate_sage2"}) if args.require_gpu else set()
+            steps.check("6-verify answer", kinds == want and row.get("answer") == ("measured" if args.require_gpu else "static only"),
+                        f"{args.arch}: {row.get('answer')}; measured: {row.get('measured')}; reports: {sorted(kinds)}")
 
     ok = all(s["ok"] for s in steps.done)
     (args.out / "steps.json").write_text(json.dumps(steps.done, indent=2) + "\n")

@@ -18,6 +18,13 @@
 #           run(command="bash tests/gpu/fullpath_h200.sh run", carry=[".gpu/fc"], timeout_s=600)
 # stage-b also builds SageAttention 2.2.0 (d1a57a5) for sm90 from source (~90 s).
 # `run` writes $OUT/fullpath-h200/ (steps.json, summary.md, every step's log and report).
+# `run` also starts Debian's docker-registry (carried in .gpu/fc, from the build machine's
+# /usr/bin/docker-registry) on 127.0.0.1: the image is pushed there, validated and smoked with
+# --attest, and `invoke verify` must answer sm90 `measured` (tests/gpu/fullpath.py, step 6).
+# COMFYIMG_FULLPATH_REGISTRY=0 skips that (the run as before issue 30). The push of the
+# stand-in image (the machine's Python and torch, several GB) adds its own minutes: its time is
+# in summary.md (2b-push). Evidence: unpack $OUT/fullpath-h200.tar.gz into
+# docs/evidence/h200/<date>/fullpath-attest/ (verify.json and 6-verify*.log hold the answer).
 set -u -o pipefail
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$repo"
@@ -45,6 +52,7 @@ pack() {
     bash ../shared/tools/gpu-docker.sh bundle "$tmp/plain.tar.xz" >/dev/null && tar -C "$tmp" -xJf "$tmp/plain.tar.xz" \
         && strip "$tmp"/bin/* 2>/dev/null; tar -C "$tmp" -cf - bin | xz -9e -T2 >.gpu/fc/docker.tar.xz
     cp ../shared/tools/gpu-docker.sh .gpu/fc/
+    xz -9e -T2 -c "$(command -v docker-registry || echo /usr/bin/docker-registry)" >.gpu/fc/docker-registry.xz
     rm -rf "$tmp"
     du -sh .gpu/fa .gpu/fb .gpu/fc
 }
@@ -109,6 +117,22 @@ core_image() {  # core_image IMG WORK: the stand-in core (see the header)
         || { echo "FAIL: the stand-in core has no working /app/.venv"; return 1; }
 }
 
+registry_start() {  # registry_start WORK OUT: docker-registry on 127.0.0.1:<free port>; sets REGISTRY_HOST
+    local work=$1 out=$2 port
+    xz -dc .gpu/fc/docker-registry.xz >"$work/docker-registry" && chmod 0755 "$work/docker-registry" || return 1
+    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    printf 'version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: %s\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:%s\n  secret: fullpath-only\n' \
+        "$work/registry-data" "$port" >"$work/registry.yml"
+    setsid "$work/docker-registry" serve "$work/registry.yml" >"$out/registry.log" 2>&1 &
+    echo $! >"$work/registry.pid"
+    REGISTRY_HOST=127.0.0.1:$port
+    local i; for i in $(seq 50); do
+        python3 -c "import urllib.request as u; u.urlopen('http://$REGISTRY_HOST/v2/', timeout=1)" 2>/dev/null && return 0
+        sleep 0.2
+    done
+    echo "FAIL: docker-registry did not answer on $REGISTRY_HOST"; tail "$out/registry.log"; return 1
+}
+
 run() {
     local out=${OUT:?the device tool sets OUT}/fullpath-h200
     mkdir -p "$out"
@@ -131,11 +155,18 @@ run() {
     local t1; t1=$(date +%s)
     core_image local/core-gpu-standin:h200 "$work" "$py" "$out" || return 1
     echo "core image in $(( $(date +%s) - t1 )) s"
+    local registry=()
+    if [ "${COMFYIMG_FULLPATH_REGISTRY:-1}" != 0 ]; then
+        echo "== loopback registry (docker-registry, distribution 2.8: no referrers API)"
+        registry_start "$work" "$out" || return 1
+        registry=(--registry "$REGISTRY_HOST")
+        trap 'kill "$(cat /tmp/dockerd.pid 2>/dev/null)" "$(cat "$work/registry.pid" 2>/dev/null)" 2>/dev/null' EXIT
+    fi
     echo "== the project's commands"
     local wheel; wheel=$(ls "$STAGE"/sageattention-*.whl | head -1)
     "$py" tests/gpu/fullpath.py --wheel "$wheel" --core-image local/core-gpu-standin:h200 --out "$out" \
         --work "$work" --arch sm90 --python cp312 --torch "$("$py" -c 'import torch; print(torch.__version__.split("+")[0])')" \
-        --torch-index cu130 --cuda 13.0 --label h200 --require-gpu --smoke
+        --torch-index cu130 --cuda 13.0 --label h200 --require-gpu --smoke "${registry[@]}"
     local rc=$?
     docker ps -a --format '{{.Names}}' >"$out/leftover-containers.txt"
     echo "whole run $(( $(date +%s) - t0 )) s, rc $rc; leftover containers: $(wc -l <"$out/leftover-containers.txt")"

@@ -72,6 +72,9 @@ def test_derived_args_label_the_pins_and_set_the_caches_per_target(tmp_path):
         "complete-cuda": {"sageattention": {"runs_on": [], "falls_back": [], "unknown": ["sm80", "sm90"]}},
         "complete-cuda-sm90": {"sageattention[sm90]": {"runs_on": [], "falls_back": [], "unknown": ["sm90"]}},
     }
+    covered = {s.split(".labels.io.comfyimg.coverage=")[0]: json.loads(s.split("=", 1)[1])
+               for s in sets if ".labels.io.comfyimg.coverage=" in s}
+    assert covered == {"complete-cuda": {"sageattention": None}, "complete-cuda-sm90": {"sageattention": None}}
     assert labels == {
         "complete-cuda": [{"name": "sageattention", "version": "2.2.0", "sha256": "a" * 64, "archs": ["sm80", "sm90"]}],
         "complete-cuda-sm90": [{"name": "sageattention", "version": "2.2.0+cu130.torch2.13.0.sm90",
@@ -134,6 +137,30 @@ def test_attestations_only_on_an_attesting_push(tmp_path, mode, attest, expected
     builder can attest (preflight decides request.attest)."""
     cmd = bake.bake_command(tmp_path, BakeRequest(mode=mode, attest=attest))
     assert [a for a in map(str, cmd) if a.startswith(("--sbom", "--provenance"))] == expected
+
+
+@pytest.mark.parametrize("field,spec,message", [
+    ("cache_to", "registry=r.example/cache,type=local,dest=/tmp/x", "image reference"),  # a comma adds options
+    ("cache_from", "registry=r.example/cache\nref=evil", "line break"),
+    ("cache_to", "registry=r.example/a=b", "image reference"),
+    ("cache_to", "gha=main,url=http://x", "scope"),
+    ("cache_to", "local=build/cache,mode=max", "cannot hold ','"),
+    ("cache_to", "type=registry,ref=r/x\n--push", "line break"),
+])
+def test_cache_values_cannot_smuggle_buildx_options(field, spec, message):
+    with pytest.raises(BadInput, match=message):
+        check_options(BakeRequest(**{field: [spec]}))
+
+
+@pytest.mark.parametrize("targets", [["--set=*.args.X=1"], ["-f"], ["core\n--push"], ["a,b"]])
+def test_a_target_is_a_name_never_an_option(tmp_path, targets):
+    with pytest.raises(BadInput, match="target"):
+        bake.bake_command(tmp_path, BakeRequest(targets=targets))
+
+
+def test_a_bake_files_tag_cannot_smuggle_cache_options():
+    with pytest.raises(BadInput, match="tag of complete-cuda"):
+        cache_entries("image", "complete-cuda", ["r/comfyui:dev,type=local,dest=/etc"], export=False)
 
 
 @pytest.mark.parametrize(("remote", "label"), [

@@ -39,14 +39,16 @@ def test_a_shared_command_is_defined_once_for_invoke_and_python_m(command):
     task = getattr(_tasks(), command.name)
     assert task.body.__doc__.splitlines()[0] == command.summary  # invoke --list shows the same line
     arguments = {a.names[0]: a for a in task.get_arguments()}  # the long flag
-    assert set(arguments) == set(command.long_flags())
+    positional = {command.flag(f, s) for f, s in command.fields() if s.positional}  # invoke verify IMAGE
+    assert {a.name for a in task.get_arguments() if a.positional} == positional
+    assert set(arguments) == set(command.long_flags()) | positional
     for f, spec in command.fields():
         flag = command.flag(f, spec)
         assert arguments[flag].help == spec.help
         assert (arguments[flag].kind is list) == isinstance(f.default, tuple)
         assert (arguments[flag].kind is bool) == isinstance(f.default, bool)
     parsed = command.parser().parse_args([])
-    assert set(vars(parsed)) == set(command.long_flags()) | {"root"}
+    assert set(vars(parsed)) == set(command.long_flags()) | positional | {"root"}
     assert cli.COMMANDS[command.name] is command
 
 
@@ -85,6 +87,7 @@ def test_render_and_check_answer_the_same_through_invoke_and_python_m(tmp_path, 
     (["audit", "--bogus"], r"unrecognized arguments: --bogus"),
     (["check", "--json", "extra"], r"unrecognized arguments: extra"),
     (["nosuch"], r"^usage: python -m comfyimg \{"),
+    (["check", "--", "x"], r"^error: check takes nothing after --: x"),
 ])
 def test_python_m_bad_input_is_exit_2_in_one_line(project_factory, args, stderr):
     project = project_factory(None, BAKE_COMPLETE_CUDA)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import ast
 import importlib.metadata
-import inspect
+import os
 import re
 import sys
 import time
@@ -14,7 +14,7 @@ import tomllib
 
 import invoke
 import pytest
-import python_on_whales.utils
+import python_on_whales
 
 from comfyimg.engine import docker as dockerclient
 from comfyimg.errors import BadInput, WorkFailed
@@ -105,19 +105,24 @@ def test_the_names_the_issue_named_are_gone():
     assert not hits, hits
 
 
-def test_python_on_whales_runner_is_used_in_its_one_adapter_only():
-    users = [p.name for p in SOURCES if re.search(r"python_on_whales(\.utils| import utils)", p.read_text())]
+def test_python_on_whales_is_imported_by_the_one_docker_client_only():
+    users = [p.name for p in SOURCES if re.search(r"python_on_whales", p.read_text())]
     assert users == ["docker.py"], users
 
 
-def test_python_on_whales_runner_still_has_the_shape_the_adapter_needs():
+def test_the_docker_client_runs_and_streams_and_stops_its_child():
     version = importlib.metadata.version("python-on-whales")
-    stream_params = inspect.signature(python_on_whales.utils.stream_stdout_and_stderr).parameters
-    assert {"full_cmd", "env"} <= set(stream_params), \
-        f"python-on-whales {version} changed utils.stream_stdout_and_stderr: {list(stream_params)}"
-    assert dockerclient.run(["sh", "-c", "echo ok"]).strip() == "ok"  # the adapter's typed wrapper runs it
-    lines = list(dockerclient.stream_stdout_and_stderr(["sh", "-c", "echo out; echo err >&2"]))
+    assert "docker_cmd" in dir(python_on_whales.DockerClient), f"python-on-whales {version}: no docker_cmd"
+    assert dockerclient.run(["sh", "-c", "echo ok"]).strip() == "ok"
+    lines = list(dockerclient.stream(["sh", "-c", "echo out; echo err >&2"]))
     assert sorted(lines) == [("stderr", b"err\n"), ("stdout", b"out\n")], (version, lines)
+    stopped: list[int] = []
+    child = dockerclient.stream(["sh", "-c", "echo up; exec sleep 600"], stopped=stopped.append)
+    assert next(child) == ("stdout", b"up\n")
+    child.close()  # the caller stopped reading (Ctrl-C, SIGTERM): the child is stopped, and said so
+    assert len(stopped) == 1
+    with pytest.raises(ProcessLookupError):
+        os.kill(stopped[0], 0)
 
 
 def test_invoke_short_flag_adapter_gives_exactly_the_fixed_short_flags():

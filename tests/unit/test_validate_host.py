@@ -69,7 +69,7 @@ def test_the_probes_find_the_kernels_table_where_the_host_mounts_it():
 
     source = (containers.PROBES_DIR / "table.py").read_text()
     assert 'os.path.join(_HERE, "..", "kernels.json")' in source  # the first place a probe looks
-    mounts = {target: host for host, target, _ in containers.container_options("comfy")["volumes"]}
+    mounts = {target: host for host, target in containers.container_options("comfy").read_only_binds}
     in_image = posixpath.normpath(posixpath.join(containers.PROBE_MOUNT, "..", "kernels.json"))
     assert mounts[in_image] == str(rules.TABLE) and rules.TABLE.is_file()
     assert mounts[containers.PROBE_MOUNT] == str(containers.PROBES_DIR)

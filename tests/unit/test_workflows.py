@@ -121,7 +121,8 @@ def test_permissions_are_least_privilege(path):
         assert perms != "write-all" and isinstance(perms, dict), f"{path.name}: {job_id}: {perms}"
         writes = {k for k, v in perms.items() if v == "write"}
         allowed = {"build.yml": {"push": {"packages"}},
-                   "bump.yml": {"bump": {"contents"}, "pull-request": {"pull-requests"}}}
+                   "bump.yml": {"bump": {"contents"}, "validate": {"packages"}, "pull-request": {"pull-requests"}},
+                   "validate-gpu.yml": {"image": {"packages"}, "validate": {"packages"}}}
         assert writes <= allowed.get(path.name, {}).get(job_id, set()), f"{path.name}: {job_id} writes {writes}"
 
 
@@ -133,14 +134,22 @@ def test_checkouts_do_not_keep_the_token():
                     assert step["with"]["persist-credentials"] is False, path.name
 
 
-def test_the_gpu_job_runs_on_the_gpu_runner_and_keeps_its_reports():
+def test_the_gpu_jobs_run_per_arch_on_the_mapped_runners_and_keep_their_reports():
     wf = _load(GITHUB / "workflows" / "validate-gpu.yml")
     assert {"workflow_call", "workflow_dispatch"} <= set(wf["on"])
     assert "pull_request" not in wf["on"] and "pull_request_target" not in wf["on"]
     job = wf["jobs"]["validate"]
-    assert job["runs-on"] == ["self-hosted", "linux", "x64", "gpu"]
+    assert job["runs-on"] == "${{ matrix.runner }}"
+    assert job["strategy"]["matrix"] == "${{ fromJSON(needs.plan.outputs.matrix) }}"
+    assert job["needs"] == ["plan", "image"], "every arch validates the one pushed digest"
+    runs = [s.get("run", "") for s in job["steps"]]
+    assert all("--attest" in r for r in runs if "bin/nox" in r), runs
     upload = next(s for s in job["steps"] if "upload-artifact" in str(s.get("uses")))
     assert upload["if"] == "always()" and "reports/*.junit.xml" in upload["with"]["path"]
+    plan = " ".join(s.get("run", "") for s in wf["jobs"]["plan"]["steps"])
+    assert "invoke audit --json" in plan and "tools/gpu_fleet.py plan" in plan and ".github/gpu-runners.json" in plan
+    verify = " ".join(s.get("run", "") for s in wf["jobs"]["verify"]["steps"])
+    assert "invoke verify" in verify and "GITHUB_STEP_SUMMARY" in verify and "--require measured" in verify
     bump = _load(GITHUB / "workflows" / "bump.yml")
     assert bump["jobs"]["validate"]["uses"].endswith(".github/workflows/validate-gpu.yml")
     assert bump["jobs"]["pull-request"]["needs"] == ["bump", "validate"], "the PR waits for the GPU gate"
@@ -196,7 +205,8 @@ def test_workflows_call_the_projects_own_commands():
     commands = _commands()
     called = {(wf, argv[0], argv[1] if argv[0] == "invoke" else "") for wf, argv in commands}
     assert {("build.yml", "invoke", "check"), ("build.yml", "invoke", "bake"), ("bump.yml", "invoke", "bump"),
-            ("validate-gpu.yml", "invoke", "bake"), ("validate-gpu.yml", "nox", "")} <= called, called
+            ("validate-gpu.yml", "invoke", "bake"), ("validate-gpu.yml", "nox", ""),
+            ("validate-gpu.yml", "invoke", "verify"), ("validate-gpu.yml", "invoke", "audit")} <= called, called
     for wf, argv in commands:
         if argv[0] == "invoke":
             text = _invoke_help(argv[1])
@@ -207,8 +217,9 @@ def test_workflows_call_the_projects_own_commands():
             sessions = argv[argv.index("-s") + 1: argv.index("--") if "--" in argv else None]
             assert set(sessions) <= _nox_sessions(), (wf, argv)
             if wf == "validate-gpu.yml":
-                assert sessions == ["validate_sage2", "validate_sage3"], argv
-                assert argv[argv.index("--") + 1:] == ["--require-gpu"]
+                assert sessions in (["validate_sage2"], ["validate_sage3"], ["smoke"]), argv
+                assert argv[argv.index("--") + 1:] == ["--image", "$IMAGE", *(["--require-gpu"] if sessions != ["smoke"]
+                                                                              else []), "--attest"], argv
 
 
 def test_the_lock_is_tested_on_every_pull_request_and_the_newest_versions_weekly():

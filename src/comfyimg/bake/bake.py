@@ -23,8 +23,18 @@ from typing import Any
 
 from comfyimg import render
 from comfyimg.bake import autocover, record
-from comfyimg.render import (BAKE_FILE, PINS_LABEL, PLATFORM_LABEL, RUNS_LABEL, pins_for, pins_label, platform_for,
-                              runs_label)
+from comfyimg.render import (
+    BAKE_FILE,
+    COVERAGE_LABEL,
+    PINS_LABEL,
+    PLATFORM_LABEL,
+    RUNS_LABEL,
+    coverage_label,
+    pins_for,
+    pins_label,
+    platform_for,
+    runs_label,
+)
 from comfyimg.render import targets as bake_targets
 from comfyimg.bake.buildlog import pip_hash_mismatch
 from comfyimg.engine.docker import (
@@ -33,7 +43,7 @@ from comfyimg.engine.docker import (
     command,
     error_line,
     run,
-    stream_stdout_and_stderr,
+    stream,
     text,
     versions,
 )
@@ -43,6 +53,7 @@ from comfyimg.fsutil import read_bytes
 from comfyimg.audit import coverage
 from comfyimg.output import Say
 from comfyimg.pins.model import Pin, Pins, record_hash_command
+from comfyimg import untrusted
 from comfyimg.untrusted import loads_json
 
 _VERTEX = re.compile(r"^#(\d+) \[(?P<target>[^\s\]]+)[\s\]]", re.ASCII)
@@ -83,12 +94,91 @@ def variables(request: BakeRequest, root: Path | None = None) -> dict[str, str]:
     return found
 
 
+# The environment buildx gets, decided here and nowhere else (#27): what docker and buildx need
+# to find the engine and their own settings, and the variables the bake files of this command
+# declare (docker-bake.hcl, generated/, any --file) — never a name that holds a credential,
+# never a value that is a known secret. Nothing else of the caller's environment reaches a
+# build: a token in the environment cannot become a build arg, a label or a line of the log.
+ENGINE_ENV = ("PATH", "HOME", "USER", "LANG", "LC_ALL", "TZ", "TMPDIR", "XDG_RUNTIME_DIR", "XDG_CONFIG_HOME",
+              "DOCKER_HOST", "DOCKER_CONFIG", "DOCKER_CONTEXT", "DOCKER_CERT_PATH", "DOCKER_TLS_VERIFY",
+              "DOCKER_API_VERSION", "DOCKER_BUILDKIT", "BUILDX_CONFIG", "BUILDX_BUILDER", "BUILDKIT_PROGRESS",
+              "BUILDX_NO_DEFAULT_ATTESTATIONS", "SOURCE_DATE_EPOCH")
+_DECLARED = re.compile(r'^\s*variable\s+"([A-Za-z_][A-Za-z0-9_]*)"', re.M)
+
+
+def declared_variables(files: Sequence[Path]) -> set[str]:
+    """The variable names the bake files declare (HCL ``variable "NAME"``, JSON ``"variable": {…}``)."""
+    names: set[str] = set()
+    for path in files:
+        try:
+            text = read_bytes(path).decode("utf-8", errors="replace")
+        except (OSError, BadInput):
+            continue
+        if path.suffix == ".json":
+            try:
+                declared = json.loads(text).get("variable", {})
+            except (ValueError, AttributeError):
+                declared = {}
+            names |= {n for n in declared if isinstance(n, str)} if isinstance(declared, dict) else set()
+        else:
+            names |= set(_DECLARED.findall(text))
+    return names
+
+
+def environment(request: BakeRequest, root: Path) -> dict[str, str]:
+    """The whole environment of a buildx command: allow-listed (ENGINE_ENV, the declared bake
+    variables), without credentials, plus the values this command sets (:func:`variables`);
+    every bake variable passes the one redaction (``user:password@`` in a URL becomes ``***@``)."""
+    wanted = set(ENGINE_ENV) | declared_variables(_files(root, request))
+    env = {k: v for k, v in os.environ.items()
+           if k in wanted and not untrusted.secret_name(k) and not untrusted.is_secret(v)}
+    return {k: v if k in ENGINE_ENV else untrusted.redact(v) for k, v in {**env, **variables(request, root)}.items()}
+
+
 ATTESTATIONS = {"sbom": "--sbom=true", "provenance:max": "--provenance=mode=max"}  # record name → buildx option
+
+
+# What may reach buildx's own grammar (#27): a target is a name, never an option; a value that
+# lands in a comma-separated option (a cache ref, scope or folder) holds no ',', '=', quote or
+# line break, so it cannot add options of its own.
+_TARGET = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,199}")
+_REF = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:@-]{0,254}")  # registry/repo[:tag][@digest]
+_SCOPE = re.compile(r"[A-Za-z0-9_.-]{1,100}")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def check_value(value: str, what: str, pattern: re.Pattern[str] | None = None) -> str:
+    """``value`` as given, or BadInput naming ``what`` and the rule it breaks."""
+    if _CONTROL.search(value):
+        raise BadInput(f"{what} {value!r}: a line break or control character cannot reach buildx")
+    if pattern is not None and not pattern.fullmatch(value):
+        rule = {_TARGET: "a target name: letters, digits, '_', '.', '-' (not first)",
+                _REF: "an image reference: letters, digits, '.', '_', '/', ':', '@', '-' (no ',' or '=')",
+                _SCOPE: "a scope: letters, digits, '_', '.', '-'"}.get(pattern, pattern.pattern)
+        raise BadInput(f"{what} {value!r}: expected {rule}")
+    return value
+
+
+def _folder(value: str, what: str) -> str:
+    check_value(value, what)
+    if any(c in value for c in ',="\''):
+        raise BadInput(f"{what} {value!r}: a cache folder cannot hold ',', '=' or quotes (buildx reads them as options)")
+    return value
 
 
 def bake_command(root: Path, request: BakeRequest, *extra: str, derived: Sequence[str] = ()) -> list[str]:
     """The one ``docker buildx bake`` command line. ``derived``: options computed from the plan
-    (:func:`derived_args`: labels, caches), after the user's own ``--set``s."""
+    (:func:`derived_args`: labels, caches), after the user's own ``--set``s. Every value from the
+    user or a bake file is checked against buildx's grammar first (:func:`check_value`)."""
+    for t in request.targets:
+        check_value(t, "target", _TARGET)
+    for value, what in ((request.builder, "--builder"), *((s, "--set") for s in request.sets),
+                        *((a, "--allow") for a in request.allow), *((str(f), "--file") for f in request.files),
+                        *((d, "option") for d in derived)):
+        if value:
+            check_value(value, what)
+    if request.builder and request.builder.startswith("-"):
+        raise BadInput(f"--builder {request.builder!r}: a builder name, not an option")
     cmd = command("buildx", "bake")
     for f in _files(root, request):
         cmd += ["--file", str(f)]
@@ -156,10 +246,11 @@ def cache_entries(spec: str, target: str, tags: list[str], *, export: bool) -> l
     (DIR/TARGET), ``inline`` (export only: the cache rides in the image), ``image`` (import
     only: the target's own tags, e.g. pushed with inline cache), or a raw buildx spec
     ``type=…`` passed as it is."""
-    if spec.startswith("type="):
-        return [spec]
-    backend, _, where = spec.partition("=")
     option = "--cache-to" if export else "--cache-from"
+    check_value(spec, option)
+    if spec.startswith("type="):
+        return [spec]  # the user's own raw buildx spec, commas and all (no line break: checked)
+    backend, _, where = spec.partition("=")
     if backend not in CACHE_BACKENDS:
         raise BadInput(f"{option} {spec!r}: unknown cache backend {backend!r}; "
                        f"expected one of {', '.join(CACHE_BACKENDS)} or a buildx spec type=…")
@@ -167,18 +258,22 @@ def cache_entries(spec: str, target: str, tags: list[str], *, export: bool) -> l
     if backend == "registry":
         if not where:
             raise BadInput(f"{option} {spec!r}: registry needs a repository, e.g. registry=ghcr.io/acme/cache")
-        return [f"type=registry,ref={where}:{target}-cache{mode}"]
+        check_value(where, f"{option} registry", _REF)
+        return [f"type=registry,ref={where}:{check_value(target, 'target', _TARGET)}-cache{mode}"]
     if backend == "gha":
-        return [f"type=gha,scope={where or 'comfyimg'}-{target}{mode}"]
+        scope = check_value(where or "comfyimg", f"{option} gha scope", _SCOPE)
+        return [f"type=gha,scope={scope}-{check_value(target, 'target', _TARGET)}{mode}"]
     if backend == "local":
         if not where:
             raise BadInput(f"{option} {spec!r}: local needs a directory, e.g. local=build/cache")
-        directory = Path(where).resolve() / target
+        directory = Path(_folder(where, f"{option} local")).resolve() / check_value(target, "target", _TARGET)
+        _folder(str(directory), f"{option} local")
         return [f"type=local,dest={directory}{mode}" if export else f"type=local,src={directory}"]
     if (backend == "inline") != export:
         raise BadInput(f"{option} {spec!r}: {backend} is for "
                        f"{'--cache-to' if backend == 'inline' else '--cache-from'} only")
-    return ["type=inline"] if export else [f"type=registry,ref={tag}" for tag in tags]
+    return ["type=inline"] if export else [f"type=registry,ref={check_value(tag, 'tag of ' + target, _REF)}"
+                                           for tag in tags]
 
 
 def derived_args(pins: Pins, request: BakeRequest, resolved: dict[str, Any]) -> list[str]:
@@ -191,6 +286,7 @@ def derived_args(pins: Pins, request: BakeRequest, resolved: dict[str, Any]) -> 
             sets.append(f"{target}.labels.{PINS_LABEL}={pins_label(pins, target, installed)}")
             sets.append(f"{target}.labels.{PLATFORM_LABEL}={platform_for(pins, target)}")
             sets.append(f"{target}.labels.{RUNS_LABEL}={runs_label(pins, target, installed)}")
+            sets.append(f"{target}.labels.{COVERAGE_LABEL}={coverage_label(pins, installed)}")
         tags = list(spec.get("tags", []))
         for key, specs, export in (("cache-to", request.cache_to, True), ("cache-from", request.cache_from, False)):
             entries = [e for s in specs for e in cache_entries(s, target, tags, export=export)]
@@ -285,7 +381,7 @@ def plan(root: Path, request: BakeRequest, derived: Sequence[str] = ()) -> dict[
     cmd = bake_command(root, request, "--print", derived=derived)
     try:
         with contextlib.chdir(root):  # bake resolves contexts against the working directory
-            return json.loads(run(cmd, env=variables(request, root)))
+            return json.loads(run(cmd, env=environment(request, root)))
     except DockerException as exc:
         if buildx_version() is None:
             raise WorkFailed(f"preflight: the buildx plugin is missing (docker CLI {versions()[0]}); "
@@ -379,6 +475,7 @@ def _preflight(root: Path, pins: Pins, request: BakeRequest,
             labels[PINS_LABEL] = pins_label(pins, target, installed)
             labels[PLATFORM_LABEL] = platform_for(pins, target)
             labels[RUNS_LABEL] = runs_label(pins, target, installed)
+            labels[COVERAGE_LABEL] = coverage_label(pins, installed)
     return resolved, derived, request
 
 
@@ -413,13 +510,14 @@ def explain_failure(log: str) -> str:
     return error_line(log)
 
 
-def _stream(cmd: list[str], env: dict[str, str] | None, say: Say) -> tuple[str, dict[str, tuple[float, float]]]:
+def _stream(cmd: list[str], env: dict[str, str], say: Say) -> tuple[str, dict[str, tuple[float, float]]]:
     """Run ``cmd``, hand each output line to ``say``, and time each target from the plain progress lines."""
     log: list[str] = []
     vertex_target: dict[str, str] = {}
     spans: dict[str, tuple[float, float]] = {}
     try:
-        for _source, raw in stream_stdout_and_stderr(cmd, env=env or None):
+        for _source, raw in stream(cmd, env=env, stopped=lambda pid: say(
+                f"stopping: sent SIGTERM to docker buildx bake (pid {pid}); the build was cancelled")):
             line = raw.decode(errors="replace").rstrip("\n")
             now = time.monotonic()
             log.append(line)
@@ -450,7 +548,7 @@ def build(root: Path, pins: Pins, request: BakeRequest, say: Say) -> list[Built]
         cmd = bake_command(root, request, *extra, "--metadata-file", str(meta_file), derived=derived)
         started = time.monotonic()
         with contextlib.chdir(root):
-            _, spans = _stream(cmd, variables(request, root), say)
+            _, spans = _stream(cmd, environment(request, root), say)
         total = time.monotonic() - started
         raw = loads_json(read_bytes(meta_file)) if meta_file.exists() else {}
         metadata: dict[str, Any] = raw if isinstance(raw, dict) else {}

@@ -21,16 +21,14 @@ stage, no platform to compare).
 from __future__ import annotations
 
 import contextlib
-import os
 import re
-import subprocess
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from comfyimg.bake import bake
 from comfyimg import render
-from comfyimg.engine.docker import NoDockerCLI, TIMEOUT_ENV, docker_timeout
+from comfyimg.engine.docker import TIMEOUT_ENV, DockerTimeout, NoDockerCLI, complete, docker_timeout
 from comfyimg.errors import BadInput, WorkFailed
 
 _WARNING = re.compile(r"^WARNING: (\S+ - .*)$", re.M)
@@ -102,17 +100,16 @@ def run(root: Path) -> Result:
         cmd = bake.bake_command(root, request, "--call", "check", "--progress", "plain")
         try:
             with contextlib.chdir(root):
-                proc = subprocess.run(cmd, capture_output=True, text=True, timeout=limit,
-                                      env={**os.environ, **bake.variables(request, root)}, check=False)
-        except subprocess.TimeoutExpired:
+                done = complete(cmd, timeout=limit, env=bake.environment(request, root))
+        except DockerTimeout:
             return Result("failed", f"build checks: no answer within {limit:g} s ({TIMEOUT_ENV})")
-    output = proc.stdout + proc.stderr
+    output = done.stdout.decode(errors="replace") + done.stderr.decode(errors="replace")
     warnings = _WARNING.findall(output)
-    per = _per_target(proc.stdout, targets, missing, ok=proc.returncode == 0 and not warnings)
+    per = _per_target(done.stdout.decode(errors="replace"), targets, missing, ok=done.code == 0 and not warnings)
     if warnings:
         return Result("failed", f"build checks: {len(warnings)} warning(s) in {len(targets)} target(s)", warnings,
                       targets=per)
-    if proc.returncode == 0:
+    if done.code == 0:
         unchecked = f"; not checked (no Dockerfile here): {', '.join(missing)}" if missing else ""
         return Result("passed", f"build checks passed on {len(targets)} target(s){unchecked}", targets=per)
     if _CANNOT.search(output):
@@ -120,7 +117,7 @@ def run(root: Path) -> Result:
                                  f"and could not fetch a frontend that can ({_last_error(output)})",
                       targets=dict.fromkeys(targets, "not run: this engine cannot run build checks") | {
                           t: per[t] for t in missing})
-    errors = _target_errors(proc.stdout, targets)
+    errors = _target_errors(done.stdout.decode(errors="replace"), targets)
     unresolved = {t: e for t, e in errors.items() if _UNRESOLVED in e}
     if errors and errors == unresolved:  # only base images out of reach: the other targets passed
         passed = [t for t in targets if t not in unresolved]

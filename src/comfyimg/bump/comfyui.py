@@ -73,7 +73,7 @@ def bump(root: Path, *, pre: bool = False, release: str | None = None, dry_run: 
         pin = pins.comfyui
         if pin is None:
             raise BadInput(f"{path.name}: no [comfyui] table; add one, e.g.\n[comfyui]\n"
-                           'github = "comfyanonymous/ComfyUI"\nrelease = "v0.3.66"')
+                           'github = "Comfy-Org/ComfyUI"\nrelease = "v0.38.1"')
         with borrowed(client) as github:
             tag = newest_release(github, pin.github, pre, release)
             commit = resolve_commit(github, pin.github, tag)
@@ -86,7 +86,7 @@ def bump(root: Path, *, pre: bool = False, release: str | None = None, dry_run: 
         if dry_run:
             return {**as_json(pin, tag, commit, []), "diff": toml_diff(text, new_text, path.name)}
         staged: dict[Path, bytes | str] = {path: new_text, **render.changed(new_pins, root)}
-        atomic_write_many(staged)
+        atomic_write_many(staged, verbatim={path})
         return as_json(pin, tag, commit, sorted(str(p.relative_to(root)) for p in staged))
 
 

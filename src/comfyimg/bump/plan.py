@@ -14,6 +14,10 @@ The flow, all of it before anything is written:
 
 Any failure raises :class:`~comfyimg.errors.UserError` before step 6 writes, so a failed
 bump leaves every file byte-identical.
+
+Over 500 lines for now: the steps above and the profile move (``--profile``, which runs the
+same selection for a new ABI) share :class:`Change` and the private helpers of one flow; the
+asset selection (``select_asset`` and its reasons) is the part to move out first if it grows.
 """
 
 from __future__ import annotations
@@ -50,6 +54,7 @@ from comfyimg.pins.abi import InvalidWheelName, fit, parse_wheel
 from comfyimg.pins.fields import index_vs_cuda
 from comfyimg.pins.edit import diff as toml_diff
 from comfyimg.pins.edit import drop_pending_notes, dumps_with_changes, reloaded
+from comfyimg.untrusted import strip_credentials
 
 # --------------------------------------------------------------------------- selection
 
@@ -179,7 +184,7 @@ def _new_version(pin: pins_mod.Pin, asset: Asset) -> str:
 
 def _fields(pin: pins_mod.Pin, release: Release, asset: Asset, sha256: str,
             version: str) -> dict[str, object]:
-    url = asset.browser_download_url or asset.url
+    url = strip_credentials(asset.browser_download_url or asset.url)  # a pin never stores credentials
     changes: dict[str, object] = {}
     if url != pin.url:
         changes["url"] = url
@@ -446,7 +451,7 @@ def _old_ref(pin: pins_mod.Pin) -> str | None:
 
 def _moves(ch: Change) -> bool:
     """Does the change move the pin to another wheel (not just record the one it names)?"""
-    url = ch.asset.browser_download_url or ch.asset.url
+    url = strip_credentials(ch.asset.browser_download_url or ch.asset.url)
     if isinstance(ch.pin.source, pins_mod.Source):
         return not (ch.release.tag == ch.pin.source.release and ch.asset.name == ch.pin.filename)
     return url != ch.pin.url
@@ -564,7 +569,7 @@ def _bump(root: Path, names: Sequence[str], *, say: Say, release: str | None, pr
         pins = move.moved(pins, profile_fields)
     else:
         chosen = choose_pins(pins, names, verify)
-    with borrowed(client) as github, tempfile.TemporaryDirectory(prefix="comfyimg-bump-") as tmp:
+    with borrowed(client, notice=say) as github, tempfile.TemporaryDirectory(prefix="comfyimg-bump-") as tmp:
         groups = fitting_groups(pins, chosen, github, pre) if move is not None else None
         changes = plan(pins, chosen, github, release=release, pre=pre, verify=verify, workdir=Path(tmp),
                        groups=groups)
@@ -601,7 +606,7 @@ def _bump(root: Path, names: Sequence[str], *, say: Say, release: str | None, pr
     if read_text(path) != text:  # an editor saved it meanwhile (editors do not take the lock)
         raise WorkFailed(f"{path.name}: changed since invoke bump read it; nothing was written, so that "
                          "edit is kept. Run invoke bump again")
-    atomic_write_many(staged)
+    atomic_write_many(staged, verbatim={path})
     render.write(new_pins, root)  # removes stale generated files; the rest is already current
     done.wrote = sorted(str(p.relative_to(root)) for p in staged)
     done.seconds = time.monotonic() - started

@@ -58,8 +58,8 @@ TIMEOUT_ENV = "COMFYIMG_CUOBJDUMP_TIMEOUT"
 
 
 def cuobjdump_timeout() -> float:
-    """Seconds one cuobjdump run may take: ``$COMFYIMG_CUOBJDUMP_TIMEOUT``, 1 to 3600, default 600."""
-    return seconds_from_env(TIMEOUT_ENV, 600, BadKernels)
+    """Seconds one cuobjdump run may take: ``$COMFYIMG_CUOBJDUMP_TIMEOUT``, 1 to 3600, default 120 (per module)."""
+    return seconds_from_env(TIMEOUT_ENV, 120, BadKernels)
 
 
 def _run_cuobjdump(args: list[str], where: str) -> subprocess.CompletedProcess[str]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import socket
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -39,7 +40,15 @@ MAX_JSON_BYTES = 32 << 20  # an API answer held in memory (a page of 100 release
 MAX_ERROR_BYTES = 64 << 10  # the body of an error answer, read for its message
 MAX_RESET = 366 * 24 * 3600  # a rate-limit reset further away than a year is not believed
 DEADLINE_ENV = "COMFYIMG_HTTP_DEADLINE"
+MIN_RATE_ENV = "COMFYIMG_HTTP_MIN_RATE"
 MAX_BYTES_ENV = "COMFYIMG_HTTP_MAX_BYTES"
+TRUST_ENV = "COMFYIMG_HTTP_TRUST_ENV"
+# What a person changes when a request fails, ending each network error line.
+FIX_CONNECT = ("check the network and the host in the URL; behind a proxy set COMFYIMG_HTTP_TRUST_ENV=1 "
+               "to use HTTPS_PROXY/NO_PROXY; tune COMFYIMG_HTTP_TIMEOUT and COMFYIMG_HTTP_RETRIES")
+FIX_DNS = ("check the host name and this machine's DNS (offline?); behind a proxy set "
+           "COMFYIMG_HTTP_TRUST_ENV=1 to use HTTPS_PROXY")
+FIX_5XX = "the server is failing; try again later, or raise COMFYIMG_HTTP_RETRIES"
 _DEADLINE_KEY = "comfyimg.deadline"
 
 
@@ -106,6 +115,18 @@ class NotFound(WorkFailed):
     """A 404 from the API."""
 
 
+def _unresolved(exc: BaseException) -> bool:
+    """A DNS failure (getaddrinfo), through httpx's and httpcore's wrapping."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, socket.gaierror) or "Name or service not known" in str(exc) \
+                or "Temporary failure in name resolution" in str(exc) or "nodename nor servname" in str(exc):
+            return True
+        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+    return False
+
+
 def origin(url: httpx.URL) -> tuple[str, str, int]:
     port = url.port or {"http": 80, "https": 443}.get(url.scheme, 0)
     return (url.scheme, url.host, port)
@@ -161,8 +182,9 @@ class Transport:
     """GETs against one API origin; use :meth:`get` / :meth:`json`, and :meth:`close`."""
 
     def __init__(self, base_url: str, token: str | None = None, *, timeout: float = 30.0,
-                 retries: int = 3, backoff: float = 1.0, deadline: float = 900.0,
-                 max_bytes: int = 4 << 30, transport: httpx.BaseTransport | None = None) -> None:
+                 retries: int = 3, backoff: float = 1.0, deadline: float = 120.0, min_rate: float = 500_000.0,
+                 max_bytes: int = 4 << 30, transport: httpx.BaseTransport | None = None,
+                 trust_env: bool = False, notice: Callable[[str], None] | None = None) -> None:
         base = base_url.rstrip("/")
         try:
             self.base = httpx.URL(base)
@@ -178,7 +200,9 @@ class Transport:
         self._token = token or None
         self.timeout = timeout
         self.deadline = deadline
+        self.min_rate = min_rate
         self.max_bytes = max_bytes
+        self.notice = notice  # told each retry ("retrying in 4 s, attempt 2/4")
         self.retries = min(max(0, int(retries)), MAX_RETRIES)
         self.backoff = min(backoff, MAX_BACKOFF)
         self._api_origin = origin(self.base)
@@ -187,7 +211,10 @@ class Transport:
             follow_redirects=False,  # followed in _send, which decides where the token goes
             headers={"User-Agent": USER_AGENT},
             transport=transport,
-            trust_env=False,  # no proxy or .netrc credentials sneaking in
+            # Off unless COMFYIMG_HTTP_TRUST_ENV=1: on, httpx reads HTTP(S)_PROXY, NO_PROXY, SSL_CERT_FILE
+            # and ~/.netrc, so a variable left in a shell could route the token through a proxy or add
+            # credentials nobody asked for. A proxy is honoured only when a person asks for it.
+            trust_env=trust_env,
         )
 
     @property
@@ -208,9 +235,20 @@ class Transport:
                 headers["Authorization"] = f"Bearer {self._token}"
         return headers
 
-    def _late(self, url: httpx.URL, what: str) -> Callable[[], str]:
-        return lambda: (f"{what}: no complete answer from {url} within the {self.deadline:g} s deadline "
-                        f"({DEADLINE_ENV}); stopped")
+    def _late(self, url: httpx.URL, what: str, seconds: float | None = None) -> Callable[[], str]:
+        limit = self.deadline if seconds is None else seconds
+        size = "" if seconds is None else f", its size at {MIN_RATE_ENV} included"
+        return lambda: (f"{what}: no complete answer from {url} within the {limit:.0f} s deadline "
+                        f"({DEADLINE_ENV}){size}; stopped; raise {DEADLINE_ENV} on a slow link")
+
+    def allow_for(self, resp: httpx.Response, size: int | None) -> None:
+        """A download's deadline, scaled to its announced ``size``: the request's deadline plus the
+        time the size takes at the floor rate (``COMFYIMG_HTTP_MIN_RATE`` bytes/s)."""
+        if size:
+            extra = size / self.min_rate
+            resp.extensions[_DEADLINE_KEY] = resp.extensions.get(_DEADLINE_KEY, time.monotonic() + self.deadline) + extra
+            resp.extensions["comfyimg.allowed"] = self.deadline + extra
+            resp.extensions["comfyimg.floor"] = time.monotonic() + self.deadline  # from then on: min_rate
 
     def _send(self, url: httpx.URL, accept: str, deadline: float, what: str) -> httpx.Response:
         """GET ``url`` following redirects by hand; the token only ever goes to the API origin."""
@@ -248,12 +286,15 @@ class Transport:
         url = httpx.URL(url)
         deadline = time.monotonic() + self.deadline
         last = ""
+        fix = FIX_CONNECT
         attempts = self.retries + 1
         for attempt in range(attempts):
             if attempt:
                 pause = min(self.backoff * 2 ** (attempt - 1), MAX_BACKOFF)
                 if time.monotonic() + pause >= deadline:
                     raise Late(self._late(url, what)() + f"; last: {last}")
+                if self.notice is not None:
+                    self.notice(f"{what}: {last}; retrying in {pause:g} s, attempt {attempt + 1}/{attempts}")
                 time.sleep(pause)
             try:
                 resp = self._send(url, accept, deadline, what)
@@ -262,17 +303,19 @@ class Transport:
             except WorkFailed as exc:  # a redirect loop or a bad redirect: say which request
                 raise WorkFailed(f"{what}: {exc} (from {url})") from None
             except httpx.TimeoutException:
-                last = f"timed out (no answer within {self.timeout:g} s)"
+                last, fix = f"timed out (no answer within {self.timeout:g} s)", FIX_CONNECT
                 continue
             except httpx.TransportError as exc:
-                last = f"connection failed ({type(exc).__name__}: {exc})"
+                if _unresolved(exc):  # a name that does not resolve will not resolve in 4 s either
+                    raise WorkFailed(f"{what}: the host {url.host} does not resolve ({exc}); {FIX_DNS}") from None
+                last, fix = f"connection failed ({type(exc).__name__}: {exc})", FIX_CONNECT
                 continue
             if resp.status_code >= 500:
-                last = f"HTTP {resp.status_code} {resp.reason_phrase}".rstrip()
+                last, fix = f"HTTP {resp.status_code} {resp.reason_phrase}".rstrip(), FIX_5XX
                 resp.close()
                 continue
             return resp
-        raise WorkFailed(f"{what}: {last}, after {attempts} attempt(s)")
+        raise WorkFailed(f"{what}: {last}, after {attempts} attempt(s); {fix}")
 
     def body(self, resp: httpx.Response, limit: int | None = None) -> Iterator[bytes]:
         """The decoded body of ``resp`` (from :meth:`get`) in chunks, within the request's
@@ -281,9 +324,17 @@ class Transport:
         deadline = resp.extensions.get(_DEADLINE_KEY, time.monotonic() + self.deadline)
         cap = min(limit or self.max_bytes, self.max_bytes)
         seen = 0
+        late = self._late(resp.url, what, resp.extensions.get("comfyimg.allowed"))
         try:
-            for chunk in _bounded(deadline, resp.iter_bytes, self._late(resp.url, what)):
+            floor_from = resp.extensions.get("comfyimg.floor")
+            for chunk in _bounded(deadline, resp.iter_bytes, late):
                 seen += len(chunk)
+                if floor_from is not None and (behind := time.monotonic() - floor_from) > 0 \
+                        and seen < behind * self.min_rate:  # a drip under an inflated size: stop now
+                    raise WorkFailed(f"{what}: no complete answer within the {self.deadline:.0f} s deadline "
+                                     f"({DEADLINE_ENV}), and {seen} bytes since is under the floor of "
+                                     f"{self.min_rate:g} bytes/s ({MIN_RATE_ENV}); stopped; raise "
+                                     f"{DEADLINE_ENV} or lower {MIN_RATE_ENV} on a slow link")
                 if seen > cap:
                     env = f" ({MAX_BYTES_ENV})" if cap == self.max_bytes else ""
                     raise WorkFailed(f"{what}: the answer from {resp.url} is larger than the "

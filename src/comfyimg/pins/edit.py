@@ -157,5 +157,5 @@ def save_changes(pins: Pins, changes: Mapping[int, Mapping[str, Any]], *,
     new_text = dumps_with_changes(text, changes)
     new_pins = reloaded(new_text, pins.path, bake_targets=bake_targets, failed=failed)
     if new_text != text:
-        atomic_write(pins.path, new_text)
+        atomic_write(pins.path, new_text, verbatim=True)
     return new_pins

@@ -52,6 +52,7 @@ def download(http: Transport, asset: Asset, dest: Path,
                 raise WorkFailed(f"{what}: the server sends {int(announced)} bytes, "
                                  f"the release lists {expected}")
             expected = int(announced)
+        http.allow_for(resp, expected)  # the deadline grows with the size, at the floor rate
         sink = progress(asset.name, expected or 0) if progress else Progress()
         digest = digests.Hasher()
         try:

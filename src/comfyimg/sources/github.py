@@ -7,7 +7,9 @@
 
 Tuning for tests and slow links, all optional: ``COMFYIMG_HTTP_TIMEOUT`` (seconds per
 connect/read, default 30), ``COMFYIMG_HTTP_DEADLINE`` (seconds for one whole request,
-retries, headers and body included, default 900, 1 to 3600), ``COMFYIMG_HTTP_MAX_BYTES``
+retries, headers and body included, default 120, 1 to 3600; a download gets its announced
+size at ``COMFYIMG_HTTP_MIN_RATE`` bytes/s on top, default 500000), ``COMFYIMG_HTTP_TRUST_ENV``
+(1: honour proxy settings; default 0), ``COMFYIMG_HTTP_MAX_BYTES``
 (decoded bytes of one answer, default 4 GiB, 1 KiB to 64 GiB; JSON answers are held to
 32 MiB), ``COMFYIMG_HTTP_RETRIES`` (extra attempts, default 3),
 ``COMFYIMG_HTTP_BACKOFF`` (first backoff in seconds, doubling, default 1).
@@ -151,7 +153,9 @@ SETTINGS = {
     "COMFYIMG_HTTP_TIMEOUT": (30.0, 0.1, 600.0, False),
     "COMFYIMG_HTTP_RETRIES": (3, 0, 10, True),
     "COMFYIMG_HTTP_BACKOFF": (1.0, 0.0, 60.0, False),
-    "COMFYIMG_HTTP_DEADLINE": (900.0, 1.0, 3600.0, False),
+    "COMFYIMG_HTTP_DEADLINE": (120.0, 1.0, 3600.0, False),
+    "COMFYIMG_HTTP_MIN_RATE": (500_000.0, 1_000.0, 1e10, False),
+    "COMFYIMG_HTTP_TRUST_ENV": (0, 0, 1, True),
     "COMFYIMG_HTTP_MAX_BYTES": (4 << 30, 1 << 10, 64 << 30, True),
 }
 MAX_PAGES = 50  # 5,000 releases at 100 a page
@@ -177,11 +181,12 @@ class GitHub:
 
     def __init__(self, base_url: str | None = None, token: str | None = None, *,
                  timeout: float = 30.0, retries: int = 3, backoff: float = 1.0,
-                 deadline: float = 900.0, max_bytes: int = 4 << 30,
-                 transport: httpx.BaseTransport | None = None) -> None:
+                 deadline: float = 120.0, min_rate: float = 500_000.0, max_bytes: int = 4 << 30,
+                 transport: httpx.BaseTransport | None = None, trust_env: bool = False,
+                 notice: Callable[[str], None] | None = None) -> None:
         self.http = Transport(base_url or DEFAULT_API, token, timeout=timeout, retries=retries,
-                              backoff=backoff, deadline=deadline, max_bytes=max_bytes,
-                              transport=transport)
+                              backoff=backoff, deadline=deadline, min_rate=min_rate, max_bytes=max_bytes,
+                              transport=transport, trust_env=trust_env, notice=notice)
         self.base = self.http.base
         self.retries = self.http.retries
 
@@ -199,6 +204,8 @@ class GitHub:
             retries=int(_setting("COMFYIMG_HTTP_RETRIES")),
             backoff=_setting("COMFYIMG_HTTP_BACKOFF"),
             deadline=_setting("COMFYIMG_HTTP_DEADLINE"),
+            min_rate=_setting("COMFYIMG_HTTP_MIN_RATE"),
+            trust_env=bool(_setting("COMFYIMG_HTTP_TRUST_ENV")),
             max_bytes=int(_setting("COMFYIMG_HTTP_MAX_BYTES")),
             **kwargs,  # type: ignore[arg-type]
         )
@@ -311,12 +318,13 @@ class GitHub:
 
 
 @contextlib.contextmanager
-def borrowed(client: GitHub | None) -> Iterator[GitHub]:
-    """``client`` as it is (the caller closes it), or one from the environment, closed at the end."""
+def borrowed(client: GitHub | None, notice: Callable[[str], None] | None = None) -> Iterator[GitHub]:
+    """``client`` as it is (the caller closes it), or one from the environment, closed at the end;
+    ``notice`` is told each retry."""
     if client is not None:
         yield client
         return
-    with GitHub.from_env() as own:
+    with GitHub.from_env(notice=notice) as own:
         yield own
 
 

@@ -1,4 +1,4 @@
-"""Run a validation probe inside a built image (python-on-whales ``docker.run``): the jobs side by
+"""Run a validation probe inside a built image (engine/containers.py, confined): the jobs side by
 side, each under one deadline, every container removed however the run ends. The verdict on
 what they printed is :mod:`comfyimg.validate.verdict`'s.
 
@@ -16,6 +16,7 @@ to end (``--bench-after``), so nothing else uses the GPU while it is timed.
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import signal
 import tempfile
@@ -26,11 +27,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from python_on_whales import DockerClient
-
 from comfyimg.bake import record
+from comfyimg.engine import containers as sandbox
+from comfyimg.engine.docker import NO_DOCKER_CLI, ClientNotFoundError, DockerException, DockerTimeout, error_line
 from comfyimg.render import pins_for
-from comfyimg.engine.docker import NO_DOCKER_CLI, ClientNotFoundError, DockerException, client, error_line
 from comfyimg.errors import BadInput, UserError, WorkFailed
 from comfyimg.audit import coverage
 from comfyimg.kernels import rules
@@ -112,6 +112,7 @@ def expectations(root: Path, spec: ProbeSpec, target: str | None) -> list[str]:
 
 
 NON_ROOT_USER = "comfy"  # the images' own non-root user (PUID/PGID, tools/ and docker-bake.hcl)
+PROBE_STDOUT_CAP = 16 * 1024 * 1024  # a probe prints one JSON line; more than this is a failure
 
 
 def probe_user(image_user: str, asked: str | None = None) -> str:
@@ -120,50 +121,37 @@ def probe_user(image_user: str, asked: str | None = None) -> str:
     ``00:1000``...), which becomes the image's non-root user. Never root unless asked."""
     if asked:
         return asked
-    uid = image_user.split(":", 1)[0].strip()
-    if uid.lower() in ("", "root") or (uid.isascii() and uid.isdigit() and int(uid) == 0):
-        return NON_ROOT_USER
-    return image_user
+    return NON_ROOT_USER if sandbox.is_root(image_user) else image_user
 
 
-def image_probe_user(docker: DockerClient, image: str, asked: str | None) -> str:
-    """Who the probe runs as in ``image`` (see :func:`probe_user`)."""
-    return probe_user(docker.image.inspect(image).config.user or "", asked)
-
-
-def image_user_and_gpu(docker: DockerClient, image: str, user: str | None, gpus: str,
-                       cdi_kind: str) -> tuple[str, GpuAccess]:
+def image_user_and_gpu(image: str, user: str | None, gpus: str, cdi_kind: str) -> tuple[str, GpuAccess]:
     """The image's run user and the GPU access for it, or one line: no image, no docker CLI,
     no engine. validate and smoke both start here."""
     try:
-        if not docker.image.exists(image):
+        image_user = sandbox.image_user(image)
+        if image_user is None:
             raise WorkFailed(f"image {image} not found in the engine; build it with `invoke bake` or pass --image")
-        return image_probe_user(docker, image, user), choose_gpu_access(docker, gpus, cdi_kind)
+        return probe_user(image_user, user), choose_gpu_access(gpus, cdi_kind)
     except ClientNotFoundError:
         raise WorkFailed(NO_DOCKER_CLI) from None
     except DockerException as exc:
         raise WorkFailed(f"cannot reach the Docker engine: {error_line(exc)}") from None
 
 
-def container_options(user: str, gpu: GpuAccess | None = None) -> dict[str, Any]:
-    """How a probe runs: no network, read-only root, the image's non-root user, the probes
-    mounted read-only. Its writable place is its own exec tmpfs at SCRATCH (HOME, TMPDIR,
-    TRITON_CACHE_DIR): Triton compiles its kernel launchers into its cache and dlopen()s
-    them, which Docker's default noexec tmpfs refuses ("failed to map segment from shared
-    object"), and the image's own /tmp is not trusted (Docker keeps its mode)."""
-    return {
-        "entrypoint": "python",
-        "networks": ["none"],
-        "read_only": True,
-        "tmpfs": [f"{SCRATCH}:exec,mode=1777", "/tmp:exec,mode=1777"],
-        "user": user,
-        "envs": {"HOME": SCRATCH, "TMPDIR": SCRATCH, "TRITON_CACHE_DIR": f"{SCRATCH}/triton",
-                 "XDG_CACHE_HOME": f"{SCRATCH}/cache", "COMFYIMG_SCRATCH": SCRATCH,
-                 "PYTHONDONTWRITEBYTECODE": "1"},
-        "volumes": [(str(PROBES_DIR), PROBE_MOUNT, "ro"), (str(KERNELS_TABLE), f"{PROBE_HOME}/kernels.json", "ro")],
-        "workdir": PROBE_HOME,
-        **(gpu.run_options() if gpu else {}),
-    }
+def container_options(user: str, gpu: GpuAccess | None = None) -> sandbox.Sandbox:
+    """How a probe runs (engine/containers.py: no network, no capabilities, no new privileges,
+    read-only root), as the image's non-root user, the probes mounted read-only. Its writable
+    place is its own exec tmpfs at SCRATCH (HOME, TMPDIR, TRITON_CACHE_DIR): Triton compiles
+    its kernel launchers into its cache and dlopen()s them, which Docker's default noexec
+    tmpfs refuses ("failed to map segment from shared object"), and the image's own /tmp is
+    not trusted (Docker keeps its mode)."""
+    return sandbox.Sandbox(
+        user=user, entrypoint="python", workdir=PROBE_HOME, allow_root=sandbox.is_root(user),
+        tmpfs=(f"{SCRATCH}:exec,mode=1777", "/tmp:exec,mode=1777"),
+        envs={"HOME": SCRATCH, "TMPDIR": SCRATCH, "TRITON_CACHE_DIR": f"{SCRATCH}/triton",
+              "XDG_CACHE_HOME": f"{SCRATCH}/cache", "COMFYIMG_SCRATCH": SCRATCH, "PYTHONDONTWRITEBYTECODE": "1"},
+        read_only_binds=((str(PROBES_DIR), PROBE_MOUNT), (str(KERNELS_TABLE), f"{PROBE_HOME}/kernels.json")),
+        gpu=gpu.run_args() if gpu else ())
 
 
 def _quietly(fn, *args, **kwargs) -> None:
@@ -182,40 +170,39 @@ def container_name(what: str) -> str:
     return f"comfyimg-validate-{what}-{uuid.uuid4().hex[:10]}"
 
 
-def run_container(docker: DockerClient, image: str, command: list[str], options: dict[str, Any],
-                  deadline: float, name: str) -> Run:
+def probe_stdout(captured: sandbox.Captured) -> tuple[str, str | None]:
+    """(what the probe printed, why it cannot be its answer): read back at most
+    PROBE_STDOUT_CAP bytes, whatever it printed."""
+    data, more = sandbox.read_head(captured.path, PROBE_STDOUT_CAP)
+    if more or captured.cut:
+        return (data[:2000].decode(errors="replace"),
+                f"the probe printed more than {PROBE_STDOUT_CAP // (1024 * 1024)} MiB on stdout, not one JSON object")
+    return data.decode(errors="replace"), None
+
+
+def run_container(image: str, command: list[str], options: sandbox.Sandbox, deadline: float, name: str,
+                  folder: Path) -> Run:
     """Run a probe in the container ``name``, which is always removed: at its end, at the deadline
-    (killed first: ProbeTimeout), on Ctrl-C or SIGTERM (the exception goes on)."""
+    (killed first: ProbeTimeout), on Ctrl-C or SIGTERM (the exception goes on). Its stdout goes
+    to ``folder`` (capped) and is read back bounded."""
     started = time.monotonic()
     try:
         try:
-            docker.run(image, command, name=name, detach=True, **options)
+            sandbox.start(image, command, options, name)
         except DockerException as exc:
             return Run(name, None, exc.return_code, "", f"docker could not start the probe container: "
                        f"{_docker_says(exc)}", time.monotonic() - started)
-        codes: list[int] = []
-
-        def wait() -> None:
-            try:
-                codes.append(docker.container.wait(name))
-            except BaseException:  # noqa: BLE001 - the container went (Ctrl-C removed it): `codes` stays
-                pass  # empty and is handled below; a thread must never print a traceback
-
-        waiter = threading.Thread(target=wait, daemon=True)
-        waiter.start()
-        waiter.join(max(0.0, deadline - time.monotonic()))
-        if waiter.is_alive():
-            _quietly(docker.container.kill, name)
-            raise ProbeTimeout(name)
-        if not codes:  # the wait itself failed (engine gone?)
-            state = docker.container.inspect(name).state
-            codes.append(state.exit_code if state.exit_code is not None else 125)
-        stdout = "".join(chunk.decode(errors="replace") for source, chunk in  # type: ignore[union-attr,str-unpack]
-                         docker.container.logs(name, stream=True) if source == "stdout")
-        result, problem = parse_result(stdout)
-        return Run(name, result, codes[0], stdout, problem, time.monotonic() - started)
+        try:
+            code = sandbox.wait(name, deadline - time.monotonic())
+        except DockerTimeout:
+            _quietly(sandbox.kill, name)
+            raise ProbeTimeout(name) from None
+        captured = sandbox.logs(name, folder, timeout=max(30.0, deadline - time.monotonic()))
+        stdout, too_much = probe_stdout(captured)
+        result, problem = (None, too_much) if too_much else parse_result(stdout)
+        return Run(name, result, code, stdout, problem, time.monotonic() - started)
     finally:
-        remove_container(docker, name)
+        remove_container(name)
 
 
 @dataclass
@@ -224,7 +211,7 @@ class Job:
 
     what: str
     command: list[str]
-    options: dict[str, Any]
+    options: sandbox.Sandbox
     ended: Any = None  # called (no arguments) when the container has ended, however it ended
     name: str = ""
 
@@ -232,16 +219,17 @@ class Job:
         self.name = self.name or container_name(self.what)
 
 
-def run_side_by_side(docker: DockerClient, image: str, jobs: list[Job], deadline: float) -> list[Run]:
+def run_side_by_side(image: str, jobs: list[Job], deadline: float) -> list[Run]:
     """Run the jobs' containers at once, one thread and one named container each, under one
     deadline. Every container is removed however the run ends: at its end, at the deadline
     (ProbeTimeout naming each killed one), on Ctrl-C or SIGTERM in the main thread (removed here,
     then the exception goes on), or when a thread's docker call fails (re-raised here)."""
     results: dict[int, Run | BaseException] = {}
+    folder = Path(tempfile.mkdtemp(prefix="comfyimg-probe-out-"))
 
     def work(i: int, job: Job) -> None:
         try:
-            results[i] = run_container(docker, image, job.command, job.options, deadline, job.name)
+            results[i] = run_container(image, job.command, job.options, deadline, job.name, folder)
         except BaseException as exc:  # noqa: BLE001 - handed to the main thread
             results[i] = exc
         finally:
@@ -257,12 +245,14 @@ def run_side_by_side(docker: DockerClient, image: str, jobs: list[Job], deadline
                 thread.join(0.2)  # short joins: Ctrl-C and SIGTERM reach the main thread at once
     except BaseException:
         for job in jobs:
-            remove_container(docker, job.name)
+            remove_container(job.name)
         for thread in threads:
             thread.join(10)
         for job in jobs:  # one whose `docker run` was still creating it at the first pass
-            remove_container(docker, job.name)
+            remove_container(job.name)
         raise
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
     ordered = [results[i] for i in range(len(jobs))]  # the jobs' order, not the order they ended in
     timeouts = [str(r) for r in ordered if isinstance(r, ProbeTimeout)]
     if timeouts:
@@ -280,16 +270,9 @@ def _open_gate(gate: Path) -> None:
         pass  # the session is over (the folder went with it): nothing waits any more
 
 
-def remove_container(docker: DockerClient, name: str) -> None:
+def remove_container(name: str) -> None:
     """Remove the container, also one that an interrupted ``docker run`` was still creating."""
-    for _ in range(3):
-        _quietly(docker.container.remove, name, force=True, volumes=True)
-        try:
-            if not docker.container.exists(name):
-                return
-        except DockerException:
-            return
-        time.sleep(0.5)
+    _quietly(sandbox.remove, name)
 
 
 def _docker_says(exc: DockerException) -> str:
@@ -334,8 +317,7 @@ def validate(root: Path, probe: str, *, image: str | None = None, target: str | 
         if expect_version is None:
             raise BadInput(f"no expected version for {spec.distribution}: pass --expect-version")
         host = host_gpu()
-        docker = client()
-        run_as, access = image_user_and_gpu(docker, image, user, gpus, cdi_kind)
+        run_as, access = image_user_and_gpu(image, user, gpus, cdi_kind)
         gpu = {"mode": gpus, "access": access.flag or "none", "why": access.why, "host_gpu": host}
         options = container_options(run_as, access)
         args = ["--expect-version", expect_version, *(["--require-gpu"] if require_gpu else []),
@@ -347,12 +329,13 @@ def validate(root: Path, probe: str, *, image: str | None = None, target: str | 
             gate = Path(tempfile.mkdtemp(prefix="comfyimg-gate-"))
             gate.chmod(0o755)  # the probe's non-root user reads it
             jobs[0].command += ["--bench-after", f"{GATE_MOUNT}/{GATE_FILE}"]
-            jobs[0].options = {**options, "volumes": [*options["volumes"], (str(gate), GATE_MOUNT, "ro")]}
+            jobs[0].options = dataclasses.replace(
+                options, read_only_binds=(*options.read_only_binds, (str(gate), GATE_MOUNT)))
             comfy_args = ["--comfyui", comfyui, "--attention", probe, *(["--require-gpu"] if require_gpu else [])]
             jobs.append(Job(f"{probe}-comfyui", ["-m", probe_module(COMFYUI_SCRIPT), *comfy_args], options,
                             ended=lambda: _open_gate(gate)))
         try:
-            runs = run_side_by_side(docker, image, jobs, deadline)
+            runs = run_side_by_side(image, jobs, deadline)
         except ProbeTimeout as exc:
             many = "," in str(exc)
             raise WorkFailed(f"{probe}: the probe did not finish within {timeout:g} s (--timeout); "

@@ -12,9 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from python_on_whales import DockerClient
-
-from comfyimg.engine.docker import DockerException, error_line
+from comfyimg.engine.docker import DockerException, command, error_line
 from comfyimg.engine.docker import run as docker_run_cli
 from comfyimg.errors import BadInput, WorkFailed
 from comfyimg.fsutil import read_bytes
@@ -37,12 +35,13 @@ class GpuAccess:
     why: str
     devices: tuple[str, ...] = ()
 
-    def run_options(self) -> dict[str, Any]:
+    def run_args(self) -> tuple[str, ...]:
+        """The ``docker run`` options that give the container the GPU (engine/containers.py's Sandbox.gpu)."""
         if self.chosen == "all":
-            return {"gpus": "all"}
+            return ("--gpus", "all")
         if self.chosen == "cdi":
-            return {"devices": list(self.devices)}
-        return {}
+            return tuple(a for d in self.devices for a in ("--device", d))
+        return ()
 
     def describe(self) -> str:
         return f"{self.flag or 'no GPU flag'} ({self.why})"
@@ -72,10 +71,24 @@ def host_gpu() -> str | None:
     return None
 
 
-def _engine_info(docker: DockerClient) -> dict[str, Any]:
+def host_driver() -> str | None:
+    """The NVIDIA driver version of this host (``nvidia-smi``), or None where it cannot be read."""
+    smi = shutil.which("nvidia-smi")
+    if not smi:
+        return None
+    try:
+        listed = subprocess.run([smi, "--query-gpu=driver_version", "--format=csv,noheader"], capture_output=True,
+                                text=True, timeout=15).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    first = listed.strip().splitlines()[0].strip() if listed.strip() else ""
+    return first[:40] if first and first.replace(".", "").isdigit() else None
+
+
+def _engine_info() -> dict[str, Any]:
     """``docker info`` as JSON (python-on-whales' model drops CDISpecDirs)."""
     try:
-        text = docker_run_cli([*docker.docker_cmd, "info", "--format", "{{json .}}"])
+        text = docker_run_cli(command("info", "--format", "{{json .}}"))
     except DockerException as exc:
         raise WorkFailed(f"cannot reach the Docker engine: {error_line(exc)}") from None
     try:
@@ -109,12 +122,12 @@ def cdi_devices(spec_dirs: list[str], kind: str) -> tuple[list[str], list[str]]:
     return names, problems
 
 
-def choose_gpu_access(docker: DockerClient, mode: str, cdi_kind: str) -> GpuAccess:
+def choose_gpu_access(mode: str, cdi_kind: str) -> GpuAccess:
     if mode == "none":
         return GpuAccess(mode, "none", "", "--gpus none")
     if mode == "all":
         return GpuAccess(mode, "all", "--gpus all", "--gpus all")
-    info = _engine_info(docker)
+    info = _engine_info()
     spec_dirs = [d for d in (info.get("CDISpecDirs") or []) if isinstance(d, str)]
     names, problems = cdi_devices(spec_dirs, cdi_kind) if spec_dirs else ([], [])
     device = f"{cdi_kind}=all" if ("all" in names or not names) else None

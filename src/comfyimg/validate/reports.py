@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -110,6 +111,7 @@ def _markdown(outcome: Outcome) -> str:
 def write_reports(root: Path, outcome: Outcome) -> list[Path]:
     reports = root / "reports"
     payload = {"probe": outcome.probe, "image": outcome.image, "passed": outcome.passed,
+               "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                "exit_code": outcome.exit_code, "seconds": round(outcome.seconds, 2), "gpu": outcome.gpu,
                "result": outcome.result}
     paths = [reports / f"{outcome.probe}.json", reports / f"{outcome.probe}.junit.xml"]

@@ -22,29 +22,32 @@ import json
 import math
 import re
 import shutil
-import socket
 import struct
 import tempfile
 import time
+import urllib.parse
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
 import yaml
 
-from comfyimg.engine.docker import DockerException, client, error_line
-from comfyimg.errors import FAILED, BadInput
+from comfyimg.engine import containers as sandbox
+from comfyimg.engine.docker import DockerException, DockerTimeout, error_line
+from comfyimg.errors import FAILED, BadInput, WorkFailed
+from comfyimg.untrusted import loads_json, one_line
 from comfyimg.validate.containers import (
     PROBE_HOME,
     PROBE_MOUNT,
     PROBES_DIR,
+    SCRATCH,
     image_user_and_gpu,
     probe_module,
     remove_container,
 )
+from comfyimg.validate.reports import clean
 from comfyimg.validate.defaults import DEFAULT_CDI_KIND, SMOKE_STEPS, SMOKE_TIMEOUT
 from comfyimg.validate.gpuaccess import host_gpu
 from comfyimg.validate.reports import Outcome, write_reports
@@ -199,30 +202,113 @@ class Render:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class Gone(Exception):
     """The container ended while the smoke waited on it."""
 
 
-def container_alive(docker, name: str) -> Callable[[], None]:
+class NoAnswer(Exception):
+    """ComfyUI's port did not answer (not listening yet, connection refused)."""
+
+
+# The HTTP client run inside the smoke's container (``docker exec``): the container has no
+# network but its own loopback, so no port is published and the host network is never given.
+# stdlib only; its answer is the status line and the body on stdout (capped and checked here).
+CLIENT = """\
+import sys, urllib.error, urllib.request
+method, url, timeout = sys.argv[1], sys.argv[2], float(sys.argv[3])
+data = sys.stdin.buffer.read() if method == "POST" else None
+opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+try:
+    with opener.open(req, timeout=timeout) as r:
+        code, body = r.status, r.read()
+except urllib.error.HTTPError as e:
+    code, body = e.code, e.read()
+except Exception as e:
+    sys.stderr.write(type(e).__name__ + ": " + str(e)[:300])
+    sys.exit(3)
+sys.stdout.buffer.write(b"%d\\n" % code + body)
+"""
+ANSWER_CAP = 64 * 1024 * 1024  # bytes of one HTTP answer (a 1024x1024 PNG is a few MB)
+READ_LIMIT = 30.0  # seconds one HTTP exchange may take, within the smoke's --timeout
+
+
+@dataclass(frozen=True)
+class Reply:
+    status_code: int
+    content: bytes
+    what: str  # "GET /history/ID", for errors
+
+    @property
+    def text(self) -> str:
+        return self.content.decode(errors="replace")
+
+    def json_object(self) -> dict[str, Any]:
+        """The body as a JSON object, or ValueError naming the request and what came instead."""
+        try:
+            value = loads_json(self.content)
+        except ValueError as exc:
+            raise ValueError(f"{self.what} answered no JSON ({one_line(exc)[:200]})") from None
+        if not isinstance(value, dict):
+            raise ValueError(f"{self.what} answered a JSON {type(value).__name__}, not an object")
+        return value
+
+
+class ExecHTTP:
+    """HTTP to ComfyUI on the container's own 127.0.0.1:PORT, each exchange through ``docker exec``
+    under the smoke's deadline (at most READ_LIMIT s each) with its answer capped at ANSWER_CAP."""
+
+    def __init__(self, name: str, port: int, deadline: float, folder: Path) -> None:
+        self.name, self.port, self.deadline, self.folder = name, port, deadline, folder
+        self.count = 0
+
+    def request(self, method: str, path: str, body: bytes | None = None) -> Reply:
+        what = f"{method} {path.split('?')[0]}"
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError(f"{what}: the smoke's deadline (--timeout) has passed")
+        limit = min(READ_LIMIT, left)
+        self.count += 1
+        out = self.folder / f"{self.name}.http{self.count}"
+        try:
+            got = sandbox.exec_capture(self.name, ["python", "-c", CLIENT, method, f"http://127.0.0.1:{self.port}{path}",
+                                                   f"{limit:.1f}"], out, timeout=limit + 5, cap=ANSWER_CAP,
+                                       stdin=body if method == "POST" else None)
+            if got.cut:
+                raise ValueError(f"{what} answered more than {ANSWER_CAP // (1024 * 1024)} MiB")
+            if got.code != 0:
+                raise NoAnswer(f"{what}: {one_line(got.stderr.strip()[-300:]) or f'exit {got.code}'}")
+            data, _ = sandbox.read_head(out, ANSWER_CAP)
+        except DockerTimeout:
+            raise TimeoutError(f"{what}: no answer within {limit:.0f} s (--timeout)") from None
+        finally:
+            out.unlink(missing_ok=True)
+        head, _, content = data.partition(b"\n")
+        if not head.isdigit() or len(head) > 3:
+            raise ValueError(f"{what}: the in-container client printed no status line")
+        return Reply(int(head), content, what)
+
+    def get(self, path: str, params: dict[str, str] | None = None) -> Reply:
+        return self.request("GET", path + (f"?{urllib.parse.urlencode(params)}" if params else ""))
+
+    def post(self, path: str, payload: object) -> Reply:
+        return self.request("POST", path, json.dumps(payload).encode())
+
+
+def container_alive(name: str) -> Callable[[], None]:
     def alive() -> None:
-        state = docker.container.inspect(name).state
-        if not state.running:
-            raise Gone(f"the container exited ({state.exit_code}) before it answered")
+        running, code = sandbox.state(name)
+        if not running:
+            raise Gone(f"the container exited ({code}) before it answered")
     return alive
 
 
-def wait_ready(http: httpx.Client, alive: Callable[[], None], deadline: float) -> None:
+def wait_ready(http: ExecHTTP, alive: Callable[[], None], deadline: float) -> None:
     while True:
         try:
             if http.get("/system_stats").status_code == 200:
                 return
-        except httpx.HTTPError:
+        except NoAnswer:
             pass
         alive()
         if time.monotonic() > deadline:
@@ -230,19 +316,33 @@ def wait_ready(http: httpx.Client, alive: Callable[[], None], deadline: float) -
         time.sleep(0.5)
 
 
-def run_prompt(http: httpx.Client, alive: Callable[[], None], graph: dict, deadline: float) -> dict:
-    reply = http.post("/prompt", json={"prompt": graph, "client_id": "comfyimg-smoke"})
+def _history_entry(reply: Reply, prompt_id: str) -> dict | None:
+    entry = reply.json_object().get(prompt_id)
+    if entry is None:
+        return None
+    if not isinstance(entry, dict) or not isinstance(entry.get("status", {}), dict):
+        raise ValueError(f"{reply.what}: the history entry is not an object with a status object")
+    return entry
+
+
+def run_prompt(http: ExecHTTP, alive: Callable[[], None], graph: dict, deadline: float) -> dict:
+    reply = http.post("/prompt", {"prompt": graph, "client_id": "comfyimg-smoke"})
     if reply.status_code != 200:
-        raise RuntimeError(f"POST /prompt answered {reply.status_code}: {reply.text[:500]}")
-    prompt_id = reply.json()["prompt_id"]
+        raise RuntimeError(f"POST /prompt answered {reply.status_code}: {one_line(reply.text[:500])}")
+    prompt_id = reply.json_object().get("prompt_id")
+    if not isinstance(prompt_id, str) or not prompt_id.replace("-", "").isalnum() or len(prompt_id) > 100:
+        raise ValueError(f"POST /prompt answered prompt_id {one_line(repr(prompt_id))[:100]}, not an id")
     while True:
-        entry = http.get(f"/history/{prompt_id}").json().get(prompt_id)
-        if entry and entry.get("status", {}).get("completed") is not None and (
-                entry["status"].get("completed") or entry["status"].get("status_str") == "error"):
-            if entry["status"].get("status_str") != "success":
-                msgs = [m for m in entry["status"].get("messages", []) if m and m[0] == "execution_error"]
-                detail = msgs[-1][1] if msgs else entry["status"]
-                raise RuntimeError(f"the prompt failed: {json.dumps(detail)[:800]}")
+        entry = _history_entry(http.get(f"/history/{prompt_id}"), prompt_id)
+        status = (entry or {}).get("status", {})
+        if entry and status.get("completed") is not None and (
+                status.get("completed") or status.get("status_str") == "error"):
+            if status.get("status_str") != "success":
+                messages = status.get("messages")
+                msgs = [m for m in (messages if isinstance(messages, list) else [])
+                        if isinstance(m, list) and m and m[0] == "execution_error"]
+                detail = msgs[-1][1] if msgs and len(msgs[-1]) > 1 else status
+                raise RuntimeError(f"the prompt failed: {one_line(json.dumps(detail))[:800]}")
             return dict(entry)
         alive()
         if time.monotonic() > deadline:
@@ -250,15 +350,16 @@ def run_prompt(http: httpx.Client, alive: Callable[[], None], graph: dict, deadl
         time.sleep(0.25)
 
 
-def outputs(http: httpx.Client, entry: dict) -> tuple[list[float] | None, tuple[int, int] | None]:
+def outputs(http: ExecHTTP, entry: dict) -> tuple[list[float] | None, tuple[int, int] | None]:
     latent = image = None
-    for node in entry.get("outputs", {}).values():
-        for kind, items in node.items():
+    nodes = entry.get("outputs", {})
+    for node in nodes.values() if isinstance(nodes, dict) else []:
+        for kind, items in node.items() if isinstance(node, dict) else []:
             for item in items if isinstance(items, list) else []:
-                if not isinstance(item, dict) or "filename" not in item:
+                if not isinstance(item, dict) or not isinstance(item.get("filename"), str):
                     continue
-                data = http.get("/view", params={"filename": item["filename"], "subfolder": item.get("subfolder", ""),
-                                                 "type": item.get("type", "output")}).content
+                params = {k: str(item.get(k, d)) for k, d in (("filename", ""), ("subfolder", ""), ("type", "output"))}
+                data = http.get("/view", params).content
                 if item["filename"].endswith(".latent"):
                     latent = latent_values(data)
                 elif kind == "images":
@@ -266,45 +367,66 @@ def outputs(http: httpx.Client, entry: dict) -> tuple[list[float] | None, tuple[
     return latent, image
 
 
-def drive(result: Render, port: int, alive: Callable[[], None], steps: int, started: float,
+def drive(result: Render, http: ExecHTTP, alive: Callable[[], None], steps: int, started: float,
           deadline: float) -> None:
-    """The HTTP part of a run, against ComfyUI on 127.0.0.1:port (started at ``started``)."""
-    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30.0, trust_env=False) as http:
-        wait_ready(http, alive, deadline)
-        result.booted_s = round(time.monotonic() - started, 2)
-        t = time.monotonic()
-        run_prompt(http, alive, workflow(41, steps, "warmup"), deadline)  # loads the model, compiles
-        result.warmup_s = round(time.monotonic() - t, 2)
-        t = time.monotonic()
-        entry = run_prompt(http, alive, workflow(42, steps, "smoke"), deadline)
-        result.prompt_s = round(time.monotonic() - t, 2)
-        result.latent, result.image = outputs(http, entry)
-        stats = http.get("/comfyimg_smoke/stats")
-        result.stats = stats.json() if stats.status_code == 200 else None
+    """The HTTP part of a run, against ComfyUI in the container (started at ``started``)."""
+    wait_ready(http, alive, deadline)
+    result.booted_s = round(time.monotonic() - started, 2)
+    t = time.monotonic()
+    run_prompt(http, alive, workflow(41, steps, "warmup"), deadline)  # loads the model, compiles
+    result.warmup_s = round(time.monotonic() - t, 2)
+    t = time.monotonic()
+    entry = run_prompt(http, alive, workflow(42, steps, "smoke"), deadline)
+    result.prompt_s = round(time.monotonic() - t, 2)
+    result.latent, result.image = outputs(http, entry)
+    stats = http.get("/comfyimg_smoke/stats")
+    result.stats = stats.json_object() if stats.status_code == 200 else None
 
 
-def render(docker, image: str, root: Path, sage: bool, mounts: list[tuple[str, str, str]], gpu_options: dict,
-           steps: int, deadline: float) -> Render:
+LOG_TAIL = 1024 * 1024  # bytes of a ComfyUI log read back (judged, and its end reported)
+PORT = 8188  # inside the container's own network namespace: nothing else listens there
+
+
+def comfyui_sandbox(user: str, volume: str, gpu: tuple[str, ...]) -> sandbox.Sandbox:
+    """The production start (the image's own entrypoint and the compose command), confined:
+    as the image's non-root user (the entrypoint's ``--user`` path), read-only root, ComfyUI's
+    data folders and HOME as the container's own tmpfs, the smoke node read-only, the model
+    volume read-only."""
+    return sandbox.Sandbox(
+        user=user, allow_root=sandbox.is_root(user),
+        envs={"HOME": SCRATCH, "TMPDIR": SCRATCH, "TRITON_CACHE_DIR": f"{SCRATCH}/triton",
+              "XDG_CACHE_HOME": f"{SCRATCH}/cache"},
+        tmpfs=(f"{SCRATCH}:exec,mode=1777", "/tmp:exec,mode=1777",
+               *(f"{COMFY_DIR}/{d}" for d in ("output", "temp", "user", "input"))),
+        read_only_binds=((str(PROBES_DIR / "comfyimg_smoke"), NODE_MOUNT),),
+        volumes=((volume, MODELS_DIR, False),) if volume else (),
+        gpu=gpu)
+
+
+def render(image: str, root: Path, sage: bool, options: sandbox.Sandbox, steps: int, deadline: float,
+           folder: Path) -> Render:
     result = Render(sage)
-    port = free_port()
     name = f"comfyimg-smoke-{'sage' if sage else 'pytorch'}-{uuid.uuid4().hex[:8]}"
     started = time.monotonic()
     try:
-        docker.run(image, production_command(root, port, sage), name=name, detach=True, networks=["host"],
-                   envs={"PUID": "1000", "PGID": "1000"}, volumes=mounts, **gpu_options)
-        drive(result, port, container_alive(docker, name), steps, started, deadline)
+        sandbox.start(image, production_command(root, PORT, sage), options, name)
+        drive(result, ExecHTTP(name, PORT, deadline, folder), container_alive(name), steps, started, deadline)
     except DockerException as exc:
-        result.problem = f"docker: {error_line(exc)}"
-    except (Gone, TimeoutError, RuntimeError, httpx.HTTPError, ValueError, KeyError) as exc:
-        result.problem = f"{type(exc).__name__}: {exc}" if not isinstance(exc, (Gone, TimeoutError)) else str(exc)
+        result.problem = f"docker: {one_line(error_line(exc))}"
+    except (Gone, TimeoutError) as exc:
+        result.problem = str(exc)
+    except (NoAnswer, RuntimeError, ValueError, KeyError, TypeError, AttributeError, DockerTimeout) as exc:
+        result.problem = f"{type(exc).__name__}: {one_line(str(exc))[:800]}"
     finally:
         try:
-            result.log = docker.container.logs(name) if docker.container.exists(name) else ""
-            if result.problem and docker.container.exists(name):
-                result.exit_code = docker.container.inspect(name).state.exit_code
-        except DockerException:
+            if sandbox.exists(name):
+                captured = sandbox.logs(name, folder, timeout=60, merged=True)
+                result.log = sandbox.read_tail(captured.path, LOG_TAIL)
+                if result.problem:
+                    result.exit_code = sandbox.state(name)[1]
+        except (DockerException, DockerTimeout, OSError):
             pass
-        remove_container(docker, name)
+        remove_container(name)
     result.s_per_step = seconds_per_step(result.log, steps)
     return result
 
@@ -366,44 +488,59 @@ def judge(model: dict, sage: Render, plain: Render, steps: int, latent_min: floa
 # --------------------------------------------------------------------------- the command
 
 
-def build_model(docker, image: str, user: str, gpu_options: dict, folder: Path, deadline: float) -> dict:
+MODELS_DIR = f"{COMFY_DIR}/models"  # the fresh volume: the builder writes unet/ and vae/ (ComfyUI reads both)
+BUILDER_TAIL = 64 * 1024
+
+
+def build_model(image: str, user: str, gpu: tuple[str, ...], volume: str, deadline: float, folder: Path) -> dict:
+    """The builder container writes the model into the fresh volume (never a host folder)."""
     name = f"comfyimg-smoke-model-{uuid.uuid4().hex[:8]}"
+    options = sandbox.Sandbox(
+        user=user, allow_root=sandbox.is_root(user), entrypoint="python", workdir=PROBE_HOME,
+        envs={"HOME": SCRATCH, "TMPDIR": SCRATCH, "PYTHONDONTWRITEBYTECODE": "1"},
+        tmpfs=(f"{SCRATCH}:exec,mode=1777", "/tmp:exec,mode=1777"),
+        read_only_binds=((str(PROBES_DIR), PROBE_MOUNT),), volumes=((volume, MODELS_DIR, True),), gpu=gpu)
     try:
-        docker.run(image, ["-m", probe_module("smoke_model.py"), "--comfyui", COMFY_DIR, "--out", "/out"],
-                   name=name, detach=True, entrypoint="python", networks=["none"], user=user, workdir=PROBE_HOME,
-                   envs={"HOME": "/out", "PYTHONDONTWRITEBYTECODE": "1"},
-                   volumes=[(str(PROBES_DIR), PROBE_MOUNT, "ro"), (str(folder), "/out", "rw")], **gpu_options)
-        while docker.container.inspect(name).state.running:
-            if time.monotonic() > deadline:
-                raise TimeoutError("the model builder did not finish before the deadline")
-            time.sleep(0.5)
-        text = docker.container.logs(name)
+        sandbox.start(image, ["-m", probe_module("smoke_model.py"), "--comfyui", COMFY_DIR, "--out", MODELS_DIR],
+                      options, name)
+        try:
+            sandbox.wait(name, deadline - time.monotonic())
+        except DockerTimeout:
+            raise TimeoutError("the model builder did not finish before the deadline (--timeout)") from None
+        text = sandbox.read_tail(sandbox.logs(name, folder, timeout=60).path, BUILDER_TAIL)
         last = [ln for ln in text.splitlines() if ln.startswith("{")]
-        return json.loads(last[-1]) if last else {"status": "fail", "reason": f"builder printed no JSON: {text[-800:]}"}
-    except (DockerException, TimeoutError, ValueError) as exc:
-        return {"status": "fail", "reason": error_line(exc) if isinstance(exc, DockerException) else str(exc)}
+        if not last:
+            return {"status": "fail", "reason": f"builder printed no JSON: {one_line(text[-800:])}"}
+        model = loads_json(last[-1])
+        if not isinstance(model, dict):
+            return {"status": "fail", "reason": "the builder printed a JSON value that is not an object"}
+        return clean(model)
+    except (DockerException, DockerTimeout, TimeoutError, ValueError) as exc:
+        return {"status": "fail", "reason": one_line(error_line(exc)) if isinstance(exc, DockerException)
+                else one_line(str(exc))[:800]}
     finally:
-        remove_container(docker, name)
+        remove_container(name)
 
 
 def smoke(root: Path, image: str, *, gpus: str = "auto", cdi_kind: str = DEFAULT_CDI_KIND,
           timeout: float = DEFAULT_TIMEOUT, steps: int = DEFAULT_STEPS) -> Outcome:
     started = time.monotonic()
     deadline = started + timeout
-    docker = client()
-    user, access = image_user_and_gpu(docker, image, None, gpus, cdi_kind)
+    user, access = image_user_and_gpu(image, None, gpus, cdi_kind)
     gpu = {"mode": gpus, "access": access.flag or "none", "why": access.why, "host_gpu": host_gpu()}
-    folder = Path(tempfile.mkdtemp(prefix="comfyimg-smoke-"))
+    volume = f"comfyimg-smoke-models-{uuid.uuid4().hex[:10]}"
+    folder = Path(tempfile.mkdtemp(prefix="comfyimg-smoke-"))  # the host's own: capped logs and answers
     try:
-        folder.chmod(0o777)  # the builder runs as the image's user
-        model = build_model(docker, image, user, access.run_options(), folder, deadline)
-        mounts = [(str(PROBES_DIR / "comfyimg_smoke"), NODE_MOUNT, "ro"),
-                  (str(folder / "unet"), f"{COMFY_DIR}/models/diffusion_models", "ro"),
-                  (str(folder / "vae"), f"{COMFY_DIR}/models/vae", "ro")]
-        runs = [render(docker, image, root, sage, mounts, access.run_options(), steps, deadline)
+        sandbox.volume_create(volume)
+        model = build_model(image, user, access.run_args(), volume, deadline, folder)
+        options = comfyui_sandbox(user, volume, access.run_args())
+        runs = [render(image, root, sage, options, steps, deadline, folder)
                 if model.get("status") == "pass" else Render(sage, problem="no model")
                 for sage in (True, False)]
+    except DockerException as exc:
+        raise WorkFailed(f"the Docker engine failed during the smoke: {one_line(error_line(exc))}") from None
     finally:
+        sandbox.volume_remove(volume)
         shutil.rmtree(folder, ignore_errors=True)
     passed, verdict = judge(model, runs[0], runs[1], steps)
     gpu["container_gpu"] = "ran" if runs[0].booted_s is not None and access.chosen != "none" else None

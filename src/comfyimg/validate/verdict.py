@@ -11,7 +11,8 @@ from pathlib import Path
 
 from comfyimg.bake import record
 from comfyimg.render import PINS_LABEL
-from comfyimg.engine.docker import DockerException, client, error_line
+from comfyimg.engine.containers import image_labels
+from comfyimg.engine.docker import DockerException, error_line
 from comfyimg.errors import BadInput
 from comfyimg.pins import comfyui as comfyui_pin
 from comfyimg.pins.load import load
@@ -164,7 +165,7 @@ def label_check(image: str, expected: list[dict], *, exact: bool) -> dict:
 
     name = "image labels match the pins"
     try:
-        raw = (client().image.inspect(image).config.labels or {}).get(PINS_LABEL)
+        raw = image_labels(image).get(PINS_LABEL)
     except DockerException as exc:
         return {"name": name, "status": "fail", "detail": f"cannot inspect {image}: {error_line(exc)}"}
     if raw is None:
@@ -187,7 +188,7 @@ def label_check(image: str, expected: list[dict], *, exact: bool) -> dict:
 def comfyui_label_check(root: Path, image: str) -> dict:
     """The image's ``io.comfyimg.comfyui.*`` labels against ``[comfyui]`` in wheels.toml."""
     try:
-        labels = client().image.inspect(image).config.labels or {}
+        labels = image_labels(image)
     except DockerException as exc:
         return {"name": "ComfyUI label matches the pin", "status": "fail",
                 "detail": f"cannot inspect {image}: {error_line(exc)}"}

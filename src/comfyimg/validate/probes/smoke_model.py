@@ -88,7 +88,15 @@ def build(comfyui, out, seed, device):
             "detected_as": detected, "unet_parameters": params, "vae_parameters": sum(v.numel() for v in vsd.values()),
             "dtype": "float16", "seed": seed, "device": device, "files": paths,
             "head_dim": VEGA["num_head_channels"], "make_s": round(made, 2),
-            "total_s": round(time.monotonic() - started, 2), "torch": torch.__version__}
+            "total_s": round(time.monotonic() - started, 2), "torch": torch.__version__, "gpu": _gpu(torch, device)}
+
+
+def _gpu(torch, device):
+    """The GPU the smoke ran on (name, smXY, CUDA of torch): the evidence says which arch it proves."""
+    if device != "cuda" or not torch.cuda.is_available():
+        return None
+    major, minor = torch.cuda.get_device_capability()
+    return {"name": torch.cuda.get_device_name(), "sm": f"sm{major}{minor}", "cuda": torch.version.cuda}
 
 
 def main():
