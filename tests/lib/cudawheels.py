@@ -17,7 +17,8 @@ SUFFIX = ".cpython-312-x86_64-linux-gnu.so"
 ARM_SUFFIX = ".cpython-312-aarch64-linux-gnu.so"
 EM_AARCH64 = 183
 
-# The seed's sageattention wheel, by its recipe (ENVIRONMENT.md): module -> fixture object.
+# The seed's sageattention wheel, by its build recipe (pixeloven/SageAttention 7bd3a0e,
+# TORCH_CUDA_ARCH_LIST="7.0;7.5;8.0;8.6;8.7;8.9;9.0;10.0"): module -> fixture object.
 SEED_SAGE2 = {"_qattn_sm80": "r_80", "_qattn_sm89": "r_89_100a", "_qattn_sm90": "r_90a",
               "_fused": "r_80_89_90a_100a"}
 # A sageattention that serves sm80, sm86, sm89, sm90 and sm120 (the _fused kernels by PTX JIT

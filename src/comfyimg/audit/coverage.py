@@ -116,6 +116,8 @@ def brief(v: Verdict, rules: kernels.Rules | None) -> str:
 
 def fix_for(pins: Pins, pin: Pin, arch: str) -> str:
     """The edit that makes a pin stop promising ``arch``, or the move that makes it keep it."""
+    if pin.arch == arch and pin.serves is None:  # a per-arch pin serves its arch: a wheel for it is the fix
+        return f"move it to a wheel built for {arch}, or remove the pin ({pins.path.name}:{pin.line})"
     rest = [a for a in serves(pins, pin) if a != arch]
     return (f"serves = {json.dumps(rest)} in its [[wheel]] ({pins.path.name}:{pin.line}), "
             f"or move it to a wheel built for {arch}")

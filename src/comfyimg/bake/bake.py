@@ -5,6 +5,10 @@ every build; :func:`bake_command` builds the command once from python-on-whales'
 client config (``docker.buildx.docker_cmd``) and runs it with its ``utils``
 helpers, so extra flags live here and nowhere else: the labels (OCI, pins) and the
 cache import/export of every target (:func:`derived_args`) included.
+
+Over 500 lines on purpose: it is the one boundary to buildx (options checked, preflight, the
+plan, the derived options, the build and its failure explained); split, each part would
+import the others' private rules about the same command line.
 """
 
 from __future__ import annotations
