@@ -110,8 +110,10 @@ def test_print_evaluates_every_target_of_the_real_bake_file(engine_project):
     proc = project.invoke("bake", "--print", "-t", "all", "--label", project.label)
     assert proc.returncode == 0, proc.stderr[-3000:]
     plan = json.loads(proc.stdout)
-    assert set(plan["target"]) == ALL_TARGETS | {f"complete-cuda-{a}" for a in
-                                                 json.loads(before)["variable"]["CUDA_ARCH_TARGETS"]["default"]}
+    variables = json.loads(before)["variable"]
+    assert set(plan["target"]) == (ALL_TARGETS | {f"complete-cuda-{a}" for a in variables["CUDA_ARCH_TARGETS"]["default"]}
+                                   | {f"{t}-cpu-{p}" for p in variables["CPU_OTHER_PLATFORMS"]["default"]
+                                      for t in ("runtime", "core")})
     assert plan["target"]["complete-cuda"]["tags"] == [f"comfyui:cuda-{project.label}"]
     assert plan["target"]["core-cuda"]["contexts"]["runtime"] == "target:runtime-cuda"
     # The real generated file was current: --print did not rewrite it.

@@ -31,10 +31,12 @@ from comfyimg.render import (
     BAKE_FILE,
     COVERAGE_LABEL,
     PINS_LABEL,
+    PLATFORM_LABEL,
     RUNS_LABEL,
     coverage_label,
     pins_for,
     pins_label,
+    platform_for,
     runs_label,
 )
 from comfyimg.render import targets as bake_targets
@@ -286,6 +288,7 @@ def derived_args(pins: Pins, request: BakeRequest, resolved: dict[str, Any]) -> 
         installed = pins_for(pins, target)
         if installed is not None:
             sets.append(f"{target}.labels.{PINS_LABEL}={pins_label(pins, target, installed)}")
+            sets.append(f"{target}.labels.{PLATFORM_LABEL}={platform_for(pins, target)}")
             sets.append(f"{target}.labels.{RUNS_LABEL}={runs_label(pins, target, installed)}")
             sets.append(f"{target}.labels.{COVERAGE_LABEL}={coverage_label(pins, installed)}")
         tags = list(spec.get("tags", []))
@@ -477,6 +480,7 @@ def _preflight(root: Path, pins: Pins, request: BakeRequest,
         if (installed := pins_for(pins, target)) is not None:
             labels = spec.setdefault("labels", {})
             labels[PINS_LABEL] = pins_label(pins, target, installed)
+            labels[PLATFORM_LABEL] = platform_for(pins, target)
             labels[RUNS_LABEL] = runs_label(pins, target, installed)
             labels[COVERAGE_LABEL] = coverage_label(pins, installed)
     return resolved, derived, request
