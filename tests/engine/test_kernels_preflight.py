@@ -67,9 +67,9 @@ def test_bake_records_a_kernel_compiled_out_for_a_served_arch_and_refuses_it(ser
     project = engine_project("compiled-out", _pin(served, wheel, serves=("sm89",)))
     result = project.bake(pip_index=f"{served.server.url}/simple/")
     assert "recorded the kernel coverage of sageattention" in result.proc.stderr, result.proc.stderr
-    _assert_refused(project, result, r"wheels\.toml:\d+: coverage: sageattention cannot run on sm89, which it serves: "
-                                     r".*compiled out for sm89: sageattention\._qattn_sm89's kernel qk_fp8_attn, "
-                                     r"built for sm_80, holds BPT\.TRAP")
+    _assert_refused(project, result, r"wheels\.toml:\d+: coverage: complete-cuda on sm89 \(L4 / RTX 40xx\): "
+                                     r"sageattention 2\.2\.0 cannot run: .*compiled out for sm89: "
+                                     r"sageattention\._qattn_sm89's kernel qk_fp8_attn, built for sm_80, holds BPT\.TRAP")
     text = project.pins.read_text()
     assert 'code = [{target = "sm_80", kernels = 1, named = true, trapped = ["qk_fp8_attn"]' in text, text
 

@@ -31,10 +31,12 @@ from comfyimg.render import (
     BAKE_FILE,
     COVERAGE_LABEL,
     PINS_LABEL,
+    PLATFORM_LABEL,
     RUNS_LABEL,
     coverage_label,
     pins_for,
     pins_label,
+    platform_for,
     runs_label,
 )
 from comfyimg.render import targets as bake_targets
@@ -286,6 +288,7 @@ def derived_args(pins: Pins, request: BakeRequest, resolved: dict[str, Any]) -> 
         installed = pins_for(pins, target)
         if installed is not None:
             sets.append(f"{target}.labels.{PINS_LABEL}={pins_label(pins, target, installed)}")
+            sets.append(f"{target}.labels.{PLATFORM_LABEL}={platform_for(pins, target)}")
             sets.append(f"{target}.labels.{RUNS_LABEL}={runs_label(pins, target, installed)}")
             sets.append(f"{target}.labels.{COVERAGE_LABEL}={coverage_label(pins, installed)}")
         tags = list(spec.get("tags", []))
@@ -468,12 +471,16 @@ def _preflight(root: Path, pins: Pins, request: BakeRequest,
     for problem in problems if request.mode == "print" else []:
         say(f"warning: {problem}")
     derived = derived_args(pins, request, resolved)
-    if request.mode == "print":  # what buildx makes of it, exactly; a build saves this second plan
+    if request.mode == "print" and (request.cache_to or request.cache_from):
+        # buildx prints a cache entry in its own parsed form (attributes as keys): let it.
         return plan(root, request, derived), derived, request
-    for target, spec in resolved.get("target", {}).items():  # the labels the build will set
+    # The labels the build will set: what buildx prints for the same --set options (one
+    # --print run, not two; tests/engine/test_bake.py compares the two).
+    for target, spec in resolved.get("target", {}).items():
         if (installed := pins_for(pins, target)) is not None:
             labels = spec.setdefault("labels", {})
             labels[PINS_LABEL] = pins_label(pins, target, installed)
+            labels[PLATFORM_LABEL] = platform_for(pins, target)
             labels[RUNS_LABEL] = runs_label(pins, target, installed)
             labels[COVERAGE_LABEL] = coverage_label(pins, installed)
     return resolved, derived, request

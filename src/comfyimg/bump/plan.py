@@ -261,7 +261,7 @@ def _moves(ch: Change) -> bool:
 
 def _cannot(pins: pins_mod.Pins, ch: Change, arch: str, v: Verdict) -> str:
     """One line: the image, the arch, the pin and wheel, the module, and the edit that fixes it."""
-    return (f"{coverage.images_of(ch.pin)} on {coverage.gpu(arch)}: {ch.pin.key} {ch.version} ({ch.asset.name} "
+    return (f"{coverage.images_of(pins, ch.pin)} on {coverage.gpu(arch, ch.pin.platform)}: {ch.pin.key} {ch.version} ({ch.asset.name} "
             f"of {ch.release.tag}) cannot run: {coverage.brief(v, ch.rules)}; fix: {coverage.fix_for(pins, ch.pin, arch)}")
 
 

@@ -27,7 +27,7 @@ def _fits_now(pins: pins_mod.Pins, pin: pins_mod.Pin) -> bool:
         wheel = parse_wheel(pin.filename)
     except InvalidWheelName:
         return False
-    return all(not fit(wheel, pins.profile_for(t).abi, pin.arch) for t in pin.targets)
+    return all(not fit(wheel, pins.profile_for(t).abi_for(pin.platform), pin.arch) for t in pin.targets)
 
 
 def _newest_fit(pins: pins_mod.Pins, pin: pins_mod.Pin, client: GitHub, pre: bool) -> tuple[Release, bool] | str:
@@ -44,7 +44,7 @@ def _newest_fit(pins: pins_mod.Pins, pin: pins_mod.Pin, client: GitHub, pre: boo
             return str(exc).splitlines()[0]
         return page, True
     if not isinstance(pin.source, pins_mod.Source):
-        return (f"{pin.key}: {pin.filename} does not fit {target} ({profile.abi.describe()}) and the pin has "
+        return (f"{pin.key}: {pin.filename} does not fit {target} ({profile.abi_for(pin.platform).describe()}) and the pin has "
                 "no source to search; give it a source = { github, release } or edit its url")
     newest: Release | None = None
     for rel in client.releases(pin.source.github):
@@ -63,7 +63,7 @@ def _newest_fit(pins: pins_mod.Pins, pin: pins_mod.Pin, client: GitHub, pre: boo
     near = [f"{a.name} ({why})" for a in newest.assets
             if (why := reject_reason(a, pin, profile, pre)) and not why.startswith(("not a wheel", "distribution"))]
     return (f"{pin.key}: no release of {pin.source.github} has a file that fits {target} "
-            f"({profile.abi.describe()}{', ' + pin.arch if pin.arch else ''}); newest release {newest.tag}: "
+            f"({profile.abi_for(pin.platform).describe()}{', ' + pin.arch if pin.arch else ''}); newest release {newest.tag}: "
             + ("; ".join(near) or f"no {pin.name} file"))
 
 

@@ -31,7 +31,7 @@ def reject_reason(asset: Asset, pin: pins_mod.Pin, profile: pins_mod.Profile,
         return str(exc)
     if wheel.name != canonicalize_name(pin.name):
         return f"distribution {wheel.name} ≠ {canonicalize_name(pin.name)}"
-    reasons = fit(wheel, profile.abi, pin.arch)
+    reasons = fit(wheel, profile.abi_for(pin.platform), pin.arch)
     if asset.state == "yanked":
         reasons.append("yanked (PEP 592)")
     elif asset.state != "uploaded":
@@ -70,7 +70,7 @@ def select_asset(release: Release, pin: pins_mod.Pin, profile: pins_mod.Profile,
         return fits[0]
     head = (f"{pin.key}: release {release.tag} has "
             + ("no asset that fits" if not fits else f"{len(fits)} assets that fit")
-            + f" {target} ({profile.abi.describe()}"
+            + f" {target} ({profile.abi_for(pin.platform).describe()}"
             + (f", {pin.arch}" if pin.arch else "") + ")")
     lines = [head + ("; rejected:" if not fits else "; ambiguous:")]
     lines += [f"  {a.name}: fits (ambiguous)" for a in fits]
