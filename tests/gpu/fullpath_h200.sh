@@ -45,7 +45,7 @@ COMFY_WHEELS="av comfyui-frontend-package==1.27.10 sqlalchemy alembic mako green
 pydantic-settings python-dotenv soundfile"
 HOST_WHEELS="nox argcomplete attrs colorlog dependency-groups humanize packaging python-on-whales pydantic
 pydantic-core annotated-types typing-inspection typing-extensions rich markdown-it-py mdurl pygments tomlkit
-httpx httpcore h11 anyio sniffio certifi idna invoke python-hcl2 lark nvidia-cuda-cuobjdump pip"
+httpx httpcore h11 anyio sniffio certifi idna invoke nvidia-cuda-cuobjdump nvidia-cuda-nvdisasm pip"
 
 pack() {
     rm -rf "$PACK"/fa "$PACK"/fb "$PACK"/fc && mkdir -p "$PACK"/fa/cw "$PACK"/fb/hw "$PACK"/fc
