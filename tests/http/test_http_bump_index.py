@@ -215,3 +215,15 @@ def test_plain_url_pin_records_coverage(tmp_path, index, fake_github):
     assert sage.sha256 == index.file(NEW).real_sha256()
     assert sage.coverage is not None and sage.coverage.sha256 == sage.sha256
     assert {m.name for m in sage.coverage.modules} == {f"sageattention.{m}" for m in FULL_SAGE2}
+
+
+def test_a_url_serving_another_distributions_wheel_is_refused(project, index, tmp_path):
+    """The helper pin's URL serves a wheel whose dist-info and METADATA say `other` (issue 27,
+    item 6): refused, one line, nothing written, never recorded with a warning."""
+    impostor = build_wheel(tmp_path / "impostor", "other", "0.1.0", filename=HELPER,
+                           files={"other/__init__.py": "x = 1\n"})
+    index.file(HELPER).data = impostor.read_bytes()
+    before = project.snapshot()
+    r = project.bump("--verify", "--name", "helper")
+    assert_unchanged(project, before, r, 1, r"helper-0\.1\.0-py3-none-any\.whl: the wheel's dist-info and METADATA "
+                                            r"name other, not helper .*refused")
