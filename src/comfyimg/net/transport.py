@@ -26,7 +26,7 @@ from typing import TypeVar
 import httpx
 
 from comfyimg.errors import BadInput, WorkFailed
-from comfyimg.untrusted import add_secret, loads_json
+from comfyimg.untrusted import add_secret, loads_json, one_line
 
 T = TypeVar("T")
 
@@ -161,10 +161,10 @@ def _api_message(resp: httpx.Response, body: bytes) -> str:
     try:
         data = loads_json(body)
         if isinstance(data, dict) and isinstance(data.get("message"), str):
-            return data["message"][:200]
+            return one_line(data["message"])[:200]  # a line break in it never forges a line of ours
     except ValueError:  # not JSON, or the body never arrived
         pass
-    return resp.reason_phrase or ""
+    return one_line(resp.reason_phrase or "")[:200]
 
 
 def token_problem(token: str) -> str | None:
