@@ -1,7 +1,8 @@
 """invoke bake under attack (issue 27): no secret reaches a build (a bake file that declares variables named like
 the caller's credentials gets none of their values, in ``--print``, the build log, an image
 label, a build arg or the build record; and whatever the project writes or prints goes
-through the one redaction (known secrets, ``user:password@`` in URLs)."""
+through the one redaction (known secrets, ``user:password@`` in URLs); and a signal stops the
+buildx child the command started."""
 
 from __future__ import annotations
 
