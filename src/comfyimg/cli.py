@@ -136,8 +136,10 @@ def _ending(work: Callable[[], int | None], *, stopped: tuple[str, str] | None =
         return work() or 0, None
     except ENDINGS as exc:
         _shown_before(exc)
-        message, code = failure(exc, stopped, prefixed=prefixed)  # type: ignore[misc]
-        return code, message
+        ending = failure(exc, stopped, prefixed=prefixed)
+        if ending is None:  # failure() answers every one of ENDINGS; a bug keeps its traceback
+            raise
+        return ending[1], ending[0]
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
@@ -452,6 +454,8 @@ class Command(Generic[R]):
         """The request from what a front end collected: ``given`` maps a long flag to None (not
         given), a bool, a list of words or one word; ``words``: those after ``--``."""
         values: dict[str, Any] = {}
+        if words and not any(spec.dashes for _, spec in self.fields()):
+            raise BadInput(f"{self.name} takes nothing after --: {shlex.join(words)}")
         for f, spec in self.fields():
             raw = given.get(self.flag(f, spec))
             if spec.dashes:
@@ -950,6 +954,13 @@ def top_help() -> str:
     ])
 
 
+class _Untrusted(logging.Formatter):
+    """-v's log lines are untrusted text too: controls made visible, secrets redacted."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return for_terminal(super().format(record))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m comfyimg [-q|-v] COMMAND [ARGS]`` (and the ``comfyimg`` console script)."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -957,7 +968,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if argv.pop(0) in ("-q", "--quiet"):
             _QUIET[0] = True
         else:
-            logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(name)s: %(message)s")
+            handler = logging.StreamHandler(sys.stderr)
+            handler.setFormatter(_Untrusted("%(name)s: %(message)s"))
+            logging.basicConfig(level=logging.INFO, handlers=[handler])
     if argv[:1] in (["-h"], ["--help"]):
         out().print(top_help(), soft_wrap=True)
         return 0

@@ -42,6 +42,10 @@ def test_docker_inspect_shows_the_oci_labels_and_the_pins(main_image):
     assert json.loads(labels["io.comfyimg.pins"]) == [
         {"name": p.name, "version": p.version, "sha256": p.sha256, "archs": list(coverage.serves(pins, p))}
         for p in sorted(pins.for_target("complete-cuda"), key=lambda p: p.name)]
+    from comfyimg import render
+
+    installed = pins.for_target("complete-cuda")  # where each attention package runs, as audit says
+    assert labels["io.comfyimg.runs-on"] == render.runs_label(pins, "complete-cuda", installed)
     assert [p.sha256 for p in sorted(pins.wheels, key=lambda p: p.name)] == [
         p.sha256 for p in sorted(main_image.pins, key=lambda p: p.name)]
 

@@ -87,6 +87,7 @@ def test_render_and_check_answer_the_same_through_invoke_and_python_m(tmp_path, 
     (["audit", "--bogus"], r"unrecognized arguments: --bogus"),
     (["check", "--json", "extra"], r"unrecognized arguments: extra"),
     (["nosuch"], r"^usage: python -m comfyimg \{"),
+    (["check", "--", "x"], r"^error: check takes nothing after --: x"),
 ])
 def test_python_m_bad_input_is_exit_2_in_one_line(project_factory, args, stderr):
     project = project_factory(None, BAKE_COMPLETE_CUDA)

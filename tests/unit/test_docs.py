@@ -154,8 +154,10 @@ def test_every_invoke_command_shown_parses(doc, line):
         unknown = flags - task_flags(task) - {"--list", "-l"}
         assert not unknown, f"{doc}: `{line}`: {task} has no {', '.join(sorted(unknown))}"
         return
-    if words[1:] in (["--help"], ["-h"]):  # invoke's own help for a task: `invoke bump --help`
-        assert words[0] in {c.name for c in invoke_parsers()[1].to_contexts()}, f"{doc}: `{line}`: no such task"
+    tasks = {c.name for c in invoke_parsers()[1].to_contexts()}
+    if words[1:] in (["--help"], ["-h"]) or words[:1] in (["--help"], ["-h"]) and len(words) == 2:
+        task = words[0] if words[1:] in (["--help"], ["-h"]) else words[1]  # invoke's own help for a task
+        assert task in tasks, f"{doc}: `{line}`: no such task"
         return
     try:
         parsed = parse_invoke(words)

@@ -73,7 +73,7 @@ def bump(root: Path, *, pre: bool = False, release: str | None = None, dry_run: 
         pin = pins.comfyui
         if pin is None:
             raise BadInput(f"{path.name}: no [comfyui] table; add one, e.g.\n[comfyui]\n"
-                           'github = "comfyanonymous/ComfyUI"\nrelease = "v0.3.66"')
+                           'github = "Comfy-Org/ComfyUI"\nrelease = "v0.38.1"')
         with borrowed(client) as github:
             tag = newest_release(github, pin.github, pre, release)
             commit = resolve_commit(github, pin.github, tag)

@@ -14,6 +14,10 @@ The flow, all of it before anything is written:
 
 Any failure raises :class:`~comfyimg.errors.UserError` before step 6 writes, so a failed
 bump leaves every file byte-identical.
+
+Over 500 lines for now: the steps above and the profile move (``--profile``, which runs the
+same selection for a new ABI) share :class:`Change` and the private helpers of one flow; the
+asset selection (``select_asset`` and its reasons) is the part to move out first if it grows.
 """
 
 from __future__ import annotations

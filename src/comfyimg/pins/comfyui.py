@@ -1,8 +1,8 @@
 """ComfyUI itself as a pin: ``[comfyui]`` in ``wheels.toml``.
 
     [comfyui]
-    github = "comfyanonymous/ComfyUI"
-    release = "v0.3.66"
+    github = "Comfy-Org/ComfyUI"
+    release = "v0.38.1"
     commit = "<40 hex>"   # recorded by `invoke bump --comfyui`; absent until then
 
 * The loader (:func:`load`) checks the table, each error as ``wheels.toml:LINE: comfyui.FIELD: …``.
