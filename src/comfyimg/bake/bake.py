@@ -1,10 +1,14 @@
-"""The only place that talks to ``docker buildx bake``, through python-on-whales.
+"""The only place that talks to ``docker buildx bake``.
 
 python-on-whales' ``bake()`` lacks ``--allow`` and runs a second ``--print`` after
 every build; :func:`bake_command` builds the command once from python-on-whales'
-client config (``docker.buildx.docker_cmd``) and runs it with its ``utils``
-helpers, so extra flags live here and nowhere else: the labels (OCI, pins) and the
-cache import/export of every target (:func:`derived_args`) included.
+client config (``docker_cmd``, through :mod:`comfyimg.engine.docker`, which runs it), so
+extra flags live here and nowhere else: the labels (OCI, pins), the cache import/export of
+every target (:func:`derived_args`), the checks that no value smuggles buildx options
+(:func:`check_value`) and the environment buildx gets (:func:`environment`).
+
+Over 500 lines: the command line, its checks, its environment and the preflight that
+computes them are one contract with buildx; split, each half would restate the other's rules.
 """
 
 from __future__ import annotations

@@ -14,6 +14,9 @@ GPU, with ``--use-sage-attention`` and without, and the two renders agree.
 3. The judge (:func:`judge`): booted, finished, no fallback line, sageattn ran and agreed with
    fp32 SDPA on the sampled calls, the two latents agree (cosine). Reports as validate_*.
 Every container is removed on every path.
+
+Over 500 lines: the workflow, the in-container HTTP client, one confined ComfyUI run and the
+judge are one protocol read top to bottom; split, each part would import the others.
 """
 
 from __future__ import annotations
