@@ -1,4 +1,5 @@
-# Image family: runtime-* -> core-* -> complete-cuda(-<arch>).
+# Image family: runtime-* -> core-* -> complete-cuda(-<arch>), each also as
+# <name>-arm64 where the profile names linux_aarch64 among its platforms.
 #
 # Always invoke with the generated variables file:
 #
@@ -6,12 +7,23 @@
 #
 # generated/wheels.bake.json (written from wheels.toml by `invoke render`)
 # defines CUDA_TORCH_VERSION, CUDA_TORCH_INDEX, CPU_TORCH_VERSION,
-# CPU_TORCH_INDEX and CUDA_ARCH_TARGETS. They are deliberately NOT declared
+# CPU_TORCH_INDEX, CUDA_PLATFORM, CPU_PLATFORM (the first platform of each
+# profile, e.g. "linux/amd64"), CUDA_OTHER_PLATFORMS, CPU_OTHER_PLATFORMS (the
+# others, e.g. ["arm64"]), CUDA_ARCH_TARGETS and CUDA_ARCH_PLATFORM_TARGETS
+# (e.g. ["sm90-arm64"]). They are deliberately NOT declared
 # here: wheels.toml is the single source of truth, and bake fails loudly
 # ("variable ... does not exist") if the generated file is left out.
 #
 # Stages are linked only through named contexts (contexts = { runtime =
 # "target:..." }): bake builds the parent target first, no depends_on needed.
+#
+# One platform per target: the targets without a suffix build the profile's
+# first platform, the -arm64 (-amd64) targets each other one, so every image
+# carries one platform's pins (its requirements file, io.comfyimg.pins and
+# io.comfyimg.pins.platform labels) and loads into any engine (the docker
+# driver on the classic image store cannot build or load a multi-platform
+# image). docs/user-guides/images.md says why, and how to join the two tags
+# into one multi-platform tag after a push.
 
 # Registry/namespace prefix for tags, e.g. "registry.example/acme/" (may be empty).
 variable "REGISTRY" {
@@ -94,11 +106,12 @@ group "default" {
 }
 
 group "cuda" {
-  targets = concat(["runtime-cuda", "core-cuda", "complete-cuda"], [for arch in CUDA_ARCH_TARGETS : "complete-cuda-${arch}"])
+  targets = concat(["runtime-cuda", "core-cuda", "complete-cuda"], [for arch in CUDA_ARCH_TARGETS : "complete-cuda-${arch}"],
+    [for p in CUDA_OTHER_PLATFORMS : "complete-cuda-${p}"], [for v in CUDA_ARCH_PLATFORM_TARGETS : "complete-cuda-${v}"])
 }
 
 group "cpu" {
-  targets = ["runtime-cpu", "core-cpu"]
+  targets = concat(["runtime-cpu", "core-cpu"], [for p in CPU_OTHER_PLATFORMS : "core-cpu-${p}"])
 }
 
 group "all" {
@@ -114,7 +127,18 @@ target "runtime-cuda" {
   args = {
     BASE_IMAGE = CUDA_BASE_IMAGE
   }
-  tags = [tag("comfyui-runtime", "cuda")]
+  platforms = [CUDA_PLATFORM]
+  tags      = [tag("comfyui-runtime", "cuda")]
+}
+
+target "runtime-cuda-platform" {
+  name      = "runtime-cuda-${p}"
+  matrix    = {
+    p = CUDA_OTHER_PLATFORMS
+  }
+  inherits  = ["runtime-cuda"]
+  platforms = ["linux/${p}"]
+  tags      = [tag("comfyui-runtime", "cuda-${p}")]
 }
 
 target "runtime-cpu" {
@@ -124,7 +148,18 @@ target "runtime-cpu" {
   args = {
     BASE_IMAGE = CPU_BASE_IMAGE
   }
-  tags = [tag("comfyui-runtime", "cpu")]
+  platforms = [CPU_PLATFORM]
+  tags      = [tag("comfyui-runtime", "cpu")]
+}
+
+target "runtime-cpu-platform" {
+  name      = "runtime-cpu-${p}"
+  matrix    = {
+    p = CPU_OTHER_PLATFORMS
+  }
+  inherits  = ["runtime-cpu"]
+  platforms = ["linux/${p}"]
+  tags      = [tag("comfyui-runtime", "cpu-${p}")]
 }
 
 # ------------------------------------------------------------------- core
@@ -152,7 +187,21 @@ target "core-cuda" {
     TORCH_VERSION   = CUDA_TORCH_VERSION
     TORCH_INDEX_URL = torch_index_url(CUDA_TORCH_INDEX)
   }
-  tags = [tag("comfyui-core", "cuda")]
+  platforms = [CUDA_PLATFORM]
+  tags      = [tag("comfyui-core", "cuda")]
+}
+
+target "core-cuda-platform" {
+  name     = "core-cuda-${p}"
+  matrix   = {
+    p = CUDA_OTHER_PLATFORMS
+  }
+  inherits = ["core-cuda"]
+  contexts = {
+    runtime = "target:runtime-cuda-${p}"
+  }
+  platforms = ["linux/${p}"]
+  tags      = [tag("comfyui-core", "cuda-${p}")]
 }
 
 target "core-cpu" {
@@ -164,7 +213,21 @@ target "core-cpu" {
     TORCH_VERSION   = CPU_TORCH_VERSION
     TORCH_INDEX_URL = torch_index_url(CPU_TORCH_INDEX)
   }
-  tags = [tag("comfyui-core", "cpu")]
+  platforms = [CPU_PLATFORM]
+  tags      = [tag("comfyui-core", "cpu")]
+}
+
+target "core-cpu-platform" {
+  name     = "core-cpu-${p}"
+  matrix   = {
+    p = CPU_OTHER_PLATFORMS
+  }
+  inherits = ["core-cpu"]
+  contexts = {
+    runtime = "target:runtime-cpu-${p}"
+  }
+  platforms = ["linux/${p}"]
+  tags      = [tag("comfyui-core", "cpu-${p}")]
 }
 
 # --------------------------------------------------------------- complete
@@ -180,7 +243,8 @@ target "complete-cuda" {
   args = {
     WHEELS_REQUIREMENTS = "complete-cuda.txt"
   }
-  tags = [tag("comfyui", "cuda")]
+  platforms = [CUDA_PLATFORM]
+  tags      = [tag("comfyui", "cuda")]
 }
 
 # One image per GPU architecture listed in CUDA_ARCH_TARGETS (from the
@@ -196,4 +260,41 @@ target "complete-cuda-arch" {
     WHEELS_REQUIREMENTS = "complete-cuda-${arch}.txt"
   }
   tags = [tag("comfyui", "cuda-${arch}")]
+}
+
+# complete-cuda (and each per-arch image) for every other platform of the cuda
+# profile, e.g. complete-cuda-arm64 and complete-cuda-sm90-arm64, each
+# installing generated/requirements/<its name>.txt: that platform's pins.
+target "complete-cuda-platform" {
+  name     = "complete-cuda-${p}"
+  matrix   = {
+    p = CUDA_OTHER_PLATFORMS
+  }
+  inherits = ["complete-cuda"]
+  contexts = {
+    core   = "target:core-cuda-${p}"
+    wheels = "generated/requirements"
+  }
+  args = {
+    WHEELS_REQUIREMENTS = "complete-cuda-${p}.txt"
+  }
+  platforms = ["linux/${p}"]
+  tags      = [tag("comfyui", "cuda-${p}")]
+}
+
+target "complete-cuda-arch-platform" {
+  name     = "complete-cuda-${v}"
+  matrix   = {
+    v = CUDA_ARCH_PLATFORM_TARGETS
+  }
+  inherits = ["complete-cuda"]
+  contexts = {
+    core   = "target:core-cuda-${element(split("-", v), 1)}"
+    wheels = "generated/requirements"
+  }
+  args = {
+    WHEELS_REQUIREMENTS = "complete-cuda-${v}.txt"
+  }
+  platforms = ["linux/${element(split("-", v), 1)}"]
+  tags      = [tag("comfyui", "cuda-${v}")]
 }

@@ -34,10 +34,10 @@ def pairs(project: Path, empty: Path) -> list[tuple[str, list[str], str, list[st
          "docker buildx bake --print all", ["docker", "buildx", "bake", "--print", *bake_files, "all"]),
         ("invoke check", [*invoke, "check"],
          "docker buildx bake --call check all", ["docker", "buildx", "bake", "--call", "check", *bake_files, "all"]),
-        ("invoke render", [*invoke, "render"], "invoke noop (empty task)", noop),
-        ("invoke audit", [*invoke, "audit"], "invoke noop (empty task)", noop),
-        ("invoke --help bump", [*invoke, "--help", "bump"], "invoke --help noop", [*noop[:-1], "--help", "noop"]),
-        ("invoke --list", [*invoke, "--list"], "invoke noop (empty task)", noop),
+        ("invoke render", [*invoke, "render"], "(an empty invoke task)", noop),
+        ("invoke audit", [*invoke, "audit"], "(an empty invoke task)", noop),
+        ("invoke --help bump", [*invoke, "--help", "bump"], "(the help of an empty invoke task)", [*noop[:-1], "--help", "noop"]),
+        ("invoke --list", [*invoke, "--list"], "(an empty invoke task)", noop),
         ("python -m comfyimg --help", [py, "-m", "comfyimg", "--help"], "python -c pass", [py, "-c", "pass"]),
     ]
 
@@ -77,8 +77,13 @@ def main() -> None:
                 theirs.append(t)
                 raw_codes.add(code)
             a, b = statistics.median(mine), statistics.median(theirs)
-            print(f"| `{label}`{_exits(codes)} | {a:.2f} | `{raw_label}`{_exits(raw_codes)} | {b:.2f} | {a - b:+.2f} s |",
-                  flush=True)
+            print(f"| {_shown(label)}{_exits(codes)} | {a:.2f} | {_shown(raw_label)}{_exits(raw_codes)} | {b:.2f} | "
+                  f"{a - b:+.2f} s |", flush=True)
+
+
+def _shown(label: str) -> str:
+    """A command as code; a description (in parentheses) as text."""
+    return label if label.startswith("(") else f"`{label}`"
 
 
 def _exits(codes: set[int]) -> str:

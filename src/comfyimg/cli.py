@@ -656,6 +656,7 @@ def bump(root: Path, request: BumpRequest) -> int:
     """``invoke bump``: names from ``--name`` (repeatable, comma-separated) and after ``--``."""
     from comfyimg.bump import comfyui as comfyui_bump  # optional: httpx, for this command only
     from comfyimg.bump import plan as bump_mod  # optional: httpx, for this command only
+    from comfyimg.bump.profile import ProfileMove  # optional: as above
 
     names = parse_names(request.name)
     if request.comfyui:
@@ -669,7 +670,7 @@ def bump(root: Path, request: BumpRequest) -> int:
              "torch_index": request.torch_index}
     if request.profile is None and (given := [f"--{k.replace('_', '-')}" for k, v in moved.items() if v]):
         raise BadInput(f"{', '.join(given)} move a profile: name it with --profile NAME")
-    profile = bump_mod.ProfileMove(request.profile, **moved) if request.profile is not None else None
+    profile = ProfileMove(request.profile, **moved) if request.profile is not None else None
     show_bump(bump_mod.bump(root, names, say=progress, release=request.release, pre=request.pre,
                             dry_run=request.dry_run, verify=request.verify,
                             accept_new_bytes=request.accept_new_bytes, profile=profile), json_out=request.json)

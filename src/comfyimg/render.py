@@ -26,7 +26,7 @@ from comfyimg.errors import BadInput
 from comfyimg.fsutil import CHANGED, atomic_write, atomic_write_many, read_bytes, read_text
 from comfyimg.audit import coverage, report
 from comfyimg.pins import comfyui as comfyui_pin
-from comfyimg.pins.model import Pin, Pins, record_hash_command
+from comfyimg.pins.model import DOCKER_PLATFORMS, Pin, Pins, docker_arch, record_hash_command
 from comfyimg.untrusted import one_line
 
 GENERATED = Path("generated")
@@ -45,22 +45,22 @@ def _requirement(pin: Pin) -> list[str]:
     return [f"{pin.name} @ {pin.url} --hash=sha256:{pin.sha256}"]
 
 
-def requirements_text(pins: Pins, target: str, arch: str | None = None) -> str:
+def requirements_text(pins: Pins, target: str, arch: str | None = None, platform: str | None = None) -> str:
     profile = pins.profile_for(target)
-    abi = profile.abi
-    name = f"{target}-{arch}" if arch else target
+    abi = profile.abi_for(platform)
+    name = pins.image_name(target, arch, platform)
     lines = [
         "# GENERATED FILE - do not edit.",
         f"# From {pins.path.name} by `invoke render` (checked by `invoke check`).",
         f"# Image: {name}; ABI {abi.describe()}, torch index {profile.torch_index}.",
         "# Installed with: pip install --require-hashes --no-deps -r <this file>",
     ]
-    for pin in pins.for_target(target, arch):
+    for pin in pins.for_target(target, arch, platform):
         lines += _requirement(pin)
-    for name, per_arch in ({} if arch else pins.arch_only(target)).items():
+    for dist, per_arch in ({} if arch else pins.arch_only(target, platform)).items():
         archs = ", ".join(p.arch for p in per_arch if p.arch)
-        lines.append(f"# NOTE: {name} is pinned per GPU arch only ({archs}): this image, built without an "
-                     f"arch, has NO {name}; the {target}-<arch> images have it.")
+        lines.append(f"# NOTE: {dist} is pinned per GPU arch only ({archs}): this image, built without an "
+                     f"arch, has NO {dist}; the {pins.image_name(target, '<arch>', platform)} images have it.")
     return "\n".join(lines) + "\n"
 
 
@@ -70,7 +70,13 @@ def bake_vars(pins: Pins) -> dict[str, object]:
         prefix = name.upper()
         variables[f"{prefix}_TORCH_VERSION"] = {"default": profile.abi.torch}
         variables[f"{prefix}_TORCH_INDEX"] = {"default": profile.torch_index}
+        first, *others = profile.all_platforms
+        variables[f"{prefix}_PLATFORM"] = {"default": DOCKER_PLATFORMS[first]}
+        variables[f"{prefix}_OTHER_PLATFORMS"] = {"default": [docker_arch(p) for p in others]}
     variables["CUDA_ARCH_TARGETS"] = {"default": pins.archs_for(PER_ARCH_TARGET)}
+    other = pins.profiles["cuda"].all_platforms[1:] if "cuda" in pins.profiles else ()
+    variables["CUDA_ARCH_PLATFORM_TARGETS"] = {"default": [
+        f"{arch}-{docker_arch(p)}" for p in other for arch in pins.archs_for(PER_ARCH_TARGET, p)]}
     if pins.comfyui:  # COMFYUI_REF: the recorded commit, else the tag
         variables.update(comfyui_pin.bake_vars(pins.comfyui))
     return {
@@ -83,9 +89,12 @@ def render(pins: Pins) -> dict[Path, str]:
     """Every generated file, as repo-relative path → content."""
     files: dict[Path, str] = {}
     for target in pins.targets():
-        files[REQUIREMENTS / f"{target}.txt"] = requirements_text(pins, target)
-        for arch in pins.archs_for(target):
-            files[REQUIREMENTS / f"{target}-{arch}.txt"] = requirements_text(pins, target, arch)
+        for platform in pins.platforms_for(target):
+            files[REQUIREMENTS / f"{pins.image_name(target, None, platform)}.txt"] = \
+                requirements_text(pins, target, None, platform)
+            for arch in pins.archs_for(target, platform):
+                files[REQUIREMENTS / f"{pins.image_name(target, arch, platform)}.txt"] = \
+                    requirements_text(pins, target, arch, platform)
     files[BAKE_VARS] = json.dumps(bake_vars(pins), indent=2, sort_keys=True) + "\n"
 
     files[report.DOC] = report.markdown(pins)
@@ -174,9 +183,11 @@ def write(pins: Pins, root: Path) -> list[Path]:
 
 BAKE_FILE = "docker-bake.hcl"
 PINS_LABEL = "io.comfyimg.pins"
+PLATFORM_LABEL = "io.comfyimg.pins.platform"  # which platform's pins the image carries: linux_aarch64
 RUNS_LABEL = "io.comfyimg.runs-on"  # per attention package: the archs that run it, those that fall back
 COVERAGE_LABEL = "io.comfyimg.coverage"
 _PER_ARCH = re.compile(r"^(?P<base>.+)-(?P<arch>sm\d{2,3}[a-z]?)$", re.ASCII)
+_SUFFIX = {docker_arch(p): p for p in DOCKER_PLATFORMS}  # arm64 -> linux_aarch64
 
 
 # --------------------------------------------------------------------------- the bake file's targets
@@ -335,14 +346,36 @@ def targets(bake_file: Path) -> set[str] | None:
     return parse_targets(read_text(bake_file), bake_file.name)
 
 
+def image_of(pins: Pins, target: str) -> tuple[str, str | None, str] | None:
+    """A resolved bake target → (the pinned target, arch, platform) it builds; None when
+    wheels.toml does not cover it. ``complete-cuda-sm90-arm64`` → (complete-cuda, sm90, linux_aarch64)."""
+    base, _, suffix = target.rpartition("-")
+    platform = _SUFFIX.get(suffix)
+    if platform is None:
+        base = target
+    arch = None
+    if base not in pins.targets() and (m := _PER_ARCH.match(base)):
+        base, arch = m["base"], m["arch"]
+    if base not in pins.targets():
+        return None
+    platforms = pins.platforms_for(base)
+    if platform is None:
+        platform = platforms[0]
+    elif platform == platforms[0] or platform not in platforms:
+        return None  # the first platform's images carry no suffix
+    return base, arch, platform
+
+
 def pins_for(pins: Pins, target: str) -> list[Pin] | None:
     """The pins a resolved bake target installs; None when wheels.toml does not cover it."""
-    if target in pins.targets():
-        return pins.for_target(target)
-    m = _PER_ARCH.match(target)
-    if m and m["base"] in pins.targets():
-        return pins.for_target(m["base"], m["arch"])
-    return None
+    found = image_of(pins, target)
+    return None if found is None else pins.for_target(*found)
+
+
+def platform_for(pins: Pins, target: str) -> str | None:
+    """The wheel platform whose pins ``target`` installs (its ``io.comfyimg.pins.platform`` label)."""
+    found = image_of(pins, target)
+    return None if found is None else found[2]
 
 
 def pins_label(pins: Pins, target: str, installed: list[Pin]) -> str:
@@ -354,9 +387,10 @@ def pins_label(pins: Pins, target: str, installed: list[Pin]) -> str:
 
 def runs_for(pins: Pins, target: str, installed: list[Pin]) -> list[coverage.Runs]:
     """Where each attention package of a resolved bake target runs (``complete-cuda-sm90``: on sm90)."""
-    m = _PER_ARCH.match(target)
-    base, arch = (m["base"], m["arch"]) if m and target not in pins.targets() else (target, None)
-    return coverage.runs_in(pins, target, base, arch, installed)
+    found = image_of(pins, target)
+    if found is None:  # wheels.toml installs nothing there (core-cpu-arm64): no attention package runs
+        return []
+    return coverage.runs_in(pins, target, found[0], found[1], installed)
 
 
 def runs_label(pins: Pins, target: str, installed: list[Pin]) -> str:

@@ -110,13 +110,42 @@ def test_print_evaluates_every_target_of_the_real_bake_file(engine_project):
     proc = project.invoke("bake", "--print", "-t", "all", "--label", project.label)
     assert proc.returncode == 0, proc.stderr[-3000:]
     plan = json.loads(proc.stdout)
-    assert set(plan["target"]) == ALL_TARGETS | {f"complete-cuda-{a}" for a in
-                                                 json.loads(before)["variable"]["CUDA_ARCH_TARGETS"]["default"]}
+    variables = json.loads(before)["variable"]
+    assert set(plan["target"]) == (ALL_TARGETS | {f"complete-cuda-{a}" for a in variables["CUDA_ARCH_TARGETS"]["default"]}
+                                   | {f"{t}-cpu-{p}" for p in variables["CPU_OTHER_PLATFORMS"]["default"]
+                                      for t in ("runtime", "core")})
     assert plan["target"]["complete-cuda"]["tags"] == [f"comfyui:cuda-{project.label}"]
     assert plan["target"]["core-cuda"]["contexts"]["runtime"] == "target:runtime-cuda"
     # The real generated file was current: --print did not rewrite it.
     assert (project.root / "generated" / "wheels.bake.json").read_text() == before
     assert "Traceback" not in proc.stderr
+
+
+def test_print_is_what_buildx_prints_with_the_same_options(engine_project):
+    """``--print`` runs buildx once and adds the labels itself: the plan is, in content, what
+    ``docker buildx bake --print`` prints given the same ``--set`` options (the user's, then the
+    derived labels), on the project's own bake file."""
+    from comfyimg.bake.bake import BakeRequest, derived_args
+    from comfyimg.pins.load import load
+    from comfyimg.render import BAKE_FILE, BAKE_VARS, targets
+
+    project = engine_project("print-same", (REPO / "wheels.toml").read_text(encoding="utf-8"))
+    shutil.copytree(REPO / "generated", project.root / "generated")
+    env = {"IMAGE_SOURCE": "https://example.invalid/o/r", "IMAGE_REVISION": "0" * 40,
+           "IMAGE_CREATED": "2026-12-07T00:00:00Z"}  # the same values for both runs
+    user_set = "runtime-cpu.labels.extra=from the user"
+    proc = project.invoke("bake", "--print", "-t", "all", "--label", project.label, "--set", user_set, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ours = json.loads(proc.stdout)
+
+    pins = load(project.root / "wheels.toml", bake_targets=targets(project.root / BAKE_FILE))
+    derived = derived_args(pins, BakeRequest(targets=["all"], mode="print"), ours)
+    assert any("labels." in a for a in derived), derived  # the labels are there to compare
+    raw = project.run("docker", "buildx", "bake", "--print", "--file", BAKE_FILE, "--file", BAKE_VARS,
+                      "--set", user_set, *derived, "all", env={**env, "IMAGE_LABEL": project.label})
+    assert raw.returncode == 0, raw.stderr[-3000:]
+    assert ours == json.loads(raw.stdout)
+    assert ours["target"]["runtime-cpu"]["labels"]["extra"] == "from the user"
 
 
 def test_per_arch_pins_add_a_per_arch_target_that_builds(served, engine_project, tmp_path):

@@ -3,6 +3,7 @@ serves, and one with no coverage recorded (as it refuses a pin with no sha256)."
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -66,9 +67,9 @@ def test_bake_records_a_kernel_compiled_out_for_a_served_arch_and_refuses_it(ser
     project = engine_project("compiled-out", _pin(served, wheel, serves=("sm89",)))
     result = project.bake(pip_index=f"{served.server.url}/simple/")
     assert "recorded the kernel coverage of sageattention" in result.proc.stderr, result.proc.stderr
-    _assert_refused(project, result, r"wheels\.toml:\d+: coverage: sageattention cannot run on sm89, which it serves: "
-                                     r".*compiled out for sm89: sageattention\._qattn_sm89's kernel qk_fp8_attn, "
-                                     r"built for sm_80, holds BPT\.TRAP")
+    _assert_refused(project, result, r"wheels\.toml:\d+: coverage: complete-cuda on sm89 \(L4 / RTX 40xx\): "
+                                     r"sageattention 2\.2\.0 cannot run: .*compiled out for sm89: "
+                                     r"sageattention\._qattn_sm89's kernel qk_fp8_attn, built for sm_80, holds BPT\.TRAP")
     text = project.pins.read_text()
     assert 'code = [{target = "sm_80", kernels = 1, named = true, trapped = ["qk_fp8_attn"]' in text, text
 
@@ -82,3 +83,21 @@ def test_bake_never_trusts_bytes_without_a_sha256(served, engine_project, tmp_pa
     _assert_refused(project, result, r"wheels\.toml:\d+: sha256: sageattention in complete-cuda has no hash")
     assert project.pins.read_text() == before
     assert "recorded the kernel coverage" not in result.proc.stderr
+
+
+def test_a_covered_pin_builds_and_the_summary_says_where_it_runs(served, engine_project):
+    """Coverage that runs on every served arch: the image is built, its summary lists per image
+    the GPUs that run the package, and the image carries the same as io.comfyimg.runs-on."""
+    from tests.lib.cudawheels import FULL_SAGE2
+    from tests.lib.dockercli import docker
+
+    wheel = sage2_wheel(served.server.root, FULL_SAGE2, filename="sageattention-2.2.0-1-cp311-cp311-linux_x86_64.whl")
+    text = pinedit.dumps_with_changes(_pin(served, wheel), {1: record.record_fields(read_wheel(wheel))})
+    project = engine_project("covered", text)
+    result = project.bake(pip_index=f"{served.server.url}/simple/")
+    assert result.code == 0, result.output[-3000:]
+    assert "complete-cuda: sageattention 2.2.0 runs on sm80 (A100), sm90 (H100 / H200)" in result.proc.stdout
+    inspect = docker("image", "inspect", "--format", '{{index .Config.Labels "io.comfyimg.runs-on"}}', project.tag)
+    assert inspect.returncode == 0, inspect.stderr
+    label = json.loads(inspect.stdout)
+    assert label["sageattention"] == {"runs_on": ["sm80", "sm90"], "falls_back": []}

@@ -63,6 +63,16 @@ def test_the_seed_pins_bump_check_bake_and_say_where_they_run(seed_project):
         "sageattention": {"runs_on": ["sm80", "sm86", "sm89", "sm90"], "falls_back": ["sm120"]},
         "sageattn3": {"runs_on": [], "falls_back": ["sm80", "sm86", "sm89", "sm90", "sm120"]}}
 
+    # The build itself, on the stand-in core: the preflight passes (nothing refused, the seed's
+    # coverage already recorded) and buildx runs the complete stage; there pip refuses the cp312
+    # wheels, because the stand-in's Python is 3.11 (the real core's is 3.12).
+    built = project.invoke("bake", "-t", "complete-cuda", "--file", OVERRIDE, "--allow", "network.host",
+                           "--label", f"{LABEL}-seed", timeout=600)
+    assert "coverage:" not in built.stderr and "sha256:" not in built.stderr, built.stderr[-2000:]
+    assert re.search(r"^#\d+ \[[\w-]+ \d+/\d+\] RUN .*pip install .*--require-hashes", built.stderr, re.M), \
+        built.stderr[-2000:]
+    assert built.returncode == 1 and "not a supported wheel on this platform" in built.stderr, built.stderr[-2000:]
+
     audit = project.invoke("audit")
     assert audit.returncode == 0, audit.stdout + audit.stderr
     shown = audit.stdout.replace("\n  ", " ")

@@ -227,3 +227,15 @@ def test_a_url_serving_another_distributions_wheel_is_refused(project, index, tm
     r = project.bump("--verify", "--name", "helper")
     assert_unchanged(project, before, r, 1, r"helper-0\.1\.0-py3-none-any\.whl: the wheel's dist-info and METADATA "
                                             r"name other, not helper .*refused")
+
+
+def test_a_profile_move_asks_the_index_and_names_each_pin_without_a_fitting_file(project):
+    """`bump --profile cu130 --torch 2.10.0`: the index has a Comfy-Org file for torch 2.10 but
+    no per-arch one; nothing is written and each per-arch pin is named with why."""
+    before = project.snapshot()
+    r = project.bump("--profile", "cu130", "--torch", "2.10.0")
+    assert_unchanged(project, before, r, code=1)
+    for sm in ARCHS:
+        assert re.search(rf"^sageattention\[{sm}\]: release index page .* has no asset that fits complete-cu130 "
+                         rf"\(cp312/linux_x86_64/torch 2\.10\.0/CUDA 13\.0, {sm}\)", r.stderr, re.M), r.stderr
+    assert not re.search(r"^sageattention: ", r.stderr, re.M)  # its torch 2.10 file fits

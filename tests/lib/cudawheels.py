@@ -5,6 +5,7 @@ real module names.
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -13,8 +14,11 @@ from tests.lib.wheels import build_wheel
 
 REPO = Path(__file__).resolve().parents[2]
 SUFFIX = ".cpython-312-x86_64-linux-gnu.so"
+ARM_SUFFIX = ".cpython-312-aarch64-linux-gnu.so"
+EM_AARCH64 = 183
 
-# The seed's sageattention wheel, by its recipe (ENVIRONMENT.md): module -> fixture object.
+# The seed's sageattention wheel, by its build recipe (pixeloven/SageAttention 7bd3a0e,
+# TORCH_CUDA_ARCH_LIST="7.0;7.5;8.0;8.6;8.7;8.9;9.0;10.0"): module -> fixture object.
 SEED_SAGE2 = {"_qattn_sm80": "r_80", "_qattn_sm89": "r_89_100a", "_qattn_sm90": "r_90a",
               "_fused": "r_80_89_90a_100a"}
 # A sageattention that serves sm80, sm86, sm89, sm90 and sm120 (the _fused kernels by PTX JIT
@@ -45,9 +49,40 @@ def so(name: str) -> bytes:
     return (objects_dir() / f"{name}.so").read_bytes()
 
 
+def fatbin(name: str) -> bytes:
+    """The ``.nv_fatbin`` section of a fixture object: the GPU code nvcc put in it, whatever the host."""
+    data = so(name)
+    shoff, = struct.unpack_from("<Q", data, 0x28)
+    shnum, shstrndx = struct.unpack_from("<HH", data, 0x3C)
+    headers = [struct.unpack_from("<IIQQQQ", data, shoff + i * 64) for i in range(shnum)]
+    strings = headers[shstrndx][4]
+    for n, _kind, _flags, _addr, offset, size in headers:
+        if data[strings + n:data.index(b"\0", strings + n)] == b".nv_fatbin":
+            return data[offset:offset + size]
+    raise AssertionError(f"{name}.so has no .nv_fatbin")
+
+
+def aarch64_so(name: str) -> bytes:
+    """A minimal aarch64 shared object (ELF64 LE, ``e_machine`` EM_AARCH64) carrying the fixture's
+    fatbin in its ``.nv_fatbin`` section, as nvcc's aarch64 build of the same kernel would: the
+    fatbin does not depend on the host CPU. Nothing here is ever loaded, only read."""
+    fat = fatbin(name)
+    names = b"\0.nv_fatbin\0.shstrtab\0"
+    fat_at, names_at = 64, 64 + len(fat)
+    headers_at = (names_at + len(names) + 7) & ~7
+    ident = b"\x7fELF" + bytes([2, 1, 1, 0]) + bytes(8)  # 64-bit, little-endian, version 1, System V
+    header = ident + struct.pack("<HHIQQQIHHHHHH", 3, EM_AARCH64, 1, 0, 0, headers_at, 0, 64, 0, 0, 64, 3, 2)
+    body = header + fat + names
+    body += bytes(headers_at - len(body))
+    sections = bytes(64)  # SHN_UNDEF
+    sections += struct.pack("<IIQQQQIIQQ", 1, 1, 2, 0, fat_at, len(fat), 0, 0, 8, 0)  # PROGBITS, SHF_ALLOC
+    sections += struct.pack("<IIQQQQIIQQ", 11, 3, 0, 0, names_at, len(names), 0, 0, 1, 0)  # STRTAB
+    return body + sections
+
+
 def sage2_wheel(directory: Path, modules: Mapping[str, str], *, version: str = "2.2.0",
                 filename: str | None = None, source: str | None = None,
-                python: Mapping[str, str | bytes] | None = None) -> Path:
+                python: Mapping[str, str | bytes] | None = None, aarch64: bool = False) -> Path:
     """A sageattention wheel whose ``sageattention.<module>`` are the given fixture objects and
     whose Python is the vendored upstream ``source`` (tests/vendor), or ``python``, or a stub
     whose dispatch cannot be read."""
@@ -56,9 +91,13 @@ def sage2_wheel(directory: Path, modules: Mapping[str, str], *, version: str = "
     if source is not None:
         files = dict(vendored_sage_files(source))
     files.update(python or {})
-    files.update({f"sageattention/{mod}{SUFFIX}": so(obj) for mod, obj in modules.items()})
+    if aarch64:  # an aarch64 wheel: aarch64 ELFs carrying the same fatbins, an aarch64 file name
+        files.update({f"sageattention/{mod}{ARM_SUFFIX}": aarch64_so(obj) for mod, obj in modules.items()})
+    else:
+        files.update({f"sageattention/{mod}{SUFFIX}": so(obj) for mod, obj in modules.items()})
+    platform = "linux_aarch64" if aarch64 else "linux_x86_64"
     return build_wheel(directory, "sageattention", version,
-                       filename=filename or f"sageattention-{version}-290.129-cp312-cp312-linux_x86_64.whl",
+                       filename=filename or f"sageattention-{version}-290.129-cp312-cp312-{platform}.whl",
                        files=files)
 
 

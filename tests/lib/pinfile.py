@@ -20,8 +20,11 @@ def _strings(values: Sequence[str]) -> str:
 
 
 def profile(name: str, *, torch: str, torch_index: str, cuda: str | None = None,
-            archs: Sequence[str] = (), python: str = "cp312", platform: str = "linux_x86_64") -> str:
-    lines = [f"[profiles.{name}]", f'python = "{python}"', f'platform = "{platform}"',
+            archs: Sequence[str] = (), python: str = "cp312", platform: str = "linux_x86_64",
+            platforms: Sequence[str] = ()) -> str:
+    """One ``[profiles.NAME]``; ``platforms`` (several) replaces ``platform``."""
+    where = f"platforms = {_strings(platforms)}" if platforms else f'platform = "{platform}"'
+    lines = [f"[profiles.{name}]", f'python = "{python}"', where,
              f'torch = "{torch}"', f'torch_index = "{torch_index}"']
     if cuda:
         lines.append(f'cuda = "{cuda}"')
@@ -33,13 +36,15 @@ def profile(name: str, *, torch: str, torch_index: str, cuda: str | None = None,
 def wheel(name: str, version: str, url: str, *, targets: Sequence[str], provides: Sequence[str] = (),
           arch: str | None = None, sha256: str | None = None, github: str | None = None,
           release: str | None = None, comment: str | None = None, extra: str = "",
-          source: str | None = None) -> str:
+          source: str | None = None, platform: str | None = None) -> str:
     """One ``[[wheel]]`` table; ``github`` + ``release`` make its source (or ``source``, an inline
     table as written, e.g. an index), ``comment`` the line above, ``extra`` (whole lines) ends it."""
     lines = [f"# {comment}"] if comment else []
     lines += ["[[wheel]]", f'name = "{name}"']
     if arch:
         lines.append(f'arch = "{arch}"')
+    if platform:
+        lines.append(f'platform = "{platform}"')
     lines += [f'version = "{version}"', f'url = "{url}"']
     if sha256:
         lines.append(f'sha256 = "{sha256}"')

@@ -8,6 +8,9 @@ CUDA129 = ImageABI("cp312", "linux_x86_64", "2.9.0", "12.9", ("sm80", "sm86", "s
 CU130 = ImageABI("cp312", "linux_x86_64", "2.13.0", "13.0")
 CPU = ImageABI("cp312", "linux_x86_64", "2.9.0", None)
 OLD_GLIBC = ImageABI("cp312", "linux_x86_64", "2.9.0", "12.9", glibc=(2, 28))
+# The same profile on arm64 (GH200, GB10): Ubuntu 24.04's glibc 2.39 there too.
+ARM = ImageABI("cp312", "linux_aarch64", "2.9.0", "12.9", ("sm90", "sm121"))
+ARM_OLD_GLIBC = ImageABI("cp312", "linux_aarch64", "2.9.0", "12.9", glibc=(2, 28))
 
 PARSE = [
     # filename, torch, cuda, sm
@@ -75,6 +78,28 @@ FIT = [
      ["torch 2.11 ≠ 2.13.0"]),
     ("sageattention-2.2.0+cu130torch2.11-cp312-cp312-manylinux_2_34_x86_64.whl",
      ImageABI("cp312", "linux_x86_64", "2.11.0", "12.9"), ["CUDA 13.0 ≠ 12.9"]),
+    # aarch64: linux_aarch64 and manylinux_2_XX_aarch64 up to the image's glibc; PEP 600 starts at 2_17
+    ("sageattention-2.2.0-290.129-cp312-cp312-linux_aarch64.whl", ARM, []),
+    ("sageattention-2.2.0+cu129.torch2.9.0.sm90-cp312-cp312-linux_aarch64.whl", ARM, []),
+    ("sageattention-2.2.0+cu129.torch2.9.0.sm121-cp312-cp312-manylinux_2_34_aarch64.whl", ARM, []),
+    ("x-1.0-cp312-cp312-manylinux_2_39_aarch64.whl", ARM, []),
+    ("x-1.0-cp312-cp312-manylinux_2_17_aarch64.manylinux2014_aarch64.whl", ARM, []),
+    ("x-1.0-cp312-cp312-manylinux2014_aarch64.whl", ARM, []),
+    ("x-1.0-cp312-cp312-manylinux_2_40_aarch64.whl", ARM,
+     ["platform manylinux_2_40_aarch64 needs glibc 2.40 > the image's 2.39"]),
+    ("x-1.0-cp312-cp312-manylinux_2_34_aarch64.whl", ARM_OLD_GLIBC,
+     ["platform manylinux_2_34_aarch64 needs glibc 2.34 > the image's 2.28"]),
+    ("x-1.0-cp312-cp312-manylinux_2_28_aarch64.whl", ARM_OLD_GLIBC, []),
+    ("x-1.0-cp312-cp312-manylinux_2_12_aarch64.whl", ARM, ["platform manylinux_2_12_aarch64 ≠ linux_aarch64"]),
+    ("x-1.0-cp312-cp312-manylinux1_aarch64.whl", ARM, ["platform manylinux1_aarch64 ≠ linux_aarch64"]),
+    ("x-1.0-cp312-cp312-musllinux_1_2_aarch64.whl", ARM, ["platform musllinux_1_2_aarch64 ≠ linux_aarch64"]),
+    ("sageattention-2.2.0-290.129-cp312-cp312-linux_x86_64.whl", ARM, ["platform linux_x86_64 ≠ linux_aarch64"]),
+    ("x-1.0-cp312-cp312-manylinux_2_28_x86_64.whl", ARM, ["platform manylinux_2_28_x86_64 ≠ linux_aarch64"]),
+    ("x-1.0-cp312-cp312-manylinux_2_28_aarch64.whl", CUDA129, ["platform manylinux_2_28_aarch64 ≠ linux_x86_64"]),
+    ("sageattention-2.2.0+cu129.torch2.9.0.sm100-cp312-cp312-linux_aarch64.whl", ARM,
+     ["sm100 not among the image's archs sm90, sm121"]),
+    ("flash_attn-2.8.3-cp39-abi3-manylinux_2_28_aarch64.whl", ARM, []),
+    ("sageattention-1.0.6-py3-none-any.whl", ARM, []),
     # pure python fits anywhere
     ("sageattention-1.0.6-py3-none-any.whl", CUDA129, []),
     ("sageattention-1.0.6-py3-none-any.whl", CPU, []),

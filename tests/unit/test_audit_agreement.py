@@ -12,12 +12,14 @@ from rich.console import Console
 
 from comfyimg.audit import coverage, report
 from comfyimg.kernels.read import read_wheel
-from tests.lib.cudawheels import FULL_SAGE2, PER_ARCH_SAGE2, SEED_SAGE2, sage2_wheel, sage3_wheel
+from tests.lib.cudawheels import (FULL_SAGE2, PER_ARCH_SAGE2, SEED_SAGE2, TRAP_OBJECTS, sage2_wheel, sage3_wheel,
+                                  trap_wheel)
 
 ARCHS = ["sm70", "sm75", "sm80", "sm86", "sm87", "sm89", "sm90", "sm100", "sm103", "sm110", "sm120", "sm121"]
 SOURCES = [None, "v2.2.0", "d1a57a5", "pixeloven-7bd3a0e"]
 SAGE2 = {"seed": SEED_SAGE2, "full": FULL_SAGE2, **{f"per-{a}": m for a, m in PER_ARCH_SAGE2.items()}}
 SAGE3 = ["r_100a", "r_120a_121a", "r_120f", "r_ptx120f", "r_121a"]
+TRAPS = sorted(p.stem for p in TRAP_OBJECTS.glob("*.so"))  # compiled-out kernels (tests/fixtures/cuda-trap)
 
 
 def _wheels(tmp_path):
@@ -26,6 +28,8 @@ def _wheels(tmp_path):
             yield f"sage2-{name}-{source}", sage2_wheel(tmp_path / f"{name}-{source}", modules, source=source)
     for obj in SAGE3:
         yield f"sage3-{obj}", sage3_wheel(tmp_path / obj, obj)
+    for obj in TRAPS:
+        yield f"trap-{obj}", trap_wheel(tmp_path / f"trap-{obj}", obj)
 
 
 def _table_row(audit: coverage.WheelAudit) -> dict[str, str]:
@@ -54,7 +58,7 @@ def test_table_lines_and_json_agree_for_every_arch_on_every_test_wheel(tmp_path)
             assert lines[arch].startswith("runnable: " if runs else "NOT runnable: "), (label, arch)
         assert data["runnable"] == all(a["runnable"] for a in data["archs"].values()), label
         checked += len(ARCHS)
-    assert checked == len(ARCHS) * (len(SAGE2) * len(SOURCES) + len(SAGE3))
+    assert TRAPS and checked == len(ARCHS) * (len(SAGE2) * len(SOURCES) + len(SAGE3) + len(TRAPS))
 
 
 def test_the_v2_2_0_tag_wheel_on_sm90_is_not_runnable_in_the_table_either(tmp_path):

@@ -23,7 +23,7 @@ PROSE = [d for d in DOCS if not (d.is_relative_to(EVIDENCE) and d.name != "READM
 GENERATED = {REPO / "docs" / "reference" / "gpu-coverage.md", REPO / "docs" / "reference" / "kernels-table.md"}
 GUIDES = sorted((REPO / "docs" / "user-guides").glob("*.md"))
 TOP = {p.name for p in REPO.iterdir()} - {".venv", ".git", "build"}
-OUTPUTS = ("build/", "reports/", "compose/data")  # written by the commands, not part of the repository
+OUTPUTS = ("build/", "reports/", "compose/data", ".gpu/")  # written by the commands and the GPU scripts, git-ignored
 COMMIT = re.compile(r"\b(?=[0-9a-f]*\d)(?=[0-9a-f]*[a-f])[0-9a-f]{7,40}\b")
 PATH = re.compile(r"[\w.\-]+(?:/[\w.\-]+)+/?")
 MAX_PARAGRAPH = 800
@@ -201,3 +201,15 @@ def test_no_paragraph_runs_over_800_characters():
             for p in paragraphs(d.read_text(encoding="utf-8"))
             if len(p) > MAX_PARAGRAPH and not p.lstrip().startswith("|")]  # a table row is not a paragraph
     assert not long, "\n".join(long)
+
+
+def test_a_short_flag_the_docs_pair_with_a_long_one_is_that_option_of_some_task():
+    """`--dry-run`, `-d` in an options table must be true: some task has both (invoke owns -d)."""
+    _, collection = invoke_parsers()
+    pairs = [set(c.flag_names()) for c in collection.to_contexts()]
+    wrong = []
+    for doc in DOCS:
+        for m in re.finditer(r"^\|\s*`(--[\w-]+)[^`]*`,\s*`(-\w)`", doc.read_text(encoding="utf-8"), re.M):
+            if not any({m[1], m[2]} <= flags for flags in pairs):
+                wrong.append(f"{_rel(doc)}: {m[1]}, {m[2]}")
+    assert not wrong, "short flags no task takes for that option:\n" + "\n".join(wrong)

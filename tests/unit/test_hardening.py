@@ -129,7 +129,7 @@ def test_per_arch_only_pins_say_so_in_the_base_image_requirements(project_factor
 
 def test_pins_and_bump_share_one_fit_rule_for_arch():
     """A per-arch pin pointing at a wheel built for every arch: pins accepted it, bump refused."""
-    from comfyimg.bump.plan import _reject_reason
+    from comfyimg.bump.select import reject_reason as _reject_reason
     from comfyimg.sources.github import Asset
 
     text = edit(sub(36, "%2Bcu129.torch2.9.0.sm90", "") | sub(35, "+cu129.torch2.9.0.sm90", "") | {20: None, 18: None,

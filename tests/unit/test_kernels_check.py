@@ -141,3 +141,19 @@ def test_audit_of_a_wheel_defaults_to_the_archs_its_pins_serve(tmp_path, project
     r = project.invoke("audit", "--wheel", str(other))
     assert r.returncode == 2 and "no pin of sageattn3 in wheels.toml serves a GPU arch; name the archs with --arch" \
         in r.stderr, r.stdout + r.stderr
+
+
+def test_a_per_arch_pin_that_misses_its_arch_is_refused_naming_its_image_and_the_fix(tmp_path, project_factory):
+    from tests.lib.cudawheels import PER_ARCH_SAGE2
+
+    name = "sageattention-2.2.0+cu129.torch2.9.0.sm90-cp312-cp312-linux_x86_64.whl"
+    wrong = sage2_wheel(tmp_path, PER_ARCH_SAGE2["sm89"], version="2.2.0+cu129.torch2.9.0.sm90", filename=name)
+    project = project_factory(None, bake_hcl=BAKE)
+    text = (PROFILE + pin_toml("sageattention", "2.2.0+cu129.torch2.9.0.sm90", wrong, extra='arch = "sm90"\n')
+            .replace(name, name.replace("+", "%2B")))
+    project.pins.write_text(recorded(text, project.pins, wrong))
+    errors, _ = coverage.problems(pins.load(project.pins))
+    assert len(errors) == 1 and re.fullmatch(
+        r"wheels\.toml:\d+: coverage: complete-cuda-sm90 on sm90 \(H100 / H200\): sageattention\[sm90\] "
+        r"2\.2\.0\+cu129\.torch2\.9\.0\.sm90 cannot run: .*sageattention\._qattn_sm90 is not in the wheel.*; "
+        r"fix: move it to a wheel built for sm90, or remove the pin \(wheels\.toml:\d+\)", errors[0]), errors

@@ -5,6 +5,19 @@
 #   local/debian-py:bookworm   debootstrap'd Debian 12 + python3 (3.11), venv,
 #                              pip, tini and passwd (useradd), via `docker import`.
 #                              Skipped when the image already exists.
+#   local/debian-py:bookworm-arm64
+#                              the same packages for linux/arm64, for the engine test that
+#                              builds core-cpu-arm64 under emulation. On an x86-64 machine
+#                              debootstrap's second stage (dpkg and every maintainer script
+#                              under qemu) took 12 min on the 2-core build machine, so the
+#                              packages are only unpacked (debootstrap --foreign, then each
+#                              .deb), and the three things the images rely on are done by
+#                              hand: /etc/passwd and /etc/group from base-passwd, the shadow
+#                              files (pwconv, grpconv) and ld.so.cache (ldconfig), each run
+#                              once under qemu (tools/engine/arm64.sh registers it). About
+#                              40 s. dpkg's database does not list the packages as
+#                              installed: a stand-in, never a base for apt-get.
+#                              Skipped when the image exists.
 #   local/core-standin:test    tests/engine/standin/Dockerfile on top of it: the
 #                              same contract as the real core image (venv at
 #                              /app/.venv with REAL CPU torch, user comfy, the
@@ -23,13 +36,15 @@
 #   ENGINE_CACHE_DIR     cache for wheels and rootfs tarball (default /var/cache/comfyimg-engine)
 #   STANDIN_TORCH        torch version for the stand-in (default 2.13.0)
 #   MIRROR_URI           Debian mirror (default: read from the machine's apt sources)
-#   FORCE=1              rebuild both images
+#   ARM64_BASE_IMAGE     name of the arm64 base (default local/debian-py:bookworm-arm64)
+#   FORCE=1              rebuild every image
 set -euo pipefail
 
 HERE=$(dirname "$(readlink -f "$0")")
 ROOT=$(readlink -f "$HERE/../..")
 CACHE_DIR=${ENGINE_CACHE_DIR:-/var/cache/comfyimg-engine}
 BASE_IMAGE=local/debian-py:bookworm
+ARM64_BASE_IMAGE=${ARM64_BASE_IMAGE:-local/debian-py:bookworm-arm64}
 STANDIN_IMAGE=local/core-standin:test
 STANDIN_DIR=$ROOT/tests/engine/standin
 TORCH_VERSION=${STANDIN_TORCH:-2.13.0}
@@ -54,31 +69,68 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# ---------------------------------------------------------------- base image
-t0=$SECONDS
-if [ -z "${FORCE:-}" ] && docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
-    log "$BASE_IMAGE exists; skipping debootstrap"
-else
+# ---------------------------------------------------------------- base images
+# base_image ARCH IMAGE: debootstrap Debian for ARCH (amd64, arm64) and import it as IMAGE.
+base_image() {
+    local arch=$1 image=$2 t0=$SECONDS rootfs
+    if [ -z "${FORCE:-}" ] && docker image inspect "$image" >/dev/null 2>&1; then
+        log "$image exists; skipping debootstrap"
+        return 0
+    fi
     [ "$(id -u)" = 0 ] || die "debootstrap needs root"
     command -v debootstrap >/dev/null || die "debootstrap missing; run tools/engine/install.sh"
+    if [ "$arch" = arm64 ] && [ "$(uname -m)" != aarch64 ] && ! grep -qs '^enabled' /proc/sys/fs/binfmt_misc/qemu-aarch64; then
+        die "no qemu-aarch64 binfmt_misc handler: run tools/engine/arm64.sh (or tools/bootstrap.sh --arm64)"
+    fi
     MIRROR=$(debian_mirror_uri) || die "no Debian mirror URI in apt sources; set MIRROR_URI"
-    ROOTFS=$(mktemp -d /var/tmp/debian-py.XXXXXX)
-    cleanup_dirs+=("$ROOTFS")
-    log "debootstrap --variant=minbase --include=$INCLUDE $SUITE (mirror $MIRROR)"
-    debootstrap --variant=minbase --include="$INCLUDE" "$SUITE" "$ROOTFS" "$MIRROR" \
-        >"$CACHE_DIR/debootstrap.log" 2>&1 || {
-        tail -n 30 "$CACHE_DIR/debootstrap.log" >&2; die "debootstrap failed (log: $CACHE_DIR/debootstrap.log)"; }
+    rootfs=$(mktemp -d /var/tmp/debian-py-"$arch".XXXXXX)
+    cleanup_dirs+=("$rootfs")
+    local foreign=()
+    [ "$arch" = arm64 ] && [ "$(uname -m)" != aarch64 ] && foreign=(--foreign)
+    log "debootstrap ${foreign[*]} --arch=$arch --variant=minbase --include=$INCLUDE $SUITE (mirror $MIRROR)"
+    debootstrap "${foreign[@]}" --arch="$arch" --variant=minbase --include="$INCLUDE" "$SUITE" "$rootfs" "$MIRROR" \
+        >"$CACHE_DIR/debootstrap-$arch.log" 2>&1 || {
+        tail -n 30 "$CACHE_DIR/debootstrap-$arch.log" >&2
+        die "debootstrap failed (log: $CACHE_DIR/debootstrap-$arch.log)"; }
+    if [ ${#foreign[@]} -gt 0 ]; then  # unpack the rest, then what the maintainer scripts would have done
+        local deb
+        for deb in "$rootfs"/var/cache/apt/archives/*.deb; do
+            dpkg-deb --fsys-tarfile "$deb" | tar -C "$rootfs" -x --keep-directory-symlink \
+                || die "cannot unpack $(basename "$deb")"
+        done
+        [ -e "$rootfs/etc/passwd" ] || cp "$rootfs/usr/share/base-passwd/passwd.master" "$rootfs/etc/passwd"
+        [ -e "$rootfs/etc/group" ] || cp "$rootfs/usr/share/base-passwd/group.master" "$rootfs/etc/group"
+        chroot "$rootfs" /sbin/ldconfig && chroot "$rootfs" /usr/sbin/pwconv && chroot "$rootfs" /usr/sbin/grpconv \
+            || die "ldconfig/pwconv/grpconv failed under emulation"
+        rm -rf "$rootfs/debootstrap"
+        # Python's byte code does not depend on the CPU: the host's Python, if it is the same
+        # version, compiles the standard library as python3.11's postinst (py3compile) would, so
+        # that every emulated `python` does not compile it again.
+        local pyver
+        pyver=$(basename "$(readlink "$rootfs/usr/bin/python3")")
+        if [ "$(python3 -c 'import sys; print(f"python{sys.version_info[0]}.{sys.version_info[1]}")')" = "$pyver" ]; then
+            python3 -m compileall -q -j 0 -s "$rootfs" -p / "$rootfs/usr/lib/$pyver" "$rootfs/usr/lib/python3/dist-packages" \
+                >/dev/null || log "note: compileall reported errors (files it cannot compile are skipped)"
+        fi
+        # The first stage leaves /proc a symlink to the host's; BuildKit's runc mounts proc only
+        # on a directory ("must be mounted on ordinary directory").
+        if [ -L "$rootfs/proc" ]; then rm "$rootfs/proc" && mkdir -m 0555 "$rootfs/proc"; fi
+    fi
     # Slim the tree: package caches and lists are useless in an image.
-    rm -rf "$ROOTFS"/var/cache/apt/archives/*.deb "$ROOTFS"/var/cache/apt/*.bin \
-        "$ROOTFS"/var/lib/apt/lists/* "$ROOTFS"/usr/share/doc/* "$ROOTFS"/usr/share/man/* \
-        "$ROOTFS"/usr/share/locale/*
-    tar -C "$ROOTFS" --numeric-owner -c . | docker import \
+    rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/cache/apt/*.bin \
+        "$rootfs"/var/lib/apt/lists/* "$rootfs"/usr/share/doc/* "$rootfs"/usr/share/man/* \
+        "$rootfs"/usr/share/locale/*
+    tar -C "$rootfs" --numeric-owner -c . | docker import --platform "linux/$arch" \
         --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
         --change 'ENV LANG=C.UTF-8' \
         --change 'CMD ["/bin/bash"]' \
-        - "$BASE_IMAGE" >/dev/null
-    log "imported $BASE_IMAGE in $((SECONDS - t0))s"
-fi
+        - "$image" >/dev/null
+    rm -rf --one-file-system "$rootfs"
+    log "imported $image ($arch) in $((SECONDS - t0))s"
+}
+
+base_image amd64 "$BASE_IMAGE"
+base_image arm64 "$ARM64_BASE_IMAGE"
 
 # ---------------------------------------------------------- stand-in "core"
 t1=$SECONDS

@@ -28,6 +28,15 @@ from comfyimg.pins.load import Pin, Pins
 # The GPUs the coverage docs always show, by arch (labels only: any arch NVIDIA's rules know is judged).
 GPUS = {"sm75": "T4", "sm80": "A100", "sm86": "A10 / RTX 30xx", "sm89": "L4 / RTX 40xx",
         "sm90": "H100 / H200", "sm100": "B200", "sm120": "RTX 50xx", "sm121": "DGX Spark"}
+# The arm64 (linux_aarch64) machines NVIDIA builds around each arch: Grace Hopper, Grace Blackwell
+# and the DGX Spark desk machine. The arm64 rows of the coverage docs show these.
+ARM64_GPUS = {"sm90": "GH200", "sm100": "GB200", "sm121": "GB10 / DGX Spark"}
+ARM64 = "linux_aarch64"
+
+
+def gpu_names(platform: str | None) -> dict[str, str]:
+    """Arch → the GPU it stands for on ``platform`` (an aarch64 wheel runs on GH200, not H100)."""
+    return ARM64_GPUS if platform == ARM64 else GPUS
 
 
 def serves(pins: Pins, pin: Pin) -> tuple[str, ...]:
@@ -84,14 +93,17 @@ def record_command(pin: Pin) -> str:
     return record_hash_command(pin)
 
 
-def images_of(pin: Pin) -> str:
-    """The images a pin goes into: its targets (``complete-cuda-sm90`` for a per-arch pin)."""
-    return ", ".join(f"{t}-{pin.arch}" if pin.arch else t for t in pin.targets)
+def images_of(pins: Pins, pin: Pin) -> str:
+    """The images a pin goes into: its targets (``complete-cuda-sm90`` for a per-arch pin,
+    ``complete-cuda-arm64`` for one of a profile's other platforms)."""
+    return ", ".join(pins.image_name(t, pin.arch, pin.platform) for t in pin.targets)
 
 
-def gpu(arch: str) -> str:
-    """``sm120 (RTX 50xx)``: an arch with the GPUs it stands for, where known."""
-    return f"{arch} ({GPUS[arch]})" if arch in GPUS else arch
+def gpu(arch: str, platform: str | None = None) -> str:
+    """``sm120 (RTX 50xx)``: an arch with the GPUs it stands for on ``platform``, where known
+    (``sm90 (GH200)`` on linux_aarch64)."""
+    names = gpu_names(platform)
+    return f"{arch} ({names[arch]})" if arch in names else arch
 
 
 def brief(v: Verdict, rules: kernels.Rules | None) -> str:
@@ -104,6 +116,8 @@ def brief(v: Verdict, rules: kernels.Rules | None) -> str:
 
 def fix_for(pins: Pins, pin: Pin, arch: str) -> str:
     """The edit that makes a pin stop promising ``arch``, or the move that makes it keep it."""
+    if pin.arch == arch and pin.serves is None:  # a per-arch pin serves its arch: a wheel for it is the fix
+        return f"move it to a wheel built for {arch}, or remove the pin ({pins.path.name}:{pin.line})"
     rest = [a for a in serves(pins, pin) if a != arch]
     return (f"serves = {json.dumps(rest)} in its [[wheel]] ({pins.path.name}:{pin.line}), "
             f"or move it to a wheel built for {arch}")
@@ -111,7 +125,7 @@ def fix_for(pins: Pins, pin: Pin, arch: str) -> str:
 
 def refusal(pins: Pins, pin: Pin, arch: str, v: Verdict, line: int) -> str:
     """One line: the image, the arch, the pin, the module, and the edit that fixes it."""
-    return (f"{pins.path.name}:{line}: coverage: {images_of(pin)} on {gpu(arch)}: {pin.key} {pin.version} "
+    return (f"{pins.path.name}:{line}: coverage: {images_of(pins, pin)} on {gpu(arch, pin.platform)}: {pin.key} {pin.version} "
             f"cannot run: {brief(v, rules_of(pin))}; fix: {fix_for(pins, pin, arch)}")
 
 
@@ -195,7 +209,7 @@ class Runs:
     def lines(self) -> list[str]:
         """The summary line, then one line per reason that some archs fall back (or are unknown)."""
         runs = self.having("runs", "runs, not validated")
-        named = ", ".join(gpu(a.arch) + (" (not validated: not in serves)" if a.status != "runs" else "")
+        named = ", ".join(gpu(a.arch, self.pin.platform) + (" (not validated: not in serves)" if a.status != "runs" else "")
                           for a in runs)
         out = [f"{self.image}: {self.pin.key} {self.pin.version} runs on " + (named or "no GPU")
                + ("" if self.known == "recorded" else f" ({self.known}: its kernels are not read from the wheel yet)")]
@@ -205,14 +219,16 @@ class Runs:
                 grouped.setdefault(a.why.replace(a.arch, "{arch}"), []).append(a.arch)
             for why, archs in grouped.items():
                 head = "falls back to PyTorch attention on" if status == "falls back" else "unknown on"
-                out.append(f"  {head} {', '.join(map(gpu, archs))}: "
+                out.append(f"  {head} {', '.join(gpu(a, self.pin.platform) for a in archs)}: "
                            + why.replace("{arch}", archs[0] if len(archs) == 1 else "each"))
         return out
 
     def as_json(self) -> dict[str, Any]:
         return {"image": self.image, "pin": self.pin.key, "package": self.pin.name, "version": self.pin.version,
                 "known": self.known,
+                "platform": self.pin.platform,
                 "runs_on": [a.arch for a in self.having("runs")],
+                "gpus": [gpu(a.arch, self.pin.platform) for a in self.having("runs")],
                 "runs_not_validated": [a.arch for a in self.having("runs, not validated")],
                 "falls_back": {a.arch: a.why for a in self.having("falls back")},
                 "unknown": {a.arch: a.why for a in self.having("unknown")},
@@ -257,8 +273,11 @@ def images(pins: Pins) -> list[tuple[str, str, str | None, list[Pin]]]:
     """Every image wheels.toml installs pins into: (image, target, arch, its pins)."""
     found: list[tuple[str, str, str | None, list[Pin]]] = []
     for target in pins.targets():
-        found.append((target, target, None, pins.for_target(target)))
-        found += [(f"{target}-{a}", target, a, pins.for_target(target, a)) for a in pins.archs_for(target)]
+        for platform in pins.platforms_for(target):  # complete-cuda, then complete-cuda-arm64
+            found.append((pins.image_name(target, None, platform), target, None,
+                          pins.for_target(target, None, platform)))
+            found += [(pins.image_name(target, a, platform), target, a, pins.for_target(target, a, platform))
+                      for a in pins.archs_for(target, platform)]
     return found
 
 

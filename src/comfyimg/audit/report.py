@@ -10,6 +10,8 @@ from typing import Any
 from comfyimg.kernels import dispatch
 from comfyimg.kernels import rules as kernels
 from comfyimg.audit.coverage import (
+    ARM64,
+    ARM64_GPUS,
     GPUS,
     PinAudit,
     PinsAudit,
@@ -18,10 +20,13 @@ from comfyimg.audit.coverage import (
     coverage_of,
     dispatch_of,
     doc_archs,
+    gpu_names,
+    images_of,
     runs_on,
     serves,
     verdicts,
 )
+from comfyimg.kernels.read import wheel_machine
 from comfyimg.kernels.rules import Module, Verdict
 from comfyimg.output import SafeTable as Table
 from comfyimg.pins.load import Pin, Pins
@@ -57,8 +62,8 @@ def _md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]
     return lines + ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in rows]
 
 
-def _label(arch: str) -> str:
-    return f"{arch} ({GPUS[arch]})" if arch in GPUS else arch
+def _label(arch: str, names: dict[str, str] = GPUS) -> str:
+    return f"{arch} ({names[arch]})" if arch in names else arch
 
 
 def dispatch_words(pin: Pin) -> str:
@@ -88,34 +93,52 @@ def markdown(pins: Pins) -> str:
            "`yes (PTX JIT)`: the driver compiles the kernel at the first call. `-`: no kernel for that GPU. "
            "`invoke audit` prints the same from wheels.toml.", ""]
     summary: list[list[str]] = []
+    arm: list[list[str]] = []
+    arm_archs = list(ARM64_GPUS)
     shown: list[tuple[Pin, Sequence[Module], str]] = []
     for pin in pins.wheels:
         served = serves(pins, pin)
         if not served:
             continue
         modules, how = coverage_of(pin)
+        on_arm = pin.platform == ARM64
+        columns = arm_archs if on_arm else archs
         if modules is None:
-            cells = ["?" for _ in archs]
+            cells = ["?" for _ in columns]
         else:
-            vs = verdicts(pin, archs, modules)
-            cells = [verdict_cell(vs[a]) for a in archs]
+            vs = verdicts(pin, columns, modules)
+            cells = [verdict_cell(vs[a]) for a in columns]
             shown.append((pin, modules, how))
-        images = ", ".join(f"{t}-{pin.arch}" if pin.arch else t for t in pin.targets)
-        summary.append([images, pin.key, ", ".join(served), how.split(":")[0], *cells])
+        (arm if on_arm else summary).append([images_of(pins, pin), pin.key, ", ".join(served), how.split(":")[0], *cells])
     out += _md_table(["image", "pin", "serves", "coverage", *map(_label, archs)], summary)
     out += ["", "An image serves the GPUs its profile lists (`archs` in wheels.toml); a pin serves "
             "its `serves` (default: the profile's archs, or its `arch`). `NO` on a GPU the pin serves "
             "fails `invoke check` once the coverage is recorded; `?`: nothing known yet.", ""]
+    out += ["## arm64 (linux_aarch64): GH200, GB200, DGX Spark", "",
+            "The pins with `platform = \"linux_aarch64\"`, in the `-arm64` images. Their compiled modules are "
+            "aarch64 ELFs carrying the same kind of fatbin, read the same way. No arm64 GPU was at hand: "
+            "this is read from the wheels, not run.", ""]
+    if arm:
+        out += _md_table(["image", "pin", "serves", "coverage", *(_label(a, ARM64_GPUS) for a in arm_archs)], arm)
+    else:
+        with_arm = sorted(n for n, p in pins.profiles.items() if ARM64 in p.all_platforms)
+        out += [("No pin is for linux_aarch64. " + (f"The arm64 images of profiles.{', profiles.'.join(with_arm)} "
+                 "install no attention wheel. " if with_arm else "No profile names linux_aarch64 among its platforms. ")
+                 + "A profile's arm64 images get one once each of its wheels has a `platform = \"linux_aarch64\"` "
+                 "pin (docs/user-guides/sources.md).")]
+    out.append("")
     out += ["## Runs on, per image", "", "The GPUs that run each attention package in each image, and "
             "those where ComfyUI falls back to PyTorch attention, with why (`invoke audit` prints the same).",
             "", "```", *runs_lines(runs_on(pins)), "```", ""]
     for pin, modules, how in shown:
         served = serves(pins, pin)
+        names = gpu_names(pin.platform)
+        columns = arm_archs if pin.platform == ARM64 else archs
         out += [f"## {pin.key} {pin.version}", "", f"`{pin.filename}` serves {', '.join(served)}; "
                 f"coverage {how}; {dispatch_words(pin)}.", ""]
-        vs = verdicts(pin, archs, modules)
-        out += _md_table(["module", *map(_label, archs)], grid(f"{pin.name} {pin.version}", modules, vs))
-        out += [""] + [f"- {_label(a)}: {verdict_cell(vs[a])}: {vs[a].why}" for a in archs] + [""]
+        vs = verdicts(pin, columns, modules)
+        out += _md_table(["module", *(_label(a, names) for a in columns)], grid(f"{pin.name} {pin.version}", modules, vs))
+        out += [""] + [f"- {_label(a, names)}: {verdict_cell(vs[a])}: {vs[a].why}" for a in columns] + [""]
     return "\n".join(out).rstrip("\n") + "\n"
 
 
@@ -152,14 +175,18 @@ def wheel_table(a: WheelAudit) -> Table:
 
 
 def wheel_lines(a: WheelAudit) -> list[str]:
-    return [f"{arch}: {'runnable' if v.runnable else 'NOT runnable'}: {v.why}" for arch, v in a.verdicts.items()]
+    """One line per arch; an aarch64 wheel names the arm64 machine of each arch (``sm90 (GH200)``)."""
+    names = ARM64_GPUS if wheel_machine(a.found.filename) == "aarch64" else {}
+    return [f"{_label(arch, names)}: {'runnable' if v.runnable else 'NOT runnable'}: {v.why}"
+            for arch, v in a.verdicts.items()]
 
 
 def pins_json(audit: PinsAudit) -> dict[str, Any]:
     report: dict[str, Any] = {}
     for a in audit.pins:
         entry: dict[str, Any] = {"serves": list(a.served), "coverage": a.how.split(":")[0], "archs": {},
-                                 "dispatch_from": a.found.as_json() if a.found else None}
+                                 "dispatch_from": a.found.as_json() if a.found else None,
+                                 "platform": a.pin.platform}
         if a.modules is not None:
             entry["modules"] = kernels.modules_json(a.modules)
             entry["archs"] = {arch: _arch_json(v, a.rules, a.found) for arch, v in a.verdicts.items()}

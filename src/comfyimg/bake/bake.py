@@ -7,8 +7,9 @@ extra flags live here and nowhere else: the labels (OCI, pins), the cache import
 every target (:func:`derived_args`), the checks that no value smuggles buildx options
 (:func:`check_value`) and the environment buildx gets (:func:`environment`).
 
-Over 500 lines: the command line, its checks, its environment and the preflight that
-computes them are one contract with buildx; split, each half would restate the other's rules.
+Over 500 lines on purpose: it is the one boundary to buildx (options checked, preflight, the
+plan, the derived options, the build and its failure explained); split, each part would
+import the others' private rules about the same command line.
 """
 
 from __future__ import annotations
@@ -31,10 +32,12 @@ from comfyimg.render import (
     BAKE_FILE,
     COVERAGE_LABEL,
     PINS_LABEL,
+    PLATFORM_LABEL,
     RUNS_LABEL,
     coverage_label,
     pins_for,
     pins_label,
+    platform_for,
     runs_label,
 )
 from comfyimg.render import targets as bake_targets
@@ -286,6 +289,7 @@ def derived_args(pins: Pins, request: BakeRequest, resolved: dict[str, Any]) -> 
         installed = pins_for(pins, target)
         if installed is not None:
             sets.append(f"{target}.labels.{PINS_LABEL}={pins_label(pins, target, installed)}")
+            sets.append(f"{target}.labels.{PLATFORM_LABEL}={platform_for(pins, target)}")
             sets.append(f"{target}.labels.{RUNS_LABEL}={runs_label(pins, target, installed)}")
             sets.append(f"{target}.labels.{COVERAGE_LABEL}={coverage_label(pins, installed)}")
         tags = list(spec.get("tags", []))
@@ -468,12 +472,16 @@ def _preflight(root: Path, pins: Pins, request: BakeRequest,
     for problem in problems if request.mode == "print" else []:
         say(f"warning: {problem}")
     derived = derived_args(pins, request, resolved)
-    if request.mode == "print":  # what buildx makes of it, exactly; a build saves this second plan
+    if request.mode == "print" and (request.cache_to or request.cache_from):
+        # buildx prints a cache entry in its own parsed form (attributes as keys): let it.
         return plan(root, request, derived), derived, request
-    for target, spec in resolved.get("target", {}).items():  # the labels the build will set
+    # The labels the build will set: what buildx prints for the same --set options (one
+    # --print run, not two; tests/engine/test_bake.py compares the two).
+    for target, spec in resolved.get("target", {}).items():
         if (installed := pins_for(pins, target)) is not None:
             labels = spec.setdefault("labels", {})
             labels[PINS_LABEL] = pins_label(pins, target, installed)
+            labels[PLATFORM_LABEL] = platform_for(pins, target)
             labels[RUNS_LABEL] = runs_label(pins, target, installed)
             labels[COVERAGE_LABEL] = coverage_label(pins, installed)
     return resolved, derived, request

@@ -15,9 +15,8 @@ The flow, all of it before anything is written:
 Any failure raises :class:`~comfyimg.errors.UserError` before step 6 writes, so a failed
 bump leaves every file byte-identical.
 
-Over 500 lines for now: the steps above and the profile move (``--profile``, which runs the
-same selection for a new ABI) share :class:`Change` and the private helpers of one flow; the
-asset selection (``select_asset`` and its reasons) is the part to move out first if it grows.
+Which file fits is :mod:`comfyimg.bump.select`'s; a profile move (``--profile``) finds its
+releases in :mod:`comfyimg.bump.profile` and then goes through the same steps 4 to 6.
 """
 
 from __future__ import annotations
@@ -29,12 +28,13 @@ from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 
-import tomlkit
-from packaging.utils import canonicalize_name, parse_wheel_filename
-from packaging.version import InvalidVersion, Version
+from packaging.utils import canonicalize_name
+from packaging.version import Version
 from rich import box
 
 from comfyimg import render
+from comfyimg.bump.profile import ProfileMove, fitting_groups, with_profile
+from comfyimg.bump.select import select_asset
 from comfyimg.sources import index as index_mod
 from comfyimg.sources.digests import DigestMismatch, Digests, replaced_in_place
 from comfyimg.sources.github import Asset, GitHub, Release, borrowed
@@ -49,81 +49,10 @@ from comfyimg.kernels.rules import Rules, Verdict
 from comfyimg.output import SafeTable as Table
 from comfyimg.output import Say, progress_factory
 from comfyimg.pins import load as pins_mod
-from comfyimg.pins import fields as F
-from comfyimg.pins.abi import InvalidWheelName, fit, parse_wheel
-from comfyimg.pins.fields import index_vs_cuda
+from comfyimg.pins.abi import parse_wheel
 from comfyimg.pins.edit import diff as toml_diff
 from comfyimg.pins.edit import drop_pending_notes, dumps_with_changes, reloaded
 from comfyimg.untrusted import strip_credentials
-
-# --------------------------------------------------------------------------- selection
-
-
-@dataclass(frozen=True)
-class Rejected:
-    asset: str
-    reason: str
-
-
-def _reject_reason(asset: Asset, pin: pins_mod.Pin, profile: pins_mod.Profile,
-                   pre: bool = True) -> str | None:
-    """Why ``asset`` is not the wheel for ``pin`` in ``profile``; None when it fits."""
-    if not asset.name.endswith(".whl"):
-        return "not a wheel"
-    try:
-        wheel = parse_wheel(asset.name)
-    except InvalidWheelName as exc:
-        return str(exc)
-    if wheel.name != canonicalize_name(pin.name):
-        return f"distribution {wheel.name} ≠ {canonicalize_name(pin.name)}"
-    reasons = fit(wheel, profile.abi, pin.arch)
-    if asset.state == "yanked":
-        reasons.append("yanked (PEP 592)")
-    elif asset.state != "uploaded":
-        reasons.append(f"upload not finished (state {asset.state!r})")
-    if not pre and wheel.version.is_prerelease:
-        reasons.append(f"{wheel.version} is a prerelease (pass --pre to take it)")
-    return "; ".join(reasons) or None
-
-
-def _newest(fits: list[Asset]) -> list[Asset]:
-    """The fitting files of the highest version (then build tag): an index lists every version."""
-    def key(a: Asset) -> tuple[Version, tuple[int, str] | tuple[()]]:
-        _, version, build, _ = parse_wheel_filename(a.name)
-        return version, build
-    top = max(key(a) for a in fits)
-    return [a for a in fits if key(a) == top]
-
-
-def select_asset(release: Release, pin: pins_mod.Pin, profile: pins_mod.Profile,
-                 target: str, *, newest: bool = False, pre: bool = True) -> Asset:
-    """The one asset of ``release`` that fits ``pin`` in ``profile``; else an error naming every asset.
-    ``newest`` (an index page): of several that fit, the one of the highest version."""
-    fits: list[Asset] = []
-    rejected: list[Rejected] = []
-    for asset in release.assets:
-        reason = _reject_reason(asset, pin, profile, pre)
-        if reason is None:
-            fits.append(asset)
-        else:
-            rejected.append(Rejected(asset.name, reason))
-    if newest and len(fits) > 1:
-        older = fits
-        fits = _newest(fits)
-        rejected += [Rejected(a.name, "fits, but a newer version does") for a in older if a not in fits]
-    if len(fits) == 1:
-        return fits[0]
-    head = (f"{pin.key}: release {release.tag} has "
-            + ("no asset that fits" if not fits else f"{len(fits)} assets that fit")
-            + f" {target} ({profile.abi.describe()}"
-            + (f", {pin.arch}" if pin.arch else "") + ")")
-    lines = [head + ("; rejected:" if not fits else "; ambiguous:")]
-    lines += [f"  {a.name}: fits (ambiguous)" for a in fits]
-    lines += [f"  {r.asset}: {r.reason}" for r in rejected]
-    if not release.assets:
-        lines.append("  (the release has no assets)")
-    raise WorkFailed("\n".join(lines))
-
 
 # --------------------------------------------------------------------------- the command
 
@@ -304,133 +233,6 @@ def plan(pins: pins_mod.Pins, chosen: list[pins_mod.Pin], client: GitHub, *,
     return changes
 
 
-# --------------------------------------------------------------------------- a profile move
-
-
-def _fits_now(pins: pins_mod.Pins, pin: pins_mod.Pin) -> bool:
-    """Does the file the pin names already fit every profile of its targets?"""
-    try:
-        wheel = parse_wheel(pin.filename)
-    except InvalidWheelName:
-        return False
-    return all(not fit(wheel, pins.profile_for(t).abi, pin.arch) for t in pin.targets)
-
-
-def _newest_fit(pins: pins_mod.Pins, pin: pins_mod.Pin, client: GitHub, pre: bool) -> tuple[Release, bool] | str:
-    """The newest release (or index page) with the one file that fits ``pin`` in the moved
-    profile: (release, pick the newest of the page?), or why there is none."""
-    target = pin.targets[0]
-    profile = pins.profile_for(target)
-    if isinstance(pin.source, pins_mod.IndexSource):
-        page = index_mod.as_release(index_mod.project_files(client.http, pin.source.index, pin.source.project),
-                                    pin.source.index, pin.source.project)
-        try:
-            select_asset(page, pin, profile, target, newest=True, pre=pre)
-        except WorkFailed as exc:
-            return str(exc).splitlines()[0]
-        return page, True
-    if not isinstance(pin.source, pins_mod.Source):
-        return (f"{pin.key}: {pin.filename} does not fit {target} ({profile.abi.describe()}) and the pin has "
-                "no source to search; give it a source = { github, release } or edit its url")
-    newest: Release | None = None
-    for rel in client.releases(pin.source.github):
-        if rel.draft or (rel.prerelease and not pre):
-            continue
-        newest = newest or rel
-        try:
-            select_asset(rel, pin, profile, target, pre=pre)
-        except WorkFailed as exc:
-            if "ambiguous" in str(exc).splitlines()[0]:
-                return str(exc).splitlines()[0]
-            continue
-        return rel, False
-    if newest is None:
-        return f"{pin.key}: {pin.source.github} has no published release" + ("" if pre else " (--pre: prereleases too)")
-    near = [f"{a.name} ({why})" for a in newest.assets
-            if (why := _reject_reason(a, pin, profile, pre)) and not why.startswith(("not a wheel", "distribution"))]
-    return (f"{pin.key}: no release of {pin.source.github} has a file that fits {target} "
-            f"({profile.abi.describe()}{', ' + pin.arch if pin.arch else ''}); newest release {newest.tag}: "
-            + ("; ".join(near) or f"no {pin.name} file"))
-
-
-def fitting_groups(pins: pins_mod.Pins, chosen: list[pins_mod.Pin], client: GitHub,
-                   pre: bool) -> list[tuple[Release, bool, list[pins_mod.Pin]]]:
-    """For each pin, the newest release that has a file fitting its (moved) profile; a pin
-    whose file already fits and that has no source stays. None fits for some pin: an error
-    that lists each such pin and why, before anything is downloaded."""
-    groups: list[tuple[Release, bool, list[pins_mod.Pin]]] = []
-    missing: list[str] = []
-    for pin in chosen:
-        if pin.source is None and _fits_now(pins, pin):
-            continue
-        found = _newest_fit(pins, pin, client, pre)
-        if isinstance(found, str):
-            missing.append(found)
-        else:
-            groups.append((found[0], found[1], [pin]))
-    if missing:
-        raise WorkFailed("\n".join(missing) + "\nnothing written: a profile moves with all its pins or not at all")
-    return groups
-
-
-@dataclass(frozen=True)
-class ProfileMove:
-    """``--profile NAME [--torch V] [--cuda V] [--python cpXY] [--torch-index I]``."""
-
-    name: str
-    torch: str | None = None
-    cuda: str | None = None
-    python: str | None = None
-    torch_index: str | None = None
-
-    def fields(self, pins: pins_mod.Pins) -> dict[str, str]:
-        """The profile's keys that change; bad values are bad input naming the option."""
-        profile = pins.profiles.get(self.name)
-        if profile is None:
-            raise BadInput(f"--profile {self.name}: {pins.path.name} has no [profiles.{self.name}]; "
-                           f"profiles: {', '.join(sorted(pins.profiles))}")
-        if not (self.torch or self.cuda or self.python or self.torch_index):
-            raise BadInput("--profile moves a profile: give --torch, --cuda, --python or --torch-index")
-        if self.torch:
-            try:
-                if Version(self.torch).local:
-                    raise InvalidVersion
-            except InvalidVersion:
-                raise BadInput(f"--torch {self.torch!r} is not a plain torch version; expected e.g. 2.11.0") from None
-        if self.cuda and not F.CUDA.fullmatch(self.cuda):
-            raise BadInput(f"--cuda {self.cuda!r} is not a CUDA version; expected MAJOR.MINOR, e.g. 13.0")
-        if self.cuda and profile.abi.cuda is None:
-            raise BadInput(f"--cuda: [profiles.{self.name}] is a CPU profile (no cuda)")
-        if self.python and not F.PY.fullmatch(self.python):
-            raise BadInput(f"--python {self.python!r} is not a CPython tag; expected e.g. cp313")
-        if self.torch_index and not F.INDEX.fullmatch(self.torch_index):
-            raise BadInput(f"--torch-index {self.torch_index!r} is not a torch wheel index; expected cpu, cu130, …")
-        new = {"torch": self.torch, "cuda": self.cuda, "python": self.python, "torch_index": self.torch_index}
-        index = self.torch_index or profile.torch_index
-        if self.cuda and not self.torch_index and index_vs_cuda(index, self.cuda):
-            new["torch_index"] = "cu" + self.cuda.replace(".", "")  # torch's index for that CUDA
-        old = {"torch": profile.abi.torch, "cuda": profile.abi.cuda, "python": profile.abi.python,
-               "torch_index": profile.torch_index}
-        return {k: v for k, v in new.items() if v is not None and v != old[k]}
-
-    def moved(self, pins: pins_mod.Pins, fields: dict[str, str]) -> pins_mod.Pins:
-        """``pins`` with the profile moved (in memory: its pins do not fit it yet)."""
-        profile = pins.profiles[self.name]
-        abi = replace(profile.abi, torch=fields.get("torch", profile.abi.torch),
-                      cuda=fields.get("cuda", profile.abi.cuda), python=fields.get("python", profile.abi.python))
-        new = replace(profile, abi=abi, torch_index=fields.get("torch_index", profile.torch_index))
-        return replace(pins, profiles={**pins.profiles, self.name: new})
-
-
-def with_profile(text: str, name: str, fields: dict[str, str]) -> str:
-    """``wheels.toml`` with ``[profiles.NAME]``'s keys set; comments and order kept (tomlkit)."""
-    doc = tomlkit.parse(text)
-    table = doc["profiles"][name]
-    for key, value in fields.items():
-        table[key] = value
-    return tomlkit.dumps(doc)
-
-
 def _as_loaded(how: dispatch.Found | None) -> dispatch.Found | None:
     """``how`` as wheels.toml gives it back (the loader does not know the package)."""
     if isinstance(how, dispatch.WheelDispatch):
@@ -459,7 +261,7 @@ def _moves(ch: Change) -> bool:
 
 def _cannot(pins: pins_mod.Pins, ch: Change, arch: str, v: Verdict) -> str:
     """One line: the image, the arch, the pin and wheel, the module, and the edit that fixes it."""
-    return (f"{coverage.images_of(ch.pin)} on {coverage.gpu(arch)}: {ch.pin.key} {ch.version} ({ch.asset.name} "
+    return (f"{coverage.images_of(pins, ch.pin)} on {coverage.gpu(arch, ch.pin.platform)}: {ch.pin.key} {ch.version} ({ch.asset.name} "
             f"of {ch.release.tag}) cannot run: {coverage.brief(v, ch.rules)}; fix: {coverage.fix_for(pins, ch.pin, arch)}")
 
 
@@ -613,4 +415,4 @@ def _bump(root: Path, names: Sequence[str], *, say: Say, release: str | None, pr
     return done
 
 
-__all__ = ["Bumped", "Change", "ProfileMove", "bump", "choose_pins", "fitting_groups", "plan", "select_asset"]
+__all__ = ["Bumped", "Change", "bump", "choose_pins", "plan"]

@@ -71,10 +71,15 @@ def _run_cuobjdump(args: list[str], where: str) -> subprocess.CompletedProcess[s
                          "it was stopped") from None
 
 
-def read_module(path: Path, name: str, where: str) -> Module:
+def read_module(path: Path, name: str, where: str, machine: str | None = None) -> Module:
     """List one compiled module's SASS and PTX with cuobjdump; a cubin listed as a plain sm_XY
-    of a family that has family-specific targets is named by its own header (module docstring)."""
-    sections = elf.sections(path, where)
+    of a family that has family-specific targets is named by its own header (module docstring).
+    ``machine`` (``aarch64``: what the wheel's platform tag says): an ELF for another machine is
+    :class:`BadKernels`, a mislabelled wheel."""
+    header = elf.read(path, where)
+    if machine is not None and header.machine != machine:
+        raise BadKernels(f"{where}: an ELF for {header.machine} in a wheel whose platform tag says {machine}")
+    sections = header.sections
     tool, _ = cuobjdump()
     proc = _run_cuobjdump([tool, "--list-elf", "--list-ptx", str(path)], where)
     text = proc.stdout + proc.stderr

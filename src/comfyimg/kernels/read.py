@@ -13,9 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from packaging.utils import InvalidWheelFilename, parse_wheel_filename
+from packaging.version import InvalidVersion
+
 from comfyimg.kernels import dispatch, sass
 from comfyimg.kernels.cuobjdump import cuobjdump, read_module
-from comfyimg.kernels.elf import BadKernels
+from comfyimg.kernels.elf import MACHINES, BadKernels
 from comfyimg.kernels.rules import Module
 
 CHUNK = 1 << 16  # 64 KiB: larger reads cost more in page faults than they save in calls (bench/audit_wheel.py)
@@ -54,12 +57,24 @@ def _sha256(path: Path, label: str) -> str:
         raise BadKernels(f"{label}: cannot read: {exc.strerror}") from None
 
 
-def _read_and_delete(part: Path, name: str, where: str, reached: Callable[[], Mapping[str, Any]],
-                     archs: Collection[str] | None) -> Module:
-    """List the module; then, with the wheel's dispatch (``reached``), disassemble the code it
-    reaches on ``archs`` (None: every arch it sends there; :mod:`comfyimg.kernels.sass`); delete it."""
+def wheel_machine(filename: str) -> str | None:
+    """The one ELF machine a wheel's platform tags name (``…-linux_aarch64.whl`` → ``aarch64``);
+    None for ``any``, several, or a name that is not a wheel's."""
     try:
-        module = read_module(part, name, where)
+        _, _, _, tags = parse_wheel_filename(filename)
+    except (InvalidWheelFilename, InvalidVersion):
+        return None
+    found = {m for t in tags for m in MACHINES.values() if t.platform.endswith("_" + m)}
+    return found.pop() if len(found) == 1 else None
+
+
+def _read_and_delete(part: Path, name: str, where: str, reached: Callable[[], Mapping[str, Any]],
+                     archs: Collection[str] | None, machine: str | None = None) -> Module:
+    """List the module (an ELF for ``machine``, when the wheel names one); then, with the wheel's
+    dispatch (``reached``), disassemble the code it reaches on ``archs`` (None: every arch it sends
+    there; :mod:`comfyimg.kernels.sass`); delete it."""
+    try:
+        module = read_module(part, name, where, machine)
         if module.sass or module.ptx:
             module = sass.read_module_code(part, module, reached(), where, archs)
         return module
@@ -83,7 +98,8 @@ def _copy_capped(src: IO[bytes], dst: IO[bytes], where: str) -> None:
 
 
 def _extract_and_read(zf: zipfile.ZipFile, info: zipfile.ZipInfo, part: Path, where: str,
-                      reached: Callable[[], Mapping[str, Any]], archs: Collection[str] | None) -> Module:
+                      reached: Callable[[], Mapping[str, Any]], archs: Collection[str] | None,
+                      machine: str | None = None) -> Module:
     """Stream one member to ``part``, list and disassemble it with cuobjdump, delete it."""
     try:
         with zf.open(info) as src, open(part, "wb") as dst:
@@ -92,7 +108,7 @@ def _extract_and_read(zf: zipfile.ZipFile, info: zipfile.ZipInfo, part: Path, wh
             RuntimeError, NotImplementedError) as exc:  # encrypted; unsupported compression
         part.unlink(missing_ok=True)
         raise BadKernels(f"{where}: the zip member cannot be read: {exc}") from None
-    return _read_and_delete(part, module_name(info.filename), where, reached, archs)
+    return _read_and_delete(part, module_name(info.filename), where, reached, archs, machine)
 
 
 # Members inflated side by side: zlib and the CRC check release the GIL, so two threads use two
@@ -111,6 +127,7 @@ def read_wheel(path: Path, name: str | None = None, archs: Collection[str] | Non
     dispatch (the wheel's own Python) are read alongside, so memory stays flat and the wall time
     stays close to one read of the wheel."""
     label = name or path.name
+    machine = wheel_machine(label)  # an aarch64 wheel holds aarch64 ELFs: the same fatbins
     _, version = cuobjdump()
     try:
         zf = zipfile.ZipFile(path)
@@ -126,7 +143,7 @@ def read_wheel(path: Path, name: str | None = None, archs: Collection[str] | Non
         def one(n: int, info: zipfile.ZipInfo) -> Module:
             with gate:
                 return _extract_and_read(zf, info, Path(tmp) / f"module-{n}.so", f"{label}: {info.filename}",
-                                         reading.result, archs)
+                                         reading.result, archs, machine)
 
         listings = [pool.submit(one, n, info) for n, info in enumerate(members)]
         modules = [f.result() for f in listings]

@@ -7,7 +7,8 @@ Understands the conventions used for pre-built attention wheels:
 * PEP 440 local versions, ``sageattention-2.2.0+cu130.torch2.13.0.sm90-…``
   (one wheel per SM), ``…+cu128torch2.8.0-…`` and ``…+cu130torch2.11-…`` (Comfy-Org's
   index: torch major.minor, fits every patch release of it).
-* abi3 and manylinux platform tags, through :mod:`packaging.tags`.
+* abi3 and manylinux platform tags, through :mod:`packaging.tags`, for x86-64 and aarch64
+  (``linux_aarch64``, ``manylinux_2_XX_aarch64`` up to the image's glibc, ``manylinux2014_aarch64``).
 """
 
 from __future__ import annotations
@@ -119,6 +120,8 @@ def _supported_tags(python: str, platform: str, glibc: tuple[int, int]) -> froze
         for minor in range(top, floor, -1):
             platforms.append(f"manylinux_{major}_{minor}_{arch}")
         legacy = {(2, 17): "manylinux2014", (2, 12): "manylinux2010", (2, 5): "manylinux1"}
+        if floor != 4:  # PEP 599: manylinux2014 is the first legacy tag with aarch64 (and others)
+            legacy = {(2, 17): "manylinux2014"}
         platforms += [f"{alias}_{arch}" for (maj, mi), alias in legacy.items() if (maj, mi) <= glibc]
     tags = set(cpython_tags(py, platforms=platforms))
     tags |= set(compatible_tags(py, python, platforms=platforms))

@@ -24,6 +24,7 @@ from comfyimg.kernels.dispatch import Branch, FromTable, WheelDispatch
 from comfyimg.kernels.rules import CodeRead, Module, Target, parse_arch
 from comfyimg.pins import comfyui as comfyui_pin
 from comfyimg.pins import fields as F
+from comfyimg.pins import platforms as P
 from comfyimg.pins.abi import SM, ImageABI, mismatches
 from comfyimg.pins.fields import (
     check_url,
@@ -36,10 +37,10 @@ from comfyimg.pins.fields import (
     unknown_keys,
 )
 from comfyimg.pins.lines import Errors
-from comfyimg.pins.model import Coverage, IndexSource, Pin, Pins, Profile, Source
+from comfyimg.pins.model import DEFAULT_PLATFORM, Coverage, IndexSource, Pin, Pins, Profile, Source
 
-PROFILE_KEYS = {"python", "platform", "torch", "torch_index", "cuda", "archs", "glibc"}
-WHEEL_KEYS = {"name", "version", "url", "sha256", "source", "targets", "provides", "arch", "serves",
+PROFILE_KEYS = {"python", "platform", "platforms", "torch", "torch_index", "cuda", "archs", "glibc"}
+WHEEL_KEYS = {"name", "version", "url", "sha256", "source", "targets", "provides", "arch", "platform", "serves",
               "coverage", "coverage_from", "dispatch_from", "dispatch"}
 SOURCE_KEYS = {"github", "release"}
 INDEX_SOURCE_KEYS = {"index", "project"}
@@ -65,9 +66,8 @@ def _load_profile(err: Errors, name: str, table: Any) -> Profile | None:
     python, good = matching(err, where, f + "python", table, "python", F.PY,
                             "a CPython tag; expected e.g. 'cp312'")
     ok &= good
-    platform, good = matching(err, where, f + "platform", table, "platform", F.PLATFORM,
-                              "a wheel platform tag; expected e.g. 'linux_x86_64'")
-    ok &= good
+    platforms = P.profile_platforms(err, where, f, table)
+    ok &= bool(platforms)
     torch = string(err, where, f + "torch", table, "torch")
     if torch:
         try:
@@ -104,10 +104,10 @@ def _load_profile(err: Errors, name: str, table: Any) -> Profile | None:
         else:
             err.add(where + ("glibc",), f + "glibc", f"{glibc_raw!r} is not a glibc version; expected e.g. '2.39'")
             ok = False
-    if not (ok and python and platform and torch and index):
+    if not (ok and python and platforms and torch and index):
         return None
-    abi = ImageABI(python, platform, torch, cuda, tuple(archs), glibc)
-    return Profile(name, abi, index, err.line(*where))
+    abi = ImageABI(python, platforms[0], torch, cuda, tuple(archs), glibc)
+    return Profile(name, abi, index, err.line(*where), platforms)
 
 
 def _load_index_source(err: Errors, where: tuple[Any, ...], raw: dict) -> IndexSource | None:
@@ -187,6 +187,9 @@ def _load_wheel(err: Errors, i: int, table: Any, profiles: dict[str, Profile | N
     if arch is not None and not SM.fullmatch(arch):
         err.add(where + ("arch",), "arch", f"{arch!r} is not a GPU arch; expected e.g. 'sm90'")
         arch = None
+    platform = string(err, where, "platform", table, "platform", required=False)
+    if platform is not None and not P.known_platform(err, where + ("platform",), "platform", platform):
+        platform = None
     serves = str_list(err, where, "serves", table, "serves", required=False)
     for sm in serves or ():
         try:  # any arch NVIDIA's rules know: smXY, e.g. sm75, sm100, sm121
@@ -196,6 +199,7 @@ def _load_wheel(err: Errors, i: int, table: Any, profiles: dict[str, Profile | N
             serves = None
     coverage = _load_coverage(err, where, table)
     wheel = check_url(err, where, name, version, arch, url) if url else None
+    on = platform or P.first_platform(err, where, targets or (), profiles)
     for target in targets or ():
         if bake_targets is not None and target not in bake_targets:
             err.add(where + ("targets",), "targets",
@@ -213,14 +217,19 @@ def _load_wheel(err: Errors, i: int, table: Any, profiles: dict[str, Profile | N
         if arch and profile.abi.archs and arch not in profile.abi.archs:
             err.add(where + ("arch",), "arch",
                     f"{arch} is not among profiles.{profile.name}.archs ({', '.join(profile.abi.archs)})")
-        if wheel is not None:
-            for reason in mismatches(wheel, profile.abi):
+        if on not in profile.all_platforms:
+            err.add(where + ("platform",), "platform",
+                    f"{on} is not among profiles.{profile.name}'s platforms ({', '.join(profile.all_platforms)}); "
+                    f"add it there or pin {target} for one of them")
+        elif wheel is not None:
+            abi = profile.abi_for(on)
+            for reason in mismatches(wheel, abi):
                 err.add(where + ("url",), "url",
-                        f"{wheel.filename} does not fit {target} ({profile.abi.describe()}): {reason}")
-    if not (name and raw_version and version and url and wheel and targets and provides):
+                        f"{wheel.filename} does not fit {target} ({abi.describe()}): {reason}")
+    if not (name and raw_version and version and url and wheel and targets and provides and on):
         return None
     return Pin(i, name, raw_version, url, sha256, source, targets, provides, arch, err.line(*where),
-               serves, coverage)
+               serves, coverage, on)
 
 
 def _load_coverage(err: Errors, where: tuple[Any, ...], table: dict) -> Coverage | None:
@@ -417,6 +426,7 @@ def loads(text: str, path: Path, *, bake_targets: set[str] | None = None) -> Pin
         raw_wheels = []
     wheels = [w for i, t in enumerate(raw_wheels) if (w := _load_wheel(err, i, t, profiles, bake_targets))]
     _check_duplicates(err, wheels)
+    P.check_platforms(err, wheels, profiles)
     err.raise_if_any()
     return Pins(path, {k: v for k, v in profiles.items() if v}, tuple(wheels), comfyui)
 
@@ -434,7 +444,7 @@ def _deep_line(text: str, limit: int = 50) -> int:
 
 
 def _check_duplicates(err: Errors, wheels: list[Pin]) -> None:
-    seen_key: dict[tuple[str, str, str | None], Pin] = {}
+    seen_key: dict[tuple[str, str, str | None, str], Pin] = {}
     seen_url: dict[str, Pin] = {}
     for pin in wheels:
         where = ("wheel", pin.index)
@@ -442,9 +452,10 @@ def _check_duplicates(err: Errors, wheels: list[Pin]) -> None:
             err.add(where + ("url",), "url", f"the same URL is pinned at line {first.line}")
         seen_url.setdefault(pin.url, pin)
         for target in pin.targets:
-            k = (canonicalize_name(pin.name), target, pin.arch)
+            k = (canonicalize_name(pin.name), target, pin.arch, pin.platform)
             if first := seen_key.get(k):
                 arch = f" for {pin.arch}" if pin.arch else ""
+                arch += f" on {pin.platform}" if pin.platform != DEFAULT_PLATFORM else ""
                 err.add(where + ("name",), "name",
                         f"duplicate pin of {pin.name}{arch} in {target} (first at line {first.line})")
             seen_key.setdefault(k, pin)

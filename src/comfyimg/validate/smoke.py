@@ -15,8 +15,8 @@ GPU, with ``--use-sage-attention`` and without, and the two renders agree.
    fp32 SDPA on the sampled calls, the two latents agree (cosine). Reports as validate_*.
 Every container is removed on every path.
 
-Over 500 lines: the workflow, the in-container HTTP client, one confined ComfyUI run and the
-judge are one protocol read top to bottom; split, each part would import the others.
+Over 500 lines for now: the three steps above share the deadline, the containers and the
+judge's thresholds; the HTTP exchange with ComfyUI (step 2) is the part to move out first.
 """
 
 from __future__ import annotations
