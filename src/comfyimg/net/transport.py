@@ -331,7 +331,7 @@ class Transport:
                 seen += len(chunk)
                 if floor_from is not None and (behind := time.monotonic() - floor_from) > 0 \
                         and seen < behind * self.min_rate:  # a drip under an inflated size: stop now
-                    raise WorkFailed(f"{what}: no complete answer within the {self.deadline:.0f} s deadline "
+                    raise WorkFailed(f"{what}: no complete answer from {resp.url} within the {self.deadline:.0f} s deadline "
                                      f"({DEADLINE_ENV}), and {seen} bytes since is under the floor of "
                                      f"{self.min_rate:g} bytes/s ({MIN_RATE_ENV}); stopped; raise "
                                      f"{DEADLINE_ENV} or lower {MIN_RATE_ENV} on a slow link")
