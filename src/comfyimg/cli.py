@@ -234,8 +234,7 @@ def check(root: Path, json_out: bool = False) -> int:
     if built.status == "skipped":
         err().print(f"{'note' if built.note else 'warning'}: {built.detail}")
     if drifts:
-        for drift in drifts:
-            out().print(drift.diff, end="", soft_wrap=True)
+        out().print(render.shown_diff(drifts, root), end="", soft_wrap=True)  # long ones summarised
         err().print(f"error: {len(drifts)} generated file(s) out of date with {pins.path.name}: "
                     f"{', '.join(str(d.path) for d in drifts)}. Run: invoke render")
         return FAILED

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from comfyimg.errors import BadInput
-from comfyimg.fsutil import CHANGED, atomic_write_many, read_bytes, read_text
+from comfyimg.fsutil import CHANGED, atomic_write, atomic_write_many, read_bytes, read_text
 from comfyimg.audit import coverage, report
 from comfyimg.pins import comfyui as comfyui_pin
 from comfyimg.pins.model import DOCKER_PLATFORMS, Pin, Pins, docker_arch, record_hash_command
@@ -141,6 +141,27 @@ def check(pins: Pins, root: Path) -> list[Drift]:
         diff = difflib.unified_diff(_lines(root / rel), [], f"a/{rel}", "/dev/null")
         drifts.append(Drift(rel, "".join(diff)))
     return drifts
+
+
+DIFF_SHOWN = 64 * 1024  # characters of drift diff printed; more goes to DIFF_FILE
+LINE_SHOWN = 400  # characters of one diff line printed
+DIFF_FILE = Path("build") / "check-drift.diff"
+
+
+def shown_diff(drifts: list[Drift], root: Path) -> str:
+    """What ``invoke check`` prints for ``drifts``: the diffs, each line cut at LINE_SHOWN; past
+    DIFF_SHOWN in all, a summary line, the whole diff written to ``build/check-drift.diff``."""
+    whole = "".join(d.diff for d in drifts)
+    lines = whole.splitlines(keepends=True)
+    cut = "".join(ln if len(ln) <= LINE_SHOWN else f"{ln[:LINE_SHOWN]}… ({len(ln)} characters)\n" for ln in lines)
+    if len(cut) <= DIFF_SHOWN and len(cut) == len(whole):
+        return whole
+    atomic_write(root / DIFF_FILE, whole)
+    changed_lines = sum(1 for ln in lines if ln[:1] in "+-" and not ln.startswith(("+++", "---")))
+    if len(cut) <= DIFF_SHOWN:
+        return cut + f"(long lines cut; the whole diff is in {DIFF_FILE})\n"
+    return (f"{changed_lines} changed line(s) in {len(drifts)} file(s), {len(whole)} characters of diff: "
+            f"the whole diff is in {DIFF_FILE}\n")
 
 
 def changed(pins: Pins, root: Path, files: dict[Path, str] | None = None) -> dict[Path, bytes | str]:

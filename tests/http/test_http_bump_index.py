@@ -217,6 +217,18 @@ def test_plain_url_pin_records_coverage(tmp_path, index, fake_github):
     assert {m.name for m in sage.coverage.modules} == {f"sageattention.{m}" for m in FULL_SAGE2}
 
 
+def test_a_url_serving_another_distributions_wheel_is_refused(project, index, tmp_path):
+    """The helper pin's URL serves a wheel whose dist-info and METADATA say `other` (issue 27,
+    item 6): refused, one line, nothing written, never recorded with a warning."""
+    impostor = build_wheel(tmp_path / "impostor", "other", "0.1.0", filename=HELPER,
+                           files={"other/__init__.py": "x = 1\n"})
+    index.file(HELPER).data = impostor.read_bytes()
+    before = project.snapshot()
+    r = project.bump("--verify", "--name", "helper")
+    assert_unchanged(project, before, r, 1, r"helper-0\.1\.0-py3-none-any\.whl: the wheel's dist-info and METADATA "
+                                            r"name other, not helper .*refused")
+
+
 def test_a_profile_move_asks_the_index_and_names_each_pin_without_a_fitting_file(project):
     """`bump --profile cu130 --torch 2.10.0`: the index has a Comfy-Org file for torch 2.10 but
     no per-arch one; nothing is written and each per-arch pin is named with why."""

@@ -97,3 +97,85 @@ def test_the_probe_result_and_label_parsers_end_in_a_value_or_a_reason(text):
     result, why = parse_result(text)
     assert (result is None) != (why is None)
     assert isinstance(label_pins(text), (set, str))
+
+
+HTML_PIECES = st.sampled_from([
+    "<a", "<A ", "<a href=", '"', "'", ">", "</a>", "</A >", "<meta ", 'name="pypi:repository-version" ',
+    'content="1.0"', 'content="2.0"', "#sha256=" + "a" * 64, "../files/x-1-py3-none-any.whl", "&amp;", "&#0;",
+    "data-yanked", "<!--", "-->", "<div ", "\x00", "\n", "\u202e", "http://[::1", "//other/", "?q=1",
+])
+
+
+@BOUNDED
+@given(st.lists(HTML_PIECES | st.text(max_size=20), max_size=40))
+def test_the_index_page_parser_ends_in_files_or_a_reason(pieces):
+    """Issue 27 item 8: every page ends in a list of files or one ValueError, and every file
+    name it gives is one line."""
+    from comfyimg.sources.index import parse_html
+
+    try:
+        files = parse_html("".join(pieces), "http://127.0.0.1:1/simple/x/")
+    except ValueError as exc:
+        assert str(exc) and "\n" not in str(exc)
+        return
+    assert all("\n" not in f.filename and "\r" not in f.filename for f in files)
+
+
+@BOUNDED
+@given(json_values | st.fixed_dictionaries({"meta": json_values, "files": st.lists(json_values, max_size=4)}))
+def test_the_pep691_answer_parser_ends_in_files_or_a_reason(data):
+    from comfyimg.sources.index import parse_json
+
+    try:
+        parse_json(data, "http://127.0.0.1:1/simple/x/")
+    except ValueError as exc:
+        assert str(exc)
+
+
+class _Replies:
+    """ComfyUI's port, answering every request with the same fuzzed body."""
+
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+
+    def request(self, method, path, body=None):
+        from comfyimg.validate.smoke import Reply
+
+        return Reply(200, self.body, f"{method} {path.split('?')[0]}")
+
+    def get(self, path, params=None):
+        return self.request("GET", path)
+
+    def post(self, path, payload):
+        return self.request("POST", path)
+
+
+@BOUNDED
+@given(json_values.map(lambda v: json.dumps(v).encode()) | st.binary(max_size=200))
+def test_comfyuis_answers_end_in_a_render_or_one_line(body):
+    """Issue 27 item 8: whatever ComfyUI's port answers (lists where objects belong, truncated
+    latents, non-JSON), the smoke's reading of it ends in its result or one of the errors
+    render() turns into a one-line problem, never another exception."""
+    import time
+
+    from comfyimg.validate import smoke
+
+    http = _Replies(body)
+    try:
+        entry = smoke.run_prompt(http, lambda: None, {}, time.monotonic() + 0.5)  # type: ignore[arg-type]
+        smoke.outputs(http, entry)  # type: ignore[arg-type]
+    except (smoke.NoAnswer, RuntimeError, ValueError, KeyError, TypeError, AttributeError, TimeoutError) as exc:
+        assert "\n" not in str(exc)
+
+
+@BOUNDED
+@given(st.binary(max_size=120) | st.builds(lambda n, h, d: n.to_bytes(8, "little") + h + d,
+                                          st.integers(0, 200), json_values.map(lambda v: json.dumps(v).encode()),
+                                          st.binary(max_size=40)))
+def test_a_latent_file_ends_in_values_or_one_value_error(data):
+    from comfyimg.validate.smoke import latent_values
+
+    try:
+        latent_values(data)
+    except ValueError as exc:
+        assert str(exc)

@@ -1,10 +1,11 @@
-"""The only place that talks to ``docker buildx bake``, through python-on-whales.
+"""The only place that talks to ``docker buildx bake``.
 
 python-on-whales' ``bake()`` lacks ``--allow`` and runs a second ``--print`` after
 every build; :func:`bake_command` builds the command once from python-on-whales'
-client config (``docker.buildx.docker_cmd``) and runs it with its ``utils``
-helpers, so extra flags live here and nowhere else: the labels (OCI, pins) and the
-cache import/export of every target (:func:`derived_args`) included.
+client config (``docker_cmd``, through :mod:`comfyimg.engine.docker`, which runs it), so
+extra flags live here and nowhere else: the labels (OCI, pins), the cache import/export of
+every target (:func:`derived_args`), the checks that no value smuggles buildx options
+(:func:`check_value`) and the environment buildx gets (:func:`environment`).
 
 Over 500 lines on purpose: it is the one boundary to buildx (options checked, preflight, the
 plan, the derived options, the build and its failure explained); split, each part would

@@ -26,7 +26,7 @@ from typing import TypeVar
 import httpx
 
 from comfyimg.errors import BadInput, WorkFailed
-from comfyimg.untrusted import add_secret, loads_json
+from comfyimg.untrusted import add_secret, loads_json, one_line
 
 T = TypeVar("T")
 
@@ -161,10 +161,10 @@ def _api_message(resp: httpx.Response, body: bytes) -> str:
     try:
         data = loads_json(body)
         if isinstance(data, dict) and isinstance(data.get("message"), str):
-            return data["message"][:200]
+            return one_line(data["message"])[:200]  # a line break in it never forges a line of ours
     except ValueError:  # not JSON, or the body never arrived
         pass
-    return resp.reason_phrase or ""
+    return one_line(resp.reason_phrase or "")[:200]
 
 
 def token_problem(token: str) -> str | None:
@@ -331,7 +331,7 @@ class Transport:
                 seen += len(chunk)
                 if floor_from is not None and (behind := time.monotonic() - floor_from) > 0 \
                         and seen < behind * self.min_rate:  # a drip under an inflated size: stop now
-                    raise WorkFailed(f"{what}: no complete answer within the {self.deadline:.0f} s deadline "
+                    raise WorkFailed(f"{what}: no complete answer from {resp.url} within the {self.deadline:.0f} s deadline "
                                      f"({DEADLINE_ENV}), and {seen} bytes since is under the floor of "
                                      f"{self.min_rate:g} bytes/s ({MIN_RATE_ENV}); stopped; raise "
                                      f"{DEADLINE_ENV} or lower {MIN_RATE_ENV} on a slow link")

@@ -12,12 +12,16 @@ from __future__ import annotations
 
 import hashlib
 import re
+import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
+from packaging.utils import canonicalize_name
+
 from comfyimg.errors import WorkFailed
+from comfyimg.untrusted import one_line
 
 T = TypeVar("T")
 
@@ -153,6 +157,8 @@ class Digests:
         found = None
         try:
             got = self.client.download(asset, part, progress=self.progress)
+            if asset.name.endswith(".whl"):
+                wheel_identity(part, asset.name)
             if read is not None and wants(got.sha256):
                 found = read(part)
         finally:
@@ -168,6 +174,36 @@ class Digests:
                 raise _mismatch(asset.name, self.release.tag, got.sha256, listed[1], listed[0])
             agree.append(listed[1])
         return got.sha256, "download" + (f" (= {', '.join(agree)})" if agree else ""), found
+
+
+MAX_METADATA = 1 << 20  # bytes of a METADATA file read (the header is at its top)
+
+
+def wheel_identity(path: Path, filename: str) -> None:
+    """The wheel at ``path`` is the distribution its file name says (the pin's: selection checked
+    the name): its ``*.dist-info`` folder and its METADATA ``Name:`` must say the same, else
+    WorkFailed (another distribution's bytes behind a pin's URL are refused, never recorded)."""
+    expected = canonicalize_name(filename.split("-", 1)[0])
+    try:
+        with zipfile.ZipFile(path) as zf:
+            infos = [i for i in zf.infolist() if i.filename.count("/") == 1
+                     and i.filename.split("/", 1)[0].endswith(".dist-info") and i.filename.endswith("/METADATA")]
+            if not infos:
+                return  # not ours to judge here: the kernel reader and pip refuse a wheel without one
+            folders = {canonicalize_name(i.filename.split("/", 1)[0].removesuffix(".dist-info").rsplit("-", 1)[0])
+                       for i in infos}
+            with zf.open(infos[0]) as fh:
+                head = fh.read(MAX_METADATA).decode("utf-8", "replace")
+    except (zipfile.BadZipFile, OSError, ValueError, RuntimeError):
+        return  # an unreadable zip fails where it is read for its kernels, or at install
+    named = next((ln.split(":", 1)[1].strip() for ln in head.splitlines()
+                  if ln.lower().startswith("name:")), None)
+    said = {*folders, *([canonicalize_name(named)] if named else [])}
+    if said != {expected}:
+        others = ", ".join(sorted(said - {expected})) or "?"
+        raise WorkFailed(f"{one_line(filename)[:200]}: the wheel's dist-info and METADATA name "
+                         f"{one_line(others)[:100]}, not {expected} (its file name and pin); refused: "
+                         "another distribution's bytes are never recorded for this pin")
 
 
 def replaced_in_place(old_url: str, old_sha256: str | None, new_url: str, new_sha256: str) -> bool:

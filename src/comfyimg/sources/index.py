@@ -127,7 +127,7 @@ def parse_html(text: str, base: str) -> list[IndexFile]:
             bare, sha256 = _resolve(base, href, folders)
         except ValueError:  # a malformed URL (an unbalanced IPv6 bracket): not a file of ours
             continue
-        filename = text_ or bare.rsplit("/", 1)[-1]
+        filename = one_line(text_ or bare.rsplit("/", 1)[-1])[:300]  # printed in tables and errors: one line
         files.append(IndexFile(filename, bare, sha256, "data-yanked" in attrs))
     return files
 
@@ -152,7 +152,7 @@ def parse_json(data: object, base: str) -> list[IndexFile]:
         sha256 = sha256.lower() if isinstance(sha256, str) and SHA256_HEX.fullmatch(sha256.lower()) \
             else from_fragment
         yanked = entry.get("yanked", False)
-        files.append(IndexFile(entry["filename"], bare, sha256, yanked is not False and yanked is not None))
+        files.append(IndexFile(one_line(entry["filename"])[:300], bare, sha256, yanked is not False and yanked is not None))
     return files
 
 

@@ -15,7 +15,7 @@ from xml.etree import ElementTree as ET
 
 from comfyimg.fsutil import atomic_write
 from comfyimg.output import SafeTable as Table
-from comfyimg.untrusted import for_markdown_cell, for_xml
+from comfyimg.untrusted import for_markdown_cell, for_xml, one_line
 
 
 @dataclass
@@ -151,12 +151,16 @@ def write_reports(root: Path, outcome: Outcome) -> list[Path]:
     return paths
 
 
+REASON_SHOWN = 1000  # characters of the verdict's reason on the terminal; the reports hold it whole
+
+
 def summary(outcome: Outcome) -> list[Table | str]:
     """What the terminal shows: the table of checks, the timing, and the verdict line."""
     table = Table("check", "status", "detail", title=f"validate_{outcome.probe} · {outcome.image[:40]}",
                   caption=_gpu_line(outcome) or None)
     for check in outcome.result.get("checks") or []:
-        table.add_row(str(check.get("name")), str(check.get("status")), str(check.get("detail", ""))[:160])
+        table.add_row(one_line(check.get("name"))[:80], one_line(check.get("status"))[:10],
+                      one_line(check.get("detail", ""))[:160])
     shown: list[Table | str] = [table]
     bench = outcome.result.get("bench")
     if bench:
@@ -168,4 +172,7 @@ def summary(outcome: Outcome) -> list[Table | str]:
             per_step.add_row(*speed_cells(row))
         shown.append(per_step)
     verdict = "PASS" if outcome.passed else "FAIL"
-    return [*shown, f"{verdict}: {outcome.probe}: {outcome.result.get('reason', '')}"]
+    reason = one_line(outcome.result.get("reason", ""))  # a probe's line break never forges a line of ours
+    if len(reason) > REASON_SHOWN:
+        reason = f"{reason[:REASON_SHOWN]}… ({len(reason)} characters; the whole reason is in reports/)"
+    return [*shown, f"{verdict}: {outcome.probe}: {reason}"]

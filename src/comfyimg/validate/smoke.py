@@ -179,24 +179,31 @@ def production_command(root: Path, port: int, sage: bool) -> list[str]:
 
 def latent_values(data: bytes) -> list[float]:
     """The ``latent_tensor`` of a SaveLatent file (safetensors: u64 header length, JSON header,
-    raw little-endian data) as floats."""
+    raw little-endian data) as floats; a truncated or malformed file is one ValueError."""
     if len(data) < 8:
         raise ValueError("latent file shorter than its header length")
     (n,) = struct.unpack("<Q", data[:8])
     if n > len(data) - 8 or n > 10_000_000:
         raise ValueError("latent file header length out of range")
-    header = json.loads(data[8:8 + n])
-    entry = header.get("latent_tensor")
+    header = loads_json(data[8:8 + n])
+    entry = header.get("latent_tensor") if isinstance(header, dict) else None
     if not isinstance(entry, dict):
         raise ValueError("no latent_tensor in the latent file")
-    start, end = entry["data_offsets"]
-    raw = data[8 + n + start:8 + n + end]
-    fmt = {"F32": ("f", 4), "F16": ("e", 2), "F64": ("d", 8)}.get(entry["dtype"])
-    if fmt is not None:
-        return list(struct.unpack(f"<{len(raw) // fmt[1]}{fmt[0]}", raw))
-    if entry["dtype"] == "BF16":
-        return [struct.unpack("<f", b"\0\0" + raw[i:i + 2])[0] for i in range(0, len(raw), 2)]
-    raise ValueError(f"latent dtype {entry['dtype']} not read here")
+    offsets = entry.get("data_offsets")
+    if not (isinstance(offsets, list) and len(offsets) == 2 and all(isinstance(o, int) for o in offsets)
+            and 0 <= offsets[0] <= offsets[1] <= len(data) - 8 - n):
+        raise ValueError("the latent file's data_offsets are not within the file (truncated?)")
+    raw = data[8 + n + offsets[0]:8 + n + offsets[1]]
+    dtype = entry.get("dtype")
+    fmt = {"F32": ("f", 4), "F16": ("e", 2), "F64": ("d", 8), "BF16": ("H", 2)}.get(dtype) if isinstance(dtype, str) else None
+    if fmt is None:
+        raise ValueError(f"latent dtype {one_line(dtype)[:20]} not read here")
+    if len(raw) % fmt[1]:
+        raise ValueError(f"the latent data is {len(raw)} bytes, not a whole number of {dtype} values")
+    values = struct.unpack(f"<{len(raw) // fmt[1]}{fmt[0]}", raw)
+    if dtype == "BF16":
+        return [struct.unpack("<f", struct.pack("<I", v << 16))[0] for v in values]
+    return list(values)
 
 
 def cosine(a: list[float], b: list[float]) -> float:

@@ -1,7 +1,8 @@
-"""No secret reaches a build (issue 27, item 2): a bake file that declares variables named like
+"""invoke bake under attack (issue 27): no secret reaches a build (a bake file that declares variables named like
 the caller's credentials gets none of their values, in ``--print``, the build log, an image
 label, a build arg or the build record; and whatever the project writes or prints goes
-through the one redaction (known secrets, ``user:password@`` in URLs)."""
+through the one redaction (known secrets, ``user:password@`` in URLs); and a signal stops the
+buildx child the command started."""
 
 from __future__ import annotations
 
@@ -59,3 +60,47 @@ def test_a_bake_file_that_asks_for_the_token_gets_nothing(served, engine_project
     for secret in (TOKEN, PASSWORD, URL_SECRET):
         for text in (printed.stdout, printed.stderr, built.output, json.dumps(labels), *new.values()):
             assert secret not in text
+
+
+SLOW_HCL = """
+target "slow" {
+  dockerfile-inline = "FROM local/debian-py:bookworm\\nRUN --network=none sleep 300\\n"
+  tags = ["local/comfyimg-slow:@LABEL@"]
+}
+"""
+
+
+def test_sigterm_to_bake_stops_the_buildx_child_and_says_so(served, engine_project):
+    """Issue 27 item 7: SIGTERM to `invoke bake` during a build stops `docker buildx bake` (it
+    was left running to the end before), says so, and exits 143."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from tests.lib.project import INVOKE
+
+    project = engine_project("sigterm", wheels_toml([served.pin("sage2"), served.pin("sage3")]))
+    (project.root / "slow.hcl").write_text(SLOW_HCL.replace("@LABEL@", project.label))
+    proc = subprocess.Popen([*INVOKE, "bake", "-t", "slow", "--file", "slow.hcl", "--progress", "plain"],
+                            cwd=project.root, env=project.env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    seen: list[str] = []
+    deadline = time.monotonic() + 240
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        seen.append(line)
+        if "sleep 300" in line and "RUN" in line:
+            break
+        assert time.monotonic() < deadline, "".join(seen)
+    time.sleep(2)  # the RUN step is running
+    proc.send_signal(signal.SIGTERM)
+    rest, _ = proc.communicate(timeout=60)
+    output = "".join(seen) + rest
+    assert proc.returncode == 143, output
+    said = [ln for ln in output.splitlines() if "sent SIGTERM to docker buildx bake" in ln]
+    assert len(said) == 1, output
+    pid = int(said[0].split("(pid ")[1].split(")")[0])
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)  # the buildx child is gone, not building on
+    assert "Traceback" not in output
