@@ -15,6 +15,7 @@ import sys
 
 import pytest
 
+from comfyimg.kernels import rules
 from tests.probes.runner import PROBES, PYPI_106, SAGE2, SAGE3, assert_probe, probe_command, run_probe
 
 
@@ -319,6 +320,7 @@ def test_probes_share_their_modules_and_run_from_a_copied_folder(tmp_path, fake_
             assert "class Report" not in path.read_text(), path
     folder = tmp_path / "probes"
     shutil.copytree(PROBES, folder, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(rules.TABLE, tmp_path / "kernels.json")  # beside the folder, as validate mounts it
     argv, cwd = probe_command(folder / script)
     r = subprocess.run([*argv, "--help"], capture_output=True, text=True,
                        cwd=cwd, env={"PATH": "/usr/bin:/bin", "PYTHONNOUSERSITE": "1"})
