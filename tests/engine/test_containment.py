@@ -154,7 +154,7 @@ def test_a_hostile_image_under_smoke_reaches_nothing_of_the_host(hostile, tmp_pa
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "Traceback" not in proc.stdout + proc.stderr
     report = json.loads((root / "reports" / "smoke.json").read_text())
-    tail = report["result"]["log_tail"]["sage"]
+    tail = report["result"]["models"]["sdxl"]["log_tail"]["sage"]  # one verdict per model smoked (--model)
     hostile_lines = [ln for ln in tail.splitlines() if ln.startswith("HOSTILE ")]
     assert len(hostile_lines) == 8, tail  # every attempt ran, under the smoke's own start
     assert not [ln for ln in hostile_lines if "ESCAPED" in ln], hostile_lines
