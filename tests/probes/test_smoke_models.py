@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -65,9 +66,18 @@ def test_each_shape_is_built_from_comfyuis_class_and_steps_once_on_the_cpu(comfy
     assert list(tmp_path.iterdir()) == []  # --check-only writes nothing
 
 
-def test_a_step_that_overflows_is_seen_as_not_finite(comfyui, monkeypatch):
-    """Weights scaled until fp16 overflows: the check the builder fails a model on (never handed to the smoke)."""
+@pytest.fixture
+def comfy_in_process(comfyui, monkeypatch):
+    """ComfyUI importable in this process for one test, and forgotten after it: a later test that
+    imports ComfyUI's modules (or must not find them, tests/probes/test_smoke_node.py) sees none."""
     monkeypatch.syspath_prepend(str(comfyui))
+    yield comfyui
+    for name in [m for m in sys.modules if m == "comfy" or m.startswith("comfy.")]:
+        del sys.modules[name]
+
+
+def test_a_step_that_overflows_is_seen_as_not_finite(comfy_in_process, monkeypatch):
+    """Weights scaled until fp16 overflows: the check the builder fails a model on (never handed to the smoke)."""
     import torch
 
     from comfy.cli_args import args

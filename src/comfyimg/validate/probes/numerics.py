@@ -137,10 +137,7 @@ def numerics_check(report: Report, torch, fn, call, *, dtype_name: str, layout: 
                      "(output memory was never written: uninitialised output)")
         problems.append(what)
     else:
-        if m["cosine"] < min_cos:
-            problems.append(f"cosine {m['cosine']:.4f} < {min_cos}")
-        if m["rel_l1"] > max_rel_l1:
-            problems.append(f"relative L1 {m['rel_l1']:.4f} > {max_rel_l1}")
+        problems += disagreement(m, min_cos, max_rel_l1)
     if problems:
         report.add(name, "fail", "; ".join(problems), kind="gpu", **m)
     else:
@@ -241,15 +238,22 @@ def long_sequence_check(report: Report, torch, fn, call, *, dtype_name: str, seq
     if not m["finite"]:
         problems.append(f"{m['nonfinite_fraction']:.1%} of output values are NaN/Inf")
     else:
-        if m["cosine"] < min_cos:
-            problems.append(f"cosine {m['cosine']:.4f} < {min_cos}")
-        if m["rel_l1"] > max_rel_l1:
-            problems.append(f"relative L1 {m['rel_l1']:.4f} > {max_rel_l1}")
+        problems += disagreement(m, min_cos, max_rel_l1)
     if problems:
         report.add(name, "fail", f"{seq_len} tokens: " + "; ".join(problems), kind="gpu", **m)
     else:
         report.add(name, "pass", f"{seq_len} tokens: cosine {m['cosine']:.4f} >= {min_cos}, relative L1 "
                    f"{m['rel_l1']:.4f} <= {max_rel_l1}, all finite", kind="gpu", **m)
+
+
+def disagreement(m: dict, min_cos: float, max_rel_l1: float) -> list[str]:
+    """What a finite output's comparison with the reference falls short of (nothing: it agrees)."""
+    problems = []
+    if m["cosine"] < min_cos:
+        problems.append(f"cosine {m['cosine']:.4f} < {min_cos}")
+    if m["rel_l1"] > max_rel_l1:
+        problems.append(f"relative L1 {m['rel_l1']:.4f} > {max_rel_l1}")
+    return problems
 
 
 def long_sequence_checks(report: Report, torch, fn, call, args, *, hint_for_exception) -> None:
