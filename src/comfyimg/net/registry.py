@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import httpx
 
 from comfyimg.errors import BadInput, WorkFailed
-from comfyimg.net.transport import _bounded, host_problem
+from comfyimg.net.transport import _bounded, host_problem, redirect_target
 from comfyimg.untrusted import add_secret, loads_json, one_line
 
 MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -187,14 +187,8 @@ class Registry:
                 self._auth = self._answer(challenge, what, deadline)
                 continue
             if resp.status_code in (301, 302, 303, 307, 308) and "location" in resp.headers:
-                location = resp.headers["location"]
                 resp.close()
-                try:
-                    target = target.join(location)
-                except (httpx.InvalidURL, ValueError, TypeError):
-                    raise WorkFailed(f"{what}: refusing a redirect to a malformed URL") from None
-                if target.scheme not in ("http", "https") or host_problem(str(target)):
-                    raise WorkFailed(f"{what}: refusing a redirect to {one_line(str(target))[:200]!r}")
+                target = redirect_target(target, resp.headers["location"], what)
                 continue
             if method == "HEAD":
                 resp.close()

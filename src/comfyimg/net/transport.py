@@ -178,6 +178,21 @@ def token_problem(token: str) -> str | None:
     return None
 
 
+def redirect_target(url: httpx.URL, location: str, what: str = "") -> httpx.URL:
+    """Where a redirect from ``url`` to ``location`` goes, refused unless it is an http(s) URL
+    whose host passes :func:`host_problem` (the one check for every client that follows by hand)."""
+    prefix = f"{what}: " if what else ""
+    try:
+        target = url.join(location)
+    except (httpx.InvalidURL, ValueError, TypeError):
+        raise WorkFailed(f"{prefix}refusing a redirect to a malformed URL {one_line(location)[:200]!r}") from None
+    if target.scheme not in ("http", "https"):
+        raise WorkFailed(f"{prefix}refusing a redirect to a {target.scheme!r} URL")
+    if why := host_problem(str(target)):
+        raise WorkFailed(f"{prefix}refusing a redirect to {one_line(str(target))[:200]!r}: {why}")
+    return target
+
+
 class Transport:
     """GETs against one API origin; use :meth:`get` / :meth:`json`, and :meth:`close`."""
 
@@ -263,16 +278,8 @@ class Transport:
 
             resp = next(_bounded(deadline, one, self._late(url, what)))
             if resp.status_code in REDIRECTS and "location" in resp.headers:
-                location = resp.headers["location"]
                 resp.close()
-                try:
-                    url = url.join(location)
-                except (httpx.InvalidURL, ValueError, TypeError):
-                    raise WorkFailed(f"refusing a redirect to a malformed URL {location[:200]!r}") from None
-                if url.scheme not in ("http", "https"):
-                    raise WorkFailed(f"refusing a redirect to a {url.scheme!r} URL")
-                if why := host_problem(str(url)):
-                    raise WorkFailed(f"refusing a redirect to {str(url)[:200]!r}: {why}")
+                url = redirect_target(url, resp.headers["location"])
                 continue
             resp.extensions[_DEADLINE_KEY] = deadline
             resp.extensions["comfyimg.what"] = what
