@@ -162,6 +162,8 @@ def kernel_timing(shape, dtype, warmup=3, iters=10):
     HND), CUDA events, medians: the kernel's own ratio at the render's token count."""
     import torch
 
+    from .benchmark import time_cuda  # the probes' one CUDA-event timer (this runs as probes.smoke_model)
+
     tokens, heads, head_dim = shape
     try:
         sageattn = importlib.import_module("sageattention").sageattn
@@ -171,19 +173,7 @@ def kernel_timing(shape, dtype, warmup=3, iters=10):
     q, k, v = (torch.randn(1, heads, tokens, head_dim, generator=gen, device="cuda", dtype=dtype) for _ in range(3))
 
     def median_ms(fn):
-        for _ in range(warmup):
-            fn()
-        torch.cuda.synchronize()
-        times = []
-        for _ in range(iters):
-            s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            s.record()
-            fn()
-            e.record()
-            times.append((s, e))
-        torch.cuda.synchronize()
-        ms = sorted(s.elapsed_time(e) for s, e in times)
-        return round(ms[len(ms) // 2], 4)
+        return time_cuda(torch, fn, warmup, iters)["median_ms"]
 
     kk = k.clone()  # some versions subtract k's mean in place
     try:
